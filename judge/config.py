@@ -1,0 +1,302 @@
+"""Canary configs: which metrics to judge, how, and how to score them.
+
+A config is parsed once, strictly: an unknown field or value is an error that names its path
+(pydantic's ``ValidationError`` lists ``metrics.2.test.confidence`` style locations). Enums are
+enums, never free strings, so a typo in a direction or a strategy cannot become a silent default.
+
+The native format (YAML or JSON)::
+
+    name: checkout
+    mode: default              # the judge: "default" (ours) or "kayenta" (NetflixACAJudge)
+    thresholds: {pass: 95, marginal: 75}
+    groups: {latency: 60, errors: 40}   # weights; groups without one share what is left of 100
+    metrics:
+      - name: p99 latency
+        groups: [latency]
+        query: {type: prometheus, promql: 'histogram_quantile(0.99, ...{version="${scope}"})'}
+        direction: increase
+        test: {kind: mann_whitney, confidence: 0.98}
+
+Kayenta configs are read with :meth:`CanaryConfig.from_kayenta` (see ``judge.kayenta``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from judge.queries import ColumnQuery, Query
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Direction(StrEnum):
+    """Which way a change is bad: ``increase`` (latency, errors), ``decrease`` (throughput,
+    success rate) or ``either``."""
+
+    INCREASE = "increase"
+    DECREASE = "decrease"
+    EITHER = "either"
+
+
+class NanStrategy(StrEnum):
+    """What to do with NaN points (gaps): drop them (Kayenta's default) or count them as 0."""
+
+    REMOVE = "remove"
+    REPLACE = "replace"
+
+
+class OutlierStrategy(StrEnum):
+    KEEP = "keep"
+    REMOVE = "remove"
+
+
+class JudgeMode(StrEnum):
+    """``default``: our judge (autocorrelation-aware, count tests, spread checks).
+    ``kayenta``: reproduces NetflixACAJudge's classifications and scores exactly."""
+
+    DEFAULT = "default"
+    KAYENTA = "kayenta"
+
+
+class EffectMeasure(StrEnum):
+    """Effect size used to decide whether a significant shift matters (Kayenta's
+    ``effectSize.measure``): ratio of means, or the common-language effect size."""
+
+    MEAN_RATIO = "meanRatio"
+    CLES = "cles"
+
+
+class Aggregate(StrEnum):
+    MEAN = "mean"
+    MEDIAN = "median"
+    MIN = "min"
+    MAX = "max"
+    LAST = "last"
+    SUM = "sum"
+    PERCENTILE = "percentile"
+
+
+class Outliers(_Strict):
+    """IQR outlier removal as Kayenta does it (fences at factor * IQR beyond the quartiles)."""
+
+    strategy: OutlierStrategy = OutlierStrategy.KEEP
+    factor: float = Field(default=3.0, gt=0, alias="outlierFactor")
+
+
+class EffectSize(_Strict):
+    """How large a significant shift must be to count.
+
+    With ``meanRatio``, ``allowed_increase: 1.1`` means the canary's mean may be up to 10% above
+    the baseline's before an increase fails the metric; 1.0 (the default) lets any significant
+    increase fail it. ``critical_*`` apply instead to critical metrics. With ``cles`` the limits
+    are probabilities (0.5 = no effect).
+    """
+
+    measure: EffectMeasure = EffectMeasure.MEAN_RATIO
+    allowed_increase: float = Field(default=1.0, alias="allowedIncrease")
+    allowed_decrease: float = Field(default=1.0, alias="allowedDecrease")
+    critical_increase: float = Field(default=1.0, alias="criticalIncrease")
+    critical_decrease: float = Field(default=1.0, alias="criticalDecrease")
+
+
+class MannWhitneyTest(_Strict):
+    """Mann-Whitney U test with the Hodges-Lehmann shift and its confidence interval.
+
+    A shift is significant when the interval excludes a band of ``tolerance * |estimate|``
+    around zero (Kayenta's rule); it then fails the metric if the effect size also passes the
+    allowed limit in a direction the metric cares about.
+    """
+
+    kind: Literal["mann_whitney"] = "mann_whitney"
+    confidence: float = Field(default=0.98, gt=0.5, lt=1.0)
+    tolerance: float = Field(default=0.25, ge=0)
+    effect_size: EffectSize = Field(default_factory=EffectSize, alias="effectSize")
+
+
+class RelativeBound(_Strict):
+    """A limit relative to the baseline's aggregate: at most ``percent`` % and/or ``absolute``
+    units beyond it (both given: the looser one applies)."""
+
+    percent: float | None = Field(default=None, ge=0)
+    absolute: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _something(self) -> RelativeBound:
+        if self.percent is None and self.absolute is None:
+            raise ValueError("a relative bound needs 'percent' or 'absolute'")
+        return self
+
+
+class ThresholdTest(_Strict):
+    """Compare an aggregate of the canary with fixed bounds and/or with the baseline's.
+
+    ``aggregate: percentile`` needs ``percentile`` (0-100). ``max``/``min`` are absolute
+    bounds on the canary's aggregate; ``relative`` bounds the change from the baseline's
+    aggregate in the metric's direction.
+    """
+
+    kind: Literal["threshold"] = "threshold"
+    aggregate: Aggregate = Aggregate.MEAN
+    percentile: float | None = Field(default=None, ge=0, le=100)
+    max: float | None = None
+    min: float | None = None
+    relative: RelativeBound | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ThresholdTest:
+        if (self.aggregate is Aggregate.PERCENTILE) != (self.percentile is not None):
+            raise ValueError("'percentile' is required with aggregate: percentile, and only then")
+        if self.max is None and self.min is None and self.relative is None:
+            raise ValueError("a threshold test needs 'max', 'min' or 'relative'")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"'min' ({self.min}) is above 'max' ({self.max})")
+        return self
+
+
+MetricTest = Annotated[MannWhitneyTest | ThresholdTest, Field(discriminator="kind")]
+
+
+class MetricConfig(_Strict):
+    """One metric: where its data comes from and how a canary's shift in it is judged."""
+
+    name: str = Field(min_length=1)
+    groups: tuple[str, ...] = ("default",)
+    query: Query = Field(default_factory=ColumnQuery)
+    source: str | None = None
+    """Name of a configured metric source; ``None`` uses the analysis' default source."""
+    scope_name: str = Field(default="default", alias="scopeName")
+    direction: Direction = Direction.EITHER
+    critical: bool = False
+    must_have_data: bool = Field(default=False, alias="mustHaveData")
+    muted: bool = False
+    """A muted metric is judged and reported but not scored (Kayenta's ``muted``)."""
+    nan_strategy: NanStrategy = Field(default=NanStrategy.REMOVE, alias="nanStrategy")
+    outliers: Outliers = Field(default_factory=Outliers)
+    test: MetricTest = Field(default_factory=MannWhitneyTest)
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_named(cls, groups: tuple[str, ...]) -> tuple[str, ...]:
+        if not groups:
+            raise ValueError("a metric needs at least one group")
+        if any(not g for g in groups):
+            raise ValueError("group names must not be empty")
+        return groups
+
+
+class ScoreThresholds(_Strict):
+    """Score at or above ``pass`` passes; at or above ``marginal`` is marginal; below fails."""
+
+    pass_: float = Field(default=95.0, alias="pass", ge=0, le=100)
+    marginal: float = Field(default=75.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScoreThresholds:
+        if self.marginal > self.pass_:
+            raise ValueError(
+                f"'marginal' ({self.marginal}) must not be above 'pass' ({self.pass_})"
+            )
+        return self
+
+
+class CanaryConfig(_Strict):
+    """A whole canary config: metrics, group weights and score thresholds."""
+
+    name: str = "canary"
+    description: str | None = None
+    mode: JudgeMode = JudgeMode.DEFAULT
+    thresholds: ScoreThresholds = Field(default_factory=ScoreThresholds)
+    groups: dict[str, float] = Field(default_factory=dict)
+    """Group weights in percent. Groups a metric names without a weight share what is left."""
+    templates: dict[str, str] = Field(default_factory=dict)
+    """Named query filter templates (Kayenta's ``templates``), used by ``custom_filter_template``."""
+    applications: tuple[str, ...] = ()
+    metrics: tuple[MetricConfig, ...] = Field(min_length=1)
+    extras: dict[str, Any] = Field(default_factory=dict)
+    """Fields of an imported config that do not change a judgment (Kayenta's ``judge`` block,
+    ``configVersion`` ...) kept so an export gives them back."""
+
+    @field_validator("groups")
+    @classmethod
+    def _weights(cls, groups: dict[str, float]) -> dict[str, float]:
+        for name, weight in groups.items():
+            if weight < 0:
+                raise ValueError(f"group {name!r} has a negative weight ({weight})")
+        if sum(groups.values()) > 100.0 + 1e-9:
+            raise ValueError(f"group weights add up to {sum(groups.values())}, above 100")
+        return groups
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CanaryConfig:
+        seen: set[str] = set()
+        for metric in self.metrics:
+            if metric.name in seen:
+                raise ValueError(f"metric name {metric.name!r} is used twice")
+            seen.add(metric.name)
+            template = getattr(metric.query, "custom_filter_template", None)
+            if template is not None and template not in self.templates:
+                raise ValueError(
+                    f"metric {metric.name!r} uses filter template {template!r}, "
+                    f"which is not in 'templates' ({sorted(self.templates) or 'none defined'})"
+                )
+        return self
+
+    def metric(self, name: str) -> MetricConfig:
+        for metric in self.metrics:
+            if metric.name == name:
+                return metric
+        raise KeyError(name)
+
+    # -- reading -------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> CanaryConfig:
+        """Parse a native config (a mapping, as read from YAML or JSON)."""
+        return cls.model_validate(raw)
+
+    @classmethod
+    def from_kayenta(cls, raw: Mapping[str, Any]) -> CanaryConfig:
+        """Read a Kayenta canary config (the JSON Kayenta stores) without losing its meaning."""
+        from judge.kayenta import config_from_kayenta
+
+        return config_from_kayenta(raw)
+
+    @classmethod
+    def load(cls, path: str | Path) -> CanaryConfig:
+        """Read a config file: YAML or JSON, native or Kayenta (recognised by its shape)."""
+        text = Path(path).read_text()
+        return cls.parse_text(text)
+
+    @classmethod
+    def parse_text(cls, text: str) -> CanaryConfig:
+        raw = yaml.safe_load(text) if text.lstrip()[:1] not in "{[" else json.loads(text)
+        if not isinstance(raw, Mapping):
+            raise ValueError("a canary config must be a mapping at its top level")
+        if looks_like_kayenta(raw):
+            return cls.from_kayenta(raw)
+        return cls.from_dict(raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The native form, JSON-ready (round-trips through :meth:`from_dict`)."""
+        native = self.model_dump(mode="json", by_alias=False, exclude_none=True)
+        # ``pass`` is a Python keyword, so the field is ``pass_``; the file format says ``pass``.
+        native["thresholds"] = {"pass": self.thresholds.pass_, "marginal": self.thresholds.marginal}
+        return native
+
+
+def looks_like_kayenta(raw: Mapping[str, Any]) -> bool:
+    """Kayenta configs have ``classifier`` or metrics with ``analysisConfigurations``."""
+    if "classifier" in raw or "judge" in raw:
+        return True
+    metrics = raw.get("metrics")
+    return isinstance(metrics, list) and any(
+        isinstance(m, Mapping) and "analysisConfigurations" in m for m in metrics
+    )

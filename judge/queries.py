@@ -1,0 +1,131 @@
+"""What a metric asks its source for: typed query models, one per kind of source.
+
+These are configuration (data), not I/O: the metric sources in ``metricsources`` render and run
+them. They live in the judge package so a canary config can be parsed and validated without
+importing any source. Each model is selected by its ``type`` field, as Kayenta's typed
+``query`` objects are.
+
+Kayenta field names are kept as aliases (``metricName``, ``labelBindings`` ...) so an imported
+Kayenta query keeps every field it had; the native snake_case names are preferred in YAML.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Query(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class PrometheusQuery(_Query):
+    """A Prometheus query: either a native PromQL template or Kayenta's structured fields.
+
+    Native: ``promql: 'rate(http_errors_total{version="${scope}"}[1m])'`` where ``${scope}``,
+    ``${location}`` and any extended scope parameter are substituted (safely) per side.
+
+    Kayenta: ``metric_name`` plus ``label_bindings``, ``group_by_fields``, and a filter
+    (``custom_filter``, or ``custom_filter_template`` naming an entry of the config's
+    ``templates``), or ``custom_inline_template`` (a whole query, optionally prefixed
+    ``PromQL:``).
+    """
+
+    type: Literal["prometheus"] = "prometheus"
+    promql: str | None = None
+    metric_name: str | None = Field(default=None, alias="metricName")
+    label_bindings: tuple[str, ...] = Field(default=(), alias="labelBindings")
+    group_by_fields: tuple[str, ...] = Field(default=(), alias="groupByFields")
+    sum_by_fields: tuple[str, ...] = Field(default=(), alias="sumByFields")
+    custom_filter: str | None = Field(default=None, alias="customFilter")
+    custom_filter_template: str | None = Field(default=None, alias="customFilterTemplate")
+    custom_inline_template: str | None = Field(default=None, alias="customInlineTemplate")
+    aggregation_period: str | None = Field(default=None, alias="aggregationPeriod")
+    service_type: str | None = Field(default=None, alias="serviceType")
+
+    @model_validator(mode="after")
+    def _one_way_to_query(self) -> PrometheusQuery:
+        if not (self.promql or self.metric_name or self.custom_inline_template):
+            raise ValueError(
+                "a prometheus query needs 'promql', 'metric_name' (metricName) or "
+                "'custom_inline_template' (customInlineTemplate)"
+            )
+        if self.promql and (self.metric_name or self.custom_inline_template):
+            raise ValueError(
+                "'promql' cannot be combined with 'metric_name' or 'custom_inline_template'"
+            )
+        return self
+
+
+class DatadogQuery(_Query):
+    """A Datadog metrics query (``GET /api/v1/query``).
+
+    Native: ``query: 'avg:trace.http.request.duration{service:web,version:${scope}}'``.
+    Kayenta: ``metric_name`` (Kayenta appends ``{scope}``) or ``custom_inline_template``.
+    """
+
+    type: Literal["datadog"] = "datadog"
+    query: str | None = None
+    metric_name: str | None = Field(default=None, alias="metricName")
+    custom_filter_template: str | None = Field(default=None, alias="customFilterTemplate")
+    custom_inline_template: str | None = Field(default=None, alias="customInlineTemplate")
+    service_type: str | None = Field(default=None, alias="serviceType")
+
+    @model_validator(mode="after")
+    def _one_way_to_query(self) -> DatadogQuery:
+        if not (self.query or self.metric_name or self.custom_inline_template):
+            raise ValueError(
+                "a datadog query needs 'query', 'metric_name' (metricName) or "
+                "'custom_inline_template' (customInlineTemplate)"
+            )
+        return self
+
+
+class ColumnQuery(_Query):
+    """A column of in-memory or file data (DataFrame, CSV, Parquet, JSON).
+
+    ``column`` defaults to the metric's name.
+    """
+
+    type: Literal["column"] = "column"
+    column: str | None = None
+
+
+class DemoQuery(_Query):
+    """A synthetic series from the demo source, so the service runs with no Prometheus.
+
+    ``signal`` picks the shape (latency, error counts, CPU ...); ``regression`` is a
+    multiplicative change injected into the canary when its scope asks for a bad release.
+    """
+
+    type: Literal["demo"] = "demo"
+    signal: Literal["latency", "errors", "requests", "cpu", "memory"] = "latency"
+    level: float = Field(default=100.0, gt=0)
+    noise: float = Field(default=0.05, ge=0)
+
+
+class UnsupportedQuery(_Query):
+    """A Kayenta query for a source this project does not serve (SignalFx, Graphite, New Relic,
+    Stackdriver, ...). Every field is kept as it was, so importing and exporting loses nothing;
+    an analysis that needs it classifies the metric ``error`` saying the source is not served.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: Literal["signalfx", "graphite", "newrelic", "stackdriver", "atlas", "influxdb", "wavefront"]
+
+
+Query = Annotated[
+    PrometheusQuery | DatadogQuery | ColumnQuery | DemoQuery | UnsupportedQuery,
+    Field(discriminator="type"),
+]
+
+UNSERVED_QUERY_TYPES: frozenset[str] = frozenset(
+    ("signalfx", "graphite", "newrelic", "stackdriver", "atlas", "influxdb", "wavefront")
+)
+
+
+def query_fields(query: _Query) -> dict[str, Any]:
+    """The query as Kayenta would store it (camelCase aliases, unset fields dropped)."""
+    return query.model_dump(by_alias=True, exclude_defaults=True) | {"type": query.type}  # type: ignore[attr-defined]

@@ -1,0 +1,191 @@
+"""What a judgment returns: per-metric results, per-group scores, and the verdict.
+
+Frozen dataclasses: domain objects, not API schemas. ``Report.to_dict()`` is the JSON-ready
+form every adapter starts from; ``Report.to_frame()`` is one row per metric for notebooks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class Classification(StrEnum):
+    """The outcome for one metric.
+
+    ``pass``: no shift that matters. ``high`` / ``low``: the canary is significantly and
+    materially above / below the baseline in a direction the metric cares about.
+    ``nodata``: not enough data to judge (not scored against the canary).
+    ``nodata_fail``: no data for a metric that must have data (scored as a failure).
+    ``error``: the metric could not be judged (failed query, unusable data); scored as a
+    failure so a broken source never promotes a canary by accident.
+    """
+
+    PASS = "pass"
+    HIGH = "high"
+    LOW = "low"
+    NODATA = "nodata"
+    NODATA_FAIL = "nodata_fail"
+    ERROR = "error"
+
+    @property
+    def failed(self) -> bool:
+        return self in (Classification.HIGH, Classification.LOW, Classification.NODATA_FAIL,
+                        Classification.ERROR)
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    MARGINAL = "marginal"
+    FAIL = "fail"
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN or infinity: make them ``None`` so every adapter emits valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, StrEnum):
+        return value.value
+    return value
+
+
+@dataclass(frozen=True)
+class SideSummary:
+    """Descriptive numbers for one side (baseline or canary) after preprocessing."""
+
+    count: int
+    """Points judged (after NaN handling and outlier removal)."""
+    mean: float = math.nan
+    median: float = math.nan
+    std: float = math.nan
+    p90: float = math.nan
+    p99: float = math.nan
+    min: float = math.nan
+    max: float = math.nan
+    nan_count: int = 0
+    """NaN points in the input (removed or replaced by 0, per the metric's NaN strategy)."""
+    infinite_count: int = 0
+    outliers_removed: int = 0
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """The judgment of one metric, with the numbers behind it and a sentence saying why."""
+
+    name: str
+    classification: Classification
+    reason: str
+    """One sentence a release engineer understands, e.g. "Canary is 18% higher than baseline
+    (shift +12.3 ms, 98% CI [+8.1, +16.0]); increases fail this metric"."""
+    groups: tuple[str, ...] = ("default",)
+    test: str = "mann_whitney"
+    direction: str = "either"
+    critical: bool = False
+    muted: bool = False
+    estimate: float = math.nan
+    """Shift estimate, canary minus baseline (Hodges-Lehmann for Mann-Whitney)."""
+    low: float = math.nan
+    high: float = math.nan
+    confidence: float = math.nan
+    p_value: float = math.nan
+    effect_size: float = math.nan
+    effect_measure: str | None = None
+    baseline: SideSummary = field(default_factory=lambda: SideSummary(count=0))
+    canary: SideSummary = field(default_factory=lambda: SideSummary(count=0))
+    details: dict[str, Any] = field(default_factory=dict)
+    """Test-specific extras (method, thresholds compared, correction applied ...)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _clean(asdict(self))  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """A group's score: 100 * passing / scored metrics, and its weight in the total."""
+
+    name: str
+    score: float
+    weight: float
+    counts: dict[str, int] = field(default_factory=dict)
+    """How many metrics of the group had each classification."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _clean(asdict(self))  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Report:
+    """The answer to "is the canary as good as the baseline?"."""
+
+    verdict: Verdict
+    score: float
+    reason: str
+    """Why the verdict, in one or two sentences (which rule decided it)."""
+    pass_threshold: float
+    marginal_threshold: float
+    metrics: tuple[MetricResult, ...]
+    groups: tuple[GroupResult, ...]
+    mode: str = "default"
+    config_name: str = "canary"
+    details: dict[str, Any] = field(default_factory=dict)
+    """Scoring extras: critical failures, nodata share, multiple-testing correction ..."""
+
+    def metric(self, name: str) -> MetricResult:
+        for result in self.metrics:
+            if result.name == name:
+                return result
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict.value,
+            "score": _clean(self.score),
+            "reason": self.reason,
+            "thresholds": {"pass": self.pass_threshold, "marginal": self.marginal_threshold},
+            "mode": self.mode,
+            "config_name": self.config_name,
+            "groups": [g.to_dict() for g in self.groups],
+            "metrics": [m.to_dict() for m in self.metrics],
+            "details": _clean(self.details),
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per metric: classification, reason, estimate, interval, effect size, and
+        count/mean/median of each side."""
+        import pandas as pd
+
+        rows = []
+        for m in self.metrics:
+            rows.append(
+                {
+                    "metric": m.name,
+                    "classification": m.classification.value,
+                    "groups": ",".join(m.groups),
+                    "test": m.test,
+                    "direction": m.direction,
+                    "critical": m.critical,
+                    "muted": m.muted,
+                    "estimate": m.estimate,
+                    "low": m.low,
+                    "high": m.high,
+                    "p_value": m.p_value,
+                    "effect_size": m.effect_size,
+                    "baseline_count": m.baseline.count,
+                    "canary_count": m.canary.count,
+                    "baseline_mean": m.baseline.mean,
+                    "canary_mean": m.canary.mean,
+                    "baseline_median": m.baseline.median,
+                    "canary_median": m.canary.median,
+                    "reason": m.reason,
+                }
+            )
+        return pd.DataFrame(rows).set_index("metric")

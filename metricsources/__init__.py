@@ -1,0 +1,1 @@
+"""Metric sources: fetch baseline and canary series from where users keep them."""
