@@ -1,0 +1,213 @@
+"""The port the judge sees for metric sources: scopes, fetched series, errors, one protocol.
+
+The judge never imports a metric source (``metricsources`` depends on this module, never the
+other way round). A source does two things, kept apart as Kayenta's ``MetricsService`` keeps
+``buildQuery`` apart from ``queryMetrics``:
+
+- :meth:`MetricSource.render` builds the query text for one metric and one scope. It is pure
+  (no I/O), so a user can see exactly what will run.
+- :meth:`MetricSource.fetch` runs it for the scope's window and returns :class:`FetchedSeries`.
+
+Errors a source raises form one hierarchy; the analysis retries the retryable ones and turns
+the rest into an ``error`` classification for that metric only::
+
+    SourceError                       anything a metric source reports
+    ├── RetryableSourceError          worth another attempt: 5xx, 408, 429, refused, timed out
+    │   └── SourceTimeoutError        the source did not answer in time
+    └── FatalSourceError              retrying cannot help
+        ├── SourceAuthError           401 / 403: missing or wrong credentials
+        ├── QueryError                the source rejected the query (bad PromQL, 400, 422)
+        ├── ScopeValueError           a scope value cannot be substituted safely
+        ├── MalformedResponseError    the answer is not in the documented format
+        └── UnsupportedSourceError    no source serves this kind of query
+
+Scopes follow Kayenta's ``controlScope`` / ``experimentScope``: ``scope`` (usually a label value
+such as a version or a server group), ``location``, ``start``, ``end``, ``step`` and
+``extendedScopeParams`` (here :attr:`Scope.params`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from judge.config import CanaryConfig, MetricConfig
+
+FloatArray = npt.NDArray[np.float64]
+
+
+# -- errors ------------------------------------------------------------------------------------
+class SourceError(Exception):
+    """Anything a metric source reports. Messages never contain credentials."""
+
+
+class RetryableSourceError(SourceError):
+    """A failure another attempt may fix (HTTP 5xx, 408, 429, connection refused, timeouts).
+
+    ``retry_after`` is the delay the source asked for (HTTP ``Retry-After``), in seconds.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SourceTimeoutError(RetryableSourceError):
+    """The source did not answer within its timeout."""
+
+
+class FatalSourceError(SourceError):
+    """A failure retrying cannot fix."""
+
+
+class SourceAuthError(FatalSourceError):
+    """The source refused the credentials (HTTP 401 or 403)."""
+
+
+class QueryError(FatalSourceError):
+    """The source rejected the query itself (bad syntax, unknown function, HTTP 400/422)."""
+
+
+class ScopeValueError(FatalSourceError):
+    """A scope value (or extended scope parameter) cannot be placed in the query safely."""
+
+
+class MalformedResponseError(FatalSourceError):
+    """The source answered, but not in its documented format."""
+
+
+class UnsupportedSourceError(FatalSourceError):
+    """The metric's query is for a kind of source nothing here serves."""
+
+
+# -- scopes ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Scope:
+    """What selects one side's data: a scope value, a location, a window and extra parameters.
+
+    ``start`` / ``end`` / ``step`` may be left ``None`` and given to the analysis instead (one
+    window for both sides); a scope's own window wins, so the sides may use different windows
+    (e.g. a canary compared with yesterday's baseline). ``params`` are Kayenta's
+    ``extendedScopeParams``: every key can be used as a ``${key}`` placeholder in a query.
+    """
+
+    scope: str
+    location: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    step: timedelta | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError(f"scope {self.scope!r}: 'end' ({self.end}) must be after 'start'")
+        if self.step is not None and self.step <= timedelta(0):
+            raise ValueError(f"scope {self.scope!r}: 'step' must be positive, got {self.step}")
+        for reserved in ("scope", "location"):
+            if reserved in self.params:
+                raise ValueError(
+                    f"scope {self.scope!r}: extended parameter {reserved!r} would shadow the "
+                    f"scope's own {reserved!r}; set it as the field instead"
+                )
+
+    def bindings(self) -> dict[str, str]:
+        """Template bindings in Kayenta's order: scope attributes, then extended params."""
+        bound = {"scope": self.scope}
+        if self.location is not None:
+            bound["location"] = self.location
+        bound.update(self.params)
+        return bound
+
+    def with_window(
+        self,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        step: timedelta | None = None,
+    ) -> Scope:
+        """This scope with missing window fields filled from the given defaults."""
+        return Scope(
+            scope=self.scope,
+            location=self.location,
+            start=self.start if self.start is not None else start,
+            end=self.end if self.end is not None else end,
+            step=self.step if self.step is not None else step,
+            params=dict(self.params),
+        )
+
+    def window(self) -> tuple[datetime, datetime, timedelta]:
+        """``(start, end, step)``, or :class:`FatalSourceError` when the window is incomplete."""
+        if self.start is None or self.end is None:
+            raise FatalSourceError(
+                f"scope {self.scope!r} has no time window: give 'start' and 'end' to the scope "
+                "or to the analysis"
+            )
+        return self.start, self.end, self.step if self.step is not None else timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class ScopePair:
+    """The baseline's scope and the canary's scope for one ``scope_name``."""
+
+    baseline: Scope
+    canary: Scope
+
+
+Scopes = ScopePair | Mapping[str, ScopePair]
+"""One pair for every metric, or pairs by ``MetricConfig.scope_name`` (Kayenta's ``scopes``)."""
+
+
+# -- fetched data ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TaggedSeries:
+    """One time series: epoch-second timestamps and float values (NaN marks a gap)."""
+
+    tags: Mapping[str, str]
+    timestamps: FloatArray
+    values: FloatArray
+
+    def __post_init__(self) -> None:
+        if self.timestamps.shape != self.values.shape or self.values.ndim != 1:
+            raise ValueError(
+                f"timestamps {self.timestamps.shape} and values {self.values.shape} "
+                "must be 1-d arrays of the same length"
+            )
+
+
+@dataclass(frozen=True)
+class FetchedSeries:
+    """What one fetch returned: zero or more series, each keyed by its tag set.
+
+    ``group_by`` names the tags the query grouped by (Kayenta's ``groupByFields``); when it is
+    not empty the analysis judges each tag set as its own metric. ``query`` is the exact text
+    that ran.
+    """
+
+    query: str
+    series: tuple[TaggedSeries, ...] = ()
+    group_by: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return all(s.values.size == 0 for s in self.series)
+
+
+# -- the protocol ------------------------------------------------------------------------------
+@runtime_checkable
+class MetricSource(Protocol):
+    """A place metric series come from (Prometheus, Datadog, files, the demo generator)."""
+
+    def render(self, metric: MetricConfig, scope: Scope, config: CanaryConfig) -> str:
+        """The query that :meth:`fetch` would run for this metric and scope. No I/O."""
+        ...
+
+    async def fetch(
+        self, metric: MetricConfig, scope: Scope, config: CanaryConfig
+    ) -> FetchedSeries:
+        """Run the query over the scope's window. Raises :class:`SourceError` subclasses."""
+        ...

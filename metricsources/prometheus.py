@@ -1,0 +1,364 @@
+"""Prometheus as a metric source: PromQL templates and Kayenta's query config, range queries.
+
+Queries run through ``prometheus-api-client`` (``PrometheusConnect.custom_query_range``). That
+client is synchronous (``requests``), so each query runs on this source's own thread pool via
+``loop.run_in_executor``: the pool is sized for concurrency (the event loop's default pool has
+only ``cpu + 4`` threads, which would serialise a 50-metric analysis on a small machine), and
+each request carries a ``requests`` timeout so no thread outlives its fetch by much. The
+client's own retries are switched off: the analysis retries with backoff and jitter, and
+retrying twice in two layers would multiply the wait.
+
+Rendering (:func:`render_prometheus_query`) follows Kayenta's ``PrometheusMetricsService.
+buildQuery`` (spinnaker/kayenta, ``kayenta-prometheus/src/main/java/com/netflix/kayenta/
+prometheus/metrics/PrometheusMetricsService.java``) and ``QueryConfigUtils.expandCustomFilter``
+(``kayenta-core``):
+
+1. ``promql`` (native): the template with ``${...}`` placeholders substituted safely.
+2. Otherwise the custom filter is ``custom_inline_template`` or the config template named by
+   ``custom_filter_template`` (or the deprecated literal ``custom_filter``), expanded with the
+   scope's bindings. If it starts with ``PromQL:`` the rest is the whole query.
+3. Otherwise ``avg(metricName{FILTERS}) by (groupByFields)`` where FILTERS is the custom filter
+   followed by the ``labelBindings``; with no custom filter, ``resourceType`` picks Kayenta's
+   filters (``gce_instance``: ``scopeLabel=~"SCOPE-.{4}", zone=~".+/zones/LOCATION-.{1}"``;
+   ``aws_ec2_instance``: ``asg_groupName="SCOPE", zone=~"LOCATION.{1}"``). Where Kayenta
+   refuses a query with neither (``"Either a resource type or a custom filter is
+   required."``), this source selects ``scopeLabel="SCOPE"`` (and ``locationLabel="LOCATION"``
+   when both are set): the natural meaning of a scope. ``sumByFields`` (older Kayenta) gives
+   ``sum(...) by (fields)`` instead of ``avg``.
+
+Every scope value this module writes itself is escaped as a PromQL string body; values in
+templates are substituted by :func:`metricsources.templates.expand_promql`.
+
+Gaps: Prometheus returns a point at ``start + k * step`` only when a sample lies within its
+lookback window (5 minutes by default). Fetched series are put on that grid, so a missing
+point is NaN and the metric's NaN strategy decides what it means.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import requests
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from prometheus_api_client.prometheus_connect import PrometheusConnect
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from judge.config import CanaryConfig, MetricConfig
+from judge.ports import (
+    FatalSourceError,
+    FetchedSeries,
+    MalformedResponseError,
+    QueryError,
+    RetryableSourceError,
+    Scope,
+    ScopeValueError,
+    SourceAuthError,
+    SourceTimeoutError,
+    TaggedSeries,
+    UnsupportedSourceError,
+)
+from judge.queries import PrometheusQuery
+from metricsources.templates import escape_promql_string, expand_promql
+
+_STATUS = re.compile(r"HTTP Status Code (\d+) \((.*)\)\Z", re.DOTALL)
+
+
+# -- rendering ---------------------------------------------------------------------------------
+def _quoted(value: str) -> str:
+    return '"' + escape_promql_string(value) + '"'
+
+
+def _kayenta_scope_filters(
+    query: PrometheusQuery, scope: Scope, default_scope_label: str
+) -> list[str]:
+    """The filters Kayenta's ``addScopeFilter`` adds when no custom filter is given."""
+    resource_type = query.resource_type or scope.params.get("resourceType")
+    location = scope.location
+    filters: list[str] = []
+    if resource_type == "gce_instance":
+        if not location:
+            raise ScopeValueError("location (i.e. region) is required when resourceType is "
+                                  "'gce_instance'")
+        scope_label = query.scope_label or default_scope_label
+        if scope.scope:
+            # Kayenta matches a GCE managed instance group's instances: "<group>-xxxx".
+            filters.append(f'{scope_label}=~"{escape_promql_string(_regex_quote(scope.scope))}-.{{4}}"')
+        project = scope.params.get("project")
+        zone = ".+/" + (f"projects/{_regex_quote(project)}/" if project else "")
+        zone += f"zones/{_regex_quote(location)}-.{{1}}"
+        filters.append(f"zone=~{_quoted(zone)}")
+    elif resource_type == "aws_ec2_instance":
+        if not location:
+            raise ScopeValueError("location (i.e. region) is required when resourceType is "
+                                  "'aws_ec2_instance'")
+        if scope.scope:
+            filters.append(f"asg_groupName={_quoted(scope.scope)}")
+        filters.append(f"zone=~{_quoted(_regex_quote(location) + '.{1}')}")
+    elif resource_type:
+        raise FatalSourceError(
+            f"there is no explicit support for resourceType {resource_type!r} (supported: "
+            "gce_instance, aws_ec2_instance); build the query with label bindings and a "
+            "custom filter template instead"
+        )
+    else:
+        filters.append(f"{query.scope_label or default_scope_label}={_quoted(scope.scope)}")
+        if query.location_label and location:
+            filters.append(f"{query.location_label}={_quoted(location)}")
+    return filters
+
+
+def _regex_quote(value: str) -> str:
+    """Quote RE2 metacharacters so a value Kayenta puts in a regex matcher matches literally."""
+    return re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", value)
+
+
+def render_prometheus_query(
+    query: PrometheusQuery,
+    scope: Scope,
+    templates: Mapping[str, str],
+    *,
+    default_scope_label: str = "instance",
+) -> str:
+    """The PromQL for one query and one scope, built as Kayenta builds it (see module doc).
+
+    >>> q = PrometheusQuery(metricName="cpu", labelBindings=('job="api"',), groupByFields=("pod",))
+    >>> render_prometheus_query(q, Scope("v2"), {}, default_scope_label="version")
+    'avg(cpu{version="v2",job="api"}) by (pod)'
+    """
+    bindings = scope.bindings()
+    if query.promql is not None:
+        return expand_promql(query.promql, bindings)
+
+    custom: str | None = None
+    if query.custom_inline_template:
+        custom = expand_promql(query.custom_inline_template, bindings)
+    elif query.custom_filter_template:
+        if query.custom_filter_template not in templates:
+            raise FatalSourceError(
+                f"custom filter template {query.custom_filter_template!r} was not found "
+                f"(defined: {', '.join(sorted(templates)) or 'none'})"
+            )
+        custom = expand_promql(templates[query.custom_filter_template], bindings)
+    elif query.custom_filter:
+        custom = expand_promql(query.custom_filter, bindings)
+
+    if custom and custom.startswith("PromQL:"):
+        return custom[len("PromQL:"):]
+    if not query.metric_name:
+        raise FatalSourceError(
+            "a prometheus query without 'promql' and without a 'PromQL:' template needs "
+            "'metric_name' (metricName)"
+        )
+    filters = [custom] if custom else _kayenta_scope_filters(query, scope, default_scope_label)
+    filters.extend(query.label_bindings)
+    selector = query.metric_name + ("{" + ",".join(filters) + "}" if filters else "")
+    if query.sum_by_fields and not query.group_by_fields:
+        return f"sum({selector}) by ({','.join(query.sum_by_fields)})"
+    rendered = f"avg({selector})"
+    if query.group_by_fields:
+        rendered += f" by ({','.join(query.group_by_fields)})"
+    return rendered
+
+
+# -- parsing -----------------------------------------------------------------------------------
+def parse_range_result(result: Any) -> tuple[TaggedSeries, ...]:
+    """Series from the ``data.result`` list of a ``/api/v1/query_range`` answer (a matrix).
+
+    Tags are the series' labels without ``__name__``; values are floats (``"NaN"`` and
+    ``"+Inf"`` parse as such). Raises :class:`MalformedResponseError` on anything else.
+    """
+    if not isinstance(result, list):
+        raise MalformedResponseError(
+            f"Prometheus range query result is a {type(result).__name__}, expected a list "
+            "(resultType matrix)"
+        )
+    series: list[TaggedSeries] = []
+    for index, entry in enumerate(result):
+        try:
+            labels = entry["metric"]
+            points = entry["values"]
+            tags = {str(k): str(v) for k, v in labels.items() if k != "__name__"}
+            timestamps = np.array([float(p[0]) for p in points], dtype=np.float64)
+            values = np.array([float(p[1]) for p in points], dtype=np.float64)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise MalformedResponseError(
+                f"Prometheus result #{index} is not a matrix entry "
+                f'{{"metric": {{...}}, "values": [[time, "value"], ...]}}: {exc!r}'
+            ) from exc
+        series.append(TaggedSeries(tags=tags, timestamps=timestamps, values=values))
+    return tuple(series)
+
+
+def align_to_grid(series: TaggedSeries, start: float, step: float, count: int) -> TaggedSeries:
+    """The series on the evaluation grid ``start + k*step`` (k < count), NaN where absent.
+
+    Points off the grid (by more than a millisecond) mean the grid assumption is wrong; the
+    series is then returned unchanged rather than silently dropping them.
+    """
+    grid = start + step * np.arange(count, dtype=np.float64)
+    index = np.rint((series.timestamps - start) / step).astype(np.int64)
+    on_grid = (index >= 0) & (index < count) & (
+        np.abs(series.timestamps - (start + index * step)) <= 1e-3
+    )
+    if not on_grid.all():
+        return series
+    values = np.full(count, np.nan)
+    values[index] = series.values
+    return TaggedSeries(tags=series.tags, timestamps=grid, values=values)
+
+
+def _classify_http_error(exc: PrometheusApiClientException, url: str) -> Exception:
+    """Turn the client's ``HTTP Status Code N (b'...')`` exception into our hierarchy."""
+    match = _STATUS.match(str(exc))
+    if not match:
+        return MalformedResponseError(f"Prometheus at {url} answered unexpectedly: {exc}")
+    status = int(match.group(1))
+    detail = match.group(2)
+    try:
+        body = ast.literal_eval(detail)
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+        parsed = json.loads(text)
+        detail = f"{parsed.get('errorType', 'error')}: {parsed.get('error', text)}"
+    except (ValueError, SyntaxError, AttributeError):
+        detail = detail[:300]
+    message = f"Prometheus at {url} answered HTTP {status}: {detail}"
+    if status in (401, 403):
+        return SourceAuthError(message)
+    if status in (408, 429) or status >= 500:
+        return RetryableSourceError(message)
+    if status in (400, 422):
+        return QueryError(message)
+    return FatalSourceError(message)
+
+
+# -- the source --------------------------------------------------------------------------------
+class PrometheusSource:
+    """Range queries against one Prometheus server.
+
+    ``headers`` carry auth (``{"Authorization": "Bearer ..."}``) and are never shown in a repr
+    or an error; ``verify`` is ``True``/``False`` or a CA bundle path; ``client_cert`` a cert
+    path or ``(cert, key)``. ``timeout`` bounds each request in seconds. ``scope_label`` is the
+    label a Kayenta-style query selects the scope with (Kayenta's ``scopeLabel`` setting,
+    default ``instance``). ``max_workers`` is how many queries may run at once.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        basic_auth: tuple[str, str] | None = None,
+        verify: bool | str = True,
+        client_cert: str | tuple[str, str] | None = None,
+        timeout: float = 30.0,
+        scope_label: str = "instance",
+        max_workers: int = 32,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.scope_label = scope_label
+        session = requests.Session()
+        session.verify = verify
+        if client_cert is not None:
+            session.cert = client_cert
+        # Longest-prefix mount wins over the one PrometheusConnect adds for the bare URL: a
+        # pool as large as the thread pool, and no retries at this layer (see module doc).
+        session.mount(
+            self.url + "/api/",
+            HTTPAdapter(pool_maxsize=max_workers, max_retries=Retry(total=0, redirect=0)),
+        )
+        # The client annotates optional arguments without ``None`` (``headers: dict = None``):
+        # pass them through an ``Any`` mapping rather than silencing each line.
+        options: dict[str, Any] = {"headers": dict(headers) if headers else None,
+                                   "auth": basic_auth}
+        self._client = PrometheusConnect(
+            url=self.url, session=session, retry=Retry(total=0, redirect=0), **options
+        )
+        self._executor = ThreadPoolExecutor(max_workers=max_workers,
+                                            thread_name_prefix="prometheus-source")
+
+    def __repr__(self) -> str:
+        return f"PrometheusSource(url={self.url!r}, timeout={self.timeout})"
+
+    def close(self) -> None:
+        """Release the HTTP session and the thread pool."""
+        self._client.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def render(self, metric: MetricConfig, scope: Scope, config: CanaryConfig) -> str:
+        query = metric.query
+        if not isinstance(query, PrometheusQuery):
+            raise UnsupportedSourceError(
+                f"metric {metric.name!r} has a {query.type!r} query; a Prometheus source runs "
+                "prometheus queries"
+            )
+        return render_prometheus_query(
+            query, scope, config.templates, default_scope_label=self.scope_label
+        )
+
+    async def fetch(
+        self, metric: MetricConfig, scope: Scope, config: CanaryConfig
+    ) -> FetchedSeries:
+        rendered = self.render(metric, scope, config)
+        start, end, step = scope.window()
+        query = metric.query
+        group_by: Sequence[str] = ()
+        if isinstance(query, PrometheusQuery):
+            group_by = query.group_by_fields or query.sum_by_fields
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(
+            self._executor, self._query_range, rendered, start, end, step
+        )
+        series = parse_range_result(result)
+        # The client sends whole seconds (round(start.timestamp())): build the grid alike.
+        start_s = float(round(start.timestamp()))
+        end_s = float(round(end.timestamp()))
+        step_s = step.total_seconds()
+        count = math.floor((end_s - start_s) / step_s) + 1
+        aligned = tuple(align_to_grid(s, start_s, step_s, count) for s in series)
+        return FetchedSeries(query=rendered, series=aligned, group_by=tuple(group_by))
+
+    def _query_range(self, query: str, start: datetime, end: datetime, step: timedelta) -> Any:
+        try:
+            # requests takes float timeouts; the client's ``int`` annotation is too narrow.
+            timeout: Any = self.timeout
+            return self._client.custom_query_range(
+                query, start, end, step=_step_text(step), timeout=timeout
+            )
+        except PrometheusApiClientException as exc:
+            raise _classify_http_error(exc, self.url) from exc
+        except requests.Timeout as exc:
+            raise SourceTimeoutError(
+                f"Prometheus at {self.url} did not answer within {self.timeout:g} s"
+            ) from exc
+        except requests.ConnectionError as exc:
+            raise RetryableSourceError(
+                f"cannot connect to Prometheus at {self.url}: {type(exc).__name__}"
+            ) from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            # response.json() failing, or JSON without data.result.
+            raise MalformedResponseError(
+                f"Prometheus at {self.url} answered with a body that is not a range-query "
+                f"result: {exc!r}"
+            ) from exc
+        except requests.RequestException as exc:
+            raise RetryableSourceError(
+                f"request to Prometheus at {self.url} failed: {type(exc).__name__}"
+            ) from exc
+
+
+def _step_text(step: timedelta) -> str:
+    seconds = step.total_seconds()
+    return f"{seconds:g}"
