@@ -1,22 +1,40 @@
 """canary-judge: is the canary as good as the baseline?
 
 The public surface is re-exported here; submodules hold the parts (``judge.stats`` pure
-statistics, ``judge.config`` configs, ``judge.report`` results).
+statistics, ``judge.config`` configs, ``judge.kayenta`` Kayenta configs, ``judge.classify``
+per-metric classification, ``judge.scoring`` scores and verdicts, ``judge.judging`` the
+``judge()`` entry point, ``judge.report`` results).
 """
 
 from __future__ import annotations
 
-from judge.config import CanaryConfig, Direction, JudgeMode, MetricConfig
-from judge.report import Classification, GroupResult, MetricResult, Report, Verdict
+from judge.config import CanaryConfig, Direction, JudgeMode, MetricConfig, ScoreThresholds
+from judge.judging import FetchFailure, judge, judge_series
+from judge.kayenta import config_from_kayenta, config_to_kayenta
+from judge.report import (
+    Classification,
+    GroupResult,
+    MetricResult,
+    Report,
+    SideSummary,
+    Verdict,
+)
 
 __all__ = [
     "CanaryConfig",
     "Classification",
     "Direction",
+    "FetchFailure",
     "GroupResult",
     "JudgeMode",
     "MetricConfig",
     "MetricResult",
     "Report",
+    "ScoreThresholds",
+    "SideSummary",
     "Verdict",
+    "config_from_kayenta",
+    "config_to_kayenta",
+    "judge",
+    "judge_series",
 ]

@@ -107,6 +107,28 @@ class EffectSize(_Strict):
     critical_increase: float = Field(default=1.0, alias="criticalIncrease")
     critical_decrease: float = Field(default=1.0, alias="criticalDecrease")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _neutral_defaults(cls, raw: Any) -> Any:
+        # "No effect" is a ratio of 1.0 but a CLES of 0.5: limits left out default to the
+        # measure's neutral value, as Kayenta's NetflixACAJudge does.
+        if not isinstance(raw, Mapping) or raw.get("measure") not in ("cles", EffectMeasure.CLES):
+            return raw
+        filled = dict(raw)
+        for snake, camel in (
+            ("allowed_increase", "allowedIncrease"),
+            ("allowed_decrease", "allowedDecrease"),
+            ("critical_increase", "criticalIncrease"),
+            ("critical_decrease", "criticalDecrease"),
+        ):
+            if snake not in filled and camel not in filled:
+                filled[snake] = 0.5
+        return filled
+
+    def neutral(self) -> float:
+        """The effect size meaning "no change": 1.0 for a ratio of means, 0.5 for CLES."""
+        return 0.5 if self.measure is EffectMeasure.CLES else 1.0
+
 
 class MannWhitneyTest(_Strict):
     """Mann-Whitney U test with the Hodges-Lehmann shift and its confidence interval.
@@ -218,7 +240,8 @@ class CanaryConfig(_Strict):
     groups: dict[str, float] = Field(default_factory=dict)
     """Group weights in percent. Groups a metric names without a weight share what is left."""
     templates: dict[str, str] = Field(default_factory=dict)
-    """Named query filter templates (Kayenta's ``templates``), used by ``custom_filter_template``."""
+    """Named query filter templates (Kayenta's ``templates``), used by
+    ``custom_filter_template``."""
     applications: tuple[str, ...] = ()
     metrics: tuple[MetricConfig, ...] = Field(min_length=1)
     extras: dict[str, Any] = Field(default_factory=dict)

@@ -43,6 +43,13 @@ class PrometheusQuery(_Query):
     custom_inline_template: str | None = Field(default=None, alias="customInlineTemplate")
     aggregation_period: str | None = Field(default=None, alias="aggregationPeriod")
     service_type: str | None = Field(default=None, alias="serviceType")
+    resource_type: str | None = Field(default=None, alias="resourceType")
+    """Kayenta's ``resourceType`` (``gce_instance``, ``aws_ec2_instance``): scope filters Kayenta
+    derives when no custom filter is given."""
+    scope_label: str | None = Field(default=None, alias="scopeLabel")
+    """Label holding the scope value (default: the Prometheus source's ``scope_label``)."""
+    location_label: str | None = Field(default=None, alias="locationLabel")
+    """Label holding the location, when the scope's location should be selected too."""
 
     @model_validator(mode="after")
     def _one_way_to_query(self) -> PrometheusQuery:
@@ -113,7 +120,9 @@ class UnsupportedQuery(_Query):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    type: Literal["signalfx", "graphite", "newrelic", "stackdriver", "atlas", "influxdb", "wavefront"]
+    type: Literal[
+        "signalfx", "graphite", "newrelic", "stackdriver", "atlas", "influxdb", "wavefront"
+    ]
 
 
 Query = Annotated[

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -46,7 +48,13 @@ class Verdict(StrEnum):
 
 
 def _clean(value: Any) -> Any:
-    """JSON has no NaN or infinity: make them ``None`` so every adapter emits valid JSON."""
+    """JSON has no NaN or infinity: make them ``None`` so every adapter emits valid JSON.
+
+    numpy scalars (``np.int64``, ``np.bool_`` ...) become Python numbers, which ``json`` can
+    write; numpy arrays become lists.
+    """
+    if isinstance(value, np.generic | np.ndarray):
+        value = value.tolist()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
@@ -56,6 +64,14 @@ def _clean(value: Any) -> Any:
     if isinstance(value, StrEnum):
         return value.value
     return value
+
+
+_FRAME_COLUMNS = (
+    "metric", "classification", "groups", "test", "direction", "critical", "muted",
+    "critical_failure", "estimate", "low", "high", "confidence", "p_value", "effect_size",
+    "effect_measure", "baseline_count", "canary_count", "baseline_mean", "canary_mean",
+    "baseline_median", "canary_median", "reason",
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,9 @@ class MetricResult:
     direction: str = "either"
     critical: bool = False
     muted: bool = False
+    critical_failure: bool = False
+    """This metric fails the whole canary (score forced to 0): a critical metric that did not
+    pass (beyond its critical effect size, or without data)."""
     estimate: float = math.nan
     """Shift estimate, canary minus baseline (Hodges-Lehmann for Mann-Whitney)."""
     low: float = math.nan
@@ -174,11 +193,14 @@ class Report:
                     "direction": m.direction,
                     "critical": m.critical,
                     "muted": m.muted,
+                    "critical_failure": m.critical_failure,
                     "estimate": m.estimate,
                     "low": m.low,
                     "high": m.high,
+                    "confidence": m.confidence,
                     "p_value": m.p_value,
                     "effect_size": m.effect_size,
+                    "effect_measure": m.effect_measure,
                     "baseline_count": m.baseline.count,
                     "canary_count": m.canary.count,
                     "baseline_mean": m.baseline.mean,
@@ -188,4 +210,5 @@ class Report:
                     "reason": m.reason,
                 }
             )
-        return pd.DataFrame(rows).set_index("metric")
+        # Explicit columns keep an empty report a well-formed (empty) frame.
+        return pd.DataFrame(rows, columns=list(_FRAME_COLUMNS)).set_index("metric")

@@ -1,0 +1,199 @@
+"""``judge()``: a config and baseline/canary data in, a :class:`~judge.report.Report` out.
+
+This module wires the steps (``judge.classify`` per metric, one batched Mann-Whitney call,
+``judge.scoring``) and translates the accepted inputs; it never fetches anything.
+
+>>> from judge import CanaryConfig, judge
+>>> config = CanaryConfig.from_dict({"metrics": [{"name": "latency", "direction": "increase"}]})
+>>> report = judge(config, {"latency": [10, 11, 12, 11, 10, 12]}, {"latency": [30, 31, 29, 32]})
+>>> report.verdict.value, report.metric("latency").classification.value
+('fail', 'high')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import pandas as pd
+
+from judge.classify import (
+    MannWhitneyRequest,
+    Plan,
+    Prepared,
+    error_result,
+    handler_for,
+    nodata_result,
+    prepare,
+    requests_of,
+)
+from judge.config import CanaryConfig, MetricConfig, ScoreThresholds
+from judge.queries import ColumnQuery
+from judge.report import MetricResult, Report
+from judge.scoring import resolve_thresholds, score_report
+from judge.stats import MannWhitneyResult, mann_whitney_many
+
+__all__ = ["FetchFailure", "SeriesInput", "judge", "judge_series"]
+
+
+@dataclass(frozen=True)
+class FetchFailure:
+    """Stands in for a metric's data when fetching it failed; the metric becomes ``error``
+    with this reason (the other metrics are judged as usual)."""
+
+    reason: str
+
+
+SeriesInput: TypeAlias = "tuple[Any, Any] | FetchFailure"
+"""One metric's input to :func:`judge_series`: ``(baseline, canary)`` array-likes, or a
+:class:`FetchFailure`."""
+
+Thresholds: TypeAlias = "ScoreThresholds | Mapping[str, float] | None"
+
+
+def _config(config: CanaryConfig | Mapping[str, Any]) -> CanaryConfig:
+    # Validation (pydantic's ValidationError naming the path) happens before anything is judged.
+    if isinstance(config, CanaryConfig):
+        return config
+    return CanaryConfig.from_dict(config)
+
+
+def _prepare_all(
+    config: CanaryConfig,
+    series: Mapping[str, SeriesInput],
+    decided: Mapping[str, MetricResult],
+) -> tuple[dict[str, MetricResult], list[tuple[Prepared, Plan]]]:
+    done: dict[str, MetricResult] = dict(decided)
+    pending: list[tuple[Prepared, Plan]] = []
+    for metric in config.metrics:
+        if metric.name in done:
+            continue
+        given = series.get(metric.name)
+        if given is None:
+            done[metric.name] = nodata_result(
+                metric, config.mode, f"No data was given for metric {metric.name!r}."
+            )
+            continue
+        if isinstance(given, FetchFailure):
+            done[metric.name] = error_result(metric, given.reason)
+            continue
+        baseline, canary = given
+        prepared = prepare(metric, config.mode, baseline, canary)
+        if isinstance(prepared, MetricResult):
+            done[metric.name] = prepared
+            continue
+        plan = handler_for(config.mode, metric.test.kind).plan(prepared)
+        if isinstance(plan, MetricResult):
+            done[metric.name] = plan
+        else:
+            pending.append((prepared, plan))
+    return done, pending
+
+
+def _run_tests(
+    pending: list[tuple[Prepared, Plan]],
+) -> dict[str, MannWhitneyResult]:
+    """Every requested Mann-Whitney test, one batched call per distinct option set (one in
+    practice: every metric of a Kayenta config asks for the same)."""
+    results: dict[str, MannWhitneyResult] = {}
+    for request in requests_of([plan for _, plan in pending]):
+        batch = [p for p, plan in pending if plan == request]
+        assert isinstance(request, MannWhitneyRequest)
+        outcomes = mann_whitney_many(
+            [(p.canary, p.baseline) for p in batch],
+            confidence=request.confidence,
+            correct=request.correct,
+            method=request.method,
+        )
+        for prepared, outcome in zip(batch, outcomes, strict=True):
+            results[prepared.metric.name] = outcome
+    return results
+
+
+def judge_series(
+    config: CanaryConfig | Mapping[str, Any],
+    series: Mapping[str, SeriesInput],
+    *,
+    thresholds: Thresholds = None,
+) -> Report:
+    """Judge per-metric series: ``series[metric name]`` is ``(baseline, canary)`` (lists,
+    numpy arrays or pandas Series, any lengths) or a :class:`FetchFailure`.
+
+    A metric missing from ``series`` is ``nodata``; names in ``series`` that the config does
+    not have are ignored and listed in ``report.details["ignored_series"]``. Never raises for
+    a metric's data; an invalid config or thresholds raise pydantic's ``ValidationError``.
+    """
+    config = _config(config)
+    return _judge(config, series, resolve_thresholds(config, thresholds), {})
+
+
+def _judge(
+    config: CanaryConfig,
+    series: Mapping[str, SeriesInput],
+    limits: ScoreThresholds,
+    decided: Mapping[str, MetricResult],
+) -> Report:
+    done, pending = _prepare_all(config, series, decided)
+    tests = _run_tests(pending)
+    for prepared, _plan in pending:
+        name = prepared.metric.name
+        handler = handler_for(config.mode, prepared.metric.test.kind)
+        done[name] = handler.decide(prepared, tests.get(name))
+    known = {m.name for m in config.metrics}
+    ignored = sorted(name for name in series if name not in known)
+    ordered = [done[m.name] for m in config.metrics]
+    return score_report(config, ordered, limits, details={"ignored_series": ignored})
+
+
+def _column(metric: MetricConfig) -> str:
+    if isinstance(metric.query, ColumnQuery) and metric.query.column:
+        return metric.query.column
+    return metric.name
+
+
+def _lookup(data: pd.DataFrame | Mapping[str, Any], column: str) -> Any | None:
+    if isinstance(data, pd.DataFrame):
+        return data[column] if column in data.columns else None
+    return data.get(column)
+
+
+def judge(
+    config: CanaryConfig | Mapping[str, Any],
+    baseline: pd.DataFrame | Mapping[str, Any],
+    canary: pd.DataFrame | Mapping[str, Any],
+    *,
+    thresholds: Thresholds = None,
+) -> Report:
+    """Is the canary as good as the baseline? Judge every metric of ``config`` and score them.
+
+    ``baseline`` and ``canary`` are pandas DataFrames with one column per metric (other
+    columns, such as a timestamp, are ignored) or mappings from column name to an array-like.
+    A metric reads the column its ``query: {type: column, column: ...}`` names, else the
+    column named like the metric. ``thresholds`` (a ``ScoreThresholds`` or
+    ``{"pass": 95, "marginal": 75}``) overrides the config's.
+
+    Bad data never raises: a missing column makes its metric ``nodata`` (``nodata_fail`` if it
+    must have data) with a reason naming the column, values that are not numbers make it
+    ``error``. An invalid config raises pydantic's ``ValidationError`` before anything is judged.
+    """
+    config = _config(config)
+    limits = resolve_thresholds(config, thresholds)
+    series: dict[str, SeriesInput] = {}
+    missing: dict[str, MetricResult] = {}
+    for metric in config.metrics:
+        column = _column(metric)
+        sides = {"baseline": _lookup(baseline, column), "canary": _lookup(canary, column)}
+        absent = [side for side, values in sides.items() if values is None]
+        if absent:
+            # A missing column is no data whatever the NaN strategy: Kayenta's "replace"
+            # pass is about empty fetches, not misspelt columns.
+            missing[metric.name] = nodata_result(
+                metric,
+                config.mode,
+                f"Column {column!r} is missing from the {' and '.join(absent)} data.",
+                details={"column": column, "missing_from": absent},
+            )
+        else:
+            series[metric.name] = (sides["baseline"], sides["canary"])
+    return _judge(config, series, limits, missing)
