@@ -1,0 +1,127 @@
+"""Parsing Prometheus range-query and Datadog query answers (no I/O but reading fixtures)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_api_client.exceptions import PrometheusApiClientException
+
+from judge.ports import (
+    FatalSourceError,
+    MalformedResponseError,
+    QueryError,
+    RetryableSourceError,
+    SourceAuthError,
+    TaggedSeries,
+)
+from metricsources.datadog import parse_query_response
+from metricsources.prometheus import _classify_http_error, align_to_grid, parse_range_result
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def prometheus_result(name: str) -> object:
+    return json.loads((FIXTURES / "prometheus" / name).read_text())["data"]["result"]
+
+
+def test_prometheus_series_with_tags() -> None:
+    series = parse_range_result(prometheus_result("range_with_tags.json"))
+    assert [dict(s.tags) for s in series] == [
+        {"uri": "/checkout", "version": "v42"},
+        {"uri": "/cart", "version": "v42"},
+    ]
+    assert series[0].timestamps.tolist() == [1714564800, 1714564860, 1714564920, 1714564980]
+    np.testing.assert_array_equal(series[0].values, [3.0, 0.0, np.nan, 5.5])
+    assert series[1].values[1] == math.inf
+
+
+def test_prometheus_series_without_tags_and_empty() -> None:
+    (series,) = parse_range_result(prometheus_result("range_without_tags.json"))
+    assert dict(series.tags) == {}
+    assert series.values.tolist() == [101.25, 99.0, 100.5]
+    assert series.timestamps[0] == 1714564800.5
+    assert parse_range_result(prometheus_result("range_empty.json")) == ()
+
+
+def test_prometheus_malformed_values_and_shapes() -> None:
+    with pytest.raises(MalformedResponseError, match="#0"):
+        parse_range_result(prometheus_result("range_malformed.json"))
+    with pytest.raises(MalformedResponseError, match="expected a list"):
+        parse_range_result({"resultType": "vector"})
+    with pytest.raises(MalformedResponseError):
+        parse_range_result([{"metric": {}}])
+
+
+@pytest.mark.skipif(not (SHARED / "prometheus-responses").is_dir(),
+                    reason="shared Kayenta responses are only on the development machine")
+def test_kayenta_recorded_responses_parse() -> None:
+    folder = SHARED / "prometheus-responses"
+
+    def load(name: str) -> tuple[TaggedSeries, ...]:
+        return parse_range_result(json.loads((folder / name).read_text())["data"]["result"])
+
+    with_tags = load("rangeQueryWithTags.json")
+    assert with_tags and all(set(s.tags) == {"exception", "method", "uri"} for s in with_tags)
+    assert with_tags[0].values[:3].tolist() == [4.0, 4.0, 6.0]
+    assert with_tags[0].timestamps[0] == pytest.approx(1599658195.474)
+    (without,) = load("rangeQueryWithoutTags.json")
+    assert dict(without.tags) == {} and without.values[:2].tolist() == [43.0, 41.0]
+    assert np.all(np.diff(without.timestamps) > 0)
+    assert load("rangeQueryEmpty.json") == ()
+
+
+def test_align_to_grid_marks_missing_points_nan() -> None:
+    series = TaggedSeries({}, np.array([100.0, 160.0, 340.0]), np.array([1.0, 2.0, 5.0]))
+    aligned = align_to_grid(series, start=100.0, step=60.0, count=6)
+    assert aligned.timestamps.tolist() == [100, 160, 220, 280, 340, 400]
+    np.testing.assert_array_equal(aligned.values, [1.0, 2.0, np.nan, np.nan, 5.0, np.nan])
+    off_grid = TaggedSeries({}, np.array([100.0, 130.0]), np.array([1.0, 2.0]))
+    assert align_to_grid(off_grid, start=100.0, step=60.0, count=3) is off_grid
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(400, QueryError), (422, QueryError), (401, SourceAuthError), (403, SourceAuthError),
+     (408, RetryableSourceError), (429, RetryableSourceError), (500, RetryableSourceError),
+     (503, RetryableSourceError), (404, FatalSourceError)],
+)
+def test_prometheus_http_errors_are_classified(status: int, kind: type[Exception]) -> None:
+    body = b'{"status":"error","errorType":"bad_data","error":"parse error at char 5"}'
+    error = _classify_http_error(
+        PrometheusApiClientException(f"HTTP Status Code {status} ({body!r})"), "http://p:9090"
+    )
+    assert type(error) is kind
+    assert f"HTTP {status}" in str(error) and "bad_data: parse error at char 5" in str(error)
+
+
+def test_datadog_grouped_answer_with_gaps() -> None:
+    body = json.loads((FIXTURES / "datadog" / "query_grouped.json").read_text())
+    first, second = parse_query_response(body)
+    assert dict(first.tags) == {"resource_name": "get_/cart"}
+    assert first.timestamps.tolist() == [1714564800.0, 1714564860.0, 1714564920.0]
+    np.testing.assert_array_equal(first.values, [0.125, np.nan, 0.25])
+    assert dict(second.tags) == {"resource_name": "post_/checkout"}
+
+
+def test_datadog_untagged_answer_reads_scope() -> None:
+    body = json.loads((FIXTURES / "datadog" / "query_untagged.json").read_text())
+    (series,) = parse_query_response(body)
+    assert dict(series.tags) == {"version": "v1"}
+    assert series.values.tolist() == [2.0, 0.0, 7.0]
+
+
+def test_datadog_error_status_and_malformed_bodies() -> None:
+    body = json.loads((FIXTURES / "datadog" / "query_error_status.json").read_text())
+    with pytest.raises(QueryError, match="Error parsing query"):
+        parse_query_response(body)
+    with pytest.raises(MalformedResponseError, match="no 'series' list"):
+        parse_query_response({"status": "ok"})
+    with pytest.raises(MalformedResponseError, match="JSON list"):
+        parse_query_response([])
+    with pytest.raises(MalformedResponseError, match="#0"):
+        parse_query_response({"series": [{"pointlist": [[1, "x"]]}]})
