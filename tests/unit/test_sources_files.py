@@ -99,5 +99,5 @@ def test_one_file_per_side(tmp_path: Path) -> None:
 
 
 def test_unknown_suffix(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="'.xlsx' is not one of"):
+    with pytest.raises(ValueError, match=r"'\.xlsx' is not one of"):
         read_table(tmp_path / "m.xlsx")
