@@ -37,7 +37,7 @@ kind           label default target   what ``size`` means
 aa             good  (none)           both sides are the same version (size unused)
 low_traffic    good  (none)           requests per minute on each side (default 1.5): too
                                       little evidence, a judge should say so
-shifted_mean   bad   latency_p50      relative increase of the level (0.12 = 12% higher)
+shifted_mean   bad   latency_p50      relative increase of the level (0.2 = 20% higher)
 wider_spread   bad   latency_p90      factor on the log-noise s.d. (median unchanged)
 heavier_tail   bad   latency_p99      canary's per-minute spike probability (baseline
                                       keeps the metric's own ``tail_prob``)
@@ -45,10 +45,15 @@ new_errors     bad   errors           canary error rate (errors / requests) whil
                                       baseline has none
 ============== ===== ================ ====================================================
 
-*Meaningful* sizes are the sizes at which a good judge should catch the regression in at least
-90% of canaries with 60 one-minute points. They are calibrated against tests that know the noise
-model (``tests/unit/test_scenarios.py``: each detects its kind in >= 90% of scenarios at a
-per-metric level of 0.2%, i.e. a family-wise 2% over 10 metrics, across phi in [0, 0.7]).
+*Meaningful* sizes (:data:`MEANINGFUL_SIZE`: +20% level, 3.5x log-spread, 35% spiky minutes,
+0.15% errors against none) are the sizes at which a good judge should catch the regression in at
+least 90% of canaries of 60 one-minute points. They are calibrated against reference tests that
+know the noise model's ``phi`` (``tests/unit/test_scenarios_calibration.py``): a rank test with
+the AR(1) variance inflation ``(1 + phi) / (1 - phi)`` for the shift, the same on absolute
+deviations from the median for the spread, Fisher's exact test on minutes above 1.5x the pooled
+median for the tail, and the conditional binomial test on error counts. At a per-metric level of
+0.2% (a family-wise 2% over 10 metrics) each catches its kind in about 95-99% of scenarios with
+phi drawn from [0, 0.7], leaving a judge that must estimate phi some room.
 
 Everything is deterministic given ``seed``. A shipped history (:func:`load_history`) is the
 output of :func:`generate_history` at :data:`HISTORY_SEED`, stored under
@@ -225,10 +230,10 @@ DEFAULT_TARGET: Mapping[ScenarioKind, str] = {
 
 MEANINGFUL_SIZE: Mapping[ScenarioKind, float] = {
     ScenarioKind.LOW_TRAFFIC: 1.5,
-    ScenarioKind.SHIFTED_MEAN: 0.12,
-    ScenarioKind.WIDER_SPREAD: 2.5,
-    ScenarioKind.HEAVIER_TAIL: 0.25,
-    ScenarioKind.NEW_ERRORS: 0.002,
+    ScenarioKind.SHIFTED_MEAN: 0.2,
+    ScenarioKind.WIDER_SPREAD: 3.5,
+    ScenarioKind.HEAVIER_TAIL: 0.35,
+    ScenarioKind.NEW_ERRORS: 0.0015,
 }
 """Default size per kind; for regressions, the size a good judge catches >= 90% of the time."""
 
@@ -685,18 +690,20 @@ def load_history(directory: str | Path | None = None) -> list[Scenario]:
         index_text = (directory / _HISTORY_INDEX).read_text()
         table = pd.read_csv(directory / _HISTORY_SERIES)
     entries = json.loads(index_text)
-    grouped = {key: part for key, part in table.groupby(["id", "side"], sort=False)}
+    columns = [c for c in table.columns if c not in ("id", "side", "minute")]
+    positions = table.groupby(["id", "side"], sort=False).indices
+    order = table["minute"].to_numpy()
+    arrays = {c: table[c].to_numpy() for c in columns}
     scenarios = []
     for entry in entries:
         sides = []
         for side in ("baseline", "canary"):
-            part = grouped[(entry["id"], side)].sort_values("minute")
-            frame = part.drop(columns=["id", "side", "minute"]).reset_index(drop=True)
-            frame.index = pd.date_range(
-                pd.Timestamp(entry["start"]), periods=len(frame), freq="min", name="time"
+            found = np.asarray(positions[(entry["id"], side)])
+            rows = found[np.argsort(order[found], kind="stable")]
+            index = pd.date_range(
+                pd.Timestamp(entry["start"]), periods=len(rows), freq="min", name="time"
             )
-            frame.columns.name = None
-            sides.append(frame)
+            sides.append(pd.DataFrame({c: arrays[c][rows] for c in columns}, index=index))
         scenarios.append(
             Scenario(
                 id=entry["id"],

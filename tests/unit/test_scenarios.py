@@ -4,6 +4,7 @@ contains the regression it claims (and good kinds none)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -195,3 +196,49 @@ def test_generating_500_canaries_is_fast() -> None:
     assert len(history) == 500
     # Measured ~0.6 s on the 2-core CI machine; a generous bound still catches a slow loop.
     assert elapsed < 4.0
+
+
+def test_shipped_history_is_the_generator_at_its_seed() -> None:
+    # The files under judge/data/history are generate_history at HISTORY_SEED, rounded to
+    # 7 significant digits: regenerate with save_history when the generator changes.
+    from judge import scenarios
+
+    shipped = scenarios.load_history()
+    fresh = generate_history(
+        scenarios.HISTORY_SIZE,
+        seed=scenarios.HISTORY_SEED,
+        size_range=scenarios.HISTORY_SIZE_RANGE,
+    )
+    assert len(shipped) == len(fresh) == scenarios.HISTORY_SIZE
+    for stored, generated in zip(shipped, fresh, strict=True):
+        assert (stored.id, stored.kind, stored.label) == (
+            generated.id,
+            generated.kind,
+            generated.label,
+        )
+        assert stored.meta["phi"] == pytest.approx(generated.meta["phi"])
+        assert stored.target == generated.target
+        for side in ("baseline", "canary"):
+            pd.testing.assert_frame_equal(
+                getattr(stored, side), getattr(generated, side), check_freq=False, rtol=1e-6
+            )
+
+
+def test_shipped_history_mixes_good_and_bad_releases_of_every_kind() -> None:
+    from judge.scenarios import load_history
+
+    history = load_history()
+    kinds = pd.Series([s.kind.value for s in history]).value_counts()
+    assert set(kinds.index) == {k.value for k in ScenarioKind}
+    labels = pd.Series([s.label.value for s in history]).value_counts()
+    assert labels["good"] == labels["bad"] == len(history) // 2
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    from judge.scenarios import load_history, save_history
+
+    history = generate_history(6, seed=4)
+    save_history(history, tmp_path)
+    loaded = load_history(tmp_path)
+    assert [s.id for s in loaded] == [s.id for s in history]
+    pd.testing.assert_frame_equal(loaded[3].canary, history[3].canary, check_freq=False, rtol=1e-6)
