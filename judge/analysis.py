@@ -1,0 +1,452 @@
+"""The analysis use-case: fetch every metric's baseline and canary series, then judge them once.
+
+``analyze(config, sources, scopes, start, end, step)`` is what the service, the CLI and notebooks
+call when the data is not in hand yet. It
+
+1. routes each metric to a source (see :func:`resolve_source`); a query for a source nobody
+   serves (SignalFx, Graphite, ...) fails that metric with a reason, without any I/O;
+2. fetches both sides of all metrics concurrently (``asyncio.gather``; ``concurrency`` bounds
+   how many fetches are in flight), each attempt under a per-source timeout, retrying
+   :class:`~judge.ports.RetryableSourceError` and timeouts with exponential backoff and jitter
+   (:class:`RetryPolicy`);
+3. turns each metric's series into one ``(baseline, canary)`` array pair, or several when the
+   query groups by tags (see below), or a ``FetchFailure(reason)`` when a side could not be
+   fetched: that metric is classified ``error``; the others are judged as usual;
+4. calls ``judge.judging.judge_series`` once and returns its :class:`~judge.report.Report`,
+   with what was fetched under ``report.details["fetch"]`` (query text, attempts, seconds).
+
+Several series for one metric:
+
+- When the query groups by tags (Prometheus ``groupByFields``, Datadog ``by {...}``), each tag
+  set is judged as its own metric named ``"<metric>{tag=value,...}"`` (Kayenta pairs control and
+  experiment metric sets by their tags in the same way). A tag set seen on one side only is
+  judged with an empty other side, so it shows up as ``nodata`` rather than disappearing.
+- Otherwise the series are combined point by point (same timestamp) with ``combine``: ``mean``
+  (the default, as Kayenta's ``avg(...)`` does for Prometheus; right for latencies, ratios,
+  utilisation) or ``sum`` (right for counts: errors, requests). A point missing from every
+  series stays NaN; NaN points are ignored otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from judge.judging import FetchFailure, judge_series
+from judge.ports import (
+    FetchedSeries,
+    FloatArray,
+    MetricSource,
+    RetryableSourceError,
+    Scope,
+    ScopePair,
+    Scopes,
+    SourceError,
+)
+from judge.queries import UNSERVED_QUERY_TYPES
+
+if TYPE_CHECKING:
+    from judge.config import CanaryConfig, MetricConfig, ScoreThresholds
+    from judge.report import Report
+
+logger = logging.getLogger(__name__)
+
+Combine = Literal["mean", "sum"]
+ProgressCallback = Callable[[int, int], None]
+DEFAULT_TIMEOUT = 30.0
+"""Seconds one fetch attempt may take when neither the caller nor the source says otherwise."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of retryable fetch errors: exponential backoff with "equal jitter".
+
+    Attempt ``n`` (1-based) failing waits ``d/2 + uniform(0, d/2)`` with
+    ``d = min(max_delay, base_delay * 2**(n-1))`` (AWS Architecture Blog, "Exponential Backoff
+    And Jitter", 2015): the spread keeps many metrics that failed together from retrying in
+    lock-step. A source's ``Retry-After`` replaces ``d`` (capped at ``max_delay``).
+    """
+
+    max_attempts: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        if self.base_delay < 0 or self.max_delay < 0:
+            raise ValueError("base_delay and max_delay must not be negative")
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_delay)
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return float(ceiling / 2 + rng.uniform(0, ceiling / 2))
+
+
+@dataclass(frozen=True)
+class SideFetch:
+    """The outcome of fetching one side of one metric."""
+
+    query: str | None
+    series: FetchedSeries | None = None
+    error: str | None = None
+    attempts: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "series": 0 if self.series is None else len(self.series.series),
+            "error": self.error,
+            "attempts": self.attempts,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+@dataclass(frozen=True)
+class MetricFetch:
+    """Both sides of one metric, or why they could not be fetched."""
+
+    metric: MetricConfig
+    baseline: SideFetch
+    canary: SideFetch
+
+    @property
+    def error(self) -> str | None:
+        errors = [
+            f"{side}: {fetch.error}"
+            for side, fetch in (("baseline", self.baseline), ("canary", self.canary))
+            if fetch.error is not None
+        ]
+        if errors and self.baseline.error is not None and self.baseline.error == self.canary.error:
+            return self.baseline.error
+        return "; ".join(errors) or None
+
+
+@dataclass(frozen=True)
+class SeriesPairs:
+    """What goes to the judge: per metric name, two arrays or the reason they are missing."""
+
+    config: CanaryConfig
+    """The config to judge with: split metrics (``name{tag=value}``) replace their parent."""
+    pairs: dict[str, tuple[FloatArray, FloatArray] | str] = field(default_factory=dict)
+
+
+# -- routing -----------------------------------------------------------------------------------
+def resolve_source(
+    metric: MetricConfig, sources: Mapping[str, MetricSource]
+) -> tuple[str, MetricSource]:
+    """The source for a metric: its ``source`` name; else ``"default"``; else the source named
+    like the query type (``prometheus``, ``datadog``, ...); else the only source there is."""
+    if metric.source is not None:
+        if metric.source in sources:
+            return metric.source, sources[metric.source]
+        raise LookupError(
+            f"metric {metric.name!r} asks for source {metric.source!r}, which is not configured "
+            f"(configured: {', '.join(sorted(sources)) or 'none'})"
+        )
+    for name in ("default", metric.query.type):
+        if name in sources:
+            return name, sources[name]
+    if len(sources) == 1:
+        return next(iter(sources.items()))
+    raise LookupError(
+        f"metric {metric.name!r} names no source and none is the default (configured: "
+        f"{', '.join(sorted(sources)) or 'none'}); set the metric's 'source' or add 'default'"
+    )
+
+
+def resolve_scopes(metric: MetricConfig, scopes: Scopes) -> ScopePair:
+    """The scope pair for a metric's ``scope_name`` (any name when one pair is given)."""
+    if isinstance(scopes, ScopePair):
+        return scopes
+    if metric.scope_name in scopes:
+        return scopes[metric.scope_name]
+    raise LookupError(
+        f"metric {metric.name!r} uses scope {metric.scope_name!r}, which the analysis was not "
+        f"given (given: {', '.join(sorted(scopes)) or 'none'})"
+    )
+
+
+# -- fetching ----------------------------------------------------------------------------------
+async def _fetch_side(
+    source: MetricSource,
+    metric: MetricConfig,
+    scope: Scope,
+    config: CanaryConfig,
+    *,
+    timeout: float,
+    retry: RetryPolicy,
+    limiter: asyncio.Semaphore | None,
+    rng: random.Random,
+) -> SideFetch:
+    began = time.perf_counter()
+    try:
+        query = source.render(metric, scope, config)
+    except SourceError as exc:
+        return SideFetch(query=None, error=str(exc), seconds=time.perf_counter() - began)
+    except Exception as exc:  # a bug in a source must not take the other metrics down
+        logger.exception("rendering metric %r failed", metric.name)
+        return SideFetch(query=None, error=f"{type(exc).__name__}: {exc}")
+
+    attempt = 0
+    while True:
+        attempt += 1
+        retry_after: float | None = None
+        try:
+            if limiter is not None:
+                async with limiter:
+                    series = await asyncio.wait_for(source.fetch(metric, scope, config), timeout)
+            else:
+                series = await asyncio.wait_for(source.fetch(metric, scope, config), timeout)
+            return SideFetch(query=query, series=series, attempts=attempt,
+                             seconds=time.perf_counter() - began)
+        except TimeoutError:
+            error = f"no answer within {timeout:g} s"
+        except RetryableSourceError as exc:
+            error = str(exc)
+            retry_after = exc.retry_after
+        except SourceError as exc:
+            return SideFetch(query=query, error=str(exc), attempts=attempt,
+                             seconds=time.perf_counter() - began)
+        except Exception as exc:
+            logger.exception("fetching metric %r failed unexpectedly", metric.name)
+            return SideFetch(query=query, error=f"{type(exc).__name__}: {exc}",
+                             attempts=attempt, seconds=time.perf_counter() - began)
+        if attempt >= retry.max_attempts:
+            return SideFetch(
+                query=query,
+                error=f"{error} (gave up after {attempt} attempt{'s' if attempt > 1 else ''})",
+                attempts=attempt,
+                seconds=time.perf_counter() - began,
+            )
+        pause = retry.delay(attempt, retry_after, rng)
+        logger.info("metric %r attempt %d failed (%s); retrying in %.2f s",
+                    metric.name, attempt, error, pause)
+        await asyncio.sleep(pause)
+
+
+def _source_timeout(
+    name: str, source: MetricSource, timeout: float | Mapping[str, float] | None
+) -> float:
+    if isinstance(timeout, Mapping):
+        if name in timeout:
+            return float(timeout[name])
+    elif timeout is not None:
+        return float(timeout)
+    # A source with its own request timeout gets a little more, so its own (clearer) timeout
+    # error wins over the generic one here.
+    own = getattr(source, "timeout", None)
+    return float(own) + 1.0 if isinstance(own, int | float) else DEFAULT_TIMEOUT
+
+
+async def fetch_metrics(
+    config: CanaryConfig,
+    sources: Mapping[str, MetricSource] | MetricSource,
+    scopes: Scopes,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    step: timedelta | None = None,
+    concurrency: int | None = None,
+    timeout: float | Mapping[str, float] | None = None,
+    retry: RetryPolicy | None = None,
+    on_progress: ProgressCallback | None = None,
+    rng: random.Random | None = None,
+) -> tuple[MetricFetch, ...]:
+    """Fetch both sides of every metric concurrently; see :func:`analyze_async` for arguments.
+
+    Never raises for a metric's failure: each :class:`MetricFetch` carries its error.
+    """
+    if concurrency is not None and concurrency < 1:
+        raise ValueError(
+            f"concurrency must be at least 1 (or None for no limit), got {concurrency}"
+        )
+    named: Mapping[str, MetricSource] = (
+        sources if isinstance(sources, Mapping) else {"default": sources}
+    )
+    retry = retry or RetryPolicy()
+    rng = rng or random.Random()
+    limiter = asyncio.Semaphore(concurrency) if concurrency is not None else None
+    total = len(config.metrics)
+    done = 0
+
+    def progressed() -> None:
+        nonlocal done
+        done += 1
+        if on_progress is not None:
+            try:
+                on_progress(done, total)
+            except Exception:  # a broken progress display must not fail the analysis
+                logger.exception("on_progress callback failed")
+
+    async def one(metric: MetricConfig) -> MetricFetch:
+        try:
+            if metric.query.type in UNSERVED_QUERY_TYPES:
+                reason = f"source {metric.query.type} is not served by canary-judge"
+                return MetricFetch(metric, SideFetch(None, error=reason),
+                                   SideFetch(None, error=reason))
+            try:
+                name, source = resolve_source(metric, named)
+                pair = resolve_scopes(metric, scopes)
+            except LookupError as exc:
+                reason = str(exc.args[0])
+                return MetricFetch(metric, SideFetch(None, error=reason),
+                                   SideFetch(None, error=reason))
+            seconds = _source_timeout(name, source, timeout)
+            baseline, canary = await asyncio.gather(*(
+                _fetch_side(source, metric, side.with_window(start, end, step), config,
+                            timeout=seconds, retry=retry, limiter=limiter, rng=rng)
+                for side in (pair.baseline, pair.canary)
+            ))
+            return MetricFetch(metric, baseline, canary)
+        finally:
+            progressed()
+
+    if on_progress is not None:
+        on_progress(0, total)
+    return tuple(await asyncio.gather(*(one(m) for m in config.metrics)))
+
+
+# -- series to pairs ---------------------------------------------------------------------------
+def combine_series(fetched: FetchedSeries | None, how: Combine = "mean") -> FloatArray:
+    """One array from all series of a fetch, point by point (see module doc)."""
+    if fetched is None or not fetched.series:
+        return np.array([], dtype=np.float64)
+    if len(fetched.series) == 1:
+        return fetched.series[0].values.astype(np.float64, copy=True)
+    stamps = np.unique(np.concatenate([s.timestamps for s in fetched.series]))
+    grid = np.full((len(fetched.series), stamps.size), np.nan)
+    for row, series in enumerate(fetched.series):
+        grid[row, np.searchsorted(stamps, series.timestamps)] = series.values
+    present = ~np.isnan(grid)
+    counts = present.sum(axis=0)
+    sums = np.where(present, grid, 0.0).sum(axis=0)
+    combined = sums / np.maximum(counts, 1) if how == "mean" else sums
+    return np.where(counts > 0, combined, np.nan)
+
+
+def _tag_key(tags: Mapping[str, str], fields: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    return tuple((f, tags.get(f, "")) for f in fields)
+
+
+def _split_name(metric: str, key: tuple[tuple[str, str], ...]) -> str:
+    return metric + "{" + ",".join(f"{k}={v}" for k, v in key) + "}"
+
+
+def build_pairs(
+    config: CanaryConfig, fetches: Sequence[MetricFetch], combine: Combine = "mean"
+) -> SeriesPairs:
+    """Arrays per metric (or per group-by tag set), or the fetch error's reason."""
+    metrics: list[MetricConfig] = []
+    pairs: dict[str, tuple[FloatArray, FloatArray] | str] = {}
+    for fetch in fetches:
+        metric = fetch.metric
+        if fetch.error is not None:
+            metrics.append(metric)
+            pairs[metric.name] = fetch.error
+            continue
+        baseline, canary = fetch.baseline.series, fetch.canary.series
+        assert baseline is not None and canary is not None
+        fields = baseline.group_by or canary.group_by
+        if not fields:
+            metrics.append(metric)
+            pairs[metric.name] = (combine_series(baseline, combine),
+                                  combine_series(canary, combine))
+            continue
+        keys = list(dict.fromkeys(
+            _tag_key(s.tags, fields) for s in (*baseline.series, *canary.series)
+        ))
+        if not keys:  # grouped query, no data on either side: judged (nodata) under its name
+            metrics.append(metric)
+            pairs[metric.name] = (np.array([], dtype=np.float64), np.array([], dtype=np.float64))
+            continue
+        for key in keys:
+            name = _split_name(metric.name, key)
+            sides = []
+            for fetched in (baseline, canary):
+                matching = tuple(s for s in fetched.series if _tag_key(s.tags, fields) == key)
+                sides.append(combine_series(replace(fetched, series=matching), combine))
+            metrics.append(metric.model_copy(update={"name": name}))
+            pairs[name] = (sides[0], sides[1])
+    derived = config.model_copy(update={"metrics": tuple(metrics)})
+    return SeriesPairs(config=derived, pairs=pairs)
+
+
+# -- the use-case ------------------------------------------------------------------------------
+async def analyze_async(
+    config: CanaryConfig,
+    sources: Mapping[str, MetricSource] | MetricSource,
+    scopes: Scopes,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    step: timedelta | None = None,
+    thresholds: ScoreThresholds | None = None,
+    concurrency: int | None = 32,
+    timeout: float | Mapping[str, float] | None = None,
+    retry: RetryPolicy | None = None,
+    combine: Combine = "mean",
+    on_progress: ProgressCallback | None = None,
+) -> Report:
+    """Fetch every metric of ``config`` for the baseline and canary scopes, and judge them.
+
+    ``sources``: one source, or sources by name (see :func:`resolve_source`). ``scopes``: one
+    :class:`~judge.ports.ScopePair`, or pairs by the metrics' ``scope_name``. ``start`` /
+    ``end`` / ``step`` fill in scopes that have no window of their own. ``concurrency`` bounds
+    fetches in flight (``None``: no bound). ``timeout`` is seconds per fetch attempt, one value
+    or per source name (default: the source's own ``timeout`` + 1 s, else 30 s). ``retry``:
+    :class:`RetryPolicy`. ``combine``: how several untagged series of one metric become one.
+    ``on_progress(done, total)`` is called as metrics finish fetching (``done`` of ``total``).
+
+    A metric that cannot be fetched is classified ``error`` with the reason; it never fails
+    the other metrics and never passes silently.
+    """
+    fetches = await fetch_metrics(
+        config, sources, scopes, start=start, end=end, step=step, concurrency=concurrency,
+        timeout=timeout, retry=retry, on_progress=on_progress,
+    )
+    built = build_pairs(config, fetches, combine)
+    pairs = {
+        name: FetchFailure(value) if isinstance(value, str) else value
+        for name, value in built.pairs.items()
+    }
+    report = judge_series(built.config, pairs, thresholds=thresholds)
+    fetched = {
+        f.metric.name: {"baseline": f.baseline.summary(), "canary": f.canary.summary()}
+        for f in fetches
+    }
+    return replace(report, details={**report.details, "fetch": fetched})
+
+
+def analyze(
+    config: CanaryConfig,
+    sources: Mapping[str, MetricSource] | MetricSource,
+    scopes: Scopes,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    step: timedelta | None = None,
+    **options: Any,
+) -> Report:
+    """:func:`analyze_async` for callers without an event loop (scripts, the CLI).
+
+    Inside a running loop (a Jupyter cell) the analysis runs on a private loop in a worker
+    thread, so notebooks can call it directly too.
+    """
+    coroutine = analyze_async(config, sources, scopes, start=start, end=end, step=step, **options)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
+        return worker.submit(asyncio.run, coroutine).result()

@@ -1,0 +1,263 @@
+"""The analysis use-case with in-memory sources: concurrency, retries, timeouts, routing,
+group-by splitting, progress. No I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+
+from judge.analysis import (
+    RetryPolicy,
+    analyze,
+    analyze_async,
+    build_pairs,
+    combine_series,
+    fetch_metrics,
+    resolve_source,
+)
+from judge.config import CanaryConfig, MetricConfig
+from judge.ports import (
+    FetchedSeries,
+    MetricSource,
+    QueryError,
+    RetryableSourceError,
+    Scope,
+    ScopePair,
+    TaggedSeries,
+)
+from judge.report import Classification, Report
+
+T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
+SCOPES = ScopePair(Scope("v1"), Scope("v2"))
+FAST = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0)
+RNG = np.random.default_rng(3)
+BASELINE_VALUES = RNG.normal(100, 5, 40)
+CANARY_VALUES = RNG.normal(100, 5, 40)
+
+
+def series(values: Any, tags: Mapping[str, str] | None = None) -> TaggedSeries:
+    values = np.asarray(values, dtype=np.float64)
+    return TaggedSeries(tags or {}, np.arange(values.size, dtype=np.float64) * 60, values)
+
+
+@dataclass
+class ScriptedSource:
+    """Answers per (metric, scope value): a FetchedSeries, an exception, or a callable."""
+
+    answers: dict[tuple[str, str], Any] = field(default_factory=dict)
+    delay: float = 0.0
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    in_flight: int = 0
+    most_in_flight: int = 0
+
+    def render(self, metric: MetricConfig, scope: Scope, config: CanaryConfig) -> str:
+        return f"{metric.name}@{scope.scope}"
+
+    async def fetch(self, metric: MetricConfig, scope: Scope, config: CanaryConfig) -> FetchedSeries:
+        self.calls.append((metric.name, scope.scope))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            answer = self.answers.get((metric.name, scope.scope))
+            if callable(answer):
+                answer = answer()
+            if isinstance(answer, BaseException):
+                raise answer
+            if answer is None:
+                values = BASELINE_VALUES if scope.scope == "v1" else CANARY_VALUES
+                return FetchedSeries(self.render(metric, scope, config), (series(values),))
+            assert isinstance(answer, FetchedSeries)
+            return answer
+        finally:
+            self.in_flight -= 1
+
+
+def config(*names: str, **queries: Any) -> CanaryConfig:
+    metrics = [{"name": n, "query": queries.get(n, {"type": "column"})} for n in names]
+    return CanaryConfig.model_validate({"metrics": metrics})
+
+
+def run(cfg: CanaryConfig, source: Any, **options: Any) -> Report:
+    options.setdefault("retry", FAST)
+    return analyze(cfg, source, SCOPES, start=T0, end=T0 + timedelta(hours=1), **options)
+
+
+def test_protocol_is_satisfied_by_the_scripted_source() -> None:
+    assert isinstance(ScriptedSource(), MetricSource)
+
+
+def test_all_fetches_run_concurrently_and_concurrency_bounds_them() -> None:
+    cfg = config(*(f"m{k}" for k in range(10)))
+    unbounded = ScriptedSource(delay=0.02)
+    report = run(cfg, unbounded, concurrency=None)
+    assert unbounded.most_in_flight == 20
+    assert all(m.classification is Classification.PASS for m in report.metrics)
+    bounded = ScriptedSource(delay=0.02)
+    run(cfg, bounded, concurrency=3)
+    assert bounded.most_in_flight == 3 and len(bounded.calls) == 20
+
+
+def test_retryable_errors_are_retried_then_succeed() -> None:
+    failures = iter([RetryableSourceError("HTTP 503"), RetryableSourceError("HTTP 503")])
+    source = ScriptedSource({("m", "v2"): lambda: next(failures, None)})
+    report = run(config("m"), source)
+    assert report.metric("m").classification is Classification.PASS
+    assert report.details["fetch"]["m"]["canary"]["attempts"] == 3
+    assert report.details["fetch"]["m"]["baseline"]["attempts"] == 1
+
+
+def test_exhausted_retries_make_that_metric_error_only() -> None:
+    source = ScriptedSource({("bad", "v2"): RetryableSourceError("connection refused")})
+    report = run(config("bad", "good"), source)
+    bad = report.metric("bad")
+    assert bad.classification is Classification.ERROR
+    assert "connection refused (gave up after 3 attempts)" in bad.reason
+    assert report.metric("good").classification is Classification.PASS
+    assert source.calls.count(("bad", "v2")) == 3
+
+
+def test_fatal_errors_are_not_retried() -> None:
+    source = ScriptedSource({("m", "v1"): QueryError("parse error at char 3")})
+    report = run(config("m"), source)
+    assert report.metric("m").classification is Classification.ERROR
+    assert "parse error at char 3" in report.metric("m").reason
+    assert source.calls.count(("m", "v1")) == 1
+
+
+def test_a_slow_fetch_times_out_and_is_retried() -> None:
+    source = ScriptedSource(delay=0.5)
+    report = run(config("m"), source, timeout=0.05,
+                 retry=RetryPolicy(max_attempts=2, base_delay=0.0))
+    assert report.metric("m").classification is Classification.ERROR
+    assert "no answer within 0.05 s (gave up after 2 attempts)" in report.metric("m").reason
+
+
+def test_unexpected_exceptions_in_a_source_do_not_crash_the_analysis() -> None:
+    source = ScriptedSource({("m", "v1"): ZeroDivisionError("oops")})
+    report = run(config("m", "n"), source)
+    assert report.metric("m").classification is Classification.ERROR
+    assert "ZeroDivisionError: oops" in report.metric("m").reason
+    assert report.metric("n").classification is Classification.PASS
+
+
+def test_unserved_sources_fail_their_metric_without_any_call() -> None:
+    cfg = config("sfx", "ok", sfx={"type": "signalfx", "metricName": "cpu.utilization"})
+    source = ScriptedSource()
+    report = run(cfg, source)
+    assert report.metric("sfx").classification is Classification.ERROR
+    assert report.metric("sfx").reason.endswith("source signalfx is not served by canary-judge")
+    assert all(name != "sfx" for name, _ in source.calls)
+
+
+def test_missing_scope_name_or_source_is_an_error_for_that_metric() -> None:
+    cfg = CanaryConfig.model_validate({"metrics": [
+        {"name": "a", "scopeName": "eu"}, {"name": "b", "source": "thanos"}, {"name": "c"},
+    ]})
+    report = analyze(cfg, {"default": ScriptedSource()}, {"default": SCOPES}, retry=FAST)
+    assert "scope 'eu', which the analysis was not given" in report.metric("a").reason
+    assert "source 'thanos', which is not configured" in report.metric("b").reason
+    assert report.metric("c").classification is Classification.PASS
+
+
+def test_source_routing_rules() -> None:
+    prometheus, datadog, other = ScriptedSource(), ScriptedSource(), ScriptedSource()
+    metric = MetricConfig.model_validate(
+        {"name": "m", "query": {"type": "datadog", "query": "avg:x{*}"}})
+    assert resolve_source(metric, {"prometheus": prometheus, "datadog": datadog})[1] is datadog
+    assert resolve_source(metric, {"default": other, "datadog": datadog})[1] is other
+    assert resolve_source(metric, {"only": other})[0] == "only"
+    with pytest.raises(LookupError, match="none is the default"):
+        resolve_source(metric, {"a": prometheus, "b": other})
+
+
+def test_per_scope_windows_win_over_the_analysis_window() -> None:
+    seen: list[Scope] = []
+
+    class Recording(ScriptedSource):
+        async def fetch(self, metric: MetricConfig, scope: Scope,
+                        config: CanaryConfig) -> FetchedSeries:
+            seen.append(scope)
+            return await super().fetch(metric, scope, config)
+
+    yesterday = Scope("v1", start=T0 - timedelta(days=1), end=T0 - timedelta(hours=23))
+    analyze(config("m"), Recording(), ScopePair(yesterday, Scope("v2")), start=T0,
+            end=T0 + timedelta(hours=1), step=timedelta(seconds=30), retry=FAST)
+    by_scope = {s.scope: s for s in seen}
+    assert by_scope["v1"].start == T0 - timedelta(days=1)
+    assert by_scope["v1"].step == timedelta(seconds=30)
+    assert by_scope["v2"].start == T0 and by_scope["v2"].end == T0 + timedelta(hours=1)
+
+
+def test_group_by_tag_sets_become_their_own_metrics() -> None:
+    def grouped(shift: float, uris: tuple[str, ...]) -> FetchedSeries:
+        return FetchedSeries("q", tuple(series(BASELINE_VALUES + shift, {"uri": u, "pod": "p"})
+                                        for u in uris), group_by=("uri",))
+
+    source = ScriptedSource({("lat", "v1"): grouped(0.0, ("/a", "/b")),
+                             ("lat", "v2"): grouped(0.0, ("/a", "/b", "/new"))})
+    report = run(config("lat"), source)
+    names = {m.name: m.classification for m in report.metrics}
+    assert names == {"lat{uri=/a}": Classification.PASS, "lat{uri=/b}": Classification.PASS,
+                     "lat{uri=/new}": Classification.NODATA}
+
+
+def test_grouped_query_without_any_data_is_nodata_under_its_own_name() -> None:
+    empty = FetchedSeries("q", (), group_by=("uri",))
+    source = ScriptedSource({("lat", "v1"): empty, ("lat", "v2"): empty})
+    assert run(config("lat"), source).metric("lat").classification is Classification.NODATA
+
+
+def test_untagged_multiple_series_are_combined_point_by_point() -> None:
+    fetched = FetchedSeries("q", (series([1.0, np.nan, 3.0]), series([3.0, np.nan, np.nan])))
+    np.testing.assert_array_equal(combine_series(fetched, "mean"), [2.0, np.nan, 3.0])
+    np.testing.assert_array_equal(combine_series(fetched, "sum"), [4.0, np.nan, 3.0])
+    assert combine_series(None).size == 0
+
+
+def test_build_pairs_keeps_the_reason_of_a_failed_side() -> None:
+    cfg = config("m")
+    fetches = asyncio.run(fetch_metrics(
+        cfg, ScriptedSource({("m", "v2"): QueryError("bad")}), SCOPES, retry=FAST))
+    built = build_pairs(cfg, fetches)
+    assert built.pairs == {"m": "canary: bad"}
+
+
+def test_progress_is_reported_per_metric() -> None:
+    calls: list[tuple[int, int]] = []
+    run(config("a", "b", "c"), ScriptedSource(), on_progress=lambda d, t: calls.append((d, t)))
+    assert calls[0] == (0, 3) and calls[-1] == (3, 3)
+    assert [d for d, _ in calls] == [0, 1, 2, 3]
+
+
+def test_retry_delays_grow_with_jitter_and_honour_retry_after_within_the_cap() -> None:
+    policy = RetryPolicy(base_delay=1.0, max_delay=8.0)
+    rng = random.Random(1)
+    delays = [policy.delay(n, None, rng) for n in (1, 2, 3, 4, 5)]
+    for delay, ceiling in zip(delays, (1, 2, 4, 8, 8), strict=True):
+        assert ceiling / 2 <= delay <= ceiling
+    assert policy.delay(1, 3.0, rng) == 3.0
+    assert policy.delay(1, 120.0, rng) == 8.0
+    with pytest.raises(ValueError, match="max_attempts"):
+        RetryPolicy(max_attempts=0)
+
+
+def test_sync_analyze_works_inside_a_running_event_loop() -> None:
+    async def notebook_cell() -> Report:
+        return analyze(config("m"), ScriptedSource(), SCOPES, retry=FAST)
+
+    assert asyncio.run(notebook_cell()).metric("m").classification is Classification.PASS
+
+
+def test_analyze_async_returns_the_judges_report_with_fetch_details() -> None:
+    report = asyncio.run(analyze_async(config("m"), ScriptedSource(), SCOPES, retry=FAST))
+    assert report.details["fetch"]["m"]["baseline"]["query"] == "m@v1"
+    assert report.metric("m").baseline.count == 40
