@@ -60,7 +60,9 @@ class ScriptedSource:
     def render(self, metric: MetricConfig, scope: Scope, config: CanaryConfig) -> str:
         return f"{metric.name}@{scope.scope}"
 
-    async def fetch(self, metric: MetricConfig, scope: Scope, config: CanaryConfig) -> FetchedSeries:
+    async def fetch(
+        self, metric: MetricConfig, scope: Scope, config: CanaryConfig
+    ) -> FetchedSeries:
         self.calls.append((metric.name, scope.scope))
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
