@@ -1,0 +1,286 @@
+"""The FastAPI application: wiring, guards (auth, size limit), errors, health and metrics.
+
+``create_app(settings)`` is the one place the parts are put together (ports and adapters: the
+routers are thin adapters over ``judge.api.service``). Nothing happens at import time; the
+store, the sources and the background runner are built in the app's lifespan.
+
+Run it with ``canary-judge serve`` or ``uvicorn --factory judge.api.app:create_app``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from anyio import to_thread
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from judge.api import argo, flagger, kayenta, native
+from judge.api.runner import AnalysisRunner
+from judge.api.schemas import ArgoJudgeOut, HealthOut
+from judge.api.seed import seed_demo_configs
+from judge.api.service import BadRequestError, Services
+from judge.api.settings import Settings, get_settings
+from judge.api.sources import SourceRegistry, UnknownSourceError
+from judge.api.store import NotFoundError, Store
+from judge.api.telemetry import ServiceMetrics, configure_logging
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_ALWAYS_OPEN = ("/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json")
+
+
+def route_group(path: str) -> str:
+    """Which contract a path answers under: ``argo``, ``kayenta``, ``flagger`` or ``native``."""
+    if path.startswith("/argo/"):
+        return "argo"
+    if path.startswith("/flagger/"):
+        return "flagger"
+    if kayenta.is_kayenta_path(path):
+        return "kayenta"
+    return "native"
+
+
+def error_body(group: str, status_code: int, message: str, path: str) -> tuple[int, Any]:
+    """An error in the caller's dialect. Argo's web provider gets 200 (see ``judge.api.argo``)."""
+    if group == "argo":
+        body = ArgoJudgeOut(verdict="error", error=message, reason=message)
+        return 200, body.model_dump(mode="json", by_alias=True)
+    if group == "kayenta":
+        return status_code, kayenta.spring_error(status_code, message, path)
+    return status_code, {"error": message}
+
+
+class GuardMiddleware:
+    """Bearer-token auth and the request size limit, before any routing or body parsing.
+
+    A pure ASGI middleware (not ``BaseHTTPMiddleware``) so it adds almost nothing per request
+    and never buffers a body that declares its length.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.tokens = tuple(t.encode() for t in settings.api_tokens)
+        self.open_groups = {"kayenta"} if settings.open_kayenta_paths else set()
+        if settings.open_argo_paths:
+            self.open_groups.add("argo")
+        self.limit = settings.max_request_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        group = route_group(path)
+        headers = dict(scope["headers"])
+        guarded = self.tokens and not path.startswith(_ALWAYS_OPEN)
+        if (
+            guarded
+            and group not in self.open_groups
+            and not self._authorized(headers.get(b"authorization", b""))
+        ):
+            await self._reject(send, group, 401, "missing or invalid bearer token", path)
+            return
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > self.limit
+            except ValueError:
+                await self._reject(send, group, 400, "invalid Content-Length header", path)
+                return
+            if too_big:
+                await self._reject(
+                    send, group, 413,
+                    f"request body is {int(declared)} bytes, above the limit of {self.limit} "
+                    "(CANARY_JUDGE_MAX_REQUEST_BYTES)", path,
+                )
+                return
+            await self.app(scope, receive, send)
+            return
+        # No declared length (chunked): read up to the limit, then replay what was read.
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.limit:
+                await self._reject(
+                    send, group, 413,
+                    f"request body is above the limit of {self.limit} bytes "
+                    "(CANARY_JUDGE_MAX_REQUEST_BYTES)", path,
+                )
+                return
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def _authorized(self, header: bytes) -> bool:
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not token:
+            return False
+        # Compare against every token without stopping early: no timing hint of which matched.
+        matches = [hmac.compare_digest(token.strip(), known) for known in self.tokens]
+        return any(matches)
+
+    @staticmethod
+    async def _reject(send: Send, group: str, status_code: int, message: str, path: str) -> None:
+        status, body = error_body(group, status_code, message, path)
+        payload = json.dumps(body).encode()
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(payload)).encode())]
+        if status == 401:
+            headers.append((b"www-authenticate", b"Bearer"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def reply(request: Request, status_code: int, message: str, **extra: Any) -> JSONResponse:
+        group = route_group(request.url.path)
+        status, body = error_body(group, status_code, message, request.url.path)
+        if group == "native":
+            body.update(extra)
+        if status >= 500 or status == 200:
+            request.app.state.metrics.request_errors.labels(group, str(status_code)).inc()
+        return JSONResponse(status_code=status, content=jsonable_encoder(body))
+
+    async def bad_request(request: Request, exc: Exception) -> Response:
+        field = getattr(exc, "field", None)
+        return reply(request, 400, str(exc), field=field)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return reply(request, 404, str(exc).strip("'\""))
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ValidationError | RequestValidationError)
+        errors = exc.errors(include_url=False) if isinstance(exc, ValidationError) else exc.errors()
+        cleaned = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+            for e in errors
+        ]
+        summary = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in cleaned
+        )
+        return reply(request, 422, summary, detail=cleaned)
+
+    async def internal(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error", extra={"path": request.url.path})
+        return reply(request, 500, f"internal error: {type(exc).__name__}")
+
+    app.add_exception_handler(BadRequestError, bad_request)
+    app.add_exception_handler(UnknownSourceError, bad_request)
+    app.add_exception_handler(NotFoundError, not_found)
+    app.add_exception_handler(ValidationError, invalid)
+    app.add_exception_handler(RequestValidationError, invalid)
+    # ValueError from the judge or the config parser is always about the input.
+    app.add_exception_handler(ValueError, bad_request)
+    app.add_exception_handler(Exception, internal)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The service. ``settings`` default to the environment and ``CANARY_JUDGE_SETTINGS_FILE``."""
+    settings = settings or get_settings()
+    metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level, settings.log_json)
+        store = Store(settings.database_url)
+        await to_thread.run_sync(store.create_schema)
+        if settings.seed_demo_configs:
+            await to_thread.run_sync(seed_demo_configs, store)
+        sources = SourceRegistry.from_settings(settings, metrics)
+        services = Services(settings=settings, store=store, sources=sources, metrics=metrics)
+        runner = AnalysisRunner(services)
+        app.state.services = services
+        app.state.runner = runner
+        await runner.resume_interrupted()
+        logger.info(
+            "canary-judge ready",
+            extra={"database": _safe_url(settings.database_url), "sources": sources.names(),
+                   "default_source": sources.default_name},
+        )
+        try:
+            yield
+        finally:
+            await runner.stop()
+            sources.close()
+            store.close()
+
+    app = FastAPI(
+        title="canary-judge",
+        version="0.1.0",
+        summary="Automated canary analysis: is the canary as good as the baseline?",
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    app.dependency_overrides[get_settings] = lambda: settings
+    app.add_middleware(GuardMiddleware, settings=settings)
+    _install_error_handlers(app)
+    app.include_router(native.router)
+    app.include_router(argo.router)
+    app.include_router(flagger.router)
+    app.include_router(kayenta.router)
+
+    @app.get("/healthz", response_model=HealthOut, tags=["health"])
+    async def healthz() -> HealthOut:
+        """The process is up."""
+        return HealthOut(status="ok")
+
+    @app.get("/readyz", response_model=HealthOut, tags=["health"],
+             responses={503: {"model": HealthOut}})
+    def readyz(request: Request) -> Any:
+        """The database answers."""
+        try:
+            request.app.state.services.store.ping()
+        except Exception as exc:
+            return JSONResponse(
+                status_code=503,
+                content={"status": "unavailable", "detail": f"database: {type(exc).__name__}"},
+            )
+        return HealthOut(status="ready")
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def prometheus_metrics() -> Response:
+        """The service's own metrics in Prometheus' text format."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password, for logs."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database url>"

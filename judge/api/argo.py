@@ -1,0 +1,195 @@
+"""Argo Rollouts ``web`` metric provider: judge a canary on each measurement, synchronously.
+
+Argo's web provider (``metricproviders/webmetric`` in argoproj/argo-rollouts) makes one HTTP
+call per measurement interval and treats any non-2xx answer, or a body that is not JSON, as an
+*Error* measurement. So this endpoint always answers HTTP 200 with a JSON object, including for
+bad input and failures; ``verdict`` says what happened:
+
+- ``pass`` / ``marginal`` / ``fail``: the judgment (``pass``, ``marginal``, ``fail`` are also
+  booleans, for ``successCondition: result.pass``);
+- ``error``: nothing was judged; ``error`` says why. Neither success nor failure conditions
+  written against ``verdict`` match it, so Argo records the measurement *Inconclusive* and
+  pauses the rollout: a broken request never promotes a canary, and never aborts one silently.
+
+The window is ``lookback`` (default ``CANARY_JUDGE_DEFAULT_LOOKBACK``) ending now, judged within
+``CANARY_JUDGE_SYNC_TIMEOUT_SECONDS`` (8 s by default, under the provider's 10 s timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from judge.api.deps import ServicesDep
+from judge.api.schemas import ArgoJudgeOut, ArgoJudgeRequest, MetricSummaryOut
+from judge.api.service import (
+    AnalysisPlan,
+    BadRequestError,
+    check_plan,
+    make_scope,
+    resolve_config,
+    window,
+)
+from judge.api.sources import UnknownSourceError
+from judge.config import ScoreThresholds
+from judge.ports import ScopePair
+from judge.report import Report
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/argo/v1", tags=["argo"])
+
+_QUERY_FIELDS = ("config", "baseline", "canary", "location", "lookback", "start", "end", "step",
+                 "source")
+
+
+def validation_message(exc: ValidationError) -> str:
+    """Pydantic's errors as ``field.path: message; ...`` (the field that is wrong, first)."""
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"]) or "body"
+        parts.append(f"{location}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def error_answer(message: str, config: str | None = None) -> JSONResponse:
+    """The 200 answer for a measurement that judged nothing."""
+    body = ArgoJudgeOut(verdict="error", error=message, reason=message, config=config)
+    return JSONResponse(status_code=200, content=body.model_dump(mode="json", by_alias=True))
+
+
+async def _request_fields(request: Request) -> dict[str, Any]:
+    """Query parameters, overlaid by a JSON body when there is one (GET or POST alike)."""
+    fields: dict[str, Any] = {k: v for k, v in request.query_params.items() if k in _QUERY_FIELDS}
+    params = {
+        key.removeprefix("param."): value
+        for key, value in request.query_params.items()
+        if key.startswith("param.")
+    }
+    if params:
+        fields["params"] = params
+    if "pass" in request.query_params or "marginal" in request.query_params:
+        fields["thresholds"] = {
+            "pass": request.query_params.get("pass"),
+            "marginal": request.query_params.get("marginal"),
+        }
+    unknown = sorted(
+        set(request.query_params)
+        - set(_QUERY_FIELDS)
+        - {"pass", "marginal"}
+        - {k for k in request.query_params if k.startswith("param.")}
+    )
+    if unknown:
+        raise BadRequestError(f"unknown query parameter(s) {unknown}", unknown[0])
+    raw = await request.body()
+    if raw.strip():
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadRequestError(f"body: not valid JSON ({exc})", "body") from exc
+        if not isinstance(body, dict):
+            raise BadRequestError("body: must be a JSON object", "body")
+        fields.update(body)
+    return fields
+
+
+def answer(report: Report, analysis_id: str, config_name: str) -> ArgoJudgeOut:
+    metrics = [
+        MetricSummaryOut(
+            name=m.name,
+            classification=m.classification.value,
+            reason=m.reason,
+            baseline_mean=_finite(m.baseline.mean),
+            canary_mean=_finite(m.canary.mean),
+            estimate=_finite(m.estimate),
+            low=_finite(m.low),
+            high=_finite(m.high),
+        )
+        for m in report.metrics
+    ]
+    verdict = report.verdict.value
+    return ArgoJudgeOut(
+        verdict=verdict,
+        score=_finite(report.score),
+        pass_=verdict == "pass",
+        marginal=verdict == "marginal",
+        fail=verdict == "fail",
+        reason=report.reason,
+        config=config_name,
+        analysis_id=analysis_id,
+        failed_metrics=[m.name for m in report.metrics if m.classification.failed],
+        metrics=metrics,
+    )
+
+
+def _finite(value: float) -> float | None:
+    return value if value == value and abs(value) != float("inf") else None
+
+
+@router.api_route(
+    "/judge",
+    methods=["GET", "POST"],
+    response_model=ArgoJudgeOut,
+    summary="Judge a canary now (Argo Rollouts web provider); always HTTP 200",
+)
+async def argo_judge(request: Request, services: ServicesDep) -> JSONResponse:
+    """Fetch the lookback window for both scopes and judge it; see the module doc."""
+    config_label: str | None = None
+    try:
+        fields = await _request_fields(request)
+        body = ArgoJudgeRequest.model_validate(fields)
+        inline = body.config if isinstance(body.config, dict) else None
+        config_label = body.config if isinstance(body.config, str) else None
+        config, _stored = resolve_config(
+            services.store,
+            inline=inline,
+            config_ref=config_label,
+        )
+        config_label = config.name
+        start, end = window(
+            lookback=body.lookback,
+            start=body.start,
+            end=body.end,
+            default_lookback=services.settings.default_lookback,
+        )
+        pair = ScopePair(
+            baseline=make_scope(body.baseline, location=body.location, params=body.params,
+                                field_name="baseline"),
+            canary=make_scope(body.canary, location=body.location, params=body.params,
+                              field_name="canary"),
+        )
+        thresholds = (
+            ScoreThresholds.model_validate(
+                {"pass": body.thresholds.pass_, "marginal": body.thresholds.marginal}
+            )
+            if body.thresholds
+            else None
+        )
+        plan = AnalysisPlan(
+            config=config,
+            scopes={"default": pair},
+            start=start,
+            end=end,
+            step=timedelta(seconds=body.step or services.settings.default_step_seconds),
+            source=body.source,
+            thresholds=thresholds,
+        )
+        check_plan(plan, services.settings, services.sources)
+        report, analysis_id = await services.judge_now(plan, "argo")
+    except ValidationError as exc:
+        return error_answer(validation_message(exc), config_label)
+    except (BadRequestError, UnknownSourceError, TimeoutError) as exc:
+        return error_answer(str(exc), config_label)
+    except Exception as exc:
+        # Argo reads non-2xx as an Error measurement; a bug here must still answer in JSON.
+        logger.exception("argo judge failed")
+        services.metrics.request_errors.labels("argo", "internal").inc()
+        return error_answer(f"internal error: {type(exc).__name__}: {exc}", config_label)
+    out = answer(report, analysis_id, config.name)
+    return JSONResponse(status_code=200, content=out.model_dump(mode="json", by_alias=True))

@@ -1,0 +1,345 @@
+"""The native API (``/v1``): judge inline data, store configs, run analyses in the background."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import yaml
+from anyio import to_thread
+from fastapi import APIRouter, Query, Request, Response, status
+
+from judge.api.deps import RunnerDep, ServicesDep, StoreDep
+from judge.api.schemas import (
+    AnalysisOut,
+    AnalysisRequest,
+    AnalysisSummaryOut,
+    ConfigOut,
+    ConfigSummaryOut,
+    ConfigVersionsOut,
+    ErrorOut,
+    JudgeRequest,
+    ReportOut,
+    ScopeIn,
+)
+from judge.api.service import (
+    AnalysisPlan,
+    BadRequestError,
+    check_plan,
+    make_scope,
+    parse_config_document,
+    resolve_config,
+    window,
+)
+from judge.api.store import AnalysisStatus, StoredAnalysis, StoredConfig
+from judge.api.telemetry import Stopwatch
+from judge.config import MetricConfig, ScoreThresholds
+from judge.ports import ScopePair
+from judge.queries import ColumnQuery
+
+router = APIRouter(prefix="/v1", tags=["native"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut},
+    404: {"model": ErrorOut},
+}
+
+_CONFIG_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+        "description": "a canary config, native or Kayenta JSON (or YAML)",
+    }
+}
+
+
+def data_column(metric: MetricConfig) -> str:
+    """The key a metric's inline data is read from (as ``judge.judging.judge`` reads it)."""
+    if isinstance(metric.query, ColumnQuery) and metric.query.column:
+        return metric.query.column
+    return metric.name
+
+
+def _thresholds(raw: Any) -> ScoreThresholds | None:
+    if raw is None:
+        return None
+    return ScoreThresholds.model_validate({"pass": raw.pass_, "marginal": raw.marginal})
+
+
+# -- judge ---------------------------------------------------------------------------------------
+@router.post("/judge", response_model=ReportOut, responses=_ERRORS)
+def judge_inline(body: JudgeRequest, services: ServicesDep) -> dict[str, Any]:
+    """Judge baseline and canary data given inline (one list of numbers per metric)."""
+    from judge.judging import judge
+
+    config, _ = resolve_config(
+        services.store, inline=body.config, config_ref=body.config_id, version=body.config_version
+    )
+    # A misspelt name would otherwise just leave its metric without data: say so instead.
+    known = {data_column(metric) for metric in config.metrics}
+    for side, series in (("baseline", body.baseline), ("canary", body.canary)):
+        unknown = sorted(set(series) - known)
+        if unknown:
+            raise BadRequestError(
+                f"{side}: {unknown} match no metric of config {config.name!r} "
+                f"(it reads: {sorted(known)})",
+                side,
+            )
+    services.metrics.analyses_started.labels("judge").inc()
+    watch = Stopwatch()
+    report = judge(config, body.baseline, body.canary, thresholds=_thresholds(body.thresholds))
+    services.metrics.judge_seconds.labels("judge").observe(watch.seconds)
+    services.metrics.analyses_finished.labels("judge", report.verdict.value).inc()
+    return report.to_dict()
+
+
+# -- configs -------------------------------------------------------------------------------------
+async def _config_document(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    content_type = request.headers.get("content-type", "")
+    try:
+        document = yaml.safe_load(raw.decode()) if "yaml" in content_type else json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise BadRequestError(f"body: not valid JSON or YAML ({exc})", "body") from exc
+    if not isinstance(document, dict):
+        raise BadRequestError("body: a config must be an object", "body")
+    return document
+
+
+def _config_out(stored: StoredConfig) -> ConfigOut:
+    return ConfigOut(
+        id=stored.id,
+        name=stored.name,
+        version=stored.version,
+        applications=list(stored.applications),
+        format=stored.original_format,
+        created_at=stored.created_at,
+        updated_at=stored.updated_at,
+        config=stored.native,
+    )
+
+
+@router.post(
+    "/configs",
+    response_model=ConfigOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=_ERRORS,
+    openapi_extra=_CONFIG_BODY,
+)
+async def create_config(request: Request, store: StoreDep) -> ConfigOut:
+    """Store a config (native or Kayenta JSON, or YAML); it gets an id and version 1."""
+    document = await _config_document(request)
+    config, fmt = parse_config_document(document)
+    stored = await to_thread.run_sync(
+        lambda: store.create_config(
+            name=config.name,
+            native=config.to_dict(),
+            applications=config.applications,
+            original=document if fmt == "kayenta" else None,
+            original_format=fmt,
+        )
+    )
+    return _config_out(stored)
+
+
+@router.get("/configs", response_model=list[ConfigSummaryOut])
+def list_configs(
+    store: StoreDep, application: str | None = Query(default=None)
+) -> list[ConfigSummaryOut]:
+    """Stored configs (latest versions), optionally of one application."""
+    return [
+        ConfigSummaryOut(
+            id=c.id,
+            name=c.name,
+            version=c.version,
+            applications=list(c.applications),
+            format=c.original_format,
+            updated_at=c.updated_at,
+        )
+        for c in store.list_configs(application)
+    ]
+
+
+@router.get("/configs/{config_id}", response_model=ConfigOut, responses=_ERRORS)
+def get_config(
+    config_id: str, store: StoreDep, version: int | None = Query(default=None, ge=1)
+) -> ConfigOut:
+    """A stored config by id or name (latest version, or ``?version=N``)."""
+    stored = store.find_config(config_id)
+    if version is not None:
+        stored = store.get_config(stored.id, version)
+    return _config_out(stored)
+
+
+@router.get("/configs/{config_id}/versions", response_model=ConfigVersionsOut, responses=_ERRORS)
+def config_versions(config_id: str, store: StoreDep) -> ConfigVersionsOut:
+    stored = store.find_config(config_id)
+    return ConfigVersionsOut(id=stored.id, versions=store.config_versions(stored.id))
+
+
+@router.get("/configs/{config_id}/kayenta", response_model=dict[str, Any], responses=_ERRORS)
+def export_kayenta(config_id: str, store: StoreDep) -> dict[str, Any]:
+    """The config as Kayenta JSON (as sent, when it was sent as Kayenta JSON)."""
+    from judge.api.kayenta import kayenta_document
+
+    return kayenta_document(store.find_config(config_id))
+
+
+@router.put(
+    "/configs/{config_id}", response_model=ConfigOut, responses=_ERRORS, openapi_extra=_CONFIG_BODY
+)
+async def update_config(config_id: str, request: Request, store: StoreDep) -> ConfigOut:
+    """Store a new version of a config (earlier versions stay readable)."""
+    document = await _config_document(request)
+    config, fmt = parse_config_document(document)
+    existing = await to_thread.run_sync(store.find_config, config_id)
+    stored = await to_thread.run_sync(
+        lambda: store.update_config(
+            existing.id,
+            name=config.name,
+            native=config.to_dict(),
+            applications=config.applications,
+            original=document if fmt == "kayenta" else None,
+            original_format=fmt,
+        )
+    )
+    return _config_out(stored)
+
+
+@router.delete(
+    "/configs/{config_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=_ERRORS,
+)
+def delete_config(config_id: str, store: StoreDep) -> Response:
+    store.delete_config(store.find_config(config_id).id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# -- analyses ------------------------------------------------------------------------------------
+def analysis_out(analysis: StoredAnalysis) -> AnalysisOut:
+    return AnalysisOut(
+        id=analysis.id,
+        kind=analysis.kind,
+        status=analysis.status.value,
+        progress=analysis.progress,
+        progress_detail=analysis.progress_detail,
+        config_id=analysis.config_id,
+        config_version=analysis.config_version,
+        config_name=analysis.config.get("name"),
+        attempts=analysis.attempts,
+        error=analysis.error,
+        report=analysis.report,
+        created_at=analysis.created_at,
+        started_at=analysis.started_at,
+        finished_at=analysis.finished_at,
+    )
+
+
+def _scope(raw: ScopeIn, field_name: str) -> Any:
+    return make_scope(
+        raw.scope,
+        location=raw.location,
+        start=raw.start,
+        end=raw.end,
+        step_seconds=raw.step,
+        params=raw.params,
+        field_name=field_name,
+    )
+
+
+@router.post(
+    "/analyses",
+    response_model=AnalysisOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=_ERRORS,
+)
+async def start_analysis(
+    body: AnalysisRequest, services: ServicesDep, runner: RunnerDep
+) -> AnalysisOut:
+    """Start an analysis in the background; poll ``GET /v1/analyses/{id}`` for its report."""
+    config, stored = await to_thread.run_sync(
+        lambda: resolve_config(
+            services.store,
+            inline=body.config,
+            config_ref=body.config_id,
+            version=body.config_version,
+        )
+    )
+    start, end = window(
+        lookback=body.lookback,
+        start=body.start,
+        end=body.end,
+        default_lookback=services.settings.default_lookback,
+    )
+    if body.scopes is not None:
+        scopes = {
+            name: ScopePair(
+                baseline=_scope(pair.baseline, f"scopes.{name}.baseline"),
+                canary=_scope(pair.canary, f"scopes.{name}.canary"),
+            )
+            for name, pair in body.scopes.items()
+        }
+    else:
+        assert body.baseline is not None and body.canary is not None  # checked by the schema
+        scopes = {
+            "default": ScopePair(
+                baseline=_scope(body.baseline, "baseline"), canary=_scope(body.canary, "canary")
+            )
+        }
+    plan = AnalysisPlan(
+        config=config,
+        scopes=scopes,
+        start=start,
+        end=end,
+        step=timedelta(seconds=body.step or services.settings.default_step_seconds),
+        source=body.source,
+        thresholds=_thresholds(body.thresholds),
+    )
+    check_plan(plan, services.settings, services.sources)
+    analysis = await to_thread.run_sync(
+        lambda: services.store.create_analysis(
+            kind="native",
+            config=config.to_dict(),
+            request=plan.to_json(),
+            config_id=stored.id if stored else None,
+            config_version=stored.version if stored else None,
+        )
+    )
+    services.metrics.analyses_started.labels("native").inc()
+    runner.submit(analysis.id)
+    return analysis_out(analysis)
+
+
+@router.get("/analyses/{analysis_id}", response_model=AnalysisOut, responses=_ERRORS)
+def get_analysis(analysis_id: str, store: StoreDep) -> AnalysisOut:
+    """An analysis: status (queued, running, succeeded, failed), progress, and its report."""
+    return analysis_out(store.get_analysis(analysis_id))
+
+
+@router.get("/analyses", response_model=list[AnalysisSummaryOut])
+def list_analyses(
+    store: StoreDep,
+    limit: int = Query(default=50, ge=1, le=1000),
+    status_filter: AnalysisStatus | None = Query(default=None, alias="status"),
+) -> list[AnalysisSummaryOut]:
+    """Recent analyses, newest first."""
+    return [
+        AnalysisSummaryOut(
+            id=a.id,
+            kind=a.kind,
+            status=a.status.value,
+            progress=a.progress,
+            config_name=a.config.get("name"),
+            verdict=a.report.get("verdict") if a.report else None,
+            score=a.report.get("score") if a.report else None,
+            created_at=a.created_at,
+            finished_at=a.finished_at,
+        )
+        for a in store.list_analyses(limit=limit, status=status_filter)
+    ]

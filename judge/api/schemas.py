@@ -1,0 +1,307 @@
+"""Request and response bodies of the HTTP API (wire formats, not domain objects).
+
+Native schemas are strict (unknown fields are rejected and named in the 422). Controller
+payloads (Kayenta, Flagger) tolerate fields they may add in later versions; their adapters
+translate them into the same analysis call as the native API.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+def _to_float(value: Any) -> float:
+    # JSON has no NaN: a gap arrives as null, or as the string "NaN" (Kayenta's Jackson output).
+    if value is None:
+        return math.nan
+    if isinstance(value, str):
+        if value.strip().lower() in ("nan", "null", ""):
+            return math.nan
+        return float(value)
+    if isinstance(value, bool):
+        raise ValueError("a metric value must be a number, not a boolean")
+    return float(value)
+
+
+def series_values(raw: Any) -> list[float]:
+    """A list of numbers where ``null`` / ``"NaN"`` become NaN; anything else is an error."""
+    if not isinstance(raw, list):
+        raise ValueError("expected a list of numbers")
+    return [_to_float(v) for v in raw]
+
+
+# -- shared ------------------------------------------------------------------------------------
+class ThresholdsIn(_Strict):
+    pass_: float = Field(alias="pass", ge=0, le=100)
+    marginal: float = Field(ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ThresholdsIn:
+        if self.marginal > self.pass_:
+            raise ValueError(
+                f"'marginal' ({self.marginal}) must not be above 'pass' ({self.pass_})"
+            )
+        return self
+
+
+class ScopeIn(_Strict):
+    """One side's selection: a scope value (label value, version ...) and an optional window."""
+
+    scope: str = Field(min_length=1)
+    location: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    step: int | None = Field(default=None, gt=0, description="seconds")
+    params: dict[str, str] = Field(default_factory=dict)
+
+
+class ScopePairIn(_Strict):
+    baseline: ScopeIn
+    canary: ScopeIn
+
+
+class ErrorOut(BaseModel):
+    """Every non-2xx answer of the native API (FastAPI's validation errors keep their shape)."""
+
+    error: str
+    detail: Any = None
+
+
+# -- native: judge -----------------------------------------------------------------------------
+class JudgeRequest(_Strict):
+    """Judge data given inline: one list of numbers per metric and side."""
+
+    config: dict[str, Any] | None = Field(
+        default=None, description="a native or Kayenta config (or give config_id)"
+    )
+    config_id: str | None = Field(default=None, description="id or name of a stored config")
+    config_version: int | None = Field(default=None, ge=1)
+    baseline: dict[str, list[float]]
+    canary: dict[str, list[float]]
+    thresholds: ThresholdsIn | None = None
+
+    @field_validator("baseline", "canary", mode="before")
+    @classmethod
+    def _nan_tolerant(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            raise ValueError("expected an object: metric name -> list of numbers")
+        return {str(name): series_values(values) for name, values in raw.items()}
+
+    @model_validator(mode="after")
+    def _one_config(self) -> JudgeRequest:
+        if (self.config is None) == (self.config_id is None):
+            raise ValueError("give exactly one of 'config' (inline) and 'config_id'")
+        return self
+
+
+class ReportOut(BaseModel):
+    """``judge.report.Report.to_dict()``: verdict, score, reason, groups, metrics."""
+
+    model_config = ConfigDict(extra="allow")
+
+    verdict: Literal["pass", "marginal", "fail"]
+    score: float | None
+    reason: str
+    thresholds: dict[str, float]
+    mode: str
+    config_name: str
+    groups: list[dict[str, Any]]
+    metrics: list[dict[str, Any]]
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+# -- native: configs ---------------------------------------------------------------------------
+class ConfigOut(BaseModel):
+    id: str
+    name: str
+    version: int
+    applications: list[str]
+    format: str = Field(description="the format it was sent in: native or kayenta")
+    created_at: datetime
+    updated_at: datetime
+    config: dict[str, Any] = Field(description="the config in native form")
+
+
+class ConfigSummaryOut(BaseModel):
+    id: str
+    name: str
+    version: int
+    applications: list[str]
+    format: str
+    updated_at: datetime
+
+
+class ConfigVersionsOut(BaseModel):
+    id: str
+    versions: list[int]
+
+
+# -- native: analyses --------------------------------------------------------------------------
+class AnalysisRequest(_Strict):
+    """Start a background analysis: fetch both sides from a metric source and judge them.
+
+    Scopes: ``baseline`` + ``canary`` (one pair for every metric), or ``scopes`` by the
+    metrics' ``scope_name``. Window: ``start`` + ``end``, or ``lookback`` ending now.
+    """
+
+    config: dict[str, Any] | None = None
+    config_id: str | None = None
+    config_version: int | None = Field(default=None, ge=1)
+    baseline: ScopeIn | None = None
+    canary: ScopeIn | None = None
+    scopes: dict[str, ScopePairIn] | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    lookback: str | None = Field(default=None, description="e.g. 10m, 1h, 90s")
+    step: int | None = Field(default=None, gt=0, description="seconds")
+    source: str | None = Field(default=None, description="a configured metric source's name")
+    thresholds: ThresholdsIn | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AnalysisRequest:
+        if (self.config is None) == (self.config_id is None):
+            raise ValueError("give exactly one of 'config' (inline) and 'config_id'")
+        pair = self.baseline is not None and self.canary is not None
+        if (self.baseline is None) != (self.canary is None):
+            raise ValueError("give both 'baseline' and 'canary' scopes")
+        if pair == (self.scopes is not None):
+            raise ValueError("give either 'baseline' + 'canary' or 'scopes', not both or neither")
+        if self.lookback is not None and (self.start is not None or self.end is not None):
+            raise ValueError("give 'lookback' or 'start' + 'end', not both")
+        if (self.start is None) != (self.end is None):
+            raise ValueError("give both 'start' and 'end'")
+        return self
+
+
+class AnalysisOut(BaseModel):
+    id: str
+    kind: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    progress: float = Field(description="0..1: fetched metrics over all metrics")
+    progress_detail: dict[str, Any]
+    config_id: str | None
+    config_version: int | None
+    config_name: str | None
+    attempts: int
+    error: str | None
+    report: dict[str, Any] | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class AnalysisSummaryOut(BaseModel):
+    id: str
+    kind: str
+    status: str
+    progress: float
+    config_name: str | None
+    verdict: str | None
+    score: float | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+# -- Argo Rollouts web provider ----------------------------------------------------------------
+class ArgoJudgeRequest(_Strict):
+    """What an AnalysisTemplate sends (JSON body, or the same names as query parameters)."""
+
+    config: str | dict[str, Any] = Field(description="stored config id or name, or inline")
+    baseline: str = Field(min_length=1, description="baseline scope value")
+    canary: str = Field(min_length=1, description="canary scope value")
+    location: str | None = None
+    lookback: str | None = Field(default=None, description="window ending now, e.g. 10m")
+    start: datetime | None = None
+    end: datetime | None = None
+    step: int | None = Field(default=None, gt=0, description="seconds")
+    source: str | None = None
+    params: dict[str, str] = Field(default_factory=dict)
+    thresholds: ThresholdsIn | None = None
+
+
+class MetricSummaryOut(BaseModel):
+    name: str
+    classification: str
+    reason: str
+    baseline_mean: float | None = None
+    canary_mean: float | None = None
+    estimate: float | None = None
+    low: float | None = None
+    high: float | None = None
+
+
+class ArgoJudgeOut(BaseModel):
+    """Always sent with HTTP 200. ``verdict`` is ``pass``, ``marginal``, ``fail`` or ``error``;
+    the booleans make ``successCondition: result.pass`` style conditions read naturally."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    verdict: Literal["pass", "marginal", "fail", "error"]
+    score: float | None = None
+    pass_: bool = Field(default=False, alias="pass", serialization_alias="pass")
+    marginal: bool = False
+    fail: bool = False
+    reason: str = ""
+    error: str | None = None
+    config: str | None = None
+    analysis_id: str | None = None
+    failed_metrics: list[str] = Field(default_factory=list)
+    metrics: list[MetricSummaryOut] = Field(default_factory=list)
+
+
+# -- Flagger webhook ---------------------------------------------------------------------------
+class FlaggerHook(_Lenient):
+    """Flagger's webhook payload (``CanaryWebhookPayload``)."""
+
+    name: str = Field(min_length=1)
+    namespace: str = Field(min_length=1)
+    phase: str = ""
+    checksum: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class FlaggerMetadata(_Strict):
+    """The keys canary-judge reads from a webhook's ``metadata`` (all strings, as Flagger
+    sends them). Unknown keys are rejected so a typo does not silently judge the wrong thing."""
+
+    config: str = Field(min_length=1)
+    baseline: str | None = None
+    canary: str | None = None
+    location: str | None = None
+    lookback: str | None = None
+    step: str | None = None
+    source: str | None = None
+    pass_threshold: str | None = Field(default=None, alias="pass")
+    marginal_threshold: str | None = Field(default=None, alias="marginal")
+    allow_marginal: str | None = Field(
+        default=None, alias="allowMarginal", description="'true': marginal answers 200"
+    )
+
+
+class FlaggerOut(BaseModel):
+    verdict: Literal["pass", "marginal", "fail", "error"]
+    score: float | None = None
+    reason: str
+    error: str | None = None
+    canary: str
+    phase: str
+    analysis_id: str | None = None
+    failed_metrics: list[str] = Field(default_factory=list)
+
+
+# -- health ------------------------------------------------------------------------------------
+class HealthOut(BaseModel):
+    status: str
+    detail: str | None = None

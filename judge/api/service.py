@@ -1,0 +1,334 @@
+"""The service's use cases, shared by every router: find a config, plan an analysis, run it.
+
+Each controller adapter (native, Argo, Flagger, Kayenta) translates its payload into an
+:class:`AnalysisPlan` and calls :func:`run_plan` (synchronously, within a time budget) or
+stores it for :class:`judge.api.runner.AnalysisRunner` (in the background). A plan is stored as
+JSON with its analysis, so a restarted process can run it again unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from judge.api.settings import Settings
+from judge.api.sources import SourceRegistry
+from judge.api.store import NotFoundError, Store, StoredConfig
+from judge.api.telemetry import ServiceMetrics, Stopwatch
+from judge.config import CanaryConfig, ScoreThresholds, looks_like_kayenta
+from judge.ports import MetricSource, Scope, ScopePair, Scopes
+from judge.report import Report
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+"""``on_progress(done, total)``: metrics fetched so far, of all metrics."""
+
+# Fields Kayenta adds to a stored config (ids and timestamps): not part of its meaning.
+KAYENTA_BOOKKEEPING = frozenset(
+    ("id", "createdTimestamp", "updatedTimestamp", "createdTimestampIso", "updatedTimestampIso")
+)
+
+
+class BadRequestError(ValueError):
+    """The request cannot be served as given; ``field`` names the part that is wrong."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# -- configs -------------------------------------------------------------------------------------
+def parse_config_document(document: Mapping[str, Any]) -> tuple[CanaryConfig, str]:
+    """A config sent as native or Kayenta JSON (recognised by its shape), and which it was."""
+    if looks_like_kayenta(document):
+        cleaned = {k: v for k, v in document.items() if k not in KAYENTA_BOOKKEEPING}
+        return CanaryConfig.from_kayenta(cleaned), "kayenta"
+    return CanaryConfig.from_dict(document), "native"
+
+
+def resolve_config(
+    store: Store,
+    *,
+    inline: Mapping[str, Any] | None,
+    config_ref: str | None,
+    version: int | None = None,
+) -> tuple[CanaryConfig, StoredConfig | None]:
+    """The config of a request: inline, or stored (by id, else by name; optionally a version).
+
+    Raises :class:`BadRequestError` naming ``config`` or ``config_id``; pydantic's
+    ``ValidationError`` for an invalid inline config (its locations name the field).
+    """
+    if inline is not None:
+        config, _ = parse_config_document(inline)
+        return config, None
+    if config_ref is None:
+        raise BadRequestError("give a config inline or a stored config's id", "config_id")
+    try:
+        stored = store.find_config(config_ref)
+        if version is not None:
+            stored = store.get_config(stored.id, version)
+    except NotFoundError as exc:
+        raise BadRequestError(str(exc), "config_id") from exc
+    return CanaryConfig.from_dict(stored.native), stored
+
+
+# -- windows -------------------------------------------------------------------------------------
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str, field_name: str = "lookback") -> timedelta:
+    """``"10m"``, ``"1h30m"``, ``"90s"`` (Prometheus/Go style) or plain seconds (``"600"``)."""
+    cleaned = text.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", cleaned):
+        seconds = float(cleaned)
+    else:
+        position, seconds = 0, 0.0
+        for match in _DURATION_PART.finditer(cleaned):
+            if match.start() != position:
+                break
+            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            position = match.end()
+        if position != len(cleaned) or not cleaned:
+            raise BadRequestError(
+                f"{field_name}: {text!r} is not a duration (examples: 10m, 1h30m, 90s, 600)",
+                field_name,
+            )
+    if seconds <= 0:
+        raise BadRequestError(f"{field_name}: must be positive, got {text!r}", field_name)
+    return timedelta(seconds=seconds)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def window(
+    *,
+    lookback: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    default_lookback: str,
+    now: datetime | None = None,
+) -> tuple[datetime, datetime]:
+    """``(start, end)`` from explicit bounds, or a lookback ending now."""
+    if start is not None and end is not None:
+        start, end = _aware(start), _aware(end)
+        if end <= start:
+            raise BadRequestError(f"end ({end.isoformat()}) must be after start", "end")
+        return start, end
+    if start is not None or end is not None:
+        raise BadRequestError("give both 'start' and 'end', or a lookback", "start")
+    finish = now or datetime.now(UTC)
+    return finish - parse_duration(lookback or default_lookback), finish
+
+
+# -- plans ---------------------------------------------------------------------------------------
+def _scope_json(scope: Scope) -> dict[str, Any]:
+    return {
+        "scope": scope.scope,
+        "location": scope.location,
+        "start": scope.start.isoformat() if scope.start else None,
+        "end": scope.end.isoformat() if scope.end else None,
+        "step": scope.step.total_seconds() if scope.step else None,
+        "params": dict(scope.params),
+    }
+
+
+def _scope_from_json(raw: Mapping[str, Any]) -> Scope:
+    return Scope(
+        scope=str(raw["scope"]),
+        location=raw.get("location"),
+        start=datetime.fromisoformat(raw["start"]) if raw.get("start") else None,
+        end=datetime.fromisoformat(raw["end"]) if raw.get("end") else None,
+        step=timedelta(seconds=float(raw["step"])) if raw.get("step") else None,
+        params=dict(raw.get("params") or {}),
+    )
+
+
+def make_scope(
+    scope: str,
+    *,
+    location: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    step_seconds: float | None = None,
+    params: Mapping[str, str] | None = None,
+    field_name: str = "scope",
+) -> Scope:
+    """A :class:`Scope`, with its validation errors reported against ``field_name``."""
+    try:
+        return Scope(
+            scope=scope,
+            location=location,
+            start=_aware(start) if start else None,
+            end=_aware(end) if end else None,
+            step=timedelta(seconds=step_seconds) if step_seconds else None,
+            params=dict(params or {}),
+        )
+    except ValueError as exc:
+        raise BadRequestError(f"{field_name}: {exc}", field_name) from exc
+
+
+@dataclass(frozen=True)
+class AnalysisPlan:
+    """Everything needed to run (and re-run) one analysis."""
+
+    config: CanaryConfig
+    scopes: Mapping[str, ScopePair]
+    start: datetime
+    end: datetime
+    step: timedelta
+    source: str | None = None
+    thresholds: ScoreThresholds | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Adapter-specific bookkeeping stored with the plan (Kayenta's account names ...)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scopes": {
+                name: {"baseline": _scope_json(pair.baseline), "canary": _scope_json(pair.canary)}
+                for name, pair in self.scopes.items()
+            },
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "step": self.step.total_seconds(),
+            "source": self.source,
+            "thresholds": (
+                {"pass": self.thresholds.pass_, "marginal": self.thresholds.marginal}
+                if self.thresholds
+                else None
+            ),
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_json(cls, config: CanaryConfig, raw: Mapping[str, Any]) -> AnalysisPlan:
+        thresholds = raw.get("thresholds")
+        return cls(
+            config=config,
+            scopes={
+                name: ScopePair(
+                    baseline=_scope_from_json(pair["baseline"]),
+                    canary=_scope_from_json(pair["canary"]),
+                )
+                for name, pair in raw["scopes"].items()
+            },
+            start=datetime.fromisoformat(raw["start"]),
+            end=datetime.fromisoformat(raw["end"]),
+            step=timedelta(seconds=float(raw["step"])),
+            source=raw.get("source"),
+            thresholds=ScoreThresholds.model_validate(thresholds) if thresholds else None,
+            extra=dict(raw.get("extra") or {}),
+        )
+
+
+def check_plan(plan: AnalysisPlan, settings: Settings, sources: SourceRegistry) -> None:
+    """Refuse a plan before it runs: unknown source, scope names the config does not use,
+    windows that would fetch more points than a source serves."""
+    sources.resolve(plan.source)
+    needed = {metric.scope_name for metric in plan.config.metrics}
+    if len(plan.scopes) > 1:
+        missing = needed - set(plan.scopes)
+        if missing:
+            raise BadRequestError(
+                f"no scopes given for scope name(s) {sorted(missing)} used by the config's "
+                f"metrics (given: {sorted(plan.scopes)})",
+                "scopes",
+            )
+    for pair in plan.scopes.values():
+        for scope in (pair.baseline, pair.canary):
+            start = scope.start or plan.start
+            end = scope.end or plan.end
+            step = scope.step or plan.step
+            points = (end - start) / step
+            if points > settings.max_points_per_series:
+                raise BadRequestError(
+                    f"window {start.isoformat()}..{end.isoformat()} at step "
+                    f"{step.total_seconds():g}s is {points:.0f} points per series, above "
+                    f"{settings.max_points_per_series}; use a larger step or a shorter window",
+                    "step",
+                )
+
+
+async def run_plan(
+    plan: AnalysisPlan,
+    sources: SourceRegistry,
+    *,
+    on_progress: ProgressCallback | None = None,
+) -> Report:
+    """Fetch both sides of every metric and judge them (``judge.analysis.analyze_async``)."""
+    from judge.analysis import analyze_async
+
+    default_name, named = sources.resolve(plan.source)
+    # judge.analysis routes a metric without its own ``source`` to the one named "default".
+    routed: dict[str, MetricSource] = {**named, "default": named[default_name]}
+    # One scope pair (the native shorthand, or a Kayenta request with one scope) applies to
+    # every metric whatever its scope_name, as a single-scope Kayenta execution does.
+    scopes: Scopes = next(iter(plan.scopes.values())) if len(plan.scopes) == 1 else plan.scopes
+    return await analyze_async(
+        plan.config,
+        routed,
+        scopes,
+        start=plan.start,
+        end=plan.end,
+        step=plan.step,
+        thresholds=plan.thresholds,
+        on_progress=on_progress,
+    )
+
+
+@dataclass
+class Services:
+    """The wired parts of one app (built in ``create_app``'s lifespan)."""
+
+    settings: Settings
+    store: Store
+    sources: SourceRegistry
+    metrics: ServiceMetrics
+
+    async def judge_now(self, plan: AnalysisPlan, kind: str) -> tuple[Report, str]:
+        """Run a plan synchronously within ``sync_timeout_seconds``, storing it as an analysis.
+
+        Raises ``TimeoutError`` when the budget runs out (the stored analysis is marked
+        failed saying so).
+        """
+        from anyio import to_thread
+
+        stored = await to_thread.run_sync(
+            lambda: self.store.create_analysis(
+                kind=kind, config=plan.config.to_dict(), request=plan.to_json()
+            )
+        )
+        await to_thread.run_sync(self.store.mark_running, stored.id)
+        self.metrics.analyses_started.labels(kind).inc()
+        watch = Stopwatch()
+        try:
+            report = await asyncio.wait_for(
+                run_plan(plan, self.sources), timeout=self.settings.sync_timeout_seconds
+            )
+        except TimeoutError:
+            message = (
+                f"analysis did not finish within {self.settings.sync_timeout_seconds:g}s "
+                "(CANARY_JUDGE_SYNC_TIMEOUT_SECONDS); use fewer metrics, a larger step, or "
+                "the background API"
+            )
+            await to_thread.run_sync(self.store.mark_failed, stored.id, message)
+            self.metrics.analyses_finished.labels(kind, "error").inc()
+            raise TimeoutError(message) from None
+        except Exception as exc:
+            await to_thread.run_sync(
+                self.store.mark_failed, stored.id, f"{type(exc).__name__}: {exc}"
+            )
+            self.metrics.analyses_finished.labels(kind, "error").inc()
+            raise
+        self.metrics.analysis_seconds.labels(kind).observe(watch.seconds)
+        self.metrics.analyses_finished.labels(kind, report.verdict.value).inc()
+        await to_thread.run_sync(self.store.mark_succeeded, stored.id, report.to_dict())
+        return report, stored.id

@@ -1,0 +1,212 @@
+"""Service settings: environment variables prefixed ``CANARY_JUDGE_`` and an optional file.
+
+Precedence, highest first: values passed to ``Settings(...)``, environment variables, the
+settings file named by ``CANARY_JUDGE_SETTINGS_FILE`` (YAML or JSON, same field names without
+the prefix), then the defaults below. With nothing configured the service runs on an embedded
+default: a SQLite file ``./canary-judge.db`` and the synthetic demo metric source.
+
+Every field is documented in ``docs/service.md``; ``Settings.model_fields`` is the source of
+truth and a unit test checks that the document names each of them.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+SETTINGS_FILE_ENV = "CANARY_JUDGE_SETTINGS_FILE"
+DEMO_SOURCE_NAME = "demo"
+
+
+class SourceSettings(BaseModel):
+    """One named metric source (Kayenta calls these *metrics accounts*)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["prometheus", "datadog", "demo", "files"]
+    url: str | None = None
+    """Base URL (Prometheus: ``http://prometheus:9090``; Datadog: ``https://api.datadoghq.com``)."""
+    api_key: SecretStr | None = None
+    """Datadog ``DD-API-KEY``."""
+    app_key: SecretStr | None = None
+    """Datadog ``DD-APPLICATION-KEY``."""
+    bearer_token: SecretStr | None = None
+    """Sent as ``Authorization: Bearer`` to Prometheus (e.g. behind an auth proxy)."""
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    """Per-query HTTP timeout."""
+    scope_label: str = "instance"
+    """Prometheus: the label a Kayenta-style query (``metricName``) selects the scope with."""
+    path: str | None = None
+    """``files`` sources: a CSV / Parquet / JSON file with a ``side`` column."""
+    delay_seconds: float = Field(default=0.0, ge=0)
+    """Demo source only: wait this long per query (to see progress and test restarts)."""
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> SourceSettings:
+        if self.type in ("prometheus", "datadog") and not self.url:
+            raise ValueError(f"a {self.type} source needs 'url'")
+        if self.type == "files" and not self.path:
+            raise ValueError("a files source needs 'path'")
+        return self
+
+
+class _SettingsFileSource(PydanticBaseSettingsSource):
+    """Reads the YAML/JSON file named by ``CANARY_JUDGE_SETTINGS_FILE`` (if set)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: str | None) -> None:
+        super().__init__(settings_cls)
+        self._values: dict[str, Any] = {}
+        if path:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+            if not isinstance(raw, dict):
+                raise ValueError(f"settings file {path} must hold a mapping at its top level")
+            self._values = raw
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told. Field ``x`` is env var ``CANARY_JUDGE_X``."""
+
+    model_config = SettingsConfigDict(env_prefix="CANARY_JUDGE_", extra="forbid", frozen=True)
+
+    # -- storage ---------------------------------------------------------------------------
+    database_url: str = "sqlite:///./canary-judge.db"
+    """Any SQLAlchemy URL. SQLite by default; PostgreSQL etc. for a shared store."""
+    seed_demo_configs: bool = True
+    """Store the demo configs (``demo``, ``demo-kayenta``) at startup when they are missing."""
+
+    # -- metric sources --------------------------------------------------------------------
+    sources: dict[str, SourceSettings] = Field(default_factory=dict)
+    """Named metric sources (JSON in the environment, a mapping in the settings file)."""
+    prometheus_url: str | None = None
+    """Shortcut: adds a Prometheus source named ``prometheus``."""
+    datadog_url: str | None = None
+    """Shortcut: adds a Datadog source named ``datadog`` (with the two keys below)."""
+    datadog_api_key: SecretStr | None = None
+    datadog_app_key: SecretStr | None = None
+    default_source: str | None = None
+    """Source used when a request names none. Unset: the only configured source, else demo."""
+    demo_source: bool = True
+    """Offer the synthetic demo source under the name ``demo``."""
+    demo_delay_seconds: float = Field(default=0.0, ge=0)
+    """Delay per demo query (slow analyses for demos and restart tests)."""
+
+    # -- analysis --------------------------------------------------------------------------
+    default_step_seconds: int = Field(default=60, gt=0)
+    """Resolution of fetched series when a request gives no step."""
+    default_lookback: str = "10m"
+    """Window judged by the Argo web and Flagger endpoints when the request gives none."""
+    max_points_per_series: int = Field(default=11_000, gt=0)
+    """Reject windows that would fetch more points than this per side (Prometheus' limit)."""
+    max_concurrent_analyses: int = Field(default=4, gt=0)
+    """Background analyses running at once; more wait queued."""
+    analysis_timeout_seconds: float = Field(default=600.0, gt=0)
+    """A background analysis still running after this long is marked failed."""
+    sync_timeout_seconds: float = Field(default=8.0, gt=0)
+    """Budget of synchronous analyses (Argo web, Flagger): under the callers' 10 s timeouts."""
+    resume_interrupted: bool = True
+    """At startup, re-run analyses a stopped process left queued/running (else mark failed)."""
+    max_resume_attempts: int = Field(default=3, ge=1)
+    """An analysis interrupted this many times is marked failed instead of re-run."""
+
+    # -- HTTP ------------------------------------------------------------------------------
+    api_tokens: Annotated[tuple[str, ...], NoDecode] = ()
+    """Bearer tokens accepted (comma-separated). Empty: no authentication."""
+    open_kayenta_paths: bool = True
+    """Leave Kayenta-compatible paths open when tokens are set (Argo's provider sends none)."""
+    open_argo_paths: bool = False
+    """Leave ``/argo/v1/*`` open when tokens are set (the web provider can send headers)."""
+    max_request_bytes: int = Field(default=5_000_000, gt=0)
+    """Larger request bodies are refused with 413."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+    """One JSON object per log line (carrying the analysis id); false: plain text."""
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(token.strip() for token in value.split(",") if token.strip())
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _default_source_exists(self) -> Settings:
+        if self.default_source is not None and self.default_source not in self.source_settings():
+            raise ValueError(
+                f"default_source {self.default_source!r} is not a configured source "
+                f"({sorted(self.source_settings())})"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        file_source = _SettingsFileSource(settings_cls, os.environ.get(SETTINGS_FILE_ENV))
+        return (init_settings, env_settings, file_source)
+
+    def source_settings(self) -> dict[str, SourceSettings]:
+        """Every named source: explicit ``sources``, the URL shortcuts, and demo."""
+        named = dict(self.sources)
+        if self.prometheus_url and "prometheus" not in named:
+            named["prometheus"] = SourceSettings(type="prometheus", url=self.prometheus_url)
+        if self.datadog_url and "datadog" not in named:
+            named["datadog"] = SourceSettings(
+                type="datadog",
+                url=self.datadog_url,
+                api_key=self.datadog_api_key,
+                app_key=self.datadog_app_key,
+            )
+        if self.demo_source and DEMO_SOURCE_NAME not in named:
+            named[DEMO_SOURCE_NAME] = SourceSettings(
+                type="demo", delay_seconds=self.demo_delay_seconds
+            )
+        return named
+
+    def default_source_name(self) -> str | None:
+        """The source used when a request names none (``None``: the request must name one).
+
+        The explicit ``default_source``; else the only source besides demo; else demo.
+        """
+        if self.default_source is not None:
+            return self.default_source
+        named = self.source_settings()
+        real = [name for name, source in named.items() if source.type != "demo"]
+        if len(real) == 1:
+            return real[0]
+        if not real and DEMO_SOURCE_NAME in named:
+            return DEMO_SOURCE_NAME
+        return None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process' settings, read once (tests override the dependency instead)."""
+    return Settings()
