@@ -34,8 +34,9 @@ Kayenta mode reproduces ``NetflixACAJudge`` (kayenta-judge, ``NetflixACAJudge.sc
 
 Default mode applies the same rule, with R's exact test for small samples without ties, and
 differs where Kayenta's choice hides a problem: a side with no points at all is ``nodata`` (or
-``nodata_fail``) whatever the NaN strategy, and a critical metric with ``must_have_data`` and
-no data is ``nodata_fail``.
+``nodata_fail``) whatever the NaN strategy, fewer than :data:`DEFAULT_MIN_POINTS` points on a
+side is ``nodata`` ("too few points"), and a critical metric with ``must_have_data`` and no data
+is ``nodata_fail``.
 
 Input rules, both modes: values that are not numbers make the metric ``error``; infinite
 values are dropped and counted (``SideSummary.infinite_count``, and the reason says so), since
@@ -82,7 +83,10 @@ __all__ = [
     "MannWhitneyRequest",
     "Prepared",
     "as_values",
+    "classify_metric",
+    "error_result",
     "handler_for",
+    "nodata_result",
     "prepare",
     "register",
     "summarize_side",
@@ -343,6 +347,12 @@ def _sides(p: Prepared) -> dict[str, Any]:
 # -- Mann-Whitney handlers ---------------------------------------------------------------------
 
 
+DEFAULT_MIN_POINTS = 3
+"""Default mode: fewer points than this on a side is ``nodata``. Kayenta judges even one point
+per side, and two single different points come out as a confident shift (one of the weak
+spots users report); with 3 a side the exact test can at least be computed."""
+
+
 def _is_constant(values: FloatArray) -> bool:
     return bool(values.size) and bool(values.min() == values.max())
 
@@ -369,6 +379,18 @@ def _mann_whitney_plan(p: Prepared) -> Plan:
             metric,
             p.mode,
             _with_notes(p, f"No {empty} points to compare (after NaN handling)."),
+            **_sides(p),
+        )
+    fewest = min(p.baseline.size, p.canary.size)
+    if p.mode is JudgeMode.DEFAULT and fewest < DEFAULT_MIN_POINTS:
+        return nodata_result(
+            metric,
+            p.mode,
+            _with_notes(
+                p,
+                f"Too few points to judge: {p.baseline.size} baseline and {p.canary.size} "
+                f"canary (at least {DEFAULT_MIN_POINTS} on each side are needed).",
+            ),
             **_sides(p),
         )
     if np.array_equal(np.sort(p.baseline), np.sort(p.canary)):
@@ -612,3 +634,31 @@ def requests_of(plans: Sequence[Plan]) -> list[MannWhitneyRequest]:
         if isinstance(plan, MannWhitneyRequest):
             seen.setdefault(plan, None)
     return list(seen)
+
+
+def classify_metric(
+    metric: MetricConfig, mode: JudgeMode, baseline: Any, canary: Any
+) -> MetricResult:
+    """Classify one metric on its own (its own Mann-Whitney call).
+
+    For notebooks and tests; ``judge()`` batches the tests of all metrics instead.
+    """
+    from judge.stats import mann_whitney
+
+    prepared = prepare(metric, mode, baseline, canary)
+    if isinstance(prepared, MetricResult):
+        return prepared
+    handler = handler_for(mode, metric.test.kind)
+    plan = handler.plan(prepared)
+    if isinstance(plan, MetricResult):
+        return plan
+    outcome = None
+    if isinstance(plan, MannWhitneyRequest):
+        outcome = mann_whitney(
+            prepared.canary,
+            prepared.baseline,
+            confidence=plan.confidence,
+            method=plan.method,
+            correct=plan.correct,
+        )
+    return handler.decide(prepared, outcome)

@@ -67,6 +67,14 @@ class JudgeMode(StrEnum):
     KAYENTA = "kayenta"
 
 
+class Autocorrelation(StrEnum):
+    """Default mode: ``auto`` allows for serially correlated points (or overdispersed counts);
+    ``none`` assumes independent points (Poisson counts)."""
+
+    AUTO = "auto"
+    NONE = "none"
+
+
 class EffectMeasure(StrEnum):
     """Effect size used to decide whether a significant shift matters (Kayenta's
     ``effectSize.measure``): ratio of means, or the common-language effect size."""
@@ -142,6 +150,12 @@ class MannWhitneyTest(_Strict):
     confidence: float = Field(default=0.98, gt=0.5, lt=1.0)
     tolerance: float = Field(default=0.25, ge=0)
     effect_size: EffectSize = Field(default_factory=EffectSize, alias="effectSize")
+    autocorrelation: Autocorrelation = Autocorrelation.AUTO
+    """Default mode only: ``auto`` corrects the test for serially correlated points (effective
+    sample size, see ``docs/default-judge.md``); ``none`` treats points as independent."""
+    tails: bool = True
+    """Default mode only: also compare the tails that matter for the direction (a wider
+    spread or heavier tail with an unchanged median fails the metric)."""
 
 
 class RelativeBound(_Strict):
@@ -184,7 +198,80 @@ class ThresholdTest(_Strict):
         return self
 
 
-MetricTest = Annotated[MannWhitneyTest | ThresholdTest, Field(discriminator="kind")]
+class RateRatioTest(_Strict):
+    """Default mode: judge a count (errors) on its counts, against its denominator (requests).
+
+    The conditional binomial test of the Poisson rate ratio canary / baseline (R's
+    ``poisson.test``), with a quasi-Poisson dispersion estimated from the per-interval counts
+    (``overdispersion: auto``). ``denominator`` names the column or metric counting the trials
+    (requests); without it each interval counts as one unit of exposure. A significant
+    increase fails when the ratio estimate is at least ``allowed_increase`` (decrease mirrored).
+    Without a significant change the metric passes only when the evidence rules out a ratio
+    above ``margin`` (or, with a denominator, a canary rate above ``negligible_rate``);
+    otherwise it is ``nodata``: not enough traffic to tell.
+    """
+
+    kind: Literal["rate_ratio"] = "rate_ratio"
+    denominator: str | None = None
+    confidence: float = Field(default=0.98, gt=0.5, lt=1.0)
+    allowed_increase: float = Field(default=1.0, ge=1.0, alias="allowedIncrease")
+    allowed_decrease: float = Field(default=1.0, gt=0.0, le=1.0, alias="allowedDecrease")
+    margin: float = Field(default=3.0, gt=1.0)
+    negligible_rate: float = Field(default=0.001, ge=0.0, alias="negligibleRate")
+    overdispersion: Autocorrelation = Autocorrelation.AUTO
+
+
+class QuantileTest(_Strict):
+    """Default mode: compare the tails at ``quantiles`` (generalised median test: share of
+    points beyond the pooled quantile), upper quantiles for increases, ``1 - q`` for decreases.
+    """
+
+    kind: Literal["quantiles"] = "quantiles"
+    quantiles: tuple[float, ...] = (0.9, 0.99)
+    confidence: float = Field(default=0.98, gt=0.5, lt=1.0)
+    autocorrelation: Autocorrelation = Autocorrelation.AUTO
+
+    @field_validator("quantiles")
+    @classmethod
+    def _in_range(cls, quantiles: tuple[float, ...]) -> tuple[float, ...]:
+        if not quantiles or any(not 0.5 < q < 1.0 for q in quantiles):
+            raise ValueError("quantiles must be a non-empty list of values in (0.5, 1)")
+        return quantiles
+
+
+MetricTest = Annotated[
+    MannWhitneyTest | ThresholdTest | RateRatioTest | QuantileTest, Field(discriminator="kind")
+]
+
+
+class MultipleTestingMethod(StrEnum):
+    """Family-wise correction over the metrics of a default-mode judgment."""
+
+    HOLM = "holm"
+    BONFERRONI = "bonferroni"
+    NONE = "none"
+
+
+class MultipleTesting(_Strict):
+    """Default mode: keep the chance that *some* metric fails by luck at most ``level``
+    (Holm or Bonferroni over the tested metrics). ``none``: each metric at its own
+    ``confidence``."""
+
+    method: MultipleTestingMethod = MultipleTestingMethod.HOLM
+    level: float = Field(default=0.01, gt=0.0, lt=0.5)
+
+
+class SequentialSettings(_Strict):
+    """Default mode, sequential (polled) judgments: anytime-valid at ``level`` over the whole
+    run (split over the metrics); ``horizon`` points is where the confidence sequences are
+    tightest; a metric passes early once its evidence rules out a change bigger than
+    ``pass_margin`` (sign score, in [0, 1]) or a rate ratio above ``count_margin``."""
+
+    level: float = Field(default=0.05, gt=0.0, lt=0.5)
+    horizon: float = Field(default=60.0, gt=0.0)
+    pass_margin: float = Field(default=0.3, gt=0.0, le=1.0)
+    count_margin: float = Field(default=2.0, gt=1.0)
+
 
 
 class MetricConfig(_Strict):
@@ -204,6 +291,14 @@ class MetricConfig(_Strict):
     nan_strategy: NanStrategy = Field(default=NanStrategy.REMOVE, alias="nanStrategy")
     outliers: Outliers = Field(default_factory=Outliers)
     test: MetricTest = Field(default_factory=MannWhitneyTest)
+
+    @field_validator("test", mode="before")
+    @classmethod
+    def _default_kind(cls, test: Any) -> Any:
+        # ``test: {confidence: 0.95}`` means the default test; only other kinds must be named.
+        if isinstance(test, Mapping) and "kind" not in test:
+            return {"kind": "mann_whitney", **test}
+        return test
 
     @field_validator("groups")
     @classmethod
@@ -243,10 +338,25 @@ class CanaryConfig(_Strict):
     """Named query filter templates (Kayenta's ``templates``), used by
     ``custom_filter_template``."""
     applications: tuple[str, ...] = ()
-    metrics: tuple[MetricConfig, ...] = Field(min_length=1)
+    metrics: tuple[MetricConfig, ...]
+    multiple_testing: MultipleTesting = Field(
+        default_factory=MultipleTesting, alias="multipleTesting"
+    )
+    """Default mode: family-wise correction over the metrics (ignored in kayenta mode)."""
+    sequential: SequentialSettings = Field(default_factory=SequentialSettings)
+    """Default mode: settings of sequential (polled, anytime-valid) judgments."""
     extras: dict[str, Any] = Field(default_factory=dict)
     """Fields of an imported config that do not change a judgment (Kayenta's ``judge`` block,
     ``configVersion`` ...) kept so an export gives them back."""
+
+    @field_validator("metrics")
+    @classmethod
+    def _some_metrics(cls, metrics: tuple[MetricConfig, ...]) -> tuple[MetricConfig, ...]:
+        # An after-validator, not ``min_length``: pydantic would also report a list whose
+        # items failed as "too short", next to the real error.
+        if not metrics:
+            raise ValueError("a canary config needs at least one metric")
+        return metrics
 
     @field_validator("groups")
     @classmethod
