@@ -18,6 +18,8 @@ from typing import Any, TypeAlias
 
 import pandas as pd
 
+# default_judge registers the default-mode handlers (mann_whitney, quantiles, rate_ratio).
+from judge import default_judge
 from judge.classify import (
     MannWhitneyRequest,
     Plan,
@@ -28,7 +30,7 @@ from judge.classify import (
     prepare,
     requests_of,
 )
-from judge.config import CanaryConfig, MetricConfig, ScoreThresholds
+from judge.config import CanaryConfig, JudgeMode, MetricConfig, ScoreThresholds
 from judge.queries import ColumnQuery
 from judge.report import MetricResult, Report
 from judge.scoring import resolve_thresholds, score_report
@@ -140,10 +142,15 @@ def _judge(
         name = prepared.metric.name
         handler = handler_for(config.mode, prepared.metric.test.kind)
         done[name] = handler.decide(prepared, tests.get(name))
-    known = {m.name for m in config.metrics}
+    known = {m.name for m in config.metrics} | default_judge.denominators(config)
     ignored = sorted(name for name in series if name not in known)
     ordered = [done[m.name] for m in config.metrics]
-    return score_report(config, ordered, limits, details={"ignored_series": ignored})
+    details: dict[str, Any] = {"ignored_series": ignored}
+    if config.mode is JudgeMode.DEFAULT:
+        # Count denominators, then the family-wise correction over all tested metrics.
+        ordered, extra = default_judge.finish_default(config, ordered, series)
+        details.update(extra)
+    return score_report(config, ordered, limits, details=details)
 
 
 def _column(metric: MetricConfig) -> str:
@@ -196,4 +203,8 @@ def judge(
             )
         else:
             series[metric.name] = (sides["baseline"], sides["canary"])
+    for column in default_judge.denominators(config) - set(series):
+        denominator = (_lookup(baseline, column), _lookup(canary, column))
+        if denominator[0] is not None and denominator[1] is not None:
+            series[column] = denominator
     return _judge(config, series, limits, missing)

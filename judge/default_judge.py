@@ -1,0 +1,660 @@
+"""The default judge: per-metric tests that allow for autocorrelation, counts, tails, many
+metrics and repeated polling (``docs/default-judge.md`` has the whole story and references).
+
+Per metric (registered in :mod:`judge.classify` for ``mode: default``):
+
+- ``mann_whitney``: Mann-Whitney / Hodges-Lehmann shift with the variance inflated by the
+  AR(1) long-run factor (:func:`judge.stats.autocorrelation.shift_test`), plus, with
+  ``tails: true``, the same test on the semi-deviations beyond the pooled median on the side(s)
+  the direction cares about (catches a wider spread or heavier tail with the median unchanged).
+  The metric's p-value is Bonferroni over its components (``k * min p``).
+- ``quantiles``: generalised median tests at the configured quantiles.
+- ``rate_ratio``: conditional binomial test of the rate ratio on the summed counts, exposures
+  from the denominator, quasi-Poisson dispersion from the per-interval counts.
+
+Each metric yields a one-sided p-value for "worse in a direction that matters". Alone, a metric
+fails at ``(1 - confidence) / 2``; :func:`finish_default` then applies the config's family-wise
+correction (Holm by default, at ``multiple_testing.level``) over the tested metrics and says so
+in each result and in the report. A failing metric must also be *material*: its effect size
+beyond the metric's ``effect_size`` limits (location), or its rate ratio beyond
+``allowed_increase`` / ``allowed_decrease``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats as sps
+
+from judge.classify import (
+    Handler,
+    Plan,
+    Prepared,
+    as_values,
+    nodata_result,
+    prepare,
+    register,
+)
+from judge.config import (
+    Autocorrelation,
+    CanaryConfig,
+    Direction,
+    EffectMeasure,
+    JudgeMode,
+    MannWhitneyTest,
+    MetricConfig,
+    MultipleTestingMethod,
+    QuantileTest,
+    RateRatioTest,
+)
+from judge.report import Classification, MetricResult
+from judge.stats.autocorrelation import (
+    AutocorrelationEstimate,
+    estimate_autocorrelation,
+    shift_test,
+)
+from judge.stats.counts import count_dispersion, rate_ratio_test
+from judge.stats.multiple import correct
+from judge.stats.quantiles import Tail, tail_test
+
+__all__ = [
+    "MIN_EFFECTIVE_POINTS",
+    "Evaluation",
+    "evaluate",
+    "finish_default",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+MIN_EFFECTIVE_POINTS = 4.0
+"""Fewer effective (independent-equivalent) points than this on a side: ``nodata``, "not
+enough evidence". Kayenta gives confident verdicts on a handful of correlated points."""
+
+_TESTED = "default_judge"
+"""Key under ``MetricResult.details`` holding what :func:`finish_default` needs."""
+
+
+@dataclass(frozen=True)
+class Component:
+    """One one-sided test inside a metric's judgment."""
+
+    name: str
+    side: Classification
+    p_value: float
+    sentence: str
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A metric's default-mode tests before the decision.
+
+    ``p_value``: Bonferroni-combined one-sided p-value over ``components``; ``worst``: the
+    component with the smallest p-value; ``material``: whether a failure in ``worst``'s
+    direction would be large enough to matter; ``evidence``: ``None`` when there is enough
+    evidence to pass, else a sentence saying why not.
+    """
+
+    test: str
+    components: tuple[Component, ...]
+    estimate: float
+    low: float
+    high: float
+    confidence: float
+    effect_size: float = math.nan
+    effect_measure: str | None = None
+    material: bool = True
+    evidence: str | None = None
+    summary: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def worst(self) -> Component:
+        return min(self.components, key=lambda c: c.p_value)
+
+    @property
+    def p_value(self) -> float:
+        return min(1.0, len(self.components) * self.worst.p_value)
+
+
+def _num(value: float, *, signed: bool = False) -> str:
+    if not math.isfinite(value):
+        return "inf" if value == math.inf else ("-inf" if value == -math.inf else "n/a")
+    return f"{value:+.4g}" if signed else f"{value:.4g}"
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.3g}%"
+
+
+def _up(metric: MetricConfig) -> bool:
+    return metric.direction in (Direction.INCREASE, Direction.EITHER)
+
+
+def _down(metric: MetricConfig) -> bool:
+    return metric.direction in (Direction.DECREASE, Direction.EITHER)
+
+
+def _autocorrelation(
+    canary: FloatArray, baseline: FloatArray, setting: Autocorrelation
+) -> AutocorrelationEstimate:
+    if setting is Autocorrelation.NONE:
+        return AutocorrelationEstimate(0.0, 0.0, "none (points treated as independent)")
+    return estimate_autocorrelation(canary, baseline)
+
+
+def _too_few(ac: AutocorrelationEstimate, n_canary: int, n_baseline: int) -> str | None:
+    eff_c, eff_b = n_canary / ac.factor_canary, n_baseline / ac.factor_baseline
+    if min(eff_c, eff_b) < MIN_EFFECTIVE_POINTS:
+        return (
+            f"Not enough evidence: {n_baseline} baseline and {n_canary} canary points are worth "
+            f"about {eff_b:.1f} and {eff_c:.1f} independent points (lag-1 autocorrelation "
+            f"{ac.phi_baseline:.2f}/{ac.phi_canary:.2f}); at least {MIN_EFFECTIVE_POINTS:g} "
+            "are needed on each side"
+        )
+    return None
+
+
+def _evaluate_mann_whitney(p: Prepared, test: MannWhitneyTest) -> Evaluation | str:
+    metric, c, b = p.metric, p.canary, p.baseline
+    ac = _autocorrelation(c, b, test.autocorrelation)
+    too_few = _too_few(ac, c.size, b.size)
+    if too_few:
+        return too_few
+    loc = shift_test(
+        c, b, confidence=test.confidence,
+        factor_canary=ac.factor_canary, factor_baseline=ac.factor_baseline,
+    )
+    interval = (
+        f"shift {_num(loc.estimate, signed=True)}, {test.confidence * 100:g}% CI "
+        f"[{_num(loc.low, signed=True)}, {_num(loc.high, signed=True)}]"
+    )
+    components: list[Component] = []
+    if _up(metric):
+        components.append(Component("location", Classification.HIGH, loc.p_greater,
+                                    f"the canary is shifted up ({interval})"))
+    if _down(metric):
+        components.append(Component("location", Classification.LOW, loc.p_less,
+                                    f"the canary is shifted down ({interval})"))
+    details: dict[str, Any] = {
+        "autocorrelation": {
+            "method": ac.method,
+            "phi_baseline": ac.phi_baseline,
+            "phi_canary": ac.phi_canary,
+            "effective_baseline": loc.effective_baseline,
+            "effective_canary": loc.effective_canary,
+            "variance_inflation": loc.inflation,
+        },
+        "location": {"estimate": loc.estimate, "low": loc.low, "high": loc.high,
+                     "p_greater": loc.p_greater, "p_less": loc.p_less, "z": loc.z},
+    }
+    if test.tails:
+        centre = float(np.median(np.concatenate([c, b])))
+        tails: dict[str, Any] = {"pooled_median": centre}
+        for name, side, wanted in (
+            ("upper tail", Classification.HIGH, _up(metric)),
+            ("lower tail", Classification.LOW, _down(metric)),
+        ):
+            if not wanted:
+                continue
+            sign = 1.0 if side is Classification.HIGH else -1.0
+            # Semi-deviations beyond the pooled median: 0 on the other side, so only how far
+            # out the points on this side go is compared (spread / tail, direction-aware).
+            dev_c = np.maximum(sign * (c - centre), 0.0)
+            dev_b = np.maximum(sign * (b - centre), 0.0)
+            if np.ptp(np.concatenate([dev_c, dev_b])) == 0:
+                continue
+            tail = shift_test(
+                dev_c, dev_b, confidence=test.confidence,
+                factor_canary=ac.factor_canary, factor_baseline=ac.factor_baseline,
+            )
+            q = "p90" if side is Classification.HIGH else "p10"
+            qc = float(np.quantile(c, 0.9 if sign > 0 else 0.1))
+            qb = float(np.quantile(b, 0.9 if sign > 0 else 0.1))
+            components.append(Component(
+                name, side, tail.p_greater,
+                f"the canary's {name} is further out than the baseline's beyond the pooled "
+                f"median {_num(centre)} (canary {q} {_num(qc)}, baseline {q} {_num(qb)})",
+            ))
+            tails[name] = {"p_value": tail.p_greater, "canary_" + q: qc, "baseline_" + q: qb,
+                           "deviation_shift": tail.estimate}
+        details["tails"] = tails
+    limits = test.effect_size
+    if limits.measure is EffectMeasure.CLES:
+        effect = float(np.mean(np.greater.outer(c, b)) + 0.5 * np.mean(np.equal.outer(c, b)))
+    else:
+        mean_b = float(np.mean(b))
+        effect = float(np.mean(c)) / mean_b if mean_b != 0 else math.nan
+    worst = min(components, key=lambda comp: comp.p_value)
+    material = True
+    if worst.name == "location" and not math.isnan(effect):
+        material = (
+            effect >= limits.allowed_increase
+            if worst.side is Classification.HIGH
+            else effect <= limits.allowed_decrease
+        )
+    return Evaluation(
+        test="mann_whitney",
+        components=tuple(components),
+        estimate=loc.estimate,
+        low=loc.low,
+        high=loc.high,
+        confidence=test.confidence,
+        effect_size=effect,
+        effect_measure=limits.measure.value,
+        material=material,
+        summary=f"Mann-Whitney with autocorrelation correction: {interval}",
+        details=details,
+    )
+
+
+def _evaluate_quantiles(p: Prepared, test: QuantileTest) -> Evaluation | str:
+    metric, c, b = p.metric, p.canary, p.baseline
+    ac = _autocorrelation(c, b, test.autocorrelation)
+    too_few = _too_few(ac, c.size, b.size)
+    if too_few:
+        return too_few
+    components: list[Component] = []
+    per_quantile: list[dict[str, Any]] = []
+    results = []
+    for q in test.quantiles:
+        sides: tuple[tuple[Classification, Tail, float, bool], ...] = (
+            (Classification.HIGH, "upper", q, _up(metric)),
+            (Classification.LOW, "lower", 1.0 - q, _down(metric)),
+        )
+        for side, tail, level, wanted in sides:
+            if not wanted:
+                continue
+            r = tail_test(c, b, level, tail=tail, confidence=test.confidence,
+                          factor_canary=ac.factor_canary, factor_baseline=ac.factor_baseline)
+            label = f"p{level * 100:g}"
+            word = "above" if tail == "upper" else "below"
+            sentence = (
+                f"{r.canary_exceedances} of {r.canary_size} canary points ({_pct(r.canary_share)}) "
+                f"are {word} the pooled {label} {_num(r.threshold)} against "
+                f"{r.baseline_exceedances} of {r.baseline_size} baseline points "
+                f"({_pct(r.baseline_share)}); canary {label} {_num(r.canary_quantile.value)} "
+                f"[{_num(r.canary_quantile.low)}, {_num(r.canary_quantile.high)}], baseline "
+                f"{_num(r.baseline_quantile.value)} [{_num(r.baseline_quantile.low)}, "
+                f"{_num(r.baseline_quantile.high)}]"
+            )
+            per_quantile.append({"quantile": level, "tail": tail, "p_value": r.p_value,
+                                 "tested": r.tested, "threshold": r.threshold,
+                                 "canary_share": r.canary_share,
+                                 "baseline_share": r.baseline_share,
+                                 "canary_quantile": r.canary_quantile.value,
+                                 "baseline_quantile": r.baseline_quantile.value})
+            if r.tested:
+                components.append(Component(label, side, r.p_value, sentence))
+                results.append((r, side))
+    if not components:
+        return (
+            "Not enough evidence: too few points to test the tails at quantiles "
+            f"{list(test.quantiles)} (fewer than 5 expected exceedances per side)"
+        )
+    worst_index = min(range(len(components)), key=lambda i: components[i].p_value)
+    r, _side = results[worst_index]
+    return Evaluation(
+        test="quantiles",
+        components=tuple(components),
+        estimate=r.difference,
+        low=r.low,
+        high=r.high,
+        confidence=test.confidence,
+        effect_size=r.canary_quantile.value / r.baseline_quantile.value
+        if r.baseline_quantile.value != 0 else math.nan,
+        effect_measure="quantile_ratio",
+        summary=f"Tail comparison: {components[worst_index].sentence}",
+        details={"quantiles": per_quantile,
+                 "autocorrelation": {"phi_baseline": ac.phi_baseline,
+                                     "phi_canary": ac.phi_canary, "method": ac.method}},
+    )
+
+
+def _evaluate_rate_ratio(
+    metric: MetricConfig,
+    test: RateRatioTest,
+    canary: FloatArray,
+    baseline: FloatArray,
+    canary_exposure: FloatArray | None,
+    baseline_exposure: FloatArray | None,
+) -> Evaluation | str:
+    if np.any(canary < 0) or np.any(baseline < 0):
+        return "Counts must not be negative"
+    has_denominator = canary_exposure is not None and baseline_exposure is not None
+    ec = canary_exposure if canary_exposure is not None else np.ones_like(canary)
+    eb = baseline_exposure if baseline_exposure is not None else np.ones_like(baseline)
+    exp_c, exp_b = float(ec.sum()), float(eb.sum())
+    unit = "requests" if has_denominator else "intervals"
+    if exp_c <= 0 or exp_b <= 0:
+        return f"Not enough evidence: no {unit} on the {'canary' if exp_c <= 0 else 'baseline'}"
+    dispersion = 1.0
+    disp_details: dict[str, Any] = {"method": "none (Poisson)"}
+    if test.overdispersion is Autocorrelation.AUTO:
+        est = count_dispersion(canary, baseline, ec, eb)
+        dispersion = est.dispersion
+        disp_details = {"method": "quasi-Poisson (Pearson x AR(1))", "pearson": est.pearson,
+                        "phi": est.phi, "intervals": est.intervals}
+    disp_details["dispersion"] = dispersion
+    x_c, x_b = float(canary.sum()), float(baseline.sum())
+    two = rate_ratio_test(x_c, x_b, exp_c, exp_b, confidence=test.confidence,
+                          dispersion=dispersion)
+    components: list[Component] = []
+    interval = (
+        f"{x_c:g} canary events in {exp_c:g} {unit} against {x_b:g} in {exp_b:g}: rate ratio "
+        f"{_num(two.ratio)}, {test.confidence * 100:g}% CI [{_num(two.low)}, {_num(two.high)}]"
+    )
+    if _up(metric):
+        greater = rate_ratio_test(x_c, x_b, exp_c, exp_b, alternative="greater",
+                                  dispersion=dispersion)
+        components.append(Component("rate", Classification.HIGH, greater.p_value,
+                                    f"the canary's rate is higher ({interval})"))
+    if _down(metric):
+        less = rate_ratio_test(x_c, x_b, exp_c, exp_b, alternative="less",
+                               dispersion=dispersion)
+        components.append(Component("rate", Classification.LOW, less.p_value,
+                                    f"the canary's rate is lower ({interval})"))
+    worst = min(components, key=lambda comp: comp.p_value)
+    if worst.side is Classification.HIGH:
+        material = math.isnan(two.ratio) or two.ratio >= test.allowed_increase
+    else:
+        material = math.isnan(two.ratio) or two.ratio <= test.allowed_decrease
+    # Enough evidence to pass: the interval rules out a change beyond ``margin`` in the bad
+    # direction(s), or (with a denominator) the canary's rate is bounded below a negligible one.
+    ruled_out = (not _up(metric) or two.high <= test.margin) and (
+        not _down(metric) or two.low >= 1.0 / test.margin
+    )
+    rate_upper = math.nan
+    if has_denominator:
+        effective = x_c / dispersion
+        rate_upper = float(sps.chi2.ppf(test.confidence, 2.0 * (effective + 1.0)) / 2.0) / (
+            exp_c / dispersion
+        )
+        if _up(metric) and not _down(metric) and rate_upper <= test.negligible_rate:
+            ruled_out = True
+    evidence = None
+    if not ruled_out:
+        evidence = (
+            f"Not enough evidence: {interval}; the interval cannot rule out a ratio beyond "
+            f"{test.margin:g}"
+            + (f" nor bound the canary's rate below {_pct(test.negligible_rate)}"
+               f" (upper bound {_pct(rate_upper)})" if has_denominator else "")
+        )
+    return Evaluation(
+        test="rate_ratio",
+        components=tuple(components),
+        estimate=two.ratio,
+        low=two.low,
+        high=two.high,
+        confidence=test.confidence,
+        effect_size=two.ratio,
+        effect_measure="rate_ratio",
+        material=material,
+        evidence=evidence,
+        summary=f"Conditional binomial rate-ratio test: {interval}",
+        details={"dispersion": disp_details, "canary_events": x_c, "baseline_events": x_b,
+                 "canary_exposure": exp_c, "baseline_exposure": exp_b, "exposure_unit": unit,
+                 "method": two.method, "canary_rate_upper": rate_upper},
+    )
+
+
+def evaluate(
+    p: Prepared,
+    *,
+    canary_exposure: FloatArray | None = None,
+    baseline_exposure: FloatArray | None = None,
+) -> Evaluation | str:
+    """Run a prepared metric's default-mode tests; a string means "not enough evidence" (why).
+
+    For ``rate_ratio`` the counts are ``p.canary`` / ``p.baseline`` and the exposures the
+    given arrays (summed); ``None`` counts each interval as one unit.
+    """
+    test = p.metric.test
+    if isinstance(test, MannWhitneyTest):
+        return _evaluate_mann_whitney(p, test)
+    if isinstance(test, QuantileTest):
+        return _evaluate_quantiles(p, test)
+    if isinstance(test, RateRatioTest):
+        return _evaluate_rate_ratio(
+            p.metric, test, p.canary, p.baseline, canary_exposure, baseline_exposure
+        )
+    raise ValueError(f"the default judge has no evaluation for test {test.kind!r}")
+
+
+# -- decisions ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How a metric's p-value was compared: raw or corrected, with what level."""
+
+    level: float
+    adjusted_p: float
+    rule: str
+
+
+def _result(p: Prepared, ev: Evaluation | str, decision: Decision) -> MetricResult:
+    metric = p.metric
+    sides = {"baseline": p.baseline_summary, "canary": p.canary_summary}
+    if isinstance(ev, str):
+        return nodata_result(metric, JudgeMode.DEFAULT, ev + ".", details={"evidence": ev},
+                             **sides)
+    worst = ev.worst
+    significant = decision.adjusted_p <= decision.level
+    details = dict(ev.details)
+    details[_TESTED] = {
+        "p_value": ev.p_value,
+        "adjusted_p_value": decision.adjusted_p,
+        "level": decision.level,
+        "rule": decision.rule,
+        "components": [{"name": comp.name, "side": comp.side.value, "p_value": comp.p_value}
+                       for comp in ev.components],
+        "worst": worst.name,
+        "material": ev.material,
+    }
+    p_text = (
+        f"p = {ev.p_value:.3g}"
+        + (f", adjusted {decision.adjusted_p:.3g}" if decision.adjusted_p != ev.p_value else "")
+    )
+    if significant and ev.material:
+        classification = worst.side
+        word = "increases" if worst.side is Classification.HIGH else "decreases"
+        reason = (
+            f"{ev.summary}. Fails: {worst.sentence} ({p_text} <= {decision.level:.3g}, "
+            f"{decision.rule}); {word} fail this metric."
+        )
+    elif significant:
+        classification = Classification.PASS
+        reason = (
+            f"{ev.summary}. Significant ({p_text}, {decision.rule}) but not material: the "
+            f"effect size {_num(ev.effect_size)} is within the allowed limit; passes."
+        )
+    elif ev.evidence is not None:
+        return nodata_result(
+            metric, JudgeMode.DEFAULT,
+            f"{ev.evidence} (no significant change: {p_text} > {decision.level:.3g}, "
+            f"{decision.rule}).",
+            estimate=ev.estimate, low=ev.low, high=ev.high,
+            confidence=ev.confidence, p_value=ev.p_value, effect_size=ev.effect_size,
+            effect_measure=ev.effect_measure, details=details, **sides,
+        )
+    else:
+        classification = Classification.PASS
+        reason = (
+            f"{ev.summary}. No significant change in a direction that matters "
+            f"({p_text} > {decision.level:.3g}, {decision.rule}); passes."
+        )
+    critical_failure = metric.critical and classification.failed
+    if critical_failure:
+        reason += " Critical metric: the canary fails."
+    return MetricResult(
+        name=metric.name,
+        classification=classification,
+        reason=reason,
+        groups=metric.groups,
+        test=ev.test,
+        direction=metric.direction.value,
+        critical=metric.critical,
+        muted=metric.muted,
+        estimate=ev.estimate,
+        low=ev.low,
+        high=ev.high,
+        confidence=ev.confidence,
+        p_value=ev.p_value,
+        effect_size=ev.effect_size,
+        effect_measure=ev.effect_measure,
+        details=details,
+        critical_failure=critical_failure,
+        **sides,
+    )
+
+
+def _alone(metric: MetricConfig) -> Decision:
+    confidence = getattr(metric.test, "confidence", 0.98)
+    level = (1.0 - confidence) / 2.0
+    return Decision(level, math.nan, f"metric alone at one-sided level {level:.3g}")
+
+
+def _plan(p: Prepared) -> Plan:
+    if p.baseline.size == 0 or p.canary.size == 0:
+        empty = " and ".join(
+            side for side, v in (("baseline", p.baseline), ("canary", p.canary)) if v.size == 0
+        )
+        return nodata_result(p.metric, JudgeMode.DEFAULT,
+                             f"No {empty} points to compare (after NaN handling).",
+                             baseline=p.baseline_summary, canary=p.canary_summary)
+    if not isinstance(p.metric.test, RateRatioTest) and min(p.baseline.size, p.canary.size) < 3:
+        return nodata_result(
+            p.metric, JudgeMode.DEFAULT,
+            f"Too few points to judge: {p.baseline.size} baseline and {p.canary.size} canary.",
+            baseline=p.baseline_summary, canary=p.canary_summary,
+        )
+    return None
+
+
+def _decide(p: Prepared, _unused: object) -> MetricResult:
+    ev = evaluate(p)
+    decision = _alone(p.metric)
+    if not isinstance(ev, str):
+        decision = dataclasses.replace(decision, adjusted_p=ev.p_value)
+    return _result(p, ev, decision)
+
+
+DEFAULT_HANDLER = Handler(plan=_plan, decide=_decide)
+for _kind in ("mann_whitney", "quantiles", "rate_ratio"):
+    register(JudgeMode.DEFAULT, _kind, DEFAULT_HANDLER)
+
+
+# -- the whole judgment --------------------------------------------------------------------------
+
+
+def _aligned_counts(
+    counts: Any, exposures: Any
+) -> tuple[FloatArray, FloatArray]:
+    """Counts and exposures interval by interval, dropping intervals where either is NaN."""
+    c = as_values(counts)
+    e = as_values(exposures)
+    n = min(c.size, e.size)
+    c, e = c[:n], e[:n]
+    keep = np.isfinite(c) & np.isfinite(e)
+    return c[keep], e[keep]
+
+
+def finish_default(
+    config: CanaryConfig,
+    results: Sequence[MetricResult],
+    series: Mapping[str, Any],
+) -> tuple[list[MetricResult], dict[str, Any]]:
+    """Re-judge the tested metrics of a default-mode judgment together.
+
+    ``series[name]`` is ``(baseline, canary)`` for metrics and for count denominators.
+    Rate-ratio metrics with a ``denominator`` present in ``series`` are evaluated with it;
+    then every tested, unmuted metric's p-value enters the family-wise correction of
+    ``config.multiple_testing``. Returns the new results (same order) and report details.
+    """
+    prepared: dict[str, tuple[Prepared, Evaluation | str]] = {}
+    for result in results:
+        metric = config.metric(result.name)
+        if _TESTED not in result.details and not (
+            isinstance(metric.test, RateRatioTest) and result.classification is
+            Classification.NODATA and "evidence" in result.details
+        ):
+            continue
+        given = series.get(metric.name)
+        if not isinstance(given, tuple):
+            continue
+        p = prepare(metric, JudgeMode.DEFAULT, given[0], given[1])
+        if isinstance(p, MetricResult):
+            continue
+        exposures: tuple[FloatArray, FloatArray] | None = None
+        test = metric.test
+        if isinstance(test, RateRatioTest) and test.denominator:
+            denominator = series.get(test.denominator)
+            if isinstance(denominator, tuple):
+                b_counts, b_exp = _aligned_counts(given[0], denominator[0])
+                c_counts, c_exp = _aligned_counts(given[1], denominator[1])
+                p = dataclasses.replace(p, baseline=b_counts, canary=c_counts)
+                exposures = (b_exp, c_exp)
+        ev = (
+            evaluate(p, baseline_exposure=exposures[0], canary_exposure=exposures[1])
+            if exposures is not None else evaluate(p)
+        )
+        prepared[metric.name] = (p, ev)
+    family = [
+        name for name, (p, ev) in prepared.items()
+        if not isinstance(ev, str) and not p.metric.muted
+    ]
+    settings = config.multiple_testing
+    method = settings.method
+    details: dict[str, Any] = {}
+    adjusted: dict[str, float] = {}
+    if method is not MultipleTestingMethod.NONE and family:
+        evs = [prepared[name][1] for name in family]
+        outcome = correct([ev.p_value for ev in evs if not isinstance(ev, str)],
+                          method=method.value, level=settings.level)
+        adjusted = dict(zip(family, outcome.adjusted, strict=True))
+        details["multiple_testing"] = {
+            "method": method.value,
+            "level": settings.level,
+            "family_size": len(family),
+            "metrics": family,
+            "sentence": (
+                f"{method.value.capitalize()} correction over {len(family)} tested metrics: "
+                f"the chance that some metric fails by luck is at most {settings.level:g}."
+            ),
+        }
+    else:
+        details["multiple_testing"] = {
+            "method": "none",
+            "sentence": "No multiple-testing correction: each metric at its own level.",
+        }
+    new_results = []
+    for result in results:
+        if result.name not in prepared:
+            new_results.append(result)
+            continue
+        p, ev = prepared[result.name]
+        if result.name in adjusted and not isinstance(ev, str):
+            rule = (f"{method.value} over {len(family)} metrics at family level "
+                    f"{settings.level:g}")
+            decision = Decision(settings.level, adjusted[result.name], rule)
+        else:
+            decision = _alone(p.metric)
+            if not isinstance(ev, str):
+                decision = dataclasses.replace(decision, adjusted_p=ev.p_value)
+        new_results.append(_result(p, ev, decision))
+    return new_results, details
+
+
+def denominators(config: CanaryConfig) -> set[str]:
+    """Columns / series names that count-test metrics use as their denominator."""
+    return {
+        metric.test.denominator
+        for metric in config.metrics
+        if isinstance(metric.test, RateRatioTest) and metric.test.denominator
+    }
