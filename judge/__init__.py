@@ -8,9 +8,11 @@ per-metric classification, ``judge.scoring`` scores and verdicts, ``judge.judgin
 
 from __future__ import annotations
 
+from judge.analysis import RetryPolicy, analyze, analyze_async
 from judge.config import CanaryConfig, Direction, JudgeMode, MetricConfig, ScoreThresholds
 from judge.judging import FetchFailure, judge, judge_series
 from judge.kayenta import config_from_kayenta, config_to_kayenta
+from judge.ports import MetricSource, Scope, ScopePair
 from judge.report import (
     Classification,
     GroupResult,
@@ -29,10 +31,16 @@ __all__ = [
     "JudgeMode",
     "MetricConfig",
     "MetricResult",
+    "MetricSource",
     "Report",
+    "RetryPolicy",
+    "Scope",
+    "ScopePair",
     "ScoreThresholds",
     "SideSummary",
     "Verdict",
+    "analyze",
+    "analyze_async",
     "config_from_kayenta",
     "config_to_kayenta",
     "judge",
