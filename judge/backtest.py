@@ -1,0 +1,335 @@
+"""Backtests: replay labelled canaries under a config, and sweep a config's parameters.
+
+A backtest judges every scenario (a past canary with its baseline and canary series and its
+outcome, ``good`` or ``bad``; see :mod:`judge.scenarios`) with one config and tabulates what the
+judge said. Two error rates summarise it, as a release engineer counts them:
+
+* **false failure**: a good release that did not pass (verdict ``marginal`` or ``fail``): the
+  rollout was paused or rolled back for nothing;
+* **missed bad release**: a bad release whose verdict was ``pass``; **detection** is its
+  complement.
+
+:func:`sweep` re-runs the backtest over a grid of config changes given as dotted paths into the
+native config (``metrics.*.test.confidence``, ``thresholds.pass`` ...) and returns one row per
+setting, so the trade-off between the two rates can be read (or plotted with
+:func:`judge.plots.plot_sweep`).
+
+>>> from judge.backtest import backtest
+>>> from judge.scenarios import generate_history, history_config
+>>> result = backtest(history_config("kayenta"), generate_history(8, seed=1))
+>>> sorted(result.summary().columns)[:3]
+['detection', 'fail', 'false_failure']
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import pandas as pd
+
+from judge.config import CanaryConfig
+from judge.judging import judge
+from judge.report import Classification, Report, Verdict
+from judge.scenarios import Label, Scenario
+from judge.scoring import resolve_thresholds, score_report
+
+__all__ = ["BacktestResult", "backtest", "set_path", "sweep"]
+
+RESERVED_COLUMNS = (
+    "kind",
+    "label",
+    "verdict",
+    "score",
+    "failed",
+    "nodata",
+    "target",
+    "target_classification",
+)
+"""Columns of :attr:`BacktestResult.frame` besides one per metric; a metric may not use one of
+these names."""
+
+_THRESHOLD_PREFIX = "thresholds."
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """What a config said about each scenario.
+
+    ``frame``: one row per scenario, indexed by scenario ``id``, with columns ``kind``,
+    ``label``, ``verdict``, ``score``, ``failed`` (names of failing metrics, comma-separated),
+    ``nodata`` (how many metrics had too little data), ``target`` (the metric the regression
+    was put in, if any), ``target_classification`` (what the judge said about that metric), and
+    one column per metric with its classification. ``reports`` keeps each full report by id.
+    """
+
+    config: CanaryConfig
+    frame: pd.DataFrame
+    reports: Mapping[str, Report]
+    seconds: float
+    """Wall-clock time the judgments took."""
+
+    def summary(self) -> pd.DataFrame:
+        """Rates per scenario kind, then for all good, all bad and all scenarios.
+
+        Columns: ``label``, ``n``; ``pass``, ``marginal``, ``fail`` (share of verdicts);
+        ``false_failure`` (good releases: share not passed), ``missed`` (bad releases: share
+        passed) and ``detection`` (bad: ``1 - missed``); ``target_flagged`` (bad: share whose
+        regressed metric itself was classified high or low: caught for the right reason);
+        ``some_nodata`` (share with at least one metric without enough data - what a judge
+        should say on ``low_traffic``).
+        """
+        return summarize(self.frame)
+
+    def rates(self) -> dict[str, float]:
+        """The headline numbers: ``false_failure`` over good releases and ``detection`` over
+        bad ones (NaN when there are none)."""
+        summary = self.summary()
+        return {
+            "false_failure": _cell(summary, "good (all)", "false_failure"),
+            "detection": _cell(summary, "bad (all)", "detection"),
+        }
+
+
+def _cell(frame: pd.DataFrame, row: str, column: str) -> float:
+    return float(cast(float, frame.loc[row, column]))
+
+
+def _row(scenario: Scenario, report: Report) -> dict[str, Any]:
+    classes = {m.name: m.classification.value for m in report.metrics}
+    failed = [m.name for m in report.metrics if m.classification.failed and not m.muted]
+    target = scenario.target
+    return {
+        "id": scenario.id,
+        "kind": scenario.kind.value,
+        "label": scenario.label.value,
+        "verdict": report.verdict.value,
+        "score": report.score,
+        "failed": ",".join(failed),
+        "nodata": sum(m.classification is Classification.NODATA for m in report.metrics),
+        "target": target,
+        "target_classification": classes.get(target) if target is not None else None,
+        **classes,
+    }
+
+
+def _frame(rows: Iterable[dict[str, Any]], metric_names: Sequence[str]) -> pd.DataFrame:
+    columns = ["id", *RESERVED_COLUMNS, *metric_names]
+    return pd.DataFrame(list(rows), columns=columns).set_index("id")
+
+
+def _check_names(config: CanaryConfig) -> list[str]:
+    names = [m.name for m in config.metrics]
+    clash = sorted(set(names) & {*RESERVED_COLUMNS, "id"})
+    if clash:
+        raise ValueError(
+            f"config: metric names {clash} clash with backtest columns; rename the metrics "
+            f"(reserved: {', '.join(('id', *RESERVED_COLUMNS))})"
+        )
+    return names
+
+
+def backtest(
+    config: CanaryConfig | Mapping[str, Any],
+    scenarios: Iterable[Scenario],
+    *,
+    thresholds: Mapping[str, float] | None = None,
+) -> BacktestResult:
+    """Judge every scenario with ``config`` (each canary on its own, as a one-shot judgment).
+
+    ``thresholds`` (``{"pass": .., "marginal": ..}``) overrides the config's score thresholds.
+    """
+    config = config if isinstance(config, CanaryConfig) else CanaryConfig.from_dict(config)
+    names = _check_names(config)
+    started = time.perf_counter()
+    reports: dict[str, Report] = {}
+    rows = []
+    for scenario in scenarios:
+        if scenario.id in reports:
+            raise ValueError(f"scenarios: id {scenario.id!r} appears twice")
+        report = judge(config, scenario.baseline, scenario.canary, thresholds=thresholds)
+        reports[scenario.id] = report
+        rows.append(_row(scenario, report))
+    seconds = time.perf_counter() - started
+    return BacktestResult(
+        config=config, frame=_frame(rows, names), reports=reports, seconds=seconds
+    )
+
+
+def summarize(frame: pd.DataFrame) -> pd.DataFrame:
+    """The summary of a backtest frame (see :meth:`BacktestResult.summary`)."""
+    groups: list[tuple[str, pd.DataFrame]] = [
+        (str(kind), part) for kind, part in frame.groupby("kind", sort=False)
+    ]
+    # Good kinds first, then bad ones, each in a stable (alphabetical) order.
+    groups.sort(key=lambda item: (item[1]["label"].iloc[0] != Label.GOOD.value, item[0]))
+    for label in (Label.GOOD, Label.BAD):
+        groups.append((f"{label.value} (all)", frame[frame["label"] == label.value]))
+    groups.append(("all", frame))
+    rows = {}
+    for name, part in groups:
+        labels = set(part["label"])
+        label_name = str(labels.pop()) if len(labels) == 1 else "mixed"
+        verdicts = part["verdict"]
+        good = part["label"] == Label.GOOD.value
+        bad = ~good
+        target_flagged = part.loc[bad, "target_classification"].isin(
+            [Classification.HIGH.value, Classification.LOW.value]
+        )
+        rows[name] = {
+            "label": label_name if len(part) else "none",
+            "n": len(part),
+            "pass": _share(verdicts == Verdict.PASS.value),
+            "marginal": _share(verdicts == Verdict.MARGINAL.value),
+            "fail": _share(verdicts == Verdict.FAIL.value),
+            "false_failure": _share(verdicts[good] != Verdict.PASS.value),
+            "missed": _share(verdicts[bad] == Verdict.PASS.value),
+            "detection": _share(verdicts[bad] != Verdict.PASS.value),
+            "target_flagged": _share(target_flagged),
+            "some_nodata": _share(part["nodata"] > 0),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("kind")
+
+
+def _share(mask: pd.Series) -> float:
+    """Mean of a boolean mask; NaN (not 0) when it is empty, so "no bad releases" never reads
+    as "no bad release was missed"."""
+    return float(mask.mean()) if len(mask) else float("nan")
+
+
+# -- sweeps -------------------------------------------------------------------------------
+
+
+def set_path(native: dict[str, Any], path: str, value: Any) -> int:
+    """Set ``value`` at a dotted ``path`` in a native config mapping (as :meth:`CanaryConfig.
+    to_dict` returns it), in place; return how many places were set.
+
+    A segment addressing the ``metrics`` list is a metric name, a position, or ``*`` for every
+    metric. With ``*`` a metric whose test has no such field (a threshold test has no
+    ``confidence``) is skipped; without it a missing last key is created, so optional fields
+    can be set. Raises ``KeyError`` naming the path when nothing matches.
+    """
+    parts = path.split(".")
+    if not path or any(not part for part in parts):
+        raise KeyError(f"path {path!r}: empty segment")
+    count = _set(native, parts, value, wildcard=False, path=path)
+    if count == 0:
+        raise KeyError(f"path {path!r} matches nothing in the config")
+    return count
+
+
+def _set(node: Any, parts: list[str], value: Any, *, wildcard: bool, path: str) -> int:
+    head, rest = parts[0], parts[1:]
+    if isinstance(node, list):
+        if head == "*":
+            return sum(_set(item, rest, value, wildcard=True, path=path) for item in node)
+        items = [item for item in node if isinstance(item, dict) and item.get("name") == head]
+        if not items and head.isdigit() and int(head) < len(node):
+            items = [node[int(head)]]
+        if not items:
+            if wildcard:
+                return 0
+            raise KeyError(f"path {path!r}: no item named or numbered {head!r}")
+        return sum(_set(item, rest, value, wildcard=wildcard, path=path) for item in items)
+    if not isinstance(node, dict):
+        if wildcard:
+            return 0
+        raise KeyError(f"path {path!r}: {head!r} is below a value, not a mapping")
+    if not rest:
+        if head not in node and wildcard:
+            return 0
+        node[head] = value
+        return 1
+    if head not in node:
+        if wildcard:
+            return 0
+        raise KeyError(f"path {path!r}: no key {head!r}")
+    return _set(node[head], rest, value, wildcard=wildcard, path=path)
+
+
+def _apply(base: Mapping[str, Any], setting: Mapping[str, Any]) -> CanaryConfig:
+    native = copy.deepcopy(dict(base))
+    for path, value in setting.items():
+        set_path(native, path, value)
+    return CanaryConfig.from_dict(native)
+
+
+def sweep(
+    base_config: CanaryConfig | Mapping[str, Any],
+    scenarios: Sequence[Scenario],
+    grid: Mapping[str, Sequence[Any]],
+) -> pd.DataFrame:
+    """Backtest every combination of ``grid`` values applied to ``base_config``.
+
+    ``grid`` maps a dotted path (see :func:`set_path`) to the values to try, e.g.
+    ``{"metrics.*.test.confidence": [0.95, 0.98, 0.99], "thresholds.pass": [90, 95]}``.
+    Returns one row per combination: the values (one column per path), ``false_failure``,
+    ``detection``, ``fail_on_good`` (share of good releases failed outright), and per kind
+    ``false_failure:<kind>`` (good kinds) or ``detection:<kind>`` (bad kinds).
+
+    Settings that only change ``thresholds.*`` re-score the same per-metric results instead of
+    judging again (the classification of a metric does not depend on the score thresholds).
+    """
+    base = (
+        base_config
+        if isinstance(base_config, CanaryConfig)
+        else CanaryConfig.from_dict(base_config)
+    )
+    base_native = base.to_dict()
+    if not grid:
+        raise ValueError("grid: give at least one path with values to try")
+    for path, values in grid.items():
+        if isinstance(values, str) or not isinstance(values, Sequence) or not values:
+            raise ValueError(f"grid[{path!r}]: need a non-empty list of values")
+        # Fail before any judging when a path does not fit the config.
+        set_path(copy.deepcopy(base_native), path, values[0])
+    judged_paths = [p for p in grid if not p.startswith(_THRESHOLD_PREFIX)]
+    score_paths = [p for p in grid if p.startswith(_THRESHOLD_PREFIX)]
+    rows = []
+    for judged_values in itertools.product(*(grid[p] for p in judged_paths)):
+        judged_setting = dict(zip(judged_paths, judged_values, strict=True))
+        config = _apply(base_native, judged_setting)
+        result = backtest(config, scenarios)
+        for score_values in itertools.product(*(grid[p] for p in score_paths)):
+            score_setting = dict(zip(score_paths, score_values, strict=True))
+            rescored = _rescore(config, result, scenarios, score_setting)
+            rows.append({**judged_setting, **score_setting, **_sweep_rates(rescored)})
+    return pd.DataFrame(rows)
+
+
+def _rescore(
+    config: CanaryConfig,
+    result: BacktestResult,
+    scenarios: Sequence[Scenario],
+    setting: Mapping[str, Any],
+) -> pd.DataFrame:
+    if not setting:
+        return result.frame
+    variant = _apply(config.to_dict(), setting)
+    limits = resolve_thresholds(variant, None)
+    names = [m.name for m in variant.metrics]
+    rows = []
+    for scenario in scenarios:
+        report = result.reports[scenario.id]
+        rescored = score_report(variant, report.metrics, limits, details=report.details)
+        rows.append(_row(scenario, rescored))
+    return _frame(rows, names)
+
+
+def _sweep_rates(frame: pd.DataFrame) -> dict[str, float]:
+    summary = summarize(frame)
+    rates = {
+        "false_failure": _cell(summary, "good (all)", "false_failure"),
+        "detection": _cell(summary, "bad (all)", "detection"),
+        "fail_on_good": _cell(summary, "good (all)", "fail"),
+    }
+    for kind, row in summary.iterrows():
+        if kind in ("good (all)", "bad (all)", "all"):
+            continue
+        column = "false_failure" if row["label"] == Label.GOOD.value else "detection"
+        rates[f"{column}:{kind}"] = float(row[column])
+    return rates
