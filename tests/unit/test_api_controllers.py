@@ -1,0 +1,371 @@
+"""Argo web, Flagger and Kayenta adapters through the ASGI app in-process (demo source)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from judge.api.app import create_app
+from judge.api.settings import Settings
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    app = create_app(Settings(database_url="sqlite://", log_json=False))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+# -- Argo web ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("canary", "verdict"), [("canary-good", "pass"), ("canary-bad", "fail")])
+def test_argo_post_and_get(client: TestClient, canary: str, verdict: str) -> None:
+    posted = client.post(
+        "/argo/v1/judge",
+        json={"config": "demo", "baseline": "baseline", "canary": canary, "lookback": "1h"},
+    )
+    got = client.get(
+        "/argo/v1/judge",
+        params={"config": "demo", "baseline": "baseline", "canary": canary, "lookback": "1h"},
+    )
+    for answer in (posted, got):
+        assert answer.status_code == 200
+        body = answer.json()
+        assert body["verdict"] == verdict
+        assert body[verdict] is True
+        assert body["error"] is None
+        assert {m["name"] for m in body["metrics"]} == {"latency", "errors", "cpu", "requests"}
+    assert (posted.json()["failed_metrics"] == []) == (verdict == "pass")
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "expected"),
+    [
+        ({"json": {"baseline": "b", "canary": "c"}}, "config"),
+        ({"json": {"config": "nope", "baseline": "b", "canary": "c"}}, "nope"),
+        ({"json": {"config": "demo", "baseline": "b", "canary": "c", "lookback": "x"}}, "lookback"),
+        ({"json": {"config": "demo", "baseline": "b", "canary": "c", "source": "s"}}, "'s'"),
+        ({"content": b"[1,2]"}, "JSON object"),
+        ({"content": b"{not json"}, "not valid JSON"),
+        ({"params": {"config": "demo", "baseline": "b", "canary": "c", "colour": "red"}}, "colour"),
+        (
+            {
+                "json": {
+                    "config": "demo",
+                    "baseline": "b",
+                    "canary": "c",
+                    "thresholds": {"pass": 50, "marginal": 80},
+                }
+            },
+            "marginal",
+        ),
+    ],
+)
+def test_argo_errors_are_200_with_error(
+    client: TestClient, request_kwargs: dict[str, Any], expected: str
+) -> None:
+    answer = client.post("/argo/v1/judge", **request_kwargs)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["verdict"] == "error"
+    assert body["pass"] is False and body["fail"] is False
+    assert expected in body["error"]
+
+
+def test_argo_thresholds_and_params_from_query(client: TestClient) -> None:
+    # regression=1.0 as an extended parameter overrides the "bad" in the scope name.
+    answer = client.get(
+        "/argo/v1/judge",
+        params={
+            "config": "demo",
+            "baseline": "b",
+            "canary": "canary-bad",
+            "lookback": "1h",
+            "param.regression": "1.0",
+            "pass": "90",
+            "marginal": "10",
+        },
+    )
+    assert answer.json()["verdict"] == "pass"
+
+
+# -- Flagger -----------------------------------------------------------------------------------
+def _hook(**metadata: str) -> dict[str, Any]:
+    return {
+        "name": "podinfo",
+        "namespace": "test",
+        "phase": "Progressing",
+        "checksum": "abc",
+        "metadata": metadata,
+    }
+
+
+def test_flagger_pass_fail_and_bad_metadata(client: TestClient) -> None:
+    good = client.post(
+        "/flagger/v1/check", json=_hook(config="demo", canary="canary-good", lookback="1h")
+    )
+    assert good.status_code == 200
+    assert good.json()["verdict"] == "pass"
+    bad = client.post(
+        "/flagger/v1/check", json=_hook(config="demo", canary="canary-bad", lookback="1h")
+    )
+    assert bad.status_code == 412
+    assert bad.json()["verdict"] == "fail"
+    assert "latency" in bad.json()["failed_metrics"]
+    typo = client.post("/flagger/v1/check", json=_hook(config="demo", lookbak="1h"))
+    assert typo.status_code == 400
+    assert "lookbak" in typo.json()["error"]
+    no_config = client.post("/flagger/v1/check", json=_hook())
+    assert no_config.status_code == 400
+    assert "config" in no_config.json()["error"]
+    bad_step = client.post("/flagger/v1/check", json=_hook(config="demo", step="fast"))
+    assert bad_step.status_code == 400
+    assert "metadata.step" in bad_step.json()["error"]
+
+
+def test_flagger_marginal_can_be_allowed(client: TestClient) -> None:
+    # Thresholds that make a perfect canary "marginal": 412 unless allowMarginal.
+    strict = _hook(config="demo", canary="canary-good", lookback="1h", marginal="0")
+    strict["metadata"]["pass"] = "100.5"
+    answer = client.post("/flagger/v1/check", json=strict)
+    assert answer.status_code == 400  # pass above 100 is refused, naming the field
+    assert "pass" in answer.json()["error"]
+    hook = _hook(config="demo", canary="canary-bad", lookback="1h", marginal="0")
+    hook["metadata"]["pass"] = "100"
+    assert client.post("/flagger/v1/check", json=hook).status_code == 412
+    hook["metadata"]["allowMarginal"] = "true"
+    allowed = client.post("/flagger/v1/check", json=hook)
+    assert allowed.json()["verdict"] == "marginal"
+    assert allowed.status_code == 200
+
+
+# -- Kayenta -----------------------------------------------------------------------------------
+KAYENTA_CONFIG: dict[str, Any] = {
+    "name": "checkout",
+    "applications": ["shop"],
+    "judge": {"name": "NetflixACAJudge-v1.0", "judgeConfigurations": {}},
+    "metrics": [
+        {
+            "name": "latency",
+            "query": {
+                "type": "prometheus",
+                "metricName": "latency_seconds",
+                "customInlineTemplate": 'PromQL:avg(latency_seconds{version="${scope}"})',
+            },
+            "groups": ["perf"],
+            "analysisConfigurations": {"canary": {"direction": "increase"}},
+            "scopeName": "default",
+        }
+    ],
+    "templates": {},
+    "classifier": {"groupWeights": {"perf": 100}, "scoreThresholds": {"pass": 95, "marginal": 75}},
+}
+
+
+def test_kayenta_config_store(client: TestClient) -> None:
+    created = client.post("/canaryConfig", json=KAYENTA_CONFIG)
+    assert created.status_code == 200
+    config_id = created.json()["canaryConfigId"]
+    listed = client.get(
+        "/canaryConfig", params={"application": "shop", "configurationAccountName": "x"}
+    ).json()
+    entry = next(c for c in listed if c["name"] == "checkout")
+    assert entry["id"] == config_id
+    assert entry["applications"] == ["shop"]
+    assert isinstance(entry["updatedTimestamp"], int)
+    assert all(
+        c["name"] != "checkout"
+        for c in client.get("/canaryConfig", params={"application": "other"}).json()
+    )
+    fetched = client.get(f"/canaryConfig/{config_id}").json()
+    assert fetched["metrics"] == KAYENTA_CONFIG["metrics"]
+    duplicate = client.post("/canaryConfig", json=KAYENTA_CONFIG)
+    assert duplicate.status_code == 400
+    assert "already exists" in duplicate.json()["message"]
+    changed = {**KAYENTA_CONFIG, "description": "v2", "updatedTimestamp": 1}
+    assert client.put(f"/canaryConfig/{config_id}", json=changed).json() == {
+        "canaryConfigId": config_id
+    }
+    assert client.get(f"/canaryConfig/{config_id}").json()["description"] == "v2"
+    assert client.delete(f"/canaryConfig/{config_id}").status_code == 204
+    gone = client.get(f"/canaryConfig/{config_id}")
+    assert gone.status_code == 404
+    assert gone.json()["status"] == 404 and "message" in gone.json()
+
+
+def _scope(scope: str, start: datetime, end: datetime) -> dict[str, Any]:
+    return {
+        "scope": scope,
+        "region": "",
+        "step": 60,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+    }
+
+
+def _poll(client: TestClient, execution_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status: dict[str, Any] = client.get(f"/canary/{execution_id}").json()
+        if status["complete"]:
+            return status
+        assert status["status"] == "running"
+        time.sleep(0.05)
+    raise AssertionError("execution did not complete")
+
+
+@pytest.mark.parametrize(
+    ("canary", "classification"), [("canary-good", "Pass"), ("canary-bad", "Fail")]
+)
+def test_kayenta_execution(client: TestClient, canary: str, classification: str) -> None:
+    end = datetime.now(UTC)
+    start = end - timedelta(hours=1)
+    request = {
+        "scopes": {
+            "default": {
+                "controlScope": _scope("baseline", start, end),
+                "experimentScope": _scope(canary, start, end),
+            }
+        },
+        "thresholds": {"pass": 95, "marginal": 75},
+    }
+    started = client.post(
+        "/canary/demo-kayenta",
+        params={
+            "application": "shop",
+            "metricsAccountName": "demo",
+            "configurationAccountName": "c",
+            "storageAccountName": "s",
+        },
+        json=request,
+    )
+    assert started.status_code == 200
+    status = _poll(client, started.json()["canaryExecutionId"])
+    assert status["status"] == "succeeded"
+    assert status["storageAccountName"] == "s"
+    judge_result = status["result"]["judgeResult"]
+    assert judge_result["score"]["classification"] == classification
+    assert {r["classification"] for r in judge_result["results"]} <= {"Pass", "High", "Low"}
+    assert {g["name"] for g in judge_result["groupScores"]} == {
+        "latency",
+        "errors",
+        "saturation",
+        "throughput",
+    }
+    adhoc = client.post(
+        "/canary",
+        json={
+            "canaryConfig": client.get("/v1/configs/demo-kayenta").json()["config"],
+            "executionRequest": request,
+        },
+    )
+    assert adhoc.status_code == 200
+    again = _poll(client, adhoc.json()["canaryExecutionId"])["result"]["judgeResult"]
+    assert again["score"]["score"] == judge_result["score"]["score"]
+
+
+def test_kayenta_execution_errors(client: TestClient) -> None:
+    end = datetime.now(UTC)
+    request = {
+        "scopes": {
+            "default": {
+                "controlScope": _scope("b", end - timedelta(hours=1), end),
+                "experimentScope": {"scope": "c"},
+            }
+        }
+    }
+    missing_window = client.post("/canary/demo", json=request)
+    assert missing_window.status_code == 400
+    assert "experimentScope" in missing_window.json()["message"]
+    unknown = client.post("/canary/nope", json=request)
+    assert unknown.status_code == 404
+    wrong_account = client.post(
+        "/canary/demo",
+        params={"metricsAccountName": "prod-prometheus"},
+        json={
+            "scopes": {
+                "default": {
+                    "controlScope": _scope("b", end - timedelta(hours=1), end),
+                    "experimentScope": _scope("c", end - timedelta(hours=1), end),
+                }
+            }
+        },
+    )
+    assert wrong_account.status_code == 400
+    assert "prod-prometheus" in wrong_account.json()["message"]
+    assert client.get("/canary/nope").status_code == 404
+
+
+def test_kayenta_remote_judge(client: TestClient) -> None:
+    rng = np.random.default_rng(7)
+    control = [float(v) for v in 100 + rng.normal(0, 1, 50)]
+    worse = [float(v) for v in 120 + rng.normal(0, 1, 50)]
+    config = {
+        **KAYENTA_CONFIG,
+        "metrics": [
+            {**KAYENTA_CONFIG["metrics"][0], "name": "latency"},
+            {**KAYENTA_CONFIG["metrics"][0], "name": "errors"},
+        ],
+    }
+    pairs = [
+        {
+            "name": "latency",
+            "id": "p1",
+            "tags": {"zone": "a"},
+            "values": {"control": [*control, None], "experiment": [*worse, "NaN"]},
+            "scopes": {},
+            "attributes": {},
+        },
+        {
+            "name": "latency",
+            "id": "p2",
+            "tags": {"zone": "b"},
+            "values": {"control": control, "experiment": control},
+        },
+        {
+            "name": "errors",
+            "id": "p3",
+            "tags": {},
+            "values": {"control": control, "experiment": control},
+        },
+    ]
+    answer = client.post(
+        "/judge",
+        json={
+            "canaryConfig": config,
+            "metricSetPairList": pairs,
+            "scoreThresholds": {"pass": 95, "marginal": 75},
+        },
+    )
+    assert answer.status_code == 200
+    result = answer.json()
+    by_id = {r["id"]: r for r in result["results"]}
+    assert by_id["p1"]["classification"] == "High"
+    assert by_id["p1"]["tags"] == {"zone": "a"}
+    assert by_id["p1"]["name"] == "latency"
+    assert by_id["p2"]["classification"] == "Pass"
+    assert by_id["p1"]["controlMetadata"]["stats"]["count"] == 50
+    assert result["score"]["classification"] == "Fail"
+    unknown = client.post(
+        "/judge",
+        json={
+            "canaryConfig": config,
+            "metricSetPairList": [{"name": "nope", "values": {"control": [1], "experiment": [1]}}],
+        },
+    )
+    assert unknown.status_code == 400
+    assert "nope" in unknown.json()["message"]
+    missing_side = client.post(
+        "/judge",
+        json={
+            "canaryConfig": config,
+            "metricSetPairList": [{"name": "latency", "values": {"control": [1]}}],
+        },
+    )
+    assert missing_side.status_code == 422
+    assert "experiment" in missing_side.json()["message"]

@@ -1,0 +1,245 @@
+"""Native API (/v1) through the ASGI app in-process: demo source, in-memory SQLite."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from judge.api.app import create_app
+from judge.api.settings import Settings
+
+CONFIG = {
+    "name": "inline",
+    "metrics": [
+        {"name": "latency", "direction": "increase"},
+        {"name": "errors", "direction": "increase"},
+    ],
+}
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    app = create_app(Settings(database_url="sqlite://", log_json=False))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def _series(level: float, seed: int, n: int = 60) -> list[float]:
+    rng = np.random.default_rng(seed)
+    return [float(v) for v in level + rng.normal(0, 1.0, n)]
+
+
+def test_judge_inline_pass_and_fail(client: TestClient) -> None:
+    same = {"latency": _series(100, 1), "errors": _series(5, 2)}
+    close = {"latency": _series(100, 3), "errors": _series(5, 4)}
+    worse = {"latency": _series(130, 5), "errors": _series(5, 6)}
+    passing = client.post("/v1/judge", json={"config": CONFIG, "baseline": same, "canary": close})
+    assert passing.status_code == 200
+    assert passing.json()["verdict"] == "pass"
+    failing = client.post("/v1/judge", json={"config": CONFIG, "baseline": same, "canary": worse})
+    assert failing.status_code == 200
+    body = failing.json()
+    assert body["verdict"] == "fail"
+    latency = next(m for m in body["metrics"] if m["name"] == "latency")
+    assert latency["classification"] == "high"
+
+
+def test_judge_accepts_null_and_nan_strings(client: TestClient) -> None:
+    baseline = {"latency": [*_series(100, 1, 30), None, "NaN"], "errors": _series(5, 2)}
+    canary = {"latency": [*_series(100, 3, 30), "NaN"], "errors": _series(5, 4)}
+    answer = client.post(
+        "/v1/judge", json={"config": CONFIG, "baseline": baseline, "canary": canary}
+    )
+    assert answer.status_code == 200
+    latency = next(m for m in answer.json()["metrics"] if m["name"] == "latency")
+    assert latency["baseline"]["nan_count"] == 2
+    assert latency["baseline"]["count"] == 30
+
+
+def test_judge_names_the_wrong_field(client: TestClient) -> None:
+    typo = client.post(
+        "/v1/judge",
+        json={"config": CONFIG, "baseline": {"latncy": [1.0]}, "canary": {"latency": [1.0]}},
+    )
+    assert typo.status_code == 400
+    assert typo.json()["field"] == "baseline"
+    assert "latncy" in typo.json()["error"]
+    bad_config = client.post(
+        "/v1/judge",
+        json={
+            "config": {"metrics": [{"name": "x", "direction": "upward"}]},
+            "baseline": {"x": [1.0]},
+            "canary": {"x": [1.0]},
+        },
+    )
+    assert bad_config.status_code == 422
+    assert "metrics.0.direction" in bad_config.json()["error"]
+    both = client.post(
+        "/v1/judge",
+        json={"config": CONFIG, "config_id": "demo", "baseline": {}, "canary": {}},
+    )
+    assert both.status_code == 422
+    assert "exactly one" in both.json()["error"]
+
+
+def test_judge_with_stored_config_and_thresholds(client: TestClient) -> None:
+    data = {
+        "config_id": "demo",
+        "baseline": {m: _series(100, i) for i, m in enumerate(("latency", "errors"))},
+        "canary": {m: _series(100, i + 10) for i, m in enumerate(("latency", "errors"))},
+        "thresholds": {"pass": 100, "marginal": 0},
+    }
+    answer = client.post("/v1/judge", json=data)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["thresholds"] == {"pass": 100.0, "marginal": 0.0}
+    # cpu and requests have no data: nodata, which is not scored against the canary.
+    classes = {m["name"]: m["classification"] for m in body["metrics"]}
+    assert classes["cpu"] == "nodata"
+
+
+def test_config_crud_with_versions_and_yaml(client: TestClient) -> None:
+    created = client.post("/v1/configs", json=CONFIG)
+    assert created.status_code == 201
+    config_id = created.json()["id"]
+    assert created.json()["version"] == 1
+    updated_yaml = (
+        "name: inline\nthresholds: {pass: 90, marginal: 50}\n"
+        "metrics:\n  - name: latency\n    direction: increase\n"
+        "    query: {type: prometheus, promql: 'avg(latency{version=\"${scope}\"})'}\n"
+    )
+    updated = client.put(
+        f"/v1/configs/{config_id}",
+        content=updated_yaml,
+        headers={"content-type": "application/yaml"},
+    )
+    assert updated.status_code == 200
+    assert updated.json()["version"] == 2
+    assert client.get(f"/v1/configs/{config_id}/versions").json()["versions"] == [1, 2]
+    first = client.get(f"/v1/configs/{config_id}", params={"version": 1}).json()
+    assert len(first["config"]["metrics"]) == 2
+    latest = client.get("/v1/configs/inline").json()  # by name
+    assert latest["version"] == 2
+    assert latest["config"]["thresholds"] == {"pass": 90.0, "marginal": 50.0}
+    assert any(c["id"] == config_id for c in client.get("/v1/configs").json())
+    kayenta = client.get(f"/v1/configs/{config_id}/kayenta").json()
+    assert kayenta["name"] == "inline"
+    assert kayenta["metrics"][0]["query"]["type"] == "prometheus"
+    assert kayenta["classifier"]["scoreThresholds"] == {"pass": 90.0, "marginal": 50.0}
+    assert client.delete(f"/v1/configs/{config_id}").status_code == 204
+    missing = client.get(f"/v1/configs/{config_id}")
+    assert missing.status_code == 404
+    assert config_id in missing.json()["error"]
+
+
+def test_kayenta_export_of_inline_data_config_is_refused(client: TestClient) -> None:
+    # Column queries (inline data) have no Kayenta equivalent: the export says so, as a 400.
+    config_id = client.post("/v1/configs", json=CONFIG).json()["id"]
+    refused = client.get(f"/v1/configs/{config_id}/kayenta")
+    assert refused.status_code == 400
+    assert "Kayenta" in refused.json()["error"]
+
+
+def test_config_rejects_bad_documents(client: TestClient) -> None:
+    not_json = client.post(
+        "/v1/configs", content=b"{nope", headers={"content-type": "application/json"}
+    )
+    assert not_json.status_code == 400
+    assert not_json.json()["field"] == "body"
+    a_list = client.post("/v1/configs", json=[1, 2])
+    assert a_list.status_code == 400
+    no_metrics = client.post("/v1/configs", json={"name": "x", "metrics": []})
+    assert no_metrics.status_code == 422
+    assert "metrics" in no_metrics.json()["error"]
+
+
+def _wait(client: TestClient, analysis_id: str, timeout: float = 10.0) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body: dict[str, object] = client.get(f"/v1/analyses/{analysis_id}").json()
+        if body["status"] in ("succeeded", "failed"):
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"analysis {analysis_id} did not finish")
+
+
+def test_background_analysis_lifecycle(client: TestClient) -> None:
+    start = client.post(
+        "/v1/analyses",
+        json={
+            "config_id": "demo",
+            "baseline": {"scope": "baseline"},
+            "canary": {"scope": "canary-bad"},
+            "lookback": "1h",
+        },
+    )
+    assert start.status_code == 202
+    assert start.json()["status"] == "queued"
+    done = _wait(client, start.json()["id"])
+    assert done["status"] == "succeeded"
+    assert done["progress"] == 1.0
+    report = done["report"]
+    assert isinstance(report, dict) and report["verdict"] == "fail"
+    recent = client.get("/v1/analyses", params={"limit": 5}).json()
+    assert recent[0]["id"] == start.json()["id"]
+    assert recent[0]["verdict"] == "fail"
+    only_failed = client.get("/v1/analyses", params={"status": "failed"}).json()
+    assert all(a["status"] == "failed" for a in only_failed)
+
+
+def test_analysis_request_errors_name_the_field(client: TestClient) -> None:
+    base = {"config_id": "demo", "baseline": {"scope": "b"}, "canary": {"scope": "c"}}
+    unknown_source = client.post("/v1/analyses", json={**base, "source": "nowhere"})
+    assert unknown_source.status_code == 400
+    assert "nowhere" in unknown_source.json()["error"]
+    bad_lookback = client.post("/v1/analyses", json={**base, "lookback": "ten minutes"})
+    assert bad_lookback.status_code == 400
+    assert bad_lookback.json()["field"] == "lookback"
+    too_many_points = client.post("/v1/analyses", json={**base, "lookback": "30d", "step": 1})
+    assert too_many_points.status_code == 400
+    assert too_many_points.json()["field"] == "step"
+    backwards = client.post(
+        "/v1/analyses",
+        json={**base, "start": "2024-01-01T01:00:00Z", "end": "2024-01-01T00:00:00Z"},
+    )
+    assert backwards.status_code == 400
+    assert backwards.json()["field"] == "end"
+    missing_canary = client.post(
+        "/v1/analyses", json={"config_id": "demo", "baseline": {"scope": "b"}}
+    )
+    assert missing_canary.status_code == 422
+    assert client.get("/v1/analyses/nope").status_code == 404
+
+
+def test_metric_source_down_never_passes(client: TestClient) -> None:
+    app = create_app(
+        Settings(
+            database_url="sqlite://",
+            log_json=False,
+            sources={
+                "down": {"type": "prometheus", "url": "http://127.0.0.1:9", "timeout_seconds": 0.5}
+            },
+        )
+    )
+    config = {
+        "name": "down",
+        "metrics": [
+            {"name": "latency", "query": {"type": "prometheus", "promql": "up{v='${scope}'}"}}
+        ],
+    }
+    with TestClient(app) as down_client:
+        answer = down_client.post(
+            "/argo/v1/judge",
+            json={"config": config, "baseline": "a", "canary": "b", "source": "down"},
+        )
+    body = answer.json()
+    assert answer.status_code == 200
+    assert body["verdict"] == "fail"
+    assert body["pass"] is False
+    assert body["metrics"][0]["classification"] == "error"
+    assert math.isclose(body["score"], 0.0)
