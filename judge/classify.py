@@ -32,11 +32,9 @@ Kayenta mode reproduces ``NetflixACAJudge`` (kayenta-judge, ``NetflixACAJudge.sc
   rank test can run; the samples are then completely separated and the interval collapses to
   the difference, which is what is used here (deterministically).
 
-Default mode applies the same rule, with R's exact test for small samples without ties, and
-differs where Kayenta's choice hides a problem: a side with no points at all is ``nodata`` (or
-``nodata_fail``) whatever the NaN strategy, fewer than :data:`DEFAULT_MIN_POINTS` points on a
-side is ``nodata`` ("too few points"), and a critical metric with ``must_have_data`` and no data
-is ``nodata_fail``.
+Default mode's Mann-Whitney, quantile and rate-ratio handlers live in ``judge.default_judge``
+(autocorrelation-aware, multiple-testing control), registered here with :func:`register`; the
+threshold test below serves both modes.
 
 Input rules, both modes: values that are not numbers make the metric ``error``; infinite
 values are dropped and counted (``SideSummary.infinite_count``, and the reason says so), since
@@ -347,12 +345,6 @@ def _sides(p: Prepared) -> dict[str, Any]:
 # -- Mann-Whitney handlers ---------------------------------------------------------------------
 
 
-DEFAULT_MIN_POINTS = 3
-"""Default mode: fewer points than this on a side is ``nodata``. Kayenta judges even one point
-per side, and two single different points come out as a confident shift (one of the weak
-spots users report); with 3 a side the exact test can at least be computed."""
-
-
 def _is_constant(values: FloatArray) -> bool:
     return bool(values.size) and bool(values.min() == values.max())
 
@@ -379,18 +371,6 @@ def _mann_whitney_plan(p: Prepared) -> Plan:
             metric,
             p.mode,
             _with_notes(p, f"No {empty} points to compare (after NaN handling)."),
-            **_sides(p),
-        )
-    fewest = min(p.baseline.size, p.canary.size)
-    if p.mode is JudgeMode.DEFAULT and fewest < DEFAULT_MIN_POINTS:
-        return nodata_result(
-            metric,
-            p.mode,
-            _with_notes(
-                p,
-                f"Too few points to judge: {p.baseline.size} baseline and {p.canary.size} "
-                f"canary (at least {DEFAULT_MIN_POINTS} on each side are needed).",
-            ),
             **_sides(p),
         )
     if np.array_equal(np.sort(p.baseline), np.sort(p.canary)):
@@ -508,9 +488,9 @@ def _mann_whitney_decide(p: Prepared, mw: MannWhitneyResult | None) -> MetricRes
     )
 
 
-MANN_WHITNEY = Handler(plan=_mann_whitney_plan, decide=_mann_whitney_decide)
-register(JudgeMode.KAYENTA, "mann_whitney", MANN_WHITNEY)
-register(JudgeMode.DEFAULT, "mann_whitney", MANN_WHITNEY)
+KAYENTA_MANN_WHITNEY = Handler(plan=_mann_whitney_plan, decide=_mann_whitney_decide)
+"""NetflixACAJudge's MannWhitneyClassifier (the default judge registers its own)."""
+register(JudgeMode.KAYENTA, "mann_whitney", KAYENTA_MANN_WHITNEY)
 
 
 # -- threshold handler -------------------------------------------------------------------------
