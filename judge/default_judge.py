@@ -52,22 +52,32 @@ from judge.config import (
     MultipleTestingMethod,
     QuantileTest,
     RateRatioTest,
+    ThresholdTest,
 )
-from judge.report import Classification, MetricResult
+from judge.report import Classification, MetricResult, Report, Verdict
+from judge.sequential_state import MetricSequence, SequentialState
 from judge.stats.autocorrelation import (
     AutocorrelationEstimate,
     estimate_autocorrelation,
+    lag1_autocorrelation,
     shift_test,
 )
 from judge.stats.counts import count_dispersion, rate_ratio_test
 from judge.stats.multiple import correct
 from judge.stats.quantiles import Tail, tail_test
+from judge.stats.sequential import (
+    INCREASE_RATIOS,
+    confidence_sequence_halfwidth,
+    rate_ratio_log_evalue,
+)
 
 __all__ = [
     "MIN_EFFECTIVE_POINTS",
     "Evaluation",
+    "denominators",
     "evaluate",
     "finish_default",
+    "judge_sequential",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -203,11 +213,13 @@ def _evaluate_mann_whitney(p: Prepared, test: MannWhitneyTest) -> Evaluation | s
             if not wanted:
                 continue
             sign = 1.0 if side is Classification.HIGH else -1.0
-            # Semi-deviations beyond the pooled median: 0 on the other side, so only how far
-            # out the points on this side go is compared (spread / tail, direction-aware).
-            dev_c = np.maximum(sign * (c - centre), 0.0)
-            dev_b = np.maximum(sign * (b - centre), 0.0)
-            if np.ptp(np.concatenate([dev_c, dev_b])) == 0:
+            # Only the points beyond the pooled median on this side, by how far out they go:
+            # a wider spread or heavier tail moves them out even when the median stays put
+            # (direction-aware: an increase-only metric looks at its upper half only).
+            dev_c = sign * (c - centre)
+            dev_b = sign * (b - centre)
+            dev_c, dev_b = dev_c[dev_c > 0], dev_b[dev_b > 0]
+            if min(dev_c.size, dev_b.size) < 3 or np.ptp(np.concatenate([dev_c, dev_b])) == 0:
                 continue
             tail = shift_test(
                 dev_c, dev_b, confidence=test.confidence,
@@ -658,3 +670,272 @@ def denominators(config: CanaryConfig) -> set[str]:
         for metric in config.metrics
         if isinstance(metric.test, RateRatioTest) and metric.test.denominator
     }
+
+
+# -- sequential (polled) judgments ---------------------------------------------------------------
+
+MIN_SEQUENTIAL_POINTS = 10
+"""No sequential decision before this many points of a metric: the asymptotic confidence
+sequences need a few points to estimate a variance."""
+
+PHI_MAX_DESIGN = 0.7
+"""Autocorrelation assumed at least while a sequential series is short (< 30 points): the
+largest the judge is designed for; estimates from a few points cannot be trusted."""
+
+_DECREASE_RATIOS: tuple[float, ...] = (0.8, 2 / 3, 0.5, 1 / 3, 0.2, 0.1, 0.01)
+_PASS_FRACTIONS: tuple[float, ...] = (0.75, 0.5, 0.35, 0.2, 0.1)
+
+
+def _side_values(data: Any, column: str) -> Any | None:
+    if hasattr(data, "columns"):
+        return data[column] if column in data.columns else None
+    if isinstance(data, Mapping):
+        return data.get(column)
+    return None
+
+
+def _column_of(metric: MetricConfig) -> str:
+    column = getattr(metric.query, "column", None)
+    return column if isinstance(column, str) and column else metric.name
+
+
+def _append_pairs(seq: MetricSequence, baseline: Any, canary: Any,
+                  baseline_exp: Any = None, canary_exp: Any = None) -> None:
+    """Append new points pairwise (same minute on both sides); pairs with a NaN are dropped."""
+    b, c = as_values(baseline), as_values(canary)
+    n = min(b.size, c.size)
+    columns = [b[:n], c[:n]]
+    if baseline_exp is not None and canary_exp is not None:
+        be, ce = as_values(baseline_exp), as_values(canary_exp)
+        n = min(n, be.size, ce.size)
+        columns = [b[:n], c[:n], be[:n], ce[:n]]
+    stacked = np.vstack([col[:n] for col in columns])
+    keep = np.all(np.isfinite(stacked), axis=0)
+    seq.baseline.extend(float(v) for v in stacked[0][keep])
+    seq.canary.extend(float(v) for v in stacked[1][keep])
+    if len(columns) == 4:
+        seq.baseline_exposure.extend(float(v) for v in stacked[2][keep])
+        seq.canary_exposure.extend(float(v) for v in stacked[3][keep])
+
+
+def _score_bounds(
+    y: FloatArray, alpha: float, horizon: float, phi_series: float
+) -> tuple[float, float, float]:
+    """Mean of a score series and its anytime-valid half-width (long-run variance).
+
+    ``phi_series`` is the lag-1 autocorrelation of the underlying difference series; the
+    score's own estimate is used when larger (both raised by a standard error). Below 30
+    points the series' estimate is too noisy to trust and at least ``PHI_MAX_DESIGN`` is used.
+    """
+    n = y.size
+    mean = float(y.mean())
+    # The second moment about 0 (the null mean), not about the sample mean: when every score so
+    # far is +1 the sample variance is 0, but under "no change" the scores' variance is their
+    # mean square. One pseudo-observation of unit square keeps it positive.
+    variance = (float(np.sum(y**2)) + 1.0) / (n + 1)
+    phi = phi_series
+    if n >= 8 and np.ptp(y) > 0:
+        own = lag1_autocorrelation(y, ranks=False)
+        phi = max(phi, min(max(own, 0.0) + math.sqrt(max(1.0 - own * own, 0.0) / n), 0.95))
+    if n < 30:
+        phi = max(phi, PHI_MAX_DESIGN)
+    sd = math.sqrt(variance * (1.0 + phi) / (1.0 - phi))
+    return mean, confidence_sequence_halfwidth(n, sd, alpha=alpha, t_star=horizon), phi
+
+
+def _sequential_continuous(
+    metric: MetricConfig, seq: MetricSequence, alpha: float, config: CanaryConfig
+) -> tuple[str | None, str, dict[str, Any]]:
+    c, b = np.asarray(seq.canary), np.asarray(seq.baseline)
+    n = c.size
+    sign = np.sign(c - b)
+    scores: list[tuple[str, Classification, FloatArray]] = []
+    if _up(metric):
+        scores.append(("location", Classification.HIGH, sign))
+    if _down(metric):
+        scores.append(("location", Classification.LOW, -sign))
+    tails = getattr(metric.test, "tails", True) or isinstance(metric.test, QuantileTest)
+    if tails and n:
+        pooled = np.concatenate([c, b])
+        if _up(metric):
+            high = float(np.quantile(pooled, 0.75))
+            scores.append(("upper tail", Classification.HIGH,
+                           (c > high).astype(float) - (b > high).astype(float)))
+        if _down(metric):
+            low = float(np.quantile(pooled, 0.25))
+            scores.append(("lower tail", Classification.LOW,
+                           (c < low).astype(float) - (b < low).astype(float)))
+    each = alpha / len(scores)
+    phi_series = estimate_autocorrelation(c, b).phi_canary if n >= 8 else PHI_MAX_DESIGN
+    settings = config.sequential
+    parts, details = [], {}
+    all_small = True
+    for name, side, y in scores:
+        if n == 0:
+            all_small = False
+            continue
+        mean, half, phi = _score_bounds(y, each, settings.horizon, phi_series)
+        details[f"{name} ({side.value})"] = {"mean": mean, "low": mean - half,
+                                            "high": mean + half, "phi": phi}
+        parts.append(f"{name} score {mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]")
+        if n >= MIN_SEQUENTIAL_POINTS and mean - half > 0:
+            return side.value, (
+                f"{name} score {mean:+.2f}, anytime-valid CI [{mean - half:+.2f}, "
+                f"{mean + half:+.2f}] excludes 0 after {n} paired points"
+            ), details
+        all_small = all_small and mean + half < settings.pass_margin
+    text = "; ".join(parts) or "no points yet"
+    if n >= MIN_SEQUENTIAL_POINTS and all_small:
+        return "pass", (
+            f"every score's anytime-valid CI is below the margin {settings.pass_margin:g} "
+            f"after {n} paired points ({text})"
+        ), details
+    return None, text, details
+
+
+def _sequential_counts(
+    metric: MetricConfig, test: RateRatioTest, seq: MetricSequence, alpha: float,
+    config: CanaryConfig,
+) -> tuple[str | None, str, dict[str, Any]]:
+    c, b = np.asarray(seq.canary), np.asarray(seq.baseline)
+    ec = np.asarray(seq.canary_exposure) if seq.canary_exposure else np.ones_like(c)
+    eb = np.asarray(seq.baseline_exposure) if seq.baseline_exposure else np.ones_like(b)
+    dispersion = 1.0
+    if test.overdispersion is Autocorrelation.AUTO and c.size:
+        dispersion = count_dispersion(c, b, ec, eb).dispersion
+    sides = [s for s, wanted in ((Classification.HIGH, _up(metric)),
+                                 (Classification.LOW, _down(metric))) if wanted]
+    threshold = math.log(len(sides) / alpha)
+    details: dict[str, Any] = {"dispersion": dispersion, "log_threshold": threshold,
+                               "canary_events": float(c.sum()), "baseline_events": float(b.sum())}
+    margin = config.sequential.count_margin
+    passes = True
+    for side in sides:
+        grid = INCREASE_RATIOS if side is Classification.HIGH else _DECREASE_RATIOS
+        log_e = rate_ratio_log_evalue(c, b, ec, eb, ratios=grid, dispersion=dispersion)
+        details[f"log_e_{side.value}"] = log_e
+        if log_e >= threshold:
+            return side.value, (
+                f"e-value {math.exp(min(log_e, 700.0)):.3g} >= {math.exp(threshold):.3g} "
+                f"({c.sum():g} canary vs {b.sum():g} baseline events)"
+            ), details
+        if side is Classification.HIGH:
+            pass_grid = tuple(margin * f for f in _PASS_FRACTIONS)
+            null = margin
+        else:
+            pass_grid = tuple(1.0 / margin / f for f in _PASS_FRACTIONS)
+            null = 1.0 / margin
+        log_pass = rate_ratio_log_evalue(c, b, ec, eb, null_ratio=null, ratios=pass_grid,
+                                         dispersion=dispersion)
+        details[f"log_e_pass_{side.value}"] = log_pass
+        passes = passes and log_pass >= threshold
+    text = f"{c.sum():g} canary vs {b.sum():g} baseline events, dispersion {dispersion:.3g}"
+    if passes:
+        return "pass", f"the evidence rules out a rate ratio beyond {margin:g} ({text})", details
+    return None, text, details
+
+
+def judge_sequential(
+    config: CanaryConfig,
+    state: SequentialState,
+    baseline_new: Any,
+    canary_new: Any,
+    *,
+    now: str | None = None,
+) -> tuple[Report, SequentialState]:
+    """One poll of a sequential (anytime-valid) run: new points in, report and new state out.
+
+    ``baseline_new`` / ``canary_new`` hold the points since the last call (DataFrames or
+    mappings column -> array-like; metrics read their column, count tests also their
+    ``denominator`` column); sides are paired minute by minute. ``state`` is not modified.
+    The false-failure chance over the whole run, however often it is polled, is at most
+    ``config.sequential.level`` (Bonferroni over the metrics): continuous metrics through
+    anytime-valid confidence sequences on paired sign and tail scores, counts through the
+    rate-ratio e-process (:mod:`judge.stats.sequential`). Decisions are final. Verdict:
+    ``fail`` once a scored metric failed, ``pass`` once every scored metric passed, else
+    ``marginal`` with ``details["sequential"]["status"] == "continue"`` (keep polling).
+    Threshold tests are not sequential and are not judged here.
+    """
+    if state.config_name != config.name:
+        raise ValueError(
+            f"state belongs to config {state.config_name!r}, not {config.name!r}"
+        )
+    new_state = SequentialState.from_dict(state.to_dict())
+    new_state.calls += 1
+    new_state.updated_at = now
+    if new_state.started_at is None:
+        new_state.started_at = now
+    testable = [m for m in config.metrics if not isinstance(m.test, ThresholdTest)]
+    scored = [m for m in testable if not m.muted]
+    alpha = config.sequential.level / max(len(scored), 1)
+    results: list[MetricResult] = []
+    for metric in testable:
+        seq = new_state.metrics.setdefault(metric.name, MetricSequence())
+        column = _column_of(metric)
+        b_new, c_new = _side_values(baseline_new, column), _side_values(canary_new, column)
+        test = metric.test
+        if b_new is not None and c_new is not None:
+            if isinstance(test, RateRatioTest) and test.denominator:
+                be = _side_values(baseline_new, test.denominator)
+                ce = _side_values(canary_new, test.denominator)
+                if be is not None and ce is not None:
+                    _append_pairs(seq, b_new, c_new, be, ce)
+            else:
+                _append_pairs(seq, b_new, c_new)
+        details: dict[str, Any] = {"points": len(seq.canary), "alpha": alpha}
+        if seq.decision is None:
+            if isinstance(test, RateRatioTest):
+                outcome, text, extra = _sequential_counts(metric, test, seq, alpha, config)
+            else:
+                outcome, text, extra = _sequential_continuous(metric, seq, alpha, config)
+            details.update(extra)
+            if outcome is not None:
+                seq.decision, seq.reason = outcome, text
+                seq.decided_at, seq.decided_call = len(seq.canary), new_state.calls
+        else:
+            text = seq.reason or ""
+        if seq.decision is None:
+            classification = Classification.NODATA
+            reason = f"Undecided so far (keep polling): {text}."
+        else:
+            classification = Classification(seq.decision)
+            reason = (
+                f"Decided at call {seq.decided_call} after {seq.decided_at} points: "
+                f"{seq.reason}."
+            )
+        details["decided_call"] = seq.decided_call
+        results.append(MetricResult(
+            name=metric.name, classification=classification, reason=reason,
+            groups=metric.groups, test=f"sequential_{test.kind}",
+            direction=metric.direction.value, critical=metric.critical, muted=metric.muted,
+            confidence=1.0 - alpha, details=details,
+        ))
+    counted = [r for r in results if not r.muted]
+    failed = [r.name for r in counted if r.classification.failed]
+    passed = [r.name for r in counted if r.classification is Classification.PASS]
+    if failed:
+        verdict, status, score = Verdict.FAIL, "fail", 0.0
+        reason = (f"Failed: {', '.join(failed)} (anytime-valid at level "
+                  f"{config.sequential.level:g}).")
+    elif counted and len(passed) == len(counted):
+        verdict, status, score = Verdict.PASS, "pass", 100.0
+        reason = "Every metric has passed with enough evidence."
+    else:
+        verdict, status = Verdict.MARGINAL, "continue"
+        score = 100.0 * len(passed) / max(len(counted), 1)
+        reason = (f"Undecided: {len(passed)} of {len(counted)} metrics passed so far, none "
+                  "failed; keep polling.")
+    report = Report(
+        verdict=verdict, score=score, reason=reason,
+        pass_threshold=config.thresholds.pass_, marginal_threshold=config.thresholds.marginal,
+        metrics=tuple(results), groups=(), mode="default_sequential",
+        config_name=config.name,
+        details={"sequential": {
+            "status": status, "calls": new_state.calls, "level": config.sequential.level,
+            "alpha_per_metric": alpha, "correction": "bonferroni",
+            "sentence": (f"Anytime-valid: the chance that some metric ever fails by luck in "
+                         f"this run is at most {config.sequential.level:g}, however often it "
+                         "is polled."),
+        }},
+    )
+    return report, new_state
