@@ -79,6 +79,8 @@ class GuardMiddleware:
         self.open_groups = {"kayenta"} if settings.open_kayenta_paths else set()
         if settings.open_argo_paths:
             self.open_groups.add("argo")
+        if settings.open_flagger_paths:
+            self.open_groups.add("flagger")
         self.limit = settings.max_request_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -131,6 +131,8 @@ class Settings(BaseSettings):
     """Bearer tokens accepted (comma-separated). Empty: no authentication."""
     open_kayenta_paths: bool = True
     """Leave Kayenta-compatible paths open when tokens are set (Argo's provider sends none)."""
+    open_flagger_paths: bool = True
+    """Leave ``/flagger/v1/*`` open when tokens are set (Flagger webhooks cannot send headers)."""
     open_argo_paths: bool = False
     """Leave ``/argo/v1/*`` open when tokens are set (the web provider can send headers)."""
     max_request_bytes: int = Field(default=5_000_000, gt=0)

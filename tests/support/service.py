@@ -1,0 +1,107 @@
+"""The real service as a subprocess for integration tests and benchmarks.
+
+``ServiceProcess(env, work_dir)`` runs ``python -m uvicorn --factory judge.api.app:create_app``
+on a free loopback port with the given ``CANARY_JUDGE_*`` environment; ``start()`` waits until
+``/readyz`` answers 200, ``stop()`` sends SIGTERM (a graceful shutdown), ``kill()`` SIGKILL (a
+crash: nothing gets to clean up). It can be started again on a new port with the same database.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from tests.support.prometheus import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+READY_TIMEOUT = 30.0
+
+
+class ServiceProcess:
+    """One ``canary-judge`` server process (see module doc)."""
+
+    def __init__(self, env: Mapping[str, str], work_dir: Path) -> None:
+        self.env = dict(env)
+        self.work_dir = work_dir
+        self.log_file = work_dir / "service.log"
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServiceProcess:
+        self.port = free_port()
+        env = {
+            key: value for key, value in os.environ.items() if not key.startswith("CANARY_JUDGE_")
+        }
+        env.update(self.env)
+        env["PYTHONPATH"] = str(REPO)
+        with self.log_file.open("ab") as log:
+            self._process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    "judge.api.app:create_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=self.work_dir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"service exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(f"service not ready after {READY_TIMEOUT:g} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace")[-6000:] if self.log_file.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies mid-work, as in a crash or an OOM kill."""
+        self._end(signal.SIGKILL)
+
+    def stop(self) -> None:
+        """SIGTERM: uvicorn shuts down gracefully."""
+        self._end(signal.SIGTERM)
+
+    def _end(self, how: signal.Signals) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(how)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,100 @@
+"""The SQLAlchemy store: config versions, lookups by name, analysis states, resumable work."""
+
+from __future__ import annotations
+
+import pytest
+
+from judge.api.store import AnalysisStatus, NotFoundError, Store
+
+
+@pytest.fixture
+def store() -> Store:
+    created = Store("sqlite://")
+    created.create_schema()
+    return created
+
+
+def test_config_versions(store: Store) -> None:
+    first = store.create_config(name="checkout", native={"v": 1}, applications=["shop"])
+    assert first.version == 1
+    second = store.update_config(first.id, name="checkout", native={"v": 2}, applications=["shop"])
+    assert second.version == 2
+    assert store.get_config(first.id).native == {"v": 2}
+    assert store.get_config(first.id, 1).native == {"v": 1}
+    assert store.config_versions(first.id) == [1, 2]
+    with pytest.raises(NotFoundError, match="no version 7"):
+        store.get_config(first.id, 7)
+    assert store.find_config("checkout").id == first.id
+    assert store.find_config(first.id).name == "checkout"
+    assert [c.name for c in store.list_configs("shop")] == ["checkout"]
+    assert store.list_configs("other") == []
+    store.delete_config(first.id)
+    with pytest.raises(NotFoundError):
+        store.find_config("checkout")
+    with pytest.raises(NotFoundError):
+        store.config_versions(first.id)
+
+
+def test_config_ids_are_unique(store: Store) -> None:
+    store.create_config(name="a", native={}, config_id="fixed")
+    with pytest.raises(ValueError, match="already exists"):
+        store.create_config(name="b", native={}, config_id="fixed")
+
+
+def test_configs_without_applications_belong_to_all(store: Store) -> None:
+    store.create_config(name="shared", native={})
+    assert [c.name for c in store.list_configs("anything")] == ["shared"]
+
+
+def test_analysis_lifecycle(store: Store) -> None:
+    created = store.create_analysis(kind="native", config={"name": "c"}, request={"k": 1})
+    assert created.status is AnalysisStatus.QUEUED
+    running = store.mark_running(created.id)
+    assert running.status is AnalysisStatus.RUNNING
+    assert running.attempts == 1
+    store.set_progress(created.id, 0.5, {"metrics_fetched": 2})
+    assert store.get_analysis(created.id).progress == 0.5
+    assert [a.id for a in store.unfinished_analyses()] == [created.id]
+    done = store.mark_succeeded(created.id, {"verdict": "pass"})
+    assert done.status is AnalysisStatus.SUCCEEDED
+    assert done.progress == 1.0
+    assert done.finished_at is not None and done.finished_at.tzinfo is not None
+    # Progress after the end is ignored (a late writer must not reopen a finished analysis).
+    store.set_progress(created.id, 0.1, {})
+    assert store.get_analysis(created.id).status is AnalysisStatus.SUCCEEDED
+    assert store.unfinished_analyses() == []
+
+
+def test_requeue_and_fail(store: Store) -> None:
+    created = store.create_analysis(kind="kayenta", config={}, request={})
+    store.mark_running(created.id)
+    requeued = store.requeue(created.id, "resumed after a restart")
+    assert requeued.status is AnalysisStatus.QUEUED
+    assert requeued.progress_detail == {"note": "resumed after a restart"}
+    assert store.mark_running(created.id).attempts == 2
+    failed = store.mark_failed(created.id, "boom")
+    assert failed.status is AnalysisStatus.FAILED
+    assert failed.error == "boom"
+    assert [a.id for a in store.list_analyses(status=AnalysisStatus.FAILED)] == [created.id]
+    with pytest.raises(NotFoundError):
+        store.mark_running("missing")
+
+
+def test_recent_analyses_newest_first(store: Store) -> None:
+    ids = [store.create_analysis(kind="native", config={}, request={}).id for _ in range(3)]
+    assert [a.id for a in store.list_analyses(limit=2)] == ids[::-1][:2]
+
+
+def test_file_database_survives_a_new_store(tmp_path: object) -> None:
+    from pathlib import Path
+
+    assert isinstance(tmp_path, Path)
+    url = f"sqlite:///{tmp_path / 'judge.db'}"
+    first = Store(url)
+    first.create_schema()
+    config = first.create_config(name="kept", native={"x": 1})
+    first.close()
+    second = Store(url)
+    second.create_schema()
+    assert second.get_config(config.id).native == {"x": 1}
+    second.ping()
