@@ -102,6 +102,9 @@ class SideFetch:
     error: str | None = None
     attempts: int = 0
     seconds: float = 0.0
+    """Wall time from the first attempt to the outcome: queueing, retries and backoff included."""
+    latency: float = 0.0
+    """How long the source took to answer the last attempt (the query's own latency)."""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -110,6 +113,7 @@ class SideFetch:
             "error": self.error,
             "attempts": self.attempts,
             "seconds": round(self.seconds, 4),
+            "latency": round(self.latency, 4),
         }
 
 
@@ -199,6 +203,11 @@ async def _fetch_side(
         logger.exception("rendering metric %r failed", metric.name)
         return SideFetch(query=None, error=f"{type(exc).__name__}: {exc}")
 
+    async def attempt_once() -> tuple[FetchedSeries, float]:
+        asked = time.perf_counter()
+        series = await asyncio.wait_for(source.fetch(metric, scope, config), timeout)
+        return series, time.perf_counter() - asked
+
     attempt = 0
     while True:
         attempt += 1
@@ -206,11 +215,11 @@ async def _fetch_side(
         try:
             if limiter is not None:
                 async with limiter:
-                    series = await asyncio.wait_for(source.fetch(metric, scope, config), timeout)
+                    series, latency = await attempt_once()
             else:
-                series = await asyncio.wait_for(source.fetch(metric, scope, config), timeout)
+                series, latency = await attempt_once()
             return SideFetch(query=query, series=series, attempts=attempt,
-                             seconds=time.perf_counter() - began)
+                             seconds=time.perf_counter() - began, latency=latency)
         except TimeoutError:
             error = f"no answer within {timeout:g} s"
         except RetryableSourceError as exc:

@@ -28,9 +28,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
+import certifi
 import httpx
 import numpy as np
 
@@ -198,9 +200,22 @@ class DatadogSource:
         self.site = site.rstrip("/")
         self.timeout = timeout
         self.verify = verify
+        self._tls: ssl.SSLContext | bool | None = None
 
     def __repr__(self) -> str:
         return f"DatadogSource(site={self.site!r}, timeout={self.timeout})"
+
+    def _tls_context(self) -> ssl.SSLContext | bool:
+        """The TLS settings, built once: loading a CA bundle takes ~70 ms of CPU, and an
+        ``httpx.AsyncClient`` made without a ready context loads it again, blocking the
+        event loop (100 concurrent fetches would wait ~7 s for it)."""
+        if self._tls is None:
+            if self.verify is False:
+                self._tls = False
+            else:
+                cafile = self.verify if isinstance(self.verify, str) else certifi.where()
+                self._tls = ssl.create_default_context(cafile=cafile)
+        return self._tls
 
     def render(self, metric: MetricConfig, scope: Scope, config: CanaryConfig) -> str:
         query = metric.query
@@ -232,7 +247,8 @@ class DatadogSource:
             "Accept": "application/json",
         }
         try:
-            async with httpx.AsyncClient(timeout=self.timeout, verify=self.verify) as client:
+            async with httpx.AsyncClient(timeout=self.timeout,
+                                         verify=self._tls_context()) as client:
                 response = await client.get(
                     f"{self.site}/api/v1/query", params=params, headers=headers
                 )
