@@ -564,10 +564,12 @@ def _threshold_decide(p: Prepared, mw: MannWhitneyResult | None) -> MetricResult
         what = "baseline " + name + f" {_num(baseline_value)}"
         if metric.direction in (Direction.INCREASE, Direction.EITHER):
             details["allowed_up_to"] = baseline_value + allowance
-            upper.append((baseline_value + allowance, f"{what} + {_num(allowance)}"))
+            up_to = baseline_value + allowance
+            upper.append((up_to, f"{what} + {_num(allowance)} (= {_num(up_to)})"))
         if metric.direction in (Direction.DECREASE, Direction.EITHER):
             details["allowed_down_to"] = baseline_value - allowance
-            lower.append((baseline_value - allowance, f"{what} - {_num(allowance)}"))
+            down_to = baseline_value - allowance
+            lower.append((down_to, f"{what} - {_num(allowance)} (= {_num(down_to)})"))
     above = [(limit, what) for limit, what in upper if canary_value > limit]
     below = [(limit, what) for limit, what in lower if canary_value < limit]
     subject = f"Canary {name} {_num(canary_value)}"

@@ -1,0 +1,340 @@
+"""The ``canary-judge`` command.
+
+Exit codes, so shell pipelines can act on a judgment:
+
+====  ==========================================================================
+0     verdict ``pass``
+1     verdict ``marginal``
+2     verdict ``fail``
+3     bad input: a missing or unreadable file, an invalid config (each problem is
+      printed with its path, e.g. ``metrics.0.direction``), a wrong option
+====  ==========================================================================
+
+Click's own usage errors would exit with 2, which means ``fail`` here, so they are re-coded
+to 3 as well.
+
+Subcommands live on :data:`app` (``judge``) and :data:`config_app` (``config validate``,
+``config import-kayenta``, ``config export-kayenta``); another command is one more
+``@app.command()`` function.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import pandas as pd
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from judge.config import CanaryConfig, ScoreThresholds
+from judge.judging import judge
+from judge.kayenta import config_from_kayenta, config_to_kayenta
+from judge.report import Classification, MetricResult, Report, Verdict
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_CODES", "app", "config_app"]
+
+EXIT_CODES: Mapping[Verdict, int] = {Verdict.PASS: 0, Verdict.MARGINAL: 1, Verdict.FAIL: 2}
+"""Exit code of ``canary-judge judge`` per verdict."""
+EXIT_BAD_INPUT = 3
+"""Exit code for input that could not be judged (files, configs, options)."""
+
+T = TypeVar("T")
+
+
+def _usage_error_types() -> tuple[type[Exception], ...]:
+    """Click's usage-error classes: typer's vendored copy (typer >= 0.20) and/or click's."""
+    found: list[type[Exception]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).UsageError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+_USAGE_ERRORS = _usage_error_types()
+
+
+class _BadInputGroup(TyperGroup):
+    """Re-codes click's usage errors (exit 2 in click) to :data:`EXIT_BAD_INPUT`, since 2
+    means a failed canary here."""
+
+    @staticmethod
+    def _recode(run: Callable[[], T]) -> T:
+        try:
+            return run()
+        except _USAGE_ERRORS as exc:
+            exc.exit_code = EXIT_BAD_INPUT  # type: ignore[attr-defined]
+            raise
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> Any:
+        return self._recode(
+            lambda: super(_BadInputGroup, self).make_context(info_name, args, parent, **extra)
+        )
+
+    def invoke(self, ctx: Any) -> Any:
+        return self._recode(lambda: super(_BadInputGroup, self).invoke(ctx))
+
+
+app = typer.Typer(
+    name="canary-judge",
+    cls=_BadInputGroup,
+    help="Is the canary as good as the baseline? Judge metrics, check and convert configs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(
+    cls=_BadInputGroup,
+    help="Check canary configs and convert Kayenta configs.",
+    no_args_is_help=True,
+)
+app.add_typer(config_app, name="config")
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _bad_input(message: str, problems: Sequence[str] = ()) -> NoReturn:
+    console = _stderr()
+    console.print(f"[bold red]error:[/] {message}", markup=True)
+    for problem in problems:
+        console.print(f"  {problem}", markup=False)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _validation_problems(exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        path = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        problems.append(f"{path}: {error['msg']}")
+    return problems
+
+
+def _load_config(path: Path) -> CanaryConfig:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        _bad_input(f"cannot read config {str(path)!r}: {exc.strerror or exc}")
+    try:
+        return CanaryConfig.parse_text(text)
+    except ValidationError as exc:
+        _bad_input(f"invalid config {str(path)!r}:", _validation_problems(exc))
+    except (yaml.YAMLError, json.JSONDecodeError, ValueError) as exc:
+        _bad_input(f"cannot parse config {str(path)!r}: {exc}")
+
+
+def _read_series(path: Path, side: str) -> pd.DataFrame | dict[str, Any]:
+    """A baseline or canary file: CSV (a column per metric, other columns such as a timestamp
+    are ignored), Parquet, or JSON (``{metric: [values]}`` or a list of records)."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if suffix == ".json":
+            loaded = json.loads(path.read_text())
+            if isinstance(loaded, dict) and all(isinstance(v, list) for v in loaded.values()):
+                return loaded
+            if isinstance(loaded, list) and all(isinstance(r, dict) for r in loaded):
+                return pd.DataFrame.from_records(loaded)
+            _bad_input(
+                f"{side} file {str(path)!r}: JSON must be {{metric: [values]}} or a list of records"
+            )
+    except FileNotFoundError:
+        _bad_input(f"{side} file {str(path)!r} does not exist")
+    except (OSError, ValueError, ImportError, pd.errors.ParserError) as exc:
+        _bad_input(f"cannot read {side} file {str(path)!r}: {exc}")
+    _bad_input(
+        f"{side} file {str(path)!r}: unknown format {suffix or '(no extension)'!r}; "
+        "use .csv, .parquet or .json"
+    )
+
+
+def _number(value: float, *, signed: bool = False) -> str:
+    if not math.isfinite(value):
+        return "-"
+    return f"{value:+.4g}" if signed else f"{value:.4g}"
+
+
+_STYLES = {
+    Classification.PASS: "green",
+    Classification.HIGH: "red",
+    Classification.LOW: "red",
+    Classification.NODATA_FAIL: "red",
+    Classification.ERROR: "red",
+    Classification.NODATA: "yellow",
+}
+_VERDICT_STYLES = {
+    Verdict.PASS: "bold green",
+    Verdict.MARGINAL: "bold yellow",
+    Verdict.FAIL: "bold red",
+}
+
+
+def _side(result: MetricResult, side: str) -> str:
+    summary = result.baseline if side == "baseline" else result.canary
+    if summary.count == 0:
+        return "no data"
+    return f"{_number(summary.mean)} (n={summary.count})"
+
+
+def _shift(result: MetricResult) -> str:
+    if not math.isfinite(result.estimate):
+        return "-"
+    if math.isfinite(result.low) and math.isfinite(result.high):
+        return (
+            f"{_number(result.estimate, signed=True)} "
+            f"[{_number(result.low, signed=True)}, {_number(result.high, signed=True)}]"
+        )
+    return _number(result.estimate, signed=True)
+
+
+def _print_table(report: Report) -> None:
+    console = Console(highlight=False, soft_wrap=False)
+    style = _VERDICT_STYLES[report.verdict]
+    console.print(
+        f"[{style}]{report.verdict.value.upper()}[/]  score {report.score:g}  "
+        f"(pass >= {report.pass_threshold:g}, marginal >= {report.marginal_threshold:g})  "
+        f"config {report.config_name!r}, mode {report.mode}"
+    )
+    console.print(report.reason, markup=False)
+    table = Table(show_lines=False, expand=False)
+    for column in ("metric", "result", "baseline mean", "canary mean", "shift [CI]", "effect"):
+        table.add_column(column, overflow="fold")
+    for result in report.metrics:
+        label = result.classification.value
+        if result.muted:
+            label += " (muted)"
+        if result.critical_failure:
+            label += " (critical)"
+        table.add_row(
+            result.name,
+            f"[{_STYLES[result.classification]}]{label}[/]",
+            _side(result, "baseline"),
+            _side(result, "canary"),
+            _shift(result),
+            _number(result.effect_size),
+        )
+    console.print(table)
+    # Reasons are sentences: printed in full under the table, not folded into a column.
+    for result in report.metrics:
+        console.print(f"[bold]{result.name}[/]: ", end="")
+        console.print(result.reason, markup=False, soft_wrap=True)
+    groups = Table(title="groups")
+    for column in ("group", "score", "weight", "counts"):
+        groups.add_column(column)
+    for group in report.groups:
+        counts = ", ".join(f"{k} {v}" for k, v in group.counts.items() if v)
+        groups.add_row(group.name, f"{group.score:.4g}", f"{group.weight:.4g}", counts)
+    console.print(groups)
+
+
+@app.command("judge")
+def judge_command(
+    config: Annotated[
+        Path,
+        typer.Option("--config", "-c", help="Canary config (YAML or JSON, native or Kayenta)."),
+    ],
+    baseline: Annotated[Path, typer.Option(help="Baseline data: .csv, .parquet or .json.")],
+    canary: Annotated[Path, typer.Option(help="Canary data: .csv, .parquet or .json.")],
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = (
+        OutputFormat.TABLE
+    ),
+    pass_threshold: Annotated[
+        float | None, typer.Option("--pass", help="Override the config's pass threshold (0-100).")
+    ] = None,
+    marginal_threshold: Annotated[
+        float | None,
+        typer.Option("--marginal", help="Override the config's marginal threshold (0-100)."),
+    ] = None,
+) -> None:
+    """Judge a canary against its baseline (exit 0 pass, 1 marginal, 2 fail, 3 bad input)."""
+    canary_config = _load_config(config)
+    thresholds: ScoreThresholds | None = None
+    if pass_threshold is not None or marginal_threshold is not None:
+        try:
+            thresholds = ScoreThresholds.model_validate(
+                {
+                    "pass": canary_config.thresholds.pass_
+                    if pass_threshold is None
+                    else pass_threshold,
+                    "marginal": canary_config.thresholds.marginal
+                    if marginal_threshold is None
+                    else marginal_threshold,
+                }
+            )
+        except ValidationError as exc:
+            _bad_input("invalid thresholds:", _validation_problems(exc))
+    baseline_data = _read_series(baseline, "baseline")
+    canary_data = _read_series(canary, "canary")
+    report = judge(canary_config, baseline_data, canary_data, thresholds=thresholds)
+    if output is OutputFormat.JSON:
+        typer.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False))
+    else:
+        _print_table(report)
+    raise typer.Exit(EXIT_CODES[report.verdict])
+
+
+@config_app.command("validate")
+def validate_command(
+    path: Annotated[Path, typer.Argument(help="Config file (YAML or JSON, native or Kayenta).")],
+) -> None:
+    """Check a config; print every problem with its path (exit 3) or a summary (exit 0)."""
+    config = _load_config(path)
+    groups = sorted({g for m in config.metrics for g in m.groups})
+    typer.echo(
+        f"OK: {config.name!r}, mode {config.mode.value}, {len(config.metrics)} metric(s), "
+        f"groups {', '.join(groups)}, pass {config.thresholds.pass_:g}, "
+        f"marginal {config.thresholds.marginal:g}"
+    )
+
+
+@config_app.command("import-kayenta")
+def import_kayenta_command(
+    path: Annotated[Path, typer.Argument(help="A Kayenta canary config (JSON).")],
+) -> None:
+    """Print a Kayenta canary config as a native YAML config (mode: kayenta)."""
+    try:
+        raw = json.loads(path.read_text())
+    except OSError as exc:
+        _bad_input(f"cannot read {str(path)!r}: {exc.strerror or exc}")
+    except json.JSONDecodeError as exc:
+        _bad_input(f"{str(path)!r} is not JSON: {exc}")
+    try:
+        config = config_from_kayenta(raw)
+    except ValidationError as exc:
+        _bad_input(f"invalid Kayenta config {str(path)!r}:", _validation_problems(exc))
+    typer.echo(yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True), nl=False)
+
+
+@config_app.command("export-kayenta")
+def export_kayenta_command(
+    path: Annotated[Path, typer.Argument(help="A config (native or Kayenta).")],
+) -> None:
+    """Print a config as the JSON Kayenta stores."""
+    config = _load_config(path)
+    try:
+        exported = config_to_kayenta(config)
+    except ValueError as exc:
+        _bad_input(f"cannot export {str(path)!r} to Kayenta: {exc}")
+    typer.echo(json.dumps(exported, indent=2))
