@@ -1,0 +1,102 @@
+"""Rate-ratio test: pinned to R's poisson.test (tests/fixtures/r/counts_cases.R), properties."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from judge.stats.counts import count_dispersion, rate_ratio_test
+from tests.support.requires import require_binary
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "r"
+CASES = json.loads((FIXTURES / "counts_cases.json").read_text())
+
+
+def _value(v: float | str) -> float:
+    return math.inf if v == "Infinity" else float(v)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['canary_count']}-{c['baseline_count']}"
+                         f"-{c['alternative']}-{c['null_ratio']}")
+def test_matches_r_poisson_test(case: dict[str, float | str]) -> None:
+    result = rate_ratio_test(
+        float(case["canary_count"]), float(case["baseline_count"]),
+        float(case["canary_exposure"]), float(case["baseline_exposure"]),
+        confidence=float(case["confidence"]), alternative=case["alternative"],  # type: ignore[arg-type]
+        null_ratio=float(case["null_ratio"]),
+    )
+    for ours, theirs in ((result.ratio, case["estimate"]), (result.p_value, case["p_value"]),
+                         (result.low, case["low"]), (result.high, case["high"])):
+        assert ours == pytest.approx(_value(theirs), rel=1e-9, abs=1e-14)
+
+
+def test_live_against_r_when_present() -> None:
+    rscript = require_binary("Rscript")
+    out = subprocess.run(
+        [rscript, "-e", "t <- poisson.test(c(17, 4), c(300, 250)); "
+         "cat(sprintf('%.15g %.15g %.15g', t$p.value, t$conf.int[1], t$conf.int[2]))"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.split()
+    result = rate_ratio_test(17, 4, 300, 250)
+    assert [result.p_value, result.low, result.high] == pytest.approx(
+        [float(v) for v in out], rel=1e-9)
+
+
+def test_symmetric_when_sides_and_exposures_swap() -> None:
+    forward = rate_ratio_test(30, 12, 1000, 700, confidence=0.95)
+    backward = rate_ratio_test(12, 30, 700, 1000, confidence=0.95)
+    assert forward.p_value == pytest.approx(backward.p_value, rel=1e-12)
+    assert forward.ratio == pytest.approx(1 / backward.ratio)
+    assert forward.low == pytest.approx(1 / backward.high)
+    assert forward.high == pytest.approx(1 / backward.low)
+
+
+def test_errors_against_none_fail_once_volume_is_meaningful() -> None:
+    # 0.5**6 = 0.0156 > 0.01; 0.5**7 = 0.0078 < 0.01 (equal exposures).
+    assert rate_ratio_test(6, 0, alternative="greater").p_value > 0.01
+    assert rate_ratio_test(7, 0, alternative="greater").p_value < 0.01
+
+
+def test_dispersion_widens_the_interval_and_is_exact_at_one() -> None:
+    plain = rate_ratio_test(40, 20, confidence=0.98)
+    same = rate_ratio_test(40, 20, confidence=0.98, dispersion=1.0)
+    wide = rate_ratio_test(40, 20, confidence=0.98, dispersion=3.0)
+    assert plain == same
+    assert wide.low < plain.low and wide.high > plain.high
+    assert wide.p_value > plain.p_value
+
+
+def test_no_events_is_uninformative() -> None:
+    result = rate_ratio_test(0, 0, 10, 10)
+    assert result.p_value == 1.0 and result.low == 0.0 and result.high == math.inf
+
+
+def test_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="canary_exposure"):
+        rate_ratio_test(1, 1, 0, 1)
+    with pytest.raises(ValueError, match="alternative"):
+        rate_ratio_test(1, 1, alternative="bigger")  # type: ignore[arg-type]
+
+
+def test_dispersion_near_one_for_poisson_and_large_for_bursty_counts() -> None:
+    rng = np.random.default_rng(5)
+    poisson = count_dispersion(rng.poisson(20, 60), rng.poisson(20, 60))
+    assert poisson.dispersion < 1.6
+    bursty = rng.poisson(20 * rng.gamma(0.5, 2.0, (2, 60)))
+    assert count_dispersion(bursty[0], bursty[1]).dispersion > 3.0
+
+
+def test_poisson_false_positive_rate_near_nominal() -> None:
+    rng = np.random.default_rng(11)
+    rejections = 0
+    for _ in range(2000):
+        c, b = rng.poisson(30, 60), rng.poisson(30, 60)
+        d = count_dispersion(c, b).dispersion
+        rejections += rate_ratio_test(c.sum(), b.sum(), alternative="greater",
+                                      dispersion=d).p_value < 0.05
+    assert rejections / 2000 < 0.06

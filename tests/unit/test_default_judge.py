@@ -1,0 +1,132 @@
+"""Default judge end to end on labelled scenarios (fixed seeds), reasons, sequential state."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from judge.config import CanaryConfig
+from judge.default_judge import judge_sequential
+from judge.judging import judge
+from judge.report import Classification
+from judge.scenarios import ScenarioKind, generate_canary, history_config
+from judge.sequential_state import SequentialState
+
+
+def _config(mode: str = "default") -> CanaryConfig:
+    raw = history_config(mode).to_dict()
+    if mode == "default":
+        for metric in raw["metrics"]:
+            if metric["name"] in ("errors", "timeouts"):
+                metric["test"] = {"kind": "rate_ratio", "denominator": "requests"}
+    return CanaryConfig.from_dict(raw)
+
+
+def _seed(kind: ScenarioKind, i: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence([777, list(ScenarioKind).index(kind), i])
+
+
+def test_aa_with_strong_autocorrelation_rarely_fails() -> None:
+    config = _config()
+    failed = 0
+    for i in range(12):
+        scenario = generate_canary(ScenarioKind.AA, seed=_seed(ScenarioKind.AA, i), phi=0.7)
+        report = judge(config, scenario.baseline, scenario.canary)
+        failed += any(m.classification.failed for m in report.metrics)
+    assert failed <= 1
+
+
+@pytest.mark.parametrize("kind", [ScenarioKind.SHIFTED_MEAN, ScenarioKind.NEW_ERRORS])
+def test_detects_clear_regressions(kind: ScenarioKind) -> None:
+    config = _config()
+    hits = 0
+    for i in range(8):
+        scenario = generate_canary(kind, seed=_seed(kind, i))
+        report = judge(config, scenario.baseline, scenario.canary)
+        assert scenario.target is not None
+        hits += report.metric(scenario.target).classification is Classification.HIGH
+    assert hits >= 7
+
+
+def test_low_traffic_says_not_enough_evidence_for_counts() -> None:
+    scenario = generate_canary(ScenarioKind.LOW_TRAFFIC, seed=_seed(ScenarioKind.LOW_TRAFFIC, 0))
+    report = judge(_config(), scenario.baseline, scenario.canary)
+    errors = report.metric("errors")
+    assert errors.classification is Classification.NODATA
+    assert "Not enough evidence" in errors.reason
+
+
+def test_report_names_correction_and_level() -> None:
+    scenario = generate_canary(ScenarioKind.SHIFTED_MEAN, seed=_seed(ScenarioKind.SHIFTED_MEAN, 0))
+    report = judge(_config(), scenario.baseline, scenario.canary)
+    correction = report.details["multiple_testing"]
+    assert correction["method"] == "holm" and correction["level"] == 0.01
+    result = report.metric("latency_p50")
+    assert "holm over" in result.reason and "CI [" in result.reason
+    assert result.details["default_judge"]["adjusted_p_value"] <= 0.01
+
+
+def test_spread_change_with_same_median_caught_by_tail_check() -> None:
+    rng = np.random.default_rng(3)
+    base = rng.lognormal(4, 0.1, 240)
+    canary = rng.lognormal(4, 0.4, 240)
+    config = CanaryConfig.from_dict({"metrics": [{"name": "lat", "direction": "increase"}]})
+    report = judge(config, {"lat": base}, {"lat": canary})
+    result = report.metric("lat")
+    assert result.classification is Classification.HIGH
+    assert "upper tail" in result.reason
+    decrease = CanaryConfig.from_dict({"metrics": [{"name": "lat", "direction": "decrease"}]})
+    assert judge(decrease, {"lat": base}, {"lat": canary}).metric("lat").classification in (
+        Classification.LOW, Classification.PASS)
+
+
+def test_kayenta_mode_untouched_by_default_settings() -> None:
+    scenario = generate_canary(ScenarioKind.AA, seed=_seed(ScenarioKind.AA, 99))
+    report = judge(_config("kayenta"), scenario.baseline, scenario.canary)
+    assert "multiple_testing" not in report.details
+    assert all(m.test == "mann_whitney" for m in report.metrics)
+
+
+def test_sequential_state_round_trips_and_decisions_stick() -> None:
+    config = _config()
+    scenario = generate_canary(ScenarioKind.NEW_ERRORS, seed=_seed(ScenarioKind.NEW_ERRORS, 1))
+    state = SequentialState.new("run-1", config.name, now="2026-01-01T00:00:00Z")
+    decided_at = None
+    for minute in range(60):
+        report, state = judge_sequential(
+            config, SequentialState.from_json(state.to_json()),
+            scenario.baseline.iloc[minute:minute + 1], scenario.canary.iloc[minute:minute + 1],
+        )
+        if report.details["sequential"]["status"] == "fail":
+            decided_at = minute
+            break
+    assert decided_at is not None and decided_at < 40
+    assert report.metric("errors").classification is Classification.HIGH
+    assert json.loads(state.to_json())["metrics"]["errors"]["decision"] == "high"
+    again, _ = judge_sequential(config, state, {}, {})
+    assert again.metric("errors").classification is Classification.HIGH
+
+
+def test_sequential_aa_polled_every_minute_rarely_fails() -> None:
+    config = _config()
+    failures = 0
+    for i in range(6):
+        scenario = generate_canary(ScenarioKind.AA, seed=_seed(ScenarioKind.AA, 50 + i), phi=0.7)
+        state = SequentialState.new(f"run-{i}", config.name)
+        for minute in range(60):
+            report, state = judge_sequential(
+                config, state, scenario.baseline.iloc[minute:minute + 1],
+                scenario.canary.iloc[minute:minute + 1],
+            )
+            if report.details["sequential"]["status"] == "fail":
+                failures += 1
+                break
+    assert failures == 0
+
+
+def test_sequential_state_rejects_other_config() -> None:
+    state = SequentialState.new("run", "other")
+    with pytest.raises(ValueError, match="other"):
+        judge_sequential(_config(), state, {}, {})
