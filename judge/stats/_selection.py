@@ -1,0 +1,377 @@
+"""Order statistics of the pairwise differences canary_i - baseline_j, for many pairs at once.
+
+Selecting the k-th smallest of the n*m differences never forms them: the number of differences
+at most ``d`` is ``sum_i #{baseline_j >= canary_i - d}``, counted from the sorted samples with
+``searchsorted`` in O(n log m) (the counting view of selection in X - Y, cf. Johnson & Mizoguchi
+1978, "Selecting the k-th element in X + Y and X1 + X2 + ... + Xm", SIAM J. Comput. 7). A bracket
+(lo, hi] with ``#{D <= lo} < k <= #{D <= hi}`` is narrowed for every (pair, target) together:
+
+1. the first probes are quantiles of a random sample of differences, about three standard
+   errors either side of the target rank (the start of Floyd & Rivest 1975, Algorithm 489);
+2. then probes at ``k -+ delta`` by linear interpolation of the counts; where a round did not
+   halve the bracket, its thirds instead (so every round makes progress);
+3. once a bracket holds at most ``cap`` distinct (canary value, baseline value) pairs they are
+   listed, sorted per bracket in one padded matrix, and the k-th is read off with weights.
+
+Samples are reduced to distinct values with multiplicities first, so tied data (counts with many
+zeros) costs as little as its number of distinct values. The random sample only steers the
+search: the result is exact whatever it draws, and a fixed seed keeps the work reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+#: Pairs whose distinct canary x distinct baseline values are at most this many are counted by
+#: broadcasting (no Python loop); larger ones by one ``searchsorted`` call per pair and round.
+_BROADCAST_MAX_CELLS = 4_096
+_MAX_ROUNDS = 200
+_SAMPLE_SIZE = 1_024
+_SAMPLE_SEED = 20_240_601
+#: Probes sit this fraction of the bracket's count either side of the interpolated target.
+_INTERPOLATION_MARGIN = 0.005
+#: Largest padded listing matrix (cells) sorted in one piece.
+_LISTING_CHUNK_CELLS = 4_000_000
+
+
+def _runs(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of a sorted array and how often each occurs."""
+    starts = np.flatnonzero(np.concatenate(([True], sorted_values[1:] != sorted_values[:-1])))
+    return sorted_values[starts], np.diff(np.append(starts, sorted_values.size)).astype(np.int64)
+
+
+def _tie_sum(multiplicities: np.ndarray) -> int:
+    """Sum of t^3 - t over tie-group sizes t."""
+    return int(np.sum(multiplicities * multiplicities * multiplicities - multiplicities))
+
+
+class PairedSamples:
+    """Sorted (canary, baseline) pairs as padded matrices of distinct values and multiplicities.
+
+    ``xv``/``wx``: distinct canary values and counts (padding: value 0, count 0); ``yv``/``wy``:
+    the same for the baseline (padding +inf); ``cwy[g, j]``: number of baseline values below the
+    j-th distinct one. ``within_tie_sum``: sum of t^3 - t over the ties inside each sample.
+    """
+
+    def __init__(
+        self, canaries_sorted: Sequence[np.ndarray], baselines_sorted: Sequence[np.ndarray]
+    ) -> None:
+        count = len(canaries_sorted)
+        canary_runs = [_runs(sample) for sample in canaries_sorted]
+        baseline_runs = [_runs(sample) for sample in baselines_sorted]
+        self.n = np.array([sample.size for sample in canaries_sorted], dtype=np.int64)
+        self.m = np.array([sample.size for sample in baselines_sorted], dtype=np.int64)
+        self.nd = np.array([values.size for values, _ in canary_runs], dtype=np.int64)
+        self.md = np.array([values.size for values, _ in baseline_runs], dtype=np.int64)
+        self.untied = (self.nd == self.n) & (self.md == self.m)
+        width_x, width_y = int(self.nd.max()), int(self.md.max())
+        self.xv = np.zeros((count, width_x))
+        self.wx = np.zeros((count, width_x), dtype=np.int64)
+        self.yv = np.full((count, width_y), np.inf)
+        self.wy = np.zeros((count, width_y), dtype=np.int64)
+        width_full = int(max(self.n.max(), self.m.max()))
+        self.x_full = np.zeros((count, width_full))
+        self.y_full = np.zeros((count, width_full))
+        for index in range(count):
+            values, weights = canary_runs[index]
+            self.xv[index, : values.size] = values
+            self.wx[index, : values.size] = weights
+            values, weights = baseline_runs[index]
+            self.yv[index, : values.size] = values
+            self.wy[index, : values.size] = weights
+            self.x_full[index, : self.n[index]] = canaries_sorted[index]
+            self.y_full[index, : self.m[index]] = baselines_sorted[index]
+        self.cwy = np.zeros((count, width_y + 1), dtype=np.int64)
+        np.cumsum(self.wy, axis=1, out=self.cwy[:, 1:])
+        self.valid_x = np.arange(width_x)[None, :] < self.nd[:, None]
+        self.within_tie_sum = np.array(
+            [
+                _tie_sum(canary[1]) + _tie_sum(baseline[1])
+                for canary, baseline in zip(canary_runs, baseline_runs, strict=True)
+            ],
+            dtype=np.int64,
+        )
+        self.lowest = np.array(
+            [float(x[0] - y[-1]) for x, y in zip(canaries_sorted, baselines_sorted, strict=True)]
+        )
+        self.highest = np.array(
+            [float(x[-1] - y[0]) for x, y in zip(canaries_sorted, baselines_sorted, strict=True)]
+        )
+
+    def count(
+        self, shifts: np.ndarray, rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Counts at shifts[r, p] for pair rows[r]: (#D <= d, #distinct pairs with D <= d, below).
+
+        ``below[r, p, i]`` is the number of distinct baseline values < canary value i - d.
+        """
+        if int(self.nd[rows].max()) * int(self.md[rows].max()) <= _BROADCAST_MAX_CELLS:
+            width_x, width_y = int(self.nd[rows].max()), int(self.md[rows].max())
+            shifted = self.xv[rows, :width_x][:, None, :] - shifts[:, :, None]
+            below_small = (self.yv[rows, :width_y][:, None, None, :] < shifted[..., None]).sum(
+                axis=3, dtype=np.int32
+            )
+            below = np.zeros((rows.size, shifts.shape[1], self.xv.shape[1]), dtype=np.int32)
+            below[:, :, :width_x] = below_small
+            valid = self.valid_x[rows][:, None, :]
+            distinct = np.where(valid, self.md[rows][:, None, None] - below, 0).sum(axis=2)
+            cumulative = np.take_along_axis(self.cwy[rows][:, None, :], below, axis=2)
+            weighted = (self.wx[rows][:, None, :] * (self.m[rows][:, None, None] - cumulative)).sum(
+                axis=2
+            )
+            return weighted, distinct, below
+        below = np.zeros((rows.size, shifts.shape[1], self.xv.shape[1]), dtype=np.int32)
+        distinct = np.empty(shifts.shape, dtype=np.int64)
+        weighted = np.empty(shifts.shape, dtype=np.int64)
+        for position, row in enumerate(rows.tolist()):
+            size_x, size_y = int(self.nd[row]), int(self.md[row])
+            shifted = self.xv[row, None, :size_x] - shifts[position][:, None]
+            found = np.searchsorted(self.yv[row, :size_y], shifted, side="left")
+            below[position, :, :size_x] = found
+            distinct[position] = size_x * size_y - found.sum(axis=1)
+            if self.untied[row]:
+                weighted[position] = distinct[position]
+            else:
+                weighted[position] = (
+                    self.wx[row, :size_x] * (self.m[row] - self.cwy[row, found])
+                ).sum(axis=1)
+        return weighted, distinct, below
+
+
+def select_differences(samples: PairedSamples, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ranks[g, t]-th and (ranks[g, t] + 1)-th smallest differences of every pair g.
+
+    Ranks are 1-based and between 1 and n*m; the second array is +inf where rank = n*m.
+    """
+    groups, targets = ranks.shape
+    width_x = samples.xv.shape[1]
+    lo = np.repeat(samples.lowest[:, None], targets, axis=1)
+    hi = np.repeat(samples.highest[:, None], targets, axis=1)
+    # lo starts "just below the smallest difference" (nothing is <= it), hi at the largest.
+    count_lo = np.zeros((groups, targets), dtype=np.int64)
+    distinct_lo = np.zeros((groups, targets), dtype=np.int64)
+    count_hi = np.repeat((samples.n * samples.m)[:, None], targets, axis=1)
+    distinct_hi = np.repeat((samples.nd * samples.md)[:, None], targets, axis=1)
+    below_lo = np.broadcast_to(samples.md[:, None, None], (groups, targets, width_x)).astype(
+        np.int32
+    )
+    below_hi = np.zeros((groups, targets, width_x), dtype=np.int32)
+    cap = ((samples.nd + samples.md) // 2 + 64)[:, None]
+    previous_size = distinct_hi - distinct_lo
+    for round_number in range(_MAX_ROUNDS):
+        size = distinct_hi - distinct_lo
+        active = (size > cap) & (lo < hi)
+        rows = np.flatnonzero(active.any(axis=1))
+        if rows.size == 0:
+            break
+        if round_number == 0:
+            shifts = _sample_probes(samples, ranks, rows)
+        else:
+            per_pair = (count_hi - count_lo)[rows] / np.maximum(size[rows], 1)
+            shifts = _interpolated_probes(
+                lo[rows],
+                hi[rows],
+                count_lo[rows],
+                count_hi[rows],
+                ranks[rows],
+                delta=cap[rows] * per_pair,
+                stalled=2 * size[rows] > previous_size[rows],
+            )
+        previous_size = size
+        counts, distinct_counts, below = samples.count(shifts, rows)
+        for probe_number in range(2):
+            columns = slice(probe_number * targets, (probe_number + 1) * targets)
+            shift = shifts[:, columns]
+            count = counts[:, columns]
+            still = active[rows] & (shift > lo[rows]) & (shift < hi[rows])
+            up = still & (count < ranks[rows])
+            down = still & ~up
+            for moved, bound, bound_count, bound_distinct, bound_below in (
+                (up, lo, count_lo, distinct_lo, below_lo),
+                (down, hi, count_hi, distinct_hi, below_hi),
+            ):
+                local, target = np.nonzero(moved)
+                group = rows[local]
+                bound[group, target] = shift[local, target]
+                bound_count[group, target] = count[local, target]
+                bound_distinct[group, target] = distinct_counts[:, columns][local, target]
+                bound_below[group, target] = below[local, probe_number * targets + target]
+    return _list_candidates(samples, ranks, hi, count_lo, below_lo, below_hi)
+
+
+def _sample_probes(samples: PairedSamples, ranks: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Two starting probes per target: sample quantiles about 3 standard errors around it."""
+    generator = np.random.default_rng(_SAMPLE_SEED)
+    n = samples.n[rows][:, None]
+    m = samples.m[rows][:, None]
+    canary_index = (generator.random((rows.size, _SAMPLE_SIZE)) * n).astype(np.int64)
+    baseline_index = (generator.random((rows.size, _SAMPLE_SIZE)) * m).astype(np.int64)
+    sample = np.sort(
+        np.take_along_axis(samples.x_full[rows], canary_index, axis=1)
+        - np.take_along_axis(samples.y_full[rows], baseline_index, axis=1),
+        axis=1,
+    )
+    fraction = (ranks[rows] - 0.5) / (n * m)
+    centre = fraction * _SAMPLE_SIZE
+    half = 3.0 * np.sqrt(_SAMPLE_SIZE * fraction * (1.0 - fraction)) + 2.0
+    below = np.floor(centre - half).astype(np.int64)
+    above = np.ceil(centre + half).astype(np.int64)
+    # A position outside the sample gives a probe on the bracket's end, which is ignored.
+    probe_below = np.where(
+        below >= 0,
+        np.take_along_axis(sample, np.clip(below, 0, _SAMPLE_SIZE - 1), axis=1),
+        samples.lowest[rows][:, None],
+    )
+    probe_above = np.where(
+        above < _SAMPLE_SIZE,
+        np.take_along_axis(sample, np.clip(above, 0, _SAMPLE_SIZE - 1), axis=1),
+        samples.highest[rows][:, None],
+    )
+    return np.concatenate([probe_below, probe_above], axis=1)
+
+
+def _interpolated_probes(
+    lo: np.ndarray,
+    hi: np.ndarray,
+    count_lo: np.ndarray,
+    count_hi: np.ndarray,
+    ranks: np.ndarray,
+    delta: np.ndarray,
+    stalled: np.ndarray,
+) -> np.ndarray:
+    """Probes at rank -+ delta by linear interpolation of the counts; thirds where stalled."""
+    span = (count_hi - count_lo).astype(np.float64)
+    width = hi - lo
+    target = ranks - count_lo
+    # Aim a little wider than the cap: the count is only locally linear in the shift.
+    spread = np.maximum(delta / 4.0, _INTERPOLATION_MARGIN * span)
+    first = np.where(stalled, 1.0 / 3.0, np.clip((target - spread) / span, 0.0, 1.0))
+    second = np.where(stalled, 2.0 / 3.0, np.clip((target + spread) / span, 0.0, 1.0))
+    probes = []
+    for fraction in (first, second):
+        probe = lo + fraction * width
+        inside = (probe > lo) & (probe < hi)
+        probes.append(np.where(inside, probe, lo + width / 2.0))
+    return np.concatenate(probes, axis=1)
+
+
+def _list_candidates(
+    samples: PairedSamples,
+    ranks: np.ndarray,
+    hi: np.ndarray,
+    count_lo: np.ndarray,
+    below_lo: np.ndarray,
+    below_hi: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """List the differences in each bracket, sort them per bracket and read off the ranks.
+
+    In row i of pair g, the differences in (lo, hi] are canary_i - baseline_j for the distinct
+    baseline values j in [below_hi, below_lo).
+    """
+    groups, targets = ranks.shape
+    width_x = samples.xv.shape[1]
+    segments = groups * targets
+    lengths = np.where(samples.valid_x[:, None, :], np.maximum(below_lo - below_hi, 0), 0)
+    lengths = lengths.reshape(segments, width_x).astype(np.int64)
+    segment_length = lengths.sum(axis=1)
+    first = below_hi.reshape(segments, width_x).astype(np.int64)
+    need = (ranks - count_lo).reshape(segments)
+    value = np.full(segments, np.nan)
+    following = np.full(segments, np.nan)
+    untied_segment = np.repeat(samples.untied, targets)
+    for untied in (True, False):
+        chosen = np.flatnonzero(untied_segment == untied)
+        if chosen.size == 0:
+            continue
+        chunk = max(1, _LISTING_CHUNK_CELLS // max(int(segment_length[chosen].max()), 1))
+        for start in range(0, chosen.size, chunk):
+            part = chosen[start : start + chunk]
+            _pick(
+                samples,
+                targets,
+                part,
+                lengths[part],
+                first[part],
+                need[part],
+                value,
+                following,
+                untied=untied,
+            )
+    value = value.reshape(groups, targets)
+    following = following.reshape(groups, targets)
+    # An empty bracket cannot hold the rank (it only happens when lo and hi are adjacent
+    # floats); its end is then the answer.
+    value = np.where(np.isnan(value), hi, value)
+    # The next rank lies above hi when the bracket ends at the wanted rank.
+    outside = np.isnan(following)
+    if outside.any():
+        following = np.where(outside, _smallest_above(samples, below_hi), following)
+    return value, following
+
+
+def _pick(
+    samples: PairedSamples,
+    targets: int,
+    segment: np.ndarray,
+    lengths: np.ndarray,
+    first: np.ndarray,
+    need: np.ndarray,
+    value: np.ndarray,
+    following: np.ndarray,
+    *,
+    untied: bool,
+) -> None:
+    """Fill value/following for a chunk of brackets from a padded, row-sorted matrix.
+
+    Without ties every listed difference has weight 1 and a plain row sort suffices; with ties
+    the weights (products of multiplicities) are carried along and accumulated.
+    """
+    width_x = lengths.shape[1]
+    flat_lengths = lengths.ravel()
+    total = int(flat_lengths.sum())
+    if total == 0:
+        return
+    segment_length = lengths.sum(axis=1)
+    cell = np.repeat(np.arange(flat_lengths.size), flat_lengths)
+    cell_start = np.cumsum(flat_lengths) - flat_lengths
+    local = cell // width_x
+    row = cell % width_x
+    group = segment[local] // targets
+    column = first.ravel()[cell] + (np.arange(total) - cell_start[cell])
+    differences = samples.xv[group, row] - samples.yv[group, column]
+    segment_start = np.cumsum(segment_length) - segment_length
+    position = np.arange(total) - segment_start[local]
+    width = int(segment_length.max())
+    matrix = np.full((segment.size, width), np.inf)
+    matrix[local, position] = differences
+    nonempty = segment_length > 0
+    if untied:
+        matrix.sort(axis=1)
+        index = np.clip(need - 1, 0, None)
+        index_next = np.clip(need, 0, None)
+    else:
+        weight_matrix = np.zeros((segment.size, width), dtype=np.int64)
+        weight_matrix[local, position] = samples.wx[group, row] * samples.wy[group, column]
+        order = np.argsort(matrix, axis=1)
+        matrix = np.take_along_axis(matrix, order, axis=1)
+        cumulative = np.cumsum(np.take_along_axis(weight_matrix, order, axis=1), axis=1)
+        index = (cumulative < need[:, None]).sum(axis=1)
+        index_next = (cumulative < need[:, None] + 1).sum(axis=1)
+    chosen = np.take_along_axis(matrix, np.minimum(index, width - 1)[:, None], axis=1)[:, 0]
+    value[segment] = np.where(nonempty, chosen, np.nan)
+    chosen_next = np.take_along_axis(matrix, np.minimum(index_next, width - 1)[:, None], axis=1)
+    following[segment] = np.where(
+        nonempty & (index_next < segment_length), chosen_next[:, 0], np.nan
+    )
+
+
+def _smallest_above(samples: PairedSamples, below_hi: np.ndarray) -> np.ndarray:
+    """Smallest difference above each bracket: min over rows of canary_i - baseline[below - 1]."""
+    has_smaller = (below_hi > 0) & samples.valid_x[:, None, :]
+    previous = np.clip(below_hi.astype(np.int64) - 1, 0, None)
+    baseline = np.take_along_axis(samples.yv[:, None, :], previous, axis=2)
+    differences = np.where(has_smaller, samples.xv[:, None, :] - baseline, np.inf)
+    result: np.ndarray = differences.min(axis=2)
+    return result
