@@ -33,6 +33,7 @@ import typer
 import yaml
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -115,7 +116,7 @@ def _stderr() -> Console:
 
 def _bad_input(message: str, problems: Sequence[str] = ()) -> NoReturn:
     console = _stderr()
-    console.print(f"[bold red]error:[/] {message}", markup=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", markup=True)
     for problem in problems:
         console.print(f"  {problem}", markup=False)
     raise typer.Exit(EXIT_BAD_INPUT)
@@ -238,7 +239,7 @@ def _print_table(report: Report) -> None:
     console.print(table)
     # Reasons are sentences: printed in full under the table, not folded into a column.
     for result in report.metrics:
-        console.print(f"[bold]{result.name}[/]: ", end="")
+        console.print(f"[bold]{escape(result.name)}[/]: ", end="")
         console.print(result.reason, markup=False, soft_wrap=True)
     groups = Table(title="groups")
     for column in ("group", "score", "weight", "counts"):
@@ -338,3 +339,26 @@ def export_kayenta_command(
     except ValueError as exc:
         _bad_input(f"cannot export {str(path)!r} to Kayenta: {exc}")
     typer.echo(json.dumps(exported, indent=2))
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    settings: Annotated[
+        Path | None,
+        typer.Option(help="Settings file (YAML or JSON); sets CANARY_JUDGE_SETTINGS_FILE."),
+    ] = None,
+) -> None:
+    """Run the HTTP service (see docs/service.md); with no settings: SQLite + demo source."""
+    import os
+
+    import uvicorn
+
+    if settings is not None:
+        if not settings.is_file():
+            _bad_input(f"settings file {str(settings)!r} does not exist")
+        os.environ["CANARY_JUDGE_SETTINGS_FILE"] = str(settings.resolve())
+    # A factory, so settings are read when the server starts, not at import.
+    uvicorn.run("judge.api.app:create_app", factory=True, host=host, port=port,
+                log_level="info", proxy_headers=True)

@@ -111,8 +111,10 @@ class Settings(BaseSettings):
     # -- analysis --------------------------------------------------------------------------
     default_step_seconds: int = Field(default=60, gt=0)
     """Resolution of fetched series when a request gives no step."""
-    default_lookback: str = "10m"
-    """Window judged by the Argo web and Flagger endpoints when the request gives none."""
+    default_lookback: str = "1h"
+    """Window judged by the Argo web and Flagger endpoints when the request gives none. An hour
+    at the default step is 61 points a side: per-minute metrics are autocorrelated, and the
+    default judge counts them as the fewer independent points they are worth."""
     max_points_per_series: int = Field(default=11_000, gt=0)
     """Reject windows that would fetch more points than this per side (Prometheus' limit)."""
     max_concurrent_analyses: int = Field(default=4, gt=0)
