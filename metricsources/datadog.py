@@ -150,6 +150,15 @@ def parse_query_response(body: Any) -> tuple[TaggedSeries, ...]:
     return tuple(series)
 
 
+def _caused_by_tls(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     for header in ("Retry-After", "X-RateLimit-Reset"):
         value = response.headers.get(header)
@@ -255,6 +264,14 @@ class DatadogSource:
         except httpx.TimeoutException as exc:
             raise SourceTimeoutError(
                 f"Datadog at {self.site} did not answer within {self.timeout:g} s"
+            ) from exc
+        except httpx.ConnectError as exc:
+            if _caused_by_tls(exc):
+                raise FatalSourceError(
+                    f"TLS with Datadog at {self.site} failed (check 'verify' / the CA bundle)"
+                ) from exc
+            raise RetryableSourceError(
+                f"cannot connect to Datadog at {self.site}: {type(exc).__name__}"
             ) from exc
         except httpx.HTTPError as exc:
             # Transport errors (refused, reset, protocol) name the URL at most, never headers.

@@ -41,6 +41,7 @@ import asyncio
 import json
 import math
 import re
+import ssl
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -343,6 +344,12 @@ class PrometheusSource:
             raise SourceTimeoutError(
                 f"Prometheus at {self.url} did not answer within {self.timeout:g} s"
             ) from exc
+        except requests.exceptions.SSLError as exc:
+            # A certificate that does not verify will not verify on the next attempt either.
+            raise FatalSourceError(
+                f"TLS with Prometheus at {self.url} failed (check 'verify' / the CA bundle): "
+                f"{_ssl_reason(exc)}"
+            ) from exc
         except requests.ConnectionError as exc:
             raise RetryableSourceError(
                 f"cannot connect to Prometheus at {self.url}: {type(exc).__name__}"
@@ -357,6 +364,21 @@ class PrometheusSource:
             raise RetryableSourceError(
                 f"request to Prometheus at {self.url} failed: {type(exc).__name__}"
             ) from exc
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    """The innermost ``ssl`` error's reason (``CERTIFICATE_VERIFY_FAILED`` ...)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return str(seen.reason or seen)
+        for arg in getattr(seen, "args", ()):
+            if isinstance(arg, BaseException) and arg is not seen:
+                found = _ssl_reason(arg)
+                if found:
+                    return found
+        seen = seen.__cause__ or seen.__context__
+    return ""
 
 
 def _step_text(step: timedelta) -> str:

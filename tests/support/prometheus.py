@@ -23,7 +23,12 @@ API
     SIGKILL after 10 s). It can be started again on the same port after a stop. Also a
     context manager.
 
-``running_prometheus(samples_or_text, tmp_dir, *, extra_args=()) -> Iterator[PrometheusServer]``
+``PrometheusServer(data_dir, tls=(cert, key))`` serves HTTPS instead (a ``--web.config.file``
+    with ``tls_server_config``); ``url`` then starts ``https://`` and readiness is checked
+    trusting ``cert``. ``self_signed_certificate(directory)`` makes such a pair for
+    ``127.0.0.1`` with ``openssl`` (``(cert.pem, key.pem)``).
+
+``running_prometheus(samples_or_text, tmp_dir, *, extra_args=(), tls=None)``
     Context manager doing all of the above: backfill into ``tmp_dir / "tsdb"``, start, yield,
     stop. It calls ``require_binary`` for ``prometheus`` and ``promtool`` first (skip locally,
     fail when ``CI=true``).
@@ -45,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import math
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -141,10 +147,23 @@ def free_port() -> int:
 class PrometheusServer:
     """A ``prometheus`` process serving ``data_dir`` on 127.0.0.1 (see module doc)."""
 
-    def __init__(self, data_dir: Path, *, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        extra_args: Sequence[str] = (),
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.binary = require_binary("prometheus")
         self.data_dir = data_dir
         self.extra_args = tuple(extra_args)
+        self.tls = tls
+        if tls is not None:
+            web_config = data_dir.parent / f"{data_dir.name}-web.yml"
+            web_config.write_text(
+                f"tls_server_config:\n  cert_file: {tls[0]}\n  key_file: {tls[1]}\n"
+            )
+            self.extra_args += (f"--web.config.file={web_config}",)
         self.port = free_port()
         self.config_file = data_dir.parent / f"{data_dir.name}-prometheus.yml"
         # No scrape jobs: the server must hold exactly the backfilled samples.
@@ -154,7 +173,8 @@ class PrometheusServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -181,11 +201,14 @@ class PrometheusServer:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
+        context = ssl.create_default_context(cafile=str(self.tls[0])) if self.tls else None
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
                 raise RuntimeError(f"prometheus exited early:\n{self.log()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as answer:
+                with urllib.request.urlopen(
+                    f"{self.url}/-/ready", timeout=1, context=context
+                ) as answer:
                     if answer.status == 200:
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -215,13 +238,31 @@ class PrometheusServer:
         self.stop()
 
 
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate and key for ``127.0.0.1`` (valid one day), made with openssl."""
+    openssl = require_binary("openssl")
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        capture_output=True, check=True, timeout=60,
+    )
+    return cert, key
+
+
 @contextlib.contextmanager
 def running_prometheus(
-    samples: Iterable[Sample] | str, tmp_dir: Path, *, extra_args: Sequence[str] = ()
+    samples: Iterable[Sample] | str,
+    tmp_dir: Path,
+    *,
+    extra_args: Sequence[str] = (),
+    tls: tuple[Path, Path] | None = None,
 ) -> Iterator[PrometheusServer]:
     """Backfill ``samples`` into ``tmp_dir / "tsdb"``, start Prometheus on it, stop at exit."""
     require_binary("prometheus")
     data_dir = tmp_dir / "tsdb"
     backfill(samples, data_dir)
-    with PrometheusServer(data_dir, extra_args=extra_args) as server:
+    with PrometheusServer(data_dir, extra_args=extra_args, tls=tls) as server:
         yield server
