@@ -38,7 +38,7 @@ from judge.report import Classification, Report, Verdict
 from judge.scenarios import Label, Scenario
 from judge.scoring import resolve_thresholds, score_report
 
-__all__ = ["BacktestResult", "backtest", "set_path", "sweep"]
+__all__ = ["BacktestResult", "backtest", "configure", "set_path", "summarize", "sweep"]
 
 RESERVED_COLUMNS = (
     "kind",
@@ -251,8 +251,16 @@ def _set(node: Any, parts: list[str], value: Any, *, wildcard: bool, path: str) 
     return _set(node[head], rest, value, wildcard=wildcard, path=path)
 
 
-def _apply(base: Mapping[str, Any], setting: Mapping[str, Any]) -> CanaryConfig:
-    native = copy.deepcopy(dict(base))
+def configure(base: CanaryConfig | Mapping[str, Any], setting: Mapping[str, Any]) -> CanaryConfig:
+    """``base`` with every ``path: value`` of ``setting`` applied (see :func:`set_path`),
+    validated as a new config; ``base`` is left as it was.
+
+    >>> from judge.scenarios import history_config
+    >>> tuned = configure(history_config(), {"thresholds.pass": 90})
+    >>> tuned.thresholds.pass_
+    90.0
+    """
+    native = base.to_dict() if isinstance(base, CanaryConfig) else copy.deepcopy(dict(base))
     for path, value in setting.items():
         set_path(native, path, value)
     return CanaryConfig.from_dict(native)
@@ -262,6 +270,8 @@ def sweep(
     base_config: CanaryConfig | Mapping[str, Any],
     scenarios: Sequence[Scenario],
     grid: Mapping[str, Sequence[Any]],
+    *,
+    reuse: Iterable[BacktestResult] = (),
 ) -> pd.DataFrame:
     """Backtest every combination of ``grid`` values applied to ``base_config``.
 
@@ -273,6 +283,8 @@ def sweep(
 
     Settings that only change ``thresholds.*`` re-score the same per-metric results instead of
     judging again (the classification of a metric does not depend on the score thresholds).
+    ``reuse``: backtests already run on the same scenarios (e.g. of the base config); a setting
+    whose config equals one of theirs takes its reports instead of judging again.
     """
     base = (
         base_config
@@ -287,18 +299,30 @@ def sweep(
             raise ValueError(f"grid[{path!r}]: need a non-empty list of values")
         # Fail before any judging when a path does not fit the config.
         set_path(copy.deepcopy(base_native), path, values[0])
+    ids = [s.id for s in scenarios]
+    # Only backtests of these scenarios, scored with their own config's thresholds (not a
+    # ``thresholds=`` override), can stand in for a setting.
+    known = [r for r in reuse if list(r.frame.index) == ids and _own_thresholds(r)]
     judged_paths = [p for p in grid if not p.startswith(_THRESHOLD_PREFIX)]
     score_paths = [p for p in grid if p.startswith(_THRESHOLD_PREFIX)]
     rows = []
     for judged_values in itertools.product(*(grid[p] for p in judged_paths)):
         judged_setting = dict(zip(judged_paths, judged_values, strict=True))
-        config = _apply(base_native, judged_setting)
-        result = backtest(config, scenarios)
+        config = configure(base_native, judged_setting)
+        result = next((r for r in known if r.config == config), None) or backtest(config, scenarios)
         for score_values in itertools.product(*(grid[p] for p in score_paths)):
             score_setting = dict(zip(score_paths, score_values, strict=True))
             rescored = _rescore(config, result, scenarios, score_setting)
             rows.append({**judged_setting, **score_setting, **_sweep_rates(rescored)})
     return pd.DataFrame(rows)
+
+
+def _own_thresholds(result: BacktestResult) -> bool:
+    limits = result.config.thresholds
+    return all(
+        (r.pass_threshold, r.marginal_threshold) == (limits.pass_, limits.marginal)
+        for r in result.reports.values()
+    )
 
 
 def _rescore(
@@ -309,7 +333,7 @@ def _rescore(
 ) -> pd.DataFrame:
     if not setting:
         return result.frame
-    variant = _apply(config.to_dict(), setting)
+    variant = configure(config, setting)
     limits = resolve_thresholds(variant, None)
     names = [m.name for m in variant.metrics]
     rows = []

@@ -43,7 +43,14 @@ heavier_tail   bad   latency_p99      canary's per-minute spike probability (bas
                                       keeps the metric's own ``tail_prob``)
 new_errors     bad   errors           canary error rate (errors / requests) while the
                                       baseline has none
+benign_shift   good  drawn (*)        relative change of the level too small to matter
+                                      (0.05 = 5% higher): a good release that a judge
+                                      without effect-size limits fails for nothing
 ============== ===== ================ ====================================================
+
+(*) one of :data:`BENIGN_TARGETS`, drawn from the seed. What counts as "too small to matter"
+is a team's call, expressed in a config's effect-size limits (``allowed_increase``): this is
+the kind that tuning them is for.
 
 *Meaningful* sizes (:data:`MEANINGFUL_SIZE`: +20% level, 3.5x log-spread, 35% spiky minutes,
 0.15% errors against none) are the sizes at which a good judge should catch the regression in at
@@ -86,7 +93,10 @@ from judge.config import (
     CanaryConfig,
     Direction,
     JudgeMode,
+    MannWhitneyTest,
     MetricConfig,
+    MetricTest,
+    RateRatioTest,
 )
 
 __all__ = [
@@ -119,6 +129,7 @@ class ScenarioKind(StrEnum):
     WIDER_SPREAD = "wider_spread"
     HEAVIER_TAIL = "heavier_tail"
     NEW_ERRORS = "new_errors"
+    BENIGN_SHIFT = "benign_shift"
 
     @property
     def label(self) -> Label:
@@ -132,7 +143,8 @@ class Label(StrEnum):
     BAD = "bad"
 
 
-_GOOD_KINDS = frozenset({ScenarioKind.AA, ScenarioKind.LOW_TRAFFIC})
+_GOOD_KINDS = frozenset({ScenarioKind.AA, ScenarioKind.LOW_TRAFFIC, ScenarioKind.BENIGN_SHIFT})
+_NO_TARGET_KINDS = frozenset({ScenarioKind.AA, ScenarioKind.LOW_TRAFFIC})
 
 
 class Family(StrEnum):
@@ -234,11 +246,16 @@ MEANINGFUL_SIZE: Mapping[ScenarioKind, float] = {
     ScenarioKind.WIDER_SPREAD: 3.5,
     ScenarioKind.HEAVIER_TAIL: 0.35,
     ScenarioKind.NEW_ERRORS: 0.0015,
+    ScenarioKind.BENIGN_SHIFT: 0.05,
 }
 """Default size per kind; for regressions, the size a good judge catches >= 90% of the time."""
 
+BENIGN_TARGETS = ("latency_p50", "latency_p90", "cpu", "memory")
+"""Metrics a ``benign_shift`` scenario moves (one, drawn from its seed, unless ``target``)."""
+
 DEFAULT_MIX: Mapping[ScenarioKind, float] = {
-    ScenarioKind.AA: 0.4,
+    ScenarioKind.AA: 0.3,
+    ScenarioKind.BENIGN_SHIFT: 0.1,
     ScenarioKind.LOW_TRAFFIC: 0.1,
     ScenarioKind.SHIFTED_MEAN: 0.125,
     ScenarioKind.WIDER_SPREAD: 0.125,
@@ -384,7 +401,17 @@ def generate_canary(
     if start_ts.tzinfo is None:
         start_ts = start_ts.tz_localize("UTC")
     size = MEANINGFUL_SIZE.get(kind) if size is None else float(size)
+    if kind is ScenarioKind.BENIGN_SHIFT and target is None:
+        candidates = [spec.name for spec in specs if spec.name in BENIGN_TARGETS]
+        if not candidates:
+            raise ValueError(
+                f"target: a benign_shift scenario needs one of {list(BENIGN_TARGETS)} "
+                "among the metrics, or an explicit target"
+            )
+        target = candidates[int(rng.integers(0, len(candidates)))]
     target = _check_target(kind, specs, target)
+    # A benign shift is a shifted mean too small to matter: simulated the same way.
+    effect = ScenarioKind.SHIFTED_MEAN if kind is ScenarioKind.BENIGN_SHIFT else kind
 
     names = [spec.name for spec in specs]
     load = _load_curve(start_ts, n_points)
@@ -417,7 +444,7 @@ def generate_canary(
                 noise[:, i],
                 spike_draws[:, i],
                 spike_sizes[:, i],
-                kind if regress else ScenarioKind.AA,
+                effect if regress else ScenarioKind.AA,
                 size,
                 traffic,
                 kind,
@@ -426,7 +453,7 @@ def generate_canary(
                 idle = values[request_column] == 0
                 values[spec.name] = np.where(idle, np.nan, values[spec.name])
         elif spec.family is Family.GAUGE:
-            values[spec.name] = _gauge(spec, load, noise[:, i], kind if regress else None, size)
+            values[spec.name] = _gauge(spec, load, noise[:, i], effect if regress else None, size)
         elif spec.family is Family.REQUESTS:
             rate = traffic if spec.name in {s.denominator for s in specs} else spec.level
             lam = rate * load * np.exp(spec.noise * noise[:, i] - 0.5 * spec.noise**2)
@@ -471,7 +498,7 @@ def generate_canary(
 def _check_target(
     kind: ScenarioKind, specs: Sequence[MetricSpec], target: str | None
 ) -> str | None:
-    if kind in _GOOD_KINDS:
+    if kind in _NO_TARGET_KINDS:
         if target is not None:
             raise ValueError(f"target: a {kind.value} scenario has no regressed metric")
         return None
@@ -484,6 +511,7 @@ def _check_target(
         ScenarioKind.WIDER_SPREAD: {Family.LATENCY, Family.GAUGE},
         ScenarioKind.HEAVIER_TAIL: {Family.LATENCY},
         ScenarioKind.NEW_ERRORS: {Family.ERRORS},
+        ScenarioKind.BENIGN_SHIFT: {Family.LATENCY, Family.GAUGE},
     }[kind]
     if by_name[chosen].family not in allowed:
         raise ValueError(
@@ -597,7 +625,7 @@ def generate_history(
     scenarios = []
     for i, kind in enumerate(kinds):
         size = None
-        if kind.label is Label.BAD:
+        if kind in MEANINGFUL_SIZE and kind is not ScenarioKind.LOW_TRAFFIC:
             size = MEANINGFUL_SIZE[kind] * float(factors[i])
             if kind is ScenarioKind.WIDER_SPREAD:
                 # A spread factor scales above 1: factor 1 would be no regression at all.
@@ -626,13 +654,22 @@ def history_config(
     name: str = "history",
 ) -> CanaryConfig:
     """A canary config judging every generated metric, each column by its own name, with the
-    direction the generator treats as bad (all metrics in one group)."""
+    direction the generator treats as bad (all metrics in one group).
+
+    In ``default`` mode an error-like metric is judged on its counts against its denominator
+    (``test: {kind: rate_ratio, denominator: requests}``); ``kayenta`` mode has only Kayenta's
+    Mann-Whitney, so there every metric keeps it.
+    """
     specs = _resolve_metrics(metrics)
-    return CanaryConfig(
-        name=name,
-        mode=JudgeMode(mode),
-        metrics=tuple(MetricConfig(name=spec.name, direction=spec.direction) for spec in specs),
-    )
+    mode = JudgeMode(mode)
+    configs = []
+    for spec in specs:
+        if mode is JudgeMode.DEFAULT and spec.denominator is not None:
+            test: MetricTest = RateRatioTest(denominator=spec.denominator)
+        else:
+            test = MannWhitneyTest()
+        configs.append(MetricConfig(name=spec.name, direction=spec.direction, test=test))
+    return CanaryConfig(name=name, mode=mode, metrics=tuple(configs))
 
 
 # -- the shipped history ------------------------------------------------------------------

@@ -7,7 +7,15 @@ import math
 import pandas as pd
 import pytest
 
-from judge.backtest import RESERVED_COLUMNS, backtest, set_path, summarize, sweep
+from judge.backtest import (
+    RESERVED_COLUMNS,
+    BacktestResult,
+    backtest,
+    configure,
+    set_path,
+    summarize,
+    sweep,
+)
 from judge.config import CanaryConfig
 from judge.scenarios import Scenario, generate_canary, generate_history, history_config
 
@@ -186,3 +194,32 @@ def test_duplicate_scenario_ids_are_rejected() -> None:
     scenario = generate_canary("aa", seed=1)
     with pytest.raises(ValueError, match="twice"):
         backtest(history_config(), [scenario, scenario])
+
+
+def test_sweep_reuses_a_backtest_of_the_same_config_instead_of_judging(
+    history: list[Scenario],
+) -> None:
+    config = history_config("kayenta")
+    base = backtest(config, history)
+    # Doctor the reused reports: if the sweep took them, its row shows the doctored verdicts.
+    doctored = BacktestResult(
+        config=base.config,
+        frame=base.frame.assign(verdict="fail"),
+        reports=base.reports,
+        seconds=base.seconds,
+    )
+    table = sweep(config, history, {"metrics.*.test.confidence": [0.98]}, reuse=[doctored])
+    assert table["false_failure"].item() == 1.0
+    # A backtest run with overridden thresholds cannot stand in for the config's own.
+    overridden = backtest(config, history, thresholds={"pass": 0, "marginal": 0})
+    table = sweep(config, history, {"metrics.*.test.confidence": [0.98]}, reuse=[overridden])
+    assert table["false_failure"].item() == base.rates()["false_failure"]
+
+
+def test_configure_applies_a_setting_without_touching_the_base() -> None:
+    base = history_config()
+    tuned = configure(base, {"metrics.*.test.effect_size.allowed_increase": 1.1})
+    assert tuned.metric("latency_p50").test.effect_size.allowed_increase == 1.1  # type: ignore[union-attr]
+    assert base.metric("latency_p50").test.effect_size.allowed_increase == 1.0  # type: ignore[union-attr]
+    # The rate-ratio test has no effect_size block: the wildcard leaves it alone.
+    assert tuned.metric("errors").test == base.metric("errors").test

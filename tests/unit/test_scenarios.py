@@ -40,9 +40,11 @@ def test_each_kind_has_two_aligned_minute_series_and_its_label(kind: ScenarioKin
         # Error counts can never exceed the requests they come from.
         assert (frame["errors"] <= frame["requests"]).all()
     assert scenario.baseline.index.equals(scenario.canary.index)
-    expected = Label.GOOD if kind in (ScenarioKind.AA, ScenarioKind.LOW_TRAFFIC) else Label.BAD
+    good = (ScenarioKind.AA, ScenarioKind.LOW_TRAFFIC, ScenarioKind.BENIGN_SHIFT)
+    expected = Label.GOOD if kind in good else Label.BAD
     assert scenario.label is expected
-    assert scenario.target == DEFAULT_TARGET.get(kind)
+    if kind is not ScenarioKind.BENIGN_SHIFT:
+        assert scenario.target == DEFAULT_TARGET.get(kind)
 
 
 def test_same_seed_same_scenario_other_seed_other_scenario() -> None:
@@ -242,3 +244,28 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     loaded = load_history(tmp_path)
     assert [s.id for s in loaded] == [s.id for s in history]
     pd.testing.assert_frame_equal(loaded[3].canary, history[3].canary, check_freq=False, rtol=1e-6)
+
+
+def test_history_config_judges_error_counts_on_counts_in_default_mode_only() -> None:
+    default = history_config("default")
+    assert default.metric("errors").test.kind == "rate_ratio"
+    assert default.metric("errors").test.denominator == "requests"  # type: ignore[union-attr]
+    assert default.metric("latency_p50").test.kind == "mann_whitney"
+    kayenta = history_config("kayenta")
+    assert {m.test.kind for m in kayenta.metrics} == {"mann_whitney"}
+
+
+def test_benign_shift_is_a_good_release_with_a_small_level_change() -> None:
+    from judge.scenarios import BENIGN_TARGETS
+
+    targets, ratios = set(), []
+    for seed in range(120):
+        s = generate_canary("benign_shift", seed=seed, phi=0.0)
+        assert s.label is Label.GOOD
+        targets.add(s.target)
+        if s.target == "memory":
+            ratios.append(s.canary["memory"].mean() / s.baseline["memory"].mean())
+    assert targets == set(BENIGN_TARGETS)
+    assert np.mean(ratios) == pytest.approx(1.05, abs=0.01)
+    explicit = generate_canary("benign_shift", seed=1, target="cpu", size=0.5, phi=0.0)
+    assert explicit.canary["cpu"].mean() > 1.3 * explicit.baseline["cpu"].mean()
