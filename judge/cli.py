@@ -229,7 +229,7 @@ def _print_table(report: Report) -> None:
         if result.critical_failure:
             label += " (critical)"
         table.add_row(
-            result.name,
+            escape(result.name),
             f"[{_STYLES[result.classification]}]{label}[/]",
             _side(result, "baseline"),
             _side(result, "canary"),
@@ -246,7 +246,7 @@ def _print_table(report: Report) -> None:
         groups.add_column(column)
     for group in report.groups:
         counts = ", ".join(f"{k} {v}" for k, v in group.counts.items() if v)
-        groups.add_row(group.name, f"{group.score:.4g}", f"{group.weight:.4g}", counts)
+        groups.add_row(escape(group.name), f"{group.score:.4g}", f"{group.weight:.4g}", counts)
     console.print(groups)
 
 
@@ -360,5 +360,11 @@ def serve_command(
             _bad_input(f"settings file {str(settings)!r} does not exist")
         os.environ["CANARY_JUDGE_SETTINGS_FILE"] = str(settings.resolve())
     # A factory, so settings are read when the server starts, not at import.
-    uvicorn.run("judge.api.app:create_app", factory=True, host=host, port=port,
-                log_level="info", proxy_headers=True)
+    uvicorn.run(
+        "judge.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=True,
+    )
