@@ -7,6 +7,7 @@ Kayenta references: ``PrometheusMetricsService.buildQuery`` / ``addScopeFilter``
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -228,3 +229,22 @@ def test_datadog_source_render_needs_no_keys_and_shows_none() -> None:
                            site="http://127.0.0.1:1")
     assert source.render(config.metrics[0], Scope("v1"), config) == "avg:x{version:v1}"
     assert "SECRET" not in repr(source) and "SECRET" not in str(vars(source))
+
+
+SHARED_CONFIGS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "kayenta-configs"
+
+
+@pytest.mark.skipif(not SHARED_CONFIGS.is_dir(),
+                    reason="shared Kayenta configs are only on the development machine")
+def test_kayentas_own_prometheus_configs_render_as_kayenta_would() -> None:
+    path = SHARED_CONFIGS / (
+        "kayenta-integration-tests__canary-configs__prometheus__integration-test-cpu.json")
+    imported = CanaryConfig.load(path)
+    source = PrometheusSource("http://127.0.0.1:1")
+    scope = Scope("canary", params={"namespace": "prod"})
+    assert source.render(imported.metrics[0], scope, imported) == (
+        "avg(integration_test_cpu{namespace='prod', scope='canary'})"
+    )
+    with pytest.raises(ScopeValueError, match=r"\$\{namespace\}"):
+        source.render(imported.metrics[0], Scope("canary"), imported)
+    source.close()
