@@ -74,6 +74,13 @@ class CanaryScopeIn(_Lenient):
         default=None, alias="extendedScopeParams"
     )
 
+    @field_validator("location", "region", "start", "end", "step", mode="before")
+    @classmethod
+    def _unset(cls, raw: Any) -> Any:
+        # Argo's provider marshals a Go struct: fields left out of the template arrive as ""
+        # (strings) or 0 (step). They mean "not given", not "invalid".
+        return None if raw in ("", 0) else raw
+
     @field_validator("extended_scope_params", mode="before")
     @classmethod
     def _stringify(cls, raw: Any) -> Any:
@@ -584,12 +591,31 @@ def _split_metric(metric: MetricConfig, tags: dict[str, str]) -> MetricConfig:
     return metric.model_copy(update={"name": name})
 
 
+REMOTE_JUDGE_NAME = "RemoteJudge-v1.0"
+"""The judge name a Kayenta config carries when Kayenta hands its judging to this service."""
+
+
+def remote_judge_config(raw: dict[str, Any]) -> CanaryConfig:
+    """The config Kayenta's remote judge sends. Its ``judge.name`` is ``RemoteJudge-v1.0``
+    (that is how Kayenta picked this service); ``judge.judgeConfigurations.mode`` chooses our
+    judge: ``default`` (the default) or ``kayenta`` (NetflixACAJudge reproduced)."""
+    judge_block = raw.get("judge")
+    if not isinstance(judge_block, dict) or judge_block.get("name") in (None, KAYENTA_JUDGE_NAME):
+        config, _fmt = parse_config_document(raw)
+        return config
+    options = judge_block.get("judgeConfigurations") or {}
+    mode = options.get("mode", "default") if isinstance(options, dict) else "default"
+    as_kayenta = {**raw, "judge": {"name": KAYENTA_JUDGE_NAME, "judgeConfigurations": {}}}
+    config, _fmt = parse_config_document(as_kayenta)
+    return CanaryConfig.from_dict({**config.to_dict(), "mode": mode})
+
+
 @router.post("/judge", response_model=dict[str, Any])
 def remote_judge(body: RemoteJudgeRequestIn, services: ServicesDep) -> dict[str, Any]:
     """Kayenta's remote judge: judge the metric set pairs Kayenta fetched, with its config."""
     from judge.judging import judge_series
 
-    config, _fmt = parse_config_document(body.canary_config)
+    config = remote_judge_config(body.canary_config)
     by_name: dict[str, list[MetricSetPairIn]] = {}
     for pair in body.metric_set_pair_list:
         by_name.setdefault(pair.name, []).append(pair)

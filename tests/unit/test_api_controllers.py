@@ -282,6 +282,14 @@ def test_kayenta_execution_errors(client: TestClient) -> None:
     missing_window = client.post("/canary/demo", json=request)
     assert missing_window.status_code == 400
     assert "experimentScope" in missing_window.json()["message"]
+    # What Argo's provider sends when the template leaves start/end/step out: "" and 0.
+    go_zero_values = {"scope": "c", "region": "", "step": 0, "start": "", "end": ""}
+    request_go = {
+        "scopes": {"default": {"controlScope": go_zero_values, "experimentScope": go_zero_values}}
+    }
+    unset = client.post("/canary/demo", json=request_go)
+    assert unset.status_code == 400
+    assert "'start' and 'end' are required" in unset.json()["message"]
     unknown = client.post("/canary/nope", json=request)
     assert unknown.status_code == 404
     wrong_account = client.post(
@@ -369,3 +377,27 @@ def test_kayenta_remote_judge(client: TestClient) -> None:
     )
     assert missing_side.status_code == 422
     assert "experiment" in missing_side.json()["message"]
+
+
+def test_kayenta_remote_judge_name_picks_our_judge(client: TestClient) -> None:
+    rng = np.random.default_rng(11)
+    control = [float(v) for v in 100 + rng.normal(0, 1, 50)]
+    pairs = [{"name": "latency", "values": {"control": control, "experiment": control}}]
+    for options, judge_name in (
+        ({}, "canary-judge"),
+        ({"mode": "kayenta"}, "NetflixACAJudge-v1.0"),
+    ):
+        config = {
+            **KAYENTA_CONFIG,
+            "judge": {"name": "RemoteJudge-v1.0", "judgeConfigurations": options},
+        }
+        answer = client.post("/judge", json={"canaryConfig": config, "metricSetPairList": pairs})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["judgeName"] == judge_name
+    wrong_mode = {
+        **KAYENTA_CONFIG,
+        "judge": {"name": "RemoteJudge-v1.0", "judgeConfigurations": {"mode": "x"}},
+    }
+    refused = client.post("/judge", json={"canaryConfig": wrong_mode, "metricSetPairList": pairs})
+    assert refused.status_code == 422
+    assert "mode" in refused.json()["message"]
