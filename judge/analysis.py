@@ -290,14 +290,17 @@ async def fetch_metrics(
     total = len(config.metrics)
     done = 0
 
-    def progressed() -> None:
-        nonlocal done
-        done += 1
+    def report_progress() -> None:
         if on_progress is not None:
             try:
                 on_progress(done, total)
             except Exception:  # a broken progress display must not fail the analysis
                 logger.exception("on_progress callback failed")
+
+    def progressed() -> None:
+        nonlocal done
+        done += 1
+        report_progress()
 
     async def one(metric: MetricConfig) -> MetricFetch:
         try:
@@ -322,8 +325,7 @@ async def fetch_metrics(
         finally:
             progressed()
 
-    if on_progress is not None:
-        on_progress(0, total)
+    report_progress()
     return tuple(await asyncio.gather(*(one(m) for m in config.metrics)))
 
 

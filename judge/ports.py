@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -116,6 +116,37 @@ class Scope:
                     f"scope's own {reserved!r}; set it as the field instead"
                 )
 
+    @classmethod
+    def from_kayenta(cls, raw: Mapping[str, Any]) -> Scope:
+        """A scope from Kayenta's JSON: ``{scope, location, start, end, step,
+        extendedScopeParams}`` with ISO-8601 instants and ``step`` in seconds.
+
+        >>> Scope.from_kayenta({"scope": "v2", "start": "2024-05-01T12:00:00Z",
+        ...                     "end": "2024-05-01T12:30:00Z", "step": 60}).step
+        datetime.timedelta(seconds=60)
+        """
+        unknown = set(raw) - {"scope", "location", "start", "end", "step",
+                              "extendedScopeParams", "type"}
+        if unknown:
+            raise ValueError(
+                f"unknown scope field(s) {', '.join(sorted(unknown))}; a Kayenta scope has "
+                "scope, location, start, end, step, extendedScopeParams"
+            )
+        if not isinstance(raw.get("scope"), str):
+            raise ValueError("a Kayenta scope needs 'scope' (a string)")
+        step = raw.get("step")
+        params = raw.get("extendedScopeParams") or {}
+        if not isinstance(params, Mapping):
+            raise ValueError("'extendedScopeParams' must be an object of strings")
+        return cls(
+            scope=raw["scope"],
+            location=None if raw.get("location") is None else str(raw["location"]),
+            start=_instant(raw.get("start"), "start"),
+            end=_instant(raw.get("end"), "end"),
+            step=None if step is None else timedelta(seconds=float(step)),
+            params={str(k): str(v) for k, v in params.items()},
+        )
+
     def bindings(self) -> dict[str, str]:
         """Template bindings in Kayenta's order: scope attributes, then extended params."""
         bound = {"scope": self.scope}
@@ -150,12 +181,36 @@ class Scope:
         return self.start, self.end, self.step if self.step is not None else timedelta(minutes=1)
 
 
+def _instant(value: Any, name: str) -> datetime | None:
+    """An ISO-8601 instant (naive ones are UTC) or epoch milliseconds, as Kayenta sends."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000.0, UTC)
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"scope '{name}' is not an ISO-8601 instant: {value!r}") from exc
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    raise ValueError(f"scope '{name}' must be an ISO-8601 string, got {type(value).__name__}")
+
+
 @dataclass(frozen=True)
 class ScopePair:
     """The baseline's scope and the canary's scope for one ``scope_name``."""
 
     baseline: Scope
     canary: Scope
+
+    @classmethod
+    def from_kayenta(cls, raw: Mapping[str, Any]) -> ScopePair:
+        """A pair from Kayenta's ``{controlScope: {...}, experimentScope: {...}}``."""
+        missing = [key for key in ("controlScope", "experimentScope") if key not in raw]
+        if missing:
+            raise ValueError(f"a Kayenta scope pair needs {' and '.join(missing)}")
+        return cls(Scope.from_kayenta(raw["controlScope"]),
+                   Scope.from_kayenta(raw["experimentScope"]))
 
 
 Scopes = ScopePair | Mapping[str, ScopePair]
