@@ -172,6 +172,13 @@ def _draw_shift(ax: Axes, result: MetricResult, metric: MetricConfig | None, col
         confidence = f"{result.confidence:.0%} " if math.isfinite(result.confidence) else ""
         what = "ratio" if ratio else "shift"
         ax.set_title(f"{what} {estimate:.3g} [{confidence}CI]", fontsize=9)
+    elif math.isinf(estimate) and math.isfinite(low):
+        # A canary with events against a baseline with none: the ratio is infinite, but its
+        # lower confidence bound is a number worth showing.
+        ax.plot([low], [0.0], marker=">", color=color, ls="none", label="lower bound")
+        ax.set_title(
+            f"{'ratio' if ratio else 'shift'} >= {low:.3g} (estimate infinite)", fontsize=9
+        )
     else:
         ax.set_title("no estimate", fontsize=9)
         ax.text(
