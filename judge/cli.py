@@ -38,7 +38,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from judge.config import CanaryConfig, ScoreThresholds
-from judge.judging import judge
+from judge.judging import judge, validate_config
 from judge.kayenta import config_from_kayenta, config_to_kayenta
 from judge.report import Classification, MetricResult, Report, Verdict
 
@@ -136,7 +136,8 @@ def _load_config(path: Path) -> CanaryConfig:
     except OSError as exc:
         _bad_input(f"cannot read config {str(path)!r}: {exc.strerror or exc}")
     try:
-        return CanaryConfig.parse_text(text)
+        # validate_config also checks every metric's test exists in the config's mode.
+        return validate_config(CanaryConfig.parse_text(text))
     except ValidationError as exc:
         _bad_input(f"invalid config {str(path)!r}:", _validation_problems(exc))
     except (yaml.YAMLError, json.JSONDecodeError, ValueError) as exc:

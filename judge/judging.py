@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import pandas as pd
+from pydantic import ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 # default_judge registers the default-mode handlers (mann_whitney, quantiles, rate_ratio).
 from judge import default_judge
@@ -36,7 +38,7 @@ from judge.report import MetricResult, Report
 from judge.scoring import resolve_thresholds, score_report
 from judge.stats import MannWhitneyResult, mann_whitney_many
 
-__all__ = ["FetchFailure", "SeriesInput", "judge", "judge_series"]
+__all__ = ["FetchFailure", "SeriesInput", "judge", "judge_series", "validate_config"]
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,27 @@ SeriesInput: TypeAlias = "tuple[Any, Any] | FetchFailure"
 Thresholds: TypeAlias = "ScoreThresholds | Mapping[str, float] | None"
 
 
-def _config(config: CanaryConfig | Mapping[str, Any]) -> CanaryConfig:
-    # Validation (pydantic's ValidationError naming the path) happens before anything is judged.
-    if isinstance(config, CanaryConfig):
-        return config
-    return CanaryConfig.from_dict(config)
+def validate_config(config: CanaryConfig | Mapping[str, Any]) -> CanaryConfig:
+    """The validated config; every problem (pydantic's ``ValidationError`` naming the path) is
+    raised here, before anything is judged."""
+    if not isinstance(config, CanaryConfig):
+        config = CanaryConfig.from_dict(config)
+    problems: list[InitErrorDetails] = []
+    for index, metric in enumerate(config.metrics):
+        try:
+            handler_for(config.mode, metric.test.kind)
+        except ValueError as exc:
+            # e.g. a default-mode-only test (quantiles, rate_ratio) in a kayenta-mode config
+            problems.append(
+                InitErrorDetails(
+                    type=PydanticCustomError("unsupported_test", str(exc).replace("{", "(")),
+                    loc=("metrics", index, "test", "kind"),
+                    input=metric.test.kind,
+                )
+            )
+    if problems:
+        raise ValidationError.from_exception_data("CanaryConfig", problems)
+    return config
 
 
 def _prepare_all(
@@ -126,7 +144,7 @@ def judge_series(
     not have are ignored and listed in ``report.details["ignored_series"]``. Never raises for
     a metric's data; an invalid config or thresholds raise pydantic's ``ValidationError``.
     """
-    config = _config(config)
+    config = validate_config(config)
     return _judge(config, series, resolve_thresholds(config, thresholds), {})
 
 
@@ -184,7 +202,7 @@ def judge(
     must have data) with a reason naming the column, values that are not numbers make it
     ``error``. An invalid config raises pydantic's ``ValidationError`` before anything is judged.
     """
-    config = _config(config)
+    config = validate_config(config)
     limits = resolve_thresholds(config, thresholds)
     series: dict[str, SeriesInput] = {}
     missing: dict[str, MetricResult] = {}

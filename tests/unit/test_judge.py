@@ -204,3 +204,11 @@ def test_report_to_dict_is_strict_json_and_to_frame_has_a_row_per_metric() -> No
     assert frame.loc["latency", "classification"] == "high"
     assert frame.loc["latency", "canary_count"] == N
     assert {"estimate", "low", "high", "p_value", "effect_size", "reason"} <= set(frame.columns)
+
+
+def test_a_test_the_mode_does_not_have_is_a_config_error() -> None:
+    config = {"mode": "kayenta", "metrics": [{"name": "errors", "test": {"kind": "rate_ratio"}}]}
+    with pytest.raises(ValidationError) as caught:
+        judge(config, {"errors": [1, 2, 3]}, {"errors": [1, 2, 3]})
+    assert caught.value.errors()[0]["loc"] == ("metrics", 0, "test", "kind")
+    assert "no classifier for mode 'kayenta' and test 'rate_ratio'" in str(caught.value)
