@@ -1,0 +1,103 @@
+"""Every file under examples/ is valid for what reads it: configs, settings, and the bodies
+that the Argo and Flagger examples make controllers send."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from judge.api.kayenta import CanaryScopeIn
+from judge.api.schemas import ArgoJudgeRequest, FlaggerMetadata
+from judge.api.settings import Settings
+from judge.config import CanaryConfig, JudgeMode
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "demo-config.yaml",
+        "configs/checkout.yaml",
+        "configs/checkout-kayenta.json",
+        "configs/checkout-flagger.yaml",
+    ],
+)
+def test_configs_parse(name: str) -> None:
+    config = CanaryConfig.load(EXAMPLES / name)
+    assert config.metrics
+    if name.endswith(".json"):
+        assert config.mode is JudgeMode.KAYENTA
+
+
+def test_settings_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CANARY_JUDGE_SETTINGS_FILE", str(EXAMPLES / "settings.yaml"))
+    settings = Settings()
+    assert settings.default_source_name() == "prometheus"
+    assert set(settings.source_settings()) == {"prometheus", "datadog-eu", "demo"}
+
+
+def _documents(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((EXAMPLES / name).read_text()) if d]
+
+
+def _substitute(value: Any, args: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        for key, replacement in args.items():
+            value = value.replace("{{args." + key + "}}", replacement)
+        return value
+    if isinstance(value, dict):
+        return {k: _substitute(v, args) for k, v in value.items()}
+    return value
+
+
+def test_argo_web_template_sends_a_valid_request() -> None:
+    (template,) = _documents("argo/analysistemplate-web.yaml")
+    args = {a["name"]: a.get("value", "x1y2z3") for a in template["spec"]["args"]}
+    (metric,) = template["spec"]["metrics"]
+    web = metric["provider"]["web"]
+    body = _substitute(web["jsonBody"], args)
+    request = ArgoJudgeRequest.model_validate(json.loads(json.dumps(body)))
+    assert request.config == "checkout"
+    assert web["url"].endswith("/argo/v1/judge")
+    assert web["timeoutSeconds"] >= 10
+    assert metric["successCondition"] == 'result.verdict == "pass"'
+    rollout = _documents("argo/rollout-web.yaml")[0]
+    assert (
+        rollout["spec"]["strategy"]["canary"]["analysis"]["templates"][0]["templateName"]
+        == (template["metadata"]["name"])
+    )
+
+
+def test_argo_kayenta_template_scopes_parse() -> None:
+    template, rollout = _documents("argo/analysistemplate-kayenta.yaml")
+    kayenta = template["spec"]["metrics"][0]["provider"]["kayenta"]
+    assert (
+        kayenta["canaryConfigName"]
+        == json.loads((EXAMPLES / "configs/checkout-kayenta.json").read_text())["name"]
+    )
+    args = {
+        "stable-hash": "abc",
+        "canary-hash": "def",
+        "start-time": "2024-05-01T12:00:00Z",
+        "end-time": "2024-05-01T13:00:00Z",
+    }
+    for scope in kayenta["scopes"]:
+        for side in ("controlScope", "experimentScope"):
+            parsed = CanaryScopeIn.model_validate(_substitute(scope[side], args))
+            assert parsed.start is not None and parsed.step == 60
+    assert rollout["kind"] == "Rollout"
+
+
+def test_flagger_canary_metadata_is_understood() -> None:
+    (canary,) = _documents("flagger/canary.yaml")
+    hooks = canary["spec"]["analysis"]["webhooks"]
+    assert {h["type"] for h in hooks} == {"pre-rollout", "rollout", "confirm-promotion"}
+    for hook in hooks:
+        assert hook["url"].endswith("/flagger/v1/check")
+        assert all(isinstance(v, str) for v in hook["metadata"].values())
+        FlaggerMetadata.model_validate(hook["metadata"])
