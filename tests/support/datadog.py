@@ -116,8 +116,8 @@ class FakeDatadog:
                 or headers.get("dd-application-key") != self.application_key):
             return Answer(self.auth_status, b'{"errors": ["Forbidden"]}', delay=delay)
         if status != 200:
-            body = json.dumps({"errors": [f"scripted HTTP {status}"]}).encode()
-            return Answer(status, body, scripted.headers if scripted else {}, delay)
+            error = json.dumps({"errors": [f"scripted HTTP {status}"]}).encode()
+            return Answer(status, error, scripted.headers if scripted else {}, delay)
         try:
             start, end, query = int(params["from"]), int(params["to"]), params["query"]
         except (KeyError, ValueError):
@@ -133,10 +133,10 @@ class FakeDatadog:
             series.append({**entry, "pointlist": points, "start": points[0][0],
                            "end": points[-1][0], "interval": interval, "length": len(points),
                            "expression": query, "aggr": None, "unit": None})
-        body = {"status": "ok", "res_type": "time_series", "query": query,
+        answer = {"status": "ok", "res_type": "time_series", "query": query,
                 "from_date": start * 1000, "to_date": end * 1000, "series": series,
                 "message": "", "group_by": []}
-        return Answer(200, json.dumps(body).encode(), delay=delay)
+        return Answer(200, json.dumps(answer).encode(), delay=delay)
 
     # -- lifecycle ------------------------------------------------------------------------
     @property
