@@ -42,6 +42,7 @@ from scipy import special
 
 from judge.stats._selection import PairedSamples, select_differences
 from judge.stats._wilcox import (
+    IntervalSearch,
     MannWhitneyResult,
     Method,
     asymptotic_interval,
@@ -64,6 +65,7 @@ def judge_many(
     confidence: float,
     method: Method,
     correct: bool,
+    interval_search: IntervalSearch = "closed_form",
 ) -> list[MannWhitneyResult]:
     """Judge validated, finite, non-empty samples; see :func:`judge.stats.mann_whitney_many`."""
     count = len(canaries)
@@ -94,7 +96,7 @@ def judge_many(
             # Both samples constant: all differences are one number (R stops with an error).
             difference = float(canary_sorted[0] - baseline_sorted[0])
             estimate[index] = low[index] = high[index] = difference
-        elif n[index] * m[index] <= BRENT_MAX_PAIRS:
+        elif interval_search == "uniroot" or n[index] * m[index] <= BRENT_MAX_PAIRS:
             estimate[index], low[index], high[index] = asymptotic_interval(
                 canary_sorted, baseline_sorted, confidence, correct
             )

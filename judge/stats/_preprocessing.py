@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from judge.stats._validation import as_array, check_choice
+from judge.stats._validation import as_array, check_bool, check_choice
 
 NanStrategy = Literal["remove", "replace"]
 NAN_STRATEGIES: tuple[str, ...] = ("remove", "replace")
@@ -48,18 +48,26 @@ def apply_nan_strategy(values: npt.ArrayLike, strategy: NanStrategy) -> tuple[np
     return np.where(missing, 0.0, array), nan_count
 
 
-def remove_outliers_iqr(values: npt.ArrayLike, factor: float = DEFAULT_IQR_FACTOR) -> np.ndarray:
+def remove_outliers_iqr(
+    values: npt.ArrayLike,
+    factor: float = DEFAULT_IQR_FACTOR,
+    *,
+    reduce_sensitivity: bool = True,
+) -> np.ndarray:
     """Drop values outside Kayenta's widened Tukey fences.
 
     The fences are ``min(P1, Q1 - factor * IQR)`` and ``max(P99, Q3 + factor * IQR)`` with
-    percentiles by R's type 7 definition (numpy's ``"linear"``): Tukey's test (Tukey 1977,
-    *Exploratory Data Analysis*) made less sensitive by never cutting inside the 1st/99th
-    percentile, as Kayenta's ``IQRDetector(factor, reduceSensitivity = true)``. Values equal to
-    a fence are kept.
+    percentiles by Hyndman & Fan's definition 7 (R's default, numpy's ``"linear"``, Kayenta's
+    ``DescriptiveStatistics.percentile``): Tukey's test (Tukey 1977, *Exploratory Data
+    Analysis*) made less sensitive by never cutting inside the 1st/99th percentile, as Kayenta's
+    ``IQRDetector(factor, reduceSensitivity = true)`` which its judge uses. Values equal to a
+    fence are kept.
 
     Args:
         values: finite values (NaN must be handled first); may be empty.
         factor: multiple of the interquartile range, > 0 (Kayenta's judge uses 3).
+        reduce_sensitivity: widen the fences to the 1st/99th percentiles (Kayenta's judge);
+            ``False`` gives Tukey's plain fences ``Q1 - factor * IQR``, ``Q3 + factor * IQR``.
 
     Returns:
         The kept values, in their original order (a new array).
@@ -78,12 +86,16 @@ def remove_outliers_iqr(values: npt.ArrayLike, factor: float = DEFAULT_IQR_FACTO
         raise ValueError(f"`factor` must be greater than zero; got {factor!r}")
     if np.isnan(array).any():
         raise ValueError("`values` must not contain NaN; apply a NaN strategy first")
+    reduce_sensitivity = check_bool(reduce_sensitivity, "reduce_sensitivity")
     if array.size == 0:
         return array.copy()
     p01, q1, q3, p99 = np.percentile(array, [1.0, 25.0, 75.0, 99.0], method="linear")
     spread = q3 - q1
-    lower_fence = min(p01, q1 - factor * spread)
-    upper_fence = max(p99, q3 + factor * spread)
+    lower_fence = q1 - factor * spread
+    upper_fence = q3 + factor * spread
+    if reduce_sensitivity:
+        lower_fence = min(p01, lower_fence)
+        upper_fence = max(p99, upper_fence)
     keep = (array >= lower_fence) & (array <= upper_fence)
     kept: np.ndarray = array[keep]
     return kept.copy()

@@ -42,6 +42,8 @@ from judge.stats._validation import check_choice
 
 Method = Literal["auto", "exact", "asymptotic"]
 METHODS: tuple[str, ...] = ("auto", "exact", "asymptotic")
+IntervalSearch = Literal["closed_form", "uniroot"]
+INTERVAL_SEARCHES: tuple[str, ...] = ("closed_form", "uniroot")
 
 #: R's rule: the exact method is used when both samples have fewer than this many values.
 EXACT_SIZE_LIMIT = 50
@@ -100,6 +102,12 @@ def check_method(method: object) -> Method:
     if checked == "asymptotic":
         return "asymptotic"
     return "auto"
+
+
+def check_interval_search(interval_search: object) -> IntervalSearch:
+    """Validate the ``interval_search`` argument."""
+    checked = check_choice(interval_search, "interval_search", INTERVAL_SEARCHES)
+    return "uniroot" if checked == "uniroot" else "closed_form"
 
 
 def use_exact(n_canary: int, n_baseline: int, has_ties: bool, method: Method) -> bool:
