@@ -76,3 +76,14 @@ def test_tagged_series_checks_its_shape() -> None:
 def test_docstring_examples_hold(module: str) -> None:
     failures, tried = doctest.testmod(importlib.import_module(module))
     assert tried > 0 and failures == 0
+
+
+def test_package_exports_resolve_lazily() -> None:
+    import metricsources
+    from metricsources.demo import DemoSource
+
+    assert metricsources.DemoSource is DemoSource
+    assert sorted(metricsources.__all__) == [
+        "DatadogSource", "DemoSource", "FileSource", "FrameSource", "PrometheusSource"]
+    with pytest.raises(AttributeError, match="no attribute 'InfluxSource'"):
+        _ = metricsources.InfluxSource
