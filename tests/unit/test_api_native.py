@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -243,3 +245,47 @@ def test_metric_source_down_never_passes(client: TestClient) -> None:
     assert body["pass"] is False
     assert body["metrics"][0]["classification"] == "error"
     assert math.isclose(body["score"], 0.0)
+
+
+class _StaggeredSource:
+    """The demo source, with each metric's fetch finishing at a different time."""
+
+    def __init__(self, inner: Any, delays: dict[str, float]) -> None:
+        self.inner = inner
+        self.delays = delays
+
+    def render(self, metric: Any, scope: Any, config: Any) -> str:
+        rendered: str = self.inner.render(metric, scope, config)
+        return rendered
+
+    async def fetch(self, metric: Any, scope: Any, config: Any) -> Any:
+        await asyncio.sleep(self.delays[metric.name])
+        return await self.inner.fetch(metric, scope, config)
+
+
+def test_progress_is_visible_while_an_analysis_runs(client: TestClient) -> None:
+    demo = client.app.state.services.sources.sources["demo"]  # type: ignore[attr-defined]
+    demo.inner = _StaggeredSource(
+        demo.inner, {"latency": 0.0, "errors": 0.8, "cpu": 1.6, "requests": 2.4}
+    )
+    started = client.post(
+        "/v1/analyses",
+        json={
+            "config_id": "demo",
+            "baseline": {"scope": "b"},
+            "canary": {"scope": "c"},
+            "lookback": "1h",
+        },
+    ).json()
+    seen: list[tuple[float, dict[str, Any]]] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        analysis = client.get(f"/v1/analyses/{started['id']}").json()
+        seen.append((analysis["progress"], analysis["progress_detail"]))
+        if analysis["status"] == "succeeded":
+            break
+        time.sleep(0.1)
+    partial = [(p, d) for p, d in seen if 0 < p < 0.95]
+    assert partial, seen
+    assert all(0 < d["metrics_fetched"] < d["metrics"] == 4 for _, d in partial)
+    assert seen[-1][0] == 1.0
