@@ -20,10 +20,12 @@ Kayenta mode reproduces ``NetflixACAJudge`` (kayenta-judge, ``NetflixACAJudge.sc
   ``replace`` it is a pass;
 * identical samples, or one distinct value on both sides together: pass;
 * otherwise R's ``wilcox.test(canary, baseline, conf.int=TRUE, exact=FALSE, correct=TRUE)`` at
-  98%; **high** when the direction allows increases, the interval's low end is above
-  ``0.25 * |estimate|`` and the effect size is at least ``allowedIncrease``; **low** mirrored;
-  else pass. A critical metric fails the canary when its effect size also reaches
-  ``criticalIncrease`` / ``criticalDecrease``.
+  98%, with R's own root search for the interval (``interval_search="uniroot"``: with many ties
+  its 1e-4 tolerance artefacts decide some cases, in Kayenta too); **high** when the
+  direction allows increases, the interval's low end is above ``0.25 * |estimate|`` and the
+  effect size is at least ``allowedIncrease``; **low** mirrored; else pass. A critical
+  metric fails the canary when its effect size also reaches ``criticalIncrease`` /
+  ``criticalDecrease``.
 * Effect size ``meanRatio`` is mean(canary) / mean(baseline); when the baseline mean is 0 the
   ratio is undefined and the effect-size check is skipped (Kayenta's "deviation" is then 1.0,
   which passes its default limits of 1.0 the same way). ``cles`` is P(canary > baseline) +
@@ -118,6 +120,8 @@ class MannWhitneyRequest:
     confidence: float
     method: Literal["auto", "exact", "asymptotic"] = "auto"
     correct: bool = True
+    interval_search: Literal["closed_form", "uniroot"] = "closed_form"
+    """``uniroot`` replays R's root search, tolerance artefacts included (Kayenta's numbers)."""
 
 
 Plan = MetricResult | MannWhitneyRequest | None
@@ -395,7 +399,14 @@ def _mann_whitney_plan(p: Prepared) -> Plan:
     # batched test returns the exact answer for that case (estimate = low = high = the
     # difference), with no noise.
     method: Literal["auto", "asymptotic"] = "asymptotic" if p.mode is JudgeMode.KAYENTA else "auto"
-    return MannWhitneyRequest(confidence=test.confidence, method=method, correct=True)
+    # Kayenta runs R's algorithm: with many ties its interval limits are root-search artefacts
+    # within 1e-4 of a jump, which can decide High vs Pass (ClassifierSuite "Large Input").
+    search: Literal["closed_form", "uniroot"] = (
+        "uniroot" if p.mode is JudgeMode.KAYENTA else "closed_form"
+    )
+    return MannWhitneyRequest(
+        confidence=test.confidence, method=method, correct=True, interval_search=search
+    )
 
 
 def _effect_size(p: Prepared, test: MannWhitneyTest) -> float:
@@ -642,5 +653,6 @@ def classify_metric(
             confidence=plan.confidence,
             method=plan.method,
             correct=plan.correct,
+            interval_search=plan.interval_search,
         )
     return handler.decide(prepared, outcome)

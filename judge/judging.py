@@ -125,6 +125,7 @@ def _run_tests(
             confidence=request.confidence,
             correct=request.correct,
             method=request.method,
+            interval_search=request.interval_search,
         )
         for prepared, outcome in zip(batch, outcomes, strict=True):
             results[prepared.metric.name] = outcome
