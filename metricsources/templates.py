@@ -113,6 +113,20 @@ def _promql_contexts(template: str) -> dict[int, str]:
     return contexts
 
 
+_ANY_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+
+
+def _check_names(template: str) -> None:
+    """Refuse ``${...}`` that is not a plain name (FreeMarker expressions such as
+    ``${app.name}`` or ``${x!"d"}``): left in place they would reach the query as text."""
+    for match in _ANY_PLACEHOLDER.finditer(template):
+        if not PLACEHOLDER.fullmatch(match.group(0)):
+            raise ScopeValueError(
+                f"placeholder {match.group(0)!r} is not a plain name; placeholders are "
+                "${name} with letters, digits and '_' (extended scope parameters included)"
+            )
+
+
 def _lookup(name: str, bindings: Mapping[str, str], template: str) -> str:
     if name not in bindings:
         raise ScopeValueError(
@@ -130,6 +144,7 @@ def expand_promql(template: str, bindings: Mapping[str, str]) -> str:
     'up{version="x\\\\"} or vector(1) #"}'
     """
     template = unescape_kayenta(template)
+    _check_names(template)
     contexts = _promql_contexts(template)
 
     def substitute(match: re.Match[str]) -> str:
@@ -183,6 +198,7 @@ def check_datadog_scope(value: str) -> str:
 def expand_datadog(template: str, bindings: Mapping[str, str]) -> str:
     """Substitute placeholders in a Datadog query; each value must be a single tag value."""
     template = unescape_kayenta(template)
+    _check_names(template)
     check = _datadog_value("value")
     return PLACEHOLDER.sub(
         lambda m: check(m.group(1), _lookup(m.group(1), bindings, template)), template

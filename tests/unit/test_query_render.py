@@ -85,6 +85,14 @@ def test_unknown_placeholder_names_what_is_available() -> None:
         expand_promql('up{ns="${namespace}"}', {"scope": "v1", "location": "eu"})
 
 
+@pytest.mark.parametrize("placeholder", ["${app.name}", "${scope!'v1'}", "${}"])
+def test_placeholders_that_are_not_plain_names_are_refused(placeholder: str) -> None:
+    with pytest.raises(ScopeValueError, match="not a plain name"):
+        expand_promql(f'up{{a="{placeholder}"}}', {"scope": "v1"})
+    with pytest.raises(ScopeValueError, match="not a plain name"):
+        expand_datadog(f"avg:x{{a:{placeholder}}}", {"scope": "v1"})
+
+
 def test_unterminated_string_is_refused() -> None:
     with pytest.raises(ScopeValueError, match="unterminated"):
         expand_promql('up{a="${scope}}', {"scope": "v1"})
