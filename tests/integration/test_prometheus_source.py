@@ -31,6 +31,15 @@ END = START + timedelta(minutes=59)
 STEP = timedelta(minutes=1)
 INJECTION = 'x"} or vector(1) #'
 MINUTES = range(60)
+ODD_VALUES = {  # label value -> the value its series holds
+    INJECTION: 7.0,
+    "back\\slash": 1.0,
+    "it's 'single'": 2.0,
+    "new\nline": 3.0,
+    "tab\tand `tick`": 4.0,
+    "ünïcödé ☃": 5.0,
+    "x'} or vector(1) #": 6.0,
+}
 
 
 def samples() -> Iterator[Sample]:
@@ -44,7 +53,8 @@ def samples() -> Iterator[Sample]:
             yield Sample("stopped", {"version": "v1"}, at, float(k))
         yield Sample("requests_total", {"version": "v1", "uri": "/a"}, at, 10.0 + k)
         yield Sample("requests_total", {"version": "v1", "uri": "/b"}, at, 20.0 + k)
-        yield Sample("weird", {"version": INJECTION}, at, 7.0)
+        for label, value in ODD_VALUES.items():
+            yield Sample("weird", {"version": label}, at, value)
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +148,17 @@ def test_injection_attempt_selects_only_the_literal_label_value(source: Promethe
     nothing = fetch(source, {"type": "prometheus",
                              "promql": 'checkout_latency{version="${scope}"}'}, INJECTION)
     assert nothing.series == ()
+
+
+@pytest.mark.parametrize("quote", ['"', "'"])
+@pytest.mark.parametrize("label", sorted(ODD_VALUES))
+def test_odd_label_values_select_exactly_their_series(
+    source: PrometheusSource, label: str, quote: str
+) -> None:
+    template = f"weird{{version={quote}${{scope}}{quote}}}"
+    (series,) = fetch(source, {"type": "prometheus", "promql": template}, label).series
+    assert dict(series.tags) == {"version": label}
+    assert set(series.values.tolist()) == {ODD_VALUES[label]}
 
 
 def test_injection_in_a_bare_placeholder_is_refused_before_any_request(

@@ -78,13 +78,15 @@ class _Family:
     samples: list[Sample] = field(default_factory=list)
 
 
+def _escape_label_value(value: str) -> str:
+    """OpenMetrics label values escape only backslash, double quote and line feed."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def _label_text(labels: Mapping[str, str]) -> str:
     if not labels:
         return ""
-    escaped = (
-        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for k, v in sorted(labels.items())
-    )
+    escaped = (f'{k}="{_escape_label_value(v)}"' for k, v in sorted(labels.items()))
     return "{" + ",".join(escaped) + "}"
 
 

@@ -6,10 +6,13 @@ Kayenta references: ``PrometheusMetricsService.buildQuery`` / ``addScopeFilter``
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from judge.config import CanaryConfig, MetricConfig
 from judge.ports import FatalSourceError, Scope, ScopeValueError, UnsupportedSourceError
@@ -17,6 +20,7 @@ from judge.queries import DatadogQuery, DemoQuery, PrometheusQuery
 from metricsources.datadog import DatadogSource, group_by_fields, render_datadog_query
 from metricsources.prometheus import PrometheusSource, render_prometheus_query
 from metricsources.templates import (
+    _promql_contexts,
     escape_promql_string,
     expand_datadog,
     expand_promql,
@@ -256,3 +260,15 @@ def test_kayentas_own_prometheus_configs_render_as_kayenta_would() -> None:
     with pytest.raises(ScopeValueError, match=r"\$\{namespace\}"):
         source.render(imported.metrics[0], Scope("canary"), imported)
     source.close()
+
+
+@given(st.text(max_size=40))
+def test_escaped_values_read_back_exactly_and_stay_inside_their_string(value: str) -> None:
+    # PromQL double-quoted strings use Go's escapes; the ones written here are also JSON's.
+    assert json.loads('"' + escape_promql_string(value) + '"') == value
+    for quote in ('"', "'"):
+        expanded = expand_promql(f"up{{a={quote}${{scope}}{quote}}} > 1", {"scope": value})
+        # Whatever the value, the text after the string is still the comparison, and the
+        # lexer finds every string closed (it raises on an unterminated one).
+        assert expanded.endswith(f"{quote}}} > 1")
+        _promql_contexts(expanded)
