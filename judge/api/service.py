@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from anyio import to_thread
+
 from judge.api.settings import Settings
 from judge.api.sources import SourceRegistry
 from judge.api.store import NotFoundError, Store, StoredConfig
-from judge.api.telemetry import ServiceMetrics, Stopwatch
+from judge.api.telemetry import ServiceMetrics, Stopwatch, analysis_context
 from judge.config import CanaryConfig, ScoreThresholds, looks_like_kayenta
 from judge.ports import MetricSource, Scope, ScopePair, Scopes
 from judge.report import Report
@@ -299,8 +301,6 @@ class Services:
         Raises ``TimeoutError`` when the budget runs out (the stored analysis is marked
         failed saying so).
         """
-        from anyio import to_thread
-
         stored = await to_thread.run_sync(
             lambda: self.store.create_analysis(
                 kind=kind, config=plan.config.to_dict(), request=plan.to_json()
@@ -308,6 +308,12 @@ class Services:
         )
         await to_thread.run_sync(self.store.mark_running, stored.id)
         self.metrics.analyses_started.labels(kind).inc()
+        with analysis_context(stored.id):
+            report = await self._run_sync(plan, kind, stored.id)
+        await to_thread.run_sync(self.store.mark_succeeded, stored.id, report.to_dict())
+        return report, stored.id
+
+    async def _run_sync(self, plan: AnalysisPlan, kind: str, analysis_id: str) -> Report:
         watch = Stopwatch()
         try:
             report = await asyncio.wait_for(
@@ -319,16 +325,27 @@ class Services:
                 "(CANARY_JUDGE_SYNC_TIMEOUT_SECONDS); use fewer metrics, a larger step, or "
                 "the background API"
             )
-            await to_thread.run_sync(self.store.mark_failed, stored.id, message)
+            await to_thread.run_sync(self.store.mark_failed, analysis_id, message)
             self.metrics.analyses_finished.labels(kind, "error").inc()
+            logger.warning("synchronous analysis timed out", extra={"kind": kind})
             raise TimeoutError(message) from None
         except Exception as exc:
             await to_thread.run_sync(
-                self.store.mark_failed, stored.id, f"{type(exc).__name__}: {exc}"
+                self.store.mark_failed, analysis_id, f"{type(exc).__name__}: {exc}"
             )
             self.metrics.analyses_finished.labels(kind, "error").inc()
+            logger.warning("synchronous analysis failed", extra={"kind": kind, "error": str(exc)})
             raise
         self.metrics.analysis_seconds.labels(kind).observe(watch.seconds)
         self.metrics.analyses_finished.labels(kind, report.verdict.value).inc()
-        await to_thread.run_sync(self.store.mark_succeeded, stored.id, report.to_dict())
-        return report, stored.id
+        logger.info(
+            "synchronous analysis finished",
+            extra={
+                "kind": kind,
+                "config": plan.config.name,
+                "verdict": report.verdict.value,
+                "score": report.score,
+                "seconds": round(watch.seconds, 3),
+            },
+        )
+        return report

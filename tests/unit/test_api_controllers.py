@@ -401,3 +401,22 @@ def test_kayenta_remote_judge_name_picks_our_judge(client: TestClient) -> None:
     refused = client.post("/judge", json={"canaryConfig": wrong_mode, "metricSetPairList": pairs})
     assert refused.status_code == 422
     assert "mode" in refused.json()["message"]
+
+
+def test_synchronous_checks_answer_within_their_budget() -> None:
+    slow = Settings(
+        database_url="sqlite://", log_json=False, demo_delay_seconds=3, sync_timeout_seconds=0.5
+    )
+    with TestClient(create_app(slow)) as client:
+        started = time.monotonic()
+        argo = client.post(
+            "/argo/v1/judge", json={"config": "demo", "baseline": "b", "canary": "c"}
+        )
+        flagger = client.post("/flagger/v1/check", json=_hook(config="demo"))
+        assert time.monotonic() - started < 2.5
+        assert argo.status_code == 200
+        assert argo.json()["verdict"] == "error"
+        assert "SYNC_TIMEOUT" in argo.json()["error"]
+        assert flagger.status_code == 504
+        stored = client.get("/v1/analyses", params={"status": "failed"}).json()
+        assert {a["kind"] for a in stored} == {"argo", "flagger"}
