@@ -62,6 +62,8 @@ logger = logging.getLogger(__name__)
 
 Combine = Literal["mean", "sum"]
 ProgressCallback = Callable[[int, int], None]
+DEFAULT_SCOPES = ScopePair(Scope("baseline"), Scope("canary"))
+"""The scopes of an analysis given none: the side labels of ``metricsources.files``."""
 DEFAULT_TIMEOUT = 30.0
 """Seconds one fetch attempt may take when neither the caller nor the source says otherwise."""
 
@@ -398,7 +400,7 @@ def build_pairs(
 async def analyze_async(
     config: CanaryConfig,
     sources: Mapping[str, MetricSource] | MetricSource,
-    scopes: Scopes,
+    scopes: Scopes | None = None,
     *,
     start: datetime | None = None,
     end: datetime | None = None,
@@ -421,8 +423,11 @@ async def analyze_async(
     ``on_progress(done, total)`` is called as metrics finish fetching (``done`` of ``total``).
 
     A metric that cannot be fetched is classified ``error`` with the reason; it never fails
-    the other metrics and never passes silently.
+    the other metrics and never passes silently. Without ``scopes`` the sides are the scope
+    values ``baseline`` and ``canary`` (the labels the file and DataFrame sources use).
     """
+    if scopes is None:
+        scopes = DEFAULT_SCOPES
     fetches = await fetch_metrics(
         config, sources, scopes, start=start, end=end, step=step, concurrency=concurrency,
         timeout=timeout, retry=retry, on_progress=on_progress,
@@ -443,7 +448,7 @@ async def analyze_async(
 def analyze(
     config: CanaryConfig,
     sources: Mapping[str, MetricSource] | MetricSource,
-    scopes: Scopes,
+    scopes: Scopes | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
     step: timedelta | None = None,

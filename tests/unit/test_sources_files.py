@@ -101,3 +101,17 @@ def test_one_file_per_side(tmp_path: Path) -> None:
 def test_unknown_suffix(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"'\.xlsx' is not one of"):
         read_table(tmp_path / "m.xlsx")
+
+
+def test_analyze_a_dataframe_without_naming_scopes() -> None:
+    from judge import analyze
+    from judge.report import Classification
+
+    rng = np.random.default_rng(11)
+    baseline = pd.DataFrame({"latency": rng.normal(100, 3, 60)})
+    canary = pd.DataFrame({"latency": rng.normal(130, 3, 60)})
+    config = CanaryConfig.model_validate(
+        {"metrics": [{"name": "latency", "direction": "increase"}]})
+    report = analyze(config, FrameSource.from_pair(baseline, canary))
+    assert report.metric("latency").classification is Classification.HIGH
+    assert report.details["fetch"]["latency"]["canary"]["query"].endswith("side == 'canary'")
