@@ -4,7 +4,9 @@ Queries run through ``prometheus-api-client`` (``PrometheusConnect.custom_query_
 client is synchronous (``requests``), so each query runs on this source's own thread pool via
 ``loop.run_in_executor``: the pool is sized for concurrency (the event loop's default pool has
 only ``cpu + 4`` threads, which would serialise a 50-metric analysis on a small machine), and
-each request carries a ``requests`` timeout so no thread outlives its fetch by much. The
+each request carries a ``requests`` timeout: a thread cannot be cancelled, so a fetch the
+analysis gives up on keeps its thread until that timeout, and the analysis' own per-attempt
+timeout defaults to this source's ``timeout`` plus one second for that reason. The
 client's own retries are switched off: the analysis retries with backoff and jitter, and
 retrying twice in two layers would multiply the wait.
 
