@@ -122,8 +122,26 @@ def _measure(url: str, body_file: Path | None, args: argparse.Namespace) -> dict
     return result
 
 
+def _in_process_ms(mode: str, repeats: int = 5) -> float:
+    """Median time of ``judge.judging.judge`` on the same body, without HTTP: the floor."""
+    from judge.config import CanaryConfig
+    from judge.judging import judge
+
+    body = judge_body(mode)
+    config = CanaryConfig.from_dict(body["config"])
+    judge(config, body["baseline"], body["canary"])  # warm caches and imports
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        judge(config, body["baseline"], body["canary"])
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
 def _driver_main(args: argparse.Namespace) -> None:
     from tests.support.service import ServiceProcess
+
+    floor_ms = _in_process_ms(args.mode)
 
     with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
         work_dir = Path(tmp)
@@ -150,6 +168,10 @@ def _driver_main(args: argparse.Namespace) -> None:
     print(
         f"ratio judge/healthz: throughput {judged['rps'] / health['rps']:.3f}, "
         f"p50 latency x{judged['p50_ms'] / health['p50_ms']:.1f}"
+    )
+    print(
+        f"judge() in-process, same body, no HTTP: {floor_ms:.1f} ms median "
+        f"(one core can do at most {1000 / floor_ms:.1f} judgments/s)"
     )
     if judged["errors"] or health["errors"]:
         raise SystemExit("some requests failed")
