@@ -72,7 +72,7 @@ def _thresholds(raw: Any) -> ScoreThresholds | None:
 
 # -- judge ---------------------------------------------------------------------------------------
 @router.post("/judge", response_model=ReportOut, responses=_ERRORS)
-def judge_inline(body: JudgeRequest, services: ServicesDep) -> dict[str, Any]:
+def judge_inline(body: JudgeRequest, services: ServicesDep) -> Response:
     """Judge baseline and canary data given inline (one list of numbers per metric)."""
     from judge.judging import judge
 
@@ -94,7 +94,9 @@ def judge_inline(body: JudgeRequest, services: ServicesDep) -> dict[str, Any]:
     report = judge(config, body.baseline, body.canary, thresholds=_thresholds(body.thresholds))
     services.metrics.judge_seconds.labels("judge").observe(watch.seconds)
     services.metrics.analyses_finished.labels("judge", report.verdict.value).inc()
-    return report.to_dict()
+    # Serialised directly: Report.to_dict() is already JSON-ready, and validating it again
+    # against ReportOut (which documents it) would cost more than the HTTP layer itself.
+    return Response(json.dumps(report.to_dict()), media_type="application/json")
 
 
 # -- configs -------------------------------------------------------------------------------------

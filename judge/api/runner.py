@@ -68,8 +68,8 @@ class AnalysisRunner:
                 await to_thread.run_sync(
                     store.mark_failed,
                     analysis.id,
-                    f"interrupted {analysis.attempts} times by restarts of the service; "
-                    f"not resumed again (CANARY_JUDGE_MAX_RESUME_ATTEMPTS="
+                    f"interrupted by a restart of the service after {analysis.attempts} "
+                    f"attempt(s); not resumed again (CANARY_JUDGE_MAX_RESUME_ATTEMPTS="
                     f"{settings.max_resume_attempts})",
                 )
             else:

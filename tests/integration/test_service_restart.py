@@ -117,6 +117,6 @@ def test_repeatedly_interrupted_analysis_is_marked_failed(tmp_path: Path) -> Non
         service = ServiceProcess(env, tmp_path).start()
         failed = _get(service, analysis_id)
         assert failed["status"] == "failed"
-        assert "interrupted 1 times" in failed["error"]
+        assert "after 1 attempt(s)" in failed["error"]
     finally:
         service.stop()
