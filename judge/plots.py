@@ -256,19 +256,24 @@ def plot_sweep(
         if column not in frame.columns:
             raise ValueError(f"{column!r} is not a column of the sweep frame")
     if ax is None:
-        figure, ax = plt.subplots(figsize=(7, 5))
+        figure, ax = plt.subplots(figsize=(8, 5))
     else:
         figure = cast("Figure", ax.figure)
     params = [c for c in frame.columns if c not in _RATE_COLUMNS and ":" not in c]
+    names = _short_names(params)
     ax.scatter(frame[x], frame[y], color=BASELINE_COLOR, zorder=3, label="setting")
-    for label, row in frame.iterrows():
-        text = ", ".join(
-            f"{_short(p)}={row[p]:g}"
-            if isinstance(row[p], int | float)
-            else f"{_short(p)}={row[p]}"
-            for p in params
+    for position, (label, row) in enumerate(frame.iterrows()):
+        text = ", ".join(f"{names[p]}={_value(row[p])}" for p in params)
+        # Alternate the label above and below its point: neighbours overlap less.
+        offset = (5, 4) if position % 2 == 0 else (5, -10)
+        ax.annotate(
+            text,
+            (row[x], row[y]),
+            fontsize=7,
+            xytext=offset,
+            textcoords="offset points",
+            annotation_clip=False,
         )
-        ax.annotate(text, (row[x], row[y]), fontsize=7, xytext=(4, 3), textcoords="offset points")
         if highlight is not None and label == highlight:
             ax.scatter(
                 [row[x]],
@@ -282,7 +287,9 @@ def plot_sweep(
             )
     front = _pareto_front(frame, x, y)
     ax.plot(front[x], front[y], color="#c44e52", lw=1.0, ls="--", label="Pareto front")
-    ax.margins(x=0.25, y=0.1)  # room for the labels of the outermost points
+    ax.margins(x=0.1, y=0.1)
+    low, high = ax.get_xlim()
+    ax.set_xlim(low, high + 0.35 * (high - low))  # room for the labels of the rightmost points
     ax.set_xlabel(x.replace("_", " "))
     ax.set_ylabel(y.replace("_", " "))
     ax.set_title(f"{y.replace('_', ' ')} vs {x.replace('_', ' ')} per setting")
@@ -291,9 +298,18 @@ def plot_sweep(
     return figure
 
 
-def _short(path: str) -> str:
-    """The last two segments of a dotted path (``test.confidence``)."""
-    return ".".join(path.split(".")[-2:])
+def _short_names(paths: Sequence[str]) -> dict[str, str]:
+    """The last segment of each dotted path (``allowed_increase``), or the last two when two
+    paths end alike, so labels stay short but unambiguous."""
+    last = [path.split(".")[-1] for path in paths]
+    return {
+        path: (end if last.count(end) == 1 else ".".join(path.split(".")[-2:]))
+        for path, end in zip(paths, last, strict=True)
+    }
+
+
+def _value(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
 
 
 def _pareto_front(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:

@@ -148,7 +148,7 @@ def test_sweep_plot_marks_every_setting_and_the_pareto_front() -> None:
     points = ax.collections[0].get_offsets()
     assert len(points) == 4
     labels = [t.get_text() for t in ax.texts]
-    assert "thresholds.pass=95" in labels
+    assert "pass=95" in labels
     front = _lines_by_label(ax)["Pareto front"]
     # (0.2, 0.5) is beaten by (0.05, 0.6) on both rates: it is not on the front.
     assert list(front.get_xdata()) == [0.05, 0.10, 0.30]
