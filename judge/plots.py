@@ -299,13 +299,19 @@ def plot_sweep(
 
 
 def _short_names(paths: Sequence[str]) -> dict[str, str]:
-    """The last segment of each dotted path (``allowed_increase``), or the last two when two
-    paths end alike, so labels stay short but unambiguous."""
-    last = [path.split(".")[-1] for path in paths]
-    return {
-        path: (end if last.count(end) == 1 else ".".join(path.split(".")[-2:]))
-        for path, end in zip(paths, last, strict=True)
-    }
+    """For each dotted path the shortest tail of its segments that no other path ends with
+    (``allowed_increase``; ``latency_p50.test.confidence`` next to ``cpu.test.confidence``)."""
+    names = {}
+    for path in paths:
+        parts = path.split(".")
+        for size in range(1, len(parts) + 1):
+            tail = ".".join(parts[-size:])
+            if not any(
+                other != path and (other == tail or other.endswith("." + tail)) for other in paths
+            ):
+                break
+        names[path] = tail
+    return names
 
 
 def _value(value: Any) -> str:

@@ -157,6 +157,22 @@ def test_sweep_plot_marks_every_setting_and_the_pareto_front() -> None:
         plot_sweep(frame, x="nope")
 
 
+def test_sweep_labels_keep_paths_that_end_alike_apart() -> None:
+    frame = pd.DataFrame(
+        {
+            "metrics.cpu.test.confidence": [0.95],
+            "metrics.latency_p50.test.confidence": [0.99],
+            "thresholds.pass": [90],
+            "false_failure": [0.1],
+            "detection": [0.9],
+        }
+    )
+    ax = plot_sweep(frame).axes[0]
+    assert [t.get_text() for t in ax.texts] == [
+        "cpu.test.confidence=0.95, latency_p50.test.confidence=0.99, pass=90"
+    ]
+
+
 def test_backtest_plot_bars_are_the_summary_rates() -> None:
     history = generate_history(8, seed=2, mix={"aa": 0.5, "shifted_mean": 0.5})
     results = {
