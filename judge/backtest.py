@@ -105,7 +105,7 @@ def _row(scenario: Scenario, report: Report) -> dict[str, Any]:
     target = scenario.target
     return {
         "id": scenario.id,
-        "kind": scenario.kind.value,
+        "kind": str(scenario.kind),
         "label": scenario.label.value,
         "verdict": report.verdict.value,
         "score": report.score,

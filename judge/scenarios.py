@@ -279,23 +279,44 @@ _SPIKE_FLOOR = 2.0
 
 @dataclass(frozen=True)
 class Scenario:
-    """One labelled canary run.
+    """One labelled canary run: a baseline and a canary DataFrame over the same minutes (one
+    column per metric) and the truth about the release.
 
-    ``meta`` holds what generated it: ``phi``, ``size``, ``target`` (the regressed metric, or
-    ``None``), ``traffic`` (requests per minute at average load), ``error_rate`` (baseline rate
-    per error metric), ``seed``.
+    Generated scenarios have a :class:`ScenarioKind`; a past canary of your own can have any
+    ``kind`` string (``"past"``, a team name ...): backtests group their rates by it. ``label``
+    may be given as ``"good"`` / ``"bad"``. ``meta`` holds what generated a scenario: ``phi``,
+    ``size``, ``target`` (the metric changed, or ``None``), ``traffic`` (requests per minute at
+    average load), ``error_rate`` (baseline rate per error metric), ``seed``.
+
+    >>> import pandas as pd
+    >>> past = Scenario("deploy-812", "past", "bad", pd.DataFrame({"p99": [1.0, 2.0]}),
+    ...                 pd.DataFrame({"p99": [3.0, 4.0]}))
+    >>> past.label, past.kind
+    (<Label.BAD: 'bad'>, 'past')
     """
 
     id: str
-    kind: ScenarioKind
+    kind: ScenarioKind | str
     label: Label
     baseline: pd.DataFrame
     canary: pd.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Frozen: normalise through object.__setattr__, once, at construction.
+        try:
+            object.__setattr__(self, "label", Label(self.label))
+        except ValueError:
+            raise ValueError(f"label: {self.label!r} is not a label; use 'good' or 'bad'") from None
+        if self.kind in {k.value for k in ScenarioKind}:
+            object.__setattr__(self, "kind", ScenarioKind(self.kind))
+        for side in ("baseline", "canary"):
+            if not isinstance(getattr(self, side), pd.DataFrame):
+                raise TypeError(f"{side}: need a pandas DataFrame, one column per metric")
+
     @property
     def target(self) -> str | None:
-        """The metric the regression was injected into (``None`` for good releases)."""
+        """The metric the regression (or benign change) was put into, if known."""
         target = self.meta.get("target")
         return None if target is None else str(target)
 
@@ -688,7 +709,7 @@ def save_history(scenarios: Sequence[Scenario], directory: str | Path) -> None:
         index.append(
             {
                 "id": scenario.id,
-                "kind": scenario.kind.value,
+                "kind": str(scenario.kind),
                 "label": scenario.label.value,
                 "start": start.isoformat(),
                 "meta": scenario.meta,
@@ -744,8 +765,8 @@ def load_history(directory: str | Path | None = None) -> list[Scenario]:
         scenarios.append(
             Scenario(
                 id=entry["id"],
-                kind=ScenarioKind(entry["kind"]),
-                label=Label(entry["label"]),
+                kind=entry["kind"],
+                label=entry["label"],
                 baseline=sides[0],
                 canary=sides[1],
                 meta=entry["meta"],

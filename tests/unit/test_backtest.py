@@ -17,7 +17,13 @@ from judge.backtest import (
     sweep,
 )
 from judge.config import CanaryConfig
-from judge.scenarios import Scenario, generate_canary, generate_history, history_config
+from judge.scenarios import (
+    Scenario,
+    ScenarioKind,
+    generate_canary,
+    generate_history,
+    history_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +229,25 @@ def test_configure_applies_a_setting_without_touching_the_base() -> None:
     assert base.metric("latency_p50").test.effect_size.allowed_increase == 1.0  # type: ignore[union-attr]
     # The rate-ratio test has no effect_size block: the wildcard leaves it alone.
     assert tuned.metric("errors").test == base.metric("errors").test
+
+
+def test_past_canaries_of_your_own_kind_backtest_like_generated_ones() -> None:
+    generated = generate_canary("shifted_mean", seed=8, size=1.0, phi=0.1)
+    past = Scenario("deploy-812", "past", "bad", generated.baseline, generated.canary)
+    fine = Scenario("deploy-813", "past", "good", generated.baseline, generated.baseline.copy())
+    result = backtest(history_config("kayenta"), [past, fine])
+    summary = result.summary()
+    assert summary.loc["past", "n"] == 2
+    assert summary.loc["past", "label"] == "mixed"
+    assert result.rates() == {"false_failure": 0.0, "detection": 1.0}
+    # Without a known target the row says so rather than guessing.
+    assert result.frame.loc["deploy-812", "target"] is None
+
+
+def test_scenarios_validate_their_label_and_data() -> None:
+    frame = pd.DataFrame({"x": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="'good' or 'bad'"):
+        Scenario("s", "past", "ugly", frame, frame)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="canary"):
+        Scenario("s", "past", "good", frame, {"x": [1.0]})  # type: ignore[arg-type]
+    assert Scenario("s", "aa", "good", frame, frame).kind is ScenarioKind.AA
