@@ -57,6 +57,9 @@ BRENT_MAX_PAIRS = 2_500
 #: Half a gap between the middle differences above this fraction of the data's scale (the
 #: range of the differences, at least 1) triggers a replay of R's search for the estimate.
 ESTIMATE_GAP_TOLERANCE = 1e-4
+#: Values per side in one bucket of pairs judged together: bounds memory (about 100 bytes per
+#: value at the peak) while keeping the arrays long enough to amortise the numpy calls.
+_BUCKET_MAX_CELLS = 2_000_000
 
 
 def judge_many(
@@ -68,14 +71,63 @@ def judge_many(
     interval_search: IntervalSearch = "closed_form",
 ) -> list[MannWhitneyResult]:
     """Judge validated, finite, non-empty samples; see :func:`judge.stats.mann_whitney_many`."""
+    results: list[MannWhitneyResult | None] = [None] * len(canaries)
+    sizes = np.array([max(c.size, b.size) for c, b in zip(canaries, baselines, strict=True)])
+    for bucket in _size_buckets(sizes):
+        bucket_results = _judge_bucket(
+            [canaries[i] for i in bucket.tolist()],
+            [baselines[i] for i in bucket.tolist()],
+            confidence,
+            method,
+            correct,
+            interval_search,
+        )
+        for index, result in zip(bucket.tolist(), bucket_results, strict=True):
+            results[index] = result
+    return [result for result in results if result is not None]
+
+
+def _size_buckets(sizes: np.ndarray) -> list[np.ndarray]:
+    """Group pair indices by size so that padding at most doubles a bucket's matrices, and
+    split groups so that a bucket's matrices stay below ``_BUCKET_MAX_CELLS`` values."""
+    order = np.argsort(sizes, kind="stable")
+    buckets: list[np.ndarray] = []
+    start = 0
+    for position in range(1, order.size + 1):
+        if position == order.size or sizes[order[position]] > 2 * sizes[order[start]] + 64:
+            group = order[start:position]
+            per_bucket = max(1, _BUCKET_MAX_CELLS // max(int(sizes[group].max()), 1))
+            buckets.extend(group[i : i + per_bucket] for i in range(0, group.size, per_bucket))
+            start = position
+    return buckets
+
+
+def _sorted_rows(samples: Sequence[np.ndarray], width: int) -> np.ndarray:
+    """Samples as rows of a matrix padded with +inf (inputs are finite), each row sorted."""
+    rows = np.full((len(samples), width), np.inf)
+    for row, sample in enumerate(samples):
+        rows[row, : sample.size] = sample
+    rows.sort(axis=1)
+    return rows
+
+
+def _judge_bucket(
+    canaries: Sequence[np.ndarray],
+    baselines: Sequence[np.ndarray],
+    confidence: float,
+    method: Method,
+    correct: bool,
+    interval_search: IntervalSearch,
+) -> list[MannWhitneyResult]:
+    """All pairs of one size bucket: statistics as arrays, then the intervals."""
     count = len(canaries)
-    if count == 0:
-        return []
     n = np.array([sample.size for sample in canaries], dtype=np.int64)
     m = np.array([sample.size for sample in baselines], dtype=np.int64)
-    ranked = _rank_statistics(canaries, baselines)
-    statistic = ranked.statistic
-    sigma = _sigma(n, m, ranked.tie_sum)
+    samples = PairedSamples(
+        _sorted_rows(canaries, int(n.max())), n, _sorted_rows(baselines, int(m.max())), m
+    )
+    statistic, tie_sum = _rank_statistics(samples)
+    sigma = _sigma(n, m, tie_sum)
     p_value = _asymptotic_p_values(statistic, n, m, sigma, correct)
 
     estimate = np.empty(count)
@@ -84,19 +136,20 @@ def judge_many(
     exact = np.zeros(count, dtype=bool)
     closed_form: list[int] = []
     for index in range(count):
-        canary_sorted = ranked.canary_sorted[index]
-        baseline_sorted = ranked.baseline_sorted[index]
-        if use_exact(int(n[index]), int(m[index]), bool(ranked.tie_sum[index] > 0), method):
+        size_n, size_m = int(n[index]), int(m[index])
+        canary_sorted = samples.x_full[index, :size_n]
+        baseline_sorted = samples.y_full[index, :size_m]
+        if use_exact(size_n, size_m, bool(tie_sum[index] > 0), method):
             exact[index] = True
-            p_value[index] = exact_p_value(float(statistic[index]), int(n[index]), int(m[index]))
+            p_value[index] = exact_p_value(float(statistic[index]), size_n, size_m)
             estimate[index], low[index], high[index] = exact_interval(
                 canary_sorted, baseline_sorted, confidence
             )
-        elif canary_sorted[0] == canary_sorted[-1] and baseline_sorted[0] == baseline_sorted[-1]:
+        elif samples.nd[index] == 1 and samples.md[index] == 1:
             # Both samples constant: all differences are one number (R stops with an error).
             difference = float(canary_sorted[0] - baseline_sorted[0])
             estimate[index] = low[index] = high[index] = difference
-        elif interval_search == "uniroot" or n[index] * m[index] <= BRENT_MAX_PAIRS:
+        elif interval_search == "uniroot" or size_n * size_m <= BRENT_MAX_PAIRS:
             estimate[index], low[index], high[index] = asymptotic_interval(
                 canary_sorted, baseline_sorted, confidence, correct
             )
@@ -105,10 +158,7 @@ def judge_many(
     if closed_form:
         selected = np.array(closed_form, dtype=np.int64)
         estimate[selected], low[selected], high[selected] = _closed_form_intervals(
-            [ranked.canary_sorted[i] for i in closed_form],
-            [ranked.baseline_sorted[i] for i in closed_form],
-            confidence,
-            correct,
+            samples.subset(selected), confidence, correct
         )
     return [
         MannWhitneyResult(
@@ -129,86 +179,38 @@ def judge_many(
 # ----------------------------------------------------------------------- rank statistics
 
 
-class _RankStatistics:
-    """W, combined tie sums and the sorted samples of every pair."""
+def _rank_statistics(samples: PairedSamples) -> tuple[np.ndarray, np.ndarray]:
+    """R's W and the tie sum of the combined sample for every pair, from the sorted samples.
 
-    def __init__(
-        self,
-        statistic: np.ndarray,
-        tie_sum: np.ndarray,
-        canary_sorted: list[np.ndarray],
-        baseline_sorted: list[np.ndarray],
-    ) -> None:
-        self.statistic = statistic
-        self.tie_sum = tie_sum
-        self.canary_sorted = canary_sorted
-        self.baseline_sorted = baseline_sorted
-
-
-def _size_buckets(lengths: np.ndarray) -> list[np.ndarray]:
-    """Group pair indices by combined length so that padding at most doubles a bucket's cells."""
-    order = np.argsort(lengths, kind="stable")
-    buckets: list[np.ndarray] = []
-    start = 0
-    for position in range(1, order.size + 1):
-        if position == order.size or lengths[order[position]] > 2 * lengths[order[start]] + 64:
-            buckets.append(order[start:position])
-            start = position
-    return buckets
-
-
-def _rank_statistics(
-    canaries: Sequence[np.ndarray], baselines: Sequence[np.ndarray]
-) -> _RankStatistics:
-    """Midranks of every pair by one row-wise argsort of a padded (pair, value) matrix.
-
-    Each row holds one pair's canary then baseline values, padded with +inf (inputs are
-    finite, so padding sorts last and forms its own tie group, which is masked out). From the
-    sorted rows: midranks (start + end + 1) / 2 of each run of equal values, W = rank sum of the
-    canary minus n(n+1)/2, and sum of t^3 - t over runs as sum over positions of t^2 - 1.
+    W is the rank sum of the canary minus n(n+1)/2, which equals the Mann-Whitney count
+    ``sum_i #{baseline < canary_i} + 0.5 #{baseline = canary_i}`` (Hollander & Wolfe 1999, sec.
+    4.1), an exact half-integer in floating point as in R. The combined tie groups are the
+    groups of each sample, merged where a canary value also occurs in the baseline. Counted on
+    distinct values with one ``searchsorted`` per pair.
     """
-    count = len(canaries)
-    n = np.array([sample.size for sample in canaries], dtype=np.int64)
-    m = np.array([sample.size for sample in baselines], dtype=np.int64)
+    count = samples.n.size
     statistic = np.empty(count)
-    tie_sum = np.empty(count, dtype=np.int64)
-    canary_sorted: list[np.ndarray] = [np.empty(0)] * count
-    baseline_sorted: list[np.ndarray] = [np.empty(0)] * count
-    for bucket in _size_buckets(n + m):
-        width = int((n[bucket] + m[bucket]).max())
-        rows = bucket.size
-        values = np.full((rows, width), np.inf)
-        from_canary = np.zeros((rows, width), dtype=bool)
-        for row, index in enumerate(bucket):
-            size_n, size_m = int(n[index]), int(m[index])
-            values[row, :size_n] = canaries[index]
-            values[row, size_n : size_n + size_m] = baselines[index]
-            from_canary[row, :size_n] = True
-        order = np.argsort(values, axis=1)
-        values = np.take_along_axis(values, order, axis=1)
-        from_canary = np.take_along_axis(from_canary, order, axis=1)
-        columns = np.arange(width)
-        starts_run = np.ones((rows, width), dtype=bool)
-        starts_run[:, 1:] = values[:, 1:] != values[:, :-1]
-        ends_run = np.ones((rows, width), dtype=bool)
-        ends_run[:, :-1] = starts_run[:, 1:]
-        run_start = np.maximum.accumulate(np.where(starts_run, columns, 0), axis=1)
-        run_end = np.minimum.accumulate(np.where(ends_run, columns + 1, width)[:, ::-1], axis=1)[
-            :, ::-1
-        ]
-        run_size = (run_end - run_start).astype(np.int64)
-        real = columns[None, :] < (n[bucket] + m[bucket])[:, None]
-        midrank = (run_start + run_end + 1) / 2.0
-        rank_sum = np.where(from_canary & real, midrank, 0.0).sum(axis=1)
-        size_n_float = n[bucket].astype(np.float64)
-        statistic[bucket] = rank_sum - size_n_float * (size_n_float + 1.0) / 2.0
-        tie_sum[bucket] = np.where(real, run_size * run_size - 1, 0).sum(axis=1)
-        for row, index in enumerate(bucket):
-            row_values = values[row, : n[index] + m[index]]
-            row_canary = from_canary[row, : n[index] + m[index]]
-            canary_sorted[index] = row_values[row_canary]
-            baseline_sorted[index] = row_values[~row_canary]
-    return _RankStatistics(statistic, tie_sum, canary_sorted, baseline_sorted)
+    cross_ties = np.zeros(count, dtype=np.int64)
+    for row in range(count):
+        size_x, size_y = int(samples.nd[row]), int(samples.md[row])
+        canary_values = samples.xv[row, :size_x]
+        canary_counts = samples.wx[row, :size_x]
+        baseline_values = samples.yv[row, :size_y]
+        baseline_counts = samples.wy[row, :size_y]
+        below = np.searchsorted(baseline_values, canary_values, side="left")
+        matched = below < size_y
+        matched[matched] = baseline_values[below[matched]] == canary_values[matched]
+        smaller = samples.cwy[row, below]
+        wins = int(np.dot(canary_counts, smaller))
+        tied_x = canary_counts[matched]
+        tied_y = baseline_counts[below[matched]]
+        ties = int(np.dot(tied_x, tied_y))
+        statistic[row] = wins + 0.5 * ties
+        joint = tied_x + tied_y
+        cross_ties[row] = int(
+            np.sum(joint**3 - joint) - np.sum(tied_x**3 - tied_x) - np.sum(tied_y**3 - tied_y)
+        )
+    return statistic, samples.within_tie_sum + cross_ties
 
 
 def _sigma(n: np.ndarray, m: np.ndarray, tie_sum: np.ndarray) -> np.ndarray:
@@ -236,13 +238,9 @@ def _asymptotic_p_values(
 
 
 def _closed_form_intervals(
-    canaries: Sequence[np.ndarray],
-    baselines: Sequence[np.ndarray],
-    confidence: float,
-    correct: bool,
+    samples: PairedSamples, confidence: float, correct: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Estimate, low, high of R's asymptotic interval for sorted, non-constant pairs."""
-    samples = PairedSamples(canaries, baselines)
     total = samples.n * samples.m
     pairs = total.astype(np.float64)
     sigma0 = _sigma(samples.n, samples.m, samples.within_tie_sum)
@@ -261,7 +259,8 @@ def _closed_form_intervals(
     scale = np.maximum(1.0, samples.highest - samples.lowest)
     replay = np.flatnonzero((middle_high - middle_low) / 2.0 > ESTIMATE_GAP_TOLERANCE * scale)
     for index in replay.tolist():
-        estimate[index] = asymptotic_interval(
-            canaries[index], baselines[index], confidence, correct
-        )[0]
+        canary_sorted = samples.x_full[index, : samples.n[index]]
+        baseline_sorted = samples.y_full[index, : samples.m[index]]
+        replayed, _, _ = asymptotic_interval(canary_sorted, baseline_sorted, confidence, correct)
+        estimate[index] = replayed
     return estimate, low, high

@@ -20,85 +20,96 @@ search: the result is exact whatever it draws, and a fixed seed keeps the work r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 #: Pairs whose distinct canary x distinct baseline values are at most this many are counted by
 #: broadcasting (no Python loop); larger ones by one ``searchsorted`` call per pair and round.
 _BROADCAST_MAX_CELLS = 4_096
 _MAX_ROUNDS = 200
-_SAMPLE_SIZE = 1_024
+_SAMPLE_SIZE = 4_096
 _SAMPLE_SEED = 20_240_601
 #: Probes sit this fraction of the bracket's count either side of the interpolated target.
 _INTERPOLATION_MARGIN = 0.005
+#: A bracket is listed once it holds at most this many times (nd + md) distinct pairs, plus 64.
+_CAP_FACTOR = 0.5
 #: Largest padded listing matrix (cells) sorted in one piece.
 _LISTING_CHUNK_CELLS = 4_000_000
 
 
-def _runs(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct values of a sorted array and how often each occurs."""
-    starts = np.flatnonzero(np.concatenate(([True], sorted_values[1:] != sorted_values[:-1])))
-    return sorted_values[starts], np.diff(np.append(starts, sorted_values.size)).astype(np.int64)
+def _distinct_rows(
+    sorted_rows: np.ndarray, sizes: np.ndarray, padding: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct values of each sorted row (its first ``sizes[g]`` entries) and their counts.
+
+    Returns ``(values, counts, distinct)``: padded matrices (``padding`` / 0 past the end) and
+    the number of distinct values per row. Vectorised: runs start where a value differs from
+    its left neighbour, and a run's count is the distance from its start to its end.
+    """
+    rows, width = sorted_rows.shape
+    valid = np.arange(width)[None, :] < sizes[:, None]
+    starts = valid.copy()
+    starts[:, 1:] &= sorted_rows[:, 1:] != sorted_rows[:, :-1]
+    ends = valid.copy()
+    ends[:, :-1] &= starts[:, 1:] | ~valid[:, 1:]
+    distinct = starts.sum(axis=1)
+    width_distinct = max(int(distinct.max()), 1)
+    run = np.cumsum(starts, axis=1) - 1
+    row_of_start, column_of_start = np.nonzero(starts)
+    values = np.full((rows, width_distinct), padding)
+    values[row_of_start, run[row_of_start, column_of_start]] = sorted_rows[starts]
+    counts = np.zeros((rows, width_distinct), dtype=np.int64)
+    counts[row_of_start, run[row_of_start, column_of_start]] = (
+        np.flatnonzero(ends) - np.flatnonzero(starts) + 1
+    )
+    return values, counts, distinct.astype(np.int64)
 
 
-def _tie_sum(multiplicities: np.ndarray) -> int:
-    """Sum of t^3 - t over tie-group sizes t."""
-    return int(np.sum(multiplicities * multiplicities * multiplicities - multiplicities))
+def tie_sums(counts: np.ndarray) -> np.ndarray:
+    """Per row, the sum of t^3 - t over tie-group sizes t (zero counts add nothing)."""
+    result: np.ndarray = (counts * counts * counts - counts).sum(axis=1)
+    return result
 
 
 class PairedSamples:
     """Sorted (canary, baseline) pairs as padded matrices of distinct values and multiplicities.
 
-    ``xv``/``wx``: distinct canary values and counts (padding: value 0, count 0); ``yv``/``wy``:
-    the same for the baseline (padding +inf); ``cwy[g, j]``: number of baseline values below the
-    j-th distinct one. ``within_tie_sum``: sum of t^3 - t over the ties inside each sample.
+    Built from ``canary_rows``/``baseline_rows``: each row sorted ascending, padded past
+    ``n``/``m`` with +inf. ``xv``/``wx``: distinct canary values and counts (padding: value 0,
+    count 0); ``yv``/``wy``: the same for the baseline (padding +inf); ``cwy[g, j]``: number of
+    baseline values below the j-th distinct one. ``within_tie_sum``: sum of t^3 - t over the
+    ties inside each sample.
     """
 
     def __init__(
-        self, canaries_sorted: Sequence[np.ndarray], baselines_sorted: Sequence[np.ndarray]
+        self,
+        canary_rows: np.ndarray,
+        n: np.ndarray,
+        baseline_rows: np.ndarray,
+        m: np.ndarray,
     ) -> None:
-        count = len(canaries_sorted)
-        canary_runs = [_runs(sample) for sample in canaries_sorted]
-        baseline_runs = [_runs(sample) for sample in baselines_sorted]
-        self.n = np.array([sample.size for sample in canaries_sorted], dtype=np.int64)
-        self.m = np.array([sample.size for sample in baselines_sorted], dtype=np.int64)
-        self.nd = np.array([values.size for values, _ in canary_runs], dtype=np.int64)
-        self.md = np.array([values.size for values, _ in baseline_runs], dtype=np.int64)
+        self.n = n.astype(np.int64)
+        self.m = m.astype(np.int64)
+        self.x_full = canary_rows
+        self.y_full = baseline_rows
+        self.xv, self.wx, self.nd = _distinct_rows(canary_rows, self.n, 0.0)
+        self.yv, self.wy, self.md = _distinct_rows(baseline_rows, self.m, np.inf)
         self.untied = (self.nd == self.n) & (self.md == self.m)
-        width_x, width_y = int(self.nd.max()), int(self.md.max())
-        self.xv = np.zeros((count, width_x))
-        self.wx = np.zeros((count, width_x), dtype=np.int64)
-        self.yv = np.full((count, width_y), np.inf)
-        self.wy = np.zeros((count, width_y), dtype=np.int64)
-        width_full = int(max(self.n.max(), self.m.max()))
-        self.x_full = np.zeros((count, width_full))
-        self.y_full = np.zeros((count, width_full))
-        for index in range(count):
-            values, weights = canary_runs[index]
-            self.xv[index, : values.size] = values
-            self.wx[index, : values.size] = weights
-            values, weights = baseline_runs[index]
-            self.yv[index, : values.size] = values
-            self.wy[index, : values.size] = weights
-            self.x_full[index, : self.n[index]] = canaries_sorted[index]
-            self.y_full[index, : self.m[index]] = baselines_sorted[index]
-        self.cwy = np.zeros((count, width_y + 1), dtype=np.int64)
+        self.cwy = np.zeros((self.m.size, self.yv.shape[1] + 1), dtype=np.int64)
         np.cumsum(self.wy, axis=1, out=self.cwy[:, 1:])
-        self.valid_x = np.arange(width_x)[None, :] < self.nd[:, None]
-        self.within_tie_sum = np.array(
-            [
-                _tie_sum(canary[1]) + _tie_sum(baseline[1])
-                for canary, baseline in zip(canary_runs, baseline_runs, strict=True)
-            ],
-            dtype=np.int64,
-        )
-        self.lowest = np.array(
-            [float(x[0] - y[-1]) for x, y in zip(canaries_sorted, baselines_sorted, strict=True)]
-        )
-        self.highest = np.array(
-            [float(x[-1] - y[0]) for x, y in zip(canaries_sorted, baselines_sorted, strict=True)]
-        )
+        self.valid_x = np.arange(self.xv.shape[1])[None, :] < self.nd[:, None]
+        self.within_tie_sum = tie_sums(self.wx) + tie_sums(self.wy)
+        rows = np.arange(self.n.size)
+        smallest_x, largest_x = canary_rows[:, 0], canary_rows[rows, self.n - 1]
+        smallest_y, largest_y = baseline_rows[:, 0], baseline_rows[rows, self.m - 1]
+        self.lowest = smallest_x - largest_y
+        self.highest = largest_x - smallest_y
+
+    def subset(self, rows: np.ndarray) -> PairedSamples:
+        """The pairs ``rows`` only (padding widths are kept)."""
+        chosen = object.__new__(PairedSamples)
+        for name, value in vars(self).items():
+            setattr(chosen, name, value[rows])
+        return chosen
 
     def count(
         self, shifts: np.ndarray, rows: np.ndarray
@@ -158,7 +169,7 @@ def select_differences(samples: PairedSamples, ranks: np.ndarray) -> tuple[np.nd
         np.int32
     )
     below_hi = np.zeros((groups, targets, width_x), dtype=np.int32)
-    cap = ((samples.nd + samples.md) // 2 + 64)[:, None]
+    cap = (_CAP_FACTOR * (samples.nd + samples.md) + 64).astype(np.int64)[:, None]
     previous_size = distinct_hi - distinct_lo
     for round_number in range(_MAX_ROUNDS):
         size = distinct_hi - distinct_lo
@@ -280,25 +291,10 @@ def _list_candidates(
     need = (ranks - count_lo).reshape(segments)
     value = np.full(segments, np.nan)
     following = np.full(segments, np.nan)
-    untied_segment = np.repeat(samples.untied, targets)
-    for untied in (True, False):
-        chosen = np.flatnonzero(untied_segment == untied)
-        if chosen.size == 0:
-            continue
-        chunk = max(1, _LISTING_CHUNK_CELLS // max(int(segment_length[chosen].max()), 1))
-        for start in range(0, chosen.size, chunk):
-            part = chosen[start : start + chunk]
-            _pick(
-                samples,
-                targets,
-                part,
-                lengths[part],
-                first[part],
-                need[part],
-                value,
-                following,
-                untied=untied,
-            )
+    chunk = max(1, _LISTING_CHUNK_CELLS // max(int(segment_length.max()), 1))
+    for start in range(0, segments, chunk):
+        part = np.arange(start, min(start + chunk, segments))
+        _pick(samples, targets, part, lengths[part], first[part], need[part], value, following)
     value = value.reshape(groups, targets)
     following = following.reshape(groups, targets)
     # An empty bracket cannot hold the rank (it only happens when lo and hi are adjacent
@@ -320,13 +316,11 @@ def _pick(
     need: np.ndarray,
     value: np.ndarray,
     following: np.ndarray,
-    *,
-    untied: bool,
 ) -> None:
     """Fill value/following for a chunk of brackets from a padded, row-sorted matrix.
 
-    Without ties every listed difference has weight 1 and a plain row sort suffices; with ties
-    the weights (products of multiplicities) are carried along and accumulated.
+    Where every listed difference has weight 1 a plain row sort suffices; where some come from
+    tied values the weights (products of multiplicities) are carried along and accumulated.
     """
     width_x = lengths.shape[1]
     flat_lengths = lengths.ravel()
@@ -344,21 +338,24 @@ def _pick(
     segment_start = np.cumsum(segment_length) - segment_length
     position = np.arange(total) - segment_start[local]
     width = int(segment_length.max())
+    weights = samples.wx[group, row] * samples.wy[group, column]
     matrix = np.full((segment.size, width), np.inf)
     matrix[local, position] = differences
     nonempty = segment_length > 0
-    if untied:
-        matrix.sort(axis=1)
-        index = np.clip(need - 1, 0, None)
-        index_next = np.clip(need, 0, None)
-    else:
+    weighted = np.zeros(segment.size, dtype=bool)
+    weighted[local[weights > 1]] = True
+    index = np.clip(need - 1, 0, None)
+    index_next = np.clip(need, 0, None)
+    plain = ~weighted
+    matrix[plain] = np.sort(matrix[plain], axis=1)
+    if weighted.any():
         weight_matrix = np.zeros((segment.size, width), dtype=np.int64)
-        weight_matrix[local, position] = samples.wx[group, row] * samples.wy[group, column]
-        order = np.argsort(matrix, axis=1)
-        matrix = np.take_along_axis(matrix, order, axis=1)
-        cumulative = np.cumsum(np.take_along_axis(weight_matrix, order, axis=1), axis=1)
-        index = (cumulative < need[:, None]).sum(axis=1)
-        index_next = (cumulative < need[:, None] + 1).sum(axis=1)
+        weight_matrix[local, position] = weights
+        order = np.argsort(matrix[weighted], axis=1)
+        matrix[weighted] = np.take_along_axis(matrix[weighted], order, axis=1)
+        cumulative = np.cumsum(np.take_along_axis(weight_matrix[weighted], order, axis=1), axis=1)
+        index[weighted] = (cumulative < need[weighted, None]).sum(axis=1)
+        index_next[weighted] = (cumulative < need[weighted, None] + 1).sum(axis=1)
     chosen = np.take_along_axis(matrix, np.minimum(index, width - 1)[:, None], axis=1)[:, 0]
     value[segment] = np.where(nonempty, chosen, np.nan)
     chosen_next = np.take_along_axis(matrix, np.minimum(index_next, width - 1)[:, None], axis=1)

@@ -1,0 +1,209 @@
+"""How fast is batch judging? ``judge.stats.mann_whitney_many`` against its alternatives.
+
+On the same synthetic data in one run (latency-like lognormal samples, some metrics shifted),
+prints times as ratios:
+
+- our batch judge on 500 metrics x 1440 points per side (asymptotic method, confidence 0.98,
+  as Kayenta), and a scaling table over 60 / 1440 / 10000 points and 1 / 50 / 500 metrics;
+- the naive way: a per-metric loop of ``scipy.stats.mannwhitneyu`` plus a Hodges-Lehmann
+  interval from all n*m pairwise differences (``np.subtract.outer``, median, and the normal
+  approximation's order statistics read with ``np.quantile``), timed on a subset of metrics and
+  extrapolated (labelled so);
+- R's ``wilcox.test(conf.int = TRUE, exact = FALSE)`` per-metric loop on the same data, timed
+  inside R with ``proc.time`` around the loop only (the data go through a temporary binary
+  file), when Rscript is installed; with ``--quick`` on a subset, extrapolated and labelled;
+- one ``numpy.sort`` of all the data, the floor any rank-based method pays.
+
+Times are the best of several repeats (wall clock; the machine is shared), R's is one run.
+The numbers of our judge are checked against R's on the metrics R ran.
+
+Run: ``.venv/bin/python benchmarks/bench_batch.py`` (``--quick`` for a smaller, faster run).
+Targets (issue 6): 500 x 1440 at least 100x faster than R's loop and within 10x of the sort.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from scipy import special, stats
+
+from judge.stats import MannWhitneyResult, mann_whitney_many
+
+CONFIDENCE = 0.98
+SEED = 20_240_601
+
+R_LOOP = r"""
+args <- commandArgs(trailingOnly = TRUE)
+path <- args[1]; metrics <- as.integer(args[2]); n <- as.integer(args[3])
+confidence <- as.numeric(args[4]); out <- args[5]
+con <- file(path, "rb")
+values <- readBin(con, "double", n = metrics * 2 * n)
+close(con)
+data <- matrix(values, nrow = 2 * n)
+results <- matrix(NA_real_, nrow = metrics, ncol = 4)
+started <- proc.time()
+for (k in seq_len(metrics)) {
+  test <- wilcox.test(data[1:n, k], data[(n + 1):(2 * n), k], conf.int = TRUE,
+                      conf.level = confidence, exact = FALSE, correct = TRUE)
+  results[k, ] <- c(test$estimate, test$conf.int, test$p.value)
+}
+elapsed <- (proc.time() - started)[["elapsed"]]
+write.table(results, out, row.names = FALSE, col.names = FALSE)
+cat(sprintf("%.6f\n", elapsed))
+"""
+
+
+def make_data(metrics: int, points: int, seed: int = SEED) -> np.ndarray:
+    """(metrics, 2, points): canary then baseline; a quarter of the metrics shifted by 5%."""
+    generator = np.random.default_rng(seed)
+    location = generator.uniform(2.0, 6.0, size=(metrics, 1, 1))
+    spread = generator.uniform(0.2, 0.8, size=(metrics, 1, 1))
+    data = np.exp(location + spread * generator.standard_normal((metrics, 2, points)))
+    shifted = generator.random(metrics) < 0.25
+    data[shifted, 0, :] *= 1.05
+    return np.round(data, 3)
+
+
+def pairs_of(data: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(data[k, 0], data[k, 1]) for k in range(data.shape[0])]
+
+
+def best_time(action: Callable[[], object], repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def ours(data: np.ndarray) -> list[MannWhitneyResult]:
+    return mann_whitney_many(pairs_of(data), confidence=CONFIDENCE, method="asymptotic")
+
+
+def naive_one(canary: np.ndarray, baseline: np.ndarray) -> tuple[float, float, float, float]:
+    """scipy's test plus the textbook Hodges-Lehmann interval from all pairwise differences."""
+    p_value = stats.mannwhitneyu(canary, baseline, alternative="two-sided").pvalue
+    differences = np.subtract.outer(canary, baseline).ravel()
+    n, m = canary.size, baseline.size
+    z = -special.ndtri((1.0 - CONFIDENCE) / 2.0)
+    k = max(int(np.floor(n * m / 2.0 - z * np.sqrt(n * m * (n + m + 1) / 12.0))), 1)
+    low, high = np.quantile(differences, [(k - 1) / (n * m - 1), (n * m - k) / (n * m - 1)])
+    return float(np.median(differences)), float(low), float(high), float(p_value)
+
+
+def naive(data: np.ndarray) -> None:
+    for k in range(data.shape[0]):
+        naive_one(data[k, 0], data[k, 1])
+
+
+def r_loop(data: np.ndarray, rscript: str) -> tuple[float, np.ndarray]:
+    """Seconds of R's wilcox.test loop (timed inside R) and R's (estimate, low, high, p)."""
+    metrics, _, points = data.shape
+    with tempfile.TemporaryDirectory() as directory:
+        folder = Path(directory)
+        # Column-major (points within a metric, canary first) is what R's matrix() expects.
+        np.ascontiguousarray(data.reshape(metrics, 2 * points)).astype("<f8").tofile(
+            folder / "data.bin"
+        )
+        (folder / "loop.R").write_text(R_LOOP)
+        completed = subprocess.run(
+            [
+                rscript,
+                str(folder / "loop.R"),
+                str(folder / "data.bin"),
+                str(metrics),
+                str(points),
+                repr(CONFIDENCE),
+                str(folder / "out.txt"),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        results = np.loadtxt(folder / "out.txt", ndmin=2)
+    return float(completed.stdout.strip().splitlines()[-1]), results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller scaling table and subsets")
+    arguments = parser.parse_args()
+    quick: bool = arguments.quick
+    repeats = 2 if quick else 3
+
+    metrics, points = 500, 1440
+    data = make_data(metrics, points)
+    print(f"data: {metrics} metrics x {points} points per side, lognormal, rounded to 1e-3")
+
+    flat = data.ravel().copy()
+    floor = best_time(lambda: np.sort(flat), repeats)
+    ours_time = best_time(lambda: ours(data), repeats)
+    results = ours(data)
+
+    naive_metrics = 10 if quick else 25
+    naive_time = best_time(lambda: naive(data[:naive_metrics]), 1) * metrics / naive_metrics
+
+    rscript = shutil.which("Rscript")
+    r_metrics = 20 if quick else metrics
+    r_time: float | None = None
+    agreement = float("nan")
+    agreement_scaled = float("nan")
+    if rscript is not None:
+        r_seconds, r_results = r_loop(data[:r_metrics], rscript)
+        r_time = r_seconds * metrics / r_metrics
+        mine = np.array([[r.estimate, r.low, r.high, r.p_value] for r in results[:r_metrics]])
+        gaps = np.abs(mine[:, :3] - r_results[:, :3])
+        subset = data[:r_metrics]
+        scale = np.maximum(1.0, subset[:, 0].max(axis=1) - subset[:, 1].min(axis=1))
+        scale -= subset[:, 0].min(axis=1) - subset[:, 1].max(axis=1)
+        agreement = float(gaps.max())
+        agreement_scaled = float((gaps / np.maximum(scale, 1.0)[:, None]).max())
+
+    print()
+    print(f"{'method':58} {'seconds':>9} {'vs ours':>9}")
+    print(f"{'numpy.sort of all values (floor)':58} {floor:9.3f} {floor / ours_time:8.3f}x")
+    print(f"{'ours: mann_whitney_many':58} {ours_time:9.3f} {1.0:8.3f}x")
+    label = f"naive: scipy mannwhitneyu + outer HL (extrapolated from {naive_metrics})"
+    print(f"{label:58} {naive_time:9.3f} {naive_time / ours_time:8.1f}x")
+    if r_time is None:
+        print("R wilcox.test loop: Rscript not installed, skipped")
+    else:
+        label = "R wilcox.test(conf.int=TRUE, exact=FALSE) loop"
+        if r_metrics < metrics:
+            label += f" (extrapolated from {r_metrics})"
+        print(f"{label:58} {r_time:9.3f} {r_time / ours_time:8.1f}x")
+    print()
+    print(f"ours / sort floor: {ours_time / floor:.1f}x (target: within 10x)")
+    if r_time is not None:
+        print(f"R loop / ours: {r_time / ours_time:.0f}x (target: at least 100x)")
+        print(
+            f"largest |ours - R| in estimate and limits over {r_metrics} metrics: "
+            f"{agreement:.2e} ({agreement_scaled:.1e} of the range of the differences)"
+        )
+
+    print()
+    sizes = (60, 1440) if quick else (60, 1440, 10_000)
+    counts = (1, 50) if quick else (1, 50, 500)
+    print("scaling: seconds of mann_whitney_many (ratio to one numpy.sort of the same values)")
+    print(f"{'points per side':>16} " + " ".join(f"{c:>10} metrics" for c in counts))
+    for size in sizes:
+        cells = []
+        for count in counts:
+            table_data = make_data(count, size, seed=SEED + size + count)
+            table_flat = table_data.ravel().copy()
+            seconds = best_time(lambda d=table_data: ours(d), repeats)
+            sort_seconds = best_time(lambda f=table_flat: np.sort(f), repeats)
+            cells.append(f"{seconds:8.3f}s ({seconds / sort_seconds:5.1f}x)")
+        print(f"{size:>16} " + " ".join(f"{cell:>18}" for cell in cells))
+
+
+if __name__ == "__main__":
+    main()
