@@ -29,6 +29,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -199,8 +200,8 @@ def main() -> None:
         for count in counts:
             table_data = make_data(count, size, seed=SEED + size + count)
             table_flat = table_data.ravel().copy()
-            seconds = best_time(lambda d=table_data: ours(d), repeats)
-            sort_seconds = best_time(lambda f=table_flat: np.sort(f), repeats)
+            seconds = best_time(partial(ours, table_data), repeats)
+            sort_seconds = best_time(partial(np.sort, table_flat), repeats)
             cells.append(f"{seconds:8.3f}s ({seconds / sort_seconds:5.1f}x)")
         print(f"{size:>16} " + " ".join(f"{cell:>18}" for cell in cells))
 
