@@ -106,7 +106,7 @@ def _row(scenario: Scenario, report: Report) -> dict[str, Any]:
     return {
         "id": scenario.id,
         "kind": str(scenario.kind),
-        "label": scenario.label.value,
+        "label": None if scenario.label is None else scenario.label.value,
         "verdict": report.verdict.value,
         "score": report.score,
         "failed": ",".join(failed),
@@ -166,17 +166,18 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
         (str(kind), part) for kind, part in frame.groupby("kind", sort=False)
     ]
     # Good kinds first, then bad ones, each in a stable (alphabetical) order.
-    groups.sort(key=lambda item: (item[1]["label"].iloc[0] != Label.GOOD.value, item[0]))
+    order = {Label.GOOD.value: 0, Label.BAD.value: 1}
+    groups.sort(key=lambda item: (order.get(item[1]["label"].iloc[0], 2), item[0]))
     for label in (Label.GOOD, Label.BAD):
         groups.append((f"{label.value} (all)", frame[frame["label"] == label.value]))
     groups.append(("all", frame))
     rows = {}
     for name, part in groups:
-        labels = set(part["label"])
+        labels = set(part["label"].fillna("unknown"))
         label_name = str(labels.pop()) if len(labels) == 1 else "mixed"
         verdicts = part["verdict"]
         good = part["label"] == Label.GOOD.value
-        bad = ~good
+        bad = part["label"] == Label.BAD.value
         target_flagged = part.loc[bad, "target_classification"].isin(
             [Classification.HIGH.value, Classification.LOW.value]
         )
@@ -354,6 +355,8 @@ def _sweep_rates(frame: pd.DataFrame) -> dict[str, float]:
     for kind, row in summary.iterrows():
         if kind in ("good (all)", "bad (all)", "all"):
             continue
+        if row["label"] not in (Label.GOOD.value, Label.BAD.value):
+            continue  # no rate to give for releases whose outcome is unknown
         column = "false_failure" if row["label"] == Label.GOOD.value else "detection"
         rates[f"{column}:{kind}"] = float(row[column])
     return rates

@@ -284,9 +284,11 @@ class Scenario:
 
     Generated scenarios have a :class:`ScenarioKind`; a past canary of your own can have any
     ``kind`` string (``"past"``, a team name ...): backtests group their rates by it. ``label``
-    may be given as ``"good"`` / ``"bad"``. ``meta`` holds what generated a scenario: ``phi``,
-    ``size``, ``target`` (the metric changed, or ``None``), ``traffic`` (requests per minute at
-    average load), ``error_rate`` (baseline rate per error metric), ``seed``.
+    may be given as ``"good"`` / ``"bad"``, or ``None`` when the outcome is not known (the
+    backtest still shows the verdict; the error rates leave such canaries out). ``meta`` holds
+    what generated a scenario: ``phi``, ``size``, ``target`` (the metric changed, or ``None``),
+    ``traffic`` (requests per minute at average load), ``error_rate`` (baseline rate per error
+    metric), ``seed``.
 
     >>> import pandas as pd
     >>> past = Scenario("deploy-812", "past", "bad", pd.DataFrame({"p99": [1.0, 2.0]}),
@@ -297,17 +299,20 @@ class Scenario:
 
     id: str
     kind: ScenarioKind | str
-    label: Label
+    label: Label | None
     baseline: pd.DataFrame
     canary: pd.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Frozen: normalise through object.__setattr__, once, at construction.
-        try:
-            object.__setattr__(self, "label", Label(self.label))
-        except ValueError:
-            raise ValueError(f"label: {self.label!r} is not a label; use 'good' or 'bad'") from None
+        if self.label is not None:
+            try:
+                object.__setattr__(self, "label", Label(self.label))
+            except ValueError:
+                raise ValueError(
+                    f"label: {self.label!r} is not a label; use 'good', 'bad' or None"
+                ) from None
         if self.kind in {k.value for k in ScenarioKind}:
             object.__setattr__(self, "kind", ScenarioKind(self.kind))
         for side in ("baseline", "canary"):
@@ -710,7 +715,7 @@ def save_history(scenarios: Sequence[Scenario], directory: str | Path) -> None:
             {
                 "id": scenario.id,
                 "kind": str(scenario.kind),
-                "label": scenario.label.value,
+                "label": None if scenario.label is None else scenario.label.value,
                 "start": start.isoformat(),
                 "meta": scenario.meta,
             }

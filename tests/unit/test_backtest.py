@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -246,8 +247,21 @@ def test_past_canaries_of_your_own_kind_backtest_like_generated_ones() -> None:
 
 def test_scenarios_validate_their_label_and_data() -> None:
     frame = pd.DataFrame({"x": [1.0, 2.0]})
-    with pytest.raises(ValueError, match="'good' or 'bad'"):
+    with pytest.raises(ValueError, match="'good', 'bad' or None"):
         Scenario("s", "past", "ugly", frame, frame)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="canary"):
         Scenario("s", "past", "good", frame, {"x": [1.0]})  # type: ignore[arg-type]
     assert Scenario("s", "aa", "good", frame, frame).kind is ScenarioKind.AA
+
+
+def test_canaries_with_unknown_outcome_are_shown_but_not_counted_in_the_rates() -> None:
+    bad = generate_canary("shifted_mean", seed=8, size=1.0, phi=0.1)
+    unknown = Scenario("deploy-900", "past", None, bad.baseline, bad.canary)
+    good = Scenario("deploy-901", "past", "good", bad.baseline, bad.baseline.copy())
+    result = backtest(history_config("kayenta"), [unknown, good])
+    assert result.frame.loc["deploy-900", "verdict"] != "pass"
+    summary = result.summary()
+    assert summary.loc["past", "label"] == "mixed"
+    assert summary.loc["good (all)", "false_failure"] == 0.0
+    assert np.isnan(summary.loc["bad (all)", "detection"])
+    assert summary.loc["all", "n"] == 2
