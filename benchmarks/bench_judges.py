@@ -40,9 +40,12 @@ REGRESSIONS = (
 )
 
 
-def default_config() -> CanaryConfig:
-    """The generator's metrics judged by the default judge; error counts on their counts."""
+def default_config(level: float | None = None) -> CanaryConfig:
+    """The generator's metrics judged by the default judge; error counts on their counts.
+    ``level`` overrides the family-wise level of the multiple-testing correction."""
     raw: dict[str, Any] = history_config("default").to_dict()
+    if level is not None:
+        raw["multiple_testing"]["level"] = level
     for metric in raw["metrics"]:
         if metric["name"] in ("errors", "timeouts"):
             metric["test"] = {"kind": "rate_ratio", "denominator": "requests"}
@@ -115,11 +118,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--level", type=float, default=None,
+                        help="family-wise level of the default judge (default: the config's)")
     args = parser.parse_args()
     reps = args.reps or (40 if args.quick else 150)
     seq_reps = max(reps // 3, 10)
     started = time.perf_counter()
-    configs = {"default": default_config(), "kayenta": kayenta_config()}
+    configs = {"default": default_config(args.level), "kayenta": kayenta_config()}
     table = fixed_horizon(reps, configs)
     print(f"Fixed horizon (60 one-minute points, 10 metrics), {reps} canaries per kind")
     print(f"{'row':<32}{'default':>10}{'kayenta':>10}")

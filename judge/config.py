@@ -258,7 +258,7 @@ class MultipleTesting(_Strict):
     ``confidence``."""
 
     method: MultipleTestingMethod = MultipleTestingMethod.HOLM
-    level: float = Field(default=0.01, gt=0.0, lt=0.5)
+    level: float = Field(default=0.02, gt=0.0, lt=0.5)
 
 
 class SequentialSettings(_Strict):

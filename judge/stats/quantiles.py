@@ -1,14 +1,29 @@
-"""Spread and tails: is the canary's upper (or lower) tail heavier than the baseline's?
+"""Spread and tails: is the canary's upper (or lower) tail heavier, or its spread wider?
 
-A canary whose median is unchanged but whose p90/p99 got worse passes a location test.
-:func:`tail_test` compares the two sides at given quantiles with the *generalised median test*
-(Mood 1950, *Introduction to the Theory of Statistics*, §16.2; Conover, *Practical
-Nonparametric Statistics*, 3rd ed., §4.3 "the median test" with the quantile ``q`` in place of
-the median): pool both sides, take the pooled ``q``-quantile as a threshold, and compare the
-shares of canary and baseline points beyond it. Under "same distribution" the shares are equal;
-the two-proportion z statistic has its variance multiplied by each side's AR(1) long-run
-variance factor (see :mod:`judge.stats.autocorrelation`), which is conservative for exceedance
-indicators, whose serial correlation is weaker than the series' own.
+A canary whose median is unchanged but whose p90/p99 got worse passes a location test. Two
+tools here:
+
+- :func:`tail_test` compares the two sides beyond a quantile with the *generalised median
+  test* (Mood 1950, *Introduction to the Theory of Statistics*, §16.2; Conover, *Practical
+  Nonparametric Statistics*, 3rd ed., §4.3, with the quantile ``q`` in place of the median):
+  pool both sides, take the pooled ``q``-quantile as a threshold, and count each side's points
+  beyond it. Given the total number of exceedances ``K``, the canary's count is (close to)
+  Binomial(K, n_c / (n_c + n_b)) when nothing changed; the one-sided p-value is that binomial
+  tail, evaluated on *effective* counts (divided by the AR(1) variance factor, as the
+  quasi-Poisson rate test of :mod:`judge.stats.counts` does), so it stays honest with few
+  exceedances and with serially correlated points. The binomial is a slightly conservative
+  stand-in for the hypergeometric of the exact test (larger variance).
+- :func:`spread_test` is a rank test on absolute deviations from each side's own median (the
+  rank version of Brown & Forsythe 1974, "Robust tests for the equality of variances", JASA
+  69, 364-367): a wider canary has larger deviations whatever its location.
+
+Serial correlation: for a Gaussian AR(1) series with coefficient ``phi`` the autocorrelation
+of ``|X_t|`` at lag ``k`` is ``g(phi^k)`` with ``g(r) = (r asin r + sqrt(1 - r^2) - 1) /
+(pi / 2 - 1) <= r^2``, so absolute deviations have a long-run variance factor of at most
+``(1 + phi^2) / (1 - phi^2)`` (:func:`deviation_variance_factor`), smaller than the series' own
+``(1 + phi) / (1 - phi)``. Exceedance indicators have their own factor, computed exactly for the
+Gaussian case from bivariate normal orthant probabilities (:func:`exceedance_variance_factor`);
+``phi`` estimated on ranks makes both apply to any increasing transform of a Gaussian series.
 
 Each side's quantile also gets a distribution-free interval from order statistics
 (:func:`quantile_interval`: ``[x_(l), x_(u)]`` with ``l, u`` from Binomial(n_eff, q) quantiles,
@@ -25,13 +40,49 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
+from scipy.special import owens_t
+
+from judge.stats.autocorrelation import shift_test
+from judge.stats.counts import rate_ratio_test
 
 Tail = Literal["upper", "lower"]
 
-MIN_EXPECTED_EXCEEDANCES = 5.0
-"""Below this many pooled exceedances per side (at the effective sample size) the normal
-approximation of the test is not trusted and the quantile is not tested (the usual
-"expected count >= 5" rule for a 2x2 table, Cochran 1954)."""
+def exceedance_variance_factor(phi: float, quantile: float) -> float:
+    """Long-run variance factor of the indicator ``1{X_t > x_q}`` for a Gaussian AR(1) series
+    with coefficient ``phi`` (or any increasing transform of one, since only ranks matter).
+
+    ``1 + 2 sum_k r_k`` with ``r_k = (P(X_0 > u, X_k > u) - p^2) / (p (1 - p))``, ``p = 1 - q``,
+    ``u = Phi^-1(q)`` and ``corr(X_0, X_k) = phi^k``; the orthant probability is
+    ``Phi(-u) - 2 T(u, sqrt((1 - rho) / (1 + rho)))`` with Owen's T function (Owen 1956, "Tables
+    for computing bivariate normal probabilities", Ann. Math. Statist. 27). Larger than
+    ``(1 + phi^2) / (1 - phi^2)`` near the median, smaller far in the tail (extremes of a
+    Gaussian series are asymptotically independent).
+
+    >>> round(exceedance_variance_factor(0.0, 0.8), 6)
+    1.0
+    >>> round(exceedance_variance_factor(0.7, 0.8), 2)
+    3.69
+    """
+    if not 0.0 < quantile < 1.0:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    phi = min(max(phi, 0.0), 0.95)
+    if phi == 0.0:
+        return 1.0
+    tail = min(quantile, 1.0 - quantile)
+    u = float(sps.norm.isf(tail))
+    # Lags until phi^k < 1e-6: beyond that the terms are negligible.
+    lags = np.arange(1, math.ceil(math.log(1e-6) / math.log(phi)) + 1)
+    rho = phi**lags
+    joint = tail - 2.0 * owens_t(u, np.sqrt((1.0 - rho) / (1.0 + rho)))
+    terms = (joint - tail * tail) / (tail * (1.0 - tail))
+    return float(1.0 + 2.0 * np.sum(terms))
+
+
+def deviation_variance_factor(phi: float) -> float:
+    """Long-run variance factor for absolute deviations / exceedances of a Gaussian AR(1)
+    series: ``(1 + phi^2) / (1 - phi^2)`` (``phi`` clipped to [0, 0.95])."""
+    phi = min(max(phi, 0.0), 0.95)
+    return (1.0 + phi * phi) / (1.0 - phi * phi)
 
 
 @dataclass(frozen=True)
@@ -52,8 +103,8 @@ class TailResult:
     ``threshold``: the pooled quantile; ``canary_share``/``baseline_share``: shares of points
     beyond it (above for ``upper``, below for ``lower``); ``difference``: canary share minus
     baseline share with its interval ``low``/``high``; ``p_value``: one-sided, for "the canary
-    has more points beyond the threshold"; ``tested``: ``False`` when too few exceedances are
-    expected for the test to say anything (then ``p_value`` is 1).
+    has more points beyond the threshold"; ``tested``: ``False`` when no point is beyond the
+    threshold on either side (then ``p_value`` is 1).
     """
 
     quantile: float
@@ -135,11 +186,9 @@ def tail_test(
     got worse" on a metric where increases are bad); ``"lower"`` counts points below it (use
     q = 0.1, 0.01 when decreases are bad). Ties with the threshold do not count as beyond it.
 
-    The statistic is ``(p_c - p_b) / sqrt(p (1 - p) (f_c / n_c + f_b / n_b))`` with the pooled
-    share ``p`` and the AR(1) variance factors ``f``; the interval for ``p_c - p_b`` uses the
-    unpooled variance with the same factors. When fewer than
-    :data:`MIN_EXPECTED_EXCEEDANCES` exceedances are expected on the smaller effective side
-    the quantile is reported but not tested (``tested=False``, ``p_value=1``).
+    The p-value is the conditional binomial tail of the canary's exceedances on effective
+    counts (``dispersion = max(f_c, f_b)``, module docstring); the interval for ``p_c - p_b``
+    is the normal one with the unpooled variance inflated by the same factors.
 
     >>> base = [float(v) for v in range(1, 101)]
     >>> canary = [float(v) for v in range(1, 81)] + [200.0] * 20
@@ -166,14 +215,16 @@ def tail_test(
     share_c, share_b = a / n_c, d / n_b
     pooled = (a + d) / (n_c + n_b)
     difference = share_c - share_b
-    expected_share = quantile if tail == "lower" else 1.0 - quantile
-    smaller_effective = min(n_c / factor_canary, n_b / factor_baseline)
-    tested = expected_share * smaller_effective >= MIN_EXPECTED_EXCEEDANCES
+    tested = a + d > 0
     null_var = pooled * (1.0 - pooled) * (factor_canary / n_c + factor_baseline / n_b)
-    if tested and null_var > 0:
-        p_value = float(sps.norm.sf(difference / math.sqrt(null_var)))
-    else:
-        p_value = 1.0
+    p_value = 1.0
+    if tested:
+        # Conditional binomial on effective counts (module docstring): exceedances play the
+        # part of events, each side's size the part of exposure.
+        p_value = rate_ratio_test(
+            a, d, n_c, n_b, alternative="greater",
+            dispersion=max(factor_canary, factor_baseline),
+        ).p_value
     critical = float(sps.norm.ppf(1.0 - (1.0 - confidence) / 2.0))
     spread = math.sqrt(
         factor_canary * share_c * (1.0 - share_c) / n_c
@@ -199,4 +250,69 @@ def tail_test(
         baseline_quantile=quantile_interval(
             b, quantile, confidence=confidence, factor=factor_baseline
         ),
+    )
+
+
+@dataclass(frozen=True)
+class SpreadResult:
+    """Rank test on absolute deviations from each side's own median.
+
+    ``p_value``: one-sided, "the canary's deviations are larger"; ``ratio``: canary / baseline
+    median absolute deviation (``nan`` when the baseline's is 0); ``upper_ratio`` /
+    ``lower_ratio``: the same for the upper (p90 - median) and lower (median - p10) half-spreads,
+    used to say which tail widened.
+    """
+
+    p_value: float
+    ratio: float
+    upper_ratio: float
+    lower_ratio: float
+    canary_mad: float
+    baseline_mad: float
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0 else math.nan
+
+
+def spread_test(
+    canary: npt.ArrayLike,
+    baseline: npt.ArrayLike,
+    *,
+    factor_canary: float = 1.0,
+    factor_baseline: float = 1.0,
+) -> SpreadResult:
+    """Is the canary more spread out than the baseline (rank Brown-Forsythe test)?
+
+    Mann-Whitney on ``|x - median(x)|`` of each side, one-sided for a larger canary spread,
+    with the null variance inflated by the variance factors (use
+    :func:`deviation_variance_factor`). Centring each side on its own median makes the test
+    insensitive to a pure shift.
+
+    >>> r = spread_test([1.0, 9.0, 2.0, 8.0, 0.0, 10.0, 5.0], [4.0, 5.0, 6.0, 5.5, 4.5, 5.0, 6.5])
+    >>> r.p_value < 0.05, r.ratio > 1
+    (True, True)
+    """
+    c = np.asarray(canary, dtype=np.float64)
+    b = np.asarray(baseline, dtype=np.float64)
+    if c.size < 2 or b.size < 2:
+        raise ValueError("canary and baseline need at least two points each")
+    med_c, med_b = float(np.median(c)), float(np.median(b))
+    dev_c, dev_b = np.abs(c - med_c), np.abs(b - med_b)
+    if np.ptp(np.concatenate([dev_c, dev_b])) == 0:
+        p_value = 1.0
+    else:
+        p_value = shift_test(
+            dev_c, dev_b, factor_canary=factor_canary, factor_baseline=factor_baseline
+        ).p_greater
+    mad_c, mad_b = float(np.median(dev_c)), float(np.median(dev_b))
+    q_c = np.quantile(c, [0.1, 0.9])
+    q_b = np.quantile(b, [0.1, 0.9])
+    return SpreadResult(
+        p_value=p_value,
+        ratio=_ratio(mad_c, mad_b),
+        upper_ratio=_ratio(float(q_c[1]) - med_c, float(q_b[1]) - med_b),
+        lower_ratio=_ratio(med_c - float(q_c[0]), med_b - float(q_b[0])),
+        canary_mad=mad_c,
+        baseline_mad=mad_b,
     )

@@ -62,13 +62,13 @@ def test_report_names_correction_and_level() -> None:
     scenario = generate_canary(ScenarioKind.SHIFTED_MEAN, seed=_seed(ScenarioKind.SHIFTED_MEAN, 0))
     report = judge(_config(), scenario.baseline, scenario.canary)
     correction = report.details["multiple_testing"]
-    assert correction["method"] == "holm" and correction["level"] == 0.01
+    assert correction["method"] == "holm" and correction["level"] == 0.02
     result = report.metric("latency_p50")
     assert "holm over" in result.reason and "CI [" in result.reason
-    assert result.details["default_judge"]["adjusted_p_value"] <= 0.01
+    assert result.details["default_judge"]["adjusted_p_value"] <= 0.02
 
 
-def test_spread_change_with_same_median_caught_by_tail_check() -> None:
+def test_spread_change_with_same_median_caught_by_spread_check() -> None:
     rng = np.random.default_rng(3)
     base = rng.lognormal(4, 0.1, 240)
     canary = rng.lognormal(4, 0.4, 240)
@@ -76,7 +76,7 @@ def test_spread_change_with_same_median_caught_by_tail_check() -> None:
     report = judge(config, {"lat": base}, {"lat": canary})
     result = report.metric("lat")
     assert result.classification is Classification.HIGH
-    assert "upper tail" in result.reason
+    assert "more spread out" in result.reason and "upper half" in result.reason
     decrease = CanaryConfig.from_dict({"metrics": [{"name": "lat", "direction": "decrease"}]})
     assert judge(decrease, {"lat": base}, {"lat": canary}).metric("lat").classification in (
         Classification.LOW, Classification.PASS)

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from judge.stats.quantiles import quantile_interval, tail_test
+from judge.stats.quantiles import (
+    deviation_variance_factor,
+    exceedance_variance_factor,
+    quantile_interval,
+    spread_test,
+    tail_test,
+)
 
 
 def test_heavier_upper_tail_is_caught_and_lower_tail_ignored() -> None:
@@ -25,9 +32,33 @@ def test_same_distribution_rarely_rejects() -> None:
     assert rejections / 1000 < 0.07
 
 
-def test_too_few_expected_exceedances_are_not_tested() -> None:
-    result = tail_test([1.0] * 10 + [5.0], [1.0] * 11, 0.99)
+def test_no_exceedances_are_not_tested() -> None:
+    result = tail_test([1.0] * 11, [1.0] * 11, 0.9)
     assert not result.tested and result.p_value == 1.0
+
+
+def test_exceedance_factor_matches_bivariate_normal_integration() -> None:
+    # Reference by direct integration: 1 + 2 sum_k (P(X0 > u, Xk > u) - p^2) / (p (1 - p)).
+    phi, q = 0.7, 0.8
+    u, p = stats.norm.ppf(q), 1 - q
+    total = 1.0
+    for k in range(1, 40):
+        r = phi**k
+        joint = stats.multivariate_normal([0, 0], [[1, r], [r, 1]]).cdf([-u, -u])
+        total += 2 * (joint - p * p) / (p * (1 - p))
+    assert exceedance_variance_factor(phi, q) == pytest.approx(total, rel=1e-4)
+    assert exceedance_variance_factor(0.0, q) == 1.0
+    # Near the median it exceeds the |X| bound; far out in the tail it is below it.
+    assert exceedance_variance_factor(0.7, 0.6) > deviation_variance_factor(0.7)
+    assert exceedance_variance_factor(0.7, 0.99) < deviation_variance_factor(0.7)
+
+
+def test_spread_test_ignores_a_pure_shift_and_catches_widening() -> None:
+    rng = np.random.default_rng(10)
+    base = rng.normal(0, 1, 150)
+    assert spread_test(rng.normal(5, 1, 150), base).p_value > 0.01
+    wide = spread_test(rng.normal(0, 2, 150), base)
+    assert wide.p_value < 1e-6 and wide.ratio > 1.5 and wide.upper_ratio > 1.5
 
 
 def test_quantile_interval_covers_and_widens_with_factor() -> None:
