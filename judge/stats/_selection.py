@@ -26,12 +26,12 @@ import numpy as np
 #: broadcasting (no Python loop); larger ones by one ``searchsorted`` call per pair and round.
 _BROADCAST_MAX_CELLS = 4_096
 _MAX_ROUNDS = 200
-_SAMPLE_SIZE = 4_096
+_SAMPLE_SIZE = 2_048
 _SAMPLE_SEED = 20_240_601
 #: Probes sit this fraction of the bracket's count either side of the interpolated target.
 _INTERPOLATION_MARGIN = 0.005
 #: A bracket is listed once it holds at most this many times (nd + md) distinct pairs, plus 64.
-_CAP_FACTOR = 0.5
+_CAP_FACTOR = 0.25
 #: Largest padded listing matrix (cells) sorted in one piece.
 _LISTING_CHUNK_CELLS = 4_000_000
 
@@ -324,38 +324,48 @@ def _pick(
     """
     width_x = lengths.shape[1]
     flat_lengths = lengths.ravel()
-    total = int(flat_lengths.sum())
-    if total == 0:
+    cells = np.flatnonzero(flat_lengths)
+    if cells.size == 0:
         return
+    cell_lengths = flat_lengths[cells]
+    total = int(cell_lengths.sum())
+    cell_local, cell_row = np.divmod(cells, width_x)
+    cell_start = np.cumsum(cell_lengths) - cell_lengths
     segment_length = lengths.sum(axis=1)
-    cell = np.repeat(np.arange(flat_lengths.size), flat_lengths)
-    cell_start = np.cumsum(flat_lengths) - flat_lengths
-    local = cell // width_x
-    row = cell % width_x
-    group = segment[local] // targets
-    column = first.ravel()[cell] + (np.arange(total) - cell_start[cell])
-    differences = samples.xv[group, row] - samples.yv[group, column]
     segment_start = np.cumsum(segment_length) - segment_length
-    position = np.arange(total) - segment_start[local]
-    width = int(segment_length.max())
+    listed = np.arange(total)
+    local = np.repeat(cell_local, cell_lengths)
+    row = np.repeat(cell_row, cell_lengths)
+    column = np.repeat(first.ravel()[cells] - cell_start, cell_lengths) + listed
+    position = listed - segment_start[local]
+    group = segment[local] // targets
+    differences = samples.xv[group, row] - samples.yv[group, column]
     weights = samples.wx[group, row] * samples.wy[group, column]
+    width = int(segment_length.max())
     matrix = np.full((segment.size, width), np.inf)
     matrix[local, position] = differences
     nonempty = segment_length > 0
-    weighted = np.zeros(segment.size, dtype=bool)
-    weighted[local[weights > 1]] = True
     index = np.clip(need - 1, 0, None)
     index_next = np.clip(need, 0, None)
-    plain = ~weighted
-    matrix[plain] = np.sort(matrix[plain], axis=1)
-    if weighted.any():
+    heavy = weights > 1
+    if not heavy.any():
+        matrix.sort(axis=1)
+    else:
+        # Brackets holding differences of tied values carry their weights (products of
+        # multiplicities) through the sort and accumulate them.
+        weighted = np.zeros(segment.size, dtype=bool)
+        weighted[local[heavy]] = True
+        plain = np.flatnonzero(~weighted)
+        matrix[plain] = np.sort(matrix[plain], axis=1)
+        chosen_rows = np.flatnonzero(weighted)
         weight_matrix = np.zeros((segment.size, width), dtype=np.int64)
         weight_matrix[local, position] = weights
-        order = np.argsort(matrix[weighted], axis=1)
-        matrix[weighted] = np.take_along_axis(matrix[weighted], order, axis=1)
-        cumulative = np.cumsum(np.take_along_axis(weight_matrix[weighted], order, axis=1), axis=1)
-        index[weighted] = (cumulative < need[weighted, None]).sum(axis=1)
-        index_next[weighted] = (cumulative < need[weighted, None] + 1).sum(axis=1)
+        order = np.argsort(matrix[chosen_rows], axis=1)
+        matrix[chosen_rows] = np.take_along_axis(matrix[chosen_rows], order, axis=1)
+        sorted_weights = np.take_along_axis(weight_matrix[chosen_rows], order, axis=1)
+        cumulative = np.cumsum(sorted_weights, axis=1)
+        index[chosen_rows] = (cumulative < need[chosen_rows, None]).sum(axis=1)
+        index_next[chosen_rows] = (cumulative < need[chosen_rows, None] + 1).sum(axis=1)
     chosen = np.take_along_axis(matrix, np.minimum(index, width - 1)[:, None], axis=1)[:, 0]
     value[segment] = np.where(nonempty, chosen, np.nan)
     chosen_next = np.take_along_axis(matrix, np.minimum(index_next, width - 1)[:, None], axis=1)
