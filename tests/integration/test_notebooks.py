@@ -128,12 +128,22 @@ def test_tuned_config_has_fewer_false_failures_on_the_whole_shipped_history(
     # tuned on every second one) with the default config and with the tuned one.
     tuned = CanaryConfig.load(tuning_run["out"] / "tuned-config.yaml")
     history = load_history()
-    default_rates = backtest(history_config("default"), history).rates()
-    tuned_rates = backtest(tuned, history).rates()
-    assert tuned_rates["false_failure"] < default_rates["false_failure"]
-    # "Without losing detection": the canaries the notebook did not see may differ by at most
-    # one bad release in a hundred and sixty.
-    assert tuned_rates["detection"] >= default_rates["detection"] - 1 / 160
+    default = _outcomes(backtest(history_config("default"), history).frame)
+    chosen = _outcomes(backtest(tuned, history).frame)
+    assert chosen["false_failures"] < default["false_failures"]
+    # "Without losing detection": on the canaries it tuned on the notebook lost none; the other
+    # half may cost at most one more missed bad release (of 160).
+    assert chosen["detected"] >= default["detected"] - 1
+
+
+def _outcomes(frame: Any) -> dict[str, int]:
+    """Counts, not rates: integer comparisons have no rounding edge."""
+    good, bad = frame["label"] == "good", frame["label"] == "bad"
+    not_passed = frame["verdict"] != "pass"
+    return {
+        "false_failures": int((good & not_passed).sum()),
+        "detected": int((bad & not_passed).sum()),
+    }
 
 
 def test_the_library_imports_without_loading_matplotlib() -> None:
