@@ -269,3 +269,29 @@ def test_benign_shift_is_a_good_release_with_a_small_level_change() -> None:
     assert np.mean(ratios) == pytest.approx(1.05, abs=0.01)
     explicit = generate_canary("benign_shift", seed=1, target="cpu", size=0.5, phi=0.0)
     assert explicit.canary["cpu"].mean() > 1.3 * explicit.baseline["cpu"].mean()
+
+
+def test_load_follows_the_daily_cycle_on_both_sides() -> None:
+    # A whole day from midnight: CPU and requests peak around noon and bottom out around
+    # midnight, identically on both sides (they run at the same time).
+    day = generate_canary("aa", seed=3, n_points=1440, start="2026-03-02T00:00:00Z", phi=0.3)
+    for side in (day.baseline, day.canary):
+        hourly = side[["cpu", "requests"]].resample("60min").mean()
+        assert hourly["cpu"].idxmax().hour in range(10, 15)
+        assert hourly["requests"].idxmin().hour in (22, 23, 0, 1, 2)
+        ratio = hourly["requests"].max() / hourly["requests"].min()
+        assert ratio == pytest.approx((1 + 0.35) / (1 - 0.35), rel=0.15)
+
+
+def test_error_counts_are_mostly_zero_minutes_with_a_few_errors() -> None:
+    zero_share, totals = [], []
+    for seed in range(60):
+        s = generate_canary("aa", seed=seed)
+        if s.meta["error_rate"]["errors"] > 0:
+            zero_share.append((s.baseline["errors"] == 0).mean())
+            totals.append(s.baseline["errors"].sum())
+        else:
+            # A service without errors has none on either side.
+            assert s.baseline["errors"].sum() == s.canary["errors"].sum() == 0
+    assert 0.3 < np.median(zero_share) < 0.9
+    assert np.median(totals) > 5
