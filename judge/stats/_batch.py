@@ -1,8 +1,10 @@
 """Batch Mann-Whitney: many (canary, baseline) pairs judged together with array operations.
 
-The statistics (W, tie corrections, variances, p-values) of all pairs come from one row-wise
-``argsort`` of the pairs laid out as rows of a padded matrix (a (pair, value) key). The
-asymptotic Hodges-Lehmann estimate and confidence limits come from a closed form:
+Pairs are grouped into buckets of similar size; in a bucket the samples are rows of two padded
+matrices, sorted row-wise, and reduced to distinct values with multiplicities
+(:class:`judge.stats._selection.PairedSamples`). W (the Mann-Whitney count), the tie sums,
+variances and p-values of all pairs follow as array operations. The asymptotic Hodges-Lehmann
+estimate and confidence limits come from a closed form:
 
 Between two consecutive pairwise differences ``D = canary_i - baseline_j`` R's function
 ``W(d)`` (the standardised statistic of ``canary - d`` against ``baseline``) depends on ``d``
@@ -21,16 +23,11 @@ with ``N = n * m``, ``c`` the continuity correction (0.5 or 0), ``z = z_{1 - alp
 root tolerance (1e-4) of these order statistics. When the median lies in a gap (``N`` even, two
 different middle differences) the zero of ``W`` is a whole interval and R returns the point its
 Brent iterations land on; if that gap is wider than 2e-4 times the data's scale, R's Brent
-search is replayed (:func:`judge.stats._mann_whitney.asymptotic_interval`), so the estimate stays
+search is replayed (:func:`judge.stats._wilcox.asymptotic_interval`), so the estimate stays
 within 1e-4 of the scale of R's.
 
-The order statistics are selected without forming the n*m differences: a bracketing search on
-the shift ``d`` (interpolation on counts, with a bisection step every third round) where the
-number of differences at most ``d`` is counted from the sorted samples with ``searchsorted``,
-for all pairs and all four target ranks at once, until a bracket holds few enough candidate
-differences to list them. Samples are first reduced to their distinct values with
-multiplicities, so heavily tied data (counts with many zeros) costs as little as its number of
-distinct values.
+The order statistics are selected for all pairs and targets at once without forming the n*m
+differences (:func:`judge.stats._selection.select_differences`).
 """
 
 from __future__ import annotations
