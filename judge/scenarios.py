@@ -70,7 +70,7 @@ Example::
 
     >>> from judge.scenarios import generate_canary
     >>> scenario = generate_canary("shifted_mean", seed=7)
-    >>> scenario.label, scenario.meta["target"], scenario.canary.shape
+    >>> scenario.label.value, scenario.target, scenario.canary.shape
     ('bad', 'latency_p50', (60, 10))
 """
 
