@@ -108,8 +108,23 @@ class PairedSamples:
         """The pairs ``rows`` only (padding widths are kept)."""
         chosen = object.__new__(PairedSamples)
         for name, value in vars(self).items():
-            setattr(chosen, name, value[rows])
+            if isinstance(value, np.ndarray):
+                setattr(chosen, name, value[rows])
         return chosen
+
+    def _rows(self) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """Per pair, views of its distinct canary values, baseline values and canary counts."""
+        cached: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] | None = getattr(
+            self, "_views", None
+        )
+        if cached is None:
+            cached = (
+                [self.xv[row, :size] for row, size in enumerate(self.nd.tolist())],
+                [self.yv[row, :size] for row, size in enumerate(self.md.tolist())],
+                [self.wx[row, :size] for row, size in enumerate(self.nd.tolist())],
+            )
+            self._views = cached
+        return cached
 
     def count(
         self, shifts: np.ndarray, rows: np.ndarray
@@ -118,14 +133,13 @@ class PairedSamples:
 
         ``below[r, p, i]`` is the number of distinct baseline values < canary value i - d.
         """
+        below = np.zeros((rows.size, shifts.shape[1], self.xv.shape[1]), dtype=np.int32)
         if int(self.nd[rows].max()) * int(self.md[rows].max()) <= _BROADCAST_MAX_CELLS:
             width_x, width_y = int(self.nd[rows].max()), int(self.md[rows].max())
             shifted = self.xv[rows, :width_x][:, None, :] - shifts[:, :, None]
-            below_small = (self.yv[rows, :width_y][:, None, None, :] < shifted[..., None]).sum(
-                axis=3, dtype=np.int32
-            )
-            below = np.zeros((rows.size, shifts.shape[1], self.xv.shape[1]), dtype=np.int32)
-            below[:, :, :width_x] = below_small
+            below[:, :, :width_x] = (
+                self.yv[rows, :width_y][:, None, None, :] < shifted[..., None]
+            ).sum(axis=3, dtype=np.int32)
             valid = self.valid_x[rows][:, None, :]
             distinct = np.where(valid, self.md[rows][:, None, None] - below, 0).sum(axis=2)
             cumulative = np.take_along_axis(self.cwy[rows][:, None, :], below, axis=2)
@@ -133,20 +147,22 @@ class PairedSamples:
                 axis=2
             )
             return weighted, distinct, below
-        below = np.zeros((rows.size, shifts.shape[1], self.xv.shape[1]), dtype=np.int32)
+        # One searchsorted per pair: its rows are contiguous and stay in cache, which measured
+        # faster than one search over all pairs (and keeps the comparisons exact); the sums
+        # are cheaper here too than over the padded matrices.
         distinct = np.empty(shifts.shape, dtype=np.int64)
         weighted = np.empty(shifts.shape, dtype=np.int64)
+        canary_rows, baseline_rows, canary_counts = self._rows()
         for position, row in enumerate(rows.tolist()):
-            size_x, size_y = int(self.nd[row]), int(self.md[row])
-            shifted = self.xv[row, None, :size_x] - shifts[position][:, None]
-            found = np.searchsorted(self.yv[row, :size_y], shifted, side="left")
-            below[position, :, :size_x] = found
-            distinct[position] = size_x * size_y - found.sum(axis=1)
+            canary, baseline = canary_rows[row], baseline_rows[row]
+            found = np.searchsorted(baseline, canary - shifts[position][:, None], side="left")
+            below[position, :, : canary.size] = found
+            distinct[position] = canary.size * baseline.size - found.sum(axis=1)
             if self.untied[row]:
                 weighted[position] = distinct[position]
             else:
                 weighted[position] = (
-                    self.wx[row, :size_x] * (self.m[row] - self.cwy[row, found])
+                    canary_counts[row] * (self.m[row] - self.cwy[row, found])
                 ).sum(axis=1)
         return weighted, distinct, below
 
