@@ -4,16 +4,17 @@ On the labelled scenarios of :mod:`judge.scenarios` (10 metrics, 60 one-minute p
 cycle, AR(1) noise with phi drawn in [0, 0.7], heavy-tailed latency, counts with zeros), prints:
 
 - A/A false-failure rate per canary: share of A/A canaries where *some* metric failed (and the
-  share whose verdict is ``fail``), for both modes;
+  share whose verdict is ``fail``), for both modes; the same at phi = 0.7 for every canary;
 - detection rate per regression kind at the generator's meaningful sizes (the target metric
   classified high/low);
-- low traffic: share of canaries with a failing metric, and with a "not enough evidence"
-  (``nodata``) count metric;
+- low traffic: share of canaries with a failing metric, with verdict ``fail``, and with a "not
+  enough evidence" (``nodata``) count metric;
 - sequential mode (default judge, anytime-valid), polled every minute for 60 minutes:
-  false-failure rate on A/A runs and, per regression kind, the detection rate and the median
-  minute of detection.
+  false-failure rate on A/A runs and, per regression kind at its meaningful size and at twice
+  it ("x2", a clear regression), the detection rate and the median minute of detection.
 
-Run: ``.venv/bin/python benchmarks/bench_judges.py`` (``--quick`` for fewer repetitions).
+Run: ``.venv/bin/python benchmarks/bench_judges.py`` (``--quick`` for fewer repetitions,
+``--jobs`` worker processes, 2 by default).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -29,7 +32,7 @@ from judge.config import CanaryConfig
 from judge.default_judge import judge_sequential
 from judge.judging import judge
 from judge.report import Classification
-from judge.scenarios import ScenarioKind, generate_canary, history_config
+from judge.scenarios import MEANINGFUL_SIZE, ScenarioKind, generate_canary, history_config
 from judge.sequential_state import SequentialState
 
 REGRESSIONS = (
@@ -38,6 +41,7 @@ REGRESSIONS = (
     ScenarioKind.HEAVIER_TAIL,
     ScenarioKind.NEW_ERRORS,
 )
+COUNT_METRICS = ("errors", "timeouts")
 
 
 def default_config(level: float | None = None) -> CanaryConfig:
@@ -47,7 +51,7 @@ def default_config(level: float | None = None) -> CanaryConfig:
     if level is not None:
         raw["multiple_testing"]["level"] = level
     for metric in raw["metrics"]:
-        if metric["name"] in ("errors", "timeouts"):
+        if metric["name"] in COUNT_METRICS:
             metric["test"] = {"kind": "rate_ratio", "denominator": "requests"}
     return CanaryConfig.from_dict(raw)
 
@@ -60,86 +64,128 @@ def _seed(kind: ScenarioKind, i: int) -> np.random.SeedSequence:
     return np.random.SeedSequence([20261128, list(ScenarioKind).index(kind), i])
 
 
-def fixed_horizon(reps: int, configs: dict[str, CanaryConfig]) -> dict[str, dict[str, float]]:
-    table: dict[str, dict[str, float]] = {name: {} for name in configs}
-    for kind in [ScenarioKind.AA, ScenarioKind.LOW_TRAFFIC, *REGRESSIONS]:
-        counts: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name in configs}
-        for i in range(reps):
-            scenario = generate_canary(kind, seed=_seed(kind, i))
-            for name, config in configs.items():
-                report = judge(config, scenario.baseline, scenario.canary)
-                failed = [m for m in report.metrics if m.classification.failed]
-                if scenario.target is not None:
-                    hit = report.metric(scenario.target).classification in (
-                        Classification.HIGH, Classification.LOW)
-                    counts[name][0] += hit
-                else:
-                    counts[name][0] += bool(failed)
-                    counts[name][1] += report.verdict.value == "fail"
-                    counts[name][2] += any(
-                        m.classification is Classification.NODATA
-                        and m.name in ("errors", "timeouts") for m in report.metrics)
-        for name in configs:
-            table[name][kind.value] = counts[name][0] / reps
-            if scenario.target is None:
-                table[name][kind.value + " verdict fail"] = counts[name][1] / reps
-                table[name][kind.value + " nodata"] = counts[name][2] / reps
-    return table
+def clear_size(kind: ScenarioKind) -> float:
+    """Twice the meaningful size (for the spread factor: twice its excess over 1)."""
+    size = MEANINGFUL_SIZE[kind]
+    return 1.0 + 2.0 * (size - 1.0) if kind is ScenarioKind.WIDER_SPREAD else 2.0 * size
 
 
-def sequential(reps: int, config: CanaryConfig) -> dict[str, tuple[float, float]]:
-    """Per kind: (rate of failing at any poll, median minute of the failure)."""
-    out: dict[str, tuple[float, float]] = {}
-    for kind in [ScenarioKind.AA, *REGRESSIONS]:
-        minutes: list[int] = []
-        for i in range(reps):
-            scenario = generate_canary(kind, seed=_seed(kind, 1000 + i))
-            state = SequentialState.new(f"run-{i}", config.name)
-            for minute in range(60):
-                base = scenario.baseline.iloc[minute:minute + 1]
-                can = scenario.canary.iloc[minute:minute + 1]
-                report, state = judge_sequential(config, state, base, can)
-                status = report.details["sequential"]["status"]
-                if status != "continue":
-                    break
-            target = scenario.target
-            failed = (
-                report.metric(target).classification.failed if target is not None
-                else report.verdict.value == "fail"
-            )
-            if failed:
-                minutes.append(minute + 1)
-        median = statistics.median(minutes) if minutes else float("nan")
-        out[kind.value] = (len(minutes) / reps, median)
+# -- one unit of work each (run in worker processes) ---------------------------------------------
+
+_LEVEL: float | None = None
+
+
+def _configs() -> dict[str, CanaryConfig]:
+    return {"default": default_config(_LEVEL), "kayenta": kayenta_config()}
+
+
+def _init(level: float | None) -> None:
+    global _LEVEL
+    _LEVEL = level
+
+
+def _fixed_case(job: tuple[str, ScenarioKind, float | None, int]) -> dict[str, tuple[int, ...]]:
+    """(failed-or-detected, verdict fail, count nodata) per mode for one canary."""
+    _label, kind, phi, i = job
+    scenario = generate_canary(kind, seed=_seed(kind, i), phi=phi)
+    out = {}
+    for name, config in _configs().items():
+        report = judge(config, scenario.baseline, scenario.canary)
+        if scenario.target is not None:
+            hit = report.metric(scenario.target).classification in (
+                Classification.HIGH, Classification.LOW)
+            out[name] = (int(hit), 0, 0)
+        else:
+            failed = any(m.classification.failed for m in report.metrics)
+            nodata = any(m.classification is Classification.NODATA and m.name in COUNT_METRICS
+                         for m in report.metrics)
+            out[name] = (int(failed), int(report.verdict.value == "fail"), int(nodata))
     return out
 
 
+def _sequential_case(job: tuple[str, ScenarioKind, float | None, int]) -> tuple[str, int]:
+    """How a polled sequential run ended (``fail`` of the target metric or, on A/A, of any;
+    ``pass``; ``continue``: undecided after the last minute) and at which minute."""
+    _label, kind, size, i = job
+    config = default_config(_LEVEL)
+    scenario = generate_canary(kind, seed=_seed(kind, 1000 + i), size=size)
+    state = SequentialState.new(f"run-{i}", config.name)
+    for minute in range(len(scenario.baseline)):
+        report, state = judge_sequential(
+            config, state,
+            scenario.baseline.iloc[minute:minute + 1], scenario.canary.iloc[minute:minute + 1],
+        )
+        status = report.details["sequential"]["status"]
+        if status == "continue":
+            continue
+        target = scenario.target
+        failed = (report.metric(target).classification.failed if target is not None
+                  else status == "fail")
+        return ("fail" if failed else "pass"), minute + 1
+    return "continue", len(scenario.baseline)
+
+
+def _grouped(jobs: list[Any], results: Iterable[Any]) -> dict[str, list[Any]]:
+    grouped: dict[str, list[Any]] = {}
+    for job, result in zip(jobs, results, strict=True):
+        grouped.setdefault(job[0], []).append(result)
+    return grouped
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
-    parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--reps", type=int, default=None, help="canaries per fixed-horizon row")
+    parser.add_argument("--seq-reps", type=int, default=None, help="runs per sequential row")
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes")
     parser.add_argument("--level", type=float, default=None,
                         help="family-wise level of the default judge (default: the config's)")
     args = parser.parse_args()
-    reps = args.reps or (40 if args.quick else 150)
-    seq_reps = max(reps // 3, 10)
+    reps = args.reps or (40 if args.quick else 200)
+    seq_reps = args.seq_reps or (15 if args.quick else 60)
     started = time.perf_counter()
-    configs = {"default": default_config(args.level), "kayenta": kayenta_config()}
-    table = fixed_horizon(reps, configs)
-    print(f"Fixed horizon (60 one-minute points, 10 metrics), {reps} canaries per kind")
-    print(f"{'row':<32}{'default':>10}{'kayenta':>10}")
-    for key in table["default"]:
-        label = key if key.startswith(("aa", "low")) else f"{key} detected"
-        if key == "aa":
-            label = "aa: some metric failed"
-        if key == "low_traffic":
-            label = "low_traffic: some metric failed"
-        print(f"{label:<32}{table['default'][key]:>10.3f}{table['kayenta'][key]:>10.3f}")
-    seq = sequential(seq_reps, configs["default"])
-    print(f"\nSequential default judge, polled every minute for 60 min, {seq_reps} runs per kind")
-    print(f"{'kind':<20}{'failed':>10}{'median minute':>16}")
-    for kind, (rate, median) in seq.items():
-        print(f"{kind:<20}{rate:>10.3f}{median:>16.1f}")
+
+    fixed_jobs: list[tuple[str, ScenarioKind, float | None, int]] = []
+    rows = [("aa", ScenarioKind.AA, None), ("aa phi=0.7", ScenarioKind.AA, 0.7),
+            ("low_traffic", ScenarioKind.LOW_TRAFFIC, None)]
+    rows += [(kind.value, kind, None) for kind in REGRESSIONS]
+    for label, kind, phi in rows:
+        fixed_jobs += [(label, kind, phi, i) for i in range(reps)]
+    seq_jobs: list[tuple[str, ScenarioKind, float | None, int]] = [
+        ("aa", ScenarioKind.AA, None, i) for i in range(seq_reps)]
+    for kind in REGRESSIONS:
+        seq_jobs += [(kind.value, kind, None, i) for i in range(seq_reps)]
+        seq_jobs += [(f"{kind.value} x2", kind, clear_size(kind), i) for i in range(seq_reps)]
+
+    with ProcessPoolExecutor(max_workers=args.jobs, initializer=_init,
+                             initargs=(args.level,)) as pool:
+        fixed = _grouped(fixed_jobs, pool.map(_fixed_case, fixed_jobs, chunksize=8))
+        seq = _grouped(seq_jobs, pool.map(_sequential_case, seq_jobs, chunksize=2))
+
+    level = default_config(args.level).multiple_testing.level
+    print(f"Fixed horizon: 60 one-minute points, 10 metrics, {reps} canaries per row; "
+          f"default judge Holm at family level {level:g}")
+    print(f"{'row':<36}{'default':>10}{'kayenta':>10}")
+    for label, kind, _phi in rows:
+        results = fixed[label]
+        for index, what in enumerate(("some metric failed", "verdict fail", "count nodata")):
+            if kind.label.value == "bad" and index > 0:
+                continue
+            name = f"{label}: {what}" if kind.label.value == "good" else f"{label} detected"
+            values = [np.mean([r[mode][index] for r in results]) for mode in ("default",
+                                                                              "kayenta")]
+            print(f"{name:<36}{values[0]:>10.3f}{values[1]:>10.3f}")
+    print(f"\nSequential default judge (anytime-valid at level "
+          f"{default_config().sequential.level:g}), polled every minute for 60 minutes, "
+          f"{seq_reps} runs per row")
+    print(f"{'row':<24}{'failed':>8}{'median min':>12}{'passed':>8}{'median min':>12}")
+    for label, outcomes in seq.items():
+        cells = []
+        for wanted in ("fail", "pass"):
+            minutes = [minute for status, minute in outcomes if status == wanted]
+            median = statistics.median(minutes) if minutes else float("nan")
+            cells.append(f"{len(minutes) / len(outcomes):>8.3f}{median:>12.1f}")
+        print(f"{label:<24}{''.join(cells)}")
     print(f"\n({time.perf_counter() - started:.0f} s)")
 
 

@@ -268,7 +268,7 @@ class SequentialSettings(_Strict):
     ``pass_margin`` (sign score, in [0, 1]) or a rate ratio above ``count_margin``."""
 
     level: float = Field(default=0.05, gt=0.0, lt=0.5)
-    horizon: float = Field(default=60.0, gt=0.0)
+    horizon: float = Field(default=20.0, gt=0.0)
     pass_margin: float = Field(default=0.3, gt=0.0, le=1.0)
     count_margin: float = Field(default=2.0, gt=1.0)
 

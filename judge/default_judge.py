@@ -59,7 +59,6 @@ from judge.sequential_state import MetricSequence, SequentialState
 from judge.stats.autocorrelation import (
     AutocorrelationEstimate,
     estimate_autocorrelation,
-    lag1_autocorrelation,
     shift_test,
 )
 from judge.stats.counts import count_dispersion, rate_ratio_test
@@ -737,6 +736,21 @@ MIN_SEQUENTIAL_POINTS = 10
 """No sequential decision before this many points of a metric: the asymptotic confidence
 sequences need a few points to estimate a variance."""
 
+HUBER_K = 3.0
+"""Clipping constant (in robust standard deviations of the paired differences) of the
+sequential location score, a Huber-type psi function (Huber 1964, "Robust estimation of a
+location parameter", Ann. Math. Statist. 35): linear where Gaussian noise lives, bounded
+against latency spikes."""
+
+MIN_VARIANCE_SHRINK = 0.7
+"""No sequential decision on a score while its sample variance would need correcting by more
+than this factor for autocorrelation (``1 - (kappa - 1) / (n - 1)``): with ``phi = 0.7`` that
+is the first 17 points."""
+
+SEQUENTIAL_PHI_MARGIN = 2.0
+"""Standard errors added to the estimated ``phi`` in sequential mode (1 in fixed-horizon
+mode): a run is looked at every minute, so an underestimate gets many chances to matter."""
+
 PHI_MAX_DESIGN = 0.7
 """Autocorrelation assumed at least while a sequential series is short (< 30 points): the
 largest the judge is designed for; estimates from a few points cannot be trusted."""
@@ -779,27 +793,38 @@ def _append_pairs(seq: MetricSequence, baseline: Any, canary: Any,
 
 def _score_bounds(
     y: FloatArray, alpha: float, horizon: float, phi_series: float
-) -> tuple[float, float, float]:
-    """Mean of a score series and its anytime-valid half-width (long-run variance).
+) -> tuple[float, float, float] | None:
+    """Mean of a score series and its anytime-valid half-width (long-run variance), or
+    ``None`` while the points are worth too few independent ones to say anything.
 
-    ``phi_series`` is the lag-1 autocorrelation of the underlying difference series; the
-    score's own estimate is used when larger (both raised by a standard error). Below 30
-    points the series' estimate is too noisy to trust and at least ``PHI_MAX_DESIGN`` is used.
+    ``phi_series`` is the lag-1 autocorrelation of the underlying difference series (with a
+    standard-error margin); below 30 points it is too noisy to trust and at least
+    ``PHI_MAX_DESIGN`` is used. The sample variance of an autocorrelated series underestimates
+    its variance by the factor ``1 - (kappa - 1) / (n - 1)`` (``kappa`` the long-run factor;
+    Bayley & Hammersley 1946), which is divided out; one pseudo-observation of unit square
+    keeps it positive when every score so far is the same.
     """
     n = y.size
+    phi = max(phi_series, PHI_MAX_DESIGN) if n < 30 else phi_series
+    kappa = (1.0 + phi) / (1.0 - phi)
+    shrink = 1.0 - (kappa - 1.0) / (n - 1.0) if n > 1 else 0.0
+    if shrink < MIN_VARIANCE_SHRINK:
+        return None
     mean = float(y.mean())
-    # The second moment about 0 (the null mean), not about the sample mean: when every score so
-    # far is +1 the sample variance is 0, but under "no change" the scores' variance is their
-    # mean square. One pseudo-observation of unit square keeps it positive.
-    variance = (float(np.sum(y**2)) + 1.0) / (n + 1)
-    phi = phi_series
-    if n >= 8 and np.ptp(y) > 0:
-        own = lag1_autocorrelation(y, ranks=False)
-        phi = max(phi, min(max(own, 0.0) + math.sqrt(max(1.0 - own * own, 0.0) / n), 0.95))
-    if n < 30:
-        phi = max(phi, PHI_MAX_DESIGN)
-    sd = math.sqrt(variance * (1.0 + phi) / (1.0 - phi))
+    variance = (float(np.sum((y - mean) ** 2)) + 1.0) / n / shrink
+    sd = math.sqrt(variance * kappa)
     return mean, confidence_sequence_halfwidth(n, sd, alpha=alpha, t_star=horizon), phi
+
+
+def _half_spread_ratios(c: FloatArray, b: FloatArray) -> tuple[float, float]:
+    """Canary / baseline ratios of the upper (p90 - median) and lower (median - p10)
+    half-spreads (``nan`` when the baseline's is 0)."""
+    qc = np.quantile(c, [0.1, 0.5, 0.9])
+    qb = np.quantile(b, [0.1, 0.5, 0.9])
+    up_b, low_b = float(qb[2] - qb[1]), float(qb[1] - qb[0])
+    up = float(qc[2] - qc[1]) / up_b if up_b > 0 else math.nan
+    low = float(qc[1] - qc[0]) / low_b if low_b > 0 else math.nan
+    return up, low
 
 
 def _sequential_continuous(
@@ -807,33 +832,56 @@ def _sequential_continuous(
 ) -> tuple[str | None, str, dict[str, Any]]:
     c, b = np.asarray(seq.canary), np.asarray(seq.baseline)
     n = c.size
-    sign = np.sign(c - b)
     scores: list[tuple[str, Classification, FloatArray]] = []
-    if _up(metric):
-        scores.append(("location", Classification.HIGH, sign))
-    if _down(metric):
-        scores.append(("location", Classification.LOW, -sign))
+    if n:
+        # Location: paired differences in robust standard deviations (MAD), clipped at
+        # +-HUBER_K; symmetric about 0 when nothing changed, since the sides are exchangeable
+        # minute by minute. Much more efficient than signs for Gaussian-like noise.
+        diff = c - b
+        scale = 1.4826 * float(np.median(np.abs(diff - np.median(diff))))
+        location = np.clip(diff / scale, -HUBER_K, HUBER_K) if scale > 0 else np.sign(diff)
+        if _up(metric):
+            scores.append(("location", Classification.HIGH, location))
+        if _down(metric):
+            scores.append(("location", Classification.LOW, -location))
     tails = getattr(metric.test, "tails", True) or isinstance(metric.test, QuantileTest)
     if tails and n:
+        # Spread: which side is further from its own median, minute by minute.
+        spread = np.sign(np.abs(c - np.median(c)) - np.abs(b - np.median(b)))
+        halves = _half_spread_ratios(c, b)
         pooled = np.concatenate([c, b])
         if _up(metric):
-            high = float(np.quantile(pooled, 0.75))
+            high = float(np.quantile(pooled, TAIL_QUANTILE))
             scores.append(("upper tail", Classification.HIGH,
                            (c > high).astype(float) - (b > high).astype(float)))
+            # A wider spread fails an increase-only metric only when the upper half widened.
+            if not halves[0] <= 1.0:
+                scores.append(("spread", Classification.HIGH, spread))
         if _down(metric):
-            low = float(np.quantile(pooled, 0.25))
+            low = float(np.quantile(pooled, 1.0 - TAIL_QUANTILE))
             scores.append(("lower tail", Classification.LOW,
                            (c < low).astype(float) - (b < low).astype(float)))
-    each = alpha / len(scores)
-    phi_series = estimate_autocorrelation(c, b).phi_canary if n >= 8 else PHI_MAX_DESIGN
+            if not halves[1] <= 1.0:
+                scores.append(("spread", Classification.LOW, spread))
+    if not scores:
+        return None, "no points yet", {}
+    # The split does not depend on the data: 2 location/tail checks per direction plus spread.
+    planned = 3 * (int(_up(metric)) + int(_down(metric))) if tails else len(scores)
+    each = alpha / max(planned, len(scores))
+    phi_series = (
+        estimate_autocorrelation(c, b, margin=SEQUENTIAL_PHI_MARGIN).phi_canary
+        if n >= 8 else PHI_MAX_DESIGN
+    )
     settings = config.sequential
     parts, details = [], {}
     all_small = True
     for name, side, y in scores:
-        if n == 0:
+        bounds = _score_bounds(y, each, settings.horizon, phi_series)
+        if bounds is None:
             all_small = False
+            parts.append(f"{name}: too few effective points yet")
             continue
-        mean, half, phi = _score_bounds(y, each, settings.horizon, phi_series)
+        mean, half, phi = bounds
         details[f"{name} ({side.value})"] = {"mean": mean, "low": mean - half,
                                             "high": mean + half, "phi": phi}
         parts.append(f"{name} score {mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]")
@@ -919,7 +967,7 @@ def judge_sequential(
         raise ValueError(
             f"state belongs to config {state.config_name!r}, not {config.name!r}"
         )
-    new_state = SequentialState.from_dict(state.to_dict())
+    new_state = state.copy()
     new_state.calls += 1
     new_state.updated_at = now
     if new_state.started_at is None:

@@ -11,6 +11,7 @@ call bookkeeping.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -65,6 +66,22 @@ class SequentialState:
     updated_at: str | None = None
     metrics: dict[str, MetricSequence] = field(default_factory=dict)
     version: int = STATE_VERSION
+
+    def copy(self) -> SequentialState:
+        """An independent copy (lists copied), so a judgment never changes its input."""
+        return dataclasses.replace(
+            self,
+            metrics={
+                name: dataclasses.replace(
+                    seq,
+                    baseline=list(seq.baseline),
+                    canary=list(seq.canary),
+                    baseline_exposure=list(seq.baseline_exposure),
+                    canary_exposure=list(seq.canary_exposure),
+                )
+                for name, seq in self.metrics.items()
+            },
+        )
 
     def to_dict(self) -> dict[str, Any]:
         # NaN points are never stored (they are dropped on arrival), so this is plain JSON.
