@@ -2,13 +2,13 @@
 
 Mann-Whitney cases: spinnaker/kayenta,
 ``kayenta-mannwhitney/src/test/scala/com/netflix/kayenta/mannwhitney/MannWhitneySuite.scala``
-(tests "tie out with R version", "tie out with R version again", "tie out intermediate
-variables"); their inputs and R's numbers are copied into
+(tests "returns expected values", "quant", "tie out with R version", "tie out with R version
+again", "tie out intermediate variables"); the larger inputs and R's numbers are copied into
 ``tests/fixtures/kayenta_mann_whitney/*.json``. Kayenta compares with tolerance ``E = 1e-6``;
 so do we. In Kayenta ``x`` is the experiment (our canary) and ``y`` the control (our baseline).
 
-The suite's first test ("wilcox function", about 3,600 inputs) is not copied: see the note at
-the end of this module.
+Two tests of the suite, "wilcox function" and "test problem case", run on thousands of inputs
+that exist only inside the Scala source; they are not copied (see the note at the end).
 
 Outlier cases: spinnaker/spinnaker (Kayenta's judge),
 ``kayenta-judge/src/test/scala/com/netflix/kayenta/judge/DetectorSuite.scala``, the IQR tests.
@@ -35,6 +35,22 @@ KAYENTA_TOLERANCE = 1e-6  # `private val E = 0.000001` in MannWhitneySuite
 def _load(name: str) -> dict[str, Any]:
     case: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
     return case
+
+
+def test_returns_expected_values() -> None:
+    # Kayenta's port is always asymptotic; R's exact method gives the same interval here.
+    canary, baseline = [10.0, 20.0, 30.0, 40.0], [1.0, 2.0, 3.0, 4.0]
+    for method in ("auto", "asymptotic"):
+        result = mann_whitney(canary, baseline, confidence=0.95, method=method)
+        assert result.low == pytest.approx(6.0, abs=KAYENTA_TOLERANCE)
+        assert result.high == pytest.approx(39.0, abs=KAYENTA_TOLERANCE)
+        assert result.estimate == pytest.approx(22.5, abs=KAYENTA_TOLERANCE)
+
+
+def test_quant() -> None:
+    # NormalDistribution(0, 1).inverseCumulativeProbability(0.02 / 2); R: qnorm(0.01)
+    assert float(special.ndtri(0.02 / 2)) == pytest.approx(-2.326348, abs=KAYENTA_TOLERANCE)
+    assert float(special.ndtri(0.02 / 2)) == pytest.approx(-2.32634787404084, abs=1e-14)
 
 
 @pytest.mark.parametrize("name", ["tie_out_with_r", "tie_out_with_r_again"])
@@ -163,9 +179,10 @@ def test_iqr_reduce_sensitivity() -> None:
     assert [v > legacy_upper_fence for v in values] == [False] * len(values)
 
 
-# Not copied: MannWhitneySuite's first test, "wilcox function" (experiment and control of
-# about 1,800 values each around 0.0333, confidence 0.98, expected interval
-# (-1.4808e-5, 1.8083e-5)). Its inputs exist only inside the Scala source and would have to be
-# transcribed by hand; the situation it covers -- limits within R's 1e-4 root tolerance of
-# zero for data on a tiny scale -- is covered by "tie out intermediate variables" above and by
-# the R fixtures `scale_seconds_300` and `counts_zero_heavy_*`.
+# Not copied: MannWhitneySuite's "wilcox function" (W(d) of two samples of about 1,800 values
+# around 0.0333 at d = 0 and d = 5) and "test problem case" (the same kind of data, confidence
+# 0.98, expected interval (-1.4808e-5, 1.8083e-5) and estimate 1.8083e-5). Their inputs exist
+# only inside the Scala source and would have to be transcribed by hand. What they cover -- R's
+# statistic at a shift, and limits within R's 1e-4 root tolerance of zero for data on a tiny
+# scale -- is covered by "tie out intermediate variables" above and by the R fixtures
+# `scale_seconds_300` and `counts_zero_heavy_*`.
