@@ -71,17 +71,29 @@ def judge_many(
     results: list[MannWhitneyResult | None] = [None] * len(canaries)
     sizes = np.array([max(c.size, b.size) for c, b in zip(canaries, baselines, strict=True)])
     for bucket in _size_buckets(sizes):
-        bucket_results = _judge_bucket(
-            [canaries[i] for i in bucket.tolist()],
-            [baselines[i] for i in bucket.tolist()],
-            confidence,
-            method,
-            correct,
-            interval_search,
-        )
+        try:
+            bucket_results = _judge_bucket(
+                [canaries[i] for i in bucket.tolist()],
+                [baselines[i] for i in bucket.tolist()],
+                confidence,
+                method,
+                correct,
+                interval_search,
+            )
+        except _PairError as error:
+            raise ValueError(f"pairs[{int(bucket[error.position])}]: {error.reason}") from error
         for index, result in zip(bucket.tolist(), bucket_results, strict=True):
             results[index] = result
     return [result for result in results if result is not None]
+
+
+class _PairError(Exception):
+    """A pair of a bucket cannot be judged as asked; judge_many names it in a ValueError."""
+
+    def __init__(self, position: int, reason: str) -> None:
+        super().__init__(reason)
+        self.position = position
+        self.reason = reason
 
 
 def _size_buckets(sizes: np.ndarray) -> list[np.ndarray]:
@@ -136,7 +148,11 @@ def _judge_bucket(
         size_n, size_m = int(n[index]), int(m[index])
         canary_sorted = samples.x_full[index, :size_n]
         baseline_sorted = samples.y_full[index, :size_m]
-        if use_exact(size_n, size_m, bool(tie_sum[index] > 0), method):
+        try:
+            exact_pair = use_exact(size_n, size_m, bool(tie_sum[index] > 0), method)
+        except ValueError as error:
+            raise _PairError(index, str(error)) from error
+        if exact_pair:
             exact[index] = True
             p_value[index] = exact_p_value(float(statistic[index]), size_n, size_m)
             estimate[index], low[index], high[index] = exact_interval(

@@ -50,6 +50,13 @@ def test_exact_method_has_a_size_limit() -> None:
         mann_whitney(canary, baseline, method="exact")
 
 
+def test_batch_names_the_pair_too_large_for_the_exact_method() -> None:
+    small = (np.arange(5.0), np.arange(5.0) + 0.5)
+    large = (np.arange(200.0), np.arange(60.0) + 0.5)
+    with pytest.raises(ValueError, match=r"^pairs\[1\]: `method`='exact' supports"):
+        mann_whitney_many([small, large], method="exact")
+
+
 def test_batch_error_names_the_pair() -> None:
     with pytest.raises(ValueError, match=r"`pairs\[1\]\[1\] \(baseline\)` must contain at least"):
         mann_whitney_many([([1.0], [2.0]), ([1.0], [])])
