@@ -167,3 +167,61 @@ def test_closed_form_is_exactly_antisymmetric_for_large_pairs() -> None:
     forward, backward = mann_whitney_many([(canary, baseline), (baseline, canary)])
     assert (backward.low, backward.high) == (-forward.high, -forward.low)
     assert backward.estimate == -forward.estimate
+
+
+def _awkward_pairs() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Data that stresses exactness: large offsets, extreme scales, heavy ties, one value."""
+    generator = np.random.default_rng(99)
+    return [
+        ("offset 1e12", 1e12 + generator.normal(0, 1, 300), 1e12 + generator.normal(0.1, 1, 250)),
+        (
+            "integers offset 1e9",
+            1e9 + generator.integers(0, 50, 400).astype(float),
+            1e9 + generator.integers(0, 50, 380).astype(float),
+        ),
+        ("scale 1e150", generator.normal(0, 1, 200) * 1e150, generator.normal(0.2, 1, 220) * 1e150),
+        (
+            "binary",
+            generator.integers(0, 2, 900).astype(float),
+            generator.integers(0, 2, 800).astype(float),
+        ),
+        (
+            "mostly zeros",
+            generator.poisson(0.02, 1500).astype(float),
+            generator.poisson(0.03, 1500).astype(float),
+        ),
+        ("one canary value", np.array([0.5]), generator.normal(0, 1, 3000)),
+        ("one baseline value", generator.normal(0, 1, 3000), np.array([0.5])),
+        (
+            "two values far apart",
+            np.r_[np.zeros(500), np.full(3, 1e6)],
+            np.r_[np.zeros(400), np.full(5, 1e6)],
+        ),
+        (
+            "signed zeros",
+            np.r_[np.full(100, -0.0), generator.normal(0, 1, 100)],
+            np.r_[np.zeros(100), generator.normal(0, 1, 100)],
+        ),
+        ("all differences alike", np.arange(100.0), np.arange(100.0) + 0.25),
+        ("cauchy", generator.standard_cauchy(500), generator.standard_cauchy(500)),
+        (
+            "constant against two values",
+            np.full(200, 3.0),
+            np.r_[np.full(100, 3.0), np.full(100, 4.0)],
+        ),
+    ]
+
+
+@pytest.mark.parametrize("correct", [True, False])
+def test_batch_agrees_with_rs_search_on_awkward_data(correct: bool) -> None:
+    cases = _awkward_pairs()
+    batch = mann_whitney_many([(c, b) for _, c, b in cases], confidence=0.98, correct=correct)
+    for (name, canary, baseline), result in zip(cases, batch, strict=True):
+        reference = reference_mann_whitney(canary, baseline, 0.98, "auto", correct)
+        scale = max(1.0, float(canary.max() - baseline.min() - (canary.min() - baseline.max())))
+        assert result.statistic == reference.statistic, name
+        assert result.p_value == pytest.approx(reference.p_value, rel=1e-12, abs=1e-15), name
+        assert result.estimate == pytest.approx(reference.estimate, abs=ROOT_TOLERANCE * scale)
+        assert result.low == pytest.approx(reference.low, abs=ROOT_TOLERANCE * scale), name
+        assert result.high == pytest.approx(reference.high, abs=ROOT_TOLERANCE * scale), name
+        assert mann_whitney(canary, baseline, confidence=0.98, correct=correct) == result, name
