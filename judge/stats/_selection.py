@@ -189,7 +189,9 @@ def select_differences(samples: PairedSamples, ranks: np.ndarray) -> tuple[np.nd
     previous_size = distinct_hi - distinct_lo
     for round_number in range(_MAX_ROUNDS):
         size = distinct_hi - distinct_lo
-        active = (size > cap) & (lo < hi)
+        middle = lo + (hi - lo) / 2.0
+        # A bracket between adjacent floats cannot be split: it is listed as it is.
+        active = (size > cap) & (lo < middle) & (middle < hi)
         rows = np.flatnonzero(active.any(axis=1))
         if rows.size == 0:
             break
