@@ -4,7 +4,7 @@ Mann-Whitney cases: spinnaker/kayenta,
 ``kayenta-mannwhitney/src/test/scala/com/netflix/kayenta/mannwhitney/MannWhitneySuite.scala``
 (tests "returns expected values", "quant", "tie out with R version", "tie out with R version
 again", "tie out intermediate variables"); the larger inputs and R's numbers are copied into
-``tests/fixtures/kayenta_mann_whitney/*.json``. Kayenta compares with tolerance ``E = 1e-6``;
+``tests/fixtures/r/mann_whitney_kayenta_*.json``. Kayenta compares with tolerance ``E = 1e-6``;
 so do we. In Kayenta ``x`` is the experiment (our canary) and ``y`` the control (our baseline).
 
 Two tests of the suite, "wilcox function" and "test problem case", run on thousands of inputs
@@ -28,12 +28,12 @@ from scipy import special
 from judge.stats import mann_whitney, remove_outliers_iqr
 from judge.stats._wilcox import ROOT_MAXITER, ROOT_TOL, _ShiftStatistic, zeroin
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "kayenta_mann_whitney"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "r"
 KAYENTA_TOLERANCE = 1e-6  # `private val E = 0.000001` in MannWhitneySuite
 
 
 def _load(name: str) -> dict[str, Any]:
-    case: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
+    case: dict[str, Any] = json.loads((FIXTURES / f"mann_whitney_kayenta_{name}.json").read_text())
     return case
 
 
