@@ -203,8 +203,9 @@ class RateRatioTest(_Strict):
 
     The conditional binomial test of the Poisson rate ratio canary / baseline (R's
     ``poisson.test``), with a quasi-Poisson dispersion estimated from the per-interval counts
-    (``overdispersion: auto``). ``denominator`` names the column or metric counting the trials
-    (requests); without it each interval counts as one unit of exposure. A significant
+    (``overdispersion: auto``). ``denominator`` names the data column counting the trials
+    (requests) or, for fetched data, another metric of the config whose series is that count;
+    without it each interval counts as one unit of exposure. A significant
     increase fails when the ratio estimate is at least ``allowed_increase`` (decrease mirrored).
     Without a significant change the metric passes only when the evidence rules out a ratio
     above ``margin`` (or, with a denominator, a canary rate above ``negligible_rate``);
@@ -264,12 +265,14 @@ class MultipleTesting(_Strict):
 class SequentialSettings(_Strict):
     """Default mode, sequential (polled) judgments: anytime-valid at ``level`` over the whole
     run (split over the metrics); ``horizon`` points is where the confidence sequences are
-    tightest; a metric passes early once its evidence rules out a change bigger than
-    ``pass_margin`` (sign score, in [0, 1]) or a rate ratio above ``count_margin``."""
+    tightest (20: a third of an hour-long run, to catch clear regressions early); a metric passes
+    once its evidence rules out a shift beyond ``pass_margin`` robust standard deviations of the
+    minute-by-minute difference (half that for spread/tail shares), or a rate ratio above
+    ``count_margin`` (or a canary rate above the test's ``negligible_rate``)."""
 
     level: float = Field(default=0.05, gt=0.0, lt=0.5)
     horizon: float = Field(default=20.0, gt=0.0)
-    pass_margin: float = Field(default=0.3, gt=0.0, le=1.0)
+    pass_margin: float = Field(default=1.0, gt=0.0, le=3.0)
     count_margin: float = Field(default=2.0, gt=1.0)
 
 

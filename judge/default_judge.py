@@ -91,6 +91,12 @@ MIN_EFFECTIVE_POINTS = 2.0
 """Fewer effective (independent-equivalent) points than this on a side: ``nodata``, "not
 enough evidence". Kayenta gives confident verdicts on a handful of correlated points."""
 
+PHI_MARGIN = 1.0
+"""Standard errors added to the estimated lag-1 autocorrelation for the location test. With 60
+points the estimate is noisy and an underestimate makes the test cry wolf; one standard error
+keeps the A/A false-failure rate at phi = 0.7 near nominal at the per-metric levels Holm uses
+(about 0.07%), measured in ``docs/default-judge.md``."""
+
 _TESTED = "default_judge"
 """Key under ``MetricResult.details`` holding what :func:`finish_default` needs."""
 
@@ -160,7 +166,7 @@ def _autocorrelation(
 ) -> AutocorrelationEstimate:
     if setting is Autocorrelation.NONE:
         return AutocorrelationEstimate(0.0, 0.0, "none (points treated as independent)")
-    return estimate_autocorrelation(canary, baseline)
+    return estimate_autocorrelation(canary, baseline, margin=PHI_MARGIN)
 
 
 def _too_few(ac: AutocorrelationEstimate, n_canary: int, n_baseline: int) -> str | None:
@@ -890,11 +896,15 @@ def _sequential_continuous(
                 f"{name} score {mean:+.2f}, anytime-valid CI [{mean - half:+.2f}, "
                 f"{mean + half:+.2f}] excludes 0 after {n} paired points"
             ), details
-        all_small = all_small and mean + half < settings.pass_margin
+        # Location is in robust standard deviations; spread and tail scores are differences of
+        # shares (in [-1, 1]), held to half the margin.
+        limit = settings.pass_margin if name == "location" else settings.pass_margin / 2.0
+        all_small = all_small and mean + half < limit
     text = "; ".join(parts) or "no points yet"
     if n >= MIN_SEQUENTIAL_POINTS and all_small:
         return "pass", (
-            f"every score's anytime-valid CI is below the margin {settings.pass_margin:g} "
+            f"every score's anytime-valid CI is below its margin ({settings.pass_margin:g} "
+            "robust SD for location, half that for spread and tail shares) "
             f"after {n} paired points ({text})"
         ), details
     return None, text, details
@@ -939,6 +949,20 @@ def _sequential_counts(
     text = f"{c.sum():g} canary vs {b.sum():g} baseline events, dispersion {dispersion:.3g}"
     if passes:
         return "pass", f"the evidence rules out a rate ratio beyond {margin:g} ({text})", details
+    if seq.canary_exposure and sides == [Classification.HIGH] and test.negligible_rate > 0:
+        # Few or no events on either side, but much traffic: pass once the canary's own rate is
+        # shown below the negligible rate (Poisson likelihood-ratio e-process against
+        # rate >= negligible_rate, mixed over a quarter and a tenth of it).
+        events, exposure = float(c.sum()) / dispersion, float(ec.sum()) / dispersion
+        rate0 = test.negligible_rate
+        logs = [events * math.log(f) - (f - 1.0) * rate0 * exposure for f in (0.25, 0.1)]
+        log_negligible = max(logs) + math.log1p(math.exp(min(logs) - max(logs))) - math.log(2.0)
+        details["log_e_negligible"] = log_negligible
+        if log_negligible >= threshold:
+            return "pass", (
+                f"the canary's rate is shown below the negligible {_pct(rate0)} ({text} in "
+                f"{float(ec.sum()):g} requests)"
+            ), details
     return None, text, details
 
 

@@ -19,13 +19,14 @@ Hodges-Lehmann interval off the sorted pairwise differences (Hollander, Wolfe & 
 *Nonparametric Statistical Methods*, 3rd ed., §4.3, asymptotic critical value).
 
 Estimating ``phi`` (:func:`estimate_autocorrelation`): baseline and canary run at the same
-time, so daily cycles and traffic swings are shared. When the two series are aligned (same
-length), ``phi`` is estimated on their difference, which cancels what they share and keeps
-their (independent) AR noise; otherwise on each side's first differences, using the AR(1)
-identity ``corr(dx_t, dx_{t-1}) = -(1 - phi) / 2``. Estimates are taken on ranks (robust to
-latency spikes), bias-corrected for the unknown mean (Kendall 1954, ``E r1 ~ phi - (1 + 4 phi) /
-n``), and raised by ``margin`` standard errors (``sqrt((1 - phi^2) / n)``): with 60 points the
-estimate is uncertain, and underestimating ``phi`` is what makes a test cry wolf.
+time, so daily cycles and traffic swings are shared. Two estimates ignore what the sides share:
+the lag-1 autocorrelation of their difference (which cancels it and keeps their independent AR
+noise) and each side's first differences (AR(1) identity
+``corr(dx_t, dx_{t-1}) = -(1 - phi) / 2``). Aligned series (same length) use the average of
+both, unaligned ones the second. Estimates are taken on ranks (robust to latency spikes),
+bias-corrected for the unknown mean (Kendall 1954, ``E r1 ~ phi - (1 + 4 phi) / n``), and
+raised by ``margin`` standard errors (``sqrt((1 - phi^2) / n)``): with 60 points the estimate
+is uncertain, and underestimating ``phi`` is what makes a test cry wolf.
 """
 
 from __future__ import annotations
@@ -121,39 +122,47 @@ def _raise_by_margin(phi: float, n: int, margin: float) -> float:
     return min(phi + margin * se, PHI_CAP)
 
 
+def _first_difference_phi(series: FloatArray) -> float:
+    """``phi`` of an AR(1) series from its first differences: ``corr(dx_t, dx_{t-1}) =
+    -(1 - phi) / 2``, so ``phi = 1 + 2 r`` (first differences remove a slowly varying level,
+    such as a daily cycle, that would otherwise look like memory). On ranks."""
+    steps = np.diff(series)
+    if steps.size < 3 or np.ptp(steps) == 0:
+        return 0.0
+    return 1.0 + 2.0 * lag1_autocorrelation(steps, bias_correct=False)
+
+
 def estimate_autocorrelation(
     canary: npt.ArrayLike, baseline: npt.ArrayLike, *, margin: float = 1.0
 ) -> AutocorrelationEstimate:
     """Estimate each side's lag-1 autocorrelation, robustly to shared cycles (see the module
     docstring). ``margin`` standard errors are added to the estimate (0: the point estimate).
 
-    Aligned series (same length) give one ``phi`` for both sides, from the series of
-    differences ``canary - baseline`` (the sum of two independent AR(1) series with the same
-    ``phi`` is AR(1) with that ``phi``). NaN points must have been handled before.
+    Aligned series (same length) give one ``phi`` for both sides: the average of the estimate
+    from the series of differences ``canary - baseline`` (the sum of two independent AR(1)
+    series with the same ``phi`` is AR(1) with that ``phi``) and the first-difference
+    estimates of the two sides. NaN points must have been handled before.
     """
     c = np.asarray(canary, dtype=np.float64)
     b = np.asarray(baseline, dtype=np.float64)
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
-    if c.size == b.size and c.size >= MIN_POINTS_FOR_PHI:
+    if c.size == b.size and c.size >= MIN_POINTS_FOR_PHI + 1:
         diff = c - b
         if np.ptp(diff) == 0:
             return AutocorrelationEstimate(0.0, 0.0, "difference (constant)")
-        phi = _raise_by_margin(lag1_autocorrelation(diff), c.size, margin)
-        return AutocorrelationEstimate(phi, phi, "difference")
+        # Two estimates that both ignore a shared cycle, averaged: they err differently (an
+        # isolated spike drags the first down more), and the average varies less than either.
+        from_difference = lag1_autocorrelation(diff)
+        from_steps = (_first_difference_phi(c) + _first_difference_phi(b)) / 2.0
+        phi = _raise_by_margin((from_difference + from_steps) / 2.0, c.size, margin)
+        return AutocorrelationEstimate(phi, phi, "difference and first differences")
     phis = []
     for side in (c, b):
         if side.size < MIN_POINTS_FOR_PHI + 1:
             phis.append(PHI_SHORT_SERIES)
             continue
-        steps = np.diff(side)
-        if np.ptp(steps) == 0:
-            phis.append(0.0)
-            continue
-        # AR(1): corr(dx_t, dx_{t-1}) = -(1 - phi) / 2, so phi = 1 + 2 r; first differences
-        # remove a slowly varying level (a daily cycle) that would otherwise look like memory.
-        r = lag1_autocorrelation(steps, bias_correct=False)
-        phis.append(_raise_by_margin(1.0 + 2.0 * r, side.size, margin))
+        phis.append(_raise_by_margin(_first_difference_phi(side), side.size, margin))
     method = (
         "assumed (short series)"
         if c.size < MIN_POINTS_FOR_PHI + 1 and b.size < MIN_POINTS_FOR_PHI + 1
