@@ -11,7 +11,8 @@ cycle, AR(1) noise with phi drawn in [0, 0.7], heavy-tailed latency, counts with
   enough evidence" (``nodata``) count metric;
 - sequential mode (default judge, anytime-valid), polled every minute for 60 minutes:
   false-failure rate on A/A runs and, per regression kind at its meaningful size and at twice
-  it ("x2", a clear regression), the detection rate and the median minute of detection.
+  it ("x2", a clear regression), the detection rate and the median minute of detection; the
+  last poll is the run's ``final`` call (undecided metrics pass or stay "not enough evidence").
 
 Run: ``.venv/bin/python benchmarks/bench_judges.py`` (``--quick`` for fewer repetitions,
 ``--jobs`` worker processes, 2 by default).
@@ -105,15 +106,17 @@ def _fixed_case(job: tuple[str, ScenarioKind, float | None, int]) -> dict[str, t
 
 def _sequential_case(job: tuple[str, ScenarioKind, float | None, int]) -> tuple[str, int]:
     """How a polled sequential run ended (``fail`` of the target metric or, on A/A, of any;
-    ``pass``; ``continue``: undecided after the last minute) and at which minute."""
+    ``pass``; ``inconclusive`` at the last, ``final`` call) and at which minute."""
     _label, kind, size, i = job
     config = default_config(_LEVEL)
     scenario = generate_canary(kind, seed=_seed(kind, 1000 + i), size=size)
     state = SequentialState.new(f"run-{i}", config.name)
-    for minute in range(len(scenario.baseline)):
+    last = len(scenario.baseline) - 1
+    for minute in range(last + 1):
         report, state = judge_sequential(
             config, state,
             scenario.baseline.iloc[minute:minute + 1], scenario.canary.iloc[minute:minute + 1],
+            final=minute == last,
         )
         status = report.details["sequential"]["status"]
         if status == "continue":
@@ -121,7 +124,11 @@ def _sequential_case(job: tuple[str, ScenarioKind, float | None, int]) -> tuple[
         target = scenario.target
         failed = (report.metric(target).classification.failed if target is not None
                   else status == "fail")
-        return ("fail" if failed else "pass"), minute + 1
+        if failed:
+            return "fail", minute + 1
+        # A regression run that failed on another metric than the regressed one is not a
+        # detection (and counts as neither fail nor pass).
+        return ("other" if status == "fail" else status), minute + 1
     return "continue", len(scenario.baseline)
 
 

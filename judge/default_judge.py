@@ -973,6 +973,7 @@ def judge_sequential(
     canary_new: Any,
     *,
     now: str | None = None,
+    final: bool = False,
 ) -> tuple[Report, SequentialState]:
     """One poll of a sequential (anytime-valid) run: new points in, report and new state out.
 
@@ -986,6 +987,11 @@ def judge_sequential(
     ``fail`` once a scored metric failed, ``pass`` once every scored metric passed, else
     ``marginal`` with ``details["sequential"]["status"] == "continue"`` (keep polling).
     Threshold tests are not sequential and are not judged here.
+
+    ``final=True`` marks the run's last call: undecided continuous metrics then pass (no
+    sequence showed a regression, as a fixed test that does not reject), undecided counts stay
+    ``nodata`` ("not enough evidence"), and an undecided verdict becomes ``marginal`` with
+    status ``inconclusive``.
     """
     if state.config_name != config.name:
         raise ValueError(
@@ -1025,7 +1031,17 @@ def judge_sequential(
                 seq.decided_at, seq.decided_call = len(seq.canary), new_state.calls
         else:
             text = seq.reason or ""
-        if seq.decision is None:
+        if seq.decision is None and final and not isinstance(test, RateRatioTest):
+            # The run is over and no anytime-valid sequence showed a regression: pass, as a
+            # fixed-horizon test that does not reject passes.
+            seq.decision = "pass"
+            seq.reason = f"the run ended with no evidence of a regression ({text})"
+            seq.decided_at, seq.decided_call = len(seq.canary), new_state.calls
+        if seq.decision is None and final:
+            classification = Classification.NODATA
+            reason = (f"Not enough evidence by the end of the run: {text}; the count could "
+                      "neither fail nor be shown small enough to pass.")
+        elif seq.decision is None:
             classification = Classification.NODATA
             reason = f"Undecided so far (keep polling): {text}."
         else:
@@ -1051,6 +1067,12 @@ def judge_sequential(
     elif counted and len(passed) == len(counted):
         verdict, status, score = Verdict.PASS, "pass", 100.0
         reason = "Every metric has passed with enough evidence."
+    elif final:
+        verdict, status = Verdict.MARGINAL, "inconclusive"
+        score = 100.0 * len(passed) / max(len(counted), 1)
+        undecided = [r.name for r in counted if r.classification is not Classification.PASS]
+        reason = (f"The run ended with no failure, but not enough evidence on "
+                  f"{', '.join(undecided)}.")
     else:
         verdict, status = Verdict.MARGINAL, "continue"
         score = 100.0 * len(passed) / max(len(counted), 1)

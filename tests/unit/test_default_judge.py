@@ -140,3 +140,18 @@ def test_sequential_state_rejects_other_config() -> None:
     state = SequentialState.new("run", "other")
     with pytest.raises(ValueError, match="other"):
         judge_sequential(_config(), state, {}, {})
+
+
+def test_sequential_final_call_passes_undecided_continuous_metrics() -> None:
+    config = CanaryConfig.from_dict({"metrics": [{"name": "lat", "direction": "increase"}]})
+    rng = np.random.default_rng(21)
+    state = SequentialState.new("run", config.name)
+    base, canary = rng.normal(100, 5, 20), rng.normal(100, 5, 20)
+    report, state = judge_sequential(config, state, {"lat": base[:19]}, {"lat": canary[:19]})
+    assert report.details["sequential"]["status"] == "continue"
+    assert report.metric("lat").classification is Classification.NODATA
+    report, state = judge_sequential(config, state, {"lat": base[19:]}, {"lat": canary[19:]},
+                                     final=True)
+    assert report.verdict.value == "pass"
+    assert "no evidence of a regression" in report.metric("lat").reason
+    assert state.calls == 2 and len(state.metrics["lat"].canary) == 20
