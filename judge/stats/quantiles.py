@@ -11,8 +11,9 @@ tools here:
   Binomial(K, n_c / (n_c + n_b)) when nothing changed; the one-sided p-value is that binomial
   tail, evaluated on *effective* counts (divided by the AR(1) variance factor, as the
   quasi-Poisson rate test of :mod:`judge.stats.counts` does), so it stays honest with few
-  exceedances and with serially correlated points. The binomial is a slightly conservative
-  stand-in for the hypergeometric of the exact test (larger variance).
+  exceedances and with serially correlated points. The binomial stands in for the
+  hypergeometric of the exact test; its larger variance is corrected by the finite-population
+  factor ``(N - K) / (N - 1)`` within the effective counts.
 - :func:`spread_test` is a rank test on absolute deviations from each side's own median (the
   rank version of Brown & Forsythe 1974, "Robust tests for the equality of variances", JASA
   69, 364-367): a wider canary has larger deviations whatever its location.
@@ -220,10 +221,14 @@ def tail_test(
     p_value = 1.0
     if tested:
         # Conditional binomial on effective counts (module docstring): exceedances play the
-        # part of events, each side's size the part of exposure.
+        # part of events, each side's size the part of exposure. Sampling without replacement
+        # (the exact test is hypergeometric) has variance smaller by (N - K) / (N - 1), which
+        # the effective counts take into account (never below the plain binomial).
+        total, exceeding = n_c + n_b, a + d
+        finite_population = (total - exceeding) / (total - 1.0) if total > 1 else 1.0
         p_value = rate_ratio_test(
             a, d, n_c, n_b, alternative="greater",
-            dispersion=max(factor_canary, factor_baseline),
+            dispersion=max(1.0, max(factor_canary, factor_baseline) * finite_population),
         ).p_value
     critical = float(sps.norm.ppf(1.0 - (1.0 - confidence) / 2.0))
     spread = math.sqrt(
