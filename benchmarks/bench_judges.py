@@ -104,12 +104,14 @@ def _fixed_case(job: tuple[str, ScenarioKind, float | None, int]) -> dict[str, t
     return out
 
 
-def _sequential_case(job: tuple[str, ScenarioKind, float | None, int]) -> tuple[str, int]:
+def _sequential_case(
+    job: tuple[str, ScenarioKind, float | None, int, float | None],
+) -> tuple[str, int]:
     """How a polled sequential run ended (``fail`` of the target metric or, on A/A, of any;
     ``pass``; ``inconclusive`` at the last, ``final`` call) and at which minute."""
-    _label, kind, size, i = job
+    _label, kind, size, i, phi = job
     config = default_config(_LEVEL)
-    scenario = generate_canary(kind, seed=_seed(kind, 1000 + i), size=size)
+    scenario = generate_canary(kind, seed=_seed(kind, 1000 + i), size=size, phi=phi)
     state = SequentialState.new(f"run-{i}", config.name)
     last = len(scenario.baseline) - 1
     for minute in range(last + 1):
@@ -158,11 +160,13 @@ def main() -> None:
     rows += [(kind.value, kind, None) for kind in REGRESSIONS]
     for label, kind, phi in rows:
         fixed_jobs += [(label, kind, phi, i) for i in range(reps)]
-    seq_jobs: list[tuple[str, ScenarioKind, float | None, int]] = [
-        ("aa", ScenarioKind.AA, None, i) for i in range(seq_reps)]
+    seq_jobs: list[tuple[str, ScenarioKind, float | None, int, float | None]] = [
+        ("aa", ScenarioKind.AA, None, i, None) for i in range(seq_reps)]
+    seq_jobs += [("aa phi=0.7", ScenarioKind.AA, None, i, 0.7) for i in range(seq_reps)]
     for kind in REGRESSIONS:
-        seq_jobs += [(kind.value, kind, None, i) for i in range(seq_reps)]
-        seq_jobs += [(f"{kind.value} x2", kind, clear_size(kind), i) for i in range(seq_reps)]
+        seq_jobs += [(kind.value, kind, None, i, None) for i in range(seq_reps)]
+        seq_jobs += [(f"{kind.value} x2", kind, clear_size(kind), i, None)
+                     for i in range(seq_reps)]
 
     with ProcessPoolExecutor(max_workers=args.jobs, initializer=_init,
                              initargs=(args.level,)) as pool:
