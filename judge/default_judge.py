@@ -759,9 +759,10 @@ SEQUENTIAL_PHI_MARGIN = 2.0
 mode): a run is looked at every minute, so an underestimate gets many chances to matter
 (1.5 measured 6% A/A false failures at ``phi = 0.7`` under per-minute polling, 2.0 about 2%)."""
 
-PHI_MAX_DESIGN = 0.5
-"""Autocorrelation assumed at least while a sequential series is short (< 30 points), where a
-few points cannot rule out strong memory."""
+PHI_MAX_DESIGN = 0.7
+"""Autocorrelation assumed at least while a sequential series is short (up to 30 points; the
+floor then fades linearly to 0 at 60 points): a few points cannot rule out strong memory, and
+0.7 is the strongest the judge is designed for."""
 
 _DECREASE_RATIOS: tuple[float, ...] = (0.8, 2 / 3, 0.5, 1 / 3, 0.2, 0.1, 0.01)
 _PASS_FRACTIONS: tuple[float, ...] = (0.75, 0.5, 0.35, 0.2, 0.1)
@@ -806,14 +807,17 @@ def _score_bounds(
     ``None`` while the points are worth too few independent ones to say anything.
 
     ``phi_series`` is the lag-1 autocorrelation of the underlying difference series (with a
-    standard-error margin); below 30 points it is too noisy to trust and at least
-    ``PHI_MAX_DESIGN`` is used. The sample variance of an autocorrelated series underestimates
-    its variance by the factor ``1 - (kappa - 1) / (n - 1)`` (``kappa`` the long-run factor;
+    standard-error margin); up to 30 points it is too noisy to trust and at least
+    ``PHI_MAX_DESIGN`` is used, a floor that fades out by 60 points. The sample variance of an
+    autocorrelated series underestimates its variance by the factor
+    ``1 - (kappa - 1) / (n - 1)`` (``kappa`` the long-run factor;
     Bayley & Hammersley 1946), which is divided out; one pseudo-observation of unit square
     keeps it positive when every score so far is the same.
     """
     n = y.size
-    phi = max(phi_series, PHI_MAX_DESIGN) if n < 30 else phi_series
+    # The floor fades out between 30 and 60 points: no sudden drop in caution at one poll.
+    floor = PHI_MAX_DESIGN * min(1.0, max(0.0, (60.0 - n) / 30.0))
+    phi = max(phi_series, floor)
     kappa = (1.0 + phi) / (1.0 - phi)
     shrink = 1.0 - (kappa - 1.0) / (n - 1.0) if n > 1 else 0.0
     if shrink < MIN_VARIANCE_SHRINK:
