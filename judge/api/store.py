@@ -11,9 +11,10 @@ session or trigger lazy loads.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -184,12 +185,19 @@ def _analysis(row: _AnalysisRow) -> StoredAnalysis:
     )
 
 
+def _in_memory(url: str) -> bool:
+    return url in ("sqlite://", "sqlite:///:memory:")
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL mode and a busy timeout so the request threads
-    and the analysis runner can write at the same time without "database is locked"."""
+    and the analysis runner can write at the same time without "database is locked".
+
+    An in-memory SQLite database lives in one connection, so every thread shares it
+    (``StaticPool``); :class:`Store` serialises its sessions on such an engine."""
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
-    in_memory = url in ("sqlite://", "sqlite:///:memory:")
+    in_memory = _in_memory(url)
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
@@ -214,21 +222,30 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # One shared sqlite3 connection (in-memory database, StaticPool) has one transaction:
+        # a request thread committing while the background runner's session is mid-statement
+        # on the same connection fails with "cannot commit - SQL statements in progress" (or
+        # commits the other session's half-done work). Sessions on it take turns; file and
+        # server databases give each session its own connection and need no lock.
+        self._lock: AbstractContextManager[Any] = (
+            threading.RLock() if _in_memory(url) else nullcontext()
+        )
 
     def create_schema(self) -> None:
-        _Base.metadata.create_all(self.engine)
+        with self._lock:
+            _Base.metadata.create_all(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
 
     def ping(self) -> None:
         """Raise if the database cannot be reached (used by ``/readyz``)."""
-        with self.engine.connect() as connection:
+        with self._lock, self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
+        with self._lock, self._sessions.begin() as session:
             yield session
 
     # -- configs ---------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from judge.api.store import AnalysisStatus, NotFoundError, Store
@@ -98,3 +100,31 @@ def test_file_database_survives_a_new_store(tmp_path: object) -> None:
     second.create_schema()
     assert second.get_config(config.id).native == {"x": 1}
     second.ping()
+
+
+def test_in_memory_store_is_safe_across_threads() -> None:
+    """The background runner and request threads share the one in-memory connection: without
+    serialised sessions this failed with sqlite "cannot commit" / "no more rows available"."""
+    store = Store("sqlite://")
+    store.create_schema()
+    errors: list[str] = []
+
+    def work() -> None:
+        try:
+            for _ in range(100):
+                analysis = store.create_analysis(kind="native", config={}, request={})
+                store.mark_running(analysis.id)
+                store.set_progress(analysis.id, 0.5, {"metrics_fetched": 1})
+                store.mark_succeeded(analysis.id, {"verdict": "pass"})
+                store.list_analyses(limit=5)
+        except Exception as exc:  # collected: an exception in a thread would be lost
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(store.list_analyses(limit=1000)) == 400
+    assert all(a.status is AnalysisStatus.SUCCEEDED for a in store.list_analyses(limit=1000))
