@@ -12,26 +12,6 @@ import numpy as np
 import numpy.typing as npt
 
 
-def as_sample(values: npt.ArrayLike, name: str, *, allow_empty: bool = False) -> np.ndarray:
-    """Return ``values`` as a finite 1-D float64 array, or raise ``ValueError`` naming ``name``."""
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"`{name}` must be a sequence of numbers") from exc
-    if array.ndim == 0:
-        array = array.reshape(1)
-    if array.ndim != 1:
-        raise ValueError(f"`{name}` must be one-dimensional, got shape {array.shape}")
-    if array.size == 0 and not allow_empty:
-        raise ValueError(f"`{name}` must contain at least one value, got an empty sample")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(
-            f"`{name}` must contain only finite values; "
-            "clean NaN first with apply_nan_strategy (infinities are not allowed)"
-        )
-    return array
-
-
 def as_array(values: npt.ArrayLike, name: str) -> np.ndarray:
     """Return ``values`` as a 1-D float64 array (NaN allowed, may be empty)."""
     try:
@@ -42,6 +22,19 @@ def as_array(values: npt.ArrayLike, name: str) -> np.ndarray:
         array = array.reshape(1)
     if array.ndim != 1:
         raise ValueError(f"`{name}` must be one-dimensional, got shape {array.shape}")
+    return array
+
+
+def as_sample(values: npt.ArrayLike, name: str, *, allow_empty: bool = False) -> np.ndarray:
+    """Return ``values`` as a finite 1-D float64 array, or raise ``ValueError`` naming ``name``."""
+    array = as_array(values, name)
+    if array.size == 0 and not allow_empty:
+        raise ValueError(f"`{name}` must contain at least one value, got an empty sample")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(
+            f"`{name}` must contain only finite values; "
+            "clean NaN first with apply_nan_strategy (infinities are not allowed)"
+        )
     return array
 
 
