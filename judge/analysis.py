@@ -51,6 +51,7 @@ from judge.ports import (
     ScopePair,
     Scopes,
     SourceError,
+    served_query_types,
 )
 from judge.queries import UNSERVED_QUERY_TYPES
 
@@ -149,11 +150,30 @@ class SeriesPairs:
 
 
 # -- routing -----------------------------------------------------------------------------------
+def _describe(sources: Mapping[str, MetricSource]) -> str:
+    described = []
+    for name in sorted(sources):
+        types = served_query_types(sources[name])
+        described.append(f"{name} ({', '.join(sorted(types)) if types is not None else 'any'})")
+    return ", ".join(described) or "none"
+
+
 def resolve_source(
     metric: MetricConfig, sources: Mapping[str, MetricSource]
 ) -> tuple[str, MetricSource]:
-    """The source for a metric: its ``source`` name; else ``"default"``; else the source named
-    like the query type (``prometheus``, ``datadog``, ...); else the only source there is."""
+    """The source for a metric, by name or else by the type of its query.
+
+    1. The metric's own ``source`` name (an error when it is not configured).
+    2. A source that runs the metric's query type (its ``query_types``): the one named
+       ``"default"`` (the service puts the request's ``source`` / Kayenta's
+       ``metricsAccountName`` there, so an account selects a source *for its type*), else the
+       one named like the type (``prometheus``, ``datadog``, ...), else the only one.
+    3. A source that reads any type (files, DataFrames: ``query_types`` is ``None``):
+       ``"default"``, else the only one.
+
+    So a Datadog metric in a config whose default is Prometheus goes to the Datadog source.
+    Raises ``LookupError`` with the reason when no source, or several equally, fit.
+    """
     if metric.source is not None:
         if metric.source in sources:
             return metric.source, sources[metric.source]
@@ -161,14 +181,28 @@ def resolve_source(
             f"metric {metric.name!r} asks for source {metric.source!r}, which is not configured "
             f"(configured: {', '.join(sorted(sources)) or 'none'})"
         )
-    for name in ("default", metric.query.type):
-        if name in sources:
+    kind = metric.query.type
+    types = {name: served_query_types(source) for name, source in sources.items()}
+    exact = [name for name, served in types.items() if served is not None and kind in served]
+    anything = [name for name, served in types.items() if served is None]
+    for candidates in (exact, anything):
+        # "default" and a source named after the type may be the same object under two names.
+        distinct = {id(sources[name]): name for name in sorted(candidates, reverse=True)}
+        for preferred in ("default", kind):
+            if preferred in candidates:
+                return preferred, sources[preferred]
+        if len(distinct) == 1:
+            name = next(iter(distinct.values()))
             return name, sources[name]
-    if len(sources) == 1:
-        return next(iter(sources.items()))
+        if candidates:
+            raise LookupError(
+                f"metric {metric.name!r} names no source and several run {kind!r} queries "
+                f"({', '.join(sorted(candidates))}); set the metric's 'source', or name one "
+                "for the request"
+            )
     raise LookupError(
-        f"metric {metric.name!r} names no source and none is the default (configured: "
-        f"{', '.join(sorted(sources)) or 'none'}); set the metric's 'source' or add 'default'"
+        f"no configured source runs {kind!r} queries, needed by metric {metric.name!r} "
+        f"(configured: {_describe(sources)}); configure one or set the metric's 'source'"
     )
 
 

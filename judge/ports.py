@@ -253,6 +253,14 @@ class FetchedSeries:
 
 
 # -- the protocol ------------------------------------------------------------------------------
+def served_query_types(source: object) -> frozenset[str] | None:
+    """The query types (``MetricConfig.query.type``) a source runs, from its ``query_types``
+    attribute; ``None`` when it does not say, which means it reads any metric (the file and
+    DataFrame sources read a metric's column whatever its query type)."""
+    types = getattr(source, "query_types", None)
+    return frozenset(types) if types is not None else None
+
+
 @runtime_checkable
 class MetricSource(Protocol):
     """A place metric series come from (Prometheus, Datadog, files, the demo generator)."""

@@ -189,6 +189,8 @@ def _error_text(response: httpx.Response, secrets: tuple[Secret, ...]) -> str:
 class DatadogSource:
     """Datadog's metrics query API at ``site`` (``https://api.datadoghq.eu``, a proxy, ...)."""
 
+    query_types: frozenset[str] = frozenset({"datadog"})
+
     def __init__(
         self,
         *,

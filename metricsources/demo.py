@@ -142,6 +142,8 @@ def generate(query: DemoQuery, metric: MetricConfig, scope: Scope) -> TaggedSeri
 class DemoSource:
     """Synthetic data for ``DemoQuery`` metrics (see module doc)."""
 
+    query_types: frozenset[str] = frozenset({"demo"})
+
     def __repr__(self) -> str:
         return "DemoSource()"
 

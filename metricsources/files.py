@@ -70,6 +70,10 @@ def _utc(moment: datetime) -> pd.Timestamp:
 class FrameSource:
     """Metrics from an in-memory DataFrame (wide form with a scope column; see module doc)."""
 
+    query_types: frozenset[str] | None = None
+    """Any: a metric of any query type reads its column (a Prometheus config replayed from an
+    exported file); in routing, a source that serves a metric's type exactly comes first."""
+
     def __init__(
         self,
         frame: pd.DataFrame,

@@ -255,6 +255,8 @@ class PrometheusSource:
     default ``instance``). ``max_workers`` is how many queries may run at once.
     """
 
+    query_types: frozenset[str] = frozenset({"prometheus"})
+
     def __init__(
         self,
         url: str,

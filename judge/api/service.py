@@ -259,6 +259,18 @@ def check_plan(plan: AnalysisPlan, settings: Settings, sources: SourceRegistry) 
                 )
 
 
+def routed_sources(plan: AnalysisPlan, sources: SourceRegistry) -> dict[str, MetricSource]:
+    """Every source by name, the plan's preferred one also as ``"default"``:
+    ``judge.analysis.resolve_source`` prefers it for metrics of its query type and sends the
+    others to a source of theirs (a Datadog metric to the Datadog source when the request
+    named Prometheus)."""
+    preferred, named = sources.resolve(plan.source)
+    routed: dict[str, MetricSource] = dict(named)
+    if preferred is not None:
+        routed["default"] = named[preferred]
+    return routed
+
+
 async def run_plan(
     plan: AnalysisPlan,
     sources: SourceRegistry,
@@ -268,9 +280,7 @@ async def run_plan(
     """Fetch both sides of every metric and judge them (``judge.analysis.analyze_async``)."""
     from judge.analysis import analyze_async
 
-    default_name, named = sources.resolve(plan.source)
-    # judge.analysis routes a metric without its own ``source`` to the one named "default".
-    routed: dict[str, MetricSource] = {**named, "default": named[default_name]}
+    routed = routed_sources(plan, sources)
     # One scope pair (the native shorthand, or a Kayenta request with one scope) applies to
     # every metric whatever its scope_name, as a single-scope Kayenta execution does.
     scopes: Scopes = next(iter(plan.scopes.values())) if len(plan.scopes) == 1 else plan.scopes

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from judge.api.settings import Settings, SourceSettings
 from judge.api.telemetry import ServiceMetrics, Stopwatch
 from judge.config import CanaryConfig, MetricConfig
-from judge.ports import FetchedSeries, MetricSource, Scope
+from judge.ports import FetchedSeries, MetricSource, Scope, served_query_types
 
 
 class UnknownSourceError(LookupError):
@@ -28,6 +28,7 @@ class TimedSource:
         self.name = name
         self.inner = inner
         self._metrics = metrics
+        self.query_types = served_query_types(inner)
 
     def __repr__(self) -> str:
         return f"TimedSource({self.name!r}, {self.inner!r})"
@@ -60,6 +61,7 @@ class DelayedSource:
     def __init__(self, inner: MetricSource, delay: float) -> None:
         self.inner = inner
         self.delay = delay
+        self.query_types = served_query_types(inner)
 
     def __repr__(self) -> str:
         return f"DelayedSource({self.inner!r}, delay={self.delay:g})"
@@ -131,19 +133,16 @@ class SourceRegistry:
     def names(self) -> list[str]:
         return sorted(self.sources)
 
-    def resolve(self, name: str | None) -> tuple[str, Mapping[str, MetricSource]]:
-        """The default source's name for an analysis and every source by name.
+    def resolve(self, name: str | None) -> tuple[str | None, Mapping[str, MetricSource]]:
+        """The preferred source's name for an analysis (``None``: none preferred) and every
+        source by name.
 
         ``name`` (a request's ``source`` or Kayenta's ``metricsAccountName``) wins; without it
-        the configured default is used.
+        the configured default is used. The preferred source serves the metrics of its query
+        type; the others go to a source of their type (``judge.analysis.resolve_source``).
         """
         chosen = name or self.default_name
-        if chosen is None:
-            raise UnknownSourceError(
-                f"several metric sources are configured ({self.names()}); name one "
-                "('source', or Kayenta's metricsAccountName), or set CANARY_JUDGE_DEFAULT_SOURCE"
-            )
-        if chosen not in self.sources:
+        if chosen is not None and chosen not in self.sources:
             raise UnknownSourceError(
                 f"no metric source named {chosen!r}; configured: {self.names()}"
             )

@@ -56,6 +56,7 @@ class ScriptedSource:
     calls: list[tuple[str, str]] = field(default_factory=list)
     in_flight: int = 0
     most_in_flight: int = 0
+    query_types: frozenset[str] | None = None
 
     def render(self, metric: MetricConfig, scope: Scope, config: CanaryConfig) -> str:
         return f"{metric.name}@{scope.scope}"
@@ -170,15 +171,50 @@ def test_missing_scope_name_or_source_is_an_error_for_that_metric() -> None:
     assert report.metric("c").classification is Classification.PASS
 
 
-def test_source_routing_rules() -> None:
-    prometheus, datadog, other = ScriptedSource(), ScriptedSource(), ScriptedSource()
+def _typed(*types: str) -> ScriptedSource:
+    return ScriptedSource(query_types=frozenset(types))
+
+
+def test_source_routing_goes_by_query_type_when_the_metric_names_no_source() -> None:
+    prometheus, datadog, datadog_eu = _typed("prometheus"), _typed("datadog"), _typed("datadog")
+    files, other_files = ScriptedSource(), ScriptedSource()
     metric = MetricConfig.model_validate(
         {"name": "m", "query": {"type": "datadog", "query": "avg:x{*}"}})
-    assert resolve_source(metric, {"prometheus": prometheus, "datadog": datadog})[1] is datadog
-    assert resolve_source(metric, {"default": other, "datadog": datadog})[1] is other
-    assert resolve_source(metric, {"only": other})[0] == "only"
-    with pytest.raises(LookupError, match="none is the default"):
-        resolve_source(metric, {"a": prometheus, "b": other})
+    # The request's source (put under "default") runs Prometheus: a Datadog metric still goes
+    # to the Datadog source (this used to be an error metric).
+    routed = {"default": prometheus, "prometheus": prometheus, "datadog": datadog}
+    assert resolve_source(metric, routed) == ("datadog", datadog)
+    # An account chosen for the request selects a source for its type (metricsAccountName).
+    assert resolve_source(metric, {"default": datadog_eu, "datadog": datadog})[1] is datadog_eu
+    assert resolve_source(metric, {"prod": prometheus, "dd-eu": datadog_eu})[0] == "dd-eu"
+    # A source reading any type (files) is the fallback, after a source of the type.
+    assert resolve_source(metric, {"default": files, "dd": datadog})[0] == "dd"
+    assert resolve_source(metric, {"default": files, "prometheus": prometheus})[0] == "default"
+    assert resolve_source(metric, {"only": files})[0] == "only"
+    named = MetricConfig.model_validate(
+        {"name": "n", "source": "prometheus", "query": {"type": "datadog", "query": "q"}})
+    assert resolve_source(named, routed)[1] is prometheus  # its own source always wins
+    with pytest.raises(LookupError, match="no configured source runs 'datadog' queries"):
+        resolve_source(metric, {"default": prometheus})
+    with pytest.raises(LookupError, match=r"several run 'datadog' queries \(a, b\)"):
+        resolve_source(metric, {"a": datadog, "b": datadog_eu})
+    with pytest.raises(LookupError, match="several run 'datadog'"):
+        resolve_source(metric, {"a": files, "b": other_files})
+
+
+def test_a_metric_whose_type_no_source_runs_is_an_error_with_the_reason() -> None:
+    cfg = CanaryConfig.model_validate({"metrics": [
+        {"name": "p99", "query": {"type": "prometheus", "promql": "x"}},
+        {"name": "dd", "query": {"type": "datadog", "query": "avg:x{*}"}},
+    ]})
+    prometheus = _typed("prometheus")
+    report = run(cfg, {"default": prometheus, "prometheus": prometheus})
+    assert report.metric("p99").classification is Classification.PASS
+    dd = report.metric("dd")
+    assert dd.classification is Classification.ERROR
+    assert "no configured source runs 'datadog' queries" in dd.reason
+    assert "prometheus (prometheus)" in dd.reason
+    assert all(name == "p99" for name, _ in prometheus.calls)
 
 
 def test_per_scope_windows_win_over_the_analysis_window() -> None:
