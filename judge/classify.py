@@ -360,7 +360,7 @@ def _mann_whitney_plan(p: Prepared) -> Plan:
         empty = " and ".join(
             side for side, v in (("baseline", p.baseline), ("canary", p.canary)) if v.size == 0
         )
-        if p.mode is JudgeMode.KAYENTA and metric.nan_strategy is NanStrategy.REPLACE:
+        if metric.nan_strategy is NanStrategy.REPLACE:
             return _base(
                 metric,
                 Classification.PASS,
@@ -398,14 +398,12 @@ def _mann_whitney_plan(p: Prepared) -> Plan:
     # Both sides constant but different: Kayenta jitters them so its test can run; the
     # batched test returns the exact answer for that case (estimate = low = high = the
     # difference), with no noise.
-    method: Literal["auto", "asymptotic"] = "asymptotic" if p.mode is JudgeMode.KAYENTA else "auto"
-    # Kayenta runs R's algorithm: with many ties its interval limits are root-search artefacts
-    # within 1e-4 of a jump, which can decide High vs Pass (ClassifierSuite "Large Input").
-    search: Literal["closed_form", "uniroot"] = (
-        "uniroot" if p.mode is JudgeMode.KAYENTA else "closed_form"
-    )
+    # Kayenta-mode only (default mode registers judge.default_judge's handler). Kayenta runs
+    # R's algorithm: with many ties its interval limits are root-search artefacts within 1e-4
+    # of a jump, which can decide High vs Pass (ClassifierSuite "Large Input").
     return MannWhitneyRequest(
-        confidence=test.confidence, method=method, correct=True, interval_search=search
+        confidence=test.confidence, method="asymptotic", correct=True,
+        interval_search="uniroot",
     )
 
 

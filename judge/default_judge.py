@@ -38,7 +38,6 @@ from judge.classify import (
     Prepared,
     as_values,
     nodata_result,
-    prepare,
     register,
 )
 from judge.config import (
@@ -57,17 +56,21 @@ from judge.config import (
 from judge.report import Classification, MetricResult, Report, Verdict
 from judge.sequential_state import MetricSequence, SequentialState
 from judge.stats.autocorrelation import (
+    PHI_CAP,
     AutocorrelationEstimate,
+    ShiftResult,
     estimate_autocorrelation,
-    shift_test,
+    raw_autocorrelation_rows,
+    shift_test_rows,
 )
 from judge.stats.counts import count_dispersion, rate_ratio_test
 from judge.stats.multiple import correct
 from judge.stats.quantiles import (
+    ExceedanceRows,
     Tail,
-    deviation_variance_factor,
+    exceedance_test_rows,
     exceedance_variance_factor,
-    spread_test,
+    spread_p_values_rows,
     tail_test,
 )
 from judge.stats.sequential import (
@@ -182,15 +185,150 @@ def _too_few(ac: AutocorrelationEstimate, n_canary: int, n_baseline: int) -> str
 
 
 def _evaluate_mann_whitney(p: Prepared, test: MannWhitneyTest) -> Evaluation | str:
-    metric, c, b = p.metric, p.canary, p.baseline
-    ac = _autocorrelation(c, b, test.autocorrelation)
-    too_few = _too_few(ac, c.size, b.size)
-    if too_few:
-        return too_few
-    loc = shift_test(
-        c, b, confidence=test.confidence,
-        factor_canary=ac.factor_canary, factor_baseline=ac.factor_baseline,
+    return _evaluate_mann_whitney_many([p])[0]
+
+
+def _factor_rows(phi: FloatArray) -> FloatArray:
+    """Vectorised :func:`judge.stats.autocorrelation.ar1_variance_factor`."""
+    clipped = np.clip(phi, 0.0, PHI_CAP)
+    out: FloatArray = (1.0 + clipped) / (1.0 - clipped)
+    return out
+
+
+def _evaluate_mann_whitney_many(items: Sequence[Prepared]) -> list[Evaluation | str]:
+    """:func:`_evaluate_mann_whitney` for many metrics, vectorised over metrics.
+
+    Metrics with the same sample sizes and test options are stacked into 2-d arrays and
+    judged together: autocorrelation estimates, rank sums, Hodges-Lehmann selection, spread and
+    tail tests run once per group on whole arrays (:mod:`judge.stats.autocorrelation`,
+    :mod:`judge.stats.quantiles`); only the sentences are written metric by metric. One
+    metric is a group of one, so the per-metric path gives the same numbers.
+    """
+    out: list[Evaluation | str | None] = [None] * len(items)
+    groups: dict[tuple[int, int, float, Autocorrelation], list[int]] = {}
+    for index, p in enumerate(items):
+        test = p.metric.test
+        assert isinstance(test, MannWhitneyTest)
+        key = (p.canary.size, p.baseline.size, test.confidence, test.autocorrelation)
+        groups.setdefault(key, []).append(index)
+    for (n_c, n_b, confidence, setting), members in groups.items():
+        c_rows = np.stack([items[i].canary for i in members])
+        b_rows = np.stack([items[i].baseline for i in members])
+        rows = len(members)
+        if setting is Autocorrelation.NONE:
+            zeros = np.zeros(rows)
+            phi_c = phi_b = point_c = point_b = zeros
+            methods = ["none (points treated as independent)"] * rows
+        else:
+            raw = raw_autocorrelation_rows(c_rows, b_rows)
+            phi_c, phi_b = raw.raised(PHI_MARGIN)
+            point_c, point_b = raw.raised(0.0)
+            methods = [raw.method_of(i) for i in range(rows)]
+        f_c, f_b = _factor_rows(phi_c), _factor_rows(phi_b)
+        enough = np.minimum(n_c / f_c, n_b / f_b) >= MIN_EFFECTIVE_POINTS
+        for local in np.flatnonzero(~enough).tolist():
+            out[members[local]] = _too_few_sentence(
+                n_c, n_b, n_c / f_c[local], n_b / f_b[local], phi_c[local], phi_b[local])
+        kept = np.flatnonzero(enough)
+        if kept.size == 0:
+            continue
+        c_k, b_k = c_rows[kept], b_rows[kept]
+        shifts = shift_test_rows(c_k, b_k, confidence=confidence,
+                                 factor_canary=f_c[kept], factor_baseline=f_b[kept])
+        tails = _tail_rows(c_k, b_k, point_c[kept], point_b[kept])
+        mean_c, mean_b = c_k.mean(axis=1), b_k.mean(axis=1)
+        for position, local in enumerate(kept.tolist()):
+            p = items[members[local]]
+            out[members[local]] = _mann_whitney_evaluation(
+                p, shifts[position], methods[local], float(phi_c[local]),
+                float(phi_b[local]), tails, position, float(mean_c[position]),
+                float(mean_b[position]),
+            )
+    return [ev if ev is not None else "Not evaluated" for ev in out]
+
+
+def _too_few_sentence(
+    n_canary: int, n_baseline: int, eff_c: float, eff_b: float, phi_c: float, phi_b: float
+) -> str:
+    return (
+        f"Not enough evidence: {n_baseline} baseline and {n_canary} canary points are worth "
+        f"about {eff_b:.1f} and {eff_c:.1f} independent points (lag-1 autocorrelation "
+        f"{phi_b:.2f}/{phi_c:.2f}); at least {MIN_EFFECTIVE_POINTS:g} are needed on each side"
     )
+
+
+@dataclass(frozen=True)
+class _TailRows:
+    """Spread and tail statistics of a group of metrics (arrays, one entry per metric)."""
+
+    spread_p: FloatArray
+    mad_c: FloatArray
+    mad_b: FloatArray
+    upper_ratio: FloatArray
+    lower_ratio: FloatArray
+    spread_factor: FloatArray
+    exceedances: dict[str, ExceedanceRows]
+    sizes: tuple[int, int]
+
+
+def _ratio_rows(numerator: FloatArray, denominator: FloatArray) -> FloatArray:
+    out: FloatArray = np.divide(numerator, denominator,
+                                out=np.full(numerator.shape, math.nan), where=denominator > 0)
+    return out
+
+
+def _tail_rows(c: FloatArray, b: FloatArray, phi_c: FloatArray, phi_b: FloatArray) -> _TailRows:
+    """The spread test and both tail tests of :func:`_tail_components` for every row.
+
+    The spread test uses the deviation variance factor ``(1 + phi^2) / (1 - phi^2)`` and the
+    tail test the exact Gaussian-copula factor of exceedance indicators
+    (:mod:`judge.stats.quantiles`), both from the *point* estimate of ``phi``: the location
+    test's one-standard-error margin is not added, because the ``phi^2`` bound already
+    overstates the deviations' autocorrelation (measured A/A rates stay at or below nominal,
+    ``docs/default-judge.md``).
+    """
+    clipped_c, clipped_b = np.clip(phi_c, 0.0, 0.95), np.clip(phi_b, 0.0, 0.95)
+    f_c = (1.0 + clipped_c**2) / (1.0 - clipped_c**2)
+    f_b = (1.0 + clipped_b**2) / (1.0 - clipped_b**2)
+    spread_p = spread_p_values_rows(c, b, factor_canary=f_c, factor_baseline=f_b)
+    med_c, med_b = np.median(c, axis=1), np.median(b, axis=1)
+    mad_c = np.median(np.abs(c - med_c[:, None]), axis=1)
+    mad_b = np.median(np.abs(b - med_b[:, None]), axis=1)
+    q_c = np.quantile(c, [0.1, 0.9], axis=1)
+    q_b = np.quantile(b, [0.1, 0.9], axis=1)
+    exceedances = {}
+    for tail, level in (("upper", TAIL_QUANTILE), ("lower", 1.0 - TAIL_QUANTILE)):
+        # The exceedance factor depends on phi only through a short series: cached per value.
+        factors: dict[float, float] = {}
+        for phi in np.concatenate([phi_c, phi_b]).tolist():
+            if phi not in factors:
+                factors[phi] = exceedance_variance_factor(phi, level)
+        exceedances[tail] = exceedance_test_rows(
+            c, b, level, tail="upper" if tail == "upper" else "lower",
+            factor_canary=np.array([factors[v] for v in phi_c.tolist()]),
+            factor_baseline=np.array([factors[v] for v in phi_b.tolist()]),
+        )
+    return _TailRows(
+        spread_p=spread_p, mad_c=mad_c, mad_b=mad_b,
+        upper_ratio=_ratio_rows(q_c[1] - med_c, q_b[1] - med_b),
+        lower_ratio=_ratio_rows(med_c - q_c[0], med_b - q_b[0]),
+        spread_factor=f_c, exceedances=exceedances, sizes=(c.shape[1], b.shape[1]),
+    )
+
+
+def _mann_whitney_evaluation(
+    p: Prepared,
+    loc: ShiftResult,
+    method: str,
+    phi_c: float,
+    phi_b: float,
+    tails: _TailRows,
+    row: int,
+    mean_c: float,
+    mean_b: float,
+) -> Evaluation:
+    metric, test = p.metric, p.metric.test
+    assert isinstance(test, MannWhitneyTest)
     interval = (
         f"shift {_num(loc.estimate, signed=True)}, {test.confidence * 100:g}% CI "
         f"[{_num(loc.low, signed=True)}, {_num(loc.high, signed=True)}]"
@@ -204,9 +342,9 @@ def _evaluate_mann_whitney(p: Prepared, test: MannWhitneyTest) -> Evaluation | s
                                     f"the canary is shifted down ({interval})"))
     details: dict[str, Any] = {
         "autocorrelation": {
-            "method": ac.method,
-            "phi_baseline": ac.phi_baseline,
-            "phi_canary": ac.phi_canary,
+            "method": method,
+            "phi_baseline": phi_b,
+            "phi_canary": phi_c,
             "effective_baseline": loc.effective_baseline,
             "effective_canary": loc.effective_canary,
             "variance_inflation": loc.inflation,
@@ -215,13 +353,13 @@ def _evaluate_mann_whitney(p: Prepared, test: MannWhitneyTest) -> Evaluation | s
                      "p_greater": loc.p_greater, "p_less": loc.p_less, "z": loc.z},
     }
     if test.tails:
-        details["tails"] = _tail_components(metric, c, b, ac, components)
+        details["tails"] = _tail_components(metric, tails, row, components)
     limits = test.effect_size
     if limits.measure is EffectMeasure.CLES:
-        effect = float(np.mean(np.greater.outer(c, b)) + 0.5 * np.mean(np.equal.outer(c, b)))
+        # U / (n_c n_b) is P(canary > baseline) + P(tie) / 2 over all pairs.
+        effect = loc.statistic / (loc.canary_size * loc.baseline_size)
     else:
-        mean_b = float(np.mean(b))
-        effect = float(np.mean(c)) / mean_b if mean_b != 0 else math.nan
+        effect = mean_c / mean_b if mean_b != 0 else math.nan
     worst = min(components, key=lambda comp: comp.p_value)
     material = True
     if worst.name == "location" and not math.isnan(effect):
@@ -255,48 +393,36 @@ beyond it and cannot be compared at all."""
 
 def _tail_components(
     metric: MetricConfig,
-    c: FloatArray,
-    b: FloatArray,
-    ac: AutocorrelationEstimate,
+    t: _TailRows,
+    row: int,
     components: list[Component],
 ) -> dict[str, Any]:
     """Add the spread and tail checks for the directions that matter; return their details.
 
-    The spread test uses the deviation variance factor ``(1 + phi^2) / (1 - phi^2)`` and the
-    tail test the exact Gaussian-copula factor of exceedance indicators
-    (:mod:`judge.stats.quantiles`), both from the *point* estimate of ``phi``: the location
-    test's one-standard-error margin is not added, because the ``phi^2`` bound already
-    overstates the deviations' autocorrelation (measured A/A rates stay at or below nominal,
-    ``docs/default-judge.md``). A wider spread counts in a direction only when that half of
-    the distribution widened (p90 - median for increases, median - p10 for decreases): a
-    latency whose fast requests got faster is not failed.
+    A wider spread counts in a direction only when that half of the distribution widened
+    (p90 - median for increases, median - p10 for decreases): a latency whose fast requests
+    got faster is not failed.
     """
-    if ac.method.startswith("none"):
-        phi_c = phi_b = 0.0
-    else:
-        point = estimate_autocorrelation(c, b, margin=0.0)
-        phi_c, phi_b = point.phi_canary, point.phi_baseline
-    f_c = deviation_variance_factor(phi_c)
-    f_b = deviation_variance_factor(phi_b)
-    spread = spread_test(c, b, factor_canary=f_c, factor_baseline=f_b)
+    upper_ratio, lower_ratio = float(t.upper_ratio[row]), float(t.lower_ratio[row])
+    mad_c, mad_b = float(t.mad_c[row]), float(t.mad_b[row])
     out: dict[str, Any] = {
-        "spread": {"p_value": spread.p_value, "mad_ratio": spread.ratio,
-                   "upper_half_ratio": spread.upper_ratio,
-                   "lower_half_ratio": spread.lower_ratio,
-                   "canary_mad": spread.canary_mad, "baseline_mad": spread.baseline_mad,
-                   "variance_factor": f_c},
+        "spread": {"p_value": float(t.spread_p[row]),
+                   "mad_ratio": mad_c / mad_b if mad_b > 0 else math.nan,
+                   "upper_half_ratio": upper_ratio, "lower_half_ratio": lower_ratio,
+                   "canary_mad": mad_c, "baseline_mad": mad_b,
+                   "variance_factor": float(t.spread_factor[row])},
     }
     widened = []
-    if _up(metric) and not spread.upper_ratio <= 1.0:
-        widened.append((Classification.HIGH, "upper", spread.upper_ratio))
-    if _down(metric) and not spread.lower_ratio <= 1.0:
-        widened.append((Classification.LOW, "lower", spread.lower_ratio))
+    if _up(metric) and not upper_ratio <= 1.0:
+        widened.append((Classification.HIGH, "upper", upper_ratio))
+    if _down(metric) and not lower_ratio <= 1.0:
+        widened.append((Classification.LOW, "lower", lower_ratio))
     if widened:
         side, half, ratio = max(widened, key=lambda w: -1.0 if math.isnan(w[2]) else w[2])
-        spread_p = spread.p_value
+        spread_p = float(t.spread_p[row])
         sentence = (
-            f"the canary is more spread out (median absolute deviation {_num(spread.canary_mad)}"
-            f" vs {_num(spread.baseline_mad)}; its {half} half is {_num(ratio)}x as wide)"
+            f"the canary is more spread out (median absolute deviation {_num(mad_c)}"
+            f" vs {_num(mad_b)}; its {half} half is {_num(ratio)}x as wide)"
         )
     else:
         # Not wider on a side that matters: the component stays in the count (so the
@@ -310,23 +436,21 @@ def _tail_components(
         tails.append((Classification.HIGH, "upper", TAIL_QUANTILE))
     if _down(metric):
         tails.append((Classification.LOW, "lower", 1.0 - TAIL_QUANTILE))
+    n_c, n_b = t.sizes
     for side, tail, level in tails:
-        r = tail_test(
-            c, b, level, tail=tail,
-            factor_canary=exceedance_variance_factor(phi_c, level),
-            factor_baseline=exceedance_variance_factor(phi_b, level),
-        )
+        r = t.exceedances[tail]
+        a, d = int(r.canary_exceedances[row]), int(r.baseline_exceedances[row])
+        threshold, p_value = float(r.threshold[row]), float(r.p_value[row])
         word = "above" if tail == "upper" else "below"
         label = f"p{level * 100:g}"
         components.append(Component(
-            f"{tail} tail", side, r.p_value,
-            f"the canary has more points {word} the pooled {label} {_num(r.threshold)}: "
-            f"{r.canary_exceedances} of {r.canary_size} ({_pct(r.canary_share)}) against "
-            f"{r.baseline_exceedances} of {r.baseline_size} ({_pct(r.baseline_share)})",
+            f"{tail} tail", side, p_value,
+            f"the canary has more points {word} the pooled {label} {_num(threshold)}: "
+            f"{a} of {n_c} ({_pct(a / n_c)}) against {d} of {n_b} ({_pct(d / n_b)})",
         ))
-        out[f"{tail} tail"] = {"quantile": level, "threshold": r.threshold,
-                               "canary_share": r.canary_share,
-                               "baseline_share": r.baseline_share, "p_value": r.p_value}
+        out[f"{tail} tail"] = {"quantile": level, "threshold": threshold,
+                               "canary_share": a / n_c, "baseline_share": d / n_b,
+                               "p_value": p_value}
     return out
 
 
@@ -644,46 +768,42 @@ def _aligned_counts(
 
 def finish_default(
     config: CanaryConfig,
-    results: Sequence[MetricResult],
+    done: Mapping[str, MetricResult],
+    batch: Sequence[Prepared],
     series: Mapping[str, Any],
 ) -> tuple[list[MetricResult], dict[str, Any]]:
-    """Re-judge the tested metrics of a default-mode judgment together.
+    """Judge the default-mode metrics of a judgment together and order every result.
 
-    ``series[name]`` is ``(baseline, canary)`` for metrics and for count denominators.
-    Rate-ratio metrics with a ``denominator`` present in ``series`` are evaluated with it;
-    then every tested, unmuted metric's p-value enters the family-wise correction of
-    ``config.multiple_testing``. Returns the new results (same order) and report details.
+    ``done[name]`` holds the metrics already decided (no data, thresholds, ...); ``batch`` the
+    prepared metrics the default handler tests, evaluated here once each, vectorised over
+    metrics for ``mann_whitney`` (:func:`_evaluate_mann_whitney_many`). ``series[name]`` is
+    ``(baseline, canary)``; rate-ratio metrics with a ``denominator`` present in ``series``
+    are evaluated with it. Every tested, unmuted metric's p-value then enters the family-wise
+    correction of ``config.multiple_testing``. Returns the results in config order and the
+    report details (the correction, and the metrics without enough evidence).
     """
-    prepared: dict[str, tuple[Prepared, Evaluation | str]] = {}
-    for result in results:
-        metric = config.metric(result.name)
-        if _TESTED not in result.details and not (
-            isinstance(metric.test, RateRatioTest) and result.classification is
-            Classification.NODATA and "evidence" in result.details
-        ):
+    evaluations: dict[str, tuple[Prepared, Evaluation | str]] = {}
+    continuous: list[Prepared] = []
+    for p in batch:
+        metric, test = p.metric, p.metric.test
+        if isinstance(test, MannWhitneyTest):
+            continuous.append(p)
             continue
         given = series.get(metric.name)
-        if not isinstance(given, tuple):
-            continue
-        p = prepare(metric, JudgeMode.DEFAULT, given[0], given[1])
-        if isinstance(p, MetricResult):
-            continue
-        exposures: tuple[FloatArray, FloatArray] | None = None
-        test = metric.test
-        if isinstance(test, RateRatioTest) and test.denominator:
+        if isinstance(test, RateRatioTest) and test.denominator and isinstance(given, tuple):
             denominator = series.get(test.denominator)
             if isinstance(denominator, tuple):
                 b_counts, b_exp = _aligned_counts(given[0], denominator[0])
                 c_counts, c_exp = _aligned_counts(given[1], denominator[1])
                 p = dataclasses.replace(p, baseline=b_counts, canary=c_counts)
-                exposures = (b_exp, c_exp)
-        ev = (
-            evaluate(p, baseline_exposure=exposures[0], canary_exposure=exposures[1])
-            if exposures is not None else evaluate(p)
-        )
-        prepared[metric.name] = (p, ev)
+                evaluations[metric.name] = (
+                    p, evaluate(p, baseline_exposure=b_exp, canary_exposure=c_exp))
+                continue
+        evaluations[metric.name] = (p, evaluate(p))
+    for p, ev in zip(continuous, _evaluate_mann_whitney_many(continuous), strict=True):
+        evaluations[p.metric.name] = (p, ev)
     family = [
-        name for name, (p, ev) in prepared.items()
+        name for name, (p, ev) in evaluations.items()
         if not isinstance(ev, str) and not p.metric.muted
     ]
     settings = config.multiple_testing
@@ -691,7 +811,7 @@ def finish_default(
     details: dict[str, Any] = {}
     adjusted: dict[str, float] = {}
     if method is not MultipleTestingMethod.NONE and family:
-        evs = [prepared[name][1] for name in family]
+        evs = [evaluations[name][1] for name in family]
         outcome = correct([ev.p_value for ev in evs if not isinstance(ev, str)],
                           method=method.value, level=settings.level)
         adjusted = dict(zip(family, outcome.adjusted, strict=True))
@@ -710,22 +830,18 @@ def finish_default(
             "method": "none",
             "sentence": "No multiple-testing correction: each metric at its own level.",
         }
-    new_results = []
-    for result in results:
-        if result.name not in prepared:
-            new_results.append(result)
-            continue
-        p, ev = prepared[result.name]
-        if result.name in adjusted and not isinstance(ev, str):
+    results: dict[str, MetricResult] = dict(done)
+    for name, (p, ev) in evaluations.items():
+        if name in adjusted and not isinstance(ev, str):
             rule = (f"{method.value} over {len(family)} metrics at family level "
                     f"{settings.level:g}")
-            decision = Decision(settings.level, adjusted[result.name], rule)
+            decision = Decision(settings.level, adjusted[name], rule)
         else:
             decision = _alone(p.metric)
             if not isinstance(ev, str):
                 decision = dataclasses.replace(decision, adjusted_p=ev.p_value)
-        new_results.append(_result(p, ev, decision))
-    return new_results, details
+        results[name] = _result(p, ev, decision)
+    return [results[m.name] for m in config.metrics], details
 
 
 def denominators(config: CanaryConfig) -> set[str]:

@@ -157,18 +157,24 @@ def _judge(
 ) -> Report:
     done, pending = _prepare_all(config, series, decided)
     tests = _run_tests(pending)
+    batch = []
     for prepared, _plan in pending:
         name = prepared.metric.name
         handler = handler_for(config.mode, prepared.metric.test.kind)
+        if handler is default_judge.DEFAULT_HANDLER:
+            # Judged together below, vectorised over metrics and evaluated once each.
+            batch.append(prepared)
+            continue
         done[name] = handler.decide(prepared, tests.get(name))
     known = {m.name for m in config.metrics} | default_judge.denominators(config)
     ignored = sorted(name for name in series if name not in known)
-    ordered = [done[m.name] for m in config.metrics]
     details: dict[str, Any] = {"ignored_series": ignored}
     if config.mode is JudgeMode.DEFAULT:
         # Count denominators, then the family-wise correction over all tested metrics.
-        ordered, extra = default_judge.finish_default(config, ordered, series)
+        ordered, extra = default_judge.finish_default(config, done, batch, series)
         details.update(extra)
+    else:
+        ordered = [done[m.name] for m in config.metrics]
     return score_report(config, ordered, limits, details=details)
 
 

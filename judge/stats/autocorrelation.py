@@ -37,7 +37,11 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+from scipy import special
 from scipy import stats as sps
+
+from judge.stats._batch import _rank_statistics
+from judge.stats._selection import PairedSamples, select_differences
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -132,6 +136,110 @@ def _first_difference_phi(series: FloatArray) -> float:
     return 1.0 + 2.0 * lag1_autocorrelation(steps, bias_correct=False)
 
 
+def _lag1_rows(values: FloatArray) -> FloatArray:
+    """Lag-1 autocorrelation of every row (0 for a constant row)."""
+    centred = values - values.mean(axis=1, keepdims=True)
+    denom = np.einsum("ij,ij->i", centred, centred)
+    num = np.einsum("ij,ij->i", centred[:, 1:], centred[:, :-1])
+    out: FloatArray = np.divide(num, denom, out=np.zeros_like(num), where=denom > 0)
+    return out
+
+
+def lag1_autocorrelation_rows(rows: npt.ArrayLike, *, bias_correct: bool = True) -> FloatArray:
+    """:func:`lag1_autocorrelation` (on ranks) of every row of a finite 2-d array at once."""
+    values = np.atleast_2d(np.asarray(rows, dtype=np.float64))
+    n = values.shape[1]
+    if n < 3:
+        raise ValueError(f"series: need at least 3 finite points, got {n}")
+    r1 = _lag1_rows(np.asarray(sps.rankdata(values, axis=1), dtype=np.float64))
+    if bias_correct and n > 4:
+        corrected: FloatArray = (n * r1 + 1.0) / (n - 4.0)
+        return corrected
+    return r1
+
+
+def _raise_by_margin_rows(phi: FloatArray, n: int, margin: float) -> FloatArray:
+    """Vectorised :func:`_raise_by_margin`."""
+    phi = np.clip(phi, 0.0, PHI_CAP)
+    se = np.sqrt(np.maximum(1.0 - phi * phi, 0.0) / n)
+    out: FloatArray = np.minimum(phi + margin * se, PHI_CAP)
+    return out
+
+
+def _first_difference_phi_rows(rows: FloatArray) -> FloatArray:
+    """:func:`_first_difference_phi` of every row."""
+    steps = np.diff(rows, axis=1)
+    if steps.shape[1] < 3:
+        return np.zeros(rows.shape[0])
+    constant = np.ptp(steps, axis=1) == 0
+    phi = 1.0 + 2.0 * lag1_autocorrelation_rows(steps, bias_correct=False)
+    out: FloatArray = np.where(constant, 0.0, phi)
+    return out
+
+
+@dataclass(frozen=True)
+class RawAutocorrelation:
+    """Unraised lag-1 autocorrelation estimates of many (canary, baseline) pairs of equal-size
+    rows (:func:`raw_autocorrelation_rows`); :meth:`raised` adds the standard-error margin."""
+
+    phi_canary: FloatArray
+    phi_baseline: FloatArray
+    estimated_canary: bool
+    estimated_baseline: bool
+    constant: npt.NDArray[np.bool_]
+    method: str
+    canary_size: int
+    baseline_size: int
+
+    def raised(self, margin: float) -> tuple[FloatArray, FloatArray]:
+        """Per row ``(phi_canary, phi_baseline)`` raised by ``margin`` standard errors (the
+        assumed value for a side too short to estimate, 0 for a constant difference)."""
+        if margin < 0:
+            raise ValueError(f"margin must be >= 0, got {margin}")
+        out = []
+        for phi, estimated, size in (
+            (self.phi_canary, self.estimated_canary, self.canary_size),
+            (self.phi_baseline, self.estimated_baseline, self.baseline_size),
+        ):
+            if estimated:
+                value = np.where(self.constant, 0.0, _raise_by_margin_rows(phi, size, margin))
+            else:
+                value = np.full(phi.shape, PHI_SHORT_SERIES)
+            out.append(value)
+        return out[0], out[1]
+
+    def method_of(self, row: int) -> str:
+        return "difference (constant)" if self.constant[row] else self.method
+
+
+def raw_autocorrelation_rows(canary_rows: npt.ArrayLike, baseline_rows: npt.ArrayLike
+                             ) -> RawAutocorrelation:
+    """The estimates of :func:`estimate_autocorrelation` for every row pair at once (rows of
+    one 2-d array have one length), before the margin is added."""
+    c = np.atleast_2d(np.asarray(canary_rows, dtype=np.float64))
+    b = np.atleast_2d(np.asarray(baseline_rows, dtype=np.float64))
+    n_c, n_b = c.shape[1], b.shape[1]
+    if n_c == n_b and n_c >= MIN_POINTS_FOR_PHI + 1:
+        diff = c - b
+        constant = np.ptp(diff, axis=1) == 0
+        # Two estimates that both ignore a shared cycle, averaged: they err differently (an
+        # isolated spike drags the first down more), and the average varies less than either.
+        from_difference = lag1_autocorrelation_rows(diff)
+        from_steps = (_first_difference_phi_rows(c) + _first_difference_phi_rows(b)) / 2.0
+        phi = (from_difference + from_steps) / 2.0
+        return RawAutocorrelation(phi, phi, True, True, constant,
+                                  "difference and first differences", n_c, n_b)
+    estimated = []
+    phis = []
+    for side in (c, b):
+        ok = side.shape[1] >= MIN_POINTS_FOR_PHI + 1
+        estimated.append(ok)
+        phis.append(_first_difference_phi_rows(side) if ok else np.full(side.shape[0], math.nan))
+    method = "first-differences" if any(estimated) else "assumed (short series)"
+    return RawAutocorrelation(phis[0], phis[1], estimated[0], estimated[1],
+                              np.zeros(c.shape[0], dtype=bool), method, n_c, n_b)
+
+
 def estimate_autocorrelation(
     canary: npt.ArrayLike, baseline: npt.ArrayLike, *, margin: float = 1.0
 ) -> AutocorrelationEstimate:
@@ -141,34 +249,16 @@ def estimate_autocorrelation(
     Aligned series (same length) give one ``phi`` for both sides: the average of the estimate
     from the series of differences ``canary - baseline`` (the sum of two independent AR(1)
     series with the same ``phi`` is AR(1) with that ``phi``) and the first-difference
-    estimates of the two sides. NaN points must have been handled before.
+    estimates of the two sides. NaN points must have been handled before. The same numbers as
+    :func:`raw_autocorrelation_rows` on one row (it is computed that way).
     """
-    c = np.asarray(canary, dtype=np.float64)
-    b = np.asarray(baseline, dtype=np.float64)
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
-    if c.size == b.size and c.size >= MIN_POINTS_FOR_PHI + 1:
-        diff = c - b
-        if np.ptp(diff) == 0:
-            return AutocorrelationEstimate(0.0, 0.0, "difference (constant)")
-        # Two estimates that both ignore a shared cycle, averaged: they err differently (an
-        # isolated spike drags the first down more), and the average varies less than either.
-        from_difference = lag1_autocorrelation(diff)
-        from_steps = (_first_difference_phi(c) + _first_difference_phi(b)) / 2.0
-        phi = _raise_by_margin((from_difference + from_steps) / 2.0, c.size, margin)
-        return AutocorrelationEstimate(phi, phi, "difference and first differences")
-    phis = []
-    for side in (c, b):
-        if side.size < MIN_POINTS_FOR_PHI + 1:
-            phis.append(PHI_SHORT_SERIES)
-            continue
-        phis.append(_raise_by_margin(_first_difference_phi(side), side.size, margin))
-    method = (
-        "assumed (short series)"
-        if c.size < MIN_POINTS_FOR_PHI + 1 and b.size < MIN_POINTS_FOR_PHI + 1
-        else "first-differences"
-    )
-    return AutocorrelationEstimate(phis[0], phis[1], method)
+    c = np.asarray(canary, dtype=np.float64).reshape(1, -1)
+    b = np.asarray(baseline, dtype=np.float64).reshape(1, -1)
+    raw = raw_autocorrelation_rows(c, b)
+    phi_c, phi_b = raw.raised(margin)
+    return AutocorrelationEstimate(float(phi_c[0]), float(phi_b[0]), raw.method_of(0))
 
 
 @dataclass(frozen=True)
@@ -194,6 +284,8 @@ class ShiftResult:
     effective_baseline: float
     canary_size: int
     baseline_size: int
+    statistic: float = math.nan
+    """Mann-Whitney ``U``: canary-baseline pairs where the canary is larger, ties one half."""
 
     @property
     def p_two_sided(self) -> float:
@@ -234,51 +326,112 @@ def shift_test(
     """
     c = np.asarray(canary, dtype=np.float64)
     b = np.asarray(baseline, dtype=np.float64)
+    if c.size == 0 or b.size == 0:
+        raise ValueError("canary and baseline need at least one point each")
+    return shift_test_rows(
+        c.reshape(1, -1), b.reshape(1, -1), confidence=confidence,
+        factor_canary=factor_canary, factor_baseline=factor_baseline,
+    )[0]
+
+
+def rank_sum_rows(
+    canary_sorted: FloatArray, baseline_sorted: FloatArray
+) -> tuple[FloatArray, FloatArray, PairedSamples]:
+    """Mann-Whitney ``U`` (ties count one half) and the tie term ``sum(t^3 - t)`` of the
+    combined sample for every row pair of two row-sorted 2-d arrays, with the
+    :class:`~judge.stats._selection.PairedSamples` built from them (kept for the interval).
+    Counted from the sorted samples (no re-ranking), as the Kayenta batch path does."""
+    n = np.full(canary_sorted.shape[0], canary_sorted.shape[1], dtype=np.int64)
+    m = np.full(baseline_sorted.shape[0], baseline_sorted.shape[1], dtype=np.int64)
+    samples = PairedSamples(canary_sorted, n, baseline_sorted, m)
+    statistic, tie_sum = _rank_statistics(samples)
+    return statistic, tie_sum.astype(np.float64), samples
+
+
+def _check_rows(c: FloatArray, b: FloatArray, confidence: float) -> None:
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if c.size == 0 or b.size == 0:
+    if c.ndim != 2 or b.ndim != 2 or c.shape[0] != b.shape[0]:
+        raise ValueError("canary and baseline rows must be 2-d arrays with as many rows")
+    if c.shape[1] == 0 or b.shape[1] == 0:
         raise ValueError("canary and baseline need at least one point each")
     if not (np.all(np.isfinite(c)) and np.all(np.isfinite(b))):
         raise ValueError("canary and baseline must be finite (handle NaN before the test)")
-    if factor_canary < 1.0 or factor_baseline < 1.0:
+
+
+def shift_p_values_rows(
+    statistic: FloatArray,
+    tie_sum: FloatArray,
+    n_c: int,
+    n_b: int,
+    factor_canary: FloatArray,
+    factor_baseline: FloatArray,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """``(z, p_greater, p_less, sd)`` of the inflated-variance test for every row (module
+    docstring; ``p = 1`` both ways when every value is tied)."""
+    if np.any(factor_canary < 1.0) or np.any(factor_baseline < 1.0):
         raise ValueError("variance factors must be >= 1")
-    n_c, n_b = c.size, b.size
     total = n_c + n_b
-    pooled = np.concatenate([c, b])
-    ranks = sps.rankdata(pooled)
-    u = float(ranks[:n_c].sum()) - n_c * (n_c + 1) / 2.0
-    _, tie_counts = np.unique(pooled, return_counts=True)
-    tie_term = float(np.sum(tie_counts.astype(np.float64) ** 3 - tie_counts))
-    variance = n_c * n_b / 12.0 * ((total + 1.0) - tie_term / (total * (total - 1.0)))
+    variance = n_c * n_b / 12.0 * ((total + 1.0) - tie_sum / (total * (total - 1.0)))
     inflation = (factor_canary / n_c + factor_baseline / n_b) / (1.0 / n_c + 1.0 / n_b)
-    sd = math.sqrt(max(variance * inflation, 0.0))
-    mean_u = n_c * n_b / 2.0
-    if sd > 0:
-        z = (u - mean_u) / sd
-        p_greater = float(sps.norm.sf(z))
-        p_less = float(sps.norm.cdf(z))
-    else:
-        z, p_greater, p_less = 0.0, 1.0, 1.0
-    differences = np.sort(np.subtract.outer(c, b).ravel())
-    estimate = float(np.median(differences))
+    sd = np.sqrt(np.maximum(variance * inflation, 0.0))
+    positive = sd > 0
+    z = np.divide(statistic - n_c * n_b / 2.0, sd, out=np.zeros_like(sd), where=positive)
+    p_greater = np.where(positive, special.ndtr(-z), 1.0)
+    p_less = np.where(positive, special.ndtr(z), 1.0)
+    return z, p_greater, p_less, sd
+
+
+def shift_test_rows(
+    canary_rows: npt.ArrayLike,
+    baseline_rows: npt.ArrayLike,
+    *,
+    confidence: float = 0.98,
+    factor_canary: npt.ArrayLike = 1.0,
+    factor_baseline: npt.ArrayLike = 1.0,
+) -> list[ShiftResult]:
+    """:func:`shift_test` for every row pair of two 2-d arrays (rows of one array have one
+    length), vectorised over rows: each row is sorted once, ``U`` and the tie term are counted
+    from the sorted rows, and the Hodges-Lehmann estimate and limits are selected among the
+    pairwise differences by counting (:func:`judge.stats._selection.select_differences`),
+    never forming them. Factors are scalars or one per row."""
+    c = np.sort(np.atleast_2d(np.asarray(canary_rows, dtype=np.float64)), axis=1)
+    b = np.sort(np.atleast_2d(np.asarray(baseline_rows, dtype=np.float64)), axis=1)
+    _check_rows(c, b, confidence)
+    rows, n_c = c.shape
+    n_b = b.shape[1]
+    f_c = np.broadcast_to(np.asarray(factor_canary, dtype=np.float64), (rows,))
+    f_b = np.broadcast_to(np.asarray(factor_baseline, dtype=np.float64), (rows,))
+    statistic, tie_sum, samples = rank_sum_rows(c, b)
+    z, p_greater, p_less, sd = shift_p_values_rows(statistic, tie_sum, n_c, n_b, f_c, f_b)
+    pairs = n_c * n_b
     critical = float(sps.norm.ppf(1.0 - (1.0 - confidence) / 2.0))
-    k = math.floor(mean_u - critical * sd)
-    m = differences.size
-    if k < 1:
-        low, high = -math.inf, math.inf
-    else:
-        low, high = float(differences[k - 1]), float(differences[m - k])
-    return ShiftResult(
-        estimate=estimate,
-        low=low,
-        high=high,
-        confidence=confidence,
-        z=float(z),
-        p_greater=p_greater,
-        p_less=p_less,
-        inflation=inflation,
-        effective_canary=n_c / factor_canary,
-        effective_baseline=n_b / factor_baseline,
-        canary_size=n_c,
-        baseline_size=n_b,
-    )
+    k = np.floor(pairs / 2.0 - critical * sd).astype(np.int64)
+    bounded = k >= 1
+    ranks = np.stack([np.clip(k, 1, pairs), np.clip(pairs + 1 - k, 1, pairs),
+                      np.full(rows, (pairs + 1) // 2)], axis=1)
+    value = np.empty((rows, 3))
+    following = np.empty((rows, 3))
+    spread = samples.highest > samples.lowest
+    if np.any(spread):
+        chosen = np.flatnonzero(spread)
+        value[chosen], following[chosen] = select_differences(samples.subset(chosen),
+                                                              ranks[chosen])
+    # Every difference is the same number when the widest one is 0 wide.
+    value[~spread] = samples.lowest[~spread, None]
+    following[~spread] = samples.lowest[~spread, None]
+    middle_high = following[:, 2] if pairs % 2 == 0 else value[:, 2]
+    estimate = (value[:, 2] + middle_high) / 2.0
+    low = np.where(bounded, value[:, 0], -math.inf)
+    high = np.where(bounded, value[:, 1], math.inf)
+    inflation = (f_c / n_c + f_b / n_b) / (1.0 / n_c + 1.0 / n_b)
+    return [
+        ShiftResult(
+            estimate=float(estimate[i]), low=float(low[i]), high=float(high[i]),
+            confidence=confidence, z=float(z[i]), p_greater=float(p_greater[i]),
+            p_less=float(p_less[i]), inflation=float(inflation[i]),
+            effective_canary=n_c / float(f_c[i]), effective_baseline=n_b / float(f_b[i]),
+            canary_size=n_c, baseline_size=n_b, statistic=float(statistic[i]),
+        )
+        for i in range(rows)
+    ]

@@ -130,6 +130,18 @@ def _upper_tail(x: float, n: float, p: float) -> float:
     return float(sps.beta.cdf(p, x, n - x + 1.0))
 
 
+def upper_tail_rows(x: npt.ArrayLike, n: npt.ArrayLike, p: npt.ArrayLike) -> FloatArray:
+    """:func:`_upper_tail` elementwise (the same incomplete beta function, ``I_p(x, n - x +
+    1)``, 1 where ``x <= 0``)."""
+    xs = np.asarray(x, dtype=np.float64)
+    ns = np.asarray(n, dtype=np.float64)
+    positive = xs > 0
+    safe = np.where(positive, xs, 1.0)
+    values = sps.beta.cdf(p, safe, np.where(positive, ns - xs + 1.0, 1.0))
+    out: FloatArray = np.where(positive, values, 1.0)
+    return out
+
+
 def _lower_tail(x: float, n: float, p: float) -> float:
     """P(X <= x) for X ~ Binomial(n, p): 1 - I_p(x + 1, n - x)."""
     if x >= n:

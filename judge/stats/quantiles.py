@@ -43,8 +43,8 @@ import numpy.typing as npt
 from scipy import stats as sps
 from scipy.special import owens_t
 
-from judge.stats.autocorrelation import shift_test
-from judge.stats.counts import rate_ratio_test
+from judge.stats.autocorrelation import rank_sum_rows, shift_p_values_rows
+from judge.stats.counts import upper_tail_rows
 
 Tail = Literal["upper", "lower"]
 
@@ -207,29 +207,17 @@ def tail_test(
         raise ValueError(f"tail must be 'upper' or 'lower', got {tail!r}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    threshold = float(np.quantile(np.concatenate([c, b]), quantile))
-    if tail == "upper":
-        a, d = int(np.sum(c > threshold)), int(np.sum(b > threshold))
-    else:
-        a, d = int(np.sum(c < threshold)), int(np.sum(b < threshold))
+    ex = exceedance_test_rows(c.reshape(1, -1), b.reshape(1, -1), quantile, tail=tail,
+                              factor_canary=factor_canary, factor_baseline=factor_baseline)
+    threshold = float(ex.threshold[0])
+    a, d = int(ex.canary_exceedances[0]), int(ex.baseline_exceedances[0])
     n_c, n_b = c.size, b.size
     share_c, share_b = a / n_c, d / n_b
     pooled = (a + d) / (n_c + n_b)
     difference = share_c - share_b
     tested = a + d > 0
     null_var = pooled * (1.0 - pooled) * (factor_canary / n_c + factor_baseline / n_b)
-    p_value = 1.0
-    if tested:
-        # Conditional binomial on effective counts (module docstring): exceedances play the
-        # part of events, each side's size the part of exposure. Sampling without replacement
-        # (the exact test is hypergeometric) has variance smaller by (N - K) / (N - 1), which
-        # the effective counts take into account (never below the plain binomial).
-        total, exceeding = n_c + n_b, a + d
-        finite_population = (total - exceeding) / (total - 1.0) if total > 1 else 1.0
-        p_value = rate_ratio_test(
-            a, d, n_c, n_b, alternative="greater",
-            dispersion=max(1.0, max(factor_canary, factor_baseline) * finite_population),
-        ).p_value
+    p_value = float(ex.p_value[0])
     critical = float(sps.norm.ppf(1.0 - (1.0 - confidence) / 2.0))
     spread = math.sqrt(
         factor_canary * share_c * (1.0 - share_c) / n_c
@@ -304,12 +292,10 @@ def spread_test(
         raise ValueError("canary and baseline need at least two points each")
     med_c, med_b = float(np.median(c)), float(np.median(b))
     dev_c, dev_b = np.abs(c - med_c), np.abs(b - med_b)
-    if np.ptp(np.concatenate([dev_c, dev_b])) == 0:
-        p_value = 1.0
-    else:
-        p_value = shift_test(
-            dev_c, dev_b, factor_canary=factor_canary, factor_baseline=factor_baseline
-        ).p_greater
+    p_value = float(spread_p_values_rows(
+        c.reshape(1, -1), b.reshape(1, -1), factor_canary=factor_canary,
+        factor_baseline=factor_baseline,
+    )[0])
     mad_c, mad_b = float(np.median(dev_c)), float(np.median(dev_b))
     q_c = np.quantile(c, [0.1, 0.9])
     q_b = np.quantile(b, [0.1, 0.9])
@@ -321,3 +307,85 @@ def spread_test(
         canary_mad=mad_c,
         baseline_mad=mad_b,
     )
+
+
+@dataclass(frozen=True)
+class ExceedanceRows:
+    """Per row of :func:`exceedance_test_rows`: the pooled threshold, each side's number of
+    points beyond it and the one-sided p-value (1 where no point is beyond it)."""
+
+    threshold: npt.NDArray[np.float64]
+    canary_exceedances: npt.NDArray[np.int64]
+    baseline_exceedances: npt.NDArray[np.int64]
+    p_value: npt.NDArray[np.float64]
+
+
+def exceedance_test_rows(
+    canary_rows: npt.ArrayLike,
+    baseline_rows: npt.ArrayLike,
+    quantile: float,
+    *,
+    tail: Tail = "upper",
+    factor_canary: npt.ArrayLike = 1.0,
+    factor_baseline: npt.ArrayLike = 1.0,
+) -> ExceedanceRows:
+    """The threshold, counts and p-value of :func:`tail_test` for every row pair of two 2-d
+    arrays at once (rows of one array have one length; factors scalars or one per row)."""
+    c = np.atleast_2d(np.asarray(canary_rows, dtype=np.float64))
+    b = np.atleast_2d(np.asarray(baseline_rows, dtype=np.float64))
+    if c.shape[1] == 0 or b.shape[1] == 0:
+        raise ValueError("canary and baseline need at least one point each")
+    if not 0.0 < quantile < 1.0:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    if tail not in ("upper", "lower"):
+        raise ValueError(f"tail must be 'upper' or 'lower', got {tail!r}")
+    rows = c.shape[0]
+    threshold = np.quantile(np.concatenate([c, b], axis=1), quantile, axis=1)
+    if tail == "upper":
+        a = np.sum(c > threshold[:, None], axis=1)
+        d = np.sum(b > threshold[:, None], axis=1)
+    else:
+        a = np.sum(c < threshold[:, None], axis=1)
+        d = np.sum(b < threshold[:, None], axis=1)
+    f_c = np.broadcast_to(np.asarray(factor_canary, dtype=np.float64), (rows,))
+    f_b = np.broadcast_to(np.asarray(factor_baseline, dtype=np.float64), (rows,))
+    total, exceeding = c.shape[1] + b.shape[1], a + d
+    # Conditional binomial on effective counts (module docstring): exceedances play the part
+    # of events, each side's size the part of exposure. Sampling without replacement (the
+    # exact test is hypergeometric) has variance smaller by (N - K) / (N - 1), which the
+    # effective counts take into account (never below the plain binomial).
+    finite_population = (total - exceeding) / (total - 1.0) if total > 1 else np.ones(rows)
+    dispersion = np.maximum(1.0, np.maximum(f_c, f_b) * finite_population)
+    share = c.shape[1] / total
+    p_value = upper_tail_rows(a / dispersion, exceeding / dispersion, share)
+    return ExceedanceRows(threshold, a.astype(np.int64), d.astype(np.int64),
+                          np.where(exceeding > 0, p_value, 1.0))
+
+
+def spread_p_values_rows(
+    canary_rows: npt.ArrayLike,
+    baseline_rows: npt.ArrayLike,
+    *,
+    factor_canary: npt.ArrayLike = 1.0,
+    factor_baseline: npt.ArrayLike = 1.0,
+) -> npt.NDArray[np.float64]:
+    """The p-value of :func:`spread_test` for every row pair at once: the inflated-variance
+    rank test on absolute deviations from each row's median, counted from the sorted
+    deviations (1 where every deviation is the same)."""
+    c = np.atleast_2d(np.asarray(canary_rows, dtype=np.float64))
+    b = np.atleast_2d(np.asarray(baseline_rows, dtype=np.float64))
+    if c.shape[1] < 2 or b.shape[1] < 2:
+        raise ValueError("canary and baseline need at least two points each")
+    rows = c.shape[0]
+    dev_c = np.sort(np.abs(c - np.median(c, axis=1, keepdims=True)), axis=1)
+    dev_b = np.sort(np.abs(b - np.median(b, axis=1, keepdims=True)), axis=1)
+    f_c = np.broadcast_to(np.asarray(factor_canary, dtype=np.float64), (rows,))
+    f_b = np.broadcast_to(np.asarray(factor_baseline, dtype=np.float64), (rows,))
+    statistic, tie_sum, _ = rank_sum_rows(dev_c, dev_b)
+    _, p_greater, _, _ = shift_p_values_rows(
+        statistic, tie_sum, c.shape[1], b.shape[1], f_c, f_b
+    )
+    lowest = np.minimum(dev_c[:, 0], dev_b[:, 0])
+    highest = np.maximum(dev_c[:, -1], dev_b[:, -1])
+    out: npt.NDArray[np.float64] = np.where(highest > lowest, p_greater, 1.0)
+    return out
