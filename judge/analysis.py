@@ -368,10 +368,19 @@ async def fetch_metrics(
 # -- series to pairs ---------------------------------------------------------------------------
 def combine_series(fetched: FetchedSeries | None, how: Combine = "mean") -> FloatArray:
     """One array from all series of a fetch, point by point (see module doc)."""
+    return combine_timed(fetched, how)[1]
+
+
+def combine_timed(
+    fetched: FetchedSeries | None, how: Combine = "mean"
+) -> tuple[FloatArray, FloatArray]:
+    """:func:`combine_series` with the timestamps: ``(timestamps, values)``."""
     if fetched is None or not fetched.series:
-        return np.array([], dtype=np.float64)
+        return np.array([], dtype=np.float64), np.array([], dtype=np.float64)
     if len(fetched.series) == 1:
-        return fetched.series[0].values.astype(np.float64, copy=True)
+        only = fetched.series[0]
+        return (only.timestamps.astype(np.float64, copy=True),
+                only.values.astype(np.float64, copy=True))
     stamps = np.unique(np.concatenate([s.timestamps for s in fetched.series]))
     grid = np.full((len(fetched.series), stamps.size), np.nan)
     for row, series in enumerate(fetched.series):
@@ -380,7 +389,7 @@ def combine_series(fetched: FetchedSeries | None, how: Combine = "mean") -> Floa
     counts = present.sum(axis=0)
     sums = np.where(present, grid, 0.0).sum(axis=0)
     combined = sums / np.maximum(counts, 1) if how == "mean" else sums
-    return np.where(counts > 0, combined, np.nan)
+    return stamps.astype(np.float64), np.where(counts > 0, combined, np.nan)
 
 
 def _tag_key(tags: Mapping[str, str], fields: Sequence[str]) -> tuple[tuple[str, str], ...]:
@@ -428,6 +437,82 @@ def build_pairs(
             pairs[name] = (sides[0], sides[1])
     derived = config.model_copy(update={"metrics": tuple(metrics)})
     return SeriesPairs(config=derived, pairs=pairs)
+
+
+@dataclass(frozen=True)
+class NewPoints:
+    """The points of a poll not judged before: per metric column, arrays on a common grid of
+    timestamps after the previous poll's last judged point (see :func:`new_points`)."""
+
+    baseline: dict[str, FloatArray]
+    canary: dict[str, FloatArray]
+    timestamps: FloatArray
+    errors: dict[str, str]
+    """Metrics whose fetch failed this poll, with the reason."""
+
+    @property
+    def last(self) -> float | None:
+        """The newest timestamp judged (``None``: nothing new)."""
+        return float(self.timestamps[-1]) if self.timestamps.size else None
+
+
+def metric_column(metric: MetricConfig) -> str:
+    """The key a metric's points go under for the judge (its ``query.column``, else its name),
+    which is also how a count test finds its ``denominator``."""
+    column = getattr(metric.query, "column", None)
+    return column if isinstance(column, str) and column else metric.name
+
+
+def new_points(
+    fetches: Sequence[MetricFetch], after: float | None, combine: Combine = "mean"
+) -> NewPoints:
+    """The points of ``fetches`` later than ``after`` (epoch seconds), for a sequential judge.
+
+    A poll refetches from the previous poll's last judged point, so the point at ``after``
+    comes back and is dropped here: no point is counted twice. All metrics share one grid (the
+    union of their new timestamps, a missing point is NaN and the judge drops that pair), so a
+    count and its denominator stay aligned. The grid ends at the newest timestamp where some
+    metric has both sides: trailing points with one side missing (a scrape not in yet) are
+    left for the next poll. Series of a grouped query are combined (``combine``): sequential
+    runs judge the metric as a whole.
+    """
+    timed: dict[str, tuple[tuple[FloatArray, FloatArray], tuple[FloatArray, FloatArray]]] = {}
+    errors: dict[str, str] = {}
+    for fetch in fetches:
+        if fetch.error is not None:
+            errors[fetch.metric.name] = fetch.error
+            continue
+        timed[metric_column(fetch.metric)] = (
+            combine_timed(fetch.baseline.series, combine),
+            combine_timed(fetch.canary.series, combine),
+        )
+    stamps = [side[0] for pair in timed.values() for side in pair]
+    grid = np.unique(np.concatenate(stamps)) if stamps else np.array([], dtype=np.float64)
+    if after is not None:
+        grid = grid[grid > after]
+    sides: dict[str, tuple[FloatArray, FloatArray]] = {}
+    paired = np.zeros(grid.size, dtype=bool)
+    for column, ((b_time, b_values), (c_time, c_values)) in timed.items():
+        b, c = _on_grid(grid, b_time, b_values), _on_grid(grid, c_time, c_values)
+        paired |= np.isfinite(b) & np.isfinite(c)
+        sides[column] = (b, c)
+    end = int(np.flatnonzero(paired)[-1]) + 1 if paired.any() else 0
+    return NewPoints(
+        baseline={column: pair[0][:end] for column, pair in sides.items()},
+        canary={column: pair[1][:end] for column, pair in sides.items()},
+        timestamps=grid[:end],
+        errors=errors,
+    )
+
+
+def _on_grid(grid: FloatArray, stamps: FloatArray, values: FloatArray) -> FloatArray:
+    out = np.full(grid.size, np.nan)
+    if stamps.size == 0 or grid.size == 0:
+        return out
+    index = np.searchsorted(grid, stamps)
+    inside = (index < grid.size) & (grid[np.minimum(index, grid.size - 1)] == stamps)
+    out[index[inside]] = values[inside]
+    return out
 
 
 # -- the use-case ------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from judge.api.seed import seed_demo_configs
 from judge.api.service import BadRequestError, Services
 from judge.api.settings import Settings, get_settings
 from judge.api.sources import SourceRegistry, UnknownSourceError
-from judge.api.store import NotFoundError, Store
+from judge.api.store import ConflictError, NotFoundError, Store
 from judge.api.telemetry import ServiceMetrics, configure_logging
 
 logger = logging.getLogger(__name__)
@@ -181,6 +181,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def not_found(request: Request, exc: Exception) -> Response:
         return reply(request, 404, str(exc).strip("'\""))
 
+    async def conflict(request: Request, exc: Exception) -> Response:
+        return reply(request, 409, str(exc))
+
+    async def timed_out(request: Request, exc: Exception) -> Response:
+        return reply(request, 504, str(exc))
+
     async def invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ValidationError | RequestValidationError)
         errors = exc.errors(include_url=False) if isinstance(exc, ValidationError) else exc.errors()
@@ -200,6 +206,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BadRequestError, bad_request)
     app.add_exception_handler(UnknownSourceError, bad_request)
     app.add_exception_handler(NotFoundError, not_found)
+    app.add_exception_handler(ConflictError, conflict)
+    app.add_exception_handler(TimeoutError, timed_out)
     app.add_exception_handler(ValidationError, invalid)
     app.add_exception_handler(RequestValidationError, invalid)
     # ValueError from the judge or the config parser is always about the input.

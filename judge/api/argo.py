@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -27,18 +26,12 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from judge.api.deps import ServicesDep
+from judge.api.runs import sequential_out
 from judge.api.schemas import ArgoJudgeOut, ArgoJudgeRequest, MetricSummaryOut
-from judge.api.service import (
-    AnalysisPlan,
-    BadRequestError,
-    check_plan,
-    make_scope,
-    resolve_config,
-    window,
-)
+from judge.api.service import BadRequestError, controller_plan
 from judge.api.sources import UnknownSourceError
+from judge.api.store import ConflictError
 from judge.config import ScoreThresholds
-from judge.ports import ScopePair
 from judge.report import Report
 
 logger = logging.getLogger(__name__)
@@ -46,7 +39,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/argo/v1", tags=["argo"])
 
 _QUERY_FIELDS = ("config", "baseline", "canary", "location", "lookback", "start", "end", "step",
-                 "source")
+                 "source", "run_id", "final")
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -60,7 +53,8 @@ def validation_message(exc: ValidationError) -> str:
 
 def error_answer(message: str, config: str | None = None) -> JSONResponse:
     """The 200 answer for a measurement that judged nothing."""
-    body = ArgoJudgeOut(verdict="error", error=message, reason=message, config=config)
+    body = ArgoJudgeOut(verdict="error", status="error", error=message, reason=message,
+                        config=config)
     return JSONResponse(status_code=200, content=body.model_dump(mode="json", by_alias=True))
 
 
@@ -99,7 +93,7 @@ async def _request_fields(request: Request) -> dict[str, Any]:
     return fields
 
 
-def answer(report: Report, analysis_id: str, config_name: str) -> ArgoJudgeOut:
+def answer(report: Report, analysis_id: str | None, config_name: str) -> ArgoJudgeOut:
     metrics = [
         MetricSummaryOut(
             name=m.name,
@@ -114,8 +108,11 @@ def answer(report: Report, analysis_id: str, config_name: str) -> ArgoJudgeOut:
         for m in report.metrics
     ]
     verdict = report.verdict.value
+    sequential = sequential_out(report)
     return ArgoJudgeOut(
         verdict=verdict,
+        status=sequential.status if sequential else verdict,
+        sequential=sequential,
         score=_finite(report.score),
         pass_=verdict == "pass",
         marginal=verdict == "marginal",
@@ -146,24 +143,6 @@ async def argo_judge(request: Request, services: ServicesDep) -> JSONResponse:
         body = ArgoJudgeRequest.model_validate(fields)
         inline = body.config if isinstance(body.config, dict) else None
         config_label = body.config if isinstance(body.config, str) else None
-        config, _stored = resolve_config(
-            services.store,
-            inline=inline,
-            config_ref=config_label,
-        )
-        config_label = config.name
-        start, end = window(
-            lookback=body.lookback,
-            start=body.start,
-            end=body.end,
-            default_lookback=services.settings.default_lookback,
-        )
-        pair = ScopePair(
-            baseline=make_scope(body.baseline, location=body.location, params=body.params,
-                                field_name="baseline"),
-            canary=make_scope(body.canary, location=body.location, params=body.params,
-                              field_name="canary"),
-        )
         thresholds = (
             ScoreThresholds.model_validate(
                 {"pass": body.thresholds.pass_, "marginal": body.thresholds.marginal}
@@ -171,20 +150,27 @@ async def argo_judge(request: Request, services: ServicesDep) -> JSONResponse:
             if body.thresholds
             else None
         )
-        plan = AnalysisPlan(
-            config=config,
-            scopes={"default": pair},
-            start=start,
-            end=end,
-            step=timedelta(seconds=body.step or services.settings.default_step_seconds),
-            source=body.source,
-            thresholds=thresholds,
+        plan, stored = controller_plan(
+            services.store, services.settings, services.sources,
+            config_inline=inline, config_ref=config_label, baseline=body.baseline,
+            canary=body.canary, location=body.location, params=body.params,
+            lookback=body.lookback, start=body.start, end=body.end, step_seconds=body.step,
+            source=body.source, thresholds=thresholds,
         )
-        check_plan(plan, services.settings, services.sources)
-        report, analysis_id = await services.judge_now(plan, "argo")
+        config = plan.config
+        config_label = config.name
+        analysis_id: str | None
+        if body.run_id is not None:
+            polled = await services.poll_run(body.run_id, plan, "argo", final=body.final,
+                                             stored_config=stored)
+            report, analysis_id = polled.report, None
+        elif body.final:
+            raise BadRequestError("final: only for a sequential run (give run_id)", "final")
+        else:
+            report, analysis_id = await services.judge_now(plan, "argo")
     except ValidationError as exc:
         return error_answer(validation_message(exc), config_label)
-    except (BadRequestError, UnknownSourceError, TimeoutError) as exc:
+    except (BadRequestError, UnknownSourceError, TimeoutError, ConflictError) as exc:
         return error_answer(str(exc), config_label)
     except Exception as exc:
         # Argo reads non-2xx as an Error measurement; a bug here must still answer in JSON.

@@ -15,7 +15,17 @@ string map set in the Canary resource: it carries the config and the scopes:
 ``source``         named metric source
 ``pass``           score threshold overrides (``marginal`` too)
 ``allowMarginal``  ``"true"``: a marginal verdict answers 200 instead of 412
+``sequential``     ``"true"``: a sequential run; each call judges only the points since the last
+``runId``          the run's id (default ``<namespace>/<name>/<checksum>``: one run per revision)
+``gate``           ``"promotion"`` on a ``confirm-promotion`` hook (see below)
 =================  ===========================================================================
+
+A sequential run answers 200 once it passed and 412 once it failed (decisions are final). While
+it is undecided (``continue``) it answers 202 (a passed check: Flagger keeps shifting traffic,
+and no failed check is counted against ``threshold`` for lack of evidence yet), except on a
+hook marked ``gate: promotion``, where it answers 425 Too Early: Flagger holds the promotion
+and keeps running its checks until the run has passed. Flagger's payload does not say which
+kind of hook is calling (``phase`` is the canary's phase), hence the explicit ``gate``.
 
 The hook's ``name`` and ``namespace`` are extended scope parameters, usable as ``${name}`` and
 ``${namespace}`` in queries. Answers: 200 pass; 412 fail or marginal; 400 bad metadata; 504
@@ -26,7 +36,6 @@ something unexpected breaks. The JSON body always says why.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter
@@ -35,18 +44,12 @@ from pydantic import ValidationError
 
 from judge.api.argo import validation_message
 from judge.api.deps import ServicesDep
+from judge.api.runs import sequential_out
 from judge.api.schemas import FlaggerHook, FlaggerMetadata, FlaggerOut
-from judge.api.service import (
-    AnalysisPlan,
-    BadRequestError,
-    check_plan,
-    make_scope,
-    resolve_config,
-    window,
-)
+from judge.api.service import AnalysisPlan, BadRequestError, controller_plan
 from judge.api.sources import UnknownSourceError
-from judge.config import ScoreThresholds
-from judge.ports import ScopePair
+from judge.api.store import ConflictError, StoredConfig
+from judge.config import CanaryConfig, ScoreThresholds
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +57,19 @@ router = APIRouter(prefix="/flagger/v1", tags=["flagger"])
 
 _FAILED = 412
 """Precondition Failed: the canary did not meet the bar (any status above 202 fails a hook)."""
+_UNDECIDED = 202
+"""Accepted: a sequential run has no decision yet (Flagger counts 200-202 as a passed check)."""
+_TOO_EARLY = 425
+"""Too Early: a promotion gate while the sequential run is undecided (promotion waits)."""
 
 
 def _answer(status: int, hook: FlaggerHook, **fields: Any) -> JSONResponse:
     body = FlaggerOut(canary=f"{hook.namespace}/{hook.name}", phase=hook.phase, **fields)
     return JSONResponse(status_code=status, content=body.model_dump(mode="json"))
+
+
+def _flag(text: str | None) -> bool:
+    return (text or "").strip().lower() in ("true", "1", "yes")
 
 
 def _number(text: str | None, field_name: str) -> float | None:
@@ -72,54 +83,40 @@ def _number(text: str | None, field_name: str) -> float | None:
         ) from exc
 
 
-def _plan(hook: FlaggerHook, meta: FlaggerMetadata, services: Any) -> AnalysisPlan:
-    config, _stored = resolve_config(services.store, inline=None, config_ref=meta.config)
-    start, end = window(
-        lookback=meta.lookback,
-        start=None,
-        end=None,
-        default_lookback=services.settings.default_lookback,
-    )
-    params = {"name": hook.name, "namespace": hook.namespace}
-    pair = ScopePair(
-        baseline=make_scope(meta.baseline or f"{hook.name}-primary", location=meta.location,
-                            params=params, field_name="metadata.baseline"),
-        canary=make_scope(meta.canary or hook.name, location=meta.location, params=params,
-                          field_name="metadata.canary"),
-    )
-    step = _number(meta.step, "step") or services.settings.default_step_seconds
-    if step <= 0:
+def _plan(
+    hook: FlaggerHook, meta: FlaggerMetadata, services: Any
+) -> tuple[AnalysisPlan, StoredConfig | None]:
+    step = _number(meta.step, "step")
+    if step is not None and step <= 0:
         raise BadRequestError("metadata.step: must be positive", "metadata.step")
-    pass_at, marginal_at = _number(meta.pass_threshold, "pass"), _number(
-        meta.marginal_threshold, "marginal"
+    return controller_plan(
+        services.store, services.settings, services.sources,
+        config_inline=None, config_ref=meta.config,
+        baseline=meta.baseline or f"{hook.name}-primary", canary=meta.canary or hook.name,
+        location=meta.location, params={"name": hook.name, "namespace": hook.namespace},
+        lookback=meta.lookback, step_seconds=step, source=meta.source,
+        thresholds=lambda config: _thresholds(meta, config),
+        extra={"flagger": {"name": hook.name, "namespace": hook.namespace,
+                           "phase": hook.phase}},
+        field_prefix="metadata.",
     )
-    thresholds = None
-    if pass_at is not None or marginal_at is not None:
-        try:
-            thresholds = ScoreThresholds.model_validate(
-                {
-                    "pass": pass_at if pass_at is not None else config.thresholds.pass_,
-                    "marginal": (
-                        marginal_at if marginal_at is not None else config.thresholds.marginal
-                    ),
-                }
-            )
-        except ValidationError as exc:
-            raise BadRequestError(
-                f"metadata.pass/marginal: {validation_message(exc)}", "metadata.pass"
-            ) from exc
-    plan = AnalysisPlan(
-        config=config,
-        scopes={"default": pair},
-        start=start,
-        end=end,
-        step=timedelta(seconds=step),
-        source=meta.source,
-        thresholds=thresholds,
-        extra={"flagger": {"name": hook.name, "namespace": hook.namespace, "phase": hook.phase}},
-    )
-    check_plan(plan, services.settings, services.sources)
-    return plan
+
+
+def _thresholds(meta: FlaggerMetadata, config: CanaryConfig) -> ScoreThresholds | None:
+    """Score threshold overrides from ``pass`` / ``marginal`` (the other from the config)."""
+    pass_at = _number(meta.pass_threshold, "pass")
+    marginal_at = _number(meta.marginal_threshold, "marginal")
+    if pass_at is None and marginal_at is None:
+        return None
+    try:
+        return ScoreThresholds.model_validate({
+            "pass": pass_at if pass_at is not None else config.thresholds.pass_,
+            "marginal": marginal_at if marginal_at is not None else config.thresholds.marginal,
+        })
+    except ValidationError as exc:
+        raise BadRequestError(
+            f"metadata.pass/marginal: {validation_message(exc)}", "metadata.pass"
+        ) from exc
 
 
 @router.post(
@@ -134,10 +131,17 @@ async def flagger_check(hook: FlaggerHook, services: ServicesDep) -> JSONRespons
     except ValidationError as exc:
         message = "metadata: " + validation_message(exc)
         return _answer(400, hook, verdict="error", reason=message, error=message)
+    sequential = _flag(meta.sequential) or meta.run_id is not None
+    analysis_id: str | None = None
     try:
-        plan = _plan(hook, meta, services)
-        report, analysis_id = await services.judge_now(plan, "flagger")
-    except (BadRequestError, UnknownSourceError) as exc:
+        plan, stored = _plan(hook, meta, services)
+        if sequential:
+            run_id = meta.run_id or f"{hook.namespace}/{hook.name}/{hook.checksum or 'no-checksum'}"
+            polled = await services.poll_run(run_id, plan, "flagger", stored_config=stored)
+            report = polled.report
+        else:
+            report, analysis_id = await services.judge_now(plan, "flagger")
+    except (BadRequestError, UnknownSourceError, ConflictError) as exc:
         return _answer(400, hook, verdict="error", reason=str(exc), error=str(exc))
     except ValidationError as exc:
         message = validation_message(exc)
@@ -150,12 +154,19 @@ async def flagger_check(hook: FlaggerHook, services: ServicesDep) -> JSONRespons
         message = f"internal error: {type(exc).__name__}: {exc}"
         return _answer(503, hook, verdict="error", reason=message, error=message)
     verdict = report.verdict.value
-    allow_marginal = (meta.allow_marginal or "").strip().lower() in ("true", "1", "yes")
-    ok = verdict == "pass" or (verdict == "marginal" and allow_marginal)
+    summary = sequential_out(report)
+    if summary is not None:
+        status = {"pass": 200, "fail": _FAILED}.get(summary.status, _UNDECIDED)
+        if status == _UNDECIDED and (meta.gate or "").strip().lower() == "promotion":
+            status = _TOO_EARLY
+    else:
+        ok = verdict == "pass" or (verdict == "marginal" and _flag(meta.allow_marginal))
+        status = 200 if ok else _FAILED
     score = report.score if report.score == report.score else None
     return _answer(
-        200 if ok else _FAILED,
+        status,
         hook,
+        sequential=summary,
         verdict=verdict,
         score=score,
         reason=report.reason,

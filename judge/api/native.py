@@ -11,6 +11,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response, status
 
 from judge.api.deps import RunnerDep, ServicesDep, StoreDep
+from judge.api.runs import sequential_out
 from judge.api.schemas import (
     AnalysisOut,
     AnalysisRequest,
@@ -21,18 +22,21 @@ from judge.api.schemas import (
     ErrorOut,
     JudgeRequest,
     ReportOut,
+    RunOut,
+    RunPollRequest,
     ScopeIn,
 )
 from judge.api.service import (
     AnalysisPlan,
     BadRequestError,
+    Services,
     check_plan,
     make_scope,
     parse_config_document,
     resolve_config,
     window,
 )
-from judge.api.store import AnalysisStatus, StoredAnalysis, StoredConfig
+from judge.api.store import AnalysisStatus, StoredAnalysis, StoredConfig, StoredRun
 from judge.api.telemetry import Stopwatch
 from judge.config import MetricConfig, ScoreThresholds
 from judge.ports import ScopePair
@@ -255,16 +259,10 @@ def _scope(raw: ScopeIn, field_name: str) -> Any:
     )
 
 
-@router.post(
-    "/analyses",
-    response_model=AnalysisOut,
-    status_code=status.HTTP_202_ACCEPTED,
-    responses=_ERRORS,
-)
-async def start_analysis(
-    body: AnalysisRequest, services: ServicesDep, runner: RunnerDep
-) -> AnalysisOut:
-    """Start an analysis in the background; poll ``GET /v1/analyses/{id}`` for its report."""
+async def _analysis_plan(
+    body: AnalysisRequest, services: Services
+) -> tuple[AnalysisPlan, StoredConfig | None]:
+    """The checked plan of an analysis (or sequential poll) request, and its stored config."""
     config, stored = await to_thread.run_sync(
         lambda: resolve_config(
             services.store,
@@ -304,10 +302,24 @@ async def start_analysis(
         thresholds=_thresholds(body.thresholds),
     )
     check_plan(plan, services.settings, services.sources)
+    return plan, stored
+
+
+@router.post(
+    "/analyses",
+    response_model=AnalysisOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=_ERRORS,
+)
+async def start_analysis(
+    body: AnalysisRequest, services: ServicesDep, runner: RunnerDep
+) -> AnalysisOut:
+    """Start an analysis in the background; poll ``GET /v1/analyses/{id}`` for its report."""
+    plan, stored = await _analysis_plan(body, services)
     analysis = await to_thread.run_sync(
         lambda: services.store.create_analysis(
             kind="native",
-            config=config.to_dict(),
+            config=plan.config.to_dict(),
             request=plan.to_json(),
             config_id=stored.id if stored else None,
             config_version=stored.version if stored else None,
@@ -345,3 +357,52 @@ def list_analyses(
         )
         for a in store.list_analyses(limit=limit, status=status_filter)
     ]
+
+
+# -- sequential runs ---------------------------------------------------------------------------
+def run_out(run: StoredRun, *, with_report: bool = True) -> RunOut:
+    return RunOut(
+        run_id=run.run_id,
+        kind=run.kind,
+        status=run.status,
+        calls=run.calls,
+        config_name=run.config.get("name"),
+        config_id=run.config_id,
+        config_version=run.config_version,
+        window_start=run.window_start,
+        last_point=run.last_end,
+        created_at=run.created_at,
+        updated_at=run.updated_at,
+        sequential=sequential_out(run.report) if run.report else None,
+        report=run.report if with_report else None,
+    )
+
+
+@router.post("/runs/{run_id}/poll", response_model=RunOut, responses=_ERRORS)
+async def poll_run(run_id: str, body: RunPollRequest, services: ServicesDep) -> RunOut:
+    """One poll of a sequential run: judge the points since the previous poll (anytime-valid),
+    store the run's state, and answer where it stands (``status``: continue, pass, fail,
+    inconclusive) with the report."""
+    plan, stored = await _analysis_plan(body, services)
+    result = await services.poll_run(run_id, plan, "native", final=body.final,
+                                     stored_config=stored)
+    return run_out(result.run)
+
+
+@router.get("/runs/{run_id}", response_model=RunOut, responses=_ERRORS)
+def get_run(run_id: str, store: StoreDep) -> RunOut:
+    """A sequential run as stored: status, calls, last judged point, last report."""
+    return run_out(store.get_run(run_id))
+
+
+@router.get("/runs", response_model=list[RunOut])
+def list_runs(store: StoreDep, limit: int = Query(default=50, ge=1, le=1000)) -> list[RunOut]:
+    """Recent sequential runs (most recently polled first), without their reports."""
+    return [run_out(run, with_report=False) for run in store.list_runs(limit=limit)]
+
+
+@router.delete("/runs/{run_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
+def delete_run(run_id: str, store: StoreDep) -> Response:
+    """Forget a run (its next poll starts a new one)."""
+    store.delete_run(run_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

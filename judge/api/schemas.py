@@ -185,6 +185,46 @@ class AnalysisRequest(_Strict):
         return self
 
 
+class SequentialOut(BaseModel):
+    """Where a sequential run stands after a poll."""
+
+    run_id: str
+    status: Literal["continue", "pass", "fail", "inconclusive"]
+    calls: int
+    new_points: int
+    points: int = Field(description="points judged so far (the most of any metric)")
+    level: float | None = None
+    last_point: str | None = None
+    fetch_errors: dict[str, str] = Field(default_factory=dict)
+
+
+class RunPollRequest(AnalysisRequest):
+    """One poll of a sequential run: the same fields as an analysis. The first poll's window
+    start (``start``, else ``end``/now minus ``lookback``) is where the run's data begins;
+    later polls judge only the points after the last judged one, up to ``end`` (default now).
+    ``final``: the run's last poll (undecided metrics are then settled, see the docs)."""
+
+    final: bool = False
+
+
+class RunOut(BaseModel):
+    """A sequential run: where it stands, and (for one run) its last report."""
+
+    run_id: str
+    kind: str
+    status: Literal["continue", "pass", "fail", "inconclusive"]
+    calls: int
+    config_name: str | None = None
+    config_id: str | None = None
+    config_version: int | None = None
+    window_start: datetime
+    last_point: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+    sequential: SequentialOut | None = None
+    report: dict[str, Any] | None = None
+
+
 class AnalysisOut(BaseModel):
     id: str
     kind: str
@@ -229,6 +269,12 @@ class ArgoJudgeRequest(_Strict):
     source: str | None = None
     params: dict[str, str] = Field(default_factory=dict)
     thresholds: ThresholdsIn | None = None
+    run_id: str | None = Field(
+        default=None, min_length=1, max_length=255,
+        description="sequential run id (e.g. rollout name + revision): each call judges only "
+        "the points since the previous call of this run, anytime-valid",
+    )
+    final: bool = Field(default=False, description="the run's last call (sequential only)")
 
 
 class MetricSummaryOut(BaseModel):
@@ -249,6 +295,10 @@ class ArgoJudgeOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     verdict: Literal["pass", "marginal", "fail", "error"]
+    status: Literal["pass", "marginal", "fail", "error", "continue", "inconclusive"] = Field(
+        default="error",
+        description="the verdict; for a sequential run its status (continue: keep polling)",
+    )
     score: float | None = None
     pass_: bool = Field(default=False, alias="pass", serialization_alias="pass")
     marginal: bool = False
@@ -259,6 +309,7 @@ class ArgoJudgeOut(BaseModel):
     analysis_id: str | None = None
     failed_metrics: list[str] = Field(default_factory=list)
     metrics: list[MetricSummaryOut] = Field(default_factory=list)
+    sequential: SequentialOut | None = None
 
 
 # -- Flagger webhook ---------------------------------------------------------------------------
@@ -288,6 +339,18 @@ class FlaggerMetadata(_Strict):
     allow_marginal: str | None = Field(
         default=None, alias="allowMarginal", description="'true': marginal answers 200"
     )
+    sequential: str | None = Field(
+        default=None, description="'true': a sequential run (each call judges the new points)"
+    )
+    run_id: str | None = Field(
+        default=None, alias="runId",
+        description="sequential run id (default: <namespace>/<name>/<checksum>)",
+    )
+    gate: str | None = Field(
+        default=None,
+        description="'promotion' on a confirm-promotion hook: an undecided run answers 425 "
+        "(promotion waits) instead of 202",
+    )
 
 
 class FlaggerOut(BaseModel):
@@ -299,6 +362,7 @@ class FlaggerOut(BaseModel):
     phase: str
     analysis_id: str | None = None
     failed_metrics: list[str] = Field(default_factory=list)
+    sequential: SequentialOut | None = None
 
 
 # -- health ------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anyio import to_thread
 
@@ -25,6 +25,9 @@ from judge.api.telemetry import ServiceMetrics, Stopwatch, analysis_context
 from judge.config import CanaryConfig, ScoreThresholds, looks_like_kayenta
 from judge.ports import MetricSource, Scope, ScopePair, Scopes
 from judge.report import Report
+
+if TYPE_CHECKING:
+    from judge.api.runs import PollResult, RunKeeper
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +234,54 @@ class AnalysisPlan:
         )
 
 
+def controller_plan(
+    store: Store,
+    settings: Settings,
+    sources: SourceRegistry,
+    *,
+    config_inline: Mapping[str, Any] | None,
+    config_ref: str | None,
+    baseline: str,
+    canary: str,
+    location: str | None,
+    params: Mapping[str, str],
+    lookback: str | None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    step_seconds: float | None,
+    source: str | None,
+    thresholds: Callable[[CanaryConfig], ScoreThresholds | None] | ScoreThresholds | None,
+    extra: dict[str, Any] | None = None,
+    field_prefix: str = "",
+) -> tuple[AnalysisPlan, StoredConfig | None]:
+    """The checked plan of a controller's check (Argo web, Flagger): one config, one scope
+    pair, a window ending now (or ``start``..``end``). ``thresholds`` may depend on the
+    config (a partial override). Errors name ``field_prefix + field``."""
+    config, stored = resolve_config(store, inline=config_inline, config_ref=config_ref)
+    if callable(thresholds):
+        thresholds = thresholds(config)
+    begin, finish = window(lookback=lookback, start=start, end=end,
+                           default_lookback=settings.default_lookback)
+    pair = ScopePair(
+        baseline=make_scope(baseline, location=location, params=params,
+                            field_name=f"{field_prefix}baseline"),
+        canary=make_scope(canary, location=location, params=params,
+                          field_name=f"{field_prefix}canary"),
+    )
+    plan = AnalysisPlan(
+        config=config,
+        scopes={"default": pair},
+        start=begin,
+        end=finish,
+        step=timedelta(seconds=step_seconds or settings.default_step_seconds),
+        source=source,
+        thresholds=thresholds,
+        extra=extra or {},
+    )
+    check_plan(plan, settings, sources)
+    return plan, stored
+
+
 def check_plan(plan: AnalysisPlan, settings: Settings, sources: SourceRegistry) -> None:
     """Refuse a plan before it runs: unknown source, scope names the config does not use,
     windows that would fetch more points than a source serves."""
@@ -271,6 +322,13 @@ def routed_sources(plan: AnalysisPlan, sources: SourceRegistry) -> dict[str, Met
     return routed
 
 
+def plan_scopes(plan: AnalysisPlan) -> Scopes:
+    """The plan's scopes for the analysis: one scope pair (the native shorthand, or a Kayenta
+    request with one scope) applies to every metric whatever its scope_name, as a single-scope
+    Kayenta execution does."""
+    return next(iter(plan.scopes.values())) if len(plan.scopes) == 1 else plan.scopes
+
+
 async def run_plan(
     plan: AnalysisPlan,
     sources: SourceRegistry,
@@ -280,14 +338,10 @@ async def run_plan(
     """Fetch both sides of every metric and judge them (``judge.analysis.analyze_async``)."""
     from judge.analysis import analyze_async
 
-    routed = routed_sources(plan, sources)
-    # One scope pair (the native shorthand, or a Kayenta request with one scope) applies to
-    # every metric whatever its scope_name, as a single-scope Kayenta execution does.
-    scopes: Scopes = next(iter(plan.scopes.values())) if len(plan.scopes) == 1 else plan.scopes
     return await analyze_async(
         plan.config,
-        routed,
-        scopes,
+        routed_sources(plan, sources),
+        plan_scopes(plan),
         start=plan.start,
         end=plan.end,
         step=plan.step,
@@ -304,6 +358,52 @@ class Services:
     store: Store
     sources: SourceRegistry
     metrics: ServiceMetrics
+    _runs: RunKeeper | None = field(default=None, repr=False)
+
+    async def poll_run(
+        self,
+        run_id: str,
+        plan: AnalysisPlan,
+        kind: str,
+        *,
+        final: bool = False,
+        stored_config: StoredConfig | None = None,
+    ) -> PollResult:
+        """One poll of a sequential run (``judge.api.runs``) within ``sync_timeout_seconds``.
+
+        Raises ``TimeoutError`` when the budget runs out: nothing of that poll is stored unless
+        it had already been saved, so the next poll judges the same points (none is lost).
+        """
+        from judge.api.runs import RunKeeper
+
+        if self._runs is None:
+            self._runs = RunKeeper(self.store, self.sources)
+        self.metrics.analyses_started.labels(kind).inc()
+        watch = Stopwatch()
+        with analysis_context(f"run:{run_id}"):
+            try:
+                result = await asyncio.wait_for(
+                    self._runs.poll(run_id, plan, kind=kind, final=final,
+                                    stored_config=stored_config),
+                    timeout=self.settings.sync_timeout_seconds,
+                )
+            except TimeoutError:
+                self.metrics.analyses_finished.labels(kind, "error").inc()
+                raise TimeoutError(
+                    f"poll of run {run_id!r} did not finish within "
+                    f"{self.settings.sync_timeout_seconds:g}s (CANARY_JUDGE_SYNC_TIMEOUT_SECONDS)"
+                ) from None
+            except Exception:
+                self.metrics.analyses_finished.labels(kind, "error").inc()
+                raise
+            self.metrics.analysis_seconds.labels(kind).observe(watch.seconds)
+            self.metrics.analyses_finished.labels(kind, result.report.verdict.value).inc()
+            logger.info(
+                "sequential poll finished",
+                extra={"kind": kind, "run_id": run_id, "status": result.run.status,
+                       "calls": result.run.calls, "new_points": result.new_points},
+            )
+        return result
 
     async def judge_now(self, plan: AnalysisPlan, kind: str) -> tuple[Report, str]:
         """Run a plan synchronously within ``sync_timeout_seconds``, storing it as an analysis.

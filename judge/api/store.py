@@ -32,8 +32,10 @@ from sqlalchemy import (
     event,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -51,6 +53,10 @@ class AnalysisStatus(StrEnum):
 
 class NotFoundError(LookupError):
     """No config or analysis with that id."""
+
+
+class ConflictError(RuntimeError):
+    """A sequential run changed since it was read (another poll of the same run saved first)."""
 
 
 def _now() -> datetime:
@@ -114,6 +120,51 @@ class _AnalysisRow(_Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class _RunRow(_Base):
+    """One sequential (polled) run: its state between polls, so a restart loses nothing."""
+
+    __tablename__ = "sequential_runs"
+
+    run_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    config_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    config_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    calls: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A sequential run as stored. ``state`` is ``SequentialState.to_json()``; ``config`` the
+    config snapshot taken at the first poll (a config updated mid-run does not change the
+    test); ``window_start`` where the run's data begins; ``last_end`` the newest point already
+    judged (``None`` before any), so the next poll judges only later points; ``calls`` counts
+    stored polls (and guards against two polls of one run saving over each other)."""
+
+    run_id: str
+    kind: str
+    config_id: str | None
+    config_version: int | None
+    config: dict[str, Any]
+    request: dict[str, Any]
+    state: str
+    status: str
+    calls: int
+    window_start: datetime
+    last_end: datetime | None
+    report: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -187,6 +238,29 @@ def _analysis(row: _AnalysisRow) -> StoredAnalysis:
 
 def _in_memory(url: str) -> bool:
     return url in ("sqlite://", "sqlite:///:memory:")
+
+
+_RUN_FIELDS = ("kind", "config_id", "config_version", "config", "request", "state", "status",
+               "calls", "window_start", "last_end", "report")
+
+
+def _run(row: _RunRow) -> StoredRun:
+    return StoredRun(
+        run_id=row.run_id,
+        kind=row.kind,
+        config_id=row.config_id,
+        config_version=row.config_version,
+        config=row.config,
+        request=row.request,
+        state=row.state,
+        status=row.status,
+        calls=row.calls,
+        window_start=_utc(row.window_start) or _now(),
+        last_end=_utc(row.last_end),
+        report=row.report,
+        created_at=_utc(row.created_at) or _now(),
+        updated_at=_utc(row.updated_at) or _now(),
+    )
 
 
 def make_engine(url: str) -> Engine:
@@ -478,6 +552,54 @@ class Store:
             row.status = AnalysisStatus.QUEUED.value
             row.progress_detail = {"note": note}
             return _analysis(row)
+
+    # -- sequential runs -------------------------------------------------------------------
+    def get_run(self, run_id: str) -> StoredRun:
+        with self._session() as session:
+            row = session.get(_RunRow, run_id)
+            if row is None:
+                raise NotFoundError(f"no sequential run with id {run_id!r}")
+            return _run(row)
+
+    def list_runs(self, *, limit: int = 50) -> list[StoredRun]:
+        query = select(_RunRow).order_by(_RunRow.updated_at.desc()).limit(limit)
+        with self._session() as session:
+            return [_run(row) for row in session.scalars(query).all()]
+
+    def save_run(self, run: StoredRun, *, previous_calls: int) -> StoredRun:
+        """Insert the run (``previous_calls == 0``) or update it, only if nobody saved it since
+        it was read with ``previous_calls`` calls; else :class:`ConflictError` (two polls of
+        one run at once must not both count their points)."""
+        values = {name: getattr(run, name) for name in _RUN_FIELDS}
+        conflict = ConflictError(
+            f"run {run.run_id!r} was polled concurrently (another poll saved it first); "
+            "poll again"
+        )
+        try:
+            with self._session() as session:
+                if previous_calls == 0:
+                    session.add(_RunRow(run_id=run.run_id, created_at=_now(),
+                                        updated_at=_now(), **values))
+                else:
+                    # A compare-and-set in one statement: safe across processes sharing a
+                    # database too, where a read-then-write check would race.
+                    changed = session.execute(
+                        update(_RunRow)
+                        .where(_RunRow.run_id == run.run_id, _RunRow.calls == previous_calls)
+                        .values(updated_at=_now(), **values)
+                    )
+                    if getattr(changed, "rowcount", 1) != 1:
+                        raise conflict
+        except IntegrityError as exc:  # the first poll of a run, twice at once
+            raise conflict from exc
+        return self.get_run(run.run_id)
+
+    def delete_run(self, run_id: str) -> None:
+        with self._session() as session:
+            row = session.get(_RunRow, run_id)
+            if row is None:
+                raise NotFoundError(f"no sequential run with id {run_id!r}")
+            session.delete(row)
 
     @staticmethod
     def _analysis_row(session: Session, analysis_id: str) -> _AnalysisRow:

@@ -1,0 +1,199 @@
+"""Sequential (polled) runs: a controller polls every minute for one rollout; each poll judges
+only the points that arrived since the last one, and the run's state lives in the store.
+
+The default judge's anytime-valid mode (:func:`judge.default_judge.judge_sequential`) keeps,
+per run, every point seen and the decisions taken (:class:`judge.sequential_state.
+SequentialState`). This module is the service's side of it:
+
+- the first poll of a run id snapshots the config (a config edited mid-run does not change the
+  test) and fetches from the request's window start (``start``, else ``end - lookback``);
+- every later poll fetches from the last judged point to ``end`` (now, unless given), drops the
+  points it judged before (:func:`judge.analysis.new_points`: none counted twice, however the
+  polls and windows overlap), judges the new ones and stores the new state with a
+  compare-and-set on the call count, so two polls of one run at once cannot both count;
+- a restart loses nothing: the next poll reads the stored state and carries on.
+
+A metric whose fetch fails adds no points: the run stays undecided (``continue``), never passes
+because of it, and a ``final`` poll with a failed fetch is not treated as final (the run would
+otherwise pass metrics it never saw).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from judge.analysis import fetch_metrics, new_points
+from judge.api.schemas import SequentialOut
+from judge.api.service import AnalysisPlan, BadRequestError, plan_scopes, routed_sources
+from judge.api.sources import SourceRegistry
+from judge.api.store import NotFoundError, Store, StoredConfig, StoredRun
+from judge.config import CanaryConfig, JudgeMode
+from judge.default_judge import judge_sequential
+from judge.report import Report
+from judge.sequential_state import SequentialState
+
+STATUSES = ("continue", "pass", "fail", "inconclusive")
+"""``details.sequential.status`` of a poll: decided ``pass``/``fail`` (final), ``continue``
+(undecided, keep polling) or ``inconclusive`` (the run ended undecided)."""
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """One poll's report (``details.sequential`` says the status) and the run as stored."""
+
+    report: Report
+    run: StoredRun
+    new_points: int
+
+
+def _utc_seconds(moment: datetime) -> float:
+    return moment.astimezone(UTC).timestamp()
+
+
+def _from_seconds(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+class RunKeeper:
+    """Polls of sequential runs for one app (one lock per run id within the process; the
+    store's compare-and-set guards runs shared by several processes)."""
+
+    def __init__(self, store: Store, sources: SourceRegistry) -> None:
+        self.store = store
+        self.sources = sources
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, run_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(run_id, asyncio.Lock())
+
+    async def poll(
+        self,
+        run_id: str,
+        plan: AnalysisPlan,
+        *,
+        kind: str,
+        final: bool = False,
+        stored_config: StoredConfig | None = None,
+    ) -> PollResult:
+        """Judge the points of ``run_id`` that arrived up to ``plan.end``; see module doc."""
+        if not run_id.strip() or len(run_id) > 255:
+            raise BadRequestError("run_id: give 1 to 255 characters", "run_id")
+        async with self._lock(run_id):
+            return await self._poll(run_id, plan, kind, final, stored_config)
+
+    async def _poll(
+        self,
+        run_id: str,
+        plan: AnalysisPlan,
+        kind: str,
+        final: bool,
+        stored_config: StoredConfig | None,
+    ) -> PollResult:
+        try:
+            previous: StoredRun | None = await asyncio.to_thread(self.store.get_run, run_id)
+        except NotFoundError:
+            previous = None
+        if previous is None:
+            config = plan.config
+            if config.mode is not JudgeMode.DEFAULT:
+                raise BadRequestError(
+                    f"config {config.name!r} uses the {config.mode.value!r} judge; sequential "
+                    "runs need the default judge (mode: default)",
+                    "config",
+                )
+            state = SequentialState.new(run_id, config.name, now=plan.end.isoformat())
+            window_start, after = plan.start, None
+        else:
+            config = CanaryConfig.from_dict(previous.config)
+            if plan.config.name != config.name:
+                raise BadRequestError(
+                    f"run {run_id!r} judges config {config.name!r}, not {plan.config.name!r}; "
+                    "use a new run id for another config",
+                    "config",
+                )
+            state = SequentialState.from_json(previous.state)
+            window_start = previous.window_start
+            after = None if previous.last_end is None else _utc_seconds(previous.last_end)
+        fetch_start = _from_seconds(after) or window_start
+        if plan.end > fetch_start:
+            fetches = await fetch_metrics(
+                config, routed_sources(plan, self.sources), plan_scopes(plan),
+                start=fetch_start, end=plan.end, step=plan.step,
+            )
+        else:  # polled again for the same moment: nothing new, the state is re-judged as is
+            fetches = ()
+        points = new_points(fetches, after)
+        report, new_state = judge_sequential(
+            config, state, points.baseline, points.canary,
+            now=plan.end.isoformat(), final=final and not points.errors,
+        )
+        sequential: dict[str, Any] = dict(report.details.get("sequential", {}))
+        sequential.update({
+            "run_id": run_id,
+            "new_points": int(points.timestamps.size),
+            "window_start": window_start.isoformat(),
+            "fetch_errors": points.errors,
+        })
+        if final and points.errors:
+            sequential["note"] = ("final poll not treated as final: some metrics could not be "
+                                  "fetched, and a run never passes on data it did not see")
+        last = _from_seconds(points.last) or (previous.last_end if previous else None)
+        sequential["last_point"] = last.isoformat() if last else None
+        fetched = {
+            f.metric.name: {"baseline": f.baseline.summary(), "canary": f.canary.summary()}
+            for f in fetches
+        }
+        report = replace(
+            report, details={**report.details, "sequential": sequential, "fetch": fetched}
+        )
+        run = StoredRun(
+            run_id=run_id,
+            kind=kind,
+            config_id=(previous.config_id if previous else
+                       stored_config.id if stored_config else None),
+            config_version=(previous.config_version if previous else
+                            stored_config.version if stored_config else None),
+            config=previous.config if previous else config.to_dict(),
+            request=plan.to_json(),
+            state=new_state.to_json(),
+            status=str(sequential.get("status", "continue")),
+            calls=(previous.calls if previous else 0) + 1,
+            window_start=window_start,
+            last_end=last,
+            report=report.to_dict(),
+            created_at=previous.created_at if previous else datetime.now(UTC),
+            updated_at=datetime.now(UTC),
+        )
+        saved = await asyncio.to_thread(
+            lambda: self.store.save_run(run, previous_calls=previous.calls if previous else 0)
+        )
+        return PollResult(report=report, run=saved, new_points=int(points.timestamps.size))
+
+
+
+def sequential_out(report: Report | Mapping[str, Any]) -> SequentialOut | None:
+    """The ``sequential`` part of an answer, from a poll's report or its stored ``to_dict()``
+    (``None`` for reports of other judgments)."""
+    if isinstance(report, Report):
+        raw = report.details.get("sequential")
+        points = [int(m.details.get("points", 0)) for m in report.metrics]
+    else:
+        raw = dict(report.get("details") or {}).get("sequential")
+        points = [int(dict(m.get("details") or {}).get("points", 0))
+                  for m in report.get("metrics") or ()]
+    if not isinstance(raw, dict) or "run_id" not in raw:
+        return None
+    return SequentialOut(
+        run_id=str(raw["run_id"]),
+        status=raw.get("status", "continue"),
+        calls=int(raw.get("calls", 0)),
+        new_points=int(raw.get("new_points", 0)),
+        points=max(points, default=0),
+        level=raw.get("level"),
+        last_point=raw.get("last_point"),
+        fetch_errors=dict(raw.get("fetch_errors") or {}),
+    )
