@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.support.datadog import FakeDatadog
 from tests.support.prometheus import PrometheusServer, Sample, free_port, running_prometheus
 from tests.support.service import ServiceProcess
 
@@ -125,9 +126,25 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
         yield server
 
 
+DATADOG_QUERY = "avg:app.queue.depth{service:checkout,version:${scope}}"
+
+
+@pytest.fixture(scope="module")
+def datadog() -> Iterator[FakeDatadog]:
+    rng = np.random.default_rng(7)
+    with FakeDatadog() as fake:
+        start = NOW - timedelta(minutes=WINDOW_MINUTES + 5)
+        for version in ("v1", "v2-good"):
+            points = [((start + timedelta(minutes=k)).timestamp(), float(rng.normal(20, 1)))
+                      for k in range(WINDOW_MINUTES + 6)]
+            fake.add_series(DATADOG_QUERY.replace("${scope}", version), points,
+                            tags=("service:checkout", f"version:{version}"))
+        yield fake
+
+
 @pytest.fixture(scope="module")
 def service(
-    prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory
+    prometheus: PrometheusServer, datadog: FakeDatadog, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
     work_dir: Path = tmp_path_factory.mktemp("service")
     closed_port = free_port()  # nothing listens there: a metric source that is down
@@ -144,6 +161,9 @@ def service(
             }
         ),
         "CANARY_JUDGE_DEFAULT_SOURCE": "prometheus",
+        "CANARY_JUDGE_DATADOG_URL": datadog.url,
+        "CANARY_JUDGE_DATADOG_API_KEY": datadog.api_key,
+        "CANARY_JUDGE_DATADOG_APP_KEY": datadog.application_key,
         "CANARY_JUDGE_API_TOKENS": TOKEN,
     }
     with ServiceProcess(env, work_dir) as process:
@@ -210,6 +230,35 @@ def test_argo_web_provider_get_and_errors(service: ServiceProcess) -> None:
         assert broken.status_code == 200
         assert broken.json()["verdict"] == "error"
         assert broken.json()["error"]
+
+
+def test_metrics_without_a_source_go_to_the_source_of_their_query_type(
+    service: ServiceProcess, datadog: FakeDatadog
+) -> None:
+    # The request names Prometheus (the default too); the Datadog metric names no source and
+    # must still be fetched from Datadog (it used to be an error metric).
+    config = {
+        "name": "checkout-mixed",
+        "metrics": [
+            {"name": "latency", "direction": "increase",
+             "query": {"type": "prometheus", "promql": LATENCY_PROMQL}},
+            {"name": "queue depth", "direction": "increase",
+             "query": {"type": "datadog", "query": DATADOG_QUERY}},
+        ],
+    }
+    answer = httpx.post(
+        f"{service.url}/argo/v1/judge",
+        json={"config": config, "baseline": "v1", "canary": "v2-good", "source": "prometheus",
+              "lookback": f"{WINDOW_MINUTES}m"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=ARGO_WEB_TIMEOUT,
+    )
+    result = answer.json()
+    assert result["error"] is None, result["error"]
+    assert {m["name"]: m["classification"] for m in result["metrics"]} == {
+        "latency": "pass", "queue depth": "pass"}
+    asked = {r.params.get("query") for r in datadog.requests}
+    assert DATADOG_QUERY.replace("${scope}", "v2-good") in asked
 
 
 def test_metric_source_down_fails_the_canary(service: ServiceProcess) -> None:
@@ -295,31 +344,24 @@ def test_spinnaker_status_shape(service: ServiceProcess) -> None:
         "step": 60,
         "extendedScopeParams": {"app": "checkout"},
     }
-    job = httpx.post(
-        f"{service.url}/canary/checkout-kayenta",
-        params={"application": "checkout", "metricsAccountName": "prometheus"},
-        json={
-            "scopes": {
-                "default": {"controlScope": scope, "experimentScope": {**scope, "scope": "v2-bad"}}
+
+    def start_job(config_ref: str) -> httpx.Response:
+        return httpx.post(
+            f"{service.url}/canary/{config_ref}",
+            params={"application": "checkout", "metricsAccountName": "prometheus"},
+            json={
+                "scopes": {"default": {"controlScope": scope,
+                                       "experimentScope": {**scope, "scope": "v2-bad"}}},
+                "thresholds": {"pass": 95, "marginal": 75},
             },
-            "thresholds": {"pass": 95, "marginal": 75},
-        },
-        timeout=ARGO_KAYENTA_TIMEOUT,
-    )
+            timeout=ARGO_KAYENTA_TIMEOUT,
+        )
+
+    job = start_job("checkout-kayenta")
     assert job.status_code == 404  # by id only, as Kayenta: names are for the listing
     configs = httpx.get(f"{service.url}/canaryConfig", params={"application": "checkout"}).json()
     config_id = next(c["id"] for c in configs if c["name"] == "checkout-kayenta")
-    job = httpx.post(
-        f"{service.url}/canary/{config_id}",
-        params={"application": "checkout", "metricsAccountName": "prometheus"},
-        json={
-            "scopes": {
-                "default": {"controlScope": scope, "experimentScope": {**scope, "scope": "v2-bad"}}
-            },
-            "thresholds": {"pass": 95, "marginal": 75},
-        },
-        timeout=ARGO_KAYENTA_TIMEOUT,
-    )
+    job = start_job(config_id)
     execution_id = job.json()["canaryExecutionId"]
     for _ in range(100):
         status = httpx.get(f"{service.url}/canary/{execution_id}").json()
