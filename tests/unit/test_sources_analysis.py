@@ -14,12 +14,15 @@ import numpy as np
 import pytest
 
 from judge.analysis import (
+    MetricFetch,
     RetryPolicy,
+    SideFetch,
     analyze,
     analyze_async,
     build_pairs,
     combine_series,
     fetch_metrics,
+    new_points,
     resolve_source,
 )
 from judge.config import CanaryConfig, MetricConfig
@@ -299,3 +302,35 @@ def test_analyze_async_returns_the_judges_report_with_fetch_details() -> None:
     report = asyncio.run(analyze_async(config("m"), ScriptedSource(), SCOPES, retry=FAST))
     assert report.details["fetch"]["m"]["baseline"]["query"] == "m@v1"
     assert report.metric("m").baseline.count == 40
+
+
+def _fetch(name: str, baseline: FetchedSeries | None, canary: FetchedSeries | None,
+           error: str | None = None) -> MetricFetch:
+    metric = MetricConfig.model_validate({"name": name})
+    return MetricFetch(metric, SideFetch("q", series=baseline, error=error),
+                       SideFetch("q", series=canary, error=error))
+
+
+def _timed_series(stamps: list[float], values: list[float]) -> FetchedSeries:
+    return FetchedSeries("q", (TaggedSeries({}, np.array(stamps), np.array(values)),))
+
+
+def test_new_points_drop_what_was_judged_and_share_one_grid() -> None:
+    fetches = [
+        # a refetch from the last judged point (60) returns it again: it must be dropped
+        _fetch("errors", _timed_series([60, 120, 180], [1, 2, 3]),
+               _timed_series([60, 120, 180], [4, 5, 6])),
+        # the canary's point at 180 is not in yet, and requests has no point at 120
+        _fetch("requests", _timed_series([60, 180, 240], [10, 30, 40]),
+               _timed_series([60, 180], [11, 31])),
+        _fetch("down", None, None, error="connection refused"),
+    ]
+    points = new_points(fetches, after=60.0)
+    assert points.timestamps.tolist() == [120.0, 180.0]  # 240: canary missing, left for later
+    assert points.last == 180.0
+    assert points.baseline["errors"].tolist() == [2.0, 3.0]
+    assert np.isnan(points.baseline["requests"][0]) and points.canary["requests"][1] == 31.0
+    assert points.errors == {"down": "connection refused"}
+    assert new_points(fetches, after=180.0).timestamps.size == 0
+    everything = new_points(fetches, after=None)
+    assert everything.timestamps.tolist() == [60.0, 120.0, 180.0]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 
 import pytest
 
-from judge.api.store import AnalysisStatus, NotFoundError, Store
+from judge.api.store import AnalysisStatus, ConflictError, NotFoundError, Store, StoredRun
 
 
 @pytest.fixture
@@ -128,3 +129,28 @@ def test_in_memory_store_is_safe_across_threads() -> None:
     assert errors == []
     assert len(store.list_analyses(limit=1000)) == 400
     assert all(a.status is AnalysisStatus.SUCCEEDED for a in store.list_analyses(limit=1000))
+
+
+def _run(calls: int, state: str = "{}") -> StoredRun:
+    moment = datetime(2024, 3, 4, 10, tzinfo=UTC)
+    return StoredRun(
+        run_id="rollout-7", kind="argo", config_id="demo", config_version=1,
+        config={"name": "demo"}, request={}, state=state, status="continue", calls=calls,
+        window_start=moment, last_end=moment, report=None, created_at=moment, updated_at=moment,
+    )
+
+
+def test_sequential_runs_are_saved_with_a_compare_and_set(store: Store) -> None:
+    first = store.save_run(_run(1, '{"calls":1}'), previous_calls=0)
+    assert first.calls == 1 and first.window_start.tzinfo is not None
+    with pytest.raises(ConflictError):  # the first poll of one run, twice at once
+        store.save_run(_run(1), previous_calls=0)
+    second = store.save_run(_run(2, '{"calls":2}'), previous_calls=1)
+    assert second.state == '{"calls":2}'
+    with pytest.raises(ConflictError):  # a poll that read call 1 after call 2 was saved
+        store.save_run(_run(2, '{"stale":true}'), previous_calls=1)
+    assert store.get_run("rollout-7").state == '{"calls":2}'
+    assert [r.run_id for r in store.list_runs()] == ["rollout-7"]
+    store.delete_run("rollout-7")
+    with pytest.raises(NotFoundError):
+        store.get_run("rollout-7")
