@@ -12,7 +12,11 @@ prints times as ratios:
 - R's ``wilcox.test(conf.int = TRUE, exact = FALSE)`` per-metric loop on the same data, timed
   inside R with ``proc.time`` around the loop only (the data go through a temporary binary
   file), when Rscript is installed; with ``--quick`` on a subset, extrapolated and labelled;
-- one ``numpy.sort`` of all the data, the floor any rank-based method pays.
+- one ``numpy.sort`` of all the data, the floor any rank-based method pays;
+- the whole default judge (``judge_series`` in ``mode: default``: autocorrelation-corrected
+  shift with its Hodges-Lehmann interval, spread and both tail checks, Holm over the metrics)
+  and the whole Kayenta-mode judgment on the same data, with a scaling table for the default
+  judge.
 
 Times are the best of several repeats, both wall clock and CPU time of this process (the CPU
 ratio is the steadier one on a shared machine); R's loop runs once and reports both too. The
@@ -36,6 +40,9 @@ from pathlib import Path
 import numpy as np
 from scipy import special, stats
 
+from judge.config import CanaryConfig
+from judge.judging import judge_series
+from judge.report import Report
 from judge.stats import MannWhitneyResult, mann_whitney_many
 
 CONFIDENCE = 0.98
@@ -101,6 +108,25 @@ def best_time(action: Callable[[], object], repeats: int) -> Timing:
 
 def ours(data: np.ndarray) -> list[MannWhitneyResult]:
     return mann_whitney_many(pairs_of(data), confidence=CONFIDENCE, method="asymptotic")
+
+
+def judge_config(metrics: int, mode: str) -> CanaryConfig:
+    """``metrics`` latency-like metrics (bad when they increase) judged in ``mode``."""
+    test: dict[str, object] = {"kind": "mann_whitney"}
+    if mode == "default":
+        test["tails"] = True
+    return CanaryConfig.from_dict({
+        "name": f"bench-{mode}",
+        "mode": mode,
+        "metrics": [{"name": f"m{k}", "direction": "increase", "test": test}
+                    for k in range(metrics)],
+    })
+
+
+def whole_judgment(data: np.ndarray, config: CanaryConfig) -> Report:
+    """A whole judgment (``judge_series``): tests, decisions, reasons, score."""
+    series = {f"m{k}": (data[k, 1], data[k, 0]) for k in range(data.shape[0])}
+    return judge_series(config, series)
 
 
 def naive_one(canary: np.ndarray, baseline: np.ndarray) -> tuple[float, float, float, float]:
@@ -183,9 +209,15 @@ def main() -> None:
         agreement = float(gaps.max())
         agreement_scaled = float((gaps / np.maximum(scale, 1.0)[:, None]).max())
 
+    default_time = best_time(partial(whole_judgment, data, judge_config(metrics, "default")),
+                             repeats)
+    kayenta_time = best_time(partial(whole_judgment, data, judge_config(metrics, "kayenta")),
+                             repeats)
     rows: list[tuple[str, Timing]] = [
         ("numpy.sort of all values (floor)", floor),
         ("ours: mann_whitney_many", ours_time),
+        ("default judge: judge_series, mode default (shift, spread, tails, Holm)", default_time),
+        ("kayenta mode: judge_series, mode kayenta", kayenta_time),
         (f"naive: scipy mannwhitneyu + outer HL (extrapolated from {naive_metrics})", naive_time),
     ]
     if r_time is not None:
@@ -207,7 +239,16 @@ def main() -> None:
         f"ours / sort floor: {ours_time.wall / floor.wall:.1f}x wall, "
         f"{ours_time.cpu / floor.cpu:.1f}x cpu (target: within 10x)"
     )
+    print(
+        f"default judge / kayenta-mode judgment: {default_time.wall / kayenta_time.wall:.1f}x "
+        f"wall, {default_time.cpu / kayenta_time.cpu:.1f}x cpu; default judge / sort floor: "
+        f"{default_time.wall / floor.wall:.1f}x wall, {default_time.cpu / floor.cpu:.1f}x cpu"
+    )
     if r_time is not None:
+        print(
+            f"R loop / default judge: {r_time.wall / default_time.wall:.0f}x wall, "
+            f"{r_time.cpu / default_time.cpu:.0f}x cpu"
+        )
         print(
             f"R loop / ours: {r_time.wall / ours_time.wall:.0f}x wall, "
             f"{r_time.cpu / ours_time.cpu:.0f}x cpu (target: at least 100x)"
@@ -228,6 +269,21 @@ def main() -> None:
             table_data = make_data(count, size, seed=SEED + size + count)
             table_flat = table_data.ravel().copy()
             seconds = best_time(partial(ours, table_data), repeats)
+            sort_seconds = best_time(partial(np.sort, table_flat), repeats)
+            cells.append(f"{seconds.wall:8.3f}s ({seconds.cpu / sort_seconds.cpu:5.1f}x)")
+        print(f"{size:>16} " + " ".join(f"{cell:>18}" for cell in cells))
+
+    print()
+    print("scaling: wall seconds of the whole default judge (judge_series, mode default; cpu "
+          "ratio to one numpy.sort of the values)")
+    print(f"{'points per side':>16} " + " ".join(f"{c:>10} metrics" for c in counts))
+    for size in sizes:
+        cells = []
+        for count in counts:
+            table_data = make_data(count, size, seed=SEED + size + count)
+            table_flat = table_data.ravel().copy()
+            config = judge_config(count, "default")
+            seconds = best_time(partial(whole_judgment, table_data, config), repeats)
             sort_seconds = best_time(partial(np.sort, table_flat), repeats)
             cells.append(f"{seconds.wall:8.3f}s ({seconds.cpu / sort_seconds.cpu:5.1f}x)")
         print(f"{size:>16} " + " ".join(f"{cell:>18}" for cell in cells))

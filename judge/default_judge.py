@@ -86,6 +86,7 @@ __all__ = [
     "evaluate",
     "finish_default",
     "judge_sequential",
+    "state_evidence",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -842,6 +843,40 @@ def finish_default(
                 decision = dataclasses.replace(decision, adjusted_p=ev.p_value)
         results[name] = _result(p, ev, decision)
     return [results[m.name] for m in config.metrics], details
+
+
+def state_evidence(report: Report) -> Report:
+    """Say in the verdict which metrics had not enough evidence, and never let one that must
+    have it pass (default mode; the report's other fields are kept).
+
+    A metric without enough evidence (too little traffic, too few effective points) is
+    ``nodata`` and not scored, so the other metrics can carry a ``pass``; the report's reason
+    then names it ("passed on what could be judged"), and ``details["not_enough_evidence"]``
+    lists it. A metric with ``mustHaveData: true`` is ``nodata_fail`` instead, and the verdict
+    is then at most ``marginal`` whatever the score: the release cannot pass on evidence the
+    team declared necessary and did not get. Muted metrics are left out.
+    """
+    lacking = [m for m in report.metrics if not m.muted and m.classification in (
+        Classification.NODATA, Classification.NODATA_FAIL)]
+    if not lacking:
+        return report
+    names = ", ".join(m.name for m in lacking)
+    required = [m.name for m in lacking if m.classification is Classification.NODATA_FAIL]
+    details = dict(report.details)
+    details["not_enough_evidence"] = {"metrics": [m.name for m in lacking],
+                                      "required": required}
+    reason = report.reason
+    verdict = report.verdict
+    if required and verdict is Verdict.PASS:
+        verdict = Verdict.MARGINAL
+        reason += (f" Not a pass: {', '.join(required)} must have evidence (mustHaveData) and "
+                   "did not get enough; verdict marginal.")
+    elif verdict is Verdict.PASS:
+        reason += (f" Passed on what could be judged: not enough evidence on {names} "
+                   "(not scored; mark a metric mustHaveData to require it).")
+    else:
+        reason += f" Not enough evidence on {names}."
+    return dataclasses.replace(report, verdict=verdict, reason=reason, details=details)
 
 
 def denominators(config: CanaryConfig) -> set[str]:

@@ -175,7 +175,10 @@ def _judge(
         details.update(extra)
     else:
         ordered = [done[m.name] for m in config.metrics]
-    return score_report(config, ordered, limits, details=details)
+    report = score_report(config, ordered, limits, details=details)
+    if config.mode is JudgeMode.DEFAULT:
+        report = default_judge.state_evidence(report)
+    return report
 
 
 def _column(metric: MetricConfig) -> str:

@@ -66,6 +66,34 @@ def test_low_traffic_says_not_enough_evidence_for_counts() -> None:
     errors = report.metric("errors")
     assert errors.classification is Classification.NODATA
     assert "Not enough evidence" in errors.reason
+    # The verdict says so too: a pass on the rest is not a confident pass on the counts.
+    assert report.verdict.value != "fail"
+    assert "not enough evidence on" in report.reason.lower() and "errors" in report.reason
+    assert "errors" in report.details["not_enough_evidence"]["metrics"]
+
+
+def test_low_traffic_required_count_never_passes() -> None:
+    raw = _config().to_dict()
+    for metric in raw["metrics"]:
+        if metric["name"] in ("errors", "timeouts"):
+            metric["must_have_data"] = True
+    config = CanaryConfig.from_dict(raw)
+    for i in range(3):
+        scenario = generate_canary(ScenarioKind.LOW_TRAFFIC,
+                                   seed=_seed(ScenarioKind.LOW_TRAFFIC, i))
+        report = judge(config, scenario.baseline, scenario.canary)
+        assert report.metric("errors").classification is Classification.NODATA_FAIL
+        assert report.verdict.value in ("marginal", "fail")
+        assert "errors" in report.details["not_enough_evidence"]["required"]
+    # With more metrics the score alone would pass (one failing of 40 scores 97.5): the
+    # required evidence still holds the verdict at marginal.
+    many = dict(raw, metrics=raw["metrics"] + [
+        {"name": f"cpu_{k}", "query": {"type": "column", "column": "cpu"},
+         "test": {"kind": "mann_whitney"}} for k in range(30)])
+    report = judge(CanaryConfig.from_dict(many), scenario.baseline, scenario.canary)
+    assert report.score >= 95
+    assert report.verdict.value == "marginal"
+    assert "must have evidence" in report.reason
 
 
 def test_report_names_correction_and_level() -> None:
