@@ -557,11 +557,16 @@ async def analyze_async(
         for name, value in built.pairs.items()
     }
     report = judge_series(built.config, pairs, thresholds=thresholds)
-    fetched = {
+    return replace(report, details={**report.details, "fetch": fetch_summary(fetches)})
+
+
+def fetch_summary(fetches: Sequence[MetricFetch]) -> dict[str, Any]:
+    """What was fetched per metric and side (query, series, error, attempts, seconds), for a
+    report's ``details["fetch"]``."""
+    return {
         f.metric.name: {"baseline": f.baseline.summary(), "canary": f.canary.summary()}
         for f in fetches
     }
-    return replace(report, details={**report.details, "fetch": fetched})
 
 
 def analyze(

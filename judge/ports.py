@@ -28,7 +28,7 @@ such as a version or a server group), ``location``, ``start``, ``end``, ``step``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -84,6 +84,23 @@ class MalformedResponseError(FatalSourceError):
 
 class UnsupportedSourceError(FatalSourceError):
     """The metric's query is for a kind of source nothing here serves."""
+
+
+def parse_entries(
+    entries: Iterable[Any],
+    parse: Callable[[Any], TaggedSeries],
+    expected: Callable[[int], str],
+) -> tuple[TaggedSeries, ...]:
+    """Each entry of a source's answer parsed into a series by ``parse``; the first that does
+    not have the documented shape raises :class:`MalformedResponseError` saying
+    ``expected(index)`` and what went wrong (never a bare ``KeyError`` from deep inside)."""
+    series: list[TaggedSeries] = []
+    for index, entry in enumerate(entries):
+        try:
+            series.append(parse(entry))
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise MalformedResponseError(f"{expected(index)}: {exc!r}") from exc
+    return tuple(series)
 
 
 # -- scopes ------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from judge.ports import (
     SourceTimeoutError,
     TaggedSeries,
     UnsupportedSourceError,
+    parse_entries,
 )
 from judge.queries import DatadogQuery
 from metricsources.templates import check_datadog_scope, expand_datadog
@@ -132,22 +133,19 @@ def parse_query_response(body: Any) -> tuple[TaggedSeries, ...]:
         raise MalformedResponseError(
             f"Datadog answer has no 'series' list (keys: {', '.join(sorted(body)) or 'none'})"
         )
-    series: list[TaggedSeries] = []
-    for index, entry in enumerate(body["series"]):
-        try:
-            points = entry["pointlist"]
-            timestamps = np.array([float(p[0]) / 1000.0 for p in points], dtype=np.float64)
-            values = np.array(
-                [np.nan if p[1] is None else float(p[1]) for p in points], dtype=np.float64
-            )
-            tags = _tags(entry)
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-            raise MalformedResponseError(
-                f"Datadog series #{index} is not {{'pointlist': [[ms, value|null], ...]}}: "
-                f"{exc!r}"
-            ) from exc
-        series.append(TaggedSeries(tags=tags, timestamps=timestamps, values=values))
-    return tuple(series)
+
+    def parse(entry: Any) -> TaggedSeries:
+        points = entry["pointlist"]
+        timestamps = np.array([float(p[0]) / 1000.0 for p in points], dtype=np.float64)
+        values = np.array(
+            [np.nan if p[1] is None else float(p[1]) for p in points], dtype=np.float64
+        )
+        return TaggedSeries(tags=_tags(entry), timestamps=timestamps, values=values)
+
+    return parse_entries(
+        body["series"], parse,
+        lambda index: f"Datadog series #{index} is not {{'pointlist': [[ms, value|null], ...]}}",
+    )
 
 
 def _caused_by_tls(exc: BaseException) -> bool:

@@ -69,6 +69,7 @@ from judge.ports import (
     SourceTimeoutError,
     TaggedSeries,
     UnsupportedSourceError,
+    parse_entries,
 )
 from judge.queries import PrometheusQuery
 from metricsources.templates import escape_promql_string, expand_promql
@@ -185,21 +186,20 @@ def parse_range_result(result: Any) -> tuple[TaggedSeries, ...]:
             f"Prometheus range query result is a {type(result).__name__}, expected a list "
             "(resultType matrix)"
         )
-    series: list[TaggedSeries] = []
-    for index, entry in enumerate(result):
-        try:
-            labels = entry["metric"]
-            points = entry["values"]
-            tags = {str(k): str(v) for k, v in labels.items() if k != "__name__"}
-            timestamps = np.array([float(p[0]) for p in points], dtype=np.float64)
-            values = np.array([float(p[1]) for p in points], dtype=np.float64)
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-            raise MalformedResponseError(
-                f"Prometheus result #{index} is not a matrix entry "
-                f'{{"metric": {{...}}, "values": [[time, "value"], ...]}}: {exc!r}'
-            ) from exc
-        series.append(TaggedSeries(tags=tags, timestamps=timestamps, values=values))
-    return tuple(series)
+
+    def parse(entry: Any) -> TaggedSeries:
+        labels = entry["metric"]
+        points = entry["values"]
+        tags = {str(k): str(v) for k, v in labels.items() if k != "__name__"}
+        timestamps = np.array([float(p[0]) for p in points], dtype=np.float64)
+        values = np.array([float(p[1]) for p in points], dtype=np.float64)
+        return TaggedSeries(tags=tags, timestamps=timestamps, values=values)
+
+    return parse_entries(
+        result, parse,
+        lambda index: (f"Prometheus result #{index} is not a matrix entry "
+                       '{"metric": {...}, "values": [[time, "value"], ...]}'),
+    )
 
 
 def align_to_grid(series: TaggedSeries, start: float, step: float, count: int) -> TaggedSeries:

@@ -32,6 +32,7 @@ from judge.api.service import (
     check_plan,
     make_scope,
     parse_config_document,
+    stored_fields,
 )
 from judge.api.store import AnalysisStatus, StoredAnalysis, StoredConfig
 from judge.api.telemetry import Stopwatch
@@ -244,7 +245,7 @@ async def create_canary_config(request: Request, store: StoreDep) -> CanaryConfi
     """Store a config (Kayenta JSON; native accepted too). Names must be unique per
     application, as Kayenta requires."""
     document = await _kayenta_body(request)
-    config, fmt = parse_config_document(document)
+    config, fields = stored_fields(document)
     for other in await to_thread.run_sync(store.list_configs, None):
         shared = not other.applications or not config.applications or (
             set(other.applications) & set(config.applications)
@@ -256,13 +257,7 @@ async def create_canary_config(request: Request, store: StoreDep) -> CanaryConfi
                 "name",
             )
     stored = await to_thread.run_sync(
-        lambda: store.create_config(
-            name=config.name,
-            native=config.to_dict(),
-            applications=config.applications,
-            original=document if fmt == "kayenta" else None,
-            original_format=fmt,
-        )
+        lambda: store.create_config(**fields)
     )
     return CanaryConfigUpdateResponseOut(canaryConfigId=stored.id)
 
@@ -272,16 +267,9 @@ async def update_canary_config(
     config_id: str, request: Request, store: StoreDep
 ) -> CanaryConfigUpdateResponseOut:
     document = await _kayenta_body(request)
-    config, fmt = parse_config_document(document)
+    _config, fields = stored_fields(document)
     stored = await to_thread.run_sync(
-        lambda: store.update_config(
-            config_id,
-            name=config.name,
-            native=config.to_dict(),
-            applications=config.applications,
-            original=document if fmt == "kayenta" else None,
-            original_format=fmt,
-        )
+        lambda: store.update_config(config_id, **fields)
     )
     return CanaryConfigUpdateResponseOut(canaryConfigId=stored.id)
 

@@ -32,8 +32,8 @@ from judge.api.service import (
     Services,
     check_plan,
     make_scope,
-    parse_config_document,
     resolve_config,
+    stored_fields,
     window,
 )
 from judge.api.store import AnalysisStatus, StoredAnalysis, StoredConfig, StoredRun
@@ -139,15 +139,9 @@ def _config_out(stored: StoredConfig) -> ConfigOut:
 async def create_config(request: Request, store: StoreDep) -> ConfigOut:
     """Store a config (native or Kayenta JSON, or YAML); it gets an id and version 1."""
     document = await _config_document(request)
-    config, fmt = parse_config_document(document)
+    _config, fields = stored_fields(document)
     stored = await to_thread.run_sync(
-        lambda: store.create_config(
-            name=config.name,
-            native=config.to_dict(),
-            applications=config.applications,
-            original=document if fmt == "kayenta" else None,
-            original_format=fmt,
-        )
+        lambda: store.create_config(**fields)
     )
     return _config_out(stored)
 
@@ -201,17 +195,10 @@ def export_kayenta(config_id: str, store: StoreDep) -> dict[str, Any]:
 async def update_config(config_id: str, request: Request, store: StoreDep) -> ConfigOut:
     """Store a new version of a config (earlier versions stay readable)."""
     document = await _config_document(request)
-    config, fmt = parse_config_document(document)
+    _config, fields = stored_fields(document)
     existing = await to_thread.run_sync(store.find_config, config_id)
     stored = await to_thread.run_sync(
-        lambda: store.update_config(
-            existing.id,
-            name=config.name,
-            native=config.to_dict(),
-            applications=config.applications,
-            original=document if fmt == "kayenta" else None,
-            original_format=fmt,
-        )
+        lambda: store.update_config(existing.id, **fields)
     )
     return _config_out(stored)
 

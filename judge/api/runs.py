@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from judge.analysis import fetch_metrics, new_points
+from judge.analysis import fetch_metrics, fetch_summary, new_points
 from judge.api.schemas import SequentialOut
 from judge.api.service import AnalysisPlan, BadRequestError, plan_scopes, routed_sources
 from judge.api.sources import SourceRegistry
@@ -143,13 +143,9 @@ class RunKeeper:
                                   "fetched, and a run never passes on data it did not see")
         last = _from_seconds(points.last) or (previous.last_end if previous else None)
         sequential["last_point"] = last.isoformat() if last else None
-        fetched = {
-            f.metric.name: {"baseline": f.baseline.summary(), "canary": f.canary.summary()}
-            for f in fetches
-        }
-        report = replace(
-            report, details={**report.details, "sequential": sequential, "fetch": fetched}
-        )
+        report = replace(report, details={
+            **report.details, "sequential": sequential, "fetch": fetch_summary(fetches),
+        })
         run = StoredRun(
             run_id=run_id,
             kind=kind,

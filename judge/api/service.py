@@ -57,6 +57,19 @@ def parse_config_document(document: Mapping[str, Any]) -> tuple[CanaryConfig, st
     return CanaryConfig.from_dict(document), "native"
 
 
+def stored_fields(document: Mapping[str, Any]) -> tuple[CanaryConfig, dict[str, Any]]:
+    """A config document parsed, and the fields ``Store.create_config`` / ``update_config``
+    store for it (Kayenta JSON is kept as sent, to be given back as sent)."""
+    config, fmt = parse_config_document(document)
+    return config, {
+        "name": config.name,
+        "native": config.to_dict(),
+        "applications": config.applications,
+        "original": dict(document) if fmt == "kayenta" else None,
+        "original_format": fmt,
+    }
+
+
 def resolve_config(
     store: Store,
     *,

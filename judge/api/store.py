@@ -16,9 +16,10 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -202,42 +203,27 @@ class StoredAnalysis:
     finished_at: datetime | None
 
 
+_Frozen = TypeVar("_Frozen", StoredConfig, StoredAnalysis, StoredRun)
+
+
+def _frozen(cls: type[_Frozen], row: object, **overrides: Any) -> _Frozen:
+    """``cls`` filled from the row's attributes of the same names (``overrides`` win), with
+    datetimes marked UTC (SQLite hands them back naive)."""
+    values = {
+        f.name: getattr(row, f.name) for f in dataclass_fields(cls) if f.name not in overrides
+    }
+    for name, value in values.items():
+        if isinstance(value, datetime):
+            values[name] = _utc(value)
+    return cls(**values, **overrides)
+
+
 def _config(row: _ConfigRow) -> StoredConfig:
-    return StoredConfig(
-        id=row.id,
-        name=row.name,
-        version=row.version,
-        applications=tuple(row.applications),
-        native=row.native,
-        original=row.original,
-        original_format=row.original_format,
-        created_at=_utc(row.created_at) or _now(),
-        updated_at=_utc(row.updated_at) or _now(),
-    )
+    return _frozen(StoredConfig, row, applications=tuple(row.applications))
 
 
 def _analysis(row: _AnalysisRow) -> StoredAnalysis:
-    return StoredAnalysis(
-        id=row.id,
-        kind=row.kind,
-        status=AnalysisStatus(row.status),
-        progress=row.progress,
-        progress_detail=row.progress_detail,
-        config_id=row.config_id,
-        config_version=row.config_version,
-        config=row.config,
-        request=row.request,
-        report=row.report,
-        error=row.error,
-        attempts=row.attempts,
-        created_at=_utc(row.created_at) or _now(),
-        started_at=_utc(row.started_at),
-        finished_at=_utc(row.finished_at),
-    )
-
-
-def _in_memory(url: str) -> bool:
-    return url in ("sqlite://", "sqlite:///:memory:")
+    return _frozen(StoredAnalysis, row, status=AnalysisStatus(row.status))
 
 
 _RUN_FIELDS = ("kind", "config_id", "config_version", "config", "request", "state", "status",
@@ -245,22 +231,11 @@ _RUN_FIELDS = ("kind", "config_id", "config_version", "config", "request", "stat
 
 
 def _run(row: _RunRow) -> StoredRun:
-    return StoredRun(
-        run_id=row.run_id,
-        kind=row.kind,
-        config_id=row.config_id,
-        config_version=row.config_version,
-        config=row.config,
-        request=row.request,
-        state=row.state,
-        status=row.status,
-        calls=row.calls,
-        window_start=_utc(row.window_start) or _now(),
-        last_end=_utc(row.last_end),
-        report=row.report,
-        created_at=_utc(row.created_at) or _now(),
-        updated_at=_utc(row.updated_at) or _now(),
-    )
+    return _frozen(StoredRun, row)
+
+
+def _in_memory(url: str) -> bool:
+    return url in ("sqlite://", "sqlite:///:memory:")
 
 
 def make_engine(url: str) -> Engine:
@@ -388,16 +363,9 @@ class Store:
             old = session.get(_ConfigVersionRow, (config_id, version))
             if old is None:
                 raise NotFoundError(f"config {config_id!r} has no version {version}")
-            return StoredConfig(
-                id=row.id,
-                name=old.name,
-                version=old.version,
-                applications=tuple(row.applications),
-                native=old.native,
-                original=old.original,
-                original_format=old.original_format,
-                created_at=_utc(row.created_at) or _now(),
-                updated_at=_utc(old.created_at) or _now(),
+            return _frozen(
+                StoredConfig, old, id=row.id, applications=tuple(row.applications),
+                created_at=_utc(row.created_at), updated_at=_utc(old.created_at),
             )
 
     def find_config(self, id_or_name: str) -> StoredConfig:
