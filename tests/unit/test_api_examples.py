@@ -101,3 +101,33 @@ def test_flagger_canary_metadata_is_understood() -> None:
         assert hook["url"].endswith("/flagger/v1/check")
         assert all(isinstance(v, str) for v in hook["metadata"].values())
         FlaggerMetadata.model_validate(hook["metadata"])
+
+
+def test_argo_sequential_templates_send_valid_requests() -> None:
+    watch, gate, rollout = _documents("argo/analysistemplate-web-sequential.yaml")
+    for template, final in ((watch, False), (gate, True)):
+        args = {a["name"]: a.get("value", "x1y2z3") for a in template["spec"]["args"]}
+        (metric,) = template["spec"]["metrics"]
+        body = _substitute(metric["provider"]["web"]["jsonBody"], args)
+        request = ArgoJudgeRequest.model_validate(json.loads(json.dumps(body)))
+        assert request.run_id == "x1y2z3-x1y2z3"
+        assert request.final is final
+        assert metric["failureCondition"] == 'result.status == "fail"'
+    assert watch["spec"]["metrics"][0]["successCondition"] == (
+        'result.status in ["continue", "pass"]')
+    assert gate["spec"]["metrics"][0]["successCondition"] == 'result.status == "pass"'
+    canary = rollout["spec"]["strategy"]["canary"]
+    assert canary["analysis"]["templates"][0]["templateName"] == "canary-judge-watch"
+    assert canary["steps"][-1]["analysis"]["templates"][0]["templateName"] == "canary-judge-gate"
+    assert {a["name"] for a in canary["steps"][-1]["analysis"]["args"]} == {
+        "rollout", "stable-hash", "canary-hash"}
+
+
+def test_flagger_sequential_metadata_is_understood() -> None:
+    (canary,) = _documents("flagger/canary-sequential.yaml")
+    hooks = canary["spec"]["analysis"]["webhooks"]
+    for hook in hooks:
+        meta = FlaggerMetadata.model_validate(hook["metadata"])
+        assert meta.sequential == "true"
+    assert {h["type"]: h["metadata"].get("gate") for h in hooks} == {
+        "rollout": None, "confirm-promotion": "promotion"}
