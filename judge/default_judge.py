@@ -66,10 +66,10 @@ from judge.stats.autocorrelation import (
 from judge.stats.counts import count_dispersion, rate_ratio_test
 from judge.stats.multiple import correct
 from judge.stats.quantiles import (
+    OUTLIER_FENCE,
     ExceedanceRows,
     Tail,
-    exceedance_test_rows,
-    exceedance_variance_factor,
+    outlier_test_rows,
     spread_p_values_rows,
     tail_test,
 )
@@ -297,18 +297,10 @@ def _tail_rows(c: FloatArray, b: FloatArray, phi_c: FloatArray, phi_b: FloatArra
     mad_b = np.median(np.abs(b - med_b[:, None]), axis=1)
     q_c = np.quantile(c, [0.1, 0.9], axis=1)
     q_b = np.quantile(b, [0.1, 0.9], axis=1)
-    exceedances = {}
-    for tail, level in (("upper", TAIL_QUANTILE), ("lower", 1.0 - TAIL_QUANTILE)):
-        # The exceedance factor depends on phi only through a short series: cached per value.
-        factors: dict[float, float] = {}
-        for phi in np.concatenate([phi_c, phi_b]).tolist():
-            if phi not in factors:
-                factors[phi] = exceedance_variance_factor(phi, level)
-        exceedances[tail] = exceedance_test_rows(
-            c, b, level, tail="upper" if tail == "upper" else "lower",
-            factor_canary=np.array([factors[v] for v in phi_c.tolist()]),
-            factor_baseline=np.array([factors[v] for v in phi_b.tolist()]),
-        )
+    exceedances = {
+        tail: outlier_test_rows(c, b, tail=tail, phi_canary=phi_c, phi_baseline=phi_b)
+        for tail in ("upper", "lower")
+    }
     return _TailRows(
         spread_p=spread_p, mad_c=mad_c, mad_b=mad_b,
         upper_ratio=_ratio_rows(q_c[1] - med_c, q_b[1] - med_b),
@@ -432,24 +424,24 @@ def _tail_components(
         spread_p = 1.0
         sentence = "the spread did not widen on a side that matters"
     components.append(Component("spread", side, spread_p, sentence))
-    tails: list[tuple[Classification, Tail, float]] = []
+    tails: list[tuple[Classification, Tail]] = []
     if _up(metric):
-        tails.append((Classification.HIGH, "upper", TAIL_QUANTILE))
+        tails.append((Classification.HIGH, "upper"))
     if _down(metric):
-        tails.append((Classification.LOW, "lower", 1.0 - TAIL_QUANTILE))
+        tails.append((Classification.LOW, "lower"))
     n_c, n_b = t.sizes
-    for side, tail, level in tails:
+    for side, tail in tails:
         r = t.exceedances[tail]
         a, d = int(r.canary_exceedances[row]), int(r.baseline_exceedances[row])
         threshold, p_value = float(r.threshold[row]), float(r.p_value[row])
-        word = "above" if tail == "upper" else "below"
-        label = f"p{level * 100:g}"
+        word, sign = ("above", "+") if tail == "upper" else ("below", "-")
         components.append(Component(
             f"{tail} tail", side, p_value,
-            f"the canary has more points {word} the pooled {label} {_num(threshold)}: "
-            f"{a} of {n_c} ({_pct(a / n_c)}) against {d} of {n_b} ({_pct(d / n_b)})",
+            f"the canary has more outlier points {word} the pooled outlier fence "
+            f"{_num(threshold)} (median {sign} {OUTLIER_FENCE:g} robust SD): {a} of {n_c} "
+            f"({_pct(a / n_c)}) against {d} of {n_b} ({_pct(d / n_b)})",
         ))
-        out[f"{tail} tail"] = {"quantile": level, "threshold": threshold,
+        out[f"{tail} tail"] = {"fence": OUTLIER_FENCE, "threshold": threshold,
                                "canary_share": a / n_c, "baseline_share": d / n_b,
                                "p_value": p_value}
     return out

@@ -389,3 +389,81 @@ def spread_p_values_rows(
     highest = np.maximum(dev_c[:, -1], dev_b[:, -1])
     out: npt.NDArray[np.float64] = np.where(highest > lowest, p_greater, 1.0)
     return out
+
+
+OUTLIER_FENCE = 3.0
+"""Robust standard deviations (1.4826 MAD) between the pooled median and the outlier fence of
+:func:`outlier_test_rows`: Hampel's identifier (Hampel 1974, "The influence curve and its role
+in robust estimation", JASA 69; Davies & Gather 1993, JASA 88) with its usual constant."""
+
+
+def outlier_fences(pooled: npt.ArrayLike, *, fence: float = OUTLIER_FENCE) -> tuple[
+        npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per row of ``pooled`` (both sides together), the lower and upper outlier fences
+    ``median -+ fence * 1.4826 * MAD``."""
+    x = np.atleast_2d(np.asarray(pooled, dtype=np.float64))
+    median = np.median(x, axis=1)
+    scale = 1.4826 * np.median(np.abs(x - median[:, None]), axis=1)
+    return median - fence * scale, median + fence * scale
+
+
+def outlier_test_rows(
+    canary_rows: npt.ArrayLike,
+    baseline_rows: npt.ArrayLike,
+    *,
+    tail: Tail = "upper",
+    phi_canary: npt.ArrayLike = 0.0,
+    phi_baseline: npt.ArrayLike = 0.0,
+    fence: float = OUTLIER_FENCE,
+) -> ExceedanceRows:
+    """Does the canary have more *outlier points* (beyond the pooled outlier fence, above for
+    ``upper``) than the baseline? For every row pair at once.
+
+    The generalised median test of :func:`tail_test` with the threshold at the pooled Hampel
+    fence ``median +- fence * 1.4826 MAD`` (:func:`outlier_fences`) instead of a fixed
+    quantile: a heavier tail shows as more minutes far out, however many that is, while a
+    fixed quantile cuts through the tail wherever its share happens to put it. The fence is a
+    symmetric function of the pooled points, so given the number of outliers the canary's
+    count is (close to) binomial with its share of the points under "no change". The serial
+    dependence of the indicators is the Gaussian-copula factor of
+    :func:`exceedance_variance_factor` at the observed pooled outlier share, from each side's
+    ``phi``; with the finite-population factor as in :func:`tail_test`.
+    """
+    c = np.atleast_2d(np.asarray(canary_rows, dtype=np.float64))
+    b = np.atleast_2d(np.asarray(baseline_rows, dtype=np.float64))
+    if c.shape[1] == 0 or b.shape[1] == 0:
+        raise ValueError("canary and baseline need at least one point each")
+    if tail not in ("upper", "lower"):
+        raise ValueError(f"tail must be 'upper' or 'lower', got {tail!r}")
+    rows = c.shape[0]
+    low, high = outlier_fences(np.concatenate([c, b], axis=1), fence=fence)
+    if tail == "upper":
+        threshold = high
+        a = np.sum(c > high[:, None], axis=1)
+        d = np.sum(b > high[:, None], axis=1)
+    else:
+        threshold = low
+        a = np.sum(c < low[:, None], axis=1)
+        d = np.sum(b < low[:, None], axis=1)
+    phi_c = np.broadcast_to(np.asarray(phi_canary, dtype=np.float64), (rows,))
+    phi_b = np.broadcast_to(np.asarray(phi_baseline, dtype=np.float64), (rows,))
+    total, exceeding = c.shape[1] + b.shape[1], a + d
+    # The Gaussian-copula factor at the observed share (kept within [0.5%, 50%]: beyond, the
+    # indicators are either too rare to matter or the fence is the median).
+    share = np.clip(exceeding / total, 0.005, 0.5)
+    cache: dict[tuple[float, float], float] = {}
+
+    def factor(phi: float, level: float) -> float:
+        if (phi, level) not in cache:
+            cache[phi, level] = exceedance_variance_factor(phi, level)
+        return cache[phi, level]
+
+    factor_c = np.array([factor(p, 1.0 - q)
+                         for p, q in zip(phi_c.tolist(), share.tolist(), strict=True)])
+    factor_b = np.array([factor(p, 1.0 - q)
+                         for p, q in zip(phi_b.tolist(), share.tolist(), strict=True)])
+    finite_population = (total - exceeding) / (total - 1.0) if total > 1 else np.ones(rows)
+    dispersion = np.maximum(1.0, np.maximum(factor_c, factor_b) * finite_population)
+    p_value = upper_tail_rows(a / dispersion, exceeding / dispersion, c.shape[1] / total)
+    return ExceedanceRows(threshold, a.astype(np.int64), d.astype(np.int64),
+                          np.where(exceeding > 0, p_value, 1.0))

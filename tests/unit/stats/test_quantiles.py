@@ -70,3 +70,26 @@ def test_quantile_interval_covers_and_widens_with_factor() -> None:
     assert wide.low <= narrow.low and wide.high >= narrow.high
     with pytest.raises(ValueError, match="quantile"):
         quantile_interval(x, 1.5)
+
+
+def test_outlier_test_counts_points_beyond_the_pooled_fence() -> None:
+    from judge.stats.quantiles import outlier_fences, outlier_test_rows
+
+    rng = np.random.default_rng(4)
+    base = rng.normal(100.0, 5.0, (3, 60))
+    canary = rng.normal(100.0, 5.0, (3, 60))
+    canary[0, :12] = 160.0  # twelve spike minutes: far beyond median + 3 robust SD
+    result = outlier_test_rows(canary, base, tail="upper", phi_canary=0.3, phi_baseline=0.3)
+    low, high = outlier_fences(np.concatenate([canary, base], axis=1))
+    assert np.all(result.threshold == high) and np.all(low < high)
+    assert result.canary_exceedances[0] >= 12 and result.p_value[0] < 0.01
+    assert np.all(result.p_value[1:] > 0.01)
+    # A row judged alone gives the same numbers as in the batch.
+    alone = outlier_test_rows(canary[1:2], base[1:2], phi_canary=0.3, phi_baseline=0.3)
+    assert alone.p_value[0] == result.p_value[1]
+    # Nothing beyond the fence on either side: nothing to test.
+    flat = outlier_test_rows(np.full((1, 10), 3.0), np.full((1, 12), 3.0))
+    assert flat.p_value[0] == 1.0
+    # Stronger serial dependence makes the same counts less surprising.
+    strong = outlier_test_rows(canary[:1], base[:1], phi_canary=0.7, phi_baseline=0.7)
+    assert strong.p_value[0] > result.p_value[0]
