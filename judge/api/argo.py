@@ -13,6 +13,11 @@ bad input and failures; ``verdict`` says what happened:
 
 The window is ``lookback`` (default ``CANARY_JUDGE_DEFAULT_LOOKBACK``) ending now, judged within
 ``CANARY_JUDGE_SYNC_TIMEOUT_SECONDS`` (8 s by default, under the provider's 10 s timeout).
+
+With ``run_id`` the call is one poll of a sequential run (:mod:`judge.api.runs`): only the points
+since the previous poll of that run are judged, anytime-valid, and ``status`` is the run's
+``continue`` / ``pass`` / ``fail`` / ``inconclusive`` (``final: true`` on the last call); see
+``docs/recipes/argo-web.md`` for the AnalysisTemplates. Without it ``status`` is the verdict.
 """
 
 from __future__ import annotations

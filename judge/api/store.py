@@ -30,6 +30,7 @@ from sqlalchemy import (
     String,
     Text,
     create_engine,
+    delete,
     event,
     select,
     text,
@@ -409,10 +410,12 @@ class Store:
             row = session.get(_ConfigRow, config_id)
             if row is None:
                 raise NotFoundError(f"no config with id {config_id!r}")
-            for old in session.scalars(
-                select(_ConfigVersionRow).where(_ConfigVersionRow.config_id == config_id)
-            ).all():
-                session.delete(old)
+            # One statement for the versions, before the config: deleting version objects one
+            # by one raced the database's ON DELETE CASCADE (SQLAlchemy warned that its
+            # DELETEs matched 0 rows when the cascade had removed them first).
+            session.execute(
+                delete(_ConfigVersionRow).where(_ConfigVersionRow.config_id == config_id)
+            )
             session.delete(row)
 
     # -- analyses --------------------------------------------------------------------------
