@@ -365,7 +365,7 @@ def run_out(run: StoredRun, *, with_report: bool = True) -> RunOut:
     )
 
 
-@router.post("/runs/{run_id}/poll", response_model=RunOut, responses=_ERRORS)
+@router.post("/runs/{run_id:path}/poll", response_model=RunOut, responses=_ERRORS)
 async def poll_run(run_id: str, body: RunPollRequest, services: ServicesDep) -> RunOut:
     """One poll of a sequential run: judge the points since the previous poll (anytime-valid),
     store the run's state, and answer where it stands (``status``: continue, pass, fail,
@@ -376,9 +376,10 @@ async def poll_run(run_id: str, body: RunPollRequest, services: ServicesDep) -> 
     return run_out(result.run)
 
 
-@router.get("/runs/{run_id}", response_model=RunOut, responses=_ERRORS)
+@router.get("/runs/{run_id:path}", response_model=RunOut, responses=_ERRORS)
 def get_run(run_id: str, store: StoreDep) -> RunOut:
-    """A sequential run as stored: status, calls, last judged point, last report."""
+    """A sequential run as stored: status, calls, last judged point, last report. Run ids may
+    contain ``/`` (Flagger's are ``namespace/name/checksum``)."""
     return run_out(store.get_run(run_id))
 
 
@@ -388,7 +389,7 @@ def list_runs(store: StoreDep, limit: int = Query(default=50, ge=1, le=1000)) ->
     return [run_out(run, with_report=False) for run in store.list_runs(limit=limit)]
 
 
-@router.delete("/runs/{run_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
+@router.delete("/runs/{run_id:path}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
 def delete_run(run_id: str, store: StoreDep) -> Response:
     """Forget a run (its next poll starts a new one)."""
     store.delete_run(run_id)

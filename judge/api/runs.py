@@ -65,10 +65,9 @@ class RunKeeper:
     def __init__(self, store: Store, sources: SourceRegistry) -> None:
         self.store = store
         self.sources = sources
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    def _lock(self, run_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(run_id, asyncio.Lock())
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        """Per run id: its lock and how many polls hold or wait for it (dropped at zero, so
+        the map does not grow with every run ever polled)."""
 
     async def poll(
         self,
@@ -82,8 +81,17 @@ class RunKeeper:
         """Judge the points of ``run_id`` that arrived up to ``plan.end``; see module doc."""
         if not run_id.strip() or len(run_id) > 255:
             raise BadRequestError("run_id: give 1 to 255 characters", "run_id")
-        async with self._lock(run_id):
-            return await self._poll(run_id, plan, kind, final, stored_config)
+        lock, users = self._locks.get(run_id, (asyncio.Lock(), 0))
+        self._locks[run_id] = (lock, users + 1)
+        try:
+            async with lock:
+                return await self._poll(run_id, plan, kind, final, stored_config)
+        finally:
+            lock, users = self._locks[run_id]
+            if users <= 1:
+                del self._locks[run_id]
+            else:
+                self._locks[run_id] = (lock, users - 1)
 
     async def _poll(
         self,

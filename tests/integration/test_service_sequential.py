@@ -138,6 +138,8 @@ def test_flagger_sequential_answers(service: ServiceProcess) -> None:
     assert undecided.status_code == 202, undecided.text  # a passed check: traffic moves on
     assert undecided.json()["sequential"]["run_id"] == "shop/checkout/rev1"
     assert undecided.json()["sequential"]["status"] == "continue"
+    stored = httpx.get(f"{service.url}/v1/runs/shop/checkout/rev1", timeout=10)
+    assert stored.status_code == 200 and stored.json()["kind"] == "flagger"
     gate = hook("canary-good", "rev1", gate="promotion")
     assert gate.status_code == 425  # confirm-promotion: promotion waits
     failed = None

@@ -6,6 +6,7 @@ import asyncio
 import math
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -289,3 +290,20 @@ def test_progress_is_visible_while_an_analysis_runs(client: TestClient) -> None:
     assert partial, seen
     assert all(0 < d["metrics_fetched"] < d["metrics"] == 4 for _, d in partial)
     assert seen[-1][0] == 1.0
+
+
+def test_concurrent_polls_of_one_run_count_each_point_once(client: TestClient) -> None:
+    body = {"config_id": "demo", "baseline": {"scope": "stable"},
+            "canary": {"scope": "canary-good"},
+            "start": "2024-03-04T10:00:00Z", "end": "2024-03-04T11:00:00Z"}
+
+    def poll(_: int) -> int:
+        return client.post("/v1/runs/rollout-1/poll", json=body).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(poll, range(6)))
+    assert statuses == [200] * 6  # serialised per run: none lost to a conflict
+    run = client.get("/v1/runs/rollout-1").json()
+    assert run["calls"] == 6
+    assert run["sequential"]["points"] == 61  # the first poll's hour; the others add nothing
+    assert run["sequential"]["new_points"] == 0
