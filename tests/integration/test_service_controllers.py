@@ -177,25 +177,24 @@ def service(
 
 
 # -- Argo Rollouts web provider ------------------------------------------------------------------
-@pytest.mark.parametrize(("canary", "verdict"), [("v2-good", "pass"), ("v2-bad", "fail")])
-def test_argo_web_provider_post(service: ServiceProcess, canary: str, verdict: str) -> None:
-    # As an AnalysisTemplate with provider.web: method POST, jsonBody, headers with a token.
+def _argo_web(service: ServiceProcess, body: dict[str, Any]) -> dict[str, Any]:
+    """One measurement as an AnalysisTemplate with provider.web sends it: method POST,
+    jsonBody, headers with a token; Argo reads any status but 200 as an Error."""
     answer = httpx.post(
         f"{service.url}/argo/v1/judge",
-        content=json.dumps(
-            {
-                "config": "checkout",
-                "baseline": "v1",
-                "canary": canary,
-                "lookback": f"{WINDOW_MINUTES}m",
-                "step": 60,
-            }
-        ),
+        content=json.dumps(body),
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
         timeout=ARGO_WEB_TIMEOUT,
     )
     assert answer.status_code == 200
-    result = answer.json()
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+@pytest.mark.parametrize(("canary", "verdict"), [("v2-good", "pass"), ("v2-bad", "fail")])
+def test_argo_web_provider_post(service: ServiceProcess, canary: str, verdict: str) -> None:
+    result = _argo_web(service, {"config": "checkout", "baseline": "v1", "canary": canary,
+                                 "lookback": f"{WINDOW_MINUTES}m", "step": 60})
     assert result["error"] is None, result["error"]
     assert result["verdict"] == verdict
     # successCondition: result.verdict == "pass"; failureCondition: result.verdict == "fail"
@@ -246,14 +245,8 @@ def test_metrics_without_a_source_go_to_the_source_of_their_query_type(
              "query": {"type": "datadog", "query": DATADOG_QUERY}},
         ],
     }
-    answer = httpx.post(
-        f"{service.url}/argo/v1/judge",
-        json={"config": config, "baseline": "v1", "canary": "v2-good", "source": "prometheus",
-              "lookback": f"{WINDOW_MINUTES}m"},
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=ARGO_WEB_TIMEOUT,
-    )
-    result = answer.json()
+    result = _argo_web(service, {"config": config, "baseline": "v1", "canary": "v2-good",
+                                 "source": "prometheus", "lookback": f"{WINDOW_MINUTES}m"})
     assert result["error"] is None, result["error"]
     assert {m["name"]: m["classification"] for m in result["metrics"]} == {
         "latency": "pass", "queue depth": "pass"}
@@ -262,20 +255,8 @@ def test_metrics_without_a_source_go_to_the_source_of_their_query_type(
 
 
 def test_metric_source_down_fails_the_canary(service: ServiceProcess) -> None:
-    answer = httpx.post(
-        f"{service.url}/argo/v1/judge",
-        json={
-            "config": "checkout",
-            "baseline": "v1",
-            "canary": "v2-good",
-            "source": "down",
-            "lookback": "10m",
-        },
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=ARGO_WEB_TIMEOUT,
-    )
-    result = answer.json()
-    assert answer.status_code == 200
+    result = _argo_web(service, {"config": "checkout", "baseline": "v1", "canary": "v2-good",
+                                 "source": "down", "lookback": "10m"})
     assert result["verdict"] == "fail"
     assert {m["classification"] for m in result["metrics"]} == {"error"}
     metrics = httpx.get(f"{service.url}/metrics").text
