@@ -166,7 +166,7 @@ async def argo_judge(request: Request, services: ServicesDep) -> JSONResponse:
         config_label = config.name
         analysis_id: str | None
         if body.run_id is not None:
-            polled = await services.poll_run(body.run_id, plan, "argo", final=body.final,
+            polled = await services.runs.poll(body.run_id, plan, kind="argo", final=body.final,
                                              stored_config=stored)
             report, analysis_id = polled.report, None
         elif body.final:

@@ -137,7 +137,8 @@ async def flagger_check(hook: FlaggerHook, services: ServicesDep) -> JSONRespons
         plan, stored = _plan(hook, meta, services)
         if sequential:
             run_id = meta.run_id or f"{hook.namespace}/{hook.name}/{hook.checksum or 'no-checksum'}"
-            polled = await services.poll_run(run_id, plan, "flagger", stored_config=stored)
+            polled = await services.runs.poll(run_id, plan, kind="flagger",
+                                              stored_config=stored)
             report = polled.report
         else:
             report, analysis_id = await services.judge_now(plan, "flagger")

@@ -371,7 +371,7 @@ async def poll_run(run_id: str, body: RunPollRequest, services: ServicesDep) -> 
     store the run's state, and answer where it stands (``status``: continue, pass, fail,
     inconclusive) with the report."""
     plan, stored = await _analysis_plan(body, services)
-    result = await services.poll_run(run_id, plan, "native", final=body.final,
+    result = await services.runs.poll(run_id, plan, kind="native", final=body.final,
                                      stored_config=stored)
     return run_out(result.run)
 

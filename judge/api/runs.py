@@ -21,6 +21,7 @@ otherwise pass metrics it never saw).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -31,10 +32,13 @@ from judge.api.schemas import SequentialOut
 from judge.api.service import AnalysisPlan, BadRequestError, plan_scopes, routed_sources
 from judge.api.sources import SourceRegistry
 from judge.api.store import NotFoundError, Store, StoredConfig, StoredRun
+from judge.api.telemetry import ServiceMetrics, Stopwatch, analysis_context
 from judge.config import CanaryConfig, JudgeMode
 from judge.default_judge import judge_sequential
 from judge.report import Report
 from judge.sequential_state import SequentialState
+
+logger = logging.getLogger(__name__)
 
 STATUSES = ("continue", "pass", "fail", "inconclusive")
 """``details.sequential.status`` of a poll: decided ``pass``/``fail`` (final), ``continue``
@@ -62,9 +66,13 @@ class RunKeeper:
     """Polls of sequential runs for one app (one lock per run id within the process; the
     store's compare-and-set guards runs shared by several processes)."""
 
-    def __init__(self, store: Store, sources: SourceRegistry) -> None:
+    def __init__(
+        self, store: Store, sources: SourceRegistry, metrics: ServiceMetrics, *, timeout: float
+    ) -> None:
         self.store = store
         self.sources = sources
+        self.metrics = metrics
+        self.timeout = timeout
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         """Per run id: its lock and how many polls hold or wait for it (dropped at zero, so
         the map does not grow with every run ever polled)."""
@@ -78,9 +86,47 @@ class RunKeeper:
         final: bool = False,
         stored_config: StoredConfig | None = None,
     ) -> PollResult:
-        """Judge the points of ``run_id`` that arrived up to ``plan.end``; see module doc."""
+        """Judge the points of ``run_id`` that arrived up to ``plan.end``; see module doc.
+
+        Within ``timeout`` seconds, else ``TimeoutError``: nothing of that poll is stored
+        unless it had already been saved, so the next poll judges the same points (none lost).
+        """
         if not run_id.strip() or len(run_id) > 255:
             raise BadRequestError("run_id: give 1 to 255 characters", "run_id")
+        self.metrics.analyses_started.labels(kind).inc()
+        watch = Stopwatch()
+        with analysis_context(f"run:{run_id}"):
+            try:
+                result = await asyncio.wait_for(
+                    self._serialised(run_id, plan, kind, final, stored_config), self.timeout
+                )
+            except TimeoutError:
+                self.metrics.analyses_finished.labels(kind, "error").inc()
+                raise TimeoutError(
+                    f"poll of run {run_id!r} did not finish within {self.timeout:g}s "
+                    "(CANARY_JUDGE_SYNC_TIMEOUT_SECONDS)"
+                ) from None
+            except Exception:
+                self.metrics.analyses_finished.labels(kind, "error").inc()
+                raise
+            self.metrics.analysis_seconds.labels(kind).observe(watch.seconds)
+            self.metrics.analyses_finished.labels(kind, result.report.verdict.value).inc()
+            logger.info(
+                "sequential poll finished",
+                extra={"kind": kind, "run_id": run_id, "status": result.run.status,
+                       "calls": result.run.calls, "new_points": result.new_points},
+            )
+        return result
+
+    async def _serialised(
+        self,
+        run_id: str,
+        plan: AnalysisPlan,
+        kind: str,
+        final: bool,
+        stored_config: StoredConfig | None,
+    ) -> PollResult:
+        """One poll at a time per run id in this process."""
         lock, users = self._locks.get(run_id, (asyncio.Lock(), 0))
         self._locks[run_id] = (lock, users + 1)
         try:

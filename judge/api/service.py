@@ -27,7 +27,7 @@ from judge.ports import MetricSource, Scope, ScopePair, Scopes
 from judge.report import Report
 
 if TYPE_CHECKING:
-    from judge.api.runs import PollResult, RunKeeper
+    from judge.api.runs import RunKeeper
 
 logger = logging.getLogger(__name__)
 
@@ -373,50 +373,15 @@ class Services:
     metrics: ServiceMetrics
     _runs: RunKeeper | None = field(default=None, repr=False)
 
-    async def poll_run(
-        self,
-        run_id: str,
-        plan: AnalysisPlan,
-        kind: str,
-        *,
-        final: bool = False,
-        stored_config: StoredConfig | None = None,
-    ) -> PollResult:
-        """One poll of a sequential run (``judge.api.runs``) within ``sync_timeout_seconds``.
-
-        Raises ``TimeoutError`` when the budget runs out: nothing of that poll is stored unless
-        it had already been saved, so the next poll judges the same points (none is lost).
-        """
+    @property
+    def runs(self) -> RunKeeper:
+        """Sequential runs (``judge.api.runs``), polled within ``sync_timeout_seconds``."""
         from judge.api.runs import RunKeeper
 
         if self._runs is None:
-            self._runs = RunKeeper(self.store, self.sources)
-        self.metrics.analyses_started.labels(kind).inc()
-        watch = Stopwatch()
-        with analysis_context(f"run:{run_id}"):
-            try:
-                result = await asyncio.wait_for(
-                    self._runs.poll(run_id, plan, kind=kind, final=final,
-                                    stored_config=stored_config),
-                    timeout=self.settings.sync_timeout_seconds,
-                )
-            except TimeoutError:
-                self.metrics.analyses_finished.labels(kind, "error").inc()
-                raise TimeoutError(
-                    f"poll of run {run_id!r} did not finish within "
-                    f"{self.settings.sync_timeout_seconds:g}s (CANARY_JUDGE_SYNC_TIMEOUT_SECONDS)"
-                ) from None
-            except Exception:
-                self.metrics.analyses_finished.labels(kind, "error").inc()
-                raise
-            self.metrics.analysis_seconds.labels(kind).observe(watch.seconds)
-            self.metrics.analyses_finished.labels(kind, result.report.verdict.value).inc()
-            logger.info(
-                "sequential poll finished",
-                extra={"kind": kind, "run_id": run_id, "status": result.run.status,
-                       "calls": result.run.calls, "new_points": result.new_points},
-            )
-        return result
+            self._runs = RunKeeper(self.store, self.sources, self.metrics,
+                                   timeout=self.settings.sync_timeout_seconds)
+        return self._runs
 
     async def judge_now(self, plan: AnalysisPlan, kind: str) -> tuple[Report, str]:
         """Run a plan synchronously within ``sync_timeout_seconds``, storing it as an analysis.
