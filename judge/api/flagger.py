@@ -136,7 +136,14 @@ async def flagger_check(hook: FlaggerHook, services: ServicesDep) -> JSONRespons
     try:
         plan, stored = _plan(hook, meta, services)
         if sequential:
-            run_id = meta.run_id or f"{hook.namespace}/{hook.name}/{hook.checksum or 'no-checksum'}"
+            if meta.run_id is None and not hook.checksum:
+                # Without a revision in the id, a new revision would continue (and inherit the
+                # final decisions of) the previous revision's run.
+                raise BadRequestError(
+                    "metadata.runId: the hook carries no checksum to tell canary revisions "
+                    "apart; set runId (one per revision)", "metadata.runId",
+                )
+            run_id = meta.run_id or f"{hook.namespace}/{hook.name}/{hook.checksum}"
             polled = await services.runs.poll(run_id, plan, kind="flagger",
                                               stored_config=stored)
             report = polled.report

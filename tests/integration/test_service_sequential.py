@@ -142,6 +142,8 @@ def test_flagger_sequential_answers(service: ServiceProcess) -> None:
     assert stored.status_code == 200 and stored.json()["kind"] == "flagger"
     gate = hook("canary-good", "rev1", gate="promotion")
     assert gate.status_code == 425  # confirm-promotion: promotion waits
+    no_revision = hook("canary-good", "")
+    assert no_revision.status_code == 400 and "runId" in no_revision.json()["error"]
     failed = None
     for _ in range(10):  # the window grows with the wall clock; 10 min of a 30% regression
         failed = hook("canary-bad", "rev2", lookback="30m")
