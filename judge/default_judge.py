@@ -911,6 +911,43 @@ PHI_MAX_DESIGN = 0.7
 floor then fades linearly to 0 at 60 points): a few points cannot rule out strong memory, and
 0.7 is the strongest the judge is designed for."""
 
+SPREAD_PHI_DESIGN = 0.2
+"""Design floor of the lag-1 autocorrelation of the sequential spread score (signs of
+differences of minute-to-minute changes): simulated under AR(1) noise with 2% spikes, its lag-1
+autocorrelation is 0.02-0.10 and the variance inflation of its 60-point mean 1.1-1.2 for any
+``phi`` in [0, 0.9]; 0.2 (inflation 1.5) covers that with room."""
+
+TAIL_PHI_DESIGN = 0.5
+"""Design floor of the lag-1 autocorrelation of the sequential tail score (exceedances of the
+pooled p85): simulated under AR(1) noise with 2% spikes at ``phi = 0.7`` its lag-1
+autocorrelation is 0.33 and the variance inflation of its 60-point mean 2.9; 0.5 (inflation 3)
+covers that."""
+
+
+SCORE_PHI_MARGIN = 2.0
+"""Standard errors added to a spread or tail score's own lag-1 autocorrelation, as for the
+location score (1 standard error measured 10% A/A false failures under per-minute polling)."""
+
+SIGN_PRIOR_POINTS = 8.0
+"""Pseudo-observations of unit square added to the sample variance of the spread and tail
+scores (see :func:`_score_bounds`): a weak prior at the sign score's variance under "no
+change". Measured (60 runs per row): 1 gave 7% A/A false failures (runs of equal signs in the
+first 12 minutes), 4 gave 5% at ``phi = 0.7`` (one of three a spread score after 16 equal
+signs), 8 gives 3.3%, costing about 2 minutes of median detection of clear spread regressions."""
+
+
+def _score_phi(y: FloatArray, margin: float) -> float:
+    """Lag-1 autocorrelation of a score series plus ``margin`` standard errors (``1/sqrt(n)``),
+    clipped to [0, 0.95]. A constant series (every sign the same so far) says nothing about
+    its autocorrelation: it gets the margin alone, not 0."""
+    d = y - y.mean()
+    denominator = float(np.sum(d * d))
+    rho = 0.0
+    if y.size >= 3 and denominator > 0:
+        rho = float(np.sum(d[1:] * d[:-1])) / denominator
+    return min(0.95, max(0.0, rho + margin / math.sqrt(y.size)))
+
+
 _DECREASE_RATIOS: tuple[float, ...] = (0.8, 2 / 3, 0.5, 1 / 3, 0.2, 0.1, 0.01)
 _PASS_FRACTIONS: tuple[float, ...] = (0.75, 0.5, 0.35, 0.2, 0.1)
 
@@ -948,29 +985,36 @@ def _append_pairs(seq: MetricSequence, baseline: Any, canary: Any,
 
 
 def _score_bounds(
-    y: FloatArray, alpha: float, horizon: float, phi_series: float
+    y: FloatArray, alpha: float, horizon: float, phi_series: float,
+    design_floor: float = PHI_MAX_DESIGN, *, prior_points: float = 0.0,
 ) -> tuple[float, float, float] | None:
     """Mean of a score series and its anytime-valid half-width (long-run variance), or
     ``None`` while the points are worth too few independent ones to say anything.
 
     ``phi_series`` is the lag-1 autocorrelation of the underlying difference series (with a
     standard-error margin); up to 30 points it is too noisy to trust and at least
-    ``PHI_MAX_DESIGN`` is used, a floor that fades out by 60 points. The sample variance of an
+    ``design_floor`` (the score's lag-1 autocorrelation when the metric has ``phi = 0.7``) is
+    used, a floor that fades out by 60 points. The sample variance of an
     autocorrelated series underestimates its variance by the factor
     ``1 - (kappa - 1) / (n - 1)`` (``kappa`` the long-run factor;
     Bayley & Hammersley 1946), which is divided out; one pseudo-observation of unit square
-    keeps it positive when every score so far is the same.
+    keeps it positive when every score so far is the same. ``prior_points`` adds that many
+    pseudo-observations of unit square (the variance of a sign score under "no change"): a
+    short run of equal signs must not claim a variance near 0 (``SIGN_PRIOR_POINTS``).
     """
     n = y.size
     # The floor fades out between 30 and 60 points: no sudden drop in caution at one poll.
-    floor = PHI_MAX_DESIGN * min(1.0, max(0.0, (60.0 - n) / 30.0))
+    floor = design_floor * min(1.0, max(0.0, (60.0 - n) / 30.0))
     phi = max(phi_series, floor)
     kappa = (1.0 + phi) / (1.0 - phi)
     shrink = 1.0 - (kappa - 1.0) / (n - 1.0) if n > 1 else 0.0
     if shrink < MIN_VARIANCE_SHRINK:
         return None
     mean = float(y.mean())
-    variance = (float(np.sum((y - mean) ** 2)) + 1.0) / n / shrink
+    if prior_points > 0:
+        variance = (float(np.sum((y - mean) ** 2)) + prior_points) / (n + prior_points) / shrink
+    else:
+        variance = (float(np.sum((y - mean) ** 2)) + 1.0) / n / shrink
     sd = math.sqrt(variance * kappa)
     return mean, confidence_sequence_halfwidth(n, sd, alpha=alpha, t_star=horizon), phi
 
@@ -1005,8 +1049,11 @@ def _sequential_continuous(
             scores.append(("location", Classification.LOW, -location))
     tails = getattr(metric.test, "tails", True) or isinstance(metric.test, QuantileTest)
     if tails and n:
-        # Spread: which side is further from its own median, minute by minute.
-        spread = np.sign(np.abs(c - np.median(c)) - np.abs(b - np.median(b)))
+        # Spread: which side moved more from the minute before. Minute-to-minute changes
+        # cancel the slow wander of an autocorrelated level (and the daily cycle), so this score
+        # is nearly uncorrelated whatever the metric's phi (SPREAD_PHI_DESIGN), unlike distances
+        # from each side's median.
+        spread = np.sign(np.abs(np.diff(c)) - np.abs(np.diff(b))) if n > 1 else np.zeros(0)
         halves = _half_spread_ratios(c, b)
         pooled = np.concatenate([c, b])
         if _up(metric):
@@ -1035,7 +1082,15 @@ def _sequential_continuous(
     parts, details = [], {}
     all_small = True
     for name, side, y in scores:
-        bounds = _score_bounds(y, each, settings.horizon, phi_series)
+        if name == "location":
+            bounds = _score_bounds(y, each, settings.horizon, phi_series)
+        else:
+            # Spread and tail scores are far less autocorrelated than the metric: their own
+            # lag-1 autocorrelation (plus the margin) with their own design floor.
+            design = SPREAD_PHI_DESIGN if name == "spread" else TAIL_PHI_DESIGN
+            bounds = (None if y.size < 2 else _score_bounds(
+                y, each, settings.horizon, _score_phi(y, SCORE_PHI_MARGIN), design,
+                prior_points=SIGN_PRIOR_POINTS))
         if bounds is None:
             all_small = False
             parts.append(f"{name}: too few effective points yet")

@@ -212,3 +212,35 @@ def test_sequential_final_call_passes_undecided_continuous_metrics() -> None:
     assert report.verdict.value == "pass"
     assert "no evidence of a regression" in report.metric("lat").reason
     assert state.calls == 2 and len(state.metrics["lat"].canary) == 20
+
+
+def test_sequential_short_run_of_equal_spread_signs_does_not_fail() -> None:
+    # Twelve minutes in which the canary always moves more than the baseline (an unlucky A/A
+    # start): the spread score's variance must not be taken as ~0 (prior pseudo-points) nor its
+    # autocorrelation as 0 (a constant sign series gets the margin).
+    config = CanaryConfig.from_dict({"metrics": [{"name": "lat", "direction": "increase"}]})
+    base = 100.0 + 0.5 * np.tile([1.0, -1.0], 6)
+    canary = 100.0 + 3.0 * np.tile([1.0, -1.0], 6)
+    report, _ = judge_sequential(config, SequentialState.new("run", config.name),
+                                 {"lat": base}, {"lat": canary})
+    assert report.details["sequential"]["status"] == "continue"
+
+
+def test_sequential_clear_wider_spread_mostly_caught_within_half_an_hour() -> None:
+    # Twice the meaningful spread factor (6x the log-noise s.d. of latency_p90).
+    config = _config()
+    kind = ScenarioKind.WIDER_SPREAD
+    early = 0
+    for i in range(6):
+        scenario = generate_canary(kind, seed=_seed(kind, 300 + i), size=6.0)
+        assert scenario.target is not None
+        state = SequentialState.new(f"run-{i}", config.name)
+        for minute in range(30):
+            report, state = judge_sequential(
+                config, state, scenario.baseline.iloc[minute:minute + 1],
+                scenario.canary.iloc[minute:minute + 1],
+            )
+            if report.details["sequential"]["status"] != "continue":
+                break
+        early += report.metric(scenario.target).classification is Classification.HIGH
+    assert early >= 3
