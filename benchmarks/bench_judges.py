@@ -146,12 +146,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--reps", type=int, default=None, help="canaries per fixed-horizon row")
     parser.add_argument("--seq-reps", type=int, default=None, help="runs per sequential row")
+    parser.add_argument("--seq-aa-reps", type=int, default=None,
+                        help="runs per sequential A/A row (default 200, --quick: --seq-reps)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
     parser.add_argument("--level", type=float, default=None,
                         help="family-wise level of the default judge (default: the config's)")
     args = parser.parse_args()
     reps = args.reps or (40 if args.quick else 200)
     seq_reps = args.seq_reps or (15 if args.quick else 60)
+    # The sequential false-failure rate is a few percent: 60 runs cannot tell 2% from 6%
+    # (one or two runs either way), so the A/A rows get more.
+    seq_aa_reps = args.seq_aa_reps or (seq_reps if args.quick else max(seq_reps, 200))
     started = time.perf_counter()
 
     fixed_jobs: list[tuple[str, ScenarioKind, float | None, int]] = []
@@ -161,8 +166,8 @@ def main() -> None:
     for label, kind, phi in rows:
         fixed_jobs += [(label, kind, phi, i) for i in range(reps)]
     seq_jobs: list[tuple[str, ScenarioKind, float | None, int, float | None]] = [
-        ("aa", ScenarioKind.AA, None, i, None) for i in range(seq_reps)]
-    seq_jobs += [("aa phi=0.7", ScenarioKind.AA, None, i, 0.7) for i in range(seq_reps)]
+        ("aa", ScenarioKind.AA, None, i, None) for i in range(seq_aa_reps)]
+    seq_jobs += [("aa phi=0.7", ScenarioKind.AA, None, i, 0.7) for i in range(seq_aa_reps)]
     for kind in REGRESSIONS:
         seq_jobs += [(kind.value, kind, None, i, None) for i in range(seq_reps)]
         seq_jobs += [(f"{kind.value} x2", kind, clear_size(kind), i, None)
@@ -188,7 +193,7 @@ def main() -> None:
             print(f"{name:<36}{values[0]:>10.3f}{values[1]:>10.3f}")
     print(f"\nSequential default judge (anytime-valid at level "
           f"{default_config().sequential.level:g}), polled every minute for 60 minutes, "
-          f"{seq_reps} runs per row")
+          f"{seq_reps} runs per row, {seq_aa_reps} per A/A row")
     print(f"{'row':<24}{'failed':>8}{'median min':>12}{'passed':>8}{'median min':>12}")
     for label, outcomes in seq.items():
         cells = []

@@ -78,7 +78,7 @@ from judge.stats.quantiles import (
 )
 from judge.stats.sequential import (
     INCREASE_RATIOS,
-    confidence_sequence_halfwidth,
+    one_sided_halfwidth,
     rate_ratio_log_evalue,
 )
 
@@ -901,10 +901,12 @@ MIN_VARIANCE_SHRINK = 0.6
 than this factor for autocorrelation (``1 - (kappa - 1) / (n - 1)``): with ``phi = 0.7`` that
 is the first 12 points."""
 
-SEQUENTIAL_PHI_MARGIN = 2.0
-"""Standard errors added to the estimated ``phi`` in sequential mode (1 in fixed-horizon
-mode): a run is looked at every minute, so an underestimate gets many chances to matter
-(1.5 measured 6% A/A false failures at ``phi = 0.7`` under per-minute polling, 2.0 about 2%)."""
+SEQUENTIAL_PHI_MARGIN = 1.75
+"""Standard errors added to the estimated ``phi`` of the location score in sequential mode (1 in
+fixed-horizon mode): a run is looked at every minute, so an underestimate gets many chances to
+matter. Measured at ``phi = 0.7`` under per-minute polling (200 runs, one-sided bounds, location
+share 1/2): 1.5 gave 4.0% A/A false failures, 1.75 gave 2.5% with clear shifted means caught at
+median minute 18.5 (2.0: 1.5% and 22; 60 runs with two-sided bounds: 1.5 gave 6%)."""
 
 PHI_MAX_DESIGN = 0.7
 """Autocorrelation assumed at least while a sequential series is short (up to 30 points; the
@@ -934,6 +936,14 @@ scores (see :func:`_score_bounds`): a weak prior at the sign score's variance un
 change". Measured (60 runs per row): 1 gave 7% A/A false failures (runs of equal signs in the
 first 12 minutes), 4 gave 5% at ``phi = 0.7`` (one of three a spread score after 16 equal
 signs), 8 gives 3.3%, costing about 2 minutes of median detection of clear spread regressions."""
+
+
+LOCATION_ALPHA_SHARE = 0.5
+"""Share of a metric's sequential level (per direction) spent on the location score; the tail
+and spread scores get a quarter each (weighted Bonferroni, fixed in advance, so the total stays
+the metric's level). Was a third each: the location score's bound is the one that limits how
+early a clear shifted mean is caught; spread and tail checks lose little (the level enters the
+bound through a logarithm)."""
 
 
 def _score_phi(y: FloatArray, margin: float) -> float:
@@ -1016,7 +1026,7 @@ def _score_bounds(
     else:
         variance = (float(np.sum((y - mean) ** 2)) + 1.0) / n / shrink
     sd = math.sqrt(variance * kappa)
-    return mean, confidence_sequence_halfwidth(n, sd, alpha=alpha, t_star=horizon), phi
+    return mean, one_sided_halfwidth(n, sd, alpha=alpha, t_star=horizon), phi
 
 
 def _half_spread_ratios(c: FloatArray, b: FloatArray) -> tuple[float, float]:
@@ -1071,9 +1081,13 @@ def _sequential_continuous(
                 scores.append(("spread", Classification.LOW, spread))
     if not scores:
         return None, "no points yet", {}
-    # The split does not depend on the data: 2 location/tail checks per direction plus spread.
-    planned = 3 * (int(_up(metric)) + int(_down(metric))) if tails else len(scores)
-    each = alpha / max(planned, len(scores))
+    # The split does not depend on the data (weighted Bonferroni): per direction, location
+    # gets LOCATION_ALPHA_SHARE and the tail and spread checks share the rest.
+    directions = int(_up(metric)) + int(_down(metric))
+    per_direction = alpha / max(directions, 1)
+    shares = ({"location": LOCATION_ALPHA_SHARE, "upper tail": (1.0 - LOCATION_ALPHA_SHARE) / 2,
+               "lower tail": (1.0 - LOCATION_ALPHA_SHARE) / 2,
+               "spread": (1.0 - LOCATION_ALPHA_SHARE) / 2} if tails else {"location": 1.0})
     phi_series = (
         estimate_autocorrelation(c, b, margin=SEQUENTIAL_PHI_MARGIN).phi_canary
         if n >= 8 else PHI_MAX_DESIGN
@@ -1082,6 +1096,7 @@ def _sequential_continuous(
     parts, details = [], {}
     all_small = True
     for name, side, y in scores:
+        each = per_direction * shares[name]
         if name == "location":
             bounds = _score_bounds(y, each, settings.horizon, phi_series)
         else:

@@ -11,7 +11,7 @@ from judge.config import CanaryConfig
 from judge.default_judge import judge_sequential
 from judge.judging import judge
 from judge.report import Classification
-from judge.scenarios import ScenarioKind, generate_canary, history_config
+from judge.scenarios import MEANINGFUL_SIZE, ScenarioKind, generate_canary, history_config
 from judge.sequential_state import SequentialState
 
 
@@ -243,4 +243,25 @@ def test_sequential_clear_wider_spread_mostly_caught_within_half_an_hour() -> No
             if report.details["sequential"]["status"] != "continue":
                 break
         early += report.metric(scenario.target).classification is Classification.HIGH
+    assert early >= 3
+
+
+def test_sequential_clear_shifted_mean_mostly_caught_within_20_minutes() -> None:
+    # Twice the meaningful shift; the target is "under a third of the 60-minute run".
+    config = _config()
+    kind = ScenarioKind.SHIFTED_MEAN
+    early = 0
+    for i in range(6):
+        scenario = generate_canary(kind, seed=_seed(kind, 400 + i),
+                                   size=2.0 * MEANINGFUL_SIZE[kind])
+        assert scenario.target is not None
+        state = SequentialState.new(f"run-{i}", config.name)
+        for minute in range(20):
+            report, state = judge_sequential(
+                config, state, scenario.baseline.iloc[minute:minute + 1],
+                scenario.canary.iloc[minute:minute + 1],
+            )
+            if report.details["sequential"]["status"] != "continue":
+                break
+        early += report.metric(scenario.target).classification.failed
     assert early >= 3
