@@ -50,6 +50,18 @@ def _rho_squared(alpha: float, t_star: float) -> float:
     return (two_log + math.log(two_log + 1.0)) / t_star
 
 
+def _check_boundary_args(t: int, sd: float, alpha: float, t_star: float) -> None:
+    """The one validation step of both confidence-sequence boundaries."""
+    if t < 1:
+        raise ValueError(f"t must be >= 1, got {t}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if sd < 0 or not math.isfinite(sd):
+        raise ValueError(f"sd must be finite and >= 0, got {sd}")
+    if t_star <= 0:
+        raise ValueError(f"t_star must be > 0, got {t_star}")
+
+
 def confidence_sequence_halfwidth(
     t: int, sd: float, *, alpha: float, t_star: float = DEFAULT_T_STAR
 ) -> float:
@@ -59,14 +71,7 @@ def confidence_sequence_halfwidth(
     >>> round(confidence_sequence_halfwidth(60, 1.0, alpha=0.05), 4)
     0.3918
     """
-    if t < 1:
-        raise ValueError(f"t must be >= 1, got {t}")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    if sd < 0 or not math.isfinite(sd):
-        raise ValueError(f"sd must be finite and >= 0, got {sd}")
-    if t_star <= 0:
-        raise ValueError(f"t_star must be > 0, got {t_star}")
+    _check_boundary_args(t, sd, alpha, t_star)
     rho2 = _rho_squared(alpha, t_star)
     radius = 2.0 * (t * rho2 + 1.0) / (t * t * rho2) * math.log(math.sqrt(t * rho2 + 1.0) / alpha)
     return sd * math.sqrt(radius)
@@ -91,14 +96,7 @@ def one_sided_halfwidth(
     >>> round(one_sided_halfwidth(60, 1.0, alpha=0.05), 4)
     0.3573
     """
-    if t < 1:
-        raise ValueError(f"t must be >= 1, got {t}")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    if sd < 0 or not math.isfinite(sd):
-        raise ValueError(f"sd must be finite and >= 0, got {sd}")
-    if t_star <= 0:
-        raise ValueError(f"t_star must be > 0, got {t_star}")
+    _check_boundary_args(t, sd, alpha, t_star)
     rho2 = _rho_squared(alpha, t_star)
     a = 1.0 + rho2 * t
     target = math.log(1.0 / alpha)
