@@ -10,8 +10,14 @@ import pytest
 from judge.config import CanaryConfig
 from judge.default_judge import judge_sequential
 from judge.judging import judge
-from judge.report import Classification
-from judge.scenarios import MEANINGFUL_SIZE, ScenarioKind, generate_canary, history_config
+from judge.report import Classification, Report
+from judge.scenarios import (
+    MEANINGFUL_SIZE,
+    Scenario,
+    ScenarioKind,
+    generate_canary,
+    history_config,
+)
 from judge.sequential_state import SequentialState
 
 
@@ -226,6 +232,22 @@ def test_sequential_short_run_of_equal_spread_signs_does_not_fail() -> None:
     assert report.details["sequential"]["status"] == "continue"
 
 
+def _polled_until_decided(
+    config: CanaryConfig, scenario: Scenario, run_id: str, *, minutes: int
+) -> Report:
+    """Poll a sequential run one minute at a time until it decides or ``minutes`` pass; the
+    last report."""
+    state = SequentialState.new(run_id, config.name)
+    for minute in range(minutes):
+        report, state = judge_sequential(
+            config, state, scenario.baseline.iloc[minute:minute + 1],
+            scenario.canary.iloc[minute:minute + 1],
+        )
+        if report.details["sequential"]["status"] != "continue":
+            break
+    return report
+
+
 def test_sequential_clear_wider_spread_mostly_caught_within_half_an_hour() -> None:
     # Twice the meaningful spread factor (6x the log-noise s.d. of latency_p90).
     config = _config()
@@ -234,14 +256,7 @@ def test_sequential_clear_wider_spread_mostly_caught_within_half_an_hour() -> No
     for i in range(6):
         scenario = generate_canary(kind, seed=_seed(kind, 300 + i), size=6.0)
         assert scenario.target is not None
-        state = SequentialState.new(f"run-{i}", config.name)
-        for minute in range(30):
-            report, state = judge_sequential(
-                config, state, scenario.baseline.iloc[minute:minute + 1],
-                scenario.canary.iloc[minute:minute + 1],
-            )
-            if report.details["sequential"]["status"] != "continue":
-                break
+        report = _polled_until_decided(config, scenario, f"run-{i}", minutes=30)
         early += report.metric(scenario.target).classification is Classification.HIGH
     assert early >= 3
 
@@ -255,13 +270,6 @@ def test_sequential_clear_shifted_mean_mostly_caught_within_20_minutes() -> None
         scenario = generate_canary(kind, seed=_seed(kind, 400 + i),
                                    size=2.0 * MEANINGFUL_SIZE[kind])
         assert scenario.target is not None
-        state = SequentialState.new(f"run-{i}", config.name)
-        for minute in range(20):
-            report, state = judge_sequential(
-                config, state, scenario.baseline.iloc[minute:minute + 1],
-                scenario.canary.iloc[minute:minute + 1],
-            )
-            if report.details["sequential"]["status"] != "continue":
-                break
+        report = _polled_until_decided(config, scenario, f"run-{i}", minutes=20)
         early += report.metric(scenario.target).classification.failed
     assert early >= 3
