@@ -134,6 +134,15 @@ def _sequential_case(
     return "continue", len(scenario.baseline)
 
 
+def _wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson's score interval for a binomial proportion (Wilson 1927, JASA 22): the rates
+    here are a few percent, where the plain +- 2 SE interval goes below 0."""
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def _grouped(jobs: list[Any], results: Iterable[Any]) -> dict[str, list[Any]]:
     grouped: dict[str, list[Any]] = {}
     for job, result in zip(jobs, results, strict=True):
@@ -145,6 +154,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--reps", type=int, default=None, help="canaries per fixed-horizon row")
+    parser.add_argument("--aa-reps", type=int, default=None,
+                        help="canaries per fixed-horizon A/A row (default 1000, --quick: --reps)")
     parser.add_argument("--seq-reps", type=int, default=None, help="runs per sequential row")
     parser.add_argument("--seq-aa-reps", type=int, default=None,
                         help="runs per sequential A/A row (default 200, --quick: --seq-reps)")
@@ -153,6 +164,9 @@ def main() -> None:
                         help="family-wise level of the default judge (default: the config's)")
     args = parser.parse_args()
     reps = args.reps or (40 if args.quick else 200)
+    # The A/A false-failure rate is compared with a 2% target: 200 canaries give a standard
+    # error of 1%, so the A/A rows get 1000 (about 20 s each on 2 cores).
+    aa_reps = args.aa_reps or (reps if args.quick else max(reps, 1000))
     seq_reps = args.seq_reps or (15 if args.quick else 60)
     # The sequential false-failure rate is a few percent: 60 runs cannot tell 2% from 6%
     # (one or two runs either way), so the A/A rows get more.
@@ -164,7 +178,8 @@ def main() -> None:
             ("low_traffic", ScenarioKind.LOW_TRAFFIC, None)]
     rows += [(kind.value, kind, None) for kind in REGRESSIONS]
     for label, kind, phi in rows:
-        fixed_jobs += [(label, kind, phi, i) for i in range(reps)]
+        count = aa_reps if kind is ScenarioKind.AA else reps
+        fixed_jobs += [(label, kind, phi, i) for i in range(count)]
     seq_jobs: list[tuple[str, ScenarioKind, float | None, int, float | None]] = [
         ("aa", ScenarioKind.AA, None, i, None) for i in range(seq_aa_reps)]
     seq_jobs += [("aa phi=0.7", ScenarioKind.AA, None, i, 0.7) for i in range(seq_aa_reps)]
@@ -190,7 +205,11 @@ def main() -> None:
             name = f"{label}: {what}" if kind.label.value == "good" else f"{label} detected"
             values = [np.mean([r[mode][index] for r in results]) for mode in ("default",
                                                                               "kayenta")]
-            print(f"{name:<36}{values[0]:>10.3f}{values[1]:>10.3f}")
+            interval = ""
+            if kind.label.value == "good" and index == 0:
+                low, high = _wilson(sum(r["default"][0] for r in results), len(results))
+                interval = f"   default 95% CI [{low:.3f}, {high:.3f}]"
+            print(f"{name:<36}{values[0]:>10.3f}{values[1]:>10.3f}{interval}")
     print(f"\nSequential default judge (anytime-valid at level "
           f"{default_config().sequential.level:g}), polled every minute for 60 minutes, "
           f"{seq_reps} runs per row, {seq_aa_reps} per A/A row")
@@ -201,6 +220,9 @@ def main() -> None:
             minutes = [minute for status, minute in outcomes if status == wanted]
             median = statistics.median(minutes) if minutes else float("nan")
             cells.append(f"{len(minutes) / len(outcomes):>8.3f}{median:>12.1f}")
+        if label.startswith("aa"):
+            low, high = _wilson(sum(status == "fail" for status, _ in outcomes), len(outcomes))
+            cells.append(f"   failed 95% CI [{low:.3f}, {high:.3f}]")
         print(f"{label:<24}{''.join(cells)}")
     print(f"\n({time.perf_counter() - started:.0f} s)")
 
