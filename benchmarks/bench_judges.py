@@ -158,7 +158,7 @@ def main() -> None:
                         help="canaries per fixed-horizon A/A row (default 1000, --quick: --reps)")
     parser.add_argument("--seq-reps", type=int, default=None, help="runs per sequential row")
     parser.add_argument("--seq-aa-reps", type=int, default=None,
-                        help="runs per sequential A/A row (default 200, --quick: --seq-reps)")
+                        help="runs per sequential A/A row (default 1000, --quick: --seq-reps)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
     parser.add_argument("--level", type=float, default=None,
                         help="family-wise level of the default judge (default: the config's)")
@@ -170,7 +170,7 @@ def main() -> None:
     seq_reps = args.seq_reps or (15 if args.quick else 60)
     # The sequential false-failure rate is a few percent: 60 runs cannot tell 2% from 6%
     # (one or two runs either way), so the A/A rows get more.
-    seq_aa_reps = args.seq_aa_reps or (seq_reps if args.quick else max(seq_reps, 200))
+    seq_aa_reps = args.seq_aa_reps or (seq_reps if args.quick else max(seq_reps, 1000))
     started = time.perf_counter()
 
     fixed_jobs: list[tuple[str, ScenarioKind, float | None, int]] = []

@@ -379,15 +379,6 @@ def _mann_whitney_evaluation(
     )
 
 
-TAIL_QUANTILE = 0.85
-"""Sequential mode: quantile beyond which the tail score counts points (upper for increases,
-``1 - q`` for decreases; the fixed-horizon check uses the outlier fence instead, which did not
-make sequential detection faster, measured). 0.85 rather than 0.9 or 0.99: with an hour of
-one-minute points the pooled p85 leaves about 18 points beyond it, enough to see a tail that got
-heavier (on the generator's heavier-tail scenarios p85 caught more than p80 or p90); a p99 has
-about one point beyond it and cannot be compared at all."""
-
-
 def _tail_components(
     metric: MetricConfig,
     t: _TailRows,
@@ -913,53 +904,53 @@ PHI_MAX_DESIGN = 0.7
 floor then fades linearly to 0 at 60 points): a few points cannot rule out strong memory, and
 0.7 is the strongest the judge is designed for."""
 
-SPREAD_PHI_DESIGN = 0.2
-"""Design floor of the lag-1 autocorrelation of the sequential spread score (signs of
-differences of minute-to-minute changes): simulated under AR(1) noise with 2% spikes, its lag-1
-autocorrelation is 0.02-0.10 and the variance inflation of its 60-point mean 1.1-1.2 for any
-``phi`` in [0, 0.9]; 0.2 (inflation 1.5) covers that with room."""
-
-TAIL_PHI_DESIGN = 0.5
-"""Design floor of the lag-1 autocorrelation of the sequential tail score (exceedances of the
-pooled p85): simulated under AR(1) noise with 2% spikes at ``phi = 0.7`` its lag-1
-autocorrelation is 0.33 and the variance inflation of its 60-point mean 2.9; 0.5 (inflation 3)
-covers that."""
+CHANGE_PHI_DESIGN = 0.3
+"""Design floor of the autocorrelation of the sequential spread score (see
+:func:`_change_ratio_score`), as the ``phi`` of an AR(1) long-run factor: 0.3 is a factor of
+1.86. Simulated under "no change" (AR(1) noise with 2% spikes, 60 points, 600 runs per row),
+the long-run variance factor of the score's mean is 1.46-1.83 for ``phi`` in [0, 0.9] on the
+log scale. Unlike the metric's own floor it does not fade: it is a property of the score
+(minute ``t`` shares points with minutes ``t + 1`` and ``t + 2``), not a stand-in for a
+``phi`` that few points cannot estimate; with a fading floor, A/A runs failed late (minutes
+43-51)."""
 
 
-SCORE_PHI_MARGIN = 2.0
-"""Standard errors added to a spread or tail score's own lag-1 autocorrelation, as for the
-location score (1 standard error measured 10% A/A false failures under per-minute polling)."""
+CHANGE_PHI_MARGIN = 1.0
+"""Standard errors added to ``r1 + r2``, the spread score's own lag-1 and lag-2
+autocorrelations, in its long-run factor (:func:`_change_score_phi`). Measured under per-minute
+polling, see ``docs/default-judge.md``."""
 
-SIGN_PRIOR_POINTS = 8.0
-"""Pseudo-observations added to the sample variance of the spread and tail scores (see
-:func:`_score_bounds`), each at the score's variance under "no change" (1 for the spread's
-signs, ``2 q (1 - q)`` for the tail's indicator differences): a weak prior. Measured (60 runs
-per row, unit-square pseudo-points for both): 1 gave 7% A/A false failures (runs of equal signs
-in the first 12 minutes), 4 gave 5% at ``phi = 0.7`` (one of three a spread score after 16
-equal signs), 8 gives 3.3%, costing about 2 minutes of median detection of clear spread
-regressions. The tail's pseudo-points were of unit square too, four times its null variance
-(0.255 at the pooled p85): at the null scale meaningful heavier tails are caught in 50% of runs
-instead of 40%, with the same A/A runs failing (200 runs each at phi in [0, 0.7] and at 0.7)."""
+CHANGE_PRIOR_POINTS = 8.0
+"""Pseudo-observations added to the sample variance of the spread score (see
+:func:`_score_bounds`), at the score's variance under "no change" (the sum of the two sides'
+variances of their log changes): a short run of similar scores must not claim a variance near
+0. For the earlier sign score (+1 when the canary moved more) 1 pseudo-point gave 7% A/A false
+failures and 8 gave 3.3% (60 runs); a log-ratio's variance does not collapse when a change is
+real, so the prior costs little detection."""
 
 
 LOCATION_ALPHA_SHARE = 0.5
-"""Share of a metric's sequential level (per direction) spent on the location score; the tail
-and spread scores get a quarter each (weighted Bonferroni, fixed in advance, so the total stays
-the metric's level). Was a third each: the location score's bound is the one that limits how
-early a clear shifted mean is caught; spread and tail checks lose little (the level enters the
-bound through a logarithm)."""
+"""Share of a metric's sequential level (per direction) spent on the location score; the
+spread score gets the rest (weighted Bonferroni, fixed in advance, so the total stays the
+metric's level). The location score's bound is the one that limits how early a clear shifted
+mean is caught; the level enters the bounds only through a logarithm."""
 
 
-def _score_phi(y: FloatArray, margin: float) -> float:
-    """Lag-1 autocorrelation of a score series plus ``margin`` standard errors (``1/sqrt(n)``),
-    clipped to [0, 0.95]. A constant series (every sign the same so far) says nothing about
-    its autocorrelation: it gets the margin alone, not 0."""
+def _change_score_phi(y: FloatArray, margin: float) -> float:
+    """The lag-1 autocorrelation whose AR(1) long-run factor ``(1 + phi) / (1 - phi)`` equals
+    ``1 + 2 (r1 + r2 + margin * sqrt(2 / n))``: the spread score's long-run variance factor
+    from its lag-1 and lag-2 autocorrelations (each minute's score shares points with the next
+    two), with ``margin`` standard errors of ``r1 + r2`` (``sqrt(2 / n)`` for uncorrelated
+    scores), clipped to [0, 0.95]."""
+    n = y.size
     d = y - y.mean()
     denominator = float(np.sum(d * d))
-    rho = 0.0
-    if y.size >= 3 and denominator > 0:
-        rho = float(np.sum(d[1:] * d[:-1])) / denominator
-    return min(0.95, max(0.0, rho + margin / math.sqrt(y.size)))
+    r1 = r2 = 0.0
+    if n >= 4 and denominator > 0:
+        r1 = float(np.sum(d[1:] * d[:-1])) / denominator
+        r2 = float(np.sum(d[2:] * d[:-2])) / denominator
+    factor = max(1.0, 1.0 + 2.0 * (r1 + r2 + margin * math.sqrt(2.0 / n)))
+    return min(0.95, (factor - 1.0) / (factor + 1.0))
 
 
 _DECREASE_RATIOS: tuple[float, ...] = (0.8, 2 / 3, 0.5, 1 / 3, 0.2, 0.1, 0.01)
@@ -1001,7 +992,7 @@ def _append_pairs(seq: MetricSequence, baseline: Any, canary: Any,
 def _score_bounds(
     y: FloatArray, alpha: float, horizon: float, phi_series: float,
     design_floor: float = PHI_MAX_DESIGN, *, prior_points: float = 0.0,
-    prior_square: float = 1.0,
+    prior_square: float = 1.0, fade: bool = True,
 ) -> tuple[float, float, float] | None:
     """Mean of a score series and its anytime-valid half-width (long-run variance), or
     ``None`` while the points are worth too few independent ones to say anything.
@@ -1015,11 +1006,12 @@ def _score_bounds(
     Bayley & Hammersley 1946), which is divided out; one pseudo-observation of unit square
     keeps it positive when every score so far is the same. ``prior_points`` adds that many
     pseudo-observations of square ``prior_square`` (the score's variance under "no change"):
-    a short run of equal signs must not claim a variance near 0 (``SIGN_PRIOR_POINTS``).
+    a short run of equal signs must not claim a variance near 0 (``CHANGE_PRIOR_POINTS``).
     """
     n = y.size
     # The floor fades out between 30 and 60 points: no sudden drop in caution at one poll.
-    floor = design_floor * min(1.0, max(0.0, (60.0 - n) / 30.0))
+    # A floor that is a property of the score under "no change" (fade=False) stays.
+    floor = design_floor * (min(1.0, max(0.0, (60.0 - n) / 30.0)) if fade else 1.0)
     phi = max(phi_series, floor)
     kappa = (1.0 + phi) / (1.0 - phi)
     shrink = 1.0 - (kappa - 1.0) / (n - 1.0) if n > 1 else 0.0
@@ -1033,6 +1025,66 @@ def _score_bounds(
         variance = (float(np.sum((y - mean) ** 2)) + 1.0) / n / shrink
     sd = math.sqrt(variance * kappa)
     return mean, one_sided_halfwidth(n, sd, alpha=alpha, t_star=horizon), phi
+
+
+GAUSSIAN_LOG_CHANGE_VARIANCE = 0.390
+"""Variance of one side's per-minute term in :func:`_change_ratio_score`,
+``(log(|x_t - x_(t-1)| + f) + log(|x_t - x_(t-2)| + f)) / 2``, when the values are Gaussian
+white noise of any scale (``f`` a tenth of the median one-minute change): 0.390, from 20
+million simulated points (``tests/unit/test_default_judge.py`` checks it by simulation). The
+floor of the score's variance under "no change"."""
+
+
+def _change_ratio_score(
+    c: FloatArray, b: FloatArray, *, relative: bool
+) -> tuple[FloatArray, float]:
+    """Per-minute spread score: the log-ratio of the two sides' changes over the last one and
+    two minutes (of the logarithms of the values when ``relative``), and its variance under
+    "no change".
+
+    For minute ``t >= 2`` of side ``x``, ``g_t = (log(|x_t - x_(t-1)| + f) + log(|x_t -
+    x_(t-2)| + f)) / 2``; the score is ``g_t`` of the canary minus ``g_t`` of the baseline,
+    clipped at +-4 (minute 1 has only its one-minute change). It is antisymmetric in the two
+    sides, so its mean is 0 when they are exchangeable (nothing changed); a canary that moves
+    more from minute to minute gives a positive mean, the log of the ratio of typical change
+    sizes. Why this score:
+
+    - Changes, not distances from a centre: they cancel the slow wander of an autocorrelated
+      level and the daily cycle, so the score is far less autocorrelated than the metric
+      (``CHANGE_PHI_DESIGN``).
+    - The logarithm of the values when all are positive: a latency's noise is multiplicative,
+      and on the raw scale the size of a change follows the side's own wandering level, a
+      slowly varying term in the score that a lag-1 autocorrelation does not see (simulated at
+      ``phi = 0.7``: long-run variance 2.0x the sample variance where lag 1 suggests 1.4x; on
+      the log scale 1.18x and 1.13x).
+    - Log-ratios, not signs of the difference: a sign only says which side moved more, the
+      log-ratio by how much, and its variance does not collapse when the change is real (so a
+      prior at the null variance costs little).
+    - One- and two-minute changes averaged: two looks at the same noise scale, less noisy than
+      one (the one-minute log change of Gaussian noise has variance 0.68, the average 0.39).
+
+    ``f``, a tenth of the pooled median one-minute change, keeps unchanged minutes (ties,
+    integer gauges) finite; the clip bounds what one minute can say. The variance under "no
+    change" is the sum of the two sides' variances of ``g`` (independent sides), which a shift
+    of one side's ``g`` does not inflate, and at least ``2 * GAUSSIAN_LOG_CHANGE_VARIANCE``: a
+    few very regular changes must not make the prior claim a variance near 0.
+    """
+    if c.size < 3:
+        return np.zeros(0), 1.0
+    if relative:
+        c, b = np.log(c), np.log(b)
+    one_c, one_b = np.abs(np.diff(c)), np.abs(np.diff(b))
+    med = float(np.median(np.concatenate([one_c, one_b])))
+    floor = 0.1 * med if med > 0 else 1.0
+
+    def per_minute(x: FloatArray, one: FloatArray) -> FloatArray:
+        g = np.log(one + floor)
+        g[1:] = (g[1:] + np.log(np.abs(x[2:] - x[:-2]) + floor)) / 2.0
+        return g
+
+    gc, gb = per_minute(c, one_c), per_minute(b, one_b)
+    null_variance = max(float(gc.var() + gb.var()), 2.0 * GAUSSIAN_LOG_CHANGE_VARIANCE)
+    return np.clip(gc - gb, -4.0, 4.0), null_variance
 
 
 def _half_spread_ratios(c: FloatArray, b: FloatArray) -> tuple[float, float]:
@@ -1064,36 +1116,29 @@ def _sequential_continuous(
         if _down(metric):
             scores.append(("location", Classification.LOW, -location))
     tails = getattr(metric.test, "tails", True) or isinstance(metric.test, QuantileTest)
-    if tails and n:
-        # Spread: which side moved more from the minute before. Minute-to-minute changes
-        # cancel the slow wander of an autocorrelated level (and the daily cycle), so this score
-        # is nearly uncorrelated whatever the metric's phi (SPREAD_PHI_DESIGN), unlike distances
-        # from each side's median.
-        spread = np.sign(np.abs(np.diff(c)) - np.abs(np.diff(b))) if n > 1 else np.zeros(0)
+    squares: dict[str, float] = {}
+    relative = False
+    if tails and n > 2:
+        # Spread: the sides' minute-to-minute changes compared minute by minute, on the log
+        # scale when every value is positive (a latency's noise is multiplicative). A wider
+        # spread and a heavier tail (spiky minutes) both make the canary move more. It counts
+        # in a direction only when that half of the distribution widened (p90 - median for
+        # increases, median - p10 for decreases).
         halves = _half_spread_ratios(c, b)
-        pooled = np.concatenate([c, b])
-        if _up(metric):
-            high = float(np.quantile(pooled, TAIL_QUANTILE))
-            scores.append(("upper tail", Classification.HIGH,
-                           (c > high).astype(float) - (b > high).astype(float)))
-            # A wider spread fails an increase-only metric only when the upper half widened.
-            if not halves[0] <= 1.0:
-                scores.append(("spread", Classification.HIGH, spread))
-        if _down(metric):
-            low = float(np.quantile(pooled, 1.0 - TAIL_QUANTILE))
-            scores.append(("lower tail", Classification.LOW,
-                           (c < low).astype(float) - (b < low).astype(float)))
-            if not halves[1] <= 1.0:
-                scores.append(("spread", Classification.LOW, spread))
+        relative = bool(min(float(c.min()), float(b.min())) > 0)
+        spread, squares["spread"] = _change_ratio_score(c, b, relative=relative)
+        if _up(metric) and not halves[0] <= 1.0:
+            scores.append(("spread", Classification.HIGH, spread))
+        if _down(metric) and not halves[1] <= 1.0:
+            scores.append(("spread", Classification.LOW, spread))
     if not scores:
         return None, "no points yet", {}
     # The split does not depend on the data (weighted Bonferroni): per direction, location
-    # gets LOCATION_ALPHA_SHARE and the tail and spread checks share the rest.
+    # gets LOCATION_ALPHA_SHARE and the spread check the rest.
     directions = int(_up(metric)) + int(_down(metric))
     per_direction = alpha / max(directions, 1)
-    shares = ({"location": LOCATION_ALPHA_SHARE, "upper tail": (1.0 - LOCATION_ALPHA_SHARE) / 2,
-               "lower tail": (1.0 - LOCATION_ALPHA_SHARE) / 2,
-               "spread": (1.0 - LOCATION_ALPHA_SHARE) / 2} if tails else {"location": 1.0})
+    shares = ({"location": LOCATION_ALPHA_SHARE, "spread": 1.0 - LOCATION_ALPHA_SHARE}
+              if tails else {"location": 1.0})
     phi_series = (
         estimate_autocorrelation(c, b, margin=SEQUENTIAL_PHI_MARGIN).phi_canary
         if n >= 8 else PHI_MAX_DESIGN
@@ -1106,16 +1151,10 @@ def _sequential_continuous(
         if name == "location":
             bounds = _score_bounds(y, each, settings.horizon, phi_series)
         else:
-            # Spread and tail scores are far less autocorrelated than the metric: their own
-            # lag-1 autocorrelation (plus the margin) with their own design floor.
-            design = SPREAD_PHI_DESIGN if name == "spread" else TAIL_PHI_DESIGN
-            # Pseudo-points at the score's variance under "no change": 1 for the spread's
-            # signs, 2 q (1 - q) for the difference of two independent beyond-q indicators.
-            q = 1.0 - TAIL_QUANTILE
-            square = 1.0 if name == "spread" else 2.0 * q * (1.0 - q)
-            bounds = (None if y.size < 2 else _score_bounds(
-                y, each, settings.horizon, _score_phi(y, SCORE_PHI_MARGIN), design,
-                prior_points=SIGN_PRIOR_POINTS, prior_square=square))
+            bounds = _score_bounds(
+                y, each, settings.horizon, _change_score_phi(y, CHANGE_PHI_MARGIN),
+                CHANGE_PHI_DESIGN, prior_points=CHANGE_PRIOR_POINTS,
+                prior_square=squares[name], fade=False)
         if bounds is None:
             all_small = False
             parts.append(f"{name}: too few effective points yet")
@@ -1126,20 +1165,25 @@ def _sequential_continuous(
         parts.append(f"{name} score {mean:+.2f} (one-sided bounds {mean - half:+.2f} and "
                      f"{mean + half:+.2f})")
         if n >= MIN_SEQUENTIAL_POINTS and mean - half > 0:
+            meaning = (
+                "robust SD of the minute-by-minute difference" if name == "location" else
+                f"log-ratio: the canary's {'relative ' if relative else ''}"
+                f"minute-to-minute changes {math.exp(mean):.3g}x the baseline's (geometric "
+                "mean)")
             return side.value, (
-                f"{name} score {mean:+.2f}, its anytime-valid one-sided lower bound "
+                f"{name} score {mean:+.2f} ({meaning}); its anytime-valid one-sided lower bound "
                 f"{mean - half:+.2f} is above 0 after {n} paired points (level {each:.3g})"
             ), details
-        # Location is in robust standard deviations; spread and tail scores are differences of
-        # shares (in [-1, 1]), held to half the margin.
+        # Location is in robust standard deviations; the spread score is a log-ratio, held to
+        # half the margin (0.5: changes at most 1.65x the baseline's).
         limit = settings.pass_margin if name == "location" else settings.pass_margin / 2.0
         all_small = all_small and mean + half < limit
     text = "; ".join(parts) or "no points yet"
     if n >= MIN_SEQUENTIAL_POINTS and all_small:
         return "pass", (
             "every score's anytime-valid upper bound is below its margin "
-            f"({settings.pass_margin:g} robust SD for location, half that for spread and tail "
-            "shares) "
+            f"({settings.pass_margin:g} robust SD for location, a log-ratio of half that for "
+            "spread) "
             f"after {n} paired points ({text})"
         ), details
     return None, text, details
@@ -1217,8 +1261,8 @@ def judge_sequential(
     ``denominator`` column); sides are paired minute by minute. ``state`` is not modified.
     The false-failure chance over the whole run, however often it is polled, is at most
     ``config.sequential.level`` (Bonferroni over the metrics): continuous metrics through
-    anytime-valid confidence sequences on paired sign and tail scores, counts through the
-    rate-ratio e-process (:mod:`judge.stats.sequential`). Decisions are final. Verdict:
+    anytime-valid confidence sequences on paired location and spread scores, counts through
+    the rate-ratio e-process (:mod:`judge.stats.sequential`). Decisions are final. Verdict:
     ``fail`` once a scored metric failed, ``pass`` once every scored metric passed, else
     ``marginal`` with ``details["sequential"]["status"] == "continue"`` (keep polling).
     Threshold tests are not sequential and are not judged here.

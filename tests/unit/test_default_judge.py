@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from judge.config import CanaryConfig
-from judge.default_judge import judge_sequential
+from judge.default_judge import GAUSSIAN_LOG_CHANGE_VARIANCE, judge_sequential
 from judge.judging import judge
 from judge.report import Classification, Report
 from judge.scenarios import (
@@ -220,13 +220,25 @@ def test_sequential_final_call_passes_undecided_continuous_metrics() -> None:
     assert state.calls == 2 and len(state.metrics["lat"].canary) == 20
 
 
-def test_sequential_short_run_of_equal_spread_signs_does_not_fail() -> None:
-    # Twelve minutes in which the canary always moves more than the baseline (an unlucky A/A
-    # start): the spread score's variance must not be taken as ~0 (prior pseudo-points) nor its
-    # autocorrelation as 0 (a constant sign series gets the margin).
+def test_gaussian_log_change_variance_by_simulation() -> None:
+    # One side's per-minute term of the spread score for Gaussian white noise: the average of
+    # the log one- and two-minute changes, each plus a tenth of the median one-minute change.
+    x = np.random.default_rng(20261128).normal(size=2_000_003)
+    one, two = np.abs(x[2:] - x[1:-1]), np.abs(x[2:] - x[:-2])
+    f = 0.1 * np.median(one)
+    g = (np.log(one + f) + np.log(two + f)) / 2.0
+    # 2 million points: the standard error of the variance is about 0.0004.
+    assert float(g.var()) == pytest.approx(GAUSSIAN_LOG_CHANGE_VARIANCE, abs=0.002)
+
+
+def test_sequential_short_run_of_regular_changes_does_not_fail() -> None:
+    # Twelve minutes in which the canary always moves 1.5x more than the baseline, with no
+    # variation at all (an unlucky A/A start: every minute the canary moved more): the spread
+    # score's variance must not be taken as ~0 (prior pseudo-points at the Gaussian null
+    # variance) nor its autocorrelation as 0 (a constant score series gets the margin).
     config = CanaryConfig.from_dict({"metrics": [{"name": "lat", "direction": "increase"}]})
     base = 100.0 + 0.5 * np.tile([1.0, -1.0], 6)
-    canary = 100.0 + 3.0 * np.tile([1.0, -1.0], 6)
+    canary = 100.0 + 0.75 * np.tile([1.0, -1.0], 6)
     report, _ = judge_sequential(config, SequentialState.new("run", config.name),
                                  {"lat": base}, {"lat": canary})
     assert report.details["sequential"]["status"] == "continue"
@@ -248,17 +260,22 @@ def _polled_until_decided(
     return report
 
 
-def test_sequential_clear_wider_spread_mostly_caught_within_half_an_hour() -> None:
-    # Twice the meaningful spread factor (6x the log-noise s.d. of latency_p90).
+@pytest.mark.parametrize(("kind", "size", "first_seed"), [
+    (ScenarioKind.WIDER_SPREAD, 6.0, 300),   # twice the meaningful excess: 6x the log-noise s.d.
+    (ScenarioKind.HEAVIER_TAIL, 0.7, 500),   # twice the meaningful share of spiky minutes
+])
+def test_sequential_clear_spread_and_tail_mostly_caught_within_20_minutes(
+    kind: ScenarioKind, size: float, first_seed: int
+) -> None:
+    # The target: clear regressions caught in under a third of the 60-minute run.
     config = _config()
-    kind = ScenarioKind.WIDER_SPREAD
     early = 0
-    for i in range(6):
-        scenario = generate_canary(kind, seed=_seed(kind, 300 + i), size=6.0)
+    for i in range(12):
+        scenario = generate_canary(kind, seed=_seed(kind, first_seed + i), size=size)
         assert scenario.target is not None
-        report = _polled_until_decided(config, scenario, f"run-{i}", minutes=30)
+        report = _polled_until_decided(config, scenario, f"run-{i}", minutes=19)
         early += report.metric(scenario.target).classification is Classification.HIGH
-    assert early >= 3
+    assert early >= 6
 
 
 def test_sequential_clear_shifted_mean_mostly_caught_within_20_minutes() -> None:
