@@ -14,7 +14,8 @@ cycle, AR(1) noise with phi drawn in [0, 0.7], heavy-tailed latency, counts with
   it ("x2", a clear regression), the detection rate and the median minute of detection; the
   last poll is the run's ``final`` call (undecided metrics pass or stay "not enough evidence").
 
-Run: ``.venv/bin/python benchmarks/bench_judges.py`` (``--quick`` for fewer repetitions,
+Run: ``.venv/bin/python benchmarks/bench_judges.py`` (about 10 minutes on 2 cores; A/A rows
+1000 canaries / runs each; ``--quick`` for fewer repetitions,
 ``--jobs`` worker processes, 2 by default).
 """
 
