@@ -183,9 +183,12 @@ def test_sequential_state_round_trips_and_decisions_stick() -> None:
 
 
 def test_sequential_aa_polled_every_minute_rarely_fails() -> None:
+    # The run's level is 5% (anytime-valid, split over metrics and checks); the benchmark
+    # measures 3.8% over 1000 runs at phi = 0.7. 40 runs at fixed seeds (1 fails): more than 4
+    # failures (10%) would mean the false-failure rate roughly doubled.
     config = _config()
     failures = 0
-    for i in range(6):
+    for i in range(40):
         scenario = generate_canary(ScenarioKind.AA, seed=_seed(ScenarioKind.AA, 50 + i), phi=0.7)
         state = SequentialState.new(f"run-{i}", config.name)
         for minute in range(60):
@@ -196,7 +199,7 @@ def test_sequential_aa_polled_every_minute_rarely_fails() -> None:
             if report.details["sequential"]["status"] == "fail":
                 failures += 1
                 break
-    assert failures == 0
+    assert failures <= 4
 
 
 def test_sequential_state_rejects_other_config() -> None:
