@@ -29,6 +29,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
+from scipy.stats import binomtest
 
 from judge.config import CanaryConfig
 from judge.default_judge import judge_sequential
@@ -135,13 +136,11 @@ def _sequential_case(
     return "continue", len(scenario.baseline)
 
 
-def _wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson's score interval for a binomial proportion (Wilson 1927, JASA 22): the rates
-    here are a few percent, where the plain +- 2 SE interval goes below 0."""
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
-    return max(0.0, centre - half), min(1.0, centre + half)
+def _wilson(successes: int, n: int) -> tuple[float, float]:
+    """Wilson's 95% score interval for a binomial proportion (scipy's; Wilson 1927, JASA 22):
+    the rates here are a few percent, where the plain +- 2 SE interval goes below 0."""
+    interval = binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 def _grouped(jobs: list[Any], results: Iterable[Any]) -> dict[str, list[Any]]:

@@ -64,6 +64,7 @@ from judge.stats.autocorrelation import (
     ShiftResult,
     estimate_autocorrelation,
     raw_autocorrelation_rows,
+    sample_autocorrelation,
     shift_test_rows,
 )
 from judge.stats.counts import count_dispersion, rate_ratio_test
@@ -943,12 +944,9 @@ def _change_score_phi(y: FloatArray, margin: float) -> float:
     two), with ``margin`` standard errors of ``r1 + r2`` (``sqrt(2 / n)`` for uncorrelated
     scores), clipped to [0, 0.95]."""
     n = y.size
-    d = y - y.mean()
-    denominator = float(np.sum(d * d))
     r1 = r2 = 0.0
-    if n >= 4 and denominator > 0:
-        r1 = float(np.sum(d[1:] * d[:-1])) / denominator
-        r2 = float(np.sum(d[2:] * d[:-2])) / denominator
+    if n >= 4:
+        r1, r2 = sample_autocorrelation(y, 1), sample_autocorrelation(y, 2)
     factor = max(1.0, 1.0 + 2.0 * (r1 + r2 + margin * math.sqrt(2.0 / n)))
     return min(0.95, (factor - 1.0) / (factor + 1.0))
 
@@ -1000,7 +998,8 @@ def _score_bounds(
     ``phi_series`` is the lag-1 autocorrelation of the underlying difference series (with a
     standard-error margin); up to 30 points it is too noisy to trust and at least
     ``design_floor`` (the score's lag-1 autocorrelation when the metric has ``phi = 0.7``) is
-    used, a floor that fades out by 60 points. The sample variance of an
+    used, a floor that fades out by 60 points (``fade=False``: a floor that is a property of
+    the score itself, kept whatever the length). The sample variance of an
     autocorrelated series underestimates its variance by the factor
     ``1 - (kappa - 1) / (n - 1)`` (``kappa`` the long-run factor;
     Bayley & Hammersley 1946), which is divided out; one pseudo-observation of unit square
@@ -1067,10 +1066,9 @@ def _change_ratio_score(
     integer gauges) finite; the clip bounds what one minute can say. The variance under "no
     change" is the sum of the two sides' variances of ``g`` (independent sides), which a shift
     of one side's ``g`` does not inflate, and at least ``2 * GAUSSIAN_LOG_CHANGE_VARIANCE``: a
-    few very regular changes must not make the prior claim a variance near 0.
+    few very regular changes must not make the prior claim a variance near 0. Needs at least 3
+    points a side.
     """
-    if c.size < 3:
-        return np.zeros(0), 1.0
     if relative:
         c, b = np.log(c), np.log(b)
     one_c, one_b = np.abs(np.diff(c)), np.abs(np.diff(b))
@@ -1116,7 +1114,7 @@ def _sequential_continuous(
         if _down(metric):
             scores.append(("location", Classification.LOW, -location))
     tails = getattr(metric.test, "tails", True) or isinstance(metric.test, QuantileTest)
-    squares: dict[str, float] = {}
+    spread_square = 1.0
     relative = False
     if tails and n > 2:
         # Spread: the sides' minute-to-minute changes compared minute by minute, on the log
@@ -1126,7 +1124,7 @@ def _sequential_continuous(
         # increases, median - p10 for decreases).
         halves = _half_spread_ratios(c, b)
         relative = bool(min(float(c.min()), float(b.min())) > 0)
-        spread, squares["spread"] = _change_ratio_score(c, b, relative=relative)
+        spread, spread_square = _change_ratio_score(c, b, relative=relative)
         if _up(metric) and not halves[0] <= 1.0:
             scores.append(("spread", Classification.HIGH, spread))
         if _down(metric) and not halves[1] <= 1.0:
@@ -1154,7 +1152,7 @@ def _sequential_continuous(
             bounds = _score_bounds(
                 y, each, settings.horizon, _change_score_phi(y, CHANGE_PHI_MARGIN),
                 CHANGE_PHI_DESIGN, prior_points=CHANGE_PRIOR_POINTS,
-                prior_square=squares[name], fade=False)
+                prior_square=spread_square, fade=False)
         if bounds is None:
             all_small = False
             parts.append(f"{name}: too few effective points yet")

@@ -90,12 +90,16 @@ def effective_sample_size(n: int, phi: float) -> float:
     return n / ar1_variance_factor(phi)
 
 
-def _lag1(values: FloatArray) -> float:
+def sample_autocorrelation(values: FloatArray, lag: int = 1) -> float:
+    """``sum_t d_t d_(t-lag) / sum_t d_t^2`` of the centred series ``d`` (not clipped, no bias
+    correction); 0 for a constant series or one no longer than ``lag``."""
+    if lag < 1:
+        raise ValueError(f"lag must be >= 1, got {lag}")
     centred = values - values.mean()
     denom = float(np.dot(centred, centred))
-    if denom <= 0.0:
+    if denom <= 0.0 or values.size <= lag:
         return 0.0
-    return float(np.dot(centred[1:], centred[:-1])) / denom
+    return float(np.dot(centred[lag:], centred[:-lag])) / denom
 
 
 def lag1_autocorrelation(
@@ -114,7 +118,7 @@ def lag1_autocorrelation(
         raise ValueError(f"series: need at least 3 finite points, got {n}")
     if ranks:
         values = sps.rankdata(values)
-    r1 = _lag1(values)
+    r1 = sample_autocorrelation(values)
     if bias_correct and n > 4:
         return (n * r1 + 1.0) / (n - 4.0)
     return r1

@@ -35,6 +35,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
 
+from judge.stats.autocorrelation import sample_autocorrelation
+
 Alternative = Literal["two-sided", "greater", "less"]
 _ALTERNATIVES = ("two-sided", "greater", "less")
 
@@ -288,12 +290,7 @@ def _lag1(residuals: FloatArray) -> float:
     caps the inflation at 39x."""
     if residuals.size < 3:
         return 0.0
-    centred = residuals - residuals.mean()
-    denom = float(np.dot(centred, centred))
-    if denom <= 0.0:
-        return 0.0
-    phi = float(np.dot(centred[1:], centred[:-1])) / denom
-    return min(max(phi, 0.0), 0.95)
+    return min(max(sample_autocorrelation(residuals), 0.0), 0.95)
 
 
 def count_dispersion(

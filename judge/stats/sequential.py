@@ -165,4 +165,3 @@ def rate_ratio_log_evalue(
         contribution = c * np.log(p1 / p0) + (n - c) * np.log((1.0 - p1) / (1.0 - p0))
         logs.append(float(np.sum(contribution)) / dispersion)
     return float(logsumexp(logs) - math.log(len(logs)))
-
