@@ -9,9 +9,16 @@ per-metric classification, ``judge.scoring`` scores and verdicts, ``judge.judgin
 from __future__ import annotations
 
 from judge.analysis import RetryPolicy, analyze, analyze_async
-from judge.config import CanaryConfig, Direction, JudgeMode, MetricConfig, ScoreThresholds
+from judge.config import (
+    CanaryConfig,
+    Direction,
+    JudgeMode,
+    MetricConfig,
+    ScoreThresholds,
+    config_from_kayenta,
+    config_to_kayenta,
+)
 from judge.judging import FetchFailure, judge, judge_series
-from judge.kayenta import config_from_kayenta, config_to_kayenta
 from judge.ports import MetricSource, Scope, ScopePair
 from judge.report import (
     Classification,

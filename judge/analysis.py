@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from judge.config.queries import UNSERVED_QUERY_TYPES
 from judge.judging import FetchFailure, judge_series
 from judge.ports import (
     FetchedSeries,
@@ -53,7 +54,6 @@ from judge.ports import (
     SourceError,
     served_query_types,
 )
-from judge.queries import UNSERVED_QUERY_TYPES
 
 if TYPE_CHECKING:
     from judge.config import CanaryConfig, MetricConfig, ScoreThresholds

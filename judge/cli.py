@@ -37,9 +37,8 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from judge.config import CanaryConfig, ScoreThresholds
+from judge.config import CanaryConfig, ScoreThresholds, config_from_kayenta, config_to_kayenta
 from judge.judging import judge, validate_config
-from judge.kayenta import config_from_kayenta, config_to_kayenta
 from judge.report import Classification, MetricResult, Report, Verdict
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CODES", "app", "config_app"]

@@ -33,7 +33,7 @@ from judge.classify import (
     requests_of,
 )
 from judge.config import CanaryConfig, JudgeMode, MetricConfig, ScoreThresholds
-from judge.queries import ColumnQuery
+from judge.config.queries import ColumnQuery
 from judge.report import MetricResult, Report
 from judge.scoring import resolve_thresholds, score_report
 from judge.stats import MannWhitneyResult, mann_whitney_many

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from judge.config import CanaryConfig, EffectMeasure, MannWhitneyTest, MetricConfig
-from judge.queries import ColumnQuery
+from judge.config.queries import ColumnQuery
 from judge.report import Classification, MetricResult, Report
 
 if TYPE_CHECKING:

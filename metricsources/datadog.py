@@ -37,6 +37,7 @@ import httpx
 import numpy as np
 
 from judge.config import CanaryConfig, MetricConfig
+from judge.config.queries import DatadogQuery
 from judge.ports import (
     FatalSourceError,
     FetchedSeries,
@@ -50,7 +51,6 @@ from judge.ports import (
     UnsupportedSourceError,
     parse_entries,
 )
-from judge.queries import DatadogQuery
 from metricsources.templates import check_datadog_scope, expand_datadog
 
 DEFAULT_SITE = "https://api.datadoghq.com"

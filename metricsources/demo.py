@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from judge.config import CanaryConfig, MetricConfig
+from judge.config.queries import DemoQuery
 from judge.ports import (
     FetchedSeries,
     FloatArray,
@@ -46,7 +47,6 @@ from judge.ports import (
     TaggedSeries,
     UnsupportedSourceError,
 )
-from judge.queries import DemoQuery
 
 AR_COEFFICIENT = 0.6
 """Lag-1 autocorrelation of the noise: per-minute service metrics are strongly autocorrelated."""

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from judge.config import CanaryConfig, MetricConfig
+from judge.config.queries import ColumnQuery
 from judge.ports import (
     FatalSourceError,
     FetchedSeries,
@@ -37,7 +38,6 @@ from judge.ports import (
     Scope,
     TaggedSeries,
 )
-from judge.queries import ColumnQuery
 
 BASELINE = "baseline"
 CANARY = "canary"

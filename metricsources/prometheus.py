@@ -57,6 +57,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from judge.config import CanaryConfig, MetricConfig
+from judge.config.queries import PrometheusQuery
 from judge.ports import (
     FatalSourceError,
     FetchedSeries,
@@ -71,7 +72,6 @@ from judge.ports import (
     UnsupportedSourceError,
     parse_entries,
 )
-from judge.queries import PrometheusQuery
 from metricsources.templates import escape_promql_string, expand_promql
 
 _STATUS = re.compile(r"HTTP Status Code (\d+) \((.*)\)\Z", re.DOTALL)

@@ -37,7 +37,7 @@ from judge.api.service import (
 from judge.api.store import AnalysisStatus, StoredAnalysis, StoredConfig
 from judge.api.telemetry import Stopwatch
 from judge.config import CanaryConfig, MetricConfig, ScoreThresholds
-from judge.kayenta import KAYENTA_JUDGE_NAME, config_to_kayenta
+from judge.config.kayenta import KAYENTA_JUDGE_NAME, config_to_kayenta
 from judge.ports import ScopePair
 from judge.report import Classification, Report
 

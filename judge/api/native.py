@@ -39,8 +39,8 @@ from judge.api.service import (
 from judge.api.store import AnalysisStatus, StoredAnalysis, StoredConfig, StoredRun
 from judge.api.telemetry import Stopwatch
 from judge.config import MetricConfig, ScoreThresholds
+from judge.config.queries import ColumnQuery
 from judge.ports import ScopePair
-from judge.queries import ColumnQuery
 
 router = APIRouter(prefix="/v1", tags=["native"])
 

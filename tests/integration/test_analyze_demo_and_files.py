@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from judge import CanaryConfig, Scope, ScopePair, Verdict, analyze
-from judge.queries import DemoQuery
+from judge.config.queries import DemoQuery
 from judge.report import Classification
 from metricsources.demo import DemoSource, generate
 from metricsources.files import FileSource

@@ -18,7 +18,7 @@ from judge.config import (
     OutlierStrategy,
     ThresholdTest,
 )
-from judge.queries import ColumnQuery
+from judge.config.queries import ColumnQuery
 
 CONFIGS = Path(__file__).parents[1] / "fixtures" / "configs"
 

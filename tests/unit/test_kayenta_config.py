@@ -1,4 +1,4 @@
-"""Importing and exporting Kayenta canary configs (``judge.kayenta``)."""
+"""Importing and exporting Kayenta canary configs (``judge.config.kayenta``)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from judge.config import (
     NanStrategy,
     OutlierStrategy,
 )
-from judge.queries import DatadogQuery, PrometheusQuery, UnsupportedQuery
+from judge.config.queries import DatadogQuery, PrometheusQuery, UnsupportedQuery
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "kayenta"
 # Kayenta's own configs (../shared/data beside the checkout, also in CI); not copied here.

@@ -17,80 +17,42 @@ The native format (YAML or JSON)::
         direction: increase
         test: {kind: mann_whitney, confidence: 0.98}
 
-Kayenta configs are read with :meth:`CanaryConfig.from_kayenta` (see ``judge.kayenta``).
+Kayenta configs are read with :meth:`CanaryConfig.from_kayenta` (see ``judge.config.kayenta``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from judge.queries import ColumnQuery, Query
+from judge.config.enums import (
+    Aggregate,
+    Autocorrelation,
+    Direction,
+    EffectMeasure,
+    JudgeMode,
+    MultipleTestingMethod,
+    NanStrategy,
+    OutlierStrategy,
+)
+from judge.config.kayenta import kayenta_to_native, looks_like_kayenta
+from judge.config.queries import ColumnQuery, Query
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class Direction(StrEnum):
-    """Which way a change is bad: ``increase`` (latency, errors), ``decrease`` (throughput,
-    success rate) or ``either``."""
-
-    INCREASE = "increase"
-    DECREASE = "decrease"
-    EITHER = "either"
 
 
-class NanStrategy(StrEnum):
-    """What to do with NaN points (gaps): drop them (Kayenta's default) or count them as 0."""
-
-    REMOVE = "remove"
-    REPLACE = "replace"
 
 
-class OutlierStrategy(StrEnum):
-    KEEP = "keep"
-    REMOVE = "remove"
 
-
-class JudgeMode(StrEnum):
-    """``default``: our judge (autocorrelation-aware, count tests, spread checks).
-    ``kayenta``: reproduces NetflixACAJudge's classifications and scores exactly."""
-
-    DEFAULT = "default"
-    KAYENTA = "kayenta"
-
-
-class Autocorrelation(StrEnum):
-    """Default mode: ``auto`` allows for serially correlated points (or overdispersed counts);
-    ``none`` assumes independent points (Poisson counts)."""
-
-    AUTO = "auto"
-    NONE = "none"
-
-
-class EffectMeasure(StrEnum):
-    """Effect size used to decide whether a significant shift matters (Kayenta's
-    ``effectSize.measure``): ratio of means, or the common-language effect size."""
-
-    MEAN_RATIO = "meanRatio"
-    CLES = "cles"
-
-
-class Aggregate(StrEnum):
-    MEAN = "mean"
-    MEDIAN = "median"
-    MIN = "min"
-    MAX = "max"
-    LAST = "last"
-    SUM = "sum"
-    PERCENTILE = "percentile"
 
 
 class Outliers(_Strict):
@@ -245,13 +207,6 @@ MetricTest = Annotated[
 ]
 
 
-class MultipleTestingMethod(StrEnum):
-    """Family-wise correction over the metrics of a default-mode judgment."""
-
-    HOLM = "holm"
-    BONFERRONI = "bonferroni"
-    NONE = "none"
-
 
 class MultipleTesting(_Strict):
     """Default mode: keep the chance that *some* metric fails by luck at most ``level``
@@ -311,6 +266,14 @@ class MetricConfig(_Strict):
         if any(not g for g in groups):
             raise ValueError("group names must not be empty")
         return groups
+
+    @property
+    def column(self) -> str:
+        """The key this metric's points go under in a judge's input (its ``query.column``,
+        else its name); a count test's ``denominator`` names such a key too."""
+        if isinstance(self.query, ColumnQuery) and self.query.column:
+            return self.query.column
+        return self.name
 
 
 class ScoreThresholds(_Strict):
@@ -386,6 +349,16 @@ class CanaryConfig(_Strict):
                 )
         return self
 
+    @property
+    def denominators(self) -> frozenset[str]:
+        """The series names count tests divide by (their ``denominator``): a judge's input
+        carries them next to the metrics."""
+        return frozenset(
+            metric.test.denominator
+            for metric in self.metrics
+            if isinstance(metric.test, RateRatioTest) and metric.test.denominator
+        )
+
     def metric(self, name: str) -> MetricConfig:
         for metric in self.metrics:
             if metric.name == name:
@@ -401,9 +374,7 @@ class CanaryConfig(_Strict):
     @classmethod
     def from_kayenta(cls, raw: Mapping[str, Any]) -> CanaryConfig:
         """Read a Kayenta canary config (the JSON Kayenta stores) without losing its meaning."""
-        from judge.kayenta import config_from_kayenta
-
-        return config_from_kayenta(raw)
+        return cls.model_validate(kayenta_to_native(raw))
 
     @classmethod
     def load(cls, path: str | Path) -> CanaryConfig:
@@ -428,11 +399,11 @@ class CanaryConfig(_Strict):
         return native
 
 
-def looks_like_kayenta(raw: Mapping[str, Any]) -> bool:
-    """Kayenta configs have ``classifier`` or metrics with ``analysisConfigurations``."""
-    if "classifier" in raw or "judge" in raw:
-        return True
-    metrics = raw.get("metrics")
-    return isinstance(metrics, list) and any(
-        isinstance(m, Mapping) and "analysisConfigurations" in m for m in metrics
-    )
+def config_from_kayenta(raw: Mapping[str, Any]) -> CanaryConfig:
+    """Read a Kayenta canary config (the JSON Kayenta stores) as a ``mode: kayenta`` config.
+
+    Raises pydantic's ``ValidationError`` listing every problem with its path (an unknown or
+    obsolete field, a value Kayenta would silently replace by a default, a metric name used
+    twice, a judge other than NetflixACAJudge).
+    """
+    return CanaryConfig.from_kayenta(raw)

@@ -27,33 +27,31 @@ Stackdriver, Atlas, InfluxDB, Wavefront) are kept whole as
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from judge.config import (
-    CanaryConfig,
-    EffectMeasure,
-    JudgeMode,
-    MannWhitneyTest,
-    MetricConfig,
-    NanStrategy,
-    OutlierStrategy,
-)
-from judge.queries import (
+from judge.config.enums import EffectMeasure, JudgeMode, NanStrategy, OutlierStrategy
+from judge.config.queries import (
     UNSERVED_QUERY_TYPES,
     DatadogQuery,
     PrometheusQuery,
     UnsupportedQuery,
 )
 
+if TYPE_CHECKING:
+    # Types only: the models read Kayenta JSON through kayenta_to_native, so this module must
+    # not import them at run time.
+    from judge.config.models import CanaryConfig, MetricConfig
+
 __all__ = [
     "KAYENTA_CONFIDENCE",
     "KAYENTA_JUDGE_NAME",
     "KAYENTA_TOLERANCE",
-    "config_from_kayenta",
     "config_to_kayenta",
+    "kayenta_to_native",
+    "looks_like_kayenta",
 ]
 
 KAYENTA_JUDGE_NAME = "NetflixACAJudge-v1.0"
@@ -314,8 +312,9 @@ def _judge_block(problems: _Problems, raw: Any) -> None:
     )
 
 
-def config_from_kayenta(raw: Mapping[str, Any]) -> CanaryConfig:
-    """Read a Kayenta canary config (the JSON Kayenta stores) as a ``mode: kayenta`` config.
+def kayenta_to_native(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A Kayenta canary config (the JSON Kayenta stores) as the native fields of a
+    ``mode: kayenta`` config (``CanaryConfig.from_kayenta`` validates them).
 
     Raises pydantic's ``ValidationError`` listing every problem with its path (an unknown or
     obsolete field, a value Kayenta would silently replace by a default, a metric name used
@@ -383,7 +382,7 @@ def config_from_kayenta(raw: Mapping[str, Any]) -> CanaryConfig:
     native["metrics"] = metrics
     native["extras"] = {key: raw[key] for key in _KEPT_TOP_LEVEL if key in raw}
     problems.raise_if_any()
-    return CanaryConfig.model_validate(native)
+    return native
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -420,7 +419,7 @@ def _query_to_kayenta(metric: MetricConfig) -> dict[str, Any]:
 
 def _canary_to_kayenta(metric: MetricConfig) -> dict[str, Any]:
     test = metric.test
-    if not isinstance(test, MannWhitneyTest):
+    if test.kind != "mann_whitney":
         raise ValueError(f"metric {metric.name!r}: Kayenta has no {test.kind!r} test")
     if test.confidence != KAYENTA_CONFIDENCE or test.tolerance != KAYENTA_TOLERANCE:
         raise ValueError(
@@ -499,3 +498,12 @@ def config_to_kayenta(config: CanaryConfig) -> dict[str, Any]:
         if key != "judge" and key in config.extras:
             kayenta[key] = config.extras[key]
     return kayenta
+
+def looks_like_kayenta(raw: Mapping[str, Any]) -> bool:
+    """Kayenta configs have ``classifier`` or metrics with ``analysisConfigurations``."""
+    if "classifier" in raw or "judge" in raw:
+        return True
+    metrics = raw.get("metrics")
+    return isinstance(metrics, list) and any(
+        isinstance(m, Mapping) and "analysisConfigurations" in m for m in metrics
+    )
