@@ -1,6 +1,6 @@
 """Side-by-side benchmark of the default judge and the Kayenta-compatible mode.
 
-On the labelled scenarios of :mod:`judge.scenarios` (10 metrics, 60 one-minute points, daily
+On the labelled scenarios of :mod:`judge.lab.scenarios` (10 metrics, 60 one-minute points, daily
 cycle, AR(1) noise with phi drawn in [0, 0.7], heavy-tailed latency, counts with zeros), prints:
 
 - A/A false-failure rate per canary: share of A/A canaries where *some* metric failed (and the
@@ -32,11 +32,10 @@ import numpy as np
 from scipy.stats import binomtest
 
 from judge.config import CanaryConfig
-from judge.default_judge import judge_sequential
-from judge.judging import judge
+from judge.judges.state import SequentialState
+from judge.judging import judge, poll
+from judge.lab.scenarios import MEANINGFUL_SIZE, ScenarioKind, generate_canary, history_config
 from judge.report import Classification
-from judge.scenarios import MEANINGFUL_SIZE, ScenarioKind, generate_canary, history_config
-from judge.sequential_state import SequentialState
 
 REGRESSIONS = (
     ScenarioKind.SHIFTED_MEAN,
@@ -117,7 +116,7 @@ def _sequential_case(
     state = SequentialState.new(f"run-{i}", config.name)
     last = len(scenario.baseline) - 1
     for minute in range(last + 1):
-        report, state = judge_sequential(
+        report, state = poll(
             config, state,
             scenario.baseline.iloc[minute:minute + 1], scenario.canary.iloc[minute:minute + 1],
             final=minute == last,

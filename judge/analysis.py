@@ -34,24 +34,28 @@ import concurrent.futures
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
+from judge.config import JudgeMode
 from judge.config.queries import UNSERVED_QUERY_TYPES
+from judge.errors import ConfigError, RetryableSourceError, SourceError
+from judge.judges import judge_for
+from judge.judges.common import MetricData
+from judge.judges.state import SequentialState
 from judge.judging import FetchFailure, judge_series
 from judge.ports import (
     FetchedSeries,
     FloatArray,
     MetricSource,
-    RetryableSourceError,
     Scope,
     ScopePair,
     Scopes,
-    SourceError,
     served_query_types,
 )
 
@@ -60,6 +64,7 @@ if TYPE_CHECKING:
     from judge.report import Report
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Combine = Literal["mean", "sum"]
 ProgressCallback = Callable[[int, int], None]
@@ -142,11 +147,12 @@ class MetricFetch:
 
 @dataclass(frozen=True)
 class SeriesPairs:
-    """What goes to the judge: per metric name, two arrays or the reason they are missing."""
+    """What goes to the judge: per metric name, the two timed series or the reason they are
+    missing."""
 
     config: CanaryConfig
     """The config to judge with: split metrics (``name{tag=value}``) replace their parent."""
-    pairs: dict[str, tuple[FloatArray, FloatArray] | str] = field(default_factory=dict)
+    pairs: dict[str, MetricData | str] = field(default_factory=dict)
 
 
 # -- routing -----------------------------------------------------------------------------------
@@ -400,12 +406,19 @@ def _split_name(metric: str, key: tuple[tuple[str, str], ...]) -> str:
     return metric + "{" + ",".join(f"{k}={v}" for k, v in key) + "}"
 
 
+def _timed_pair(
+    baseline: tuple[FloatArray, FloatArray], canary: tuple[FloatArray, FloatArray]
+) -> MetricData:
+    """A metric's data from each side's ``(timestamps, values)``."""
+    return MetricData.from_epoch(baseline[1], canary[1], baseline[0], canary[0])
+
+
 def build_pairs(
     config: CanaryConfig, fetches: Sequence[MetricFetch], combine: Combine = "mean"
 ) -> SeriesPairs:
-    """Arrays per metric (or per group-by tag set), or the fetch error's reason."""
+    """Timed series per metric (or per group-by tag set), or the fetch error's reason."""
     metrics: list[MetricConfig] = []
-    pairs: dict[str, tuple[FloatArray, FloatArray] | str] = {}
+    pairs: dict[str, MetricData | str] = {}
     for fetch in fetches:
         metric = fetch.metric
         if fetch.error is not None:
@@ -417,31 +430,32 @@ def build_pairs(
         fields = baseline.group_by or canary.group_by
         if not fields:
             metrics.append(metric)
-            pairs[metric.name] = (combine_series(baseline, combine),
-                                  combine_series(canary, combine))
+            pairs[metric.name] = _timed_pair(combine_timed(baseline, combine),
+                                             combine_timed(canary, combine))
             continue
         keys = list(dict.fromkeys(
             _tag_key(s.tags, fields) for s in (*baseline.series, *canary.series)
         ))
         if not keys:  # grouped query, no data on either side: judged (nodata) under its name
             metrics.append(metric)
-            pairs[metric.name] = (np.array([], dtype=np.float64), np.array([], dtype=np.float64))
+            empty = np.array([], dtype=np.float64)
+            pairs[metric.name] = MetricData.from_epoch(empty, empty, empty, empty)
             continue
         for key in keys:
             name = _split_name(metric.name, key)
             sides = []
             for fetched in (baseline, canary):
                 matching = tuple(s for s in fetched.series if _tag_key(s.tags, fields) == key)
-                sides.append(combine_series(replace(fetched, series=matching), combine))
+                sides.append(combine_timed(replace(fetched, series=matching), combine))
             metrics.append(metric.model_copy(update={"name": name}))
-            pairs[name] = (sides[0], sides[1])
+            pairs[name] = _timed_pair(sides[0], sides[1])
     derived = config.model_copy(update={"metrics": tuple(metrics)})
     return SeriesPairs(config=derived, pairs=pairs)
 
 
 @dataclass(frozen=True)
 class NewPoints:
-    """The points of a poll not judged before: per metric column, arrays on a common grid of
+    """The points of a poll not judged before: per metric name, arrays on a common grid of
     timestamps after the previous poll's last judged point (see :func:`new_points`)."""
 
     baseline: dict[str, FloatArray]
@@ -455,12 +469,15 @@ class NewPoints:
         """The newest timestamp judged (``None``: nothing new)."""
         return float(self.timestamps[-1]) if self.timestamps.size else None
 
-
-def metric_column(metric: MetricConfig) -> str:
-    """The key a metric's points go under for the judge (its ``query.column``, else its name),
-    which is also how a count test finds its ``denominator``."""
-    column = getattr(metric.query, "column", None)
-    return column if isinstance(column, str) and column else metric.name
+    @property
+    def data(self) -> dict[str, MetricData]:
+        """The judge's input: per metric name, both sides on the grid's timestamps."""
+        return {
+            name: MetricData.from_epoch(
+                self.baseline[name], self.canary[name], self.timestamps, self.timestamps
+            )
+            for name in self.baseline
+        }
 
 
 def new_points(
@@ -482,7 +499,7 @@ def new_points(
         if fetch.error is not None:
             errors[fetch.metric.name] = fetch.error
             continue
-        timed[metric_column(fetch.metric)] = (
+        timed[fetch.metric.name] = (
             combine_timed(fetch.baseline.series, combine),
             combine_timed(fetch.canary.series, combine),
         )
@@ -583,10 +600,160 @@ def analyze(
     Inside a running loop (a Jupyter cell) the analysis runs on a private loop in a worker
     thread, so notebooks can call it directly too.
     """
-    coroutine = analyze_async(config, sources, scopes, start=start, end=end, step=step, **options)
+    return _run_sync(
+        analyze_async(config, sources, scopes, start=start, end=end, step=step, **options)
+    )
+
+
+def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to its end; inside a running loop (a Jupyter cell) on a private loop
+    in a worker thread."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coroutine)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
         return worker.submit(asyncio.run, coroutine).result()
+
+
+# -- the sequential use-case --------------------------------------------------------------------
+class SequentialStatus(StrEnum):
+    """Where a sequential run stands after a poll (``report.details["sequential"]["status"]``).
+
+    ``continue``: undecided, keep polling. ``pass`` / ``fail``: decided (final).
+    ``inconclusive``: the run ended (its ``final`` poll) undecided.
+    """
+
+    CONTINUE = "continue"
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+    @property
+    def decided(self) -> bool:
+        return self is not SequentialStatus.CONTINUE
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    """One poll of a sequential run: the report, the run's new state, and what was judged."""
+
+    report: Report
+    state: SequentialState
+    new_points: int
+    """Points (per metric, on the poll's common grid) judged for the first time."""
+    last: datetime | None
+    """The newest point judged so far (``None``: none yet): the next poll fetches after it."""
+    fetch_errors: dict[str, str]
+    """Metrics whose fetch failed this poll, with the reason (they added no points)."""
+
+    @property
+    def status(self) -> SequentialStatus:
+        return SequentialStatus(self.report.details["sequential"]["status"])
+
+
+def _epoch(moment: datetime) -> float:
+    return moment.astimezone(UTC).timestamp()
+
+
+async def poll_async(
+    config: CanaryConfig,
+    sources: Mapping[str, MetricSource] | MetricSource,
+    scopes: Scopes | None,
+    state: SequentialState,
+    *,
+    start: datetime,
+    end: datetime,
+    step: timedelta | None = None,
+    after: datetime | None = None,
+    final: bool = False,
+    **options: Any,
+) -> PollOutcome:
+    """One poll of a sequential (anytime-valid) analysis: fetch the points after ``after`` (the
+    previous poll's :attr:`PollOutcome.last`; ``None`` on the first poll: from ``start``) up
+    to ``end``, judge the new ones with the run's ``state``, and return the new state.
+
+    No point is judged twice, however the polls and windows overlap (:func:`new_points`). A
+    metric whose fetch fails adds no points: the run stays undecided, and a ``final`` poll with
+    a failed fetch is not treated as final (a run never passes on data it did not see).
+    ``options`` go to :func:`fetch_metrics` (``timeout``, ``retry``, ``concurrency`` ...).
+    """
+    if config.mode is not JudgeMode.DEFAULT:
+        raise ConfigError(
+            f"config {config.name!r} uses the {config.mode.value!r} judge; sequential runs "
+            "need the default judge (mode: default)",
+            "config",
+        )
+    fetch_start = after or start
+    fetches: tuple[MetricFetch, ...] = ()
+    if end > fetch_start:
+        fetches = await fetch_metrics(
+            config, sources, scopes or DEFAULT_SCOPES, start=fetch_start, end=end, step=step,
+            **options,
+        )
+    # else: polled again for the same moment; nothing new, the state is re-judged as is
+    points = new_points(fetches, None if after is None else _epoch(after))
+    report, new_state = judge_for(config.mode).poll(
+        config, state, points.data, now=end.isoformat(), final=final and not points.errors,
+    )
+    sequential: dict[str, Any] = dict(report.details.get("sequential", {}))
+    sequential.update({"new_points": int(points.timestamps.size),
+                       "fetch_errors": points.errors})
+    if final and points.errors:
+        sequential["note"] = ("final poll not treated as final: some metrics could not be "
+                              "fetched, and a run never passes on data it did not see")
+    last = (datetime.fromtimestamp(points.last, UTC) if points.last is not None else after)
+    sequential["last_point"] = last.isoformat() if last else None
+    report = replace(report, details={
+        **report.details, "sequential": sequential, "fetch": fetch_summary(fetches),
+    })
+    return PollOutcome(report=report, state=new_state, new_points=int(points.timestamps.size),
+                       last=last, fetch_errors=points.errors)
+
+
+class SequentialAnalysis:
+    """A sequential analysis run from a notebook or a script, without the service: it keeps
+    the run's state and its last judged point between polls.
+
+    >>> run = SequentialAnalysis(config, source, scopes, start=start, step=timedelta(minutes=1))
+    >>> outcome = run.poll(end=start + timedelta(minutes=10))   # doctest: +SKIP
+    >>> outcome.status, outcome.report.verdict                  # doctest: +SKIP
+
+    The service's sequential runs (``/v1/runs``, the Argo and Flagger doors) are the same
+    :func:`poll_async` with the state kept in its store.
+    """
+
+    def __init__(
+        self,
+        config: CanaryConfig,
+        sources: Mapping[str, MetricSource] | MetricSource,
+        scopes: Scopes | None = None,
+        *,
+        start: datetime,
+        step: timedelta | None = None,
+        run_id: str = "notebook",
+        **options: Any,
+    ) -> None:
+        self.config = config
+        self.sources = sources
+        self.scopes = scopes
+        self.start = start
+        self.step = step
+        self.options = options
+        self.state = SequentialState.new(run_id, config.name, now=start.isoformat())
+        self.last: datetime | None = None
+        self.outcomes: list[PollOutcome] = []
+
+    async def poll_async(self, end: datetime, *, final: bool = False) -> PollOutcome:
+        """Judge what arrived up to ``end``; see :func:`poll_async`."""
+        outcome = await poll_async(
+            self.config, self.sources, self.scopes, self.state, start=self.start, end=end,
+            step=self.step, after=self.last, final=final, **self.options,
+        )
+        self.state, self.last = outcome.state, outcome.last
+        self.outcomes.append(outcome)
+        return outcome
+
+    def poll(self, end: datetime, *, final: bool = False) -> PollOutcome:
+        """:meth:`poll_async` for callers without an event loop (and Jupyter cells)."""
+        return _run_sync(self.poll_async(end, final=final))

@@ -1,7 +1,9 @@
-"""``judge()``: a config and baseline/canary data in, a :class:`~judge.report.Report` out.
+"""The library's entry points for data in hand: ``judge()`` (a fixed-horizon judgment),
+``poll()`` (one poll of a sequential run) and ``classify_metric()`` (one metric alone).
 
-This module wires the steps (``judge.classify`` per metric, one batched Mann-Whitney call,
-``judge.scoring``) and translates the accepted inputs; it never fetches anything.
+This module translates what callers give (DataFrames, mappings of array-likes, per-metric
+pairs) into each metric's :class:`~judge.judges.common.MetricData` and hands it to the judge of
+``config.mode`` (:func:`judge.judges.judge_for`); it never fetches anything.
 
 >>> from judge import CanaryConfig, judge
 >>> config = CanaryConfig.from_dict({"metrics": [{"name": "latency", "direction": "increase"}]})
@@ -13,44 +15,33 @@ This module wires the steps (``judge.classify`` per metric, one batched Mann-Whi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import pandas as pd
 from pydantic import ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-# default_judge registers the default-mode handlers (mann_whitney, quantiles, rate_ratio).
-from judge import default_judge
-from judge.classify import (
-    MannWhitneyRequest,
-    Plan,
-    Prepared,
-    error_result,
-    handler_for,
-    nodata_result,
-    prepare,
-    requests_of,
-)
 from judge.config import CanaryConfig, JudgeMode, MetricConfig, ScoreThresholds
-from judge.config.queries import ColumnQuery
+from judge.judges import judge_for
+from judge.judges.common import FetchFailure, MetricData, MetricInput, MissingSeries
+from judge.judges.state import SequentialState
 from judge.report import MetricResult, Report
-from judge.scoring import resolve_thresholds, score_report
-from judge.stats import MannWhitneyResult, mann_whitney_many
+from judge.scoring import resolve_thresholds
 
-__all__ = ["FetchFailure", "SeriesInput", "judge", "judge_series", "validate_config"]
+__all__ = [
+    "FetchFailure",
+    "SeriesInput",
+    "classify_metric",
+    "inputs_from_tables",
+    "judge",
+    "judge_series",
+    "poll",
+    "validate_config",
+]
 
-
-@dataclass(frozen=True)
-class FetchFailure:
-    """Stands in for a metric's data when fetching it failed; the metric becomes ``error``
-    with this reason (the other metrics are judged as usual)."""
-
-    reason: str
-
-
-SeriesInput: TypeAlias = "tuple[Any, Any] | FetchFailure"
-"""One metric's input to :func:`judge_series`: ``(baseline, canary)`` array-likes, or a
+SeriesInput: TypeAlias = "tuple[Any, Any] | MetricData | FetchFailure"
+"""One metric's input to :func:`judge_series`: ``(baseline, canary)`` array-likes (pandas
+Series keep their timestamps), a :class:`~judge.judges.common.MetricData`, or a
 :class:`FetchFailure`."""
 
 Thresholds: TypeAlias = "ScoreThresholds | Mapping[str, float] | None"
@@ -61,15 +52,17 @@ def validate_config(config: CanaryConfig | Mapping[str, Any]) -> CanaryConfig:
     raised here, before anything is judged."""
     if not isinstance(config, CanaryConfig):
         config = CanaryConfig.from_dict(config)
+    judge_of_mode = judge_for(config.mode)
     problems: list[InitErrorDetails] = []
     for index, metric in enumerate(config.metrics):
-        try:
-            handler_for(config.mode, metric.test.kind)
-        except ValueError as exc:
+        if metric.test.kind not in judge_of_mode.test_kinds:
             # e.g. a default-mode-only test (quantiles, rate_ratio) in a kayenta-mode config
+            known = ", ".join(sorted(judge_of_mode.test_kinds))
+            message = (f"no classifier for mode {config.mode.value!r} and test "
+                       f"{metric.test.kind!r} (the {config.mode.value} judge has: {known})")
             problems.append(
                 InitErrorDetails(
-                    type=PydanticCustomError("unsupported_test", str(exc).replace("{", "(")),
+                    type=PydanticCustomError("unsupported_test", message),
                     loc=("metrics", index, "test", "kind"),
                     input=metric.test.kind,
                 )
@@ -79,57 +72,11 @@ def validate_config(config: CanaryConfig | Mapping[str, Any]) -> CanaryConfig:
     return config
 
 
-def _prepare_all(
-    config: CanaryConfig,
-    series: Mapping[str, SeriesInput],
-    decided: Mapping[str, MetricResult],
-) -> tuple[dict[str, MetricResult], list[tuple[Prepared, Plan]]]:
-    done: dict[str, MetricResult] = dict(decided)
-    pending: list[tuple[Prepared, Plan]] = []
-    for metric in config.metrics:
-        if metric.name in done:
-            continue
-        given = series.get(metric.name)
-        if given is None:
-            done[metric.name] = nodata_result(
-                metric, config.mode, f"No data was given for metric {metric.name!r}."
-            )
-            continue
-        if isinstance(given, FetchFailure):
-            done[metric.name] = error_result(metric, given.reason)
-            continue
-        baseline, canary = given
-        prepared = prepare(metric, config.mode, baseline, canary)
-        if isinstance(prepared, MetricResult):
-            done[metric.name] = prepared
-            continue
-        plan = handler_for(config.mode, metric.test.kind).plan(prepared)
-        if isinstance(plan, MetricResult):
-            done[metric.name] = plan
-        else:
-            pending.append((prepared, plan))
-    return done, pending
-
-
-def _run_tests(
-    pending: list[tuple[Prepared, Plan]],
-) -> dict[str, MannWhitneyResult]:
-    """Every requested Mann-Whitney test, one batched call per distinct option set (one in
-    practice: every metric of a Kayenta config asks for the same)."""
-    results: dict[str, MannWhitneyResult] = {}
-    for request in requests_of([plan for _, plan in pending]):
-        batch = [p for p, plan in pending if plan == request]
-        assert isinstance(request, MannWhitneyRequest)
-        outcomes = mann_whitney_many(
-            [(p.canary, p.baseline) for p in batch],
-            confidence=request.confidence,
-            correct=request.correct,
-            method=request.method,
-            interval_search=request.interval_search,
-        )
-        for prepared, outcome in zip(batch, outcomes, strict=True):
-            results[prepared.metric.name] = outcome
-    return results
+def _as_input(given: SeriesInput) -> MetricInput:
+    if isinstance(given, MetricData | FetchFailure):
+        return given
+    baseline, canary = given
+    return MetricData.of(baseline, canary)
 
 
 def judge_series(
@@ -139,58 +86,52 @@ def judge_series(
     thresholds: Thresholds = None,
 ) -> Report:
     """Judge per-metric series: ``series[metric name]`` is ``(baseline, canary)`` (lists,
-    numpy arrays or pandas Series, any lengths) or a :class:`FetchFailure`.
+    numpy arrays or pandas Series, any lengths), a ``MetricData`` or a :class:`FetchFailure`.
 
     A metric missing from ``series`` is ``nodata``; names in ``series`` that the config does
     not have are ignored and listed in ``report.details["ignored_series"]``. Never raises for
     a metric's data; an invalid config or thresholds raise pydantic's ``ValidationError``.
     """
     config = validate_config(config)
-    return _judge(config, series, resolve_thresholds(config, thresholds), {})
+    limits = resolve_thresholds(config, thresholds)
+    data = {name: _as_input(given) for name, given in series.items()}
+    return judge_for(config.mode).judge(config, data, limits)
 
 
-def _judge(
+def _lookup(table: pd.DataFrame | Mapping[str, Any], column: str) -> Any | None:
+    if isinstance(table, pd.DataFrame):
+        return table[column] if column in table.columns else None
+    return table.get(column)
+
+
+def inputs_from_tables(
     config: CanaryConfig,
-    series: Mapping[str, SeriesInput],
-    limits: ScoreThresholds,
-    decided: Mapping[str, MetricResult],
-) -> Report:
-    done, pending = _prepare_all(config, series, decided)
-    tests = _run_tests(pending)
-    batch = []
-    for prepared, _plan in pending:
-        name = prepared.metric.name
-        handler = handler_for(config.mode, prepared.metric.test.kind)
-        if handler is default_judge.DEFAULT_HANDLER:
-            # Judged together below, vectorised over metrics and evaluated once each.
-            batch.append(prepared)
-            continue
-        done[name] = handler.decide(prepared, tests.get(name))
-    known = {m.name for m in config.metrics} | default_judge.denominators(config)
-    ignored = sorted(name for name in series if name not in known)
-    details: dict[str, Any] = {"ignored_series": ignored}
-    if config.mode is JudgeMode.DEFAULT:
-        # Count denominators, then the family-wise correction over all tested metrics.
-        ordered, extra = default_judge.finish_default(config, done, batch, series)
-        details.update(extra)
-    else:
-        ordered = [done[m.name] for m in config.metrics]
-    report = score_report(config, ordered, limits, details=details)
-    if config.mode is JudgeMode.DEFAULT:
-        report = default_judge.state_evidence(report)
-    return report
-
-
-def _column(metric: MetricConfig) -> str:
-    if isinstance(metric.query, ColumnQuery) and metric.query.column:
-        return metric.query.column
-    return metric.name
-
-
-def _lookup(data: pd.DataFrame | Mapping[str, Any], column: str) -> Any | None:
-    if isinstance(data, pd.DataFrame):
-        return data[column] if column in data.columns else None
-    return data.get(column)
+    baseline: pd.DataFrame | Mapping[str, Any],
+    canary: pd.DataFrame | Mapping[str, Any],
+) -> dict[str, MetricInput]:
+    """Each metric's input from two tables (DataFrames with one column per metric, or
+    mappings column -> array-like): a metric reads its :attr:`~judge.config.MetricConfig.column`;
+    count tests' denominators come along under their own names. A column missing from either
+    side makes that metric a :class:`~judge.judges.common.MissingSeries` naming it."""
+    data: dict[str, MetricInput] = {}
+    for metric in config.metrics:
+        column = metric.column
+        sides = {"baseline": _lookup(baseline, column), "canary": _lookup(canary, column)}
+        absent = [side for side, values in sides.items() if values is None]
+        if absent:
+            # A missing column is no data whatever the NaN strategy: Kayenta's "replace"
+            # pass is about empty fetches, not misspelt columns.
+            data[metric.name] = MissingSeries(
+                f"Column {column!r} is missing from the {' and '.join(absent)} data.",
+                {"column": column, "missing_from": absent},
+            )
+        else:
+            data[metric.name] = MetricData.of(sides["baseline"], sides["canary"])
+    for column in config.denominators - set(data):
+        denominator = (_lookup(baseline, column), _lookup(canary, column))
+        if denominator[0] is not None and denominator[1] is not None:
+            data[column] = MetricData.of(*denominator)
+    return data
 
 
 def judge(
@@ -203,10 +144,11 @@ def judge(
     """Is the canary as good as the baseline? Judge every metric of ``config`` and score them.
 
     ``baseline`` and ``canary`` are pandas DataFrames with one column per metric (other
-    columns, such as a timestamp, are ignored) or mappings from column name to an array-like.
-    A metric reads the column its ``query: {type: column, column: ...}`` names, else the
-    column named like the metric. ``thresholds`` (a ``ScoreThresholds`` or
-    ``{"pass": 95, "marginal": 75}``) overrides the config's.
+    columns, such as a timestamp, are ignored; a ``DatetimeIndex`` gives the points their
+    timestamps) or mappings from column name to an array-like. A metric reads the column its
+    ``query: {type: column, column: ...}`` names, else the column named like the metric.
+    ``thresholds`` (a ``ScoreThresholds`` or ``{"pass": 95, "marginal": 75}``) overrides the
+    config's.
 
     Bad data never raises: a missing column makes its metric ``nodata`` (``nodata_fail`` if it
     must have data) with a reason naming the column, values that are not numbers make it
@@ -214,25 +156,36 @@ def judge(
     """
     config = validate_config(config)
     limits = resolve_thresholds(config, thresholds)
-    series: dict[str, SeriesInput] = {}
-    missing: dict[str, MetricResult] = {}
-    for metric in config.metrics:
-        column = _column(metric)
-        sides = {"baseline": _lookup(baseline, column), "canary": _lookup(canary, column)}
-        absent = [side for side, values in sides.items() if values is None]
-        if absent:
-            # A missing column is no data whatever the NaN strategy: Kayenta's "replace"
-            # pass is about empty fetches, not misspelt columns.
-            missing[metric.name] = nodata_result(
-                metric,
-                config.mode,
-                f"Column {column!r} is missing from the {' and '.join(absent)} data.",
-                details={"column": column, "missing_from": absent},
-            )
-        else:
-            series[metric.name] = (sides["baseline"], sides["canary"])
-    for column in default_judge.denominators(config) - set(series):
-        denominator = (_lookup(baseline, column), _lookup(canary, column))
-        if denominator[0] is not None and denominator[1] is not None:
-            series[column] = denominator
-    return _judge(config, series, limits, missing)
+    return judge_for(config.mode).judge(config, inputs_from_tables(config, baseline, canary),
+                                        limits)
+
+
+def poll(
+    config: CanaryConfig | Mapping[str, Any],
+    state: SequentialState,
+    baseline_new: pd.DataFrame | Mapping[str, Any],
+    canary_new: pd.DataFrame | Mapping[str, Any],
+    *,
+    now: str | None = None,
+    final: bool = False,
+) -> tuple[Report, SequentialState]:
+    """One poll of a sequential (anytime-valid) run: the points since the last poll in (tables
+    as for :func:`judge`), the report and the run's new state out; ``state`` is not changed.
+
+    Start a run with ``SequentialState.new(run_id, config.name)``; pass ``final=True`` on the
+    run's last poll. ``report.details["sequential"]["status"]`` says ``continue`` (keep
+    polling), ``pass``, ``fail`` or ``inconclusive`` (see
+    :class:`judge.analysis.SequentialStatus`). Only the default judge has a sequential mode.
+    """
+    config = validate_config(config)
+    data = inputs_from_tables(config, baseline_new, canary_new)
+    new_data = {name: given for name, given in data.items() if isinstance(given, MetricData)}
+    return judge_for(config.mode).poll(config, state, new_data, now=now, final=final)
+
+
+def classify_metric(
+    metric: MetricConfig, mode: JudgeMode, baseline: Any, canary: Any
+) -> MetricResult:
+    """Classify one metric on its own, at its own level (its own test call; no family-wise
+    correction). For notebooks and reference suites; :func:`judge` batches all metrics."""
+    return judge_for(mode).classify(metric, baseline, canary)

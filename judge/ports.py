@@ -8,18 +8,9 @@ other way round). A source does two things, kept apart as Kayenta's ``MetricsSer
   (no I/O), so a user can see exactly what will run.
 - :meth:`MetricSource.fetch` runs it for the scope's window and returns :class:`FetchedSeries`.
 
-Errors a source raises form one hierarchy; the analysis retries the retryable ones and turns
-the rest into an ``error`` classification for that metric only::
-
-    SourceError                       anything a metric source reports
-    ├── RetryableSourceError          worth another attempt: 5xx, 408, 429, refused, timed out
-    │   └── SourceTimeoutError        the source did not answer in time
-    └── FatalSourceError              retrying cannot help
-        ├── SourceAuthError           401 / 403: missing or wrong credentials
-        ├── QueryError                the source rejected the query (bad PromQL, 400, 422)
-        ├── ScopeValueError           a scope value cannot be substituted safely
-        ├── MalformedResponseError    the answer is not in the documented format
-        └── UnsupportedSourceError    no source serves this kind of query
+Errors a source raises are the ``SourceError`` branch of the one exception tree
+(:mod:`judge.errors`, re-exported here for adapters); the analysis retries the retryable ones
+and turns the rest into an ``error`` classification for that metric only.
 
 Scopes follow Kayenta's ``controlScope`` / ``experimentScope``: ``scope`` (usually a label value
 such as a version or a server group), ``location``, ``start``, ``end``, ``step`` and
@@ -36,54 +27,15 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from judge.errors import (
+    FatalSourceError,
+    MalformedResponseError,
+)
+
 if TYPE_CHECKING:
     from judge.config import CanaryConfig, MetricConfig
 
 FloatArray = npt.NDArray[np.float64]
-
-
-# -- errors ------------------------------------------------------------------------------------
-class SourceError(Exception):
-    """Anything a metric source reports. Messages never contain credentials."""
-
-
-class RetryableSourceError(SourceError):
-    """A failure another attempt may fix (HTTP 5xx, 408, 429, connection refused, timeouts).
-
-    ``retry_after`` is the delay the source asked for (HTTP ``Retry-After``), in seconds.
-    """
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class SourceTimeoutError(RetryableSourceError):
-    """The source did not answer within its timeout."""
-
-
-class FatalSourceError(SourceError):
-    """A failure retrying cannot fix."""
-
-
-class SourceAuthError(FatalSourceError):
-    """The source refused the credentials (HTTP 401 or 403)."""
-
-
-class QueryError(FatalSourceError):
-    """The source rejected the query itself (bad syntax, unknown function, HTTP 400/422)."""
-
-
-class ScopeValueError(FatalSourceError):
-    """A scope value (or extended scope parameter) cannot be placed in the query safely."""
-
-
-class MalformedResponseError(FatalSourceError):
-    """The source answered, but not in its documented format."""
-
-
-class UnsupportedSourceError(FatalSourceError):
-    """The metric's query is for a kind of source nothing here serves."""
 
 
 def parse_entries(

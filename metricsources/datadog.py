@@ -38,19 +38,16 @@ import numpy as np
 
 from judge.config import CanaryConfig, MetricConfig
 from judge.config.queries import DatadogQuery
-from judge.ports import (
+from judge.errors import (
     FatalSourceError,
-    FetchedSeries,
     MalformedResponseError,
     QueryError,
     RetryableSourceError,
-    Scope,
     SourceAuthError,
     SourceTimeoutError,
-    TaggedSeries,
     UnsupportedSourceError,
-    parse_entries,
 )
+from judge.ports import FetchedSeries, Scope, TaggedSeries, parse_entries
 from metricsources.templates import check_datadog_scope, expand_datadog
 
 DEFAULT_SITE = "https://api.datadoghq.com"

@@ -39,14 +39,8 @@ import numpy as np
 
 from judge.config import CanaryConfig, MetricConfig
 from judge.config.queries import DemoQuery
-from judge.ports import (
-    FetchedSeries,
-    FloatArray,
-    Scope,
-    ScopeValueError,
-    TaggedSeries,
-    UnsupportedSourceError,
-)
+from judge.errors import ScopeValueError, UnsupportedSourceError
+from judge.ports import FetchedSeries, FloatArray, Scope, TaggedSeries
 
 AR_COEFFICIENT = 0.6
 """Lag-1 autocorrelation of the noise: per-minute service metrics are strongly autocorrelated."""

@@ -29,15 +29,8 @@ import pandas as pd
 
 from judge.config import CanaryConfig, MetricConfig
 from judge.config.queries import ColumnQuery
-from judge.ports import (
-    FatalSourceError,
-    FetchedSeries,
-    FloatArray,
-    MalformedResponseError,
-    QueryError,
-    Scope,
-    TaggedSeries,
-)
+from judge.errors import FatalSourceError, MalformedResponseError, QueryError
+from judge.ports import FetchedSeries, FloatArray, Scope, TaggedSeries
 
 BASELINE = "baseline"
 CANARY = "canary"

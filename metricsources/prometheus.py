@@ -58,20 +58,17 @@ from urllib3.util.retry import Retry
 
 from judge.config import CanaryConfig, MetricConfig
 from judge.config.queries import PrometheusQuery
-from judge.ports import (
+from judge.errors import (
     FatalSourceError,
-    FetchedSeries,
     MalformedResponseError,
     QueryError,
     RetryableSourceError,
-    Scope,
     ScopeValueError,
     SourceAuthError,
     SourceTimeoutError,
-    TaggedSeries,
     UnsupportedSourceError,
-    parse_entries,
 )
+from judge.ports import FetchedSeries, Scope, TaggedSeries, parse_entries
 from metricsources.templates import escape_promql_string, expand_promql
 
 _STATUS = re.compile(r"HTTP Status Code (\d+) \((.*)\)\Z", re.DOTALL)

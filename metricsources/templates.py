@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
-from judge.ports import ScopeValueError
+from judge.errors import ScopeValueError
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 """``${name}``: FreeMarker's interpolation syntax as Kayenta templates use it."""

@@ -1,9 +1,9 @@
 """Sequential (polled) runs: a controller polls every minute for one rollout; each poll judges
 only the points that arrived since the last one, and the run's state lives in the store.
 
-The default judge's anytime-valid mode (:func:`judge.default_judge.judge_sequential`) keeps,
-per run, every point seen and the decisions taken (:class:`judge.sequential_state.
-SequentialState`). This module is the service's side of it:
+The library's sequential use-case (:func:`judge.analysis.poll_async`: fetch the new points,
+judge them with the run's :class:`~judge.judges.state.SequentialState`) does the work; this
+module keeps the runs in the store:
 
 - the first poll of a run id snapshots the config (a config edited mid-run does not change the
   test) and fetches from the request's window start (``start``, else ``end - lookback``);
@@ -27,23 +27,17 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from judge.analysis import fetch_metrics, fetch_summary, new_points
+from judge.analysis import SequentialStatus, poll_async
 from judge.api.schemas import SequentialOut
 from judge.api.service import AnalysisPlan, BadRequestError, plan_scopes, routed_sources
 from judge.api.sources import SourceRegistry
 from judge.api.store import NotFoundError, Store, StoredConfig, StoredRun
 from judge.api.telemetry import ServiceMetrics, Stopwatch, analysis_context
 from judge.config import CanaryConfig, JudgeMode
-from judge.default_judge import judge_sequential
+from judge.judges.state import SequentialState
 from judge.report import Report
-from judge.sequential_state import SequentialState
 
 logger = logging.getLogger(__name__)
-
-STATUSES = ("continue", "pass", "fail", "inconclusive")
-"""``details.sequential.status`` of a poll: decided ``pass``/``fail`` (final), ``continue``
-(undecided, keep polling) or ``inconclusive`` (the run ended undecided)."""
-
 
 @dataclass(frozen=True)
 class PollResult:
@@ -54,12 +48,6 @@ class PollResult:
     new_points: int
 
 
-def _utc_seconds(moment: datetime) -> float:
-    return moment.astimezone(UTC).timestamp()
-
-
-def _from_seconds(seconds: float | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
 class RunKeeper:
@@ -171,35 +159,16 @@ class RunKeeper:
                 )
             state = SequentialState.from_json(previous.state)
             window_start = previous.window_start
-            after = None if previous.last_end is None else _utc_seconds(previous.last_end)
-        fetch_start = _from_seconds(after) or window_start
-        if plan.end > fetch_start:
-            fetches = await fetch_metrics(
-                config, routed_sources(plan, self.sources), plan_scopes(plan),
-                start=fetch_start, end=plan.end, step=plan.step,
-            )
-        else:  # polled again for the same moment: nothing new, the state is re-judged as is
-            fetches = ()
-        points = new_points(fetches, after)
-        report, new_state = judge_sequential(
-            config, state, points.baseline, points.canary,
-            now=plan.end.isoformat(), final=final and not points.errors,
+            after = previous.last_end
+        outcome = await poll_async(
+            config, routed_sources(plan, self.sources), plan_scopes(plan), state,
+            start=window_start, end=plan.end, step=plan.step, after=after, final=final,
         )
-        sequential: dict[str, Any] = dict(report.details.get("sequential", {}))
-        sequential.update({
-            "run_id": run_id,
-            "new_points": int(points.timestamps.size),
-            "window_start": window_start.isoformat(),
-            "fetch_errors": points.errors,
-        })
-        if final and points.errors:
-            sequential["note"] = ("final poll not treated as final: some metrics could not be "
-                                  "fetched, and a run never passes on data it did not see")
-        last = _from_seconds(points.last) or (previous.last_end if previous else None)
-        sequential["last_point"] = last.isoformat() if last else None
-        report = replace(report, details={
-            **report.details, "sequential": sequential, "fetch": fetch_summary(fetches),
-        })
+        sequential: dict[str, Any] = dict(outcome.report.details["sequential"])
+        sequential.update({"run_id": run_id, "window_start": window_start.isoformat()})
+        report = replace(outcome.report,
+                         details={**outcome.report.details, "sequential": sequential})
+        last = outcome.last
         run = StoredRun(
             run_id=run_id,
             kind=kind,
@@ -209,8 +178,8 @@ class RunKeeper:
                             stored_config.version if stored_config else None),
             config=previous.config if previous else config.to_dict(),
             request=plan.to_json(),
-            state=new_state.to_json(),
-            status=str(sequential.get("status", "continue")),
+            state=outcome.state.to_json(),
+            status=outcome.status.value,
             calls=(previous.calls if previous else 0) + 1,
             window_start=window_start,
             last_end=last,
@@ -221,7 +190,7 @@ class RunKeeper:
         saved = await asyncio.to_thread(
             lambda: self.store.save_run(run, previous_calls=previous.calls if previous else 0)
         )
-        return PollResult(report=report, run=saved, new_points=int(points.timestamps.size))
+        return PollResult(report=report, run=saved, new_points=outcome.new_points)
 
 
 
@@ -239,7 +208,7 @@ def sequential_out(report: Report | Mapping[str, Any]) -> SequentialOut | None:
         return None
     return SequentialOut(
         run_id=str(raw["run_id"]),
-        status=raw.get("status", "continue"),
+        status=SequentialStatus(raw.get("status", "continue")),
         calls=int(raw.get("calls", 0)),
         new_points=int(raw.get("new_points", 0)),
         points=max(points, default=0),

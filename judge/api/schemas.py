@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from judge.analysis import SequentialStatus
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -189,7 +191,7 @@ class SequentialOut(BaseModel):
     """Where a sequential run stands after a poll."""
 
     run_id: str
-    status: Literal["continue", "pass", "fail", "inconclusive"]
+    status: SequentialStatus
     calls: int
     new_points: int
     points: int = Field(description="points judged so far (the most of any metric)")
@@ -212,7 +214,7 @@ class RunOut(BaseModel):
 
     run_id: str
     kind: str
-    status: Literal["continue", "pass", "fail", "inconclusive"]
+    status: SequentialStatus
     calls: int
     config_name: str | None = None
     config_id: str | None = None

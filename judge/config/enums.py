@@ -25,6 +25,16 @@ class Direction(StrEnum):
     DECREASE = "decrease"
     EITHER = "either"
 
+    @property
+    def increase_matters(self) -> bool:
+        """An increase can fail a metric with this direction."""
+        return self in (Direction.INCREASE, Direction.EITHER)
+
+    @property
+    def decrease_matters(self) -> bool:
+        """A decrease can fail a metric with this direction."""
+        return self in (Direction.DECREASE, Direction.EITHER)
+
 
 class NanStrategy(StrEnum):
     """What to do with NaN points (gaps): drop them (Kayenta's default) or count them as 0."""

@@ -439,3 +439,10 @@ def shift_test_rows(
         )
         for i in range(rows)
     ]
+
+
+def ar1_variance_factor_rows(phi: FloatArray) -> FloatArray:
+    """Vectorised :func:`ar1_variance_factor`: one factor per entry of ``phi``."""
+    clipped = np.clip(phi, 0.0, PHI_CAP)
+    out: FloatArray = (1.0 + clipped) / (1.0 - clipped)
+    return out

@@ -34,6 +34,10 @@ import numpy.typing as npt
 from scipy.optimize import brentq
 from scipy.special import log_ndtr, logsumexp
 
+from judge.stats.autocorrelation import sample_autocorrelation
+
+FloatArray = npt.NDArray[np.float64]
+
 DEFAULT_T_STAR = 60.0
 """Observations at which the confidence sequence is tuned to be tightest: one hour of
 one-minute points, the usual canary length."""
@@ -165,3 +169,135 @@ def rate_ratio_log_evalue(
         contribution = c * np.log(p1 / p0) + (n - c) * np.log((1.0 - p1) / (1.0 - p0))
         logs.append(float(np.sum(contribution)) / dispersion)
     return float(logsumexp(logs) - math.log(len(logs)))
+
+
+# -- scores of paired series, and their anytime-valid bounds ----------------------------------
+
+MIN_VARIANCE_SHRINK = 0.6
+"""No sequential decision on a score while its sample variance would need correcting by more
+than this factor for autocorrelation (``1 - (kappa - 1) / (n - 1)``): with ``phi = 0.7`` that
+is the first 12 points."""
+
+PHI_MAX_DESIGN = 0.7
+"""Autocorrelation assumed at least while a sequential series is short (up to 30 points; the
+floor then fades linearly to 0 at 60 points): a few points cannot rule out strong memory, and
+0.7 is the strongest the judge is designed for."""
+
+GAUSSIAN_LOG_CHANGE_VARIANCE = 0.390
+"""Variance of one side's per-minute term in :func:`change_ratio_score`,
+``(log(|x_t - x_(t-1)| + f) + log(|x_t - x_(t-2)| + f)) / 2``, when the values are Gaussian
+white noise of any scale (``f`` a tenth of the median one-minute change): 0.390, from 20
+million simulated points (``tests/unit/test_default_judge.py`` checks it by simulation). The
+floor of the score's variance under "no change"."""
+
+def change_score_phi(y: FloatArray, margin: float) -> float:
+    """The lag-1 autocorrelation whose AR(1) long-run factor ``(1 + phi) / (1 - phi)`` equals
+    ``1 + 2 (r1 + r2 + margin * sqrt(2 / n))``: the spread score's long-run variance factor
+    from its lag-1 and lag-2 autocorrelations (each minute's score shares points with the next
+    two), with ``margin`` standard errors of ``r1 + r2`` (``sqrt(2 / n)`` for uncorrelated
+    scores), clipped to [0, 0.95]."""
+    n = y.size
+    r1 = r2 = 0.0
+    if n >= 4:
+        r1, r2 = sample_autocorrelation(y, 1), sample_autocorrelation(y, 2)
+    factor = max(1.0, 1.0 + 2.0 * (r1 + r2 + margin * math.sqrt(2.0 / n)))
+    return min(0.95, (factor - 1.0) / (factor + 1.0))
+
+def score_bounds(
+    y: FloatArray, alpha: float, horizon: float, phi_series: float,
+    design_floor: float = PHI_MAX_DESIGN, *, prior_points: float = 0.0,
+    prior_square: float = 1.0, fade: bool = True,
+) -> tuple[float, float, float] | None:
+    """Mean of a score series and its anytime-valid half-width (long-run variance), or
+    ``None`` while the points are worth too few independent ones to say anything.
+
+    ``phi_series`` is the lag-1 autocorrelation of the underlying difference series (with a
+    standard-error margin); up to 30 points it is too noisy to trust and at least
+    ``design_floor`` (the score's lag-1 autocorrelation when the metric has ``phi = 0.7``) is
+    used, a floor that fades out by 60 points (``fade=False``: a floor that is a property of
+    the score itself, kept whatever the length). The sample variance of an
+    autocorrelated series underestimates its variance by the factor
+    ``1 - (kappa - 1) / (n - 1)`` (``kappa`` the long-run factor;
+    Bayley & Hammersley 1946), which is divided out; one pseudo-observation of unit square
+    keeps it positive when every score so far is the same. ``prior_points`` adds that many
+    pseudo-observations of square ``prior_square`` (the score's variance under "no change"):
+    a short run of equal signs must not claim a variance near 0 (the default judge's
+    ``CHANGE_PRIOR_POINTS``).
+    """
+    n = y.size
+    # The floor fades out between 30 and 60 points: no sudden drop in caution at one poll.
+    # A floor that is a property of the score under "no change" (fade=False) stays.
+    floor = design_floor * (min(1.0, max(0.0, (60.0 - n) / 30.0)) if fade else 1.0)
+    phi = max(phi_series, floor)
+    kappa = (1.0 + phi) / (1.0 - phi)
+    shrink = 1.0 - (kappa - 1.0) / (n - 1.0) if n > 1 else 0.0
+    if shrink < MIN_VARIANCE_SHRINK:
+        return None
+    mean = float(y.mean())
+    if prior_points > 0:
+        variance = ((float(np.sum((y - mean) ** 2)) + prior_points * prior_square)
+                    / (n + prior_points) / shrink)
+    else:
+        variance = (float(np.sum((y - mean) ** 2)) + 1.0) / n / shrink
+    sd = math.sqrt(variance * kappa)
+    return mean, one_sided_halfwidth(n, sd, alpha=alpha, t_star=horizon), phi
+
+def change_ratio_score(
+    c: FloatArray, b: FloatArray, *, relative: bool
+) -> tuple[FloatArray, float]:
+    """Per-minute spread score: the log-ratio of the two sides' changes over the last one and
+    two minutes (of the logarithms of the values when ``relative``), and its variance under
+    "no change".
+
+    For minute ``t >= 2`` of side ``x``, ``g_t = (log(|x_t - x_(t-1)| + f) + log(|x_t -
+    x_(t-2)| + f)) / 2``; the score is ``g_t`` of the canary minus ``g_t`` of the baseline,
+    clipped at +-4 (minute 1 has only its one-minute change). It is antisymmetric in the two
+    sides, so its mean is 0 when they are exchangeable (nothing changed); a canary that moves
+    more from minute to minute gives a positive mean, the log of the ratio of typical change
+    sizes. Why this score:
+
+    - Changes, not distances from a centre: they cancel the slow wander of an autocorrelated
+      level and the daily cycle, so the score is far less autocorrelated than the metric
+      (the default judge's ``CHANGE_PHI_DESIGN``).
+    - The logarithm of the values when all are positive: a latency's noise is multiplicative,
+      and on the raw scale the size of a change follows the side's own wandering level, a
+      slowly varying term in the score that a lag-1 autocorrelation does not see (simulated at
+      ``phi = 0.7``: long-run variance 2.0x the sample variance where lag 1 suggests 1.4x; on
+      the log scale 1.18x and 1.13x).
+    - Log-ratios, not signs of the difference: a sign only says which side moved more, the
+      log-ratio by how much, and its variance does not collapse when the change is real (so a
+      prior at the null variance costs little).
+    - One- and two-minute changes averaged: two looks at the same noise scale, less noisy than
+      one (the one-minute log change of Gaussian noise has variance 0.68, the average 0.39).
+
+    ``f``, a tenth of the pooled median one-minute change, keeps unchanged minutes (ties,
+    integer gauges) finite; the clip bounds what one minute can say. The variance under "no
+    change" is the sum of the two sides' variances of ``g`` (independent sides), which a shift
+    of one side's ``g`` does not inflate, and at least ``2 * GAUSSIAN_LOG_CHANGE_VARIANCE``: a
+    few very regular changes must not make the prior claim a variance near 0. Needs at least 3
+    points a side.
+    """
+    if relative:
+        c, b = np.log(c), np.log(b)
+    one_c, one_b = np.abs(np.diff(c)), np.abs(np.diff(b))
+    med = float(np.median(np.concatenate([one_c, one_b])))
+    floor = 0.1 * med if med > 0 else 1.0
+
+    def per_minute(x: FloatArray, one: FloatArray) -> FloatArray:
+        g = np.log(one + floor)
+        g[1:] = (g[1:] + np.log(np.abs(x[2:] - x[:-2]) + floor)) / 2.0
+        return g
+
+    gc, gb = per_minute(c, one_c), per_minute(b, one_b)
+    null_variance = max(float(gc.var() + gb.var()), 2.0 * GAUSSIAN_LOG_CHANGE_VARIANCE)
+    return np.clip(gc - gb, -4.0, 4.0), null_variance
+
+def half_spread_ratios(c: FloatArray, b: FloatArray) -> tuple[float, float]:
+    """Canary / baseline ratios of the upper (p90 - median) and lower (median - p10)
+    half-spreads (``nan`` when the baseline's is 0)."""
+    qc = np.quantile(c, [0.1, 0.5, 0.9])
+    qb = np.quantile(b, [0.1, 0.5, 0.9])
+    up_b, low_b = float(qb[2] - qb[1]), float(qb[1] - qb[0])
+    up = float(qc[2] - qc[1]) / up_b if up_b > 0 else math.nan
+    low = float(qc[1] - qc[0]) / low_b if low_b > 0 else math.nan
+    return up, low

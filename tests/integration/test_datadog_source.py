@@ -14,16 +14,14 @@ import pytest
 
 from judge.analysis import RetryPolicy, analyze
 from judge.config import CanaryConfig
-from judge.ports import (
-    FetchedSeries,
+from judge.errors import (
     MalformedResponseError,
     RetryableSourceError,
-    Scope,
-    ScopePair,
     SourceAuthError,
     SourceError,
     SourceTimeoutError,
 )
+from judge.ports import FetchedSeries, Scope, ScopePair
 from judge.report import Classification
 from metricsources.datadog import DatadogSource
 from tests.support.datadog import Answer, FakeDatadog

@@ -20,8 +20,8 @@ import pytest
 from nbclient import NotebookClient
 
 from judge import CanaryConfig
-from judge.backtest import backtest
-from judge.scenarios import history_config, load_history
+from judge.lab.backtest import backtest
+from judge.lab.scenarios import history_config, load_history
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 KERNEL = "python3"
@@ -147,9 +147,9 @@ def _outcomes(frame: Any) -> dict[str, int]:
 
 
 def test_the_library_imports_without_loading_matplotlib() -> None:
-    # Plots are optional: importing judge (and judge.plots) must not import matplotlib.
+    # Plots are optional: importing judge (and judge.lab.plots) must not import matplotlib.
     code = (
-        "import sys, judge, judge.plots, judge.backtest, judge.scenarios; "
+        "import sys, judge, judge.lab.plots, judge.lab.backtest, judge.lab.scenarios; "
         "print('matplotlib' in sys.modules)"
     )
     result = subprocess.run(

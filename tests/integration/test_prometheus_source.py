@@ -18,7 +18,8 @@ import pytest
 
 from judge.analysis import RetryPolicy, analyze
 from judge.config import CanaryConfig
-from judge.ports import FetchedSeries, QueryError, Scope, ScopePair, ScopeValueError
+from judge.errors import QueryError, ScopeValueError
+from judge.ports import FetchedSeries, Scope, ScopePair
 from judge.report import Classification
 from metricsources.prometheus import PrometheusSource
 from tests.support.prometheus import PrometheusServer, Sample, running_prometheus

@@ -20,7 +20,8 @@ from urllib3.exceptions import InsecureRequestWarning
 
 from judge.analysis import analyze
 from judge.config import CanaryConfig
-from judge.ports import FatalSourceError, FetchedSeries, Scope, ScopePair, SourceAuthError
+from judge.errors import FatalSourceError, SourceAuthError
+from judge.ports import FetchedSeries, Scope, ScopePair
 from judge.report import Classification
 from metricsources.prometheus import PrometheusSource
 from tests.support.prometheus import (

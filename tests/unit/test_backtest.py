@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from judge.backtest import (
+from judge.config import CanaryConfig
+from judge.lab.backtest import (
     RESERVED_COLUMNS,
     BacktestResult,
     backtest,
@@ -17,8 +18,7 @@ from judge.backtest import (
     summarize,
     sweep,
 )
-from judge.config import CanaryConfig
-from judge.scenarios import (
+from judge.lab.scenarios import (
     Scenario,
     ScenarioKind,
     generate_canary,

@@ -1,26 +1,24 @@
-"""Per-metric classification (``judge.classify``): edge cases of the input, Kayenta mode's
-Mann-Whitney rule with its reasons, and threshold tests (both modes).
+"""Per-metric classification (``judge.classify_metric``, through each judge's ``classify``):
+edge cases of the input (``judge.judges.common``), Kayenta mode's Mann-Whitney rule with its
+reasons (``judge.judges.kayenta``), and threshold tests (both modes).
 
-The default mode's Mann-Whitney handler is ``judge.default_judge``'s, tested with it; here a
-default-mode call only checks what ``prepare`` does for every handler."""
+The default judge's own tests are tested with it (``test_default_judge*.py``); here a
+default-mode call only checks what the shared preparation does for every judge."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from judge.classify import (
-    Handler,
-    as_values,
-    classify_metric,
-    handler_for,
-    register,
-)
+from judge import classify_metric
 from judge.config import JudgeMode, MetricConfig
+from judge.judges import judge_for
+from judge.judges.common import as_values
+from judge.judges.default import DefaultJudge
+from judge.judges.kayenta import KayentaJudge
 from judge.report import Classification, MetricResult
 
 RNG = np.random.default_rng(20261128)
@@ -289,21 +287,18 @@ def test_critical_threshold_failure_fails_the_canary() -> None:
 # -- dispatch ----------------------------------------------------------------------------------
 
 
-def test_unknown_dispatch_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="no classifier for mode 'default' and test 'bayes'"):
-        handler_for(JudgeMode.DEFAULT, "bayes")
+def test_every_mode_has_its_judge() -> None:
+    assert isinstance(judge_for(JudgeMode.DEFAULT), DefaultJudge)
+    assert isinstance(judge_for(JudgeMode.KAYENTA), KayentaJudge)
+    for mode in JudgeMode:
+        assert judge_for(mode).mode is mode
+        assert "threshold" in judge_for(mode).test_kinds
 
 
-def test_register_replaces_a_handler() -> None:
-    original = handler_for(JudgeMode.KAYENTA, "mann_whitney")
-
-    def plan(prepared: Any) -> MetricResult:
-        return MetricResult(name="x", classification=Classification.PASS, reason="custom")
-
-    try:
-        register(JudgeMode.KAYENTA, "mann_whitney", Handler(plan=plan, decide=original.decide))
-        assert classify(metric(), BASELINE, SHIFTED).reason == "custom"
-    finally:
-        register(JudgeMode.KAYENTA, "mann_whitney", original)
-    assert classify(metric(), BASELINE, SHIFTED).reason != "custom"
-    assert not math.isnan(classify(metric(), BASELINE, SHIFTED).estimate)
+def test_classify_dispatches_by_mode() -> None:
+    # The Kayenta judge writes Kayenta's sentence; the default judge its own (autocorrelation).
+    kayenta = classify(metric(direction="increase"), BASELINE, SHIFTED, "kayenta")
+    default = classify(metric(direction="increase"), BASELINE, SHIFTED, "default")
+    assert kayenta.classification is default.classification is Classification.HIGH
+    assert "tolerance" in kayenta.details and "default_judge" not in kayenta.details
+    assert "default_judge" in default.details and "autocorrelation" in default.details

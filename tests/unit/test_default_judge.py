@@ -8,17 +8,18 @@ import numpy as np
 import pytest
 
 from judge.config import CanaryConfig
-from judge.default_judge import GAUSSIAN_LOG_CHANGE_VARIANCE, judge_sequential
-from judge.judging import judge
-from judge.report import Classification, Report
-from judge.scenarios import (
+from judge.errors import DataError
+from judge.judges.state import SequentialState
+from judge.judging import judge, poll
+from judge.lab.scenarios import (
     MEANINGFUL_SIZE,
     Scenario,
     ScenarioKind,
     generate_canary,
     history_config,
 )
-from judge.sequential_state import SequentialState
+from judge.report import Classification, Report
+from judge.stats.sequential import GAUSSIAN_LOG_CHANGE_VARIANCE, change_ratio_score
 
 
 def _config(mode: str = "default") -> CanaryConfig:
@@ -168,7 +169,7 @@ def test_sequential_state_round_trips_and_decisions_stick() -> None:
     state = SequentialState.new("run-1", config.name, now="2026-01-01T00:00:00Z")
     decided_at = None
     for minute in range(60):
-        report, state = judge_sequential(
+        report, state = poll(
             config, SequentialState.from_json(state.to_json()),
             scenario.baseline.iloc[minute:minute + 1], scenario.canary.iloc[minute:minute + 1],
         )
@@ -178,7 +179,7 @@ def test_sequential_state_round_trips_and_decisions_stick() -> None:
     assert decided_at is not None and decided_at < 40
     assert report.metric("errors").classification is Classification.HIGH
     assert json.loads(state.to_json())["metrics"]["errors"]["decision"] == "high"
-    again, _ = judge_sequential(config, state, {}, {})
+    again, _ = poll(config, state, {}, {})
     assert again.metric("errors").classification is Classification.HIGH
 
 
@@ -192,7 +193,7 @@ def test_sequential_aa_polled_every_minute_rarely_fails() -> None:
         scenario = generate_canary(ScenarioKind.AA, seed=_seed(ScenarioKind.AA, 50 + i), phi=0.7)
         state = SequentialState.new(f"run-{i}", config.name)
         for minute in range(60):
-            report, state = judge_sequential(
+            report, state = poll(
                 config, state, scenario.baseline.iloc[minute:minute + 1],
                 scenario.canary.iloc[minute:minute + 1],
             )
@@ -204,8 +205,8 @@ def test_sequential_aa_polled_every_minute_rarely_fails() -> None:
 
 def test_sequential_state_rejects_other_config() -> None:
     state = SequentialState.new("run", "other")
-    with pytest.raises(ValueError, match="other"):
-        judge_sequential(_config(), state, {}, {})
+    with pytest.raises(DataError, match="state belongs to config 'other'"):
+        poll(_config(), state, {}, {})
 
 
 def test_sequential_final_call_passes_undecided_continuous_metrics() -> None:
@@ -213,10 +214,10 @@ def test_sequential_final_call_passes_undecided_continuous_metrics() -> None:
     rng = np.random.default_rng(21)
     state = SequentialState.new("run", config.name)
     base, canary = rng.normal(100, 5, 20), rng.normal(100, 5, 20)
-    report, state = judge_sequential(config, state, {"lat": base[:19]}, {"lat": canary[:19]})
+    report, state = poll(config, state, {"lat": base[:19]}, {"lat": canary[:19]})
     assert report.details["sequential"]["status"] == "continue"
     assert report.metric("lat").classification is Classification.NODATA
-    report, state = judge_sequential(config, state, {"lat": base[19:]}, {"lat": canary[19:]},
+    report, state = poll(config, state, {"lat": base[19:]}, {"lat": canary[19:]},
                                      final=True)
     assert report.verdict.value == "pass"
     assert "no evidence of a regression" in report.metric("lat").reason
@@ -224,14 +225,16 @@ def test_sequential_final_call_passes_undecided_continuous_metrics() -> None:
 
 
 def test_gaussian_log_change_variance_by_simulation() -> None:
-    # One side's per-minute term of the spread score for Gaussian white noise: the average of
-    # the log one- and two-minute changes, each plus a tenth of the median one-minute change.
-    x = np.random.default_rng(20261128).normal(size=2_000_003)
-    one, two = np.abs(x[2:] - x[1:-1]), np.abs(x[2:] - x[:-2])
-    f = 0.1 * np.median(one)
-    g = (np.log(one + f) + np.log(two + f)) / 2.0
-    # 2 million points: the standard error of the variance is about 0.0004.
-    assert float(g.var()) == pytest.approx(GAUSSIAN_LOG_CHANGE_VARIANCE, abs=0.002)
+    # The spread score of two independent sides of Gaussian white noise of one scale (any
+    # levels): each side's per-minute term has variance GAUSSIAN_LOG_CHANGE_VARIANCE, so their
+    # difference, the score, has twice it (the clip at +-4 almost never binds).
+    rng = np.random.default_rng(20261128)
+    canary, baseline = rng.normal(0, 3.0, 1_000_003), rng.normal(50, 3.0, 1_000_003)
+    score, null_variance = change_ratio_score(canary, baseline, relative=False)
+    # A million points; neighbouring scores share points, so allow ~5 standard errors.
+    assert float(score.var()) == pytest.approx(2 * GAUSSIAN_LOG_CHANGE_VARIANCE, abs=0.01)
+    assert null_variance == pytest.approx(2 * GAUSSIAN_LOG_CHANGE_VARIANCE, abs=0.01)
+    assert abs(float(score.mean())) < 0.01  # exchangeable sides: no spread change
 
 
 def test_sequential_short_run_of_regular_changes_does_not_fail() -> None:
@@ -242,7 +245,7 @@ def test_sequential_short_run_of_regular_changes_does_not_fail() -> None:
     config = CanaryConfig.from_dict({"metrics": [{"name": "lat", "direction": "increase"}]})
     base = 100.0 + 0.5 * np.tile([1.0, -1.0], 6)
     canary = 100.0 + 0.75 * np.tile([1.0, -1.0], 6)
-    report, _ = judge_sequential(config, SequentialState.new("run", config.name),
+    report, _ = poll(config, SequentialState.new("run", config.name),
                                  {"lat": base}, {"lat": canary})
     assert report.details["sequential"]["status"] == "continue"
 
@@ -254,7 +257,7 @@ def _polled_until_decided(
     last report."""
     state = SequentialState.new(run_id, config.name)
     for minute in range(minutes):
-        report, state = judge_sequential(
+        report, state = poll(
             config, state, scenario.baseline.iloc[minute:minute + 1],
             scenario.canary.iloc[minute:minute + 1],
         )

@@ -13,9 +13,14 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from judge.classify import Prepared, prepare
 from judge.config import CanaryConfig, JudgeMode
-from judge.default_judge import Evaluation, _evaluate_mann_whitney_many, evaluate
+from judge.judges.common import Prepared, prepare
+from judge.judges.default.evaluate import (
+    PHI_MARGIN,
+    Evaluation,
+    evaluate,
+    evaluate_mann_whitney_many,
+)
 from judge.stats.autocorrelation import (
     estimate_autocorrelation,
     lag1_autocorrelation,
@@ -146,12 +151,25 @@ def test_batched_evaluation_equals_metric_by_metric(kind: str) -> None:
         p = prepare(metric, JudgeMode.DEFAULT, b[i, :size], c[i, :size])
         assert isinstance(p, Prepared)
         prepared.append(p)
-    together = _evaluate_mann_whitney_many(prepared)
+    together = evaluate_mann_whitney_many(prepared)
     for p, ev in zip(prepared, together, strict=True):
         alone = evaluate(p)
         assert isinstance(ev, Evaluation) and isinstance(alone, Evaluation)
         assert ev == alone
-        assert ev.components
+        # ... and both equal the scalar path: autocorrelation and shift test of one metric.
+        ac = estimate_autocorrelation(p.canary, p.baseline, margin=PHI_MARGIN)
+        loc = shift_test(p.canary, p.baseline, confidence=0.98,
+                         factor_canary=ac.factor_canary, factor_baseline=ac.factor_baseline)
+        assert ev.estimate == pytest.approx(loc.estimate, rel=1e-12, abs=1e-12)
+        assert (ev.low, ev.high) == pytest.approx((loc.low, loc.high), rel=1e-12, abs=1e-12)
+        location = ev.details["location"]
+        assert (location["p_greater"], location["p_less"]) == pytest.approx(
+            (loc.p_greater, loc.p_less), rel=1e-9, abs=1e-15)
+        assert ev.details["autocorrelation"]["phi_canary"] == pytest.approx(ac.phi_canary)
+        # Direction decides the components: increase -> location high, decrease -> low.
+        sides = {c.side.value for c in ev.components if c.name == "location"}
+        assert sides == {"increase": {"high"}, "decrease": {"low"},
+                         "either": {"high", "low"}}[p.metric.direction.value]
 
 
 def test_cles_effect_is_the_pairwise_share() -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-import judge.judging as judging
+import judge.judges.kayenta as kayenta_judge
 from judge import CanaryConfig, FetchFailure, ScoreThresholds, judge, judge_series
 from judge.report import Classification, Verdict
 
@@ -139,13 +139,13 @@ def test_thresholds_override() -> None:
 
 def test_one_batched_mann_whitney_call(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    real = judging.mann_whitney_many
+    real = kayenta_judge.mann_whitney_many
 
     def counting(pairs: Any, **options: Any) -> Any:
         calls.append(len(pairs))
         return real(pairs, **options)
 
-    monkeypatch.setattr(judging, "mann_whitney_many", counting)
+    monkeypatch.setattr(kayenta_judge, "mann_whitney_many", counting)
     baseline, canary = frames(latency_shift=30)
     judge(kayenta_config(), baseline, canary)
     assert calls == [3]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from judge.classify import classify_metric
+from judge import classify_metric
 from judge.config import CanaryConfig, JudgeMode, MetricConfig, ScoreThresholds
 from judge.report import Classification, MetricResult
 from judge.scoring import score_report

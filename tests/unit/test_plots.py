@@ -13,9 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from judge import judge
-from judge.backtest import backtest
-from judge.plots import plot_backtest, plot_metric, plot_report, plot_sweep
-from judge.scenarios import generate_canary, generate_history, history_config
+from judge.lab.backtest import backtest
+from judge.lab.plots import plot_backtest, plot_metric, plot_report, plot_sweep
+from judge.lab.scenarios import generate_canary, generate_history, history_config
 
 
 @pytest.fixture(autouse=True)
@@ -83,7 +83,7 @@ def test_report_plots_only_the_named_metrics_in_order(bad_canary) -> None:  # ty
 
 def test_effect_size_limits_are_drawn_as_shifts_of_the_baseline_mean(bad_canary) -> None:  # type: ignore[no-untyped-def]
     config = history_config("kayenta", metrics=["latency_p50"]).model_copy()
-    from judge.backtest import configure
+    from judge.lab.backtest import configure
 
     config = configure(config, {"metrics.*.test.effect_size.allowed_increase": 1.1})
     report = judge(config, bad_canary.baseline, bad_canary.canary)

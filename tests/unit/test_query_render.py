@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from judge.config import CanaryConfig, MetricConfig
 from judge.config.queries import DatadogQuery, DemoQuery, PrometheusQuery
-from judge.ports import FatalSourceError, Scope, ScopeValueError, UnsupportedSourceError
+from judge.errors import FatalSourceError, ScopeValueError, UnsupportedSourceError
+from judge.ports import Scope
 from metricsources.datadog import DatadogSource, group_by_fields, render_datadog_query
 from metricsources.prometheus import PrometheusSource, render_prometheus_query
 from metricsources.templates import (

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from judge.config import Direction, JudgeMode
-from judge.scenarios import (
+from judge.lab.scenarios import (
     DEFAULT_TARGET,
     MEANINGFUL_SIZE,
     STANDARD_METRICS,
@@ -201,9 +201,9 @@ def test_generating_500_canaries_is_fast() -> None:
 
 
 def test_shipped_history_is_the_generator_at_its_seed() -> None:
-    # The files under judge/data/history are generate_history at HISTORY_SEED, rounded to
+    # The files under judge/lab/data/history are generate_history at HISTORY_SEED, rounded to
     # 7 significant digits: regenerate with save_history when the generator changes.
-    from judge import scenarios
+    from judge.lab import scenarios
 
     shipped = scenarios.load_history()
     fresh = generate_history(
@@ -227,7 +227,7 @@ def test_shipped_history_is_the_generator_at_its_seed() -> None:
 
 
 def test_shipped_history_mixes_good_and_bad_releases_of_every_kind() -> None:
-    from judge.scenarios import load_history
+    from judge.lab.scenarios import load_history
 
     history = load_history()
     kinds = pd.Series([s.kind.value for s in history]).value_counts()
@@ -237,7 +237,7 @@ def test_shipped_history_mixes_good_and_bad_releases_of_every_kind() -> None:
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
-    from judge.scenarios import load_history, save_history
+    from judge.lab.scenarios import load_history, save_history
 
     history = generate_history(6, seed=4)
     save_history(history, tmp_path)
@@ -256,7 +256,7 @@ def test_history_config_judges_error_counts_on_counts_in_default_mode_only() -> 
 
 
 def test_benign_shift_is_a_good_release_with_a_small_level_change() -> None:
-    from judge.scenarios import BENIGN_TARGETS
+    from judge.lab.scenarios import BENIGN_TARGETS
 
     targets, ratios = set(), []
     for seed in range(120):

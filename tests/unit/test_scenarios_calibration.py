@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from judge.scenarios import (
+from judge.lab.scenarios import (
     DEFAULT_TARGET,
     MEANINGFUL_SIZE,
     Scenario,

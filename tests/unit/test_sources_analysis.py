@@ -26,15 +26,8 @@ from judge.analysis import (
     resolve_source,
 )
 from judge.config import CanaryConfig, MetricConfig
-from judge.ports import (
-    FetchedSeries,
-    MetricSource,
-    QueryError,
-    RetryableSourceError,
-    Scope,
-    ScopePair,
-    TaggedSeries,
-)
+from judge.errors import QueryError, RetryableSourceError
+from judge.ports import FetchedSeries, MetricSource, Scope, ScopePair, TaggedSeries
 from judge.report import Classification, Report
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)

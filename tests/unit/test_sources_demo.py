@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from judge.config import CanaryConfig
-from judge.ports import FetchedSeries, Scope, ScopeValueError
+from judge.errors import ScopeValueError
+from judge.ports import FetchedSeries, Scope
 from metricsources.demo import DemoSource, ar1, daily_cycle
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from judge.config import CanaryConfig
-from judge.ports import FatalSourceError, FetchedSeries, MalformedResponseError, QueryError, Scope
+from judge.errors import FatalSourceError, MalformedResponseError, QueryError
+from judge.ports import FetchedSeries, Scope
 from metricsources.files import FileSource, FrameSource, read_table
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

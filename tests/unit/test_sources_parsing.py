@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from prometheus_api_client.exceptions import PrometheusApiClientException
 
-from judge.ports import (
+from judge.errors import (
     FatalSourceError,
     MalformedResponseError,
     QueryError,
     RetryableSourceError,
     SourceAuthError,
-    TaggedSeries,
 )
+from judge.ports import TaggedSeries
 from metricsources.datadog import parse_query_response
 from metricsources.prometheus import _classify_http_error, align_to_grid, parse_range_result
 

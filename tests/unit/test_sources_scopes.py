@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from judge.ports import FatalSourceError, Scope, ScopePair, TaggedSeries
+from judge.errors import FatalSourceError
+from judge.ports import Scope, ScopePair, TaggedSeries
 
 
 def test_scope_pair_from_kayenta_json() -> None:

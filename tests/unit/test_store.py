@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -88,10 +89,7 @@ def test_recent_analyses_newest_first(store: Store) -> None:
     assert [a.id for a in store.list_analyses(limit=2)] == ids[::-1][:2]
 
 
-def test_file_database_survives_a_new_store(tmp_path: object) -> None:
-    from pathlib import Path
-
-    assert isinstance(tmp_path, Path)
+def test_file_database_survives_a_new_store(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'judge.db'}"
     first = Store(url)
     first.create_schema()

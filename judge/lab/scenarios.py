@@ -2,7 +2,7 @@
 
 A *scenario* is one canary run: a baseline and a canary DataFrame over the same minutes (one
 column per metric, a UTC ``DatetimeIndex`` at 1-minute steps) and a label, ``good`` or ``bad``.
-Backtests (``judge.backtest``), the tuning notebook and the judge benchmark all learn from them.
+Backtests (``judge.lab.backtest``), the tuning notebook and the judge benchmark all learn from them.
 
 Realism, metric by metric (see :data:`STANDARD_METRICS`):
 
@@ -64,11 +64,11 @@ phi drawn from [0, 0.7], leaving a judge that must estimate phi some room.
 
 Everything is deterministic given ``seed``. A shipped history (:func:`load_history`) is the
 output of :func:`generate_history` at :data:`HISTORY_SEED`, stored under
-``judge/data/history/``.
+``judge/lab/data/history/``.
 
 Example::
 
-    >>> from judge.scenarios import generate_canary
+    >>> from judge.lab.scenarios import generate_canary
     >>> scenario = generate_canary("shifted_mean", seed=7)
     >>> scenario.label.value, scenario.target, scenario.canary.shape
     ('bad', 'latency_p50', (60, 10))
@@ -744,7 +744,7 @@ def load_history(directory: str | Path | None = None) -> list[Scenario]:
     stored to 7 significant digits.
     """
     if directory is None:
-        root = resources.files("judge").joinpath(*_HISTORY_DIRECTORY)
+        root = resources.files("judge.lab").joinpath(*_HISTORY_DIRECTORY)
         index_text = root.joinpath(_HISTORY_INDEX).read_text()
         with root.joinpath(_HISTORY_SERIES).open("rb") as stream:
             table = pd.read_csv(stream, compression="gzip")

@@ -2,7 +2,7 @@
 
 A controller polls every minute for the same rollout; the service stores this state by run id
 (JSON, see :meth:`SequentialState.to_json`) and hands it back to
-:func:`judge.default_judge.judge_sequential` with the points that arrived since the
+the judge's :meth:`~judge.judges.base.Judge.poll` with the points that arrived since the
 last call. Pure data: the points seen so far per metric (an hour of one-minute points is a few
 kilobytes), the decisions already taken (a decision is final: once a metric failed or passed it
 stays so, which is what makes polling safe together with the anytime-valid statistics), and

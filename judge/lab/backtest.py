@@ -1,7 +1,7 @@
 """Backtests: replay labelled canaries under a config, and sweep a config's parameters.
 
 A backtest judges every scenario (a past canary with its baseline and canary series and its
-outcome, ``good`` or ``bad``; see :mod:`judge.scenarios`) with one config and tabulates what the
+outcome, ``good`` or ``bad``; see :mod:`judge.lab.scenarios`) with one config and tabulates what the
 judge said. Two error rates summarise it, as a release engineer counts them:
 
 * **false failure**: a good release that did not pass (verdict ``marginal`` or ``fail``): the
@@ -12,10 +12,10 @@ judge said. Two error rates summarise it, as a release engineer counts them:
 :func:`sweep` re-runs the backtest over a grid of config changes given as dotted paths into the
 native config (``metrics.*.test.confidence``, ``thresholds.pass`` ...) and returns one row per
 setting, so the trade-off between the two rates can be read (or plotted with
-:func:`judge.plots.plot_sweep`).
+:func:`judge.lab.plots.plot_sweep`).
 
->>> from judge.backtest import backtest
->>> from judge.scenarios import generate_history, history_config
+>>> from judge.lab.backtest import backtest
+>>> from judge.lab.scenarios import generate_history, history_config
 >>> result = backtest(history_config("kayenta"), generate_history(8, seed=1))
 >>> sorted(result.summary().columns)[:3]
 ['detection', 'fail', 'false_failure']
@@ -34,8 +34,8 @@ import pandas as pd
 
 from judge.config import CanaryConfig
 from judge.judging import judge
+from judge.lab.scenarios import Label, Scenario
 from judge.report import Classification, Report, Verdict
-from judge.scenarios import Label, Scenario
 from judge.scoring import resolve_thresholds, score_report
 
 __all__ = ["BacktestResult", "backtest", "configure", "set_path", "summarize", "sweep"]
@@ -256,7 +256,7 @@ def configure(base: CanaryConfig | Mapping[str, Any], setting: Mapping[str, Any]
     """``base`` with every ``path: value`` of ``setting`` applied (see :func:`set_path`),
     validated as a new config; ``base`` is left as it was.
 
-    >>> from judge.scenarios import history_config
+    >>> from judge.lab.scenarios import history_config
     >>> tuned = configure(history_config(), {"thresholds.pass": 90})
     >>> tuned.thresholds.pass_
     90.0

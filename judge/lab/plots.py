@@ -1,7 +1,7 @@
 """Plots for notebooks: the data behind a verdict, backtest rates and sweep trade-offs.
 
 matplotlib is an optional dependency (the ``notebooks`` extra): it is imported inside each
-function, so ``import judge.plots`` works without it and the service never loads it.
+function, so ``import judge.lab.plots`` works without it and the service never loads it.
 
 Per metric, :func:`plot_metric` draws three panels side by side:
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from judge.backtest import BacktestResult
+    from judge.lab.backtest import BacktestResult
 
 __all__ = ["plot_backtest", "plot_metric", "plot_report", "plot_sweep"]
 
@@ -246,7 +246,7 @@ def plot_sweep(
     highlight: int | None = None,
     ax: Axes | None = None,
 ) -> Figure:
-    """The trade-off of a :func:`judge.backtest.sweep`: one point per setting (``x``: rate of
+    """The trade-off of a :func:`judge.lab.backtest.sweep`: one point per setting (``x``: rate of
     false failures on good releases, ``y``: detection of bad ones), each labelled with its
     parameter values; the settings no other setting beats on both rates (the Pareto front) are
     joined by a line. ``highlight`` (a row label) circles a chosen setting."""

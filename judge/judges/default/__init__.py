@@ -1,0 +1,69 @@
+"""The default judge (``mode: default``): this project's own, statistically honest judge.
+
+Split by responsibility: :mod:`~judge.judges.default.evaluate` (the fixed-horizon tests and
+their sentences), :mod:`~judge.judges.default.decide` (levels, the family-wise correction,
+reasons, evidence) and :mod:`~judge.judges.default.sequential` (the polled, anytime-valid
+mode). The statistics themselves are in :mod:`judge.stats`. ``docs/default-judge.md`` tells the
+whole story with measurements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from judge.config import CanaryConfig, JudgeMode, MetricConfig, ScoreThresholds
+from judge.judges.base import finish_report
+from judge.judges.common import MetricData, MetricInput, Prepared, prepare, prepare_all
+from judge.judges.default.decide import decide_alone, finish_default, plan, state_evidence
+from judge.judges.default.sequential import judge_sequential
+from judge.judges.state import SequentialState
+from judge.judges.threshold import judge_threshold
+from judge.report import MetricResult, Report
+
+__all__ = ["DefaultJudge"]
+
+
+class DefaultJudge:
+    """Autocorrelation-aware tests, counts judged as counts, spread and tail checks, a
+    family-wise correction over the metrics, and a sequential mode (``mode: default``)."""
+
+    mode: ClassVar[JudgeMode] = JudgeMode.DEFAULT
+    test_kinds: ClassVar[frozenset[str]] = frozenset(
+        {"mann_whitney", "quantiles", "rate_ratio", "threshold"}
+    )
+
+    def judge(
+        self, config: CanaryConfig, data: Mapping[str, MetricInput], thresholds: ScoreThresholds
+    ) -> Report:
+        done, prepared = prepare_all(config.metrics, self.mode, data)
+        tested: list[Prepared] = []
+        for p in prepared:
+            decided = self._without_test(p)
+            if decided is None:
+                tested.append(p)
+            else:
+                done[p.metric.name] = decided
+        # Tested together: vectorised over metrics, then the family-wise correction.
+        ordered, details = finish_default(config, done, tested, data)
+        report = finish_report(config, ordered, data, thresholds, details)
+        return state_evidence(report)
+
+    def classify(self, metric: MetricConfig, baseline: Any, canary: Any) -> MetricResult:
+        prepared = prepare(metric, self.mode, baseline, canary)
+        if isinstance(prepared, MetricResult):
+            return prepared
+        decided = self._without_test(prepared)
+        return decided if decided is not None else decide_alone(prepared)
+
+    def poll(
+        self, config: CanaryConfig, state: SequentialState,
+        new_data: Mapping[str, MetricData], *, now: str | None = None, final: bool = False,
+    ) -> tuple[Report, SequentialState]:
+        return judge_sequential(config, state, new_data, now=now, final=final)
+
+    @staticmethod
+    def _without_test(p: Prepared) -> MetricResult | None:
+        if p.metric.test.kind == "threshold":
+            return judge_threshold(p)
+        return plan(p)

@@ -1,0 +1,389 @@
+"""The default judge's sequential (polled, anytime-valid) mode: a controller polls every few
+minutes for one rollout; each poll adds the points that arrived since the last one to the run's
+:class:`~judge.judges.state.SequentialState` and decides each metric as soon as the evidence
+allows, with the false-failure chance over the whole run held at its level however often it is
+polled (confidence sequences on paired location and spread scores for continuous metrics, the
+rate-ratio e-process for counts; :mod:`judge.stats.sequential`). Decisions are final.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from judge.config import (
+    Autocorrelation,
+    CanaryConfig,
+    MetricConfig,
+    QuantileTest,
+    RateRatioTest,
+    ThresholdTest,
+)
+from judge.errors import DataError
+from judge.judges.common import FloatArray, MetricData, MetricInput, as_values
+from judge.judges.state import MetricSequence, SequentialState
+from judge.judges.words import percent
+from judge.report import Classification, MetricResult, Report, Verdict
+from judge.stats.autocorrelation import estimate_autocorrelation
+from judge.stats.counts import count_dispersion
+from judge.stats.sequential import (
+    INCREASE_RATIOS,
+    PHI_MAX_DESIGN,
+    change_ratio_score,
+    change_score_phi,
+    half_spread_ratios,
+    rate_ratio_log_evalue,
+    score_bounds,
+)
+
+__all__ = ["judge_sequential"]
+
+MIN_SEQUENTIAL_POINTS = 10
+"""No sequential decision before this many points of a metric: the asymptotic confidence
+sequences need a few points to estimate a variance."""
+
+HUBER_K = 3.0
+"""Clipping constant (in robust standard deviations of the paired differences) of the
+sequential location score, a Huber-type psi function (Huber 1964, "Robust estimation of a
+location parameter", Ann. Math. Statist. 35): linear where Gaussian noise lives, bounded
+against latency spikes."""
+
+SEQUENTIAL_PHI_MARGIN = 1.75
+"""Standard errors added to the estimated ``phi`` of the location score in sequential mode (1 in
+fixed-horizon mode): a run is looked at every minute, so an underestimate gets many chances to
+matter. Measured at ``phi = 0.7`` under per-minute polling (200 runs, one-sided bounds, location
+share 1/2): 1.5 gave 4.0% A/A false failures, 1.75 gave 2.5% with clear shifted means caught at
+median minute 18.5 (2.0: 1.5% and 22; 60 runs with two-sided bounds: 1.5 gave 6%)."""
+
+CHANGE_PHI_DESIGN = 0.3
+"""Design floor of the autocorrelation of the sequential spread score (see
+:func:`~judge.stats.sequential.change_ratio_score`),
+as the ``phi`` of an AR(1) long-run factor: 0.3 is a factor of
+1.86. Simulated under "no change" (AR(1) noise with 2% spikes, 60 points, 600 runs per row),
+the long-run variance factor of the score's mean is 1.46-1.83 for ``phi`` in [0, 0.9] on the
+log scale. Unlike the metric's own floor it does not fade: it is a property of the score
+(minute ``t`` shares points with minutes ``t + 1`` and ``t + 2``), not a stand-in for a
+``phi`` that few points cannot estimate; with a fading floor, A/A runs failed late (minutes
+43-51)."""
+
+
+CHANGE_PHI_MARGIN = 1.0
+"""Standard errors added to ``r1 + r2``, the spread score's own lag-1 and lag-2
+autocorrelations, in its long-run factor
+(:func:`~judge.stats.sequential.change_score_phi`). Measured under per-minute
+polling, see ``docs/default-judge.md``."""
+
+CHANGE_PRIOR_POINTS = 8.0
+"""Pseudo-observations added to the sample variance of the spread score (see
+:func:`~judge.stats.sequential.score_bounds`),
+at the score's variance under "no change" (the sum of the two sides'
+variances of their log changes): a short run of similar scores must not claim a variance near
+0. For the earlier sign score (+1 when the canary moved more) 1 pseudo-point gave 7% A/A false
+failures and 8 gave 3.3% (60 runs); a log-ratio's variance does not collapse when a change is
+real, so the prior costs little detection."""
+
+
+LOCATION_ALPHA_SHARE = 0.5
+"""Share of a metric's sequential level (per direction) spent on the location score; the
+spread score gets the rest (weighted Bonferroni, fixed in advance, so the total stays the
+metric's level). The location score's bound is the one that limits how early a clear shifted
+mean is caught; the level enters the bounds only through a logarithm."""
+
+
+_DECREASE_RATIOS: tuple[float, ...] = (0.8, 2 / 3, 0.5, 1 / 3, 0.2, 0.1, 0.01)
+_PASS_FRACTIONS: tuple[float, ...] = (0.75, 0.5, 0.35, 0.2, 0.1)
+
+
+def _append_pairs(seq: MetricSequence, baseline: Any, canary: Any,
+                  baseline_exp: Any = None, canary_exp: Any = None) -> None:
+    """Append new points pairwise (same minute on both sides); pairs with a NaN are dropped."""
+    b, c = as_values(baseline), as_values(canary)
+    n = min(b.size, c.size)
+    columns = [b[:n], c[:n]]
+    if baseline_exp is not None and canary_exp is not None:
+        be, ce = as_values(baseline_exp), as_values(canary_exp)
+        n = min(n, be.size, ce.size)
+        columns = [b[:n], c[:n], be[:n], ce[:n]]
+    stacked = np.vstack([col[:n] for col in columns])
+    keep = np.all(np.isfinite(stacked), axis=0)
+    seq.baseline.extend(float(v) for v in stacked[0][keep])
+    seq.canary.extend(float(v) for v in stacked[1][keep])
+    if len(columns) == 4:
+        seq.baseline_exposure.extend(float(v) for v in stacked[2][keep])
+        seq.canary_exposure.extend(float(v) for v in stacked[3][keep])
+
+
+def _sequential_continuous(
+    metric: MetricConfig, seq: MetricSequence, alpha: float, config: CanaryConfig
+) -> tuple[str | None, str, dict[str, Any]]:
+    c, b = np.asarray(seq.canary), np.asarray(seq.baseline)
+    n = c.size
+    scores: list[tuple[str, Classification, FloatArray]] = []
+    if n:
+        # Location: paired differences in robust standard deviations (MAD), clipped at
+        # +-HUBER_K; symmetric about 0 when nothing changed, since the sides are exchangeable
+        # minute by minute. Much more efficient than signs for Gaussian-like noise.
+        diff = c - b
+        scale = 1.4826 * float(np.median(np.abs(diff - np.median(diff))))
+        location = np.clip(diff / scale, -HUBER_K, HUBER_K) if scale > 0 else np.sign(diff)
+        if metric.direction.increase_matters:
+            scores.append(("location", Classification.HIGH, location))
+        if metric.direction.decrease_matters:
+            scores.append(("location", Classification.LOW, -location))
+    tails = getattr(metric.test, "tails", True) or isinstance(metric.test, QuantileTest)
+    spread_square = 1.0
+    relative = False
+    if tails and n > 2:
+        # Spread: the sides' minute-to-minute changes compared minute by minute, on the log
+        # scale when every value is positive (a latency's noise is multiplicative). A wider
+        # spread and a heavier tail (spiky minutes) both make the canary move more. It counts
+        # in a direction only when that half of the distribution widened (p90 - median for
+        # increases, median - p10 for decreases).
+        halves = half_spread_ratios(c, b)
+        relative = bool(min(float(c.min()), float(b.min())) > 0)
+        spread, spread_square = change_ratio_score(c, b, relative=relative)
+        if metric.direction.increase_matters and not halves[0] <= 1.0:
+            scores.append(("spread", Classification.HIGH, spread))
+        if metric.direction.decrease_matters and not halves[1] <= 1.0:
+            scores.append(("spread", Classification.LOW, spread))
+    if not scores:
+        return None, "no points yet", {}
+    # The split does not depend on the data (weighted Bonferroni): per direction, location
+    # gets LOCATION_ALPHA_SHARE and the spread check the rest.
+    directions = int(metric.direction.increase_matters) + int(metric.direction.decrease_matters)
+    per_direction = alpha / max(directions, 1)
+    shares = ({"location": LOCATION_ALPHA_SHARE, "spread": 1.0 - LOCATION_ALPHA_SHARE}
+              if tails else {"location": 1.0})
+    phi_series = (
+        estimate_autocorrelation(c, b, margin=SEQUENTIAL_PHI_MARGIN).phi_canary
+        if n >= 8 else PHI_MAX_DESIGN
+    )
+    settings = config.sequential
+    parts, details = [], {}
+    all_small = True
+    for name, side, y in scores:
+        each = per_direction * shares[name]
+        if name == "location":
+            bounds = score_bounds(y, each, settings.horizon, phi_series)
+        else:
+            bounds = score_bounds(
+                y, each, settings.horizon, change_score_phi(y, CHANGE_PHI_MARGIN),
+                CHANGE_PHI_DESIGN, prior_points=CHANGE_PRIOR_POINTS,
+                prior_square=spread_square, fade=False)
+        if bounds is None:
+            all_small = False
+            parts.append(f"{name}: too few effective points yet")
+            continue
+        mean, half, phi = bounds
+        details[f"{name} ({side.value})"] = {"mean": mean, "low": mean - half,
+                                            "high": mean + half, "phi": phi}
+        parts.append(f"{name} score {mean:+.2f} (one-sided bounds {mean - half:+.2f} and "
+                     f"{mean + half:+.2f})")
+        if n >= MIN_SEQUENTIAL_POINTS and mean - half > 0:
+            meaning = (
+                "robust SD of the minute-by-minute difference" if name == "location" else
+                f"log-ratio: the canary's {'relative ' if relative else ''}"
+                f"minute-to-minute changes {math.exp(mean):.3g}x the baseline's (geometric "
+                "mean)")
+            return side.value, (
+                f"{name} score {mean:+.2f} ({meaning}); its anytime-valid one-sided lower bound "
+                f"{mean - half:+.2f} is above 0 after {n} paired points (level {each:.3g})"
+            ), details
+        # Location is in robust standard deviations; the spread score is a log-ratio, held to
+        # half the margin (0.5: changes at most 1.65x the baseline's).
+        limit = settings.pass_margin if name == "location" else settings.pass_margin / 2.0
+        all_small = all_small and mean + half < limit
+    text = "; ".join(parts) or "no points yet"
+    if n >= MIN_SEQUENTIAL_POINTS and all_small:
+        return "pass", (
+            "every score's anytime-valid upper bound is below its margin "
+            f"({settings.pass_margin:g} robust SD for location, a log-ratio of half that for "
+            "spread) "
+            f"after {n} paired points ({text})"
+        ), details
+    return None, text, details
+
+
+def _sequential_counts(
+    metric: MetricConfig, test: RateRatioTest, seq: MetricSequence, alpha: float,
+    config: CanaryConfig,
+) -> tuple[str | None, str, dict[str, Any]]:
+    c, b = np.asarray(seq.canary), np.asarray(seq.baseline)
+    ec = np.asarray(seq.canary_exposure) if seq.canary_exposure else np.ones_like(c)
+    eb = np.asarray(seq.baseline_exposure) if seq.baseline_exposure else np.ones_like(b)
+    dispersion = 1.0
+    if test.overdispersion is Autocorrelation.AUTO and c.size:
+        dispersion = count_dispersion(c, b, ec, eb).dispersion
+    sides = [s for s, wanted in ((Classification.HIGH, metric.direction.increase_matters),
+                                 (Classification.LOW, metric.direction.decrease_matters)) if wanted]
+    threshold = math.log(len(sides) / alpha)
+    details: dict[str, Any] = {"dispersion": dispersion, "log_threshold": threshold,
+                               "canary_events": float(c.sum()), "baseline_events": float(b.sum())}
+    margin = config.sequential.count_margin
+    passes = True
+    for side in sides:
+        grid = INCREASE_RATIOS if side is Classification.HIGH else _DECREASE_RATIOS
+        log_e = rate_ratio_log_evalue(c, b, ec, eb, ratios=grid, dispersion=dispersion)
+        details[f"log_e_{side.value}"] = log_e
+        if log_e >= threshold:
+            return side.value, (
+                f"e-value {math.exp(min(log_e, 700.0)):.3g} >= {math.exp(threshold):.3g} "
+                f"({c.sum():g} canary vs {b.sum():g} baseline events)"
+            ), details
+        if side is Classification.HIGH:
+            pass_grid = tuple(margin * f for f in _PASS_FRACTIONS)
+            null = margin
+        else:
+            pass_grid = tuple(1.0 / margin / f for f in _PASS_FRACTIONS)
+            null = 1.0 / margin
+        log_pass = rate_ratio_log_evalue(c, b, ec, eb, null_ratio=null, ratios=pass_grid,
+                                         dispersion=dispersion)
+        details[f"log_e_pass_{side.value}"] = log_pass
+        passes = passes and log_pass >= threshold
+    text = f"{c.sum():g} canary vs {b.sum():g} baseline events, dispersion {dispersion:.3g}"
+    if passes:
+        return "pass", f"the evidence rules out a rate ratio beyond {margin:g} ({text})", details
+    if seq.canary_exposure and sides == [Classification.HIGH] and test.negligible_rate > 0:
+        # Few or no events on either side, but much traffic: pass once the canary's own rate is
+        # shown below the negligible rate (Poisson likelihood-ratio e-process against
+        # rate >= negligible_rate, mixed over a quarter and a tenth of it).
+        events, exposure = float(c.sum()) / dispersion, float(ec.sum()) / dispersion
+        rate0 = test.negligible_rate
+        logs = [events * math.log(f) - (f - 1.0) * rate0 * exposure for f in (0.25, 0.1)]
+        log_negligible = max(logs) + math.log1p(math.exp(min(logs) - max(logs))) - math.log(2.0)
+        details["log_e_negligible"] = log_negligible
+        if log_negligible >= threshold:
+            return "pass", (
+                f"the canary's rate is shown below the negligible {percent(rate0)} ({text} in "
+                f"{float(ec.sum()):g} requests)"
+            ), details
+    return None, text, details
+
+
+def judge_sequential(
+    config: CanaryConfig,
+    state: SequentialState,
+    new_data: Mapping[str, MetricInput],
+    *,
+    now: str | None = None,
+    final: bool = False,
+) -> tuple[Report, SequentialState]:
+    """One poll of a sequential (anytime-valid) run: new points in, report and new state out.
+
+    ``new_data`` holds the points since the last call by metric name (count tests also read
+    their ``denominator``'s); sides are paired minute by minute, and a metric without new
+    data (missing, or its fetch failed) adds no points. ``state`` is not modified.
+    The false-failure chance over the whole run, however often it is polled, is at most
+    ``config.sequential.level`` (Bonferroni over the metrics): continuous metrics through
+    anytime-valid confidence sequences on paired location and spread scores, counts through
+    the rate-ratio e-process (:mod:`judge.stats.sequential`). Decisions are final. Verdict:
+    ``fail`` once a scored metric failed, ``pass`` once every scored metric passed, else
+    ``marginal`` with ``details["sequential"]["status"] == "continue"`` (keep polling).
+    Threshold tests are not sequential and are not judged here.
+
+    ``final=True`` marks the run's last call: undecided continuous metrics then pass (no
+    sequence showed a regression, as a fixed test that does not reject), undecided counts stay
+    ``nodata`` ("not enough evidence"), and an undecided verdict becomes ``marginal`` with
+    status ``inconclusive``.
+    """
+    if state.config_name != config.name:
+        raise DataError(
+            f"state belongs to config {state.config_name!r}, not {config.name!r}"
+        )
+    new_state = state.copy()
+    new_state.calls += 1
+    new_state.updated_at = now
+    if new_state.started_at is None:
+        new_state.started_at = now
+    testable = [m for m in config.metrics if not isinstance(m.test, ThresholdTest)]
+    scored = [m for m in testable if not m.muted]
+    alpha = config.sequential.level / max(len(scored), 1)
+    results: list[MetricResult] = []
+    for metric in testable:
+        seq = new_state.metrics.setdefault(metric.name, MetricSequence())
+        given = new_data.get(metric.name)
+        test = metric.test
+        if isinstance(given, MetricData):
+            if isinstance(test, RateRatioTest) and test.denominator:
+                exposure = new_data.get(test.denominator)
+                if isinstance(exposure, MetricData):
+                    _append_pairs(seq, given.baseline, given.canary,
+                                  exposure.baseline, exposure.canary)
+            else:
+                _append_pairs(seq, given.baseline, given.canary)
+        details: dict[str, Any] = {"points": len(seq.canary), "alpha": alpha}
+        if seq.decision is None:
+            if isinstance(test, RateRatioTest):
+                outcome, text, extra = _sequential_counts(metric, test, seq, alpha, config)
+            else:
+                outcome, text, extra = _sequential_continuous(metric, seq, alpha, config)
+            details.update(extra)
+            if outcome is not None:
+                seq.decision, seq.reason = outcome, text
+                seq.decided_at, seq.decided_call = len(seq.canary), new_state.calls
+        else:
+            text = seq.reason or ""
+        if seq.decision is None and final and not isinstance(test, RateRatioTest):
+            # The run is over and no anytime-valid sequence showed a regression: pass, as a
+            # fixed-horizon test that does not reject passes.
+            seq.decision = "pass"
+            seq.reason = f"the run ended with no evidence of a regression ({text})"
+            seq.decided_at, seq.decided_call = len(seq.canary), new_state.calls
+        if seq.decision is None and final:
+            classification = Classification.NODATA
+            reason = (f"Not enough evidence by the end of the run: {text}; the count could "
+                      "neither fail nor be shown small enough to pass.")
+        elif seq.decision is None:
+            classification = Classification.NODATA
+            reason = f"Undecided so far (keep polling): {text}."
+        else:
+            classification = Classification(seq.decision)
+            reason = (
+                f"Decided at call {seq.decided_call} after {seq.decided_at} points: "
+                f"{seq.reason}."
+            )
+        details["decided_call"] = seq.decided_call
+        results.append(MetricResult(
+            name=metric.name, classification=classification, reason=reason,
+            groups=metric.groups, test=f"sequential_{test.kind}",
+            direction=metric.direction.value, critical=metric.critical, muted=metric.muted,
+            confidence=1.0 - alpha, details=details,
+        ))
+    counted = [r for r in results if not r.muted]
+    failed = [r.name for r in counted if r.classification.failed]
+    passed = [r.name for r in counted if r.classification is Classification.PASS]
+    if failed:
+        verdict, status, score = Verdict.FAIL, "fail", 0.0
+        reason = (f"Failed: {', '.join(failed)} (anytime-valid at level "
+                  f"{config.sequential.level:g}).")
+    elif counted and len(passed) == len(counted):
+        verdict, status, score = Verdict.PASS, "pass", 100.0
+        reason = "Every metric has passed with enough evidence."
+    elif final:
+        verdict, status = Verdict.MARGINAL, "inconclusive"
+        score = 100.0 * len(passed) / max(len(counted), 1)
+        undecided = [r.name for r in counted if r.classification is not Classification.PASS]
+        reason = (f"The run ended with no failure, but not enough evidence on "
+                  f"{', '.join(undecided)}.")
+    else:
+        verdict, status = Verdict.MARGINAL, "continue"
+        score = 100.0 * len(passed) / max(len(counted), 1)
+        reason = (f"Undecided: {len(passed)} of {len(counted)} metrics passed so far, none "
+                  "failed; keep polling.")
+    report = Report(
+        verdict=verdict, score=score, reason=reason,
+        pass_threshold=config.thresholds.pass_, marginal_threshold=config.thresholds.marginal,
+        metrics=tuple(results), groups=(), mode="default_sequential",
+        config_name=config.name,
+        details={"sequential": {
+            "status": status, "calls": new_state.calls, "level": config.sequential.level,
+            "alpha_per_metric": alpha, "correction": "bonferroni",
+            "sentence": (f"Anytime-valid: the chance that some metric ever fails by luck in "
+                         f"this run is at most {config.sequential.level:g}, however often it "
+                         "is polled."),
+        }},
+    )
+    return report, new_state
