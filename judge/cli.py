@@ -38,6 +38,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from judge.config import CanaryConfig, ScoreThresholds, config_from_kayenta, config_to_kayenta
+from judge.errors import ConfigError
 from judge.judging import judge, validate_config
 from judge.report import Classification, MetricResult, Report, Verdict
 
@@ -139,7 +140,7 @@ def _load_config(path: Path) -> CanaryConfig:
         return validate_config(CanaryConfig.parse_text(text))
     except ValidationError as exc:
         _bad_input(f"invalid config {str(path)!r}:", _validation_problems(exc))
-    except (yaml.YAMLError, json.JSONDecodeError, ValueError) as exc:
+    except (yaml.YAMLError, json.JSONDecodeError, ConfigError) as exc:
         _bad_input(f"cannot parse config {str(path)!r}: {exc}")
 
 
@@ -274,16 +275,7 @@ def judge_command(
     thresholds: ScoreThresholds | None = None
     if pass_threshold is not None or marginal_threshold is not None:
         try:
-            thresholds = ScoreThresholds.model_validate(
-                {
-                    "pass": canary_config.thresholds.pass_
-                    if pass_threshold is None
-                    else pass_threshold,
-                    "marginal": canary_config.thresholds.marginal
-                    if marginal_threshold is None
-                    else marginal_threshold,
-                }
-            )
+            thresholds = canary_config.thresholds.replaced(pass_threshold, marginal_threshold)
         except ValidationError as exc:
             _bad_input("invalid thresholds:", _validation_problems(exc))
     baseline_data = _read_series(baseline, "baseline")
@@ -336,7 +328,7 @@ def export_kayenta_command(
     config = _load_config(path)
     try:
         exported = config_to_kayenta(config)
-    except ValueError as exc:
+    except ConfigError as exc:
         _bad_input(f"cannot export {str(path)!r} to Kayenta: {exc}")
     typer.echo(json.dumps(exported, indent=2))
 

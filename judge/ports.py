@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from judge.errors import (
+    ConfigError,
     FatalSourceError,
     MalformedResponseError,
 )
@@ -75,12 +76,12 @@ class Scope:
 
     def __post_init__(self) -> None:
         if self.start is not None and self.end is not None and self.end <= self.start:
-            raise ValueError(f"scope {self.scope!r}: 'end' ({self.end}) must be after 'start'")
+            raise ConfigError(f"scope {self.scope!r}: 'end' ({self.end}) must be after 'start'")
         if self.step is not None and self.step <= timedelta(0):
-            raise ValueError(f"scope {self.scope!r}: 'step' must be positive, got {self.step}")
+            raise ConfigError(f"scope {self.scope!r}: 'step' must be positive, got {self.step}")
         for reserved in ("scope", "location"):
             if reserved in self.params:
-                raise ValueError(
+                raise ConfigError(
                     f"scope {self.scope!r}: extended parameter {reserved!r} would shadow the "
                     f"scope's own {reserved!r}; set it as the field instead"
                 )
@@ -97,16 +98,16 @@ class Scope:
         unknown = set(raw) - {"scope", "location", "start", "end", "step",
                               "extendedScopeParams", "type"}
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown scope field(s) {', '.join(sorted(unknown))}; a Kayenta scope has "
                 "scope, location, start, end, step, extendedScopeParams"
             )
         if not isinstance(raw.get("scope"), str):
-            raise ValueError("a Kayenta scope needs 'scope' (a string)")
+            raise ConfigError("a Kayenta scope needs 'scope' (a string)")
         step = raw.get("step")
         params = raw.get("extendedScopeParams") or {}
         if not isinstance(params, Mapping):
-            raise ValueError("'extendedScopeParams' must be an object of strings")
+            raise ConfigError("'extendedScopeParams' must be an object of strings")
         return cls(
             scope=raw["scope"],
             location=None if raw.get("location") is None else str(raw["location"]),
@@ -160,9 +161,9 @@ def _instant(value: Any, name: str) -> datetime | None:
         try:
             moment = datetime.fromisoformat(value)
         except ValueError as exc:
-            raise ValueError(f"scope '{name}' is not an ISO-8601 instant: {value!r}") from exc
+            raise ConfigError(f"scope '{name}' is not an ISO-8601 instant: {value!r}") from exc
         return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    raise ValueError(f"scope '{name}' must be an ISO-8601 string, got {type(value).__name__}")
+    raise ConfigError(f"scope '{name}' must be an ISO-8601 string, got {type(value).__name__}")
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ class ScopePair:
         """A pair from Kayenta's ``{controlScope: {...}, experimentScope: {...}}``."""
         missing = [key for key in ("controlScope", "experimentScope") if key not in raw]
         if missing:
-            raise ValueError(f"a Kayenta scope pair needs {' and '.join(missing)}")
+            raise ConfigError(f"a Kayenta scope pair needs {' and '.join(missing)}")
         return cls(Scope.from_kayenta(raw["controlScope"]),
                    Scope.from_kayenta(raw["experimentScope"]))
 
@@ -197,7 +198,7 @@ class TaggedSeries:
 
     def __post_init__(self) -> None:
         if self.timestamps.shape != self.values.shape or self.values.ndim != 1:
-            raise ValueError(
+            raise ConfigError(
                 f"timestamps {self.timestamps.shape} and values {self.values.shape} "
                 "must be 1-d arrays of the same length"
             )

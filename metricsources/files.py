@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 
 from judge.config import CanaryConfig, MetricConfig
-from judge.config.queries import ColumnQuery
 from judge.errors import FatalSourceError, MalformedResponseError, QueryError
 from judge.ports import FetchedSeries, FloatArray, Scope, TaggedSeries
 
@@ -111,10 +110,7 @@ class FrameSource:
         return cls(joined, time_column=time_column, label="baseline and canary frames")
 
     def column(self, metric: MetricConfig) -> str:
-        query = metric.query
-        if isinstance(query, ColumnQuery) and query.column:
-            return query.column
-        return metric.name
+        return metric.column
 
     def render(self, metric: MetricConfig, scope: Scope, config: CanaryConfig) -> str:
         text = f"{self.label}: column {self.column(metric)!r} where {self.scope_column} == " \

@@ -28,11 +28,12 @@ from judge.api import argo, flagger, kayenta, native
 from judge.api.runner import AnalysisRunner
 from judge.api.schemas import ArgoJudgeOut, HealthOut
 from judge.api.seed import seed_demo_configs
-from judge.api.service import BadRequestError, Services
+from judge.api.service import Services
 from judge.api.settings import Settings, get_settings
-from judge.api.sources import SourceRegistry, UnknownSourceError
-from judge.api.store import ConflictError, NotFoundError, Store
+from judge.api.sources import SourceRegistry
+from judge.api.store import Store
 from judge.api.telemetry import ServiceMetrics, configure_logging
+from judge.errors import ConfigError, ConflictError, NotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -203,15 +204,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         logger.exception("unhandled error", extra={"path": request.url.path})
         return reply(request, 500, f"internal error: {type(exc).__name__}")
 
-    app.add_exception_handler(BadRequestError, bad_request)
-    app.add_exception_handler(UnknownSourceError, bad_request)
+    # The one exception tree (judge.errors), mapped once for every router: the request or its
+    # config (400), what it names (404), a concurrent change (409); pydantic's field errors
+    # (422); the time budget (504). Anything else is a bug (500, logged).
+    app.add_exception_handler(ConfigError, bad_request)
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(ConflictError, conflict)
     app.add_exception_handler(TimeoutError, timed_out)
     app.add_exception_handler(ValidationError, invalid)
     app.add_exception_handler(RequestValidationError, invalid)
-    # ValueError from the judge or the config parser is always about the input.
-    app.add_exception_handler(ValueError, bad_request)
     app.add_exception_handler(Exception, internal)
 
 

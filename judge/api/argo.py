@@ -31,12 +31,12 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from judge.api.deps import ServicesDep
+from judge.api.plans import BadRequestError, controller_plan
 from judge.api.runs import sequential_out
 from judge.api.schemas import ArgoJudgeOut, ArgoJudgeRequest, MetricSummaryOut
-from judge.api.service import BadRequestError, controller_plan
 from judge.api.sources import UnknownSourceError
-from judge.api.store import ConflictError
 from judge.config import ScoreThresholds
+from judge.errors import ConflictError
 from judge.report import Report
 
 logger = logging.getLogger(__name__)
@@ -149,9 +149,7 @@ async def argo_judge(request: Request, services: ServicesDep) -> JSONResponse:
         inline = body.config if isinstance(body.config, dict) else None
         config_label = body.config if isinstance(body.config, str) else None
         thresholds = (
-            ScoreThresholds.model_validate(
-                {"pass": body.thresholds.pass_, "marginal": body.thresholds.marginal}
-            )
+            ScoreThresholds.of(body.thresholds.pass_, body.thresholds.marginal)
             if body.thresholds
             else None
         )

@@ -12,7 +12,6 @@ from fastapi import Depends, Request
 
 from judge.api.runner import AnalysisRunner
 from judge.api.service import Services
-from judge.api.settings import Settings, get_settings
 from judge.api.store import Store
 
 
@@ -30,7 +29,6 @@ def get_runner(request: Request) -> AnalysisRunner:
     return runner
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 StoreDep = Annotated[Store, Depends(get_store)]
 RunnerDep = Annotated[AnalysisRunner, Depends(get_runner)]

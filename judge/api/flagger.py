@@ -44,12 +44,13 @@ from pydantic import ValidationError
 
 from judge.api.argo import validation_message
 from judge.api.deps import ServicesDep
+from judge.api.plans import AnalysisPlan, BadRequestError, controller_plan
 from judge.api.runs import sequential_out
 from judge.api.schemas import FlaggerHook, FlaggerMetadata, FlaggerOut
-from judge.api.service import AnalysisPlan, BadRequestError, controller_plan
 from judge.api.sources import UnknownSourceError
-from judge.api.store import ConflictError, StoredConfig
+from judge.api.store import StoredConfig
 from judge.config import CanaryConfig, ScoreThresholds
+from judge.errors import ConflictError
 
 logger = logging.getLogger(__name__)
 
@@ -109,10 +110,7 @@ def _thresholds(meta: FlaggerMetadata, config: CanaryConfig) -> ScoreThresholds 
     if pass_at is None and marginal_at is None:
         return None
     try:
-        return ScoreThresholds.model_validate({
-            "pass": pass_at if pass_at is not None else config.thresholds.pass_,
-            "marginal": marginal_at if marginal_at is not None else config.thresholds.marginal,
-        })
+        return config.thresholds.replaced(pass_at, marginal_at)
     except ValidationError as exc:
         raise BadRequestError(
             f"metadata.pass/marginal: {validation_message(exc)}", "metadata.pass"

@@ -24,20 +24,24 @@ from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from judge.api.deps import RunnerDep, ServicesDep, StoreDep
-from judge.api.schemas import series_values
-from judge.api.service import (
+from judge.api.plans import (
     AnalysisPlan,
     BadRequestError,
-    Services,
     check_plan,
+    config_document,
+    kayenta_document,
     make_scope,
+    millis,
     parse_config_document,
     stored_fields,
 )
+from judge.api.schemas import series_values
+from judge.api.service import Services
 from judge.api.store import AnalysisStatus, StoredAnalysis, StoredConfig
 from judge.api.telemetry import Stopwatch
 from judge.config import CanaryConfig, MetricConfig, ScoreThresholds
 from judge.config.kayenta import KAYENTA_JUDGE_NAME, config_to_kayenta
+from judge.errors import ConfigError
 from judge.ports import ScopePair
 from judge.report import Classification, Report
 
@@ -188,28 +192,6 @@ def spring_error(status_code: int, message: str, path: str) -> dict[str, Any]:
 
 
 # -- configs -------------------------------------------------------------------------------------
-def _millis(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def kayenta_document(stored: StoredConfig) -> dict[str, Any]:
-    """A stored config as Kayenta JSON: as it was sent, or exported from the native form."""
-    if stored.original is not None and stored.original_format == "kayenta":
-        document = dict(stored.original)
-    else:
-        document = config_to_kayenta(CanaryConfig.from_dict(stored.native))
-    document.update(
-        name=stored.name,
-        applications=list(stored.applications) or document.get("applications", []),
-        createdTimestamp=_millis(stored.created_at),
-        createdTimestampIso=stored.created_at.isoformat(),
-        updatedTimestamp=_millis(stored.updated_at),
-        updatedTimestampIso=stored.updated_at.isoformat(),
-    )
-    document.pop("id", None)
-    return document
-
-
 @router.get("/canaryConfig", response_model=list[CanaryConfigSummaryOut])
 def list_canary_configs(
     store: StoreDep,
@@ -221,7 +203,7 @@ def list_canary_configs(
         CanaryConfigSummaryOut(
             id=c.id,
             name=c.name,
-            updatedTimestamp=_millis(c.updated_at),
+            updatedTimestamp=millis(c.updated_at),
             updatedTimestampIso=c.updated_at.isoformat(),
             applications=list(c.applications),
         )
@@ -234,17 +216,11 @@ def get_canary_config(config_id: str, store: StoreDep) -> dict[str, Any]:
     return kayenta_document(store.get_config(config_id))
 
 
-async def _kayenta_body(request: Request) -> dict[str, Any]:
-    from judge.api.native import _config_document
-
-    return await _config_document(request)
-
-
 @router.post("/canaryConfig", response_model=CanaryConfigUpdateResponseOut)
 async def create_canary_config(request: Request, store: StoreDep) -> CanaryConfigUpdateResponseOut:
     """Store a config (Kayenta JSON; native accepted too). Names must be unique per
     application, as Kayenta requires."""
-    document = await _kayenta_body(request)
+    document = await config_document(request)
     config, fields = stored_fields(document)
     for other in await to_thread.run_sync(store.list_configs, None):
         shared = not other.applications or not config.applications or (
@@ -266,7 +242,7 @@ async def create_canary_config(request: Request, store: StoreDep) -> CanaryConfi
 async def update_canary_config(
     config_id: str, request: Request, store: StoreDep
 ) -> CanaryConfigUpdateResponseOut:
-    document = await _kayenta_body(request)
+    document = await config_document(request)
     _config, fields = stored_fields(document)
     stored = await to_thread.run_sync(
         lambda: store.update_config(config_id, **fields)
@@ -313,8 +289,8 @@ def _plan(
     thresholds = None
     if execution.thresholds is not None:
         try:
-            thresholds = ScoreThresholds.model_validate(
-                {"pass": execution.thresholds.pass_, "marginal": execution.thresholds.marginal}
+            thresholds = ScoreThresholds.of(
+                execution.thresholds.pass_, execution.thresholds.marginal
             )
         except ValidationError as exc:
             raise BadRequestError(f"thresholds: {exc.errors()[0]['msg']}", "thresholds") from exc
@@ -430,7 +406,7 @@ def _exported(config: CanaryConfig) -> dict[str, Any]:
     queries): a status response must never fail because of how its config is shown."""
     try:
         return config_to_kayenta(config)
-    except ValueError:
+    except ConfigError:
         return config.to_dict()
 
 
@@ -456,21 +432,21 @@ def execution_status(analysis: StoredAnalysis) -> dict[str, Any]:
         "config": _exported(config),
         "configId": analysis.config_id,
         "canaryExecutionRequest": (analysis.request.get("extra") or {}).get("executionRequest"),
-        "buildTimeMillis": _millis(analysis.created_at),
+        "buildTimeMillis": millis(analysis.created_at),
         "buildTimeIso": analysis.created_at.isoformat(),
         "storageAccountName": accounts.get("storageAccountName"),
         "configurationAccountName": accounts.get("configurationAccountName"),
         "metricsAccountName": accounts.get("metricsAccountName"),
     }
     if analysis.started_at is not None:
-        response["startTimeMillis"] = _millis(analysis.started_at)
+        response["startTimeMillis"] = millis(analysis.started_at)
         response["startTimeIso"] = analysis.started_at.isoformat()
     if analysis.finished_at is not None:
-        response["endTimeMillis"] = _millis(analysis.finished_at)
+        response["endTimeMillis"] = millis(analysis.finished_at)
         response["endTimeIso"] = analysis.finished_at.isoformat()
     if analysis.status is AnalysisStatus.FAILED:
         response["exception"] = {
-            "timestamp": _millis(analysis.finished_at or analysis.created_at),
+            "timestamp": millis(analysis.finished_at or analysis.created_at),
             "exceptionType": "AnalysisFailed",
             "details": {"error": analysis.error, "errors": [analysis.error]},
         }
@@ -579,10 +555,6 @@ def _split_metric(metric: MetricConfig, tags: dict[str, str]) -> MetricConfig:
     return metric.model_copy(update={"name": name})
 
 
-REMOTE_JUDGE_NAME = "RemoteJudge-v1.0"
-"""The judge name a Kayenta config carries when Kayenta hands its judging to this service."""
-
-
 def remote_judge_config(raw: dict[str, Any]) -> CanaryConfig:
     """The config Kayenta's remote judge sends. Its ``judge.name`` is ``RemoteJudge-v1.0``
     (that is how Kayenta picked this service); ``judge.judgeConfigurations.mode`` chooses our
@@ -633,9 +605,7 @@ def remote_judge(body: RemoteJudgeRequestIn, services: ServicesDep) -> dict[str,
             origin[split.name] = (metric.name, pair)
     judged_config = config.model_copy(update={"metrics": tuple(metrics)})
     thresholds = (
-        ScoreThresholds.model_validate(
-            {"pass": body.score_thresholds.pass_, "marginal": body.score_thresholds.marginal}
-        )
+        ScoreThresholds.of(body.score_thresholds.pass_, body.score_thresholds.marginal)
         if body.score_thresholds
         else None
     )

@@ -6,11 +6,21 @@ import json
 from datetime import timedelta
 from typing import Any
 
-import yaml
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response, status
 
 from judge.api.deps import RunnerDep, ServicesDep, StoreDep
+from judge.api.plans import (
+    AnalysisPlan,
+    BadRequestError,
+    check_plan,
+    config_document,
+    kayenta_document,
+    make_scope,
+    resolve_config,
+    stored_fields,
+    window,
+)
 from judge.api.runs import sequential_out
 from judge.api.schemas import (
     AnalysisOut,
@@ -26,20 +36,10 @@ from judge.api.schemas import (
     RunPollRequest,
     ScopeIn,
 )
-from judge.api.service import (
-    AnalysisPlan,
-    BadRequestError,
-    Services,
-    check_plan,
-    make_scope,
-    resolve_config,
-    stored_fields,
-    window,
-)
+from judge.api.service import Services
 from judge.api.store import AnalysisStatus, StoredAnalysis, StoredConfig, StoredRun
 from judge.api.telemetry import Stopwatch
-from judge.config import MetricConfig, ScoreThresholds
-from judge.config.queries import ColumnQuery
+from judge.config import ScoreThresholds
 from judge.ports import ScopePair
 
 router = APIRouter(prefix="/v1", tags=["native"])
@@ -61,17 +61,10 @@ _CONFIG_BODY = {
 }
 
 
-def data_column(metric: MetricConfig) -> str:
-    """The key a metric's inline data is read from (as ``judge.judging.judge`` reads it)."""
-    if isinstance(metric.query, ColumnQuery) and metric.query.column:
-        return metric.query.column
-    return metric.name
-
-
 def _thresholds(raw: Any) -> ScoreThresholds | None:
     if raw is None:
         return None
-    return ScoreThresholds.model_validate({"pass": raw.pass_, "marginal": raw.marginal})
+    return ScoreThresholds.of(raw.pass_, raw.marginal)
 
 
 # -- judge ---------------------------------------------------------------------------------------
@@ -84,7 +77,7 @@ def judge_inline(body: JudgeRequest, services: ServicesDep) -> Response:
         services.store, inline=body.config, config_ref=body.config_id, version=body.config_version
     )
     # A misspelt name would otherwise just leave its metric without data: say so instead.
-    known = {data_column(metric) for metric in config.metrics}
+    known = {metric.column for metric in config.metrics}
     for side, series in (("baseline", body.baseline), ("canary", body.canary)):
         unknown = sorted(set(series) - known)
         if unknown:
@@ -104,18 +97,6 @@ def judge_inline(body: JudgeRequest, services: ServicesDep) -> Response:
 
 
 # -- configs -------------------------------------------------------------------------------------
-async def _config_document(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    content_type = request.headers.get("content-type", "")
-    try:
-        document = yaml.safe_load(raw.decode()) if "yaml" in content_type else json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise BadRequestError(f"body: not valid JSON or YAML ({exc})", "body") from exc
-    if not isinstance(document, dict):
-        raise BadRequestError("body: a config must be an object", "body")
-    return document
-
-
 def _config_out(stored: StoredConfig) -> ConfigOut:
     return ConfigOut(
         id=stored.id,
@@ -138,7 +119,7 @@ def _config_out(stored: StoredConfig) -> ConfigOut:
 )
 async def create_config(request: Request, store: StoreDep) -> ConfigOut:
     """Store a config (native or Kayenta JSON, or YAML); it gets an id and version 1."""
-    document = await _config_document(request)
+    document = await config_document(request)
     _config, fields = stored_fields(document)
     stored = await to_thread.run_sync(
         lambda: store.create_config(**fields)
@@ -184,8 +165,6 @@ def config_versions(config_id: str, store: StoreDep) -> ConfigVersionsOut:
 @router.get("/configs/{config_id}/kayenta", response_model=dict[str, Any], responses=_ERRORS)
 def export_kayenta(config_id: str, store: StoreDep) -> dict[str, Any]:
     """The config as Kayenta JSON (as sent, when it was sent as Kayenta JSON)."""
-    from judge.api.kayenta import kayenta_document
-
     return kayenta_document(store.find_config(config_id))
 
 
@@ -194,7 +173,7 @@ def export_kayenta(config_id: str, store: StoreDep) -> dict[str, Any]:
 )
 async def update_config(config_id: str, request: Request, store: StoreDep) -> ConfigOut:
     """Store a new version of a config (earlier versions stay readable)."""
-    document = await _config_document(request)
+    document = await config_document(request)
     _config, fields = stored_fields(document)
     existing = await to_thread.run_sync(store.find_config, config_id)
     stored = await to_thread.run_sync(

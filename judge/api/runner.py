@@ -15,10 +15,11 @@ import logging
 
 from anyio import to_thread
 
-from judge.api.service import AnalysisPlan, Services, run_plan
-from judge.api.store import NotFoundError
+from judge.api.plans import AnalysisPlan, run_plan
+from judge.api.service import Services
 from judge.api.telemetry import Stopwatch, analysis_context
 from judge.config import CanaryConfig
+from judge.errors import NotFoundError
 
 logger = logging.getLogger(__name__)
 

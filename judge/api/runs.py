@@ -28,12 +28,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from judge.analysis import SequentialStatus, poll_async
+from judge.api.plans import AnalysisPlan, BadRequestError, plan_scopes, routed_sources
 from judge.api.schemas import SequentialOut
-from judge.api.service import AnalysisPlan, BadRequestError, plan_scopes, routed_sources
 from judge.api.sources import SourceRegistry
-from judge.api.store import NotFoundError, Store, StoredConfig, StoredRun
+from judge.api.store import Store, StoredConfig, StoredRun
 from judge.api.telemetry import ServiceMetrics, Stopwatch, analysis_context
 from judge.config import CanaryConfig, JudgeMode
+from judge.errors import NotFoundError
 from judge.judges.state import SequentialState
 from judge.report import Report
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from judge.api.store import NotFoundError, Store
+from judge.api.store import Store
 from judge.config import CanaryConfig
+from judge.errors import NotFoundError
 
 _METRICS: list[dict[str, Any]] = [
     {

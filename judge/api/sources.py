@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from judge.api.settings import Settings, SourceSettings
 from judge.api.telemetry import ServiceMetrics, Stopwatch
 from judge.config import CanaryConfig, MetricConfig
+from judge.errors import ConfigError
 from judge.ports import FetchedSeries, MetricSource, Scope, served_query_types
 
 
-class UnknownSourceError(LookupError):
+class UnknownSourceError(ConfigError):
     """A request named a source that is not configured (the message lists those that are)."""
 
 

@@ -41,6 +41,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from judge.errors import ConfigError, ConflictError, NotFoundError
+
 
 class AnalysisStatus(StrEnum):
     QUEUED = "queued"
@@ -51,14 +53,6 @@ class AnalysisStatus(StrEnum):
     @property
     def done(self) -> bool:
         return self in (AnalysisStatus.SUCCEEDED, AnalysisStatus.FAILED)
-
-
-class NotFoundError(LookupError):
-    """No config or analysis with that id."""
-
-
-class ConflictError(RuntimeError):
-    """A sequential run changed since it was read (another poll of the same run saved first)."""
 
 
 def _now() -> datetime:
@@ -323,7 +317,7 @@ class Store:
         )
         with self._session() as session:
             if session.get(_ConfigRow, row.id) is not None:
-                raise ValueError(f"a config with id {row.id!r} already exists")
+                raise ConfigError(f"a config with id {row.id!r} already exists")
             session.add(row)
             session.flush()
             session.add(_version_of(row))

@@ -39,6 +39,7 @@ from judge.config.queries import (
     PrometheusQuery,
     UnsupportedQuery,
 )
+from judge.errors import ConfigError
 
 if TYPE_CHECKING:
     # Types only: the models read Kayenta JSON through kayenta_to_native, so this module must
@@ -396,7 +397,7 @@ def _query_to_kayenta(metric: MetricConfig) -> dict[str, Any]:
         }
     if isinstance(query, PrometheusQuery):
         if query.aggregation_period or query.sum_by_fields:
-            raise ValueError(
+            raise ConfigError(
                 f"metric {metric.name!r}: 'aggregation_period' and 'sum_by_fields' have no "
                 "Kayenta equivalent"
             )
@@ -414,15 +415,15 @@ def _query_to_kayenta(metric: MetricConfig) -> dict[str, Any]:
         if query.query is not None:
             fields["customInlineTemplate"] = query.query
         return fields | {"type": "datadog"}
-    raise ValueError(f"metric {metric.name!r}: a {query.type!r} query has no Kayenta equivalent")
+    raise ConfigError(f"metric {metric.name!r}: a {query.type!r} query has no Kayenta equivalent")
 
 
 def _canary_to_kayenta(metric: MetricConfig) -> dict[str, Any]:
     test = metric.test
     if test.kind != "mann_whitney":
-        raise ValueError(f"metric {metric.name!r}: Kayenta has no {test.kind!r} test")
+        raise ConfigError(f"metric {metric.name!r}: Kayenta has no {test.kind!r} test")
     if test.confidence != KAYENTA_CONFIDENCE or test.tolerance != KAYENTA_TOLERANCE:
-        raise ValueError(
+        raise ConfigError(
             f"metric {metric.name!r}: Kayenta judges with confidence {KAYENTA_CONFIDENCE} and "
             f"tolerance {KAYENTA_TOLERANCE}, not {test.confidence} and {test.tolerance}"
         )
@@ -489,10 +490,7 @@ def config_to_kayenta(config: CanaryConfig) -> dict[str, Any]:
         kayenta["templates"] = dict(config.templates)
     kayenta["classifier"] = {
         "groupWeights": dict(config.groups),
-        "scoreThresholds": {
-            "pass": config.thresholds.pass_,
-            "marginal": config.thresholds.marginal,
-        },
+        "scoreThresholds": config.thresholds.to_dict(),
     }
     for key in _KEPT_TOP_LEVEL:
         if key != "judge" and key in config.extras:

@@ -42,6 +42,7 @@ from judge.config.enums import (
 )
 from judge.config.kayenta import kayenta_to_native, looks_like_kayenta
 from judge.config.queries import ColumnQuery, Query
+from judge.errors import ConfigError
 
 
 class _Strict(BaseModel):
@@ -282,6 +283,26 @@ class ScoreThresholds(_Strict):
     pass_: float = Field(default=95.0, alias="pass", ge=0, le=100)
     marginal: float = Field(default=75.0, ge=0, le=100)
 
+    @classmethod
+    def of(cls, pass_: float, marginal: float) -> ScoreThresholds:
+        """Validated thresholds from the two limits."""
+        return cls.model_validate({"pass": pass_, "marginal": marginal})
+
+    def replaced(
+        self, pass_: float | None = None, marginal: float | None = None
+    ) -> ScoreThresholds:
+        """These thresholds with either limit replaced (validated again: a ``marginal`` above
+        ``pass`` is refused)."""
+        return ScoreThresholds.of(
+            self.pass_ if pass_ is None else pass_,
+            self.marginal if marginal is None else marginal,
+        )
+
+    def to_dict(self) -> dict[str, float]:
+        """``{"pass": .., "marginal": ..}``, as files and JSON bodies write them (``pass`` is a
+        Python keyword, so the field is ``pass_``)."""
+        return {"pass": self.pass_, "marginal": self.marginal}
+
     @model_validator(mode="after")
     def _ordered(self) -> ScoreThresholds:
         if self.marginal > self.pass_:
@@ -386,7 +407,7 @@ class CanaryConfig(_Strict):
     def parse_text(cls, text: str) -> CanaryConfig:
         raw = yaml.safe_load(text) if text.lstrip()[:1] not in "{[" else json.loads(text)
         if not isinstance(raw, Mapping):
-            raise ValueError("a canary config must be a mapping at its top level")
+            raise ConfigError("a canary config must be a mapping at its top level")
         if looks_like_kayenta(raw):
             return cls.from_kayenta(raw)
         return cls.from_dict(raw)
@@ -394,8 +415,7 @@ class CanaryConfig(_Strict):
     def to_dict(self) -> dict[str, Any]:
         """The native form, JSON-ready (round-trips through :meth:`from_dict`)."""
         native = self.model_dump(mode="json", by_alias=False, exclude_none=True)
-        # ``pass`` is a Python keyword, so the field is ``pass_``; the file format says ``pass``.
-        native["thresholds"] = {"pass": self.thresholds.pass_, "marginal": self.thresholds.marginal}
+        native["thresholds"] = self.thresholds.to_dict()
         return native
 
 

@@ -11,7 +11,7 @@ Kayenta query keeps every field it had; the native snake_case names are preferre
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -133,8 +133,3 @@ Query = Annotated[
 UNSERVED_QUERY_TYPES: frozenset[str] = frozenset(
     ("signalfx", "graphite", "newrelic", "stackdriver", "atlas", "influxdb", "wavefront")
 )
-
-
-def query_fields(query: _Query) -> dict[str, Any]:
-    """The query as Kayenta would store it (camelCase aliases, unset fields dropped)."""
-    return query.model_dump(by_alias=True, exclude_defaults=True) | {"type": query.type}  # type: ignore[attr-defined]

@@ -16,6 +16,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from judge.errors import DataError
+
 STATE_VERSION = 1
 
 
@@ -94,7 +96,7 @@ class SequentialState:
     def from_dict(cls, raw: dict[str, Any]) -> SequentialState:
         version = raw.get("version", STATE_VERSION)
         if version != STATE_VERSION:
-            raise ValueError(
+            raise DataError(
                 f"sequential state version {version} is not supported (expected {STATE_VERSION})"
             )
         return cls(

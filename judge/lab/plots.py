@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 
 from judge.config import CanaryConfig, EffectMeasure, MannWhitneyTest, MetricConfig
-from judge.config.queries import ColumnQuery
 from judge.report import Classification, MetricResult, Report
 
 if TYPE_CHECKING:
@@ -66,9 +65,7 @@ def _series(data: pd.DataFrame | Mapping[str, Any], column: str) -> pd.Series:
 
 
 def _column(result: MetricResult, metric: MetricConfig | None) -> str:
-    if metric is not None and isinstance(metric.query, ColumnQuery) and metric.query.column:
-        return metric.query.column
-    return result.name
+    return metric.column if metric is not None else result.name
 
 
 def _ecdf(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:

@@ -85,11 +85,6 @@ def ar1_variance_factor(phi: float) -> float:
     return (1.0 + phi) / (1.0 - phi)
 
 
-def effective_sample_size(n: int, phi: float) -> float:
-    """``n (1 - phi) / (1 + phi)``: independent points worth as much as ``n`` AR(1) points."""
-    return n / ar1_variance_factor(phi)
-
-
 def sample_autocorrelation(values: FloatArray, lag: int = 1) -> float:
     """``sum_t d_t d_(t-lag) / sum_t d_t^2`` of the centred series ``d`` (not clipped, no bias
     correction); 0 for a constant series or one no longer than ``lag``."""

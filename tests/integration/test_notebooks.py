@@ -83,6 +83,8 @@ def test_quickstart_runs_top_to_bottom(tmp_path: Path, monkeypatch: pytest.Monke
     out = _stdout(notebook)
     assert "bad release: shifted_mean in latency_p50" in out
     assert "verdict:" in out
+    # The sequential analysis ran to its decision on the demo source, polling every 5 minutes.
+    assert "minute  5: continue" in out and ": fail " in out
     # The figure cell produced an image.
     images = [
         output

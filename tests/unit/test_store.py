@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from judge.api.store import AnalysisStatus, ConflictError, NotFoundError, Store, StoredRun
+from judge.api.store import AnalysisStatus, Store, StoredRun
+from judge.errors import ConflictError, NotFoundError
 
 
 @pytest.fixture

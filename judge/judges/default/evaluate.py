@@ -35,6 +35,7 @@ from judge.config import (
     QuantileTest,
     RateRatioTest,
 )
+from judge.errors import ConfigError
 from judge.judges.common import FloatArray, Prepared
 from judge.judges.words import figure, percent
 from judge.report import Classification
@@ -512,4 +513,4 @@ def evaluate(
         return _evaluate_rate_ratio(
             p.metric, test, p.canary, p.baseline, canary_exposure, baseline_exposure
         )
-    raise ValueError(f"the default judge has no evaluation for test {test.kind!r}")
+    raise ConfigError(f"the default judge has no evaluation for test {test.kind!r}", "test.kind")
