@@ -119,8 +119,13 @@ def score_report(
     thresholds: ScoreThresholds,
     *,
     details: Mapping[str, Any] | None = None,
+    nodata_limit: float | None = NODATA_LIMIT_PERCENT,
 ) -> Report:
-    """Score classified metrics and build the report (see the module docstring for rules)."""
+    """Score classified metrics and build the report (see the module docstring for rules).
+
+    ``nodata_limit=None`` drops Kayenta's rule that a large share of ``nodata`` metrics forces
+    the score to 0 (the default judge holds such a verdict at ``marginal`` instead: no data is
+    not evidence of harm)."""
     results = tuple(results)
     scored = [r for r in results if not r.muted]
     present = list(dict.fromkeys(g for r in scored for g in r.groups))
@@ -147,11 +152,11 @@ def score_report(
             + (f" (also critical: {_names(critical[1:])})" if critical[1:] else "")
             + "."
         )
-    elif scored and nodata_share >= NODATA_LIMIT_PERCENT:
+    elif scored and nodata_limit is not None and nodata_share >= nodata_limit:
         score = 0.0
         rule = (
             f"{len(nodata)} of {len(scored)} scored metrics ({nodata_share:.0f}%) had no data, "
-            f"at or above the {NODATA_LIMIT_PERCENT:g}% limit: score forced to 0."
+            f"at or above the {nodata_limit:g}% limit: score forced to 0."
         )
     elif not scored:
         score = 0.0
@@ -176,7 +181,7 @@ def score_report(
         "weighted_score": weighted,
         "critical_failures": [r.name for r in critical],
         "nodata_share": nodata_share,
-        "nodata_limit": NODATA_LIMIT_PERCENT,
+        "nodata_limit": nodata_limit,
         "muted": muted,
         "weights": weights,
     }

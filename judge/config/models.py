@@ -181,7 +181,7 @@ class RateRatioTest(_Strict):
     allowed_increase: float = Field(default=1.0, ge=1.0, alias="allowedIncrease")
     allowed_decrease: float = Field(default=1.0, gt=0.0, le=1.0, alias="allowedDecrease")
     margin: float = Field(default=3.0, gt=1.0)
-    negligible_rate: float = Field(default=0.001, ge=0.0, alias="negligibleRate")
+    negligible_rate: float = Field(default=0.002, ge=0.0, alias="negligibleRate")
     overdispersion: Autocorrelation = Autocorrelation.AUTO
 
 

@@ -54,10 +54,12 @@ def finish_report(
     data: Mapping[str, MetricInput],
     thresholds: ScoreThresholds,
     details: Mapping[str, Any] | None = None,
+    **scoring: Any,
 ) -> Report:
     """Score ``results`` (in config order) into a report; series in ``data`` that no metric
-    or denominator uses are listed in ``details["ignored_series"]``."""
+    or denominator uses are listed in ``details["ignored_series"]``. ``scoring`` goes to
+    :func:`judge.scoring.score_report` (a judge's own scoring options)."""
     known = {m.name for m in config.metrics} | config.denominators
     extra: dict[str, Any] = {"ignored_series": sorted(name for name in data if name not in known)}
     extra.update(details or {})
-    return score_report(config, list(results), thresholds, details=extra)
+    return score_report(config, list(results), thresholds, details=extra, **scoring)

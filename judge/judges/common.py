@@ -245,23 +245,40 @@ def error_result(metric: MetricConfig, reason: str, **details: Any) -> MetricRes
 def nodata_result(
     metric: MetricConfig, mode: JudgeMode, reason: str, **fields: Any
 ) -> MetricResult:
-    """``nodata`` or ``nodata_fail`` by the metric's ``must_have_data`` and the mode's rule."""
+    """A metric that could not be judged for lack of data or evidence, by the mode's rule.
+
+    Kayenta mode (MannWhitneyClassifier): ``nodata_fail`` when ``mustHaveData`` and not
+    critical, counted as a failure; a critical metric without data is ``nodata`` flagged
+    critical, which zeroes the score. Default mode: "cannot tell" never rolls back. The metric
+    is ``nodata`` and not scored; when it is critical or must have data the evidence is
+    *required* (``details["required"]``), and the default judge then holds the verdict at
+    ``marginal`` at most (:func:`judge.judges.default.decide.state_evidence`).
+    """
     if mode is JudgeMode.KAYENTA:
-        # MannWhitneyClassifier: NodataFailMetric only for non-critical metrics; a critical
-        # metric without data is Nodata flagged critical, which zeroes the score.
         failing = metric.must_have_data and not metric.critical
-    else:
-        failing = metric.must_have_data
-    classification = Classification.NODATA_FAIL if failing else Classification.NODATA
+        classification = Classification.NODATA_FAIL if failing else Classification.NODATA
+        suffix = (
+            " This metric must have data, so it counts as a failure."
+            if failing
+            else " It is not scored."
+        )
+        if metric.critical:
+            suffix += " It is critical, so the canary fails."
+        return metric_result(
+            metric, classification, reason + suffix, critical_failure=metric.critical, **fields
+        )
+    required = metric.critical or metric.must_have_data
+    why = "critical" if metric.critical else "must have data (mustHaveData)"
     suffix = (
-        " This metric must have data, so it counts as a failure."
-        if failing
+        f" It is {why}, so without this evidence the canary cannot pass: verdict at most "
+        "marginal (never a failure: no evidence is not evidence of harm)."
+        if required
         else " It is not scored."
     )
-    if metric.critical:
-        suffix += " It is critical, so the canary fails."
+    details = dict(fields.pop("details", None) or {})
+    details["required"] = required
     return metric_result(
-        metric, classification, reason + suffix, critical_failure=metric.critical, **fields
+        metric, Classification.NODATA, reason + suffix, details=details, **fields
     )
 
 

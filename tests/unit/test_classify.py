@@ -133,21 +133,28 @@ def test_empty_series_is_nodata(mode: str) -> None:
     assert "No baseline and canary points" in result.reason
 
 
-def test_must_have_data_makes_nodata_a_failure() -> None:
+def test_kayenta_must_have_data_makes_nodata_a_failure() -> None:
     result = classify(metric(must_have_data=True), BASELINE, [])
     assert result.classification is Classification.NODATA_FAIL
     assert "must have data" in result.reason
 
 
-def test_kayenta_critical_must_have_data_is_nodata_that_fails_the_canary() -> None:
+def test_default_must_have_data_without_data_is_required_evidence_not_a_failure() -> None:
+    result = classify(metric(must_have_data=True), BASELINE, [], "default")
+    assert result.classification is Classification.NODATA
+    assert not result.critical_failure and result.details["required"] is True
+    assert "must have data" in result.reason and "at most marginal" in result.reason
+
+
+def test_critical_without_data_kayenta_fails_the_canary_default_holds_it_at_marginal() -> None:
     m = metric(must_have_data=True, critical=True)
     kayenta = classify(m, BASELINE, [], "kayenta")
     assert kayenta.classification is Classification.NODATA
     assert kayenta.critical_failure
     default = classify(m, BASELINE, [], "default")
-    assert default.classification is Classification.NODATA_FAIL
-    assert default.critical_failure
-    assert "must have data" in default.reason and "critical" in default.reason
+    assert default.classification is Classification.NODATA
+    assert not default.critical_failure and default.details["required"] is True
+    assert "critical" in default.reason and "never a failure" in default.reason
 
 
 def test_empty_with_nan_replace_passes_in_kayenta_mode_only() -> None:

@@ -46,7 +46,9 @@ class DefaultJudge:
                 done[p.metric.name] = decided
         # Tested together: vectorised over metrics, then the family-wise correction.
         ordered, details = finish_default(config, done, tested, data)
-        report = finish_report(config, ordered, data, thresholds, details)
+        # No data is not evidence of harm: no forced 0 for many nodata metrics; the verdict is
+        # held at marginal instead (state_evidence).
+        report = finish_report(config, ordered, data, thresholds, details, nodata_limit=None)
         return state_evidence(report)
 
     def classify(self, metric: MetricConfig, baseline: Any, canary: Any) -> MetricResult:

@@ -100,7 +100,8 @@ def _result(p: Prepared, ev: Evaluation | str, decision: Decision) -> MetricResu
             f"{decision.rule}).",
             estimate=ev.estimate, low=ev.low, high=ev.high,
             confidence=ev.confidence, p_value=ev.p_value, effect_size=ev.effect_size,
-            effect_measure=ev.effect_measure, details=details, **sides,
+            effect_measure=ev.effect_measure, details={**details, "evidence": ev.evidence},
+            **sides,
         )
     else:
         classification = Classification.PASS
@@ -257,35 +258,61 @@ def finish_default(
     return [results[m.name] for m in config.metrics], details
 
 
-def state_evidence(report: Report) -> Report:
-    """Say in the verdict which metrics had not enough evidence, and never let one that must
-    have it pass (default mode; the report's other fields are kept).
+NODATA_MARGINAL_SHARE = 50.0
+"""With this share (in %) or more of the scored metrics without enough evidence, the verdict is
+at most ``marginal``: too little was judged to promote (Kayenta forces the score to 0 at the
+same share, which fails the canary; here no data is never evidence of harm)."""
 
-    A metric without enough evidence (too little traffic, too few effective points) is
-    ``nodata`` and not scored, so the other metrics can carry a ``pass``; the report's reason
-    then names it ("passed on what could be judged"), and ``details["not_enough_evidence"]``
-    lists it. A metric with ``mustHaveData: true`` is ``nodata_fail`` instead, and the verdict
-    is then at most ``marginal`` whatever the score: the release cannot pass on evidence the
-    team declared necessary and did not get. Muted metrics are left out.
+
+def state_evidence(report: Report) -> Report:
+    """The default judge's verdict rules on evidence: "cannot tell" never rolls back, and a
+    pass needs the evidence that was asked for (the report's other fields are kept).
+
+    - ``fail`` needs evidence of harm: a scored metric ``high``/``low`` (or in ``error``). A
+      ``fail`` without one (every metric muted, say) becomes ``marginal``.
+    - A metric without enough evidence (too little traffic, too few effective points, no data)
+      is ``nodata`` and not scored, so the others can carry a ``pass``; the reason names it
+      ("passed on what could be judged"). When it is critical or must have data
+      (``details["required"]``), or when half or more of the scored metrics lack evidence
+      (:data:`NODATA_MARGINAL_SHARE`), the verdict is at most ``marginal``, and the reason says
+      what evidence is missing and how much more data would give it.
+
+    ``details["not_enough_evidence"]`` lists the metrics and the required ones. Muted metrics
+    are left out.
     """
-    lacking = [m for m in report.metrics if not m.muted and m.classification in (
+    scored = [m for m in report.metrics if not m.muted]
+    lacking = [m for m in scored if m.classification in (
         Classification.NODATA, Classification.NODATA_FAIL)]
+    harmed = [m for m in scored if m.classification.failed
+              and m.classification is not Classification.NODATA_FAIL]
+    verdict, reason = report.verdict, report.reason
+    if verdict is Verdict.FAIL and not harmed:
+        verdict = Verdict.MARGINAL
+        reason += (" Not a failure: no metric showed evidence of harm (no evidence is not "
+                   "evidence of harm); verdict marginal.")
     if not lacking:
-        return report
+        return dataclasses.replace(report, verdict=verdict, reason=reason)
     names = ", ".join(m.name for m in lacking)
-    required = [m.name for m in lacking if m.classification is Classification.NODATA_FAIL]
+    required = [m for m in lacking if m.details.get("required")]
+    share = 100.0 * len(lacking) / len(scored)
     details = dict(report.details)
     details["not_enough_evidence"] = {"metrics": [m.name for m in lacking],
-                                      "required": required}
-    reason = report.reason
-    verdict = report.verdict
-    if required and verdict is Verdict.PASS:
+                                      "required": [m.name for m in required],
+                                      "share": share}
+    missing = " ".join(
+        f"{m.name}: {m.details['evidence']}." for m in required if m.details.get("evidence"))
+    if verdict is Verdict.PASS and required:
         verdict = Verdict.MARGINAL
-        reason += (f" Not a pass: {', '.join(required)} must have evidence (mustHaveData) and "
-                   "did not get enough; verdict marginal.")
+        reason += (f" Not a pass: {', '.join(m.name for m in required)} must be shown safe "
+                   "(critical or mustHaveData) and the data could not show it; verdict "
+                   "marginal." + (f" Missing: {missing}" if missing else ""))
+    elif verdict is Verdict.PASS and share >= NODATA_MARGINAL_SHARE:
+        verdict = Verdict.MARGINAL
+        reason += (f" Not a pass: {len(lacking)} of {len(scored)} metrics ({share:.0f}%) had "
+                   f"not enough evidence ({names}); verdict marginal.")
     elif verdict is Verdict.PASS:
         reason += (f" Passed on what could be judged: not enough evidence on {names} "
-                   "(not scored; mark a metric mustHaveData to require it).")
+                   "(not scored; mark a metric critical or mustHaveData to require it).")
     else:
         reason += f" Not enough evidence on {names}."
     return dataclasses.replace(report, verdict=verdict, reason=reason, details=details)

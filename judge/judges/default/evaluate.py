@@ -133,12 +133,8 @@ def _autocorrelation(
 def _too_few(ac: AutocorrelationEstimate, n_canary: int, n_baseline: int) -> str | None:
     eff_c, eff_b = n_canary / ac.factor_canary, n_baseline / ac.factor_baseline
     if min(eff_c, eff_b) < MIN_EFFECTIVE_POINTS:
-        return (
-            f"Not enough evidence: {n_baseline} baseline and {n_canary} canary points are worth "
-            f"about {eff_b:.1f} and {eff_c:.1f} independent points (lag-1 autocorrelation "
-            f"{ac.phi_baseline:.2f}/{ac.phi_canary:.2f}); at least {MIN_EFFECTIVE_POINTS:g} "
-            "are needed on each side"
-        )
+        return _too_few_sentence(n_canary, n_baseline, eff_c, eff_b, ac.phi_canary,
+                                 ac.phi_baseline)
     return None
 
 
@@ -203,10 +199,14 @@ def evaluate_mann_whitney_many(items: Sequence[Prepared]) -> list[Evaluation | s
 def _too_few_sentence(
     n_canary: int, n_baseline: int, eff_c: float, eff_b: float, phi_c: float, phi_b: float
 ) -> str:
+    # Points a side must have for MIN_EFFECTIVE_POINTS at the same autocorrelation.
+    more = max(math.ceil(MIN_EFFECTIVE_POINTS * n / eff) - n if eff > 0 else 0
+               for n, eff in ((n_canary, eff_c), (n_baseline, eff_b)))
     return (
         f"Not enough evidence: {n_baseline} baseline and {n_canary} canary points are worth "
         f"about {eff_b:.1f} and {eff_c:.1f} independent points (lag-1 autocorrelation "
         f"{phi_b:.2f}/{phi_c:.2f}); at least {MIN_EFFECTIVE_POINTS:g} are needed on each side"
+        + (f", about {more} more points a side" if more > 0 else "")
     )
 
 
@@ -459,21 +459,37 @@ def _evaluate_rate_ratio(
         not metric.direction.decrease_matters or two.low >= 1.0 / test.margin
     )
     rate_upper = math.nan
+    more = ""
     if has_denominator:
+        # A material increase of the error rate is one beyond both `margin` times the
+        # baseline's rate and the baseline's rate plus `negligible_rate`: 0 errors against 0 on
+        # thousands of requests rules out every material increase, though no ratio can be
+        # bounded. Shown by the canary's own one-sided upper bound (exact Poisson, counts
+        # tempered by the dispersion).
         effective = x_c / dispersion
-        rate_upper = float(sps.chi2.ppf(test.confidence, 2.0 * (effective + 1.0)) / 2.0) / (
-            exp_c / dispersion
-        )
-        if (metric.direction is Direction.INCREASE
-                and rate_upper <= test.negligible_rate):
+        quantile = float(sps.chi2.ppf(test.confidence, 2.0 * (effective + 1.0)) / 2.0)
+        rate_upper = quantile / (exp_c / dispersion)
+        allowed_rate = x_b / exp_b + test.negligible_rate
+        if metric.direction is Direction.INCREASE and rate_upper <= allowed_rate:
             ruled_out = True
+        elif metric.direction is Direction.INCREASE and allowed_rate > 0:
+            # The exposure that would bound the rate at this many events: how much more
+            # traffic the evidence needs.
+            needed = quantile * dispersion / allowed_rate
+            per_interval = exp_c / max(canary.size, 1)
+            intervals = math.ceil(max(needed - exp_c, 0.0) / per_interval) if per_interval else 0
+            more = (f"; about {intervals} more intervals at this traffic "
+                    f"({figure(per_interval)} {unit} per interval) would show it")
     evidence = None
     if not ruled_out:
+        low_traffic = (f"Low traffic: {x_c:g} canary events in {exp_c:g} {unit}. "
+                       if has_denominator and x_c + x_b < 10 else "")
         evidence = (
-            f"Not enough evidence: {interval}; the interval cannot rule out a ratio beyond "
-            f"{test.margin:g}"
-            + (f" nor bound the canary's rate below {percent(test.negligible_rate)}"
-               f" (upper bound {percent(rate_upper)})" if has_denominator else "")
+            f"{low_traffic}Not enough evidence: {interval}; the interval cannot rule out a "
+            f"ratio beyond {test.margin:g}"
+            + (f" nor bound the canary's rate below the baseline's plus "
+               f"{percent(test.negligible_rate)} (upper bound {percent(rate_upper)}){more}"
+               if has_denominator else "")
         )
     return Evaluation(
         test="rate_ratio",
