@@ -1,0 +1,1 @@
+"""Tools for notebooks and benchmarks: labelled canaries, backtests, plots."""
