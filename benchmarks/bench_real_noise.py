@@ -44,7 +44,7 @@ from scipy.stats import binomtest
 
 import judge
 from judge.config import CanaryConfig, JudgeMode
-from judge.default_judge import judge_sequential
+from judge.judges.state import SequentialState
 from judge.lab.real_noise import (
     DEFAULT_SPEC,
     EXPECTED,
@@ -61,7 +61,6 @@ from judge.lab.real_noise import (
     load_real_series,
 )
 from judge.report import Classification, Report
-from judge.sequential_state import SequentialState
 
 # -- every call into the judge (re-point these after a restructuring) ---------------------------
 
@@ -86,7 +85,7 @@ def poll_sequential(
 ) -> tuple[Report, SequentialState, str]:
     """One poll with the points since the last one: report, new state and the run's status
     (``continue``, ``pass``, ``fail``, ``inconclusive``)."""
-    report, state = judge_sequential(config, state, baseline_new, canary_new, final=final)
+    report, state = judge.poll(config, state, baseline_new, canary_new, final=final)
     return report, state, str(report.details["sequential"]["status"])
 
 
