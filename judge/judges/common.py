@@ -130,6 +130,9 @@ class Prepared:
     canary_summary: SideSummary
     notes: tuple[str, ...] = ()
     """Sentences about the input added to every reason (e.g. infinite points dropped)."""
+    paired: tuple[FloatArray, FloatArray] | None = None
+    """``(baseline, canary)`` minute by minute when both sides cover the same timestamps:
+    the pairs where both are finite (NaN strategy applied), for the time-aligned tests."""
 
     @property
     def sides(self) -> dict[str, Any]:
@@ -282,17 +285,35 @@ def nodata_result(
     )
 
 
+def _aligned_pairs(
+    metric: MetricConfig, baseline: FloatArray, canary: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """The minutes where both sides have a finite value (NaN as the NaN strategy says)."""
+    if metric.nan_strategy is NanStrategy.REPLACE:
+        baseline, canary = np.nan_to_num(baseline, nan=0.0), np.nan_to_num(canary, nan=0.0)
+    keep = np.isfinite(baseline) & np.isfinite(canary)
+    return baseline[keep], canary[keep]
+
+
 def prepare(
-    metric: MetricConfig, mode: JudgeMode, baseline: Any, canary: Any
+    metric: MetricConfig, mode: JudgeMode, baseline: Any, canary: Any, *, aligned: bool = False
 ) -> Prepared | MetricResult:
-    """Clean both sides of one metric, or return its ``error`` result when unusable."""
+    """Clean both sides of one metric, or return its ``error`` result when unusable.
+
+    ``aligned``: the two sides cover the same timestamps point for point; the default judge
+    then also gets the time-aligned pairs (:attr:`Prepared.paired`)."""
     sides: list[tuple[FloatArray, SideSummary]] = []
+    raw_values: list[FloatArray] = []
     for label, raw in (("baseline", baseline), ("canary", canary)):
         try:
             values = as_values(raw)
         except DataError as exc:
             return error_result(metric, f"The {label} series {exc}.", side=label)
+        raw_values.append(values)
         sides.append(_clean_side(metric, values))
+    paired = None
+    if aligned and mode is JudgeMode.DEFAULT and raw_values[0].size == raw_values[1].size:
+        paired = _aligned_pairs(metric, raw_values[0], raw_values[1])
     (base_values, base_summary), (canary_values, canary_summary) = sides
     notes = []
     for label, summary in (("baseline", base_summary), ("canary", canary_summary)):
@@ -306,6 +327,7 @@ def prepare(
         baseline_summary=base_summary,
         canary_summary=canary_summary,
         notes=tuple(notes),
+        paired=paired,
     )
 
 
@@ -332,7 +354,8 @@ def prepare_all(
                 metric, mode, given.reason, details=dict(given.details)
             )
         else:
-            outcome = prepare(metric, mode, given.baseline, given.canary)
+            outcome = prepare(metric, mode, given.baseline, given.canary,
+                              aligned=given.aligned)
             if isinstance(outcome, MetricResult):
                 done[metric.name] = outcome
             else:

@@ -39,6 +39,7 @@ from judge.errors import ConfigError
 from judge.judges.common import FloatArray, Prepared
 from judge.judges.words import figure, percent
 from judge.report import Classification
+from judge.stats import cles
 from judge.stats.autocorrelation import (
     AutocorrelationEstimate,
     ShiftResult,
@@ -48,6 +49,7 @@ from judge.stats.autocorrelation import (
     shift_test_rows,
 )
 from judge.stats.counts import count_dispersion, rate_ratio_test
+from judge.stats.paired import paired_shift_test, paired_spread_test
 from judge.stats.quantiles import (
     OUTLIER_FENCE,
     SpreadTailRows,
@@ -68,6 +70,19 @@ __all__ = [
 MIN_EFFECTIVE_POINTS = 2.0
 """Fewer effective (independent-equivalent) points than this on a side: ``nodata``, "not
 enough evidence". Kayenta gives confident verdicts on a handful of correlated points."""
+
+MIN_PAIRS = 10
+"""Fewer time-aligned pairs than this: the unpaired tests are used (a signed-rank test on a
+handful of pairs says little, and the unpaired tests know how to say "not enough evidence")."""
+
+PAIRING_MIN_CORRELATION = 0.5
+"""Aligned sides are compared minute by minute only when they move together: a rank correlation
+of at least this. Both comparisons are valid either way (the sides are exchangeable when
+nothing changed); the choice is about power. Pairing removes the shared variation (variance
+``1 - rho`` of the unpaired one for a shift), while sides with independent noise lose the
+unpaired spread test's strength: on the synthetic AR(1) scenarios (independent noise on each
+side) the paired tests caught 78% of meaningful shifts and 47% of wider spreads where the
+unpaired ones caught 90% and 95%."""
 
 PHI_MARGIN = 1.0
 """Standard errors added to the estimated lag-1 autocorrelation for the location test. With 60
@@ -174,23 +189,28 @@ def evaluate_mann_whitney_many(items: Sequence[Prepared]) -> list[Evaluation | s
             point_c, point_b = raw.raised(0.0)
             methods = [raw.method_of(i) for i in range(rows)]
         f_c, f_b = ar1_variance_factor_rows(phi_c), ar1_variance_factor_rows(phi_b)
+        tails = spread_tail_rows(c_rows, b_rows, point_c, point_b)
+        # Time-aligned metrics are compared minute by minute (what both sides share cancels);
+        # the others, or too few aligned pairs, take the unpaired tests.
+        paired = np.array([_pairable(items[i]) for i in members], dtype=bool)
+        for local in np.flatnonzero(paired).tolist():
+            out[members[local]] = _paired_evaluation(items[members[local]], tails, local)
         enough = np.minimum(n_c / f_c, n_b / f_b) >= MIN_EFFECTIVE_POINTS
-        for local in np.flatnonzero(~enough).tolist():
+        for local in np.flatnonzero(~enough & ~paired).tolist():
             out[members[local]] = _too_few_sentence(
                 n_c, n_b, n_c / f_c[local], n_b / f_b[local], phi_c[local], phi_b[local])
-        kept = np.flatnonzero(enough)
+        kept = np.flatnonzero(enough & ~paired)
         if kept.size == 0:
             continue
         c_k, b_k = c_rows[kept], b_rows[kept]
         shifts = shift_test_rows(c_k, b_k, confidence=confidence,
                                  factor_canary=f_c[kept], factor_baseline=f_b[kept])
-        tails = spread_tail_rows(c_k, b_k, point_c[kept], point_b[kept])
         mean_c, mean_b = c_k.mean(axis=1), b_k.mean(axis=1)
         for position, local in enumerate(kept.tolist()):
             p = items[members[local]]
             out[members[local]] = _mann_whitney_evaluation(
                 p, shifts[position], methods[local], float(phi_c[local]),
-                float(phi_b[local]), tails, position, float(mean_c[position]),
+                float(phi_b[local]), tails, local, float(mean_c[position]),
                 float(mean_b[position]),
             )
     return [ev if ev is not None else "Not evaluated" for ev in out]
@@ -277,13 +297,100 @@ def _mann_whitney_evaluation(
     )
 
 
+def _pairable(p: Prepared) -> bool:
+    """Compared minute by minute: aligned, enough pairs, and the sides move together (their
+    rank correlation at least :data:`PAIRING_MIN_CORRELATION`)."""
+    if p.paired is None or p.paired[0].size < MIN_PAIRS:
+        return False
+    baseline, canary = p.paired
+    if np.ptp(baseline) == 0.0 or np.ptp(canary) == 0.0:
+        return False
+    return float(sps.spearmanr(baseline, canary).statistic) >= PAIRING_MIN_CORRELATION
+
+
+def _paired_evaluation(p: Prepared, tails: SpreadTailRows, row: int) -> Evaluation | str:
+    """The time-aligned tests of one ``mann_whitney`` metric: signed-rank shift of the
+    minute-by-minute differences, and with ``tails`` the paired spread test plus the unpaired
+    tail checks (an outlier minute is an outlier whatever the other side did)."""
+    metric, test = p.metric, p.metric.test
+    assert isinstance(test, MannWhitneyTest) and p.paired is not None
+    baseline, canary = p.paired
+    independent = test.autocorrelation is Autocorrelation.NONE
+    loc = paired_shift_test(canary, baseline, confidence=test.confidence, margin=PHI_MARGIN,
+                            independent=independent)
+    effective = loc.pairs / loc.inflation
+    if effective < MIN_EFFECTIVE_POINTS:
+        return (
+            f"Not enough evidence: {loc.pairs} time-aligned pairs with a difference "
+            f"({loc.zeros} equal) are worth about {effective:.1f} independent ones (lag-1 "
+            f"autocorrelation of the signs {loc.phi:.2f}); at least {MIN_EFFECTIVE_POINTS:g} "
+            "are needed"
+        )
+    interval = (
+        f"shift {figure(loc.estimate, signed=True)}, {test.confidence * 100:g}% CI "
+        f"[{figure(loc.low, signed=True)}, {figure(loc.high, signed=True)}]"
+    )
+    components: list[Component] = []
+    if metric.direction.increase_matters:
+        components.append(Component("location", Classification.HIGH, loc.p_greater,
+                                    f"the canary is above the baseline minute by minute "
+                                    f"({interval})"))
+    if metric.direction.decrease_matters:
+        components.append(Component("location", Classification.LOW, loc.p_less,
+                                    f"the canary is below the baseline minute by minute "
+                                    f"({interval})"))
+    details: dict[str, Any] = {
+        "pairing": {"used": True, "pairs": loc.pairs, "equal_pairs": loc.zeros,
+                    "phi": loc.phi, "variance_inflation": loc.inflation,
+                    "effective_pairs": effective},
+        "location": {"estimate": loc.estimate, "low": loc.low, "high": loc.high,
+                     "p_greater": loc.p_greater, "p_less": loc.p_less, "z": loc.z},
+    }
+    if test.tails:
+        spread = paired_spread_test(canary, baseline, margin=PHI_MARGIN)
+        details["tails"] = _tail_components(metric, tails, row, components,
+                                            paired_spread=spread.p_wider)
+    limits = test.effect_size
+    if limits.measure is EffectMeasure.CLES:
+        effect = float(cles(p.canary, p.baseline))
+    else:
+        mean_b = p.baseline_summary.mean
+        effect = p.canary_summary.mean / mean_b if mean_b != 0 else math.nan
+    worst = min(components, key=lambda comp: comp.p_value)
+    material = True
+    if worst.name == "location" and not math.isnan(effect):
+        material = (
+            effect >= limits.allowed_increase
+            if worst.side is Classification.HIGH
+            else effect <= limits.allowed_decrease
+        )
+    return Evaluation(
+        test="mann_whitney",
+        components=tuple(components),
+        estimate=loc.estimate,
+        low=loc.low,
+        high=loc.high,
+        confidence=test.confidence,
+        effect_size=effect,
+        effect_measure=limits.measure.value,
+        material=material,
+        summary=(f"Wilcoxon signed-rank on {loc.pairs} time-aligned pairs (baseline and canary "
+                 f"at the same minutes; autocorrelation-corrected): {interval}"),
+        details=details,
+    )
+
+
 def _tail_components(
     metric: MetricConfig,
     t: SpreadTailRows,
     row: int,
     components: list[Component],
+    *,
+    paired_spread: float | None = None,
 ) -> dict[str, Any]:
     """Add the spread and tail checks for the directions that matter; return their details.
+    ``paired_spread``: the time-aligned spread test's p-value, used instead of the unpaired
+    one.
 
     A wider spread counts in a direction only when that half of the distribution widened
     (p90 - median for increases, median - p10 for decreases): a latency whose fast requests
@@ -303,9 +410,12 @@ def _tail_components(
         widened.append((Classification.HIGH, "upper", upper_ratio))
     if metric.direction.decrease_matters and not lower_ratio <= 1.0:
         widened.append((Classification.LOW, "lower", lower_ratio))
+    if paired_spread is not None:
+        out["spread"]["p_value"] = paired_spread
+        out["spread"]["paired"] = True
     if widened:
         side, half, ratio = max(widened, key=lambda w: -1.0 if math.isnan(w[2]) else w[2])
-        spread_p = float(t.spread_p[row])
+        spread_p = float(t.spread_p[row]) if paired_spread is None else paired_spread
         sentence = (
             f"the canary is more spread out (median absolute deviation {figure(mad_c)}"
             f" vs {figure(mad_b)}; its {half} half is {figure(ratio)}x as wide)"

@@ -1,0 +1,207 @@
+"""Tests on time-aligned pairs: baseline and canary observed at the same minutes.
+
+A canary usually runs next to its baseline behind one load balancer, and both are queried over
+one window with one step: minute ``t`` of each side saw the same load. The difference
+``d_t = canary_t - baseline_t`` cancels what the sides share (daily cycles, traffic swings,
+a noisy neighbour on the whole cluster), so a shift stands out against the minute-level noise
+only, not against the load's swings. With nothing changed the sides are exchangeable minute by
+minute: ``d_t`` is symmetric about 0, and given the pair ``{baseline_t, canary_t}`` its sign is
+a fair coin. The tests here are that sign-flip symmetry made into statistics (the Wilcoxon
+signed-rank family; Hollander, Wolfe & Chicken, *Nonparametric Statistical Methods*, 3rd ed.,
+§3.1 and §3.2):
+
+- :func:`paired_shift_test`: the signed-rank statistic ``S = sum sign(d_t) r_t`` (``r_t`` the
+  midrank of ``|d_t|`` among the non-zero differences) against its permutation variance
+  ``sum r_t^2``, with the Hodges-Lehmann one-sample estimate (median of the Walsh averages
+  ``(d_i + d_j) / 2``) and its interval at the same critical value.
+- :func:`paired_spread_test`: whether the canary is further from the common level than the
+  baseline, minute by minute: ``T = sum sign(d_t) r_t sign(m_t - median(m))`` with
+  ``m_t = (baseline_t + canary_t) / 2``. A wider canary is above the baseline when the level is
+  high and below it when it is low; a pure shift cancels out of ``T``.
+
+Serial dependence: the differences need not be independent from minute to minute (an
+instance's slowly varying state, a cache warming). Both statistics are sums of terms that follow
+``d_t``; their variance is inflated by the AR(1) long-run factor ``(1 + phi) / (1 - phi)`` of
+the differences' *residuals* ``e_t = d_t - a - b (m_t - median(m))`` (least squares): removing
+a shift and a level-dependent change first keeps the alternative each test is built to see
+from passing for dependence (a wider canary makes ``d_t`` follow the slow level). ``phi`` is
+the rank-based, bias-corrected lag-1 estimate of :func:`judge.stats.autocorrelation.
+lag1_autocorrelation`, raised by ``margin`` standard errors ``sqrt((1 - phi^2) / n)``, as the
+unpaired tests do.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats as sps
+
+from judge.stats.autocorrelation import PHI_CAP, lag1_autocorrelation
+
+__all__ = [
+    "PairedShiftResult",
+    "PairedSpreadResult",
+    "paired_shift_test",
+    "paired_spread_test",
+    "residual_phi",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class PairedShiftResult:
+    """Signed-rank shift test of ``canary - baseline`` and its Hodges-Lehmann interval."""
+
+    estimate: float
+    """Median of the Walsh averages of the non-zero differences (0 when all are 0)."""
+    low: float
+    high: float
+    p_greater: float
+    """One-sided p-value for "the canary is higher" (``p_less`` mirrored)."""
+    p_less: float
+    z: float
+    pairs: int
+    """Pairs with a non-zero difference (the test's ``n``; zeros carry no sign)."""
+    zeros: int
+    phi: float
+    """Lag-1 autocorrelation allowed for (margin included, clipped to ``[0, PHI_CAP]``)."""
+
+    @property
+    def inflation(self) -> float:
+        return (1.0 + self.phi) / (1.0 - self.phi)
+
+
+@dataclass(frozen=True)
+class PairedSpreadResult:
+    """Sign-flip test of "the canary is further from the common level than the baseline"."""
+
+    p_wider: float
+    z: float
+    pairs: int
+    phi: float
+
+
+def _differences(canary: npt.ArrayLike, baseline: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+    c = np.asarray(canary, dtype=np.float64)
+    b = np.asarray(baseline, dtype=np.float64)
+    if c.shape != b.shape or c.ndim != 1:
+        raise ValueError(
+            f"canary and baseline must be aligned 1-d arrays, got shapes {c.shape} and {b.shape}"
+        )
+    keep = np.isfinite(c) & np.isfinite(b)
+    return c[keep] - b[keep], (c[keep] + b[keep]) / 2.0
+
+
+def residual_phi(d: FloatArray, level: FloatArray, margin: float) -> float:
+    """The lag-1 autocorrelation allowed for: of the residuals of ``d`` on ``(1, level -
+    median(level))`` (see the module doc), plus ``margin`` standard errors, in
+    ``[0, PHI_CAP]``."""
+    n = d.size
+    if n < 5:
+        return PHI_CAP
+    centred = level - np.median(level)
+    design = np.column_stack([np.ones(n), centred])
+    coefficients, *_ = np.linalg.lstsq(design, d, rcond=None)
+    residuals = d - design @ coefficients
+    if np.ptp(residuals) == 0.0:
+        return 0.0
+    phi = min(max(lag1_autocorrelation(residuals), 0.0), PHI_CAP)
+    se = math.sqrt(max(1.0 - phi * phi, 0.0) / n)
+    return min(phi + margin * se, PHI_CAP)
+
+
+def _validate(confidence: float, margin: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+
+
+def paired_shift_test(
+    canary: npt.ArrayLike,
+    baseline: npt.ArrayLike,
+    *,
+    confidence: float = 0.98,
+    margin: float = 1.0,
+    independent: bool = False,
+) -> PairedShiftResult:
+    """Signed-rank test of ``canary - baseline`` on aligned points (pairs with a NaN dropped),
+    its variance inflated for serially dependent signs, and the Hodges-Lehmann interval.
+
+    ``z = S / sqrt(kappa * sum r^2)`` (no continuity correction); the interval is
+    ``[W_(k), W_(N + 1 - k)]`` of the ``N = n (n + 1) / 2`` sorted Walsh averages with
+    ``k = floor(N / 2 - z_{(1 + confidence) / 2} sqrt(kappa n (n + 1) (2 n + 1) / 24))``;
+    when ``k < 1`` the data cannot bound the shift and the interval is infinite.
+    ``independent=True`` takes the signs as independent (``kappa = 1``): the p-values are then
+    R's ``wilcox.test(canary, baseline, paired = TRUE, exact = FALSE, correct = FALSE)`` when
+    there are no ties among the ``|d|`` (R corrects the variance for ties; here the midranks'
+    own ``sum r^2`` is that variance, which is the same number).
+
+    >>> r = paired_shift_test([11.0, 12.5, 13.0, 12.0, 14.0], [10.0, 11.0, 10.5, 10.0, 11.0],
+    ...                       independent=True)
+    >>> r.estimate, round(r.p_greater, 4)
+    (2.0, 0.0216)
+    """
+    _validate(confidence, margin)
+    d, level = _differences(canary, baseline)
+    nonzero = d[d != 0.0]
+    n = int(nonzero.size)
+    zeros = int(d.size - n)
+    if n == 0:
+        return PairedShiftResult(0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0, zeros, 0.0)
+    ranks = sps.rankdata(np.abs(nonzero))
+    signs = np.sign(nonzero)
+    statistic = float(np.dot(signs, ranks))
+    phi = 0.0 if independent else residual_phi(d, level, margin)
+    kappa = (1.0 + phi) / (1.0 - phi)
+    sd = math.sqrt(kappa * float(np.dot(ranks, ranks)))
+    z = statistic / sd
+    walsh = (nonzero[:, None] + nonzero[None, :])[np.triu_indices(n)] / 2.0
+    walsh.sort()
+    count = walsh.size
+    estimate = float(np.median(walsh))
+    critical = float(sps.norm.ppf((1.0 + confidence) / 2.0))
+    k = math.floor(count / 2.0 - critical * math.sqrt(kappa * n * (n + 1) * (2 * n + 1) / 24.0))
+    if k < 1:
+        low, high = -math.inf, math.inf
+    else:
+        low, high = float(walsh[k - 1]), float(walsh[count - k])
+    return PairedShiftResult(
+        estimate=estimate, low=low, high=high,
+        p_greater=float(sps.norm.sf(z)), p_less=float(sps.norm.cdf(z)), z=z,
+        pairs=n, zeros=zeros, phi=phi,
+    )
+
+
+def paired_spread_test(
+    canary: npt.ArrayLike, baseline: npt.ArrayLike, *, margin: float = 1.0
+) -> PairedSpreadResult:
+    """One-sided sign-flip test that the canary is further than the baseline from the common
+    level ``m_t = (canary_t + baseline_t) / 2``, minute by minute (see the module doc):
+    ``T = sum sign(d_t) r_t s_t`` over pairs with ``d_t != 0`` and ``s_t = sign(m_t -
+    median(m)) != 0``, variance ``kappa * sum r_t^2``.
+
+    >>> level = [5.0, 15.0, 4.0, 16.0, 6.0, 14.0, 3.0, 17.0, 5.5, 15.5]
+    >>> wide = [2 * v - 10 for v in level]   # the same minutes, twice as far from 10
+    >>> paired_spread_test(wide, level, margin=0.0).p_wider < 0.01
+    True
+    """
+    _validate(0.5, margin)
+    d, level = _differences(canary, baseline)
+    if d.size == 0:
+        return PairedSpreadResult(1.0, 0.0, 0, 0.0)
+    side = np.sign(level - np.median(level))
+    keep = (d != 0.0) & (side != 0.0)
+    n = int(keep.sum())
+    if n == 0:
+        return PairedSpreadResult(1.0, 0.0, 0, 0.0)
+    ranks = sps.rankdata(np.abs(d[keep]))
+    terms = np.sign(d[keep]) * side[keep]
+    phi = residual_phi(d, level, margin)
+    kappa = (1.0 + phi) / (1.0 - phi)
+    z = float(np.dot(terms, ranks)) / math.sqrt(kappa * float(np.dot(ranks, ranks)))
+    return PairedSpreadResult(p_wider=float(sps.norm.sf(z)), z=z, pairs=n, phi=phi)
