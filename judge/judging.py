@@ -47,6 +47,9 @@ class FetchFailure:
     with this reason (the other metrics are judged as usual)."""
 
     reason: str
+    kind: str = "source"
+    """Its ``judge.ports.FailureKind``; a source failure (an outage) of a scored metric makes
+    the report an error outcome (``judge.scoring.score_report``)."""
 
 
 SeriesInput: TypeAlias = "tuple[Any, Any] | FetchFailure"
@@ -96,7 +99,7 @@ def _prepare_all(
             )
             continue
         if isinstance(given, FetchFailure):
-            done[metric.name] = error_result(metric, given.reason)
+            done[metric.name] = error_result(metric, given.reason, fetch_failure=given.kind)
             continue
         baseline, canary = given
         prepared = prepare(metric, config.mode, baseline, canary)

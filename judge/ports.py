@@ -13,13 +13,21 @@ the rest into an ``error`` classification for that metric only::
 
     SourceError                       anything a metric source reports
     ├── RetryableSourceError          worth another attempt: 5xx, 408, 429, refused, timed out
+    │   ├── SourceConnectionError     no connection, or it broke (refused, reset, DNS)
     │   └── SourceTimeoutError        the source did not answer in time
     └── FatalSourceError              retrying cannot help
         ├── SourceAuthError           401 / 403: missing or wrong credentials
         ├── QueryError                the source rejected the query (bad PromQL, 400, 422)
         ├── ScopeValueError           a scope value cannot be substituted safely
         ├── MalformedResponseError    the answer is not in the documented format
+        │   └── BadDataError          the answer holds values that cannot be judged
         └── UnsupportedSourceError    no source serves this kind of query
+
+Each error has a :attr:`SourceError.kind` (:class:`FailureKind`): what went wrong, in words the
+doors and the reasons use. :data:`OUTAGE_KINDS` are the kinds that mean the *source* failed
+(down, slow, refusing the query or the credentials, answering garbage, or returning no series
+at all for a scope): a report with a scored metric failed that way is an error outcome, not a
+verdict (see :func:`judge.scoring.score_report`).
 
 Scopes follow Kayenta's ``controlScope`` / ``experimentScope``: ``scope`` (usually a label value
 such as a version or a server group), ``location``, ``start``, ``end``, ``step`` and
@@ -31,7 +39,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -43,8 +52,66 @@ FloatArray = npt.NDArray[np.float64]
 
 
 # -- errors ------------------------------------------------------------------------------------
+class FailureKind(StrEnum):
+    """Why a metric's data could not be had, in a word (reasons and doors use these)."""
+
+    CONNECT = "connect"
+    """No connection to the source, or it broke (refused, reset, DNS, TLS)."""
+    TIMEOUT = "timeout"
+    """The source did not answer in time (its own timeout, or the analysis' deadline)."""
+    HTTP = "http"
+    """The source answered an HTTP error status (5xx, 429, 404 ...), with its message."""
+    REJECTED = "rejected"
+    """The source refused the query (bad PromQL, HTTP 400/422, a column a file lacks)."""
+    AUTH = "auth"
+    """The source refused the credentials (HTTP 401/403, keys missing)."""
+    MALFORMED = "malformed"
+    """The source answered, but not in its documented format."""
+    NO_SERIES = "no_series"
+    """The source returned no series at all for a scope (see ``judge.analysis``)."""
+    SOURCE = "source"
+    """Anything else the source (or a bug in its adapter) raised."""
+    CONFIG = "config"
+    """The query could not be built or routed (no I/O happened): a config or request problem."""
+    BAD_DATA = "bad_data"
+    """Data arrived but cannot be judged (values that are not numbers)."""
+
+
+OUTAGE_KINDS: frozenset[str] = frozenset({
+    FailureKind.CONNECT, FailureKind.TIMEOUT, FailureKind.HTTP, FailureKind.REJECTED,
+    FailureKind.AUTH, FailureKind.MALFORMED, FailureKind.NO_SERIES, FailureKind.SOURCE,
+})
+"""Failures of the source itself: a scored metric that failed this way makes the report an
+error outcome (no verdict). ``config`` and ``bad_data`` are not among them: the metric is
+``error`` and scored as a failure, as before (a broken config never promotes a canary)."""
+
+
 class SourceError(Exception):
-    """Anything a metric source reports. Messages never contain credentials."""
+    """Anything a metric source reports. Messages never contain credentials.
+
+    ``status``: the HTTP status the source answered, if any. ``kind``: a :class:`FailureKind`
+    (the class's own unless given; an error with a ``status`` is ``http`` unless its class
+    says more, e.g. ``auth`` or ``rejected``).
+    """
+
+    default_kind: ClassVar[FailureKind] = FailureKind.SOURCE
+
+    def __init__(
+        self, message: str, *, status: int | None = None, kind: FailureKind | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self._kind = kind
+
+    @property
+    def kind(self) -> FailureKind:
+        if self._kind is not None:
+            return self._kind
+        if self.status is not None and self.default_kind in (
+            FailureKind.SOURCE, FailureKind.CONNECT
+        ):
+            return FailureKind.HTTP
+        return self.default_kind
 
 
 class RetryableSourceError(SourceError):
@@ -53,13 +120,30 @@ class RetryableSourceError(SourceError):
     ``retry_after`` is the delay the source asked for (HTTP ``Retry-After``), in seconds.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    default_kind = FailureKind.CONNECT
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int | None = None,
+        kind: FailureKind | None = None,
+    ) -> None:
+        super().__init__(message, status=status, kind=kind)
         self.retry_after = retry_after
+
+
+class SourceConnectionError(RetryableSourceError):
+    """No connection to the source, or the connection broke before an answer."""
+
+    default_kind = FailureKind.CONNECT
 
 
 class SourceTimeoutError(RetryableSourceError):
     """The source did not answer within its timeout."""
+
+    default_kind = FailureKind.TIMEOUT
 
 
 class FatalSourceError(SourceError):
@@ -69,21 +153,49 @@ class FatalSourceError(SourceError):
 class SourceAuthError(FatalSourceError):
     """The source refused the credentials (HTTP 401 or 403)."""
 
+    default_kind = FailureKind.AUTH
+
 
 class QueryError(FatalSourceError):
     """The source rejected the query itself (bad syntax, unknown function, HTTP 400/422)."""
+
+    default_kind = FailureKind.REJECTED
 
 
 class ScopeValueError(FatalSourceError):
     """A scope value (or extended scope parameter) cannot be placed in the query safely."""
 
+    default_kind = FailureKind.CONFIG
+
 
 class MalformedResponseError(FatalSourceError):
     """The source answered, but not in its documented format."""
 
+    default_kind = FailureKind.MALFORMED
+
+
+class BadDataError(MalformedResponseError):
+    """The source answered with values that cannot be judged (e.g. text in a number column):
+    the data is bad, the source did not fail."""
+
+    default_kind = FailureKind.BAD_DATA
+
 
 class UnsupportedSourceError(FatalSourceError):
     """The metric's query is for a kind of source nothing here serves."""
+
+    default_kind = FailureKind.CONFIG
+
+
+def failure_kind(exc: BaseException) -> FailureKind:
+    """The :class:`FailureKind` of anything a fetch raised (a timeout of the analysis' own
+    ``asyncio`` clock is ``timeout``; an exception that is no :class:`SourceError` is a bug in
+    an adapter: ``source``)."""
+    if isinstance(exc, SourceError):
+        return exc.kind
+    if isinstance(exc, TimeoutError):
+        return FailureKind.TIMEOUT
+    return FailureKind.SOURCE
 
 
 def parse_entries(
@@ -193,7 +305,8 @@ class Scope:
         if self.start is None or self.end is None:
             raise FatalSourceError(
                 f"scope {self.scope!r} has no time window: give 'start' and 'end' to the scope "
-                "or to the analysis"
+                "or to the analysis",
+                kind=FailureKind.CONFIG,
             )
         return self.start, self.end, self.step if self.step is not None else timedelta(minutes=1)
 

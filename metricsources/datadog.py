@@ -38,6 +38,7 @@ import numpy as np
 
 from judge.config import CanaryConfig, MetricConfig
 from judge.ports import (
+    FailureKind,
     FatalSourceError,
     FetchedSeries,
     MalformedResponseError,
@@ -45,12 +46,14 @@ from judge.ports import (
     RetryableSourceError,
     Scope,
     SourceAuthError,
+    SourceConnectionError,
     SourceTimeoutError,
     TaggedSeries,
     UnsupportedSourceError,
     parse_entries,
 )
 from judge.queries import DatadogQuery
+from metricsources._http import parse_retry_after, transport_reason
 from metricsources.templates import check_datadog_scope, expand_datadog
 
 DEFAULT_SITE = "https://api.datadoghq.com"
@@ -159,13 +162,9 @@ def _caused_by_tls(exc: BaseException) -> bool:
 
 def _retry_after(response: httpx.Response) -> float | None:
     for header in ("Retry-After", "X-RateLimit-Reset"):
-        value = response.headers.get(header)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            continue
+        seconds = parse_retry_after(response.headers.get(header))
+        if seconds is not None:
+            return seconds
     return None
 
 
@@ -268,15 +267,16 @@ class DatadogSource:
         except httpx.ConnectError as exc:
             if _caused_by_tls(exc):
                 raise FatalSourceError(
-                    f"TLS with Datadog at {self.site} failed (check 'verify' / the CA bundle)"
+                    f"TLS with Datadog at {self.site} failed (check 'verify' / the CA bundle)",
+                    kind=FailureKind.CONNECT,
                 ) from exc
-            raise RetryableSourceError(
-                f"cannot connect to Datadog at {self.site}: {type(exc).__name__}"
+            raise SourceConnectionError(
+                f"cannot connect to Datadog at {self.site}: {transport_reason(exc)}"
             ) from exc
         except httpx.HTTPError as exc:
             # Transport errors (refused, reset, protocol) name the URL at most, never headers.
-            raise RetryableSourceError(
-                f"request to Datadog at {self.site} failed: {type(exc).__name__}"
+            raise SourceConnectionError(
+                f"request to Datadog at {self.site} failed: {transport_reason(exc)}"
             ) from exc
         return FetchedSeries(
             query=rendered,
@@ -297,18 +297,24 @@ class DatadogSource:
         status = response.status_code
         if status in (401, 403):
             raise SourceAuthError(
-                f"Datadog at {self.site} refused the keys (HTTP {status}): {self._error(response)}"
+                f"Datadog at {self.site} refused the keys (HTTP {status}): {self._error(response)}",
+                status=status,
             )
         if status in (408, 429) or status >= 500:
             raise RetryableSourceError(
                 f"Datadog at {self.site} answered HTTP {status}: {self._error(response)}",
                 retry_after=_retry_after(response),
+                status=status,
             )
         if status in (400, 422):
-            raise QueryError(f"Datadog rejected the query (HTTP {status}): {self._error(response)}")
+            raise QueryError(
+                f"Datadog rejected the query (HTTP {status}): {self._error(response)}",
+                status=status,
+            )
         if status != 200:
             raise FatalSourceError(
-                f"Datadog at {self.site} answered HTTP {status}: {self._error(response)}"
+                f"Datadog at {self.site} answered HTTP {status}: {self._error(response)}",
+                status=status,
             )
         try:
             body = response.json()

@@ -29,10 +29,11 @@ import pandas as pd
 
 from judge.config import CanaryConfig, MetricConfig
 from judge.ports import (
+    BadDataError,
+    FailureKind,
     FatalSourceError,
     FetchedSeries,
     FloatArray,
-    MalformedResponseError,
     QueryError,
     Scope,
     TaggedSeries,
@@ -150,7 +151,8 @@ class FrameSource:
             present = sorted(self.frame[self.scope_column].unique())
             raise FatalSourceError(
                 f"{self.label} has no rows with {self.scope_column} == {scope.scope!r} "
-                f"(values present: {', '.join(present)})"
+                f"(values present: {', '.join(present)})",
+                kind=FailureKind.NO_SERIES,
             )
         if self.time_column is not None:
             times = rows[self.time_column]
@@ -169,7 +171,7 @@ class FrameSource:
         values = pd.to_numeric(raw, errors="coerce")
         bad = values.isna() & raw.notna()
         if bad.any():
-            raise MalformedResponseError(
+            raise BadDataError(
                 f"column {column!r} of {self.label} has values that are not numbers, "
                 f"e.g. {raw[bad].iloc[0]!r}"
             )
