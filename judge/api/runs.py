@@ -13,9 +13,10 @@ SequentialState`). This module is the service's side of it:
   compare-and-set on the call count, so two polls of one run at once cannot both count;
 - a restart loses nothing: the next poll reads the stored state and carries on.
 
-A metric whose fetch fails adds no points: the run stays undecided (``continue``), never passes
-because of it, and a ``final`` poll with a failed fetch is not treated as final (the run would
-otherwise pass metrics it never saw).
+A metric whose fetch fails adds no points: the run never passes because of it, a ``final`` poll
+with a failed fetch is not treated as final (the run would otherwise pass metrics it never
+saw), and an undecided run answers status ``error`` when the source failed
+(:func:`judge.analysis.poll_outcome`).
 """
 
 from __future__ import annotations
@@ -27,9 +28,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from judge.analysis import fetch_metrics, fetch_summary, new_points
+from judge.analysis import fetch_metrics, fetch_summary, new_points, poll_outcome
 from judge.api.schemas import SequentialOut
-from judge.api.service import AnalysisPlan, BadRequestError, plan_scopes, routed_sources
+from judge.api.service import (
+    AnalysisPlan,
+    BadRequestError,
+    fetch_deadline,
+    plan_scopes,
+    routed_sources,
+)
 from judge.api.sources import SourceRegistry
 from judge.api.store import NotFoundError, Store, StoredConfig, StoredRun
 from judge.api.telemetry import ServiceMetrics, Stopwatch, analysis_context
@@ -177,6 +184,7 @@ class RunKeeper:
             fetches = await fetch_metrics(
                 config, routed_sources(plan, self.sources), plan_scopes(plan),
                 start=fetch_start, end=plan.end, step=plan.step,
+                deadline=fetch_deadline(self.timeout),
             )
         else:  # polled again for the same moment: nothing new, the state is re-judged as is
             fetches = ()
@@ -185,6 +193,7 @@ class RunKeeper:
             config, state, points.baseline, points.canary,
             now=plan.end.isoformat(), final=final and not points.errors,
         )
+        report = poll_outcome(config, report, points)  # an outage: status "error", no verdict
         sequential: dict[str, Any] = dict(report.details.get("sequential", {}))
         sequential.update({
             "run_id": run_id,

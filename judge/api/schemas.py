@@ -111,7 +111,9 @@ class ReportOut(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    verdict: Literal["pass", "marginal", "fail"]
+    verdict: Literal["pass", "marginal", "fail", "error"] = Field(
+        description="error: no verdict, a metric source failed (details.fetch_failures)"
+    )
     score: float | None
     reason: str
     thresholds: dict[str, float]
@@ -189,7 +191,9 @@ class SequentialOut(BaseModel):
     """Where a sequential run stands after a poll."""
 
     run_id: str
-    status: Literal["continue", "pass", "fail", "inconclusive"]
+    status: Literal["continue", "pass", "fail", "inconclusive", "error"] = Field(
+        description="error: this poll has no answer, a metric source failed (the run goes on)"
+    )
     calls: int
     new_points: int
     points: int = Field(description="points judged so far (the most of any metric)")
@@ -212,7 +216,7 @@ class RunOut(BaseModel):
 
     run_id: str
     kind: str
-    status: Literal["continue", "pass", "fail", "inconclusive"]
+    status: Literal["continue", "pass", "fail", "inconclusive", "error"]
     calls: int
     config_name: str | None = None
     config_id: str | None = None
@@ -228,7 +232,10 @@ class RunOut(BaseModel):
 class AnalysisOut(BaseModel):
     id: str
     kind: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: Literal["queued", "running", "succeeded", "failed", "error"] = Field(
+        description="error: ran without a verdict because a metric source failed ('error' "
+        "says which source, query and failure); failed: could not run to the end"
+    )
     progress: float = Field(description="0..1: fetched metrics over all metrics")
     progress_detail: dict[str, Any]
     config_id: str | None
@@ -289,8 +296,10 @@ class MetricSummaryOut(BaseModel):
 
 
 class ArgoJudgeOut(BaseModel):
-    """Always sent with HTTP 200. ``verdict`` is ``pass``, ``marginal``, ``fail`` or ``error``;
-    the booleans make ``successCondition: result.pass`` style conditions read naturally."""
+    """``verdict`` is ``pass``, ``marginal``, ``fail`` (HTTP 200) or ``error`` (HTTP 503 when a
+    metric source failed, 504 past the time budget: Argo's Error measurement; HTTP 200 for a
+    bad request: Inconclusive); the booleans make ``successCondition: result.pass`` style
+    conditions read naturally."""
 
     model_config = ConfigDict(populate_by_name=True)
 

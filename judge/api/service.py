@@ -342,13 +342,27 @@ def plan_scopes(plan: AnalysisPlan) -> Scopes:
     return next(iter(plan.scopes.values())) if len(plan.scopes) == 1 else plan.scopes
 
 
+JUDGE_RESERVE_SECONDS = 1.5
+"""Of a time budget, what fetching leaves for judging, storing and answering (a quarter of
+the budget when that is less): with ``CANARY_JUDGE_SYNC_TIMEOUT_SECONDS`` at 8 s, fetching
+(retries and backoff included) ends by 6.5 s and the answer is sent by 8 s, under the
+controllers' 10 s."""
+
+
+def fetch_deadline(budget: float) -> float:
+    """Seconds the fetching of an analysis with ``budget`` seconds in all may take."""
+    return budget - min(JUDGE_RESERVE_SECONDS, budget / 4)
+
+
 async def run_plan(
     plan: AnalysisPlan,
     sources: SourceRegistry,
     *,
     on_progress: ProgressCallback | None = None,
+    deadline: float | None = None,
 ) -> Report:
-    """Fetch both sides of every metric and judge them (``judge.analysis.analyze_async``)."""
+    """Fetch both sides of every metric and judge them (``judge.analysis.analyze_async``),
+    the fetching within ``deadline`` seconds (retries and backoff included)."""
     from judge.analysis import analyze_async
 
     return await analyze_async(
@@ -360,7 +374,13 @@ async def run_plan(
         step=plan.step,
         thresholds=plan.thresholds,
         on_progress=on_progress,
+        deadline=deadline,
     )
+
+
+def outcome_cause(report: Report) -> str:
+    """The cause of an error outcome, for the ``error`` field of an analysis: its reason."""
+    return report.reason
 
 
 @dataclass
@@ -386,8 +406,10 @@ class Services:
     async def judge_now(self, plan: AnalysisPlan, kind: str) -> tuple[Report, str]:
         """Run a plan synchronously within ``sync_timeout_seconds``, storing it as an analysis.
 
-        Raises ``TimeoutError`` when the budget runs out (the stored analysis is marked
-        failed saying so).
+        Fetching ends by :func:`fetch_deadline` of that budget, so a source that is down or
+        slow gives an error outcome (``report.is_error``; stored with status ``error`` and the
+        cause) in time. Raises ``TimeoutError`` when the budget runs out anyway (the stored
+        analysis is marked failed saying so).
         """
         stored = await to_thread.run_sync(
             lambda: self.store.create_analysis(
@@ -398,14 +420,20 @@ class Services:
         self.metrics.analyses_started.labels(kind).inc()
         with analysis_context(stored.id):
             report = await self._run_sync(plan, kind, stored.id)
-        await to_thread.run_sync(self.store.mark_succeeded, stored.id, report.to_dict())
+        if report.is_error:
+            await to_thread.run_sync(
+                self.store.mark_error, stored.id, report.to_dict(), outcome_cause(report)
+            )
+        else:
+            await to_thread.run_sync(self.store.mark_succeeded, stored.id, report.to_dict())
         return report, stored.id
 
     async def _run_sync(self, plan: AnalysisPlan, kind: str, analysis_id: str) -> Report:
         watch = Stopwatch()
         try:
+            budget = self.settings.sync_timeout_seconds
             report = await asyncio.wait_for(
-                run_plan(plan, self.sources), timeout=self.settings.sync_timeout_seconds
+                run_plan(plan, self.sources, deadline=fetch_deadline(budget)), timeout=budget
             )
         except TimeoutError:
             message = (
@@ -426,6 +454,13 @@ class Services:
             raise
         self.metrics.analysis_seconds.labels(kind).observe(watch.seconds)
         self.metrics.analyses_finished.labels(kind, report.verdict.value).inc()
+        if report.is_error:
+            logger.warning(
+                "synchronous analysis has no verdict: a metric source failed",
+                extra={"kind": kind, "config": plan.config.name, "error": report.reason,
+                       "seconds": round(watch.seconds, 3)},
+            )
+            return report
         logger.info(
             "synchronous analysis finished",
             extra={
