@@ -293,7 +293,33 @@ class DatadogSource:
                 text = text.replace(secret.reveal(), "***")
         return text
 
-    def _parse(self, response: httpx.Response) -> tuple[TaggedSeries, ...]:
+    async def probe(self, timeout: float | None = None) -> None:
+        """Is Datadog answering, and are the keys good? ``GET /api/v1/validate`` (Datadog API
+        reference, "Authentication: Validate API key"): no metric query, no quota. Raises the
+        :class:`~judge.ports.SourceError` a fetch would raise; used by the service's source
+        health checks, never by an analysis."""
+        if not self._api_key:
+            raise SourceAuthError("Datadog needs an API key (api_key= or DD_API_KEY)")
+        limit = min(self.timeout, timeout) if timeout is not None else self.timeout
+        headers = {"DD-API-KEY": self._api_key.reveal(), "Accept": "application/json"}
+        try:
+            async with httpx.AsyncClient(timeout=limit, verify=self._tls_context()) as client:
+                response = await client.get(f"{self.site}/api/v1/validate", headers=headers)
+        except httpx.TimeoutException as exc:
+            raise SourceTimeoutError(
+                f"Datadog at {self.site} did not answer within {limit:g} s"
+            ) from exc
+        except httpx.HTTPError as exc:
+            if _caused_by_tls(exc):
+                raise FatalSourceError(f"TLS with Datadog at {self.site} failed",
+                                       kind=FailureKind.CONNECT) from exc
+            raise SourceConnectionError(
+                f"cannot connect to Datadog at {self.site}: {transport_reason(exc)}"
+            ) from exc
+        self._check_status(response)
+
+    def _check_status(self, response: httpx.Response) -> None:
+        """Raise for an error status (401/403 auth, 408/429/5xx retryable, 400/422 query)."""
         status = response.status_code
         if status in (401, 403):
             raise SourceAuthError(
@@ -316,6 +342,9 @@ class DatadogSource:
                 f"Datadog at {self.site} answered HTTP {status}: {self._error(response)}",
                 status=status,
             )
+
+    def _parse(self, response: httpx.Response) -> tuple[TaggedSeries, ...]:
+        self._check_status(response)
         try:
             body = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -375,6 +375,24 @@ class FlaggerOut(BaseModel):
 
 
 # -- health ------------------------------------------------------------------------------------
+class SourceHealthOut(BaseModel):
+    """What was last seen of a metric source (a health check or a fetch)."""
+
+    status: Literal["up", "down", "unknown"]
+    kind: str | None = Field(default=None, description="the failure kind while down")
+    error: str | None = None
+    checked_at: str | None = None
+    via: Literal["check", "fetch"] | None = None
+    down_since: str | None = None
+    last_up: str | None = None
+
+
 class HealthOut(BaseModel):
     status: str
     detail: str | None = None
+    database: str | None = None
+    sources: dict[str, SourceHealthOut] | None = Field(
+        default=None,
+        description="metric sources' health: shown, never a reason to take the pod out of "
+        "service (an outage of a source is not fixed by restarting canary-judge)",
+    )
