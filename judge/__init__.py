@@ -35,9 +35,9 @@ from judge.errors import (
     JudgeError,
     NotFoundError,
     QueryError,
+    SourceConnectionError,
     SourceError,
     SourceTimeoutError,
-    SourceUnavailableError,
 )
 from judge.judges.common import MetricData
 from judge.judges.state import SequentialState
@@ -79,9 +79,9 @@ __all__ = [
     "SequentialState",
     "SequentialStatus",
     "SideSummary",
+    "SourceConnectionError",
     "SourceError",
     "SourceTimeoutError",
-    "SourceUnavailableError",
     "Verdict",
     "analyze",
     "analyze_async",

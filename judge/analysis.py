@@ -8,12 +8,26 @@ call when the data is not in hand yet. It
 2. fetches both sides of all metrics concurrently (``asyncio.gather``; ``concurrency`` bounds
    how many fetches are in flight), each attempt under a per-source timeout, retrying
    :class:`~judge.ports.RetryableSourceError` and timeouts with exponential backoff and jitter
-   (:class:`RetryPolicy`);
+   (:class:`RetryPolicy`), all within an optional overall ``deadline``;
 3. turns each metric's series into one ``(baseline, canary)`` array pair, or several when the
-   query groups by tags (see below), or a ``FetchFailure(reason)`` when a side could not be
-   fetched: that metric is classified ``error``; the others are judged as usual;
+   query groups by tags (see below), or a ``FetchFailure(reason, kind)`` when a side could not
+   be fetched: that metric is classified ``error``; the others are judged as usual;
 4. calls ``judge.judging.judge_series`` once and returns its :class:`~judge.report.Report`,
    with what was fetched under ``report.details["fetch"]`` (query text, attempts, seconds).
+
+Failure is not a verdict. A side that could not be fetched carries a
+:class:`~judge.ports.FailureKind` (``connect``, ``timeout``, ``http``, ``rejected``, ``auth``,
+``malformed``, ``no_series`` ...) and a reason naming the source, the query and what happened.
+When a scored metric failed with one of :data:`~judge.ports.OUTAGE_KINDS`, the judge makes the
+whole report an *error outcome* (``Verdict.ERROR``, no score; see
+:func:`judge.scoring.score_report`): an outage is no evidence about the canary, so it must
+neither pass nor fail it. Each service door reports that as its controller's error.
+
+A scope that matches nothing: when every query of one scope on one source returns no series
+at all, each of those sides fails with kind ``no_series`` (a misspelt scope value, a label the
+series do not carry). A single query that returns nothing while the other queries of its scope
+have series is ordinary missing data: that metric is ``nodata``, as Kayenta judges an empty
+result (an error counter that never fired has no series).
 
 Several series for one metric:
 
@@ -38,13 +52,21 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
 from judge.config import JudgeMode
 from judge.config.queries import UNSERVED_QUERY_TYPES
-from judge.errors import ConfigError, RetryableSourceError, SourceError
+from judge.errors import (
+    OUTAGE_KINDS,
+    ConfigError,
+    FailureKind,
+    RetryableSourceError,
+    SourceError,
+    failure_kind,
+)
 from judge.judges import judge_for
 from judge.judges.common import MetricData
 from judge.judges.state import SequentialState
@@ -58,6 +80,8 @@ from judge.ports import (
     Scopes,
     served_query_types,
 )
+from judge.report import Classification
+from judge.scoring import error_outcome
 
 if TYPE_CHECKING:
     from judge.config import CanaryConfig, MetricConfig, ScoreThresholds
@@ -108,17 +132,40 @@ class SideFetch:
     query: str | None
     series: FetchedSeries | None = None
     error: str | None = None
+    """What went wrong, in the source's words (``None``: fetched)."""
     attempts: int = 0
     seconds: float = 0.0
     """Wall time from the first attempt to the outcome: queueing, retries and backoff included."""
     latency: float = 0.0
     """How long the source took to answer the last attempt (the query's own latency)."""
+    kind: str | None = None
+    """The :class:`~judge.ports.FailureKind` of ``error`` (``None`` when fetched)."""
+    source: str | None = None
+    """The name of the source asked (``None``: none could be chosen)."""
+    scope: Scope | None = None
+    """The scope this side was fetched for."""
+
+    @property
+    def reason(self) -> str | None:
+        """``error`` with the source, the query and the kind of failure, e.g. ``source
+        'prometheus' (connect), query 'up{...}': cannot connect to ...``."""
+        if self.error is None:
+            return None
+        who = " ".join(part for part in (
+            f"source {self.source!r}" if self.source is not None else "",
+            f"({self.kind})" if self.kind and self.query is not None else "",
+        ) if part)
+        what = f"query {self.query!r}" if self.query is not None else ""
+        head = ", ".join(part for part in (who, what) if part)
+        return f"{head}: {self.error}" if head else self.error
 
     def summary(self) -> dict[str, Any]:
         return {
             "query": self.query,
+            "source": self.source,
             "series": 0 if self.series is None else len(self.series.series),
             "error": self.error,
+            "kind": self.kind,
             "attempts": self.attempts,
             "seconds": round(self.seconds, 4),
             "latency": round(self.latency, 4),
@@ -135,14 +182,27 @@ class MetricFetch:
 
     @property
     def error(self) -> str | None:
-        errors = [
-            f"{side}: {fetch.error}"
+        """Why this metric has no data: each failed side's reason (source, query, kind and
+        the source's message), or one reason when both sides failed alike."""
+        failed = [
+            (side, fetch)
             for side, fetch in (("baseline", self.baseline), ("canary", self.canary))
             if fetch.error is not None
         ]
-        if errors and self.baseline.error is not None and self.baseline.error == self.canary.error:
-            return self.baseline.error
-        return "; ".join(errors) or None
+        if not failed:
+            return None
+        if len(failed) == 2 and self.baseline.reason == self.canary.reason:
+            return self.baseline.reason
+        return "; ".join(f"{side}: {fetch.reason}" for side, fetch in failed)
+
+    @property
+    def kind(self) -> str | None:
+        """The failure kind of this metric: a side's that is an outage, else the first's."""
+        kinds = [f.kind or FailureKind.SOURCE.value for f in (self.baseline, self.canary)
+                 if f.error is not None]
+        outages = [k for k in kinds if k in OUTAGE_KINDS]
+        chosen = outages or kinds
+        return chosen[0] if chosen else None
 
 
 @dataclass(frozen=True)
@@ -153,6 +213,17 @@ class SeriesPairs:
     config: CanaryConfig
     """The config to judge with: split metrics (``name{tag=value}``) replace their parent."""
     pairs: dict[str, MetricData | str] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    """Per metric whose ``pairs`` entry is a reason: the kind of failure."""
+
+    def inputs(self) -> dict[str, MetricData | FetchFailure]:
+        """``pairs`` as :func:`judge.judging.judge_series` takes them (reasons become
+        :class:`~judge.judging.FetchFailure` with their kind)."""
+        return {
+            name: FetchFailure(value, kind=self.kinds.get(name, FailureKind.SOURCE.value))
+            if isinstance(value, str) else value
+            for name, value in self.pairs.items()
+        }
 
 
 # -- routing -----------------------------------------------------------------------------------
@@ -225,6 +296,14 @@ def resolve_scopes(metric: MetricConfig, scopes: Scopes) -> ScopePair:
 
 
 # -- fetching ----------------------------------------------------------------------------------
+_DEADLINE_SLACK = 0.05
+"""Seconds under which what is left of a deadline is not worth another attempt."""
+
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt{'s' if count != 1 else ''}"
+
+
 async def _fetch_side(
     source: MetricSource,
     metric: MetricConfig,
@@ -235,22 +314,44 @@ async def _fetch_side(
     retry: RetryPolicy,
     limiter: asyncio.Semaphore | None,
     rng: random.Random,
+    source_name: str | None = None,
+    until: float | None = None,
+    deadline: float | None = None,
 ) -> SideFetch:
+    """One side of one metric: render, then fetch with retries until it works, fails for good,
+    the attempts run out or (``until``, a ``time.perf_counter()`` instant) the deadline of
+    ``deadline`` seconds comes."""
     began = time.perf_counter()
+    done = partial(SideFetch, source=source_name, scope=scope)
     try:
         query = source.render(metric, scope, config)
     except SourceError as exc:
-        return SideFetch(query=None, error=str(exc), seconds=time.perf_counter() - began)
+        # Nothing was asked of the source: the query could not be built (config, scope).
+        return done(query=None, error=str(exc), kind=FailureKind.CONFIG.value,
+                    seconds=time.perf_counter() - began)
     except Exception as exc:  # a bug in a source must not take the other metrics down
         logger.exception("rendering metric %r failed", metric.name)
-        return SideFetch(query=None, error=f"{type(exc).__name__}: {exc}")
+        return done(query=None, error=f"{type(exc).__name__}: {exc}",
+                    kind=FailureKind.CONFIG.value)
+
+    def left() -> float | None:
+        return None if until is None else until - time.perf_counter()
 
     async def attempt_once() -> tuple[FetchedSeries, float]:
+        remaining = left()
+        if remaining is not None and remaining <= _DEADLINE_SLACK:
+            raise _DeadlinePassedError
+        limit = timeout if remaining is None else min(timeout, remaining)
         asked = time.perf_counter()
-        series = await asyncio.wait_for(source.fetch(metric, scope, config), timeout)
+        try:
+            series = await asyncio.wait_for(source.fetch(metric, scope, config), limit)
+        except TimeoutError:
+            raise _AttemptTimeoutError(limit, cut=limit < timeout) from None
         return series, time.perf_counter() - asked
 
     attempt = 0
+    error = ""
+    kind = FailureKind.SOURCE.value
     while True:
         attempt += 1
         retry_after: float | None = None
@@ -260,31 +361,58 @@ async def _fetch_side(
                     series, latency = await attempt_once()
             else:
                 series, latency = await attempt_once()
-            return SideFetch(query=query, series=series, attempts=attempt,
-                             seconds=time.perf_counter() - began, latency=latency)
-        except TimeoutError:
-            error = f"no answer within {timeout:g} s"
+            return done(query=query, series=series, attempts=attempt,
+                        seconds=time.perf_counter() - began, latency=latency)
+        except _DeadlinePassedError:
+            attempt -= 1
+            if not error:
+                error = (f"no time left to ask: the analysis' deadline of {deadline:g} s "
+                         "passed while waiting for a free fetch slot")
+                kind = FailureKind.TIMEOUT.value
+            return done(query=query, error=f"{error} (gave up after {_attempts(attempt)}: "
+                                           f"the deadline of {deadline:g} s came)",
+                        kind=kind, attempts=attempt, seconds=time.perf_counter() - began)
+        except _AttemptTimeoutError as exc:
+            error = (f"no answer within {exc.limit:.3g} s (the analysis' deadline of "
+                     f"{deadline:g} s)" if exc.cut else f"no answer within {exc.limit:g} s")
+            kind = FailureKind.TIMEOUT.value
         except RetryableSourceError as exc:
-            error = str(exc)
+            error, kind = str(exc), exc.kind.value
             retry_after = exc.retry_after
         except SourceError as exc:
-            return SideFetch(query=query, error=str(exc), attempts=attempt,
-                             seconds=time.perf_counter() - began)
+            return done(query=query, error=str(exc), kind=exc.kind.value, attempts=attempt,
+                        seconds=time.perf_counter() - began)
         except Exception as exc:
             logger.exception("fetching metric %r failed unexpectedly", metric.name)
-            return SideFetch(query=query, error=f"{type(exc).__name__}: {exc}",
-                             attempts=attempt, seconds=time.perf_counter() - began)
+            return done(query=query, error=f"{type(exc).__name__}: {exc}",
+                        kind=failure_kind(exc).value, attempts=attempt,
+                        seconds=time.perf_counter() - began)
         if attempt >= retry.max_attempts:
-            return SideFetch(
-                query=query,
-                error=f"{error} (gave up after {attempt} attempt{'s' if attempt > 1 else ''})",
-                attempts=attempt,
-                seconds=time.perf_counter() - began,
-            )
+            return done(query=query, error=f"{error} (gave up after {_attempts(attempt)})",
+                        kind=kind, attempts=attempt, seconds=time.perf_counter() - began)
         pause = retry.delay(attempt, retry_after, rng)
+        remaining = left()
+        if remaining is not None and pause >= remaining - _DEADLINE_SLACK:
+            asked = (f"Retry-After {retry_after:g} s" if retry_after is not None
+                     else f"a {pause:.2g} s backoff")
+            return done(query=query,
+                        error=f"{error} (gave up after {_attempts(attempt)}: {asked} would "
+                              f"pass the analysis' deadline of {deadline:g} s)",
+                        kind=kind, attempts=attempt, seconds=time.perf_counter() - began)
         logger.info("metric %r attempt %d failed (%s); retrying in %.2f s",
                     metric.name, attempt, error, pause)
         await asyncio.sleep(pause)
+
+
+class _DeadlinePassedError(Exception):
+    """No time is left for another attempt."""
+
+
+class _AttemptTimeoutError(Exception):
+    def __init__(self, limit: float, *, cut: bool) -> None:
+        super().__init__(limit)
+        self.limit = limit
+        self.cut = cut
 
 
 def _source_timeout(
@@ -314,15 +442,21 @@ async def fetch_metrics(
     retry: RetryPolicy | None = None,
     on_progress: ProgressCallback | None = None,
     rng: random.Random | None = None,
+    deadline: float | None = None,
 ) -> tuple[MetricFetch, ...]:
     """Fetch both sides of every metric concurrently; see :func:`analyze_async` for arguments.
 
-    Never raises for a metric's failure: each :class:`MetricFetch` carries its error.
+    Never raises for a metric's failure: each :class:`MetricFetch` carries its error. A scope
+    for which no query of a source returned any series fails those sides with kind
+    ``no_series`` (see the module doc).
     """
     if concurrency is not None and concurrency < 1:
         raise ValueError(
             f"concurrency must be at least 1 (or None for no limit), got {concurrency}"
         )
+    if deadline is not None and deadline <= 0:
+        raise ValueError(f"deadline must be positive (seconds), got {deadline}")
+    until = None if deadline is None else time.perf_counter() + deadline
     named: Mapping[str, MetricSource] = (
         sources if isinstance(sources, Mapping) else {"default": sources}
     )
@@ -346,21 +480,25 @@ async def fetch_metrics(
 
     async def one(metric: MetricConfig) -> MetricFetch:
         try:
+            config_error = FailureKind.CONFIG.value
             if metric.query.type in UNSERVED_QUERY_TYPES:
                 reason = f"source {metric.query.type} is not served by canary-judge"
-                return MetricFetch(metric, SideFetch(None, error=reason),
-                                   SideFetch(None, error=reason))
+                return MetricFetch(metric, SideFetch(None, error=reason, kind=config_error),
+                                   SideFetch(None, error=reason, kind=config_error))
             try:
                 name, source = resolve_source(metric, named)
                 pair = resolve_scopes(metric, scopes)
             except LookupError as exc:
                 reason = str(exc.args[0])
-                return MetricFetch(metric, SideFetch(None, error=reason),
-                                   SideFetch(None, error=reason))
+                return MetricFetch(metric, SideFetch(None, error=reason, kind=config_error),
+                                   SideFetch(None, error=reason, kind=config_error))
             seconds = _source_timeout(name, source, timeout)
+            # "default" is an alias the service gives the request's source: name the source.
+            shown = next((n for n, s in named.items() if s is source and n != "default"), name)
             baseline, canary = await asyncio.gather(*(
                 _fetch_side(source, metric, side.with_window(start, end, step), config,
-                            timeout=seconds, retry=retry, limiter=limiter, rng=rng)
+                            timeout=seconds, retry=retry, limiter=limiter, rng=rng,
+                            source_name=shown, until=until, deadline=deadline)
                 for side in (pair.baseline, pair.canary)
             ))
             return MetricFetch(metric, baseline, canary)
@@ -368,7 +506,42 @@ async def fetch_metrics(
             progressed()
 
     report_progress()
-    return tuple(await asyncio.gather(*(one(m) for m in config.metrics)))
+    fetched = tuple(await asyncio.gather(*(one(m) for m in config.metrics)))
+    return _fail_empty_scopes(fetched)
+
+
+def _scope_key(side: SideFetch) -> tuple[Any, ...]:
+    scope = side.scope
+    assert scope is not None
+    return (side.source, scope.scope, scope.location, tuple(sorted(scope.params.items())))
+
+
+def _fail_empty_scopes(fetches: tuple[MetricFetch, ...]) -> tuple[MetricFetch, ...]:
+    """Sides of a scope for which no query on a source returned any series at all become
+    ``no_series`` failures; a lone empty query among fetched ones stays missing data."""
+    queries: dict[tuple[Any, ...], list[bool]] = {}
+    for fetch in fetches:
+        for side in (fetch.baseline, fetch.canary):
+            if side.series is not None and side.scope is not None:
+                queries.setdefault(_scope_key(side), []).append(bool(side.series.series))
+    empty = {key: len(found) for key, found in queries.items() if not any(found)}
+    if not empty:
+        return fetches
+
+    def checked(side: SideFetch, role: str) -> SideFetch:
+        if side.series is None or side.scope is None or _scope_key(side) not in empty:
+            return side
+        count = empty[_scope_key(side)]
+        others = (f"none of the {count} queries for this scope matched anything"
+                  if count > 1 else "it is the only query for this scope")
+        return replace(
+            side, series=None, kind=FailureKind.NO_SERIES.value,
+            error=(f"no series at all for {role} scope {side.scope.scope!r} ({others}): "
+                   "a scope value or a label that matches no series?"),
+        )
+
+    return tuple(replace(f, baseline=checked(f.baseline, "baseline"),
+                         canary=checked(f.canary, "canary")) for f in fetches)
 
 
 # -- series to pairs ---------------------------------------------------------------------------
@@ -419,11 +592,13 @@ def build_pairs(
     """Timed series per metric (or per group-by tag set), or the fetch error's reason."""
     metrics: list[MetricConfig] = []
     pairs: dict[str, MetricData | str] = {}
+    kinds: dict[str, str] = {}
     for fetch in fetches:
         metric = fetch.metric
         if fetch.error is not None:
             metrics.append(metric)
             pairs[metric.name] = fetch.error
+            kinds[metric.name] = fetch.kind or FailureKind.SOURCE.value
             continue
         baseline, canary = fetch.baseline.series, fetch.canary.series
         assert baseline is not None and canary is not None
@@ -450,7 +625,7 @@ def build_pairs(
             metrics.append(metric.model_copy(update={"name": name}))
             pairs[name] = _timed_pair(sides[0], sides[1])
     derived = config.model_copy(update={"metrics": tuple(metrics)})
-    return SeriesPairs(config=derived, pairs=pairs)
+    return SeriesPairs(config=derived, pairs=pairs, kinds=kinds)
 
 
 @dataclass(frozen=True)
@@ -463,6 +638,8 @@ class NewPoints:
     timestamps: FloatArray
     errors: dict[str, str]
     """Metrics whose fetch failed this poll, with the reason."""
+    kinds: dict[str, str] = field(default_factory=dict)
+    """Metrics whose fetch failed this poll, with the kind of failure."""
 
     @property
     def last(self) -> float | None:
@@ -495,9 +672,11 @@ def new_points(
     """
     timed: dict[str, tuple[tuple[FloatArray, FloatArray], tuple[FloatArray, FloatArray]]] = {}
     errors: dict[str, str] = {}
+    kinds: dict[str, str] = {}
     for fetch in fetches:
         if fetch.error is not None:
             errors[fetch.metric.name] = fetch.error
+            kinds[fetch.metric.name] = fetch.kind or FailureKind.SOURCE.value
             continue
         timed[fetch.metric.name] = (
             combine_timed(fetch.baseline.series, combine),
@@ -519,7 +698,44 @@ def new_points(
         canary={column: pair[1][:end] for column, pair in sides.items()},
         timestamps=grid[:end],
         errors=errors,
+        kinds=kinds,
     )
+
+
+def poll_outcome(config: CanaryConfig, report: Report, points: NewPoints) -> Report:
+    """A sequential poll's report as an error outcome when the run is still undecided and a
+    scored metric that is not decided yet could not be fetched because its source failed
+    (an outage): its status becomes ``error`` and its verdict :attr:`Verdict.ERROR
+    <judge.report.Verdict.ERROR>`, so no controller reads "keep going" from a poll that saw
+    nothing. Decisions already taken are final and still answered (a run that failed stays
+    failed, whatever the source does later); a failed fetch of a metric already decided
+    changes nothing.
+    """
+    sequential = dict(report.details.get("sequential") or {})
+    if sequential.get("status") in ("pass", "fail") or not points.errors:
+        return report
+    muted = {m.name for m in config.metrics if m.muted}
+    results = {m.name: m for m in report.metrics}
+    failures: dict[str, tuple[str, str]] = {}
+    for name, reason in points.errors.items():
+        kind = points.kinds.get(name, FailureKind.SOURCE.value)
+        result = results.get(name)
+        if kind not in OUTAGE_KINDS or name in muted or result is None:
+            continue
+        if result.classification is Classification.NODATA:  # undecided: its data mattered
+            failures[name] = (kind, reason)
+    if not failures:
+        return report
+    metrics = tuple(
+        replace(m, classification=Classification.ERROR,
+                reason=f"Not fetched this poll ({failures[m.name][0]}): "
+                       f"{failures[m.name][1]}. {m.reason}")
+        if m.name in failures else m
+        for m in report.metrics
+    )
+    outcome = error_outcome(replace(report, metrics=metrics), failures)
+    sequential["status"] = "error"
+    return replace(outcome, details={**outcome.details, "sequential": sequential})
 
 
 def _on_grid(grid: FloatArray, stamps: FloatArray, values: FloatArray) -> FloatArray:
@@ -547,6 +763,7 @@ async def analyze_async(
     retry: RetryPolicy | None = None,
     combine: Combine = "mean",
     on_progress: ProgressCallback | None = None,
+    deadline: float | None = None,
 ) -> Report:
     """Fetch every metric of ``config`` for the baseline and canary scopes, and judge them.
 
@@ -557,23 +774,26 @@ async def analyze_async(
     or per source name (default: the source's own ``timeout`` + 1 s, else 30 s). ``retry``:
     :class:`RetryPolicy`. ``combine``: how several untagged series of one metric become one.
     ``on_progress(done, total)`` is called as metrics finish fetching (``done`` of ``total``).
+    ``deadline``: seconds the whole fetching may take (``None``: no limit beyond the attempts);
+    each attempt gets what is left of it at most, and no retry starts (nor waits for a
+    backoff or a ``Retry-After``) that would end past it: a metric still without data then
+    fails with kind ``timeout`` (or its last error) saying so.
 
-    A metric that cannot be fetched is classified ``error`` with the reason; it never fails
-    the other metrics and never passes silently. Without ``scopes`` the sides are the scope
-    values ``baseline`` and ``canary`` (the labels the file and DataFrame sources use).
+    A metric that cannot be fetched is classified ``error`` with the reason (source, query,
+    kind of failure); it never fails the other metrics. When the source failed (an outage,
+    see :data:`~judge.ports.OUTAGE_KINDS`) on a scored metric, the report is an error outcome:
+    ``report.verdict`` is ``Verdict.ERROR`` with no score, never ``pass`` nor ``fail``.
+    Without ``scopes`` the sides are the scope values ``baseline`` and ``canary`` (the labels
+    the file and DataFrame sources use).
     """
     if scopes is None:
         scopes = DEFAULT_SCOPES
     fetches = await fetch_metrics(
         config, sources, scopes, start=start, end=end, step=step, concurrency=concurrency,
-        timeout=timeout, retry=retry, on_progress=on_progress,
+        timeout=timeout, retry=retry, on_progress=on_progress, deadline=deadline,
     )
     built = build_pairs(config, fetches, combine)
-    pairs = {
-        name: FetchFailure(value) if isinstance(value, str) else value
-        for name, value in built.pairs.items()
-    }
-    report = judge_series(built.config, pairs, thresholds=thresholds)
+    report = judge_series(built.config, built.inputs(), thresholds=thresholds)
     return replace(report, details={**report.details, "fetch": fetch_summary(fetches)})
 
 
@@ -621,17 +841,20 @@ class SequentialStatus(StrEnum):
     """Where a sequential run stands after a poll (``report.details["sequential"]["status"]``).
 
     ``continue``: undecided, keep polling. ``pass`` / ``fail``: decided (final).
-    ``inconclusive``: the run ended (its ``final`` poll) undecided.
+    ``inconclusive``: the run ended (its ``final`` poll) undecided. ``error``: this poll has no
+    answer because a metric source failed; the run goes on (not a decision).
     """
 
     CONTINUE = "continue"
     PASS = "pass"
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
+    ERROR = "error"
 
     @property
     def decided(self) -> bool:
-        return self is not SequentialStatus.CONTINUE
+        return self in (SequentialStatus.PASS, SequentialStatus.FAIL,
+                        SequentialStatus.INCONCLUSIVE)
 
 
 @dataclass(frozen=True)
@@ -696,6 +919,7 @@ async def poll_async(
     report, new_state = judge_for(config.mode).poll(
         config, state, points.data, now=end.isoformat(), final=final and not points.errors,
     )
+    report = poll_outcome(config, report, points)  # an outage: status "error", no verdict
     sequential: dict[str, Any] = dict(report.details.get("sequential", {}))
     sequential.update({"new_points": int(points.timestamps.size),
                        "fetch_errors": points.errors})

@@ -8,6 +8,8 @@ Exit codes, so shell pipelines can act on a judgment:
 2     verdict ``fail``
 3     bad input: a missing or unreadable file, an invalid config (each problem is
       printed with its path, e.g. ``metrics.0.direction``), a wrong option
+4     no verdict (``error``): a metric's data could not be fetched (not reached by
+      ``judge``, whose data is in files; kept for commands that fetch)
 ====  ==========================================================================
 
 Click's own usage errors would exit with 2, which means ``fail`` here, so they are re-coded
@@ -44,7 +46,9 @@ from judge.report import Classification, MetricResult, Report, Verdict
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CODES", "app", "config_app"]
 
-EXIT_CODES: Mapping[Verdict, int] = {Verdict.PASS: 0, Verdict.MARGINAL: 1, Verdict.FAIL: 2}
+EXIT_CODES: Mapping[Verdict, int] = {
+    Verdict.PASS: 0, Verdict.MARGINAL: 1, Verdict.FAIL: 2, Verdict.ERROR: 4,
+}
 """Exit code of ``canary-judge judge`` per verdict."""
 EXIT_BAD_INPUT = 3
 """Exit code for input that could not be judged (files, configs, options)."""
@@ -190,6 +194,7 @@ _VERDICT_STYLES = {
     Verdict.PASS: "bold green",
     Verdict.MARGINAL: "bold yellow",
     Verdict.FAIL: "bold red",
+    Verdict.ERROR: "bold magenta",
 }
 
 

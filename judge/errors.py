@@ -7,15 +7,16 @@ tree to its own answers in one place, by class::
     ├── DataError                     not a series of numbers, or a state that does not fit
     ├── NotFoundError                 no config, analysis or run with that id
     ├── ConflictError                 changed since it was read (another writer saved first)
-    └── SourceError                   anything a metric source reports (see judge.ports)
-        ├── RetryableSourceError      worth another attempt: 5xx, 408, 429
-        │   ├── SourceUnavailableError    cannot connect, or the source answered 5xx
+    └── SourceError                   anything a metric source reports (its kind: FailureKind)
+        ├── RetryableSourceError      worth another attempt: 5xx, 408, 429, refused, timed out
+        │   ├── SourceConnectionError     no connection, or it broke (refused, reset, DNS)
         │   └── SourceTimeoutError        the source did not answer in time
         └── FatalSourceError          retrying cannot help
             ├── SourceAuthError           401 / 403: missing or wrong credentials
             ├── QueryError                the source rejected the query (bad PromQL, 400, 422)
             ├── ScopeValueError           a scope value cannot be substituted safely
             ├── MalformedResponseError    the answer is not in the documented format
+            │   └── BadDataError          the answer holds values that cannot be judged
             └── UnsupportedSourceError    no source serves this kind of query
 
 A metric whose data breaks (a :class:`DataError`, a :class:`SourceError` while fetching it) is
@@ -27,10 +28,16 @@ fields) is not wrapped: it already names every offending field, and doors map it
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import ClassVar
+
 __all__ = [
+    "OUTAGE_KINDS",
+    "BadDataError",
     "ConfigError",
     "ConflictError",
     "DataError",
+    "FailureKind",
     "FatalSourceError",
     "JudgeError",
     "MalformedResponseError",
@@ -39,10 +46,11 @@ __all__ = [
     "RetryableSourceError",
     "ScopeValueError",
     "SourceAuthError",
+    "SourceConnectionError",
     "SourceError",
     "SourceTimeoutError",
-    "SourceUnavailableError",
     "UnsupportedSourceError",
+    "failure_kind",
 ]
 
 
@@ -72,8 +80,67 @@ class ConflictError(JudgeError):
     first."""
 
 
+# -- metric sources ------------------------------------------------------------------------------
+class FailureKind(StrEnum):
+    """Why a metric's data could not be had, in a word (reasons and doors use these)."""
+
+    CONNECT = "connect"
+    """No connection to the source, or it broke (refused, reset, DNS, TLS)."""
+    TIMEOUT = "timeout"
+    """The source did not answer in time (its own timeout, or the analysis' deadline)."""
+    HTTP = "http"
+    """The source answered an HTTP error status (5xx, 429, 404 ...), with its message."""
+    REJECTED = "rejected"
+    """The source refused the query (bad PromQL, HTTP 400/422, a column a file lacks)."""
+    AUTH = "auth"
+    """The source refused the credentials (HTTP 401/403, keys missing)."""
+    MALFORMED = "malformed"
+    """The source answered, but not in its documented format."""
+    NO_SERIES = "no_series"
+    """The source returned no series at all for a scope (see ``judge.analysis``)."""
+    SOURCE = "source"
+    """Anything else the source (or a bug in its adapter) raised."""
+    CONFIG = "config"
+    """The query could not be built or routed (no I/O happened): a config or request problem."""
+    BAD_DATA = "bad_data"
+    """Data arrived but cannot be judged (values that are not numbers)."""
+
+
+OUTAGE_KINDS: frozenset[str] = frozenset({
+    FailureKind.CONNECT, FailureKind.TIMEOUT, FailureKind.HTTP, FailureKind.REJECTED,
+    FailureKind.AUTH, FailureKind.MALFORMED, FailureKind.NO_SERIES, FailureKind.SOURCE,
+})
+"""Failures of the source itself: a scored metric that failed this way makes the report an
+error outcome (no verdict). ``config`` and ``bad_data`` are not among them: the metric is
+``error`` and scored as a failure, as before (a broken config never promotes a canary)."""
+
+
 class SourceError(JudgeError):
-    """Anything a metric source reports."""
+    """Anything a metric source reports. Messages never contain credentials.
+
+    ``status``: the HTTP status the source answered, if any. ``kind``: a :class:`FailureKind`
+    (the class's own unless given; an error with a ``status`` is ``http`` unless its class
+    says more, e.g. ``auth`` or ``rejected``).
+    """
+
+    default_kind: ClassVar[FailureKind] = FailureKind.SOURCE
+
+    def __init__(
+        self, message: str, *, status: int | None = None, kind: FailureKind | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self._kind = kind
+
+    @property
+    def kind(self) -> FailureKind:
+        if self._kind is not None:
+            return self._kind
+        if self.status is not None and self.default_kind in (
+            FailureKind.SOURCE, FailureKind.CONNECT
+        ):
+            return FailureKind.HTTP
+        return self.default_kind
 
 
 class RetryableSourceError(SourceError):
@@ -82,17 +149,30 @@ class RetryableSourceError(SourceError):
     ``retry_after`` is the delay the source asked for (HTTP ``Retry-After``), in seconds.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    default_kind = FailureKind.CONNECT
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int | None = None,
+        kind: FailureKind | None = None,
+    ) -> None:
+        super().__init__(message, status=status, kind=kind)
         self.retry_after = retry_after
 
 
-class SourceUnavailableError(RetryableSourceError):
-    """The source could not be reached, or answered with a server error."""
+class SourceConnectionError(RetryableSourceError):
+    """No connection to the source, or the connection broke before an answer."""
+
+    default_kind = FailureKind.CONNECT
 
 
 class SourceTimeoutError(RetryableSourceError):
     """The source did not answer within its timeout."""
+
+    default_kind = FailureKind.TIMEOUT
 
 
 class FatalSourceError(SourceError):
@@ -102,18 +182,46 @@ class FatalSourceError(SourceError):
 class SourceAuthError(FatalSourceError):
     """The source refused the credentials (HTTP 401 or 403)."""
 
+    default_kind = FailureKind.AUTH
+
 
 class QueryError(FatalSourceError):
     """The source rejected the query itself (bad syntax, unknown function, HTTP 400/422)."""
+
+    default_kind = FailureKind.REJECTED
 
 
 class ScopeValueError(FatalSourceError):
     """A scope value (or extended scope parameter) cannot be placed in the query safely."""
 
+    default_kind = FailureKind.CONFIG
+
 
 class MalformedResponseError(FatalSourceError):
     """The source answered, but not in its documented format."""
 
+    default_kind = FailureKind.MALFORMED
+
+
+class BadDataError(MalformedResponseError):
+    """The source answered with values that cannot be judged (e.g. text in a number column):
+    the data is bad, the source did not fail."""
+
+    default_kind = FailureKind.BAD_DATA
+
 
 class UnsupportedSourceError(FatalSourceError):
     """The metric's query is for a kind of source nothing here serves."""
+
+    default_kind = FailureKind.CONFIG
+
+
+def failure_kind(exc: BaseException) -> FailureKind:
+    """The :class:`FailureKind` of anything a fetch raised (a timeout of the analysis' own
+    ``asyncio`` clock is ``timeout``; an exception that is no :class:`SourceError` is a bug in
+    an adapter: ``source``)."""
+    if isinstance(exc, SourceError):
+        return exc.kind
+    if isinstance(exc, TimeoutError):
+        return FailureKind.TIMEOUT
+    return FailureKind.SOURCE

@@ -9,8 +9,13 @@ other way round). A source does two things, kept apart as Kayenta's ``MetricsSer
 - :meth:`MetricSource.fetch` runs it for the scope's window and returns :class:`FetchedSeries`.
 
 Errors a source raises are the ``SourceError`` branch of the one exception tree
-(:mod:`judge.errors`, re-exported here for adapters); the analysis retries the retryable ones
-and turns the rest into an ``error`` classification for that metric only.
+(:mod:`judge.errors`); the analysis retries the retryable ones and turns the rest into an
+``error`` classification for that metric only. Each has a ``kind`` (``FailureKind``): what went
+wrong, in words the doors and the reasons use. ``OUTAGE_KINDS`` are the kinds that mean the
+*source* failed
+(down, slow, refusing the query or the credentials, answering garbage, or returning no series
+at all for a scope): a report with a scored metric failed that way is an error outcome, not a
+verdict (see :func:`judge.scoring.score_report`).
 
 Scopes follow Kayenta's ``controlScope`` / ``experimentScope``: ``scope`` (usually a label value
 such as a version or a server group), ``location``, ``start``, ``end``, ``step`` and
@@ -29,6 +34,7 @@ import numpy.typing as npt
 
 from judge.errors import (
     ConfigError,
+    FailureKind,
     FatalSourceError,
     MalformedResponseError,
 )
@@ -146,7 +152,8 @@ class Scope:
         if self.start is None or self.end is None:
             raise FatalSourceError(
                 f"scope {self.scope!r} has no time window: give 'start' and 'end' to the scope "
-                "or to the analysis"
+                "or to the analysis",
+                kind=FailureKind.CONFIG,
             )
         return self.start, self.end, self.step if self.step is not None else timedelta(minutes=1)
 

@@ -25,7 +25,9 @@ class Classification(StrEnum):
     ``nodata``: not enough data to judge (not scored against the canary).
     ``nodata_fail``: no data for a metric that must have data (scored as a failure).
     ``error``: the metric could not be judged (failed query, unusable data); scored as a
-    failure so a broken source never promotes a canary by accident.
+    failure so a broken source never promotes a canary by accident. When the cause is the
+    source failing (down, slow, refusing the query, no series at all for a scope), the whole
+    report is an error outcome instead: see :class:`Verdict`.
     """
 
     PASS = "pass"
@@ -42,9 +44,16 @@ class Classification(StrEnum):
 
 
 class Verdict(StrEnum):
+    """What the judgment says: ``pass``, ``marginal`` (cannot tell yet) or ``fail``, or
+    ``error``, which is *not* a verdict: the data of a scored metric could not be fetched
+    because its source failed (``report.details["fetch_failures"]`` says which and why), so
+    nothing about the canary was decided and the report has no score. The service reports it
+    as each controller's error, so the controller's own error policy applies."""
+
     PASS = "pass"
     MARGINAL = "marginal"
     FAIL = "fail"
+    ERROR = "error"
 
 
 def _clean(value: Any) -> Any:
@@ -157,6 +166,11 @@ class Report:
     config_name: str = "canary"
     details: dict[str, Any] = field(default_factory=dict)
     """Scoring extras: critical failures, nodata share, multiple-testing correction ..."""
+
+    @property
+    def is_error(self) -> bool:
+        """An error outcome: no verdict, no score (see :class:`Verdict`)."""
+        return self.verdict is Verdict.ERROR
 
     def metric(self, name: str) -> MetricResult:
         for result in self.metrics:

@@ -15,22 +15,31 @@ The rules are Kayenta's (``kayenta-judge``, ``scorers/WeightedSumScorer.scala`` 
 * Verdict: ``score >= pass`` is pass, ``score >= marginal`` is marginal, else fail.
 
 ``error`` (a failed query, unusable data) is not a Kayenta classification for data: Kayenta
-aborts the whole run on a failed fetch. Here it is contained to its metric and scored as a
-failure, so a broken source never promotes a canary.
+aborts the whole run on a failed fetch. Here an ``error`` metric is scored as a failure, so a
+broken config or unusable data never promotes a canary; and when the *source* failed for a
+scored metric (its ``details["fetch_failure"]`` is one of :data:`judge.ports.OUTAGE_KINDS`:
+down, slow, refusing the query, no series for a scope) the report is an **error outcome**
+(:func:`error_outcome`): verdict ``error``, no score, the failures named. That is Kayenta's
+rule too (a failed fetch ends its execution without a score), in both judge modes: an outage
+is no evidence about the canary, so it must neither pass nor fail it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from judge.config import CanaryConfig, JudgeMode, ScoreThresholds
+from judge.errors import OUTAGE_KINDS
 from judge.report import Classification, GroupResult, MetricResult, Report, Verdict
 
 __all__ = [
     "FAILING",
     "NODATA_LIMIT_PERCENT",
+    "error_outcome",
     "group_results",
     "group_weights",
     "resolve_thresholds",
@@ -186,7 +195,7 @@ def score_report(
         "weights": weights,
     }
     report_details.update(details or {})
-    return Report(
+    report = Report(
         verdict=verdict,
         score=score,
         reason=reason,
@@ -198,3 +207,41 @@ def score_report(
         config_name=config.name,
         details=report_details,
     )
+    unfetched = {
+        r.name: (str(r.details["fetch_failure"]), r.reason)
+        for r in scored if r.details.get("fetch_failure") in OUTAGE_KINDS
+    }
+    return error_outcome(report, unfetched) if unfetched else report
+
+
+MAX_REASONS_NAMED = 3
+"""An error outcome's reason quotes this many failures in full, then counts the others."""
+
+
+def error_outcome(report: Report, failures: Mapping[str, tuple[str, str]]) -> Report:
+    """``report`` as an error outcome: verdict ``error``, no score (NaN), a reason naming each
+    scored metric whose data could not be fetched, ``failures[name] = (kind, reason)``.
+
+    The metrics keep their results (what could be judged is still shown); the score the
+    judged metrics would have given is kept as ``details["score_if_judged"]`` for people, never
+    for a decision. ``details["fetch_failures"]`` lists ``{metric, kind, reason}``.
+    """
+    scored = sum(1 for m in report.metrics if not m.muted)
+    named = list(failures.items())
+    quoted = "; ".join(f"{name!r} ({kind}): {reason}"
+                       for name, (kind, reason) in named[:MAX_REASONS_NAMED])
+    more = len(named) - MAX_REASONS_NAMED
+    if more > 0:
+        quoted += f"; and {more} more (details.fetch_failures)"
+    reason = (
+        f"No verdict: the data of {len(named)} of {scored} scored metric"
+        f"{'s' if scored != 1 else ''} could not be fetched because the source failed, and an "
+        f"outage is no evidence about the canary. {quoted}"
+    )
+    details = dict(report.details)
+    details["fetch_failures"] = [
+        {"metric": name, "kind": kind, "reason": text} for name, (kind, text) in named
+    ]
+    details["score_if_judged"] = report.score
+    return replace(report, verdict=Verdict.ERROR, score=math.nan, reason=reason,
+                   details=details)

@@ -39,15 +39,18 @@ import numpy as np
 from judge.config import CanaryConfig, MetricConfig
 from judge.config.queries import DatadogQuery
 from judge.errors import (
+    FailureKind,
     FatalSourceError,
     MalformedResponseError,
     QueryError,
     RetryableSourceError,
     SourceAuthError,
+    SourceConnectionError,
     SourceTimeoutError,
     UnsupportedSourceError,
 )
 from judge.ports import FetchedSeries, Scope, TaggedSeries, parse_entries
+from metricsources._http import parse_retry_after, transport_reason
 from metricsources.templates import check_datadog_scope, expand_datadog
 
 DEFAULT_SITE = "https://api.datadoghq.com"
@@ -156,13 +159,9 @@ def _caused_by_tls(exc: BaseException) -> bool:
 
 def _retry_after(response: httpx.Response) -> float | None:
     for header in ("Retry-After", "X-RateLimit-Reset"):
-        value = response.headers.get(header)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            continue
+        seconds = parse_retry_after(response.headers.get(header))
+        if seconds is not None:
+            return seconds
     return None
 
 
@@ -265,15 +264,16 @@ class DatadogSource:
         except httpx.ConnectError as exc:
             if _caused_by_tls(exc):
                 raise FatalSourceError(
-                    f"TLS with Datadog at {self.site} failed (check 'verify' / the CA bundle)"
+                    f"TLS with Datadog at {self.site} failed (check 'verify' / the CA bundle)",
+                    kind=FailureKind.CONNECT,
                 ) from exc
-            raise RetryableSourceError(
-                f"cannot connect to Datadog at {self.site}: {type(exc).__name__}"
+            raise SourceConnectionError(
+                f"cannot connect to Datadog at {self.site}: {transport_reason(exc)}"
             ) from exc
         except httpx.HTTPError as exc:
             # Transport errors (refused, reset, protocol) name the URL at most, never headers.
-            raise RetryableSourceError(
-                f"request to Datadog at {self.site} failed: {type(exc).__name__}"
+            raise SourceConnectionError(
+                f"request to Datadog at {self.site} failed: {transport_reason(exc)}"
             ) from exc
         return FetchedSeries(
             query=rendered,
@@ -290,23 +290,58 @@ class DatadogSource:
                 text = text.replace(secret.reveal(), "***")
         return text
 
-    def _parse(self, response: httpx.Response) -> tuple[TaggedSeries, ...]:
+    async def probe(self, timeout: float | None = None) -> None:
+        """Is Datadog answering, and are the keys good? ``GET /api/v1/validate`` (Datadog API
+        reference, "Authentication: Validate API key"): no metric query, no quota. Raises the
+        :class:`~judge.ports.SourceError` a fetch would raise; used by the service's source
+        health checks, never by an analysis."""
+        if not self._api_key:
+            raise SourceAuthError("Datadog needs an API key (api_key= or DD_API_KEY)")
+        limit = min(self.timeout, timeout) if timeout is not None else self.timeout
+        headers = {"DD-API-KEY": self._api_key.reveal(), "Accept": "application/json"}
+        try:
+            async with httpx.AsyncClient(timeout=limit, verify=self._tls_context()) as client:
+                response = await client.get(f"{self.site}/api/v1/validate", headers=headers)
+        except httpx.TimeoutException as exc:
+            raise SourceTimeoutError(
+                f"Datadog at {self.site} did not answer within {limit:g} s"
+            ) from exc
+        except httpx.HTTPError as exc:
+            if _caused_by_tls(exc):
+                raise FatalSourceError(f"TLS with Datadog at {self.site} failed",
+                                       kind=FailureKind.CONNECT) from exc
+            raise SourceConnectionError(
+                f"cannot connect to Datadog at {self.site}: {transport_reason(exc)}"
+            ) from exc
+        self._check_status(response)
+
+    def _check_status(self, response: httpx.Response) -> None:
+        """Raise for an error status (401/403 auth, 408/429/5xx retryable, 400/422 query)."""
         status = response.status_code
         if status in (401, 403):
             raise SourceAuthError(
-                f"Datadog at {self.site} refused the keys (HTTP {status}): {self._error(response)}"
+                f"Datadog at {self.site} refused the keys (HTTP {status}): {self._error(response)}",
+                status=status,
             )
         if status in (408, 429) or status >= 500:
             raise RetryableSourceError(
                 f"Datadog at {self.site} answered HTTP {status}: {self._error(response)}",
                 retry_after=_retry_after(response),
+                status=status,
             )
         if status in (400, 422):
-            raise QueryError(f"Datadog rejected the query (HTTP {status}): {self._error(response)}")
+            raise QueryError(
+                f"Datadog rejected the query (HTTP {status}): {self._error(response)}",
+                status=status,
+            )
         if status != 200:
             raise FatalSourceError(
-                f"Datadog at {self.site} answered HTTP {status}: {self._error(response)}"
+                f"Datadog at {self.site} answered HTTP {status}: {self._error(response)}",
+                status=status,
             )
+
+    def _parse(self, response: httpx.Response) -> tuple[TaggedSeries, ...]:
+        self._check_status(response)
         try:
             body = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from judge.config import CanaryConfig, MetricConfig
-from judge.errors import FatalSourceError, MalformedResponseError, QueryError
+from judge.errors import BadDataError, FailureKind, FatalSourceError, QueryError
 from judge.ports import FetchedSeries, FloatArray, Scope, TaggedSeries
 
 BASELINE = "baseline"
@@ -139,7 +139,8 @@ class FrameSource:
             present = sorted(self.frame[self.scope_column].unique())
             raise FatalSourceError(
                 f"{self.label} has no rows with {self.scope_column} == {scope.scope!r} "
-                f"(values present: {', '.join(present)})"
+                f"(values present: {', '.join(present)})",
+                kind=FailureKind.NO_SERIES,
             )
         if self.time_column is not None:
             times = rows[self.time_column]
@@ -158,7 +159,7 @@ class FrameSource:
         values = pd.to_numeric(raw, errors="coerce")
         bad = values.isna() & raw.notna()
         if bad.any():
-            raise MalformedResponseError(
+            raise BadDataError(
                 f"column {column!r} of {self.label} has values that are not numbers, "
                 f"e.g. {raw[bad].iloc[0]!r}"
             )

@@ -44,6 +44,7 @@ import json
 import math
 import re
 import ssl
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -59,16 +60,19 @@ from urllib3.util.retry import Retry
 from judge.config import CanaryConfig, MetricConfig
 from judge.config.queries import PrometheusQuery
 from judge.errors import (
+    FailureKind,
     FatalSourceError,
     MalformedResponseError,
     QueryError,
     RetryableSourceError,
     ScopeValueError,
     SourceAuthError,
+    SourceConnectionError,
     SourceTimeoutError,
     UnsupportedSourceError,
 )
 from judge.ports import FetchedSeries, Scope, TaggedSeries, parse_entries
+from metricsources._http import is_read_timeout, parse_retry_after, transport_reason
 from metricsources.templates import escape_promql_string, expand_promql
 
 _STATUS = re.compile(r"HTTP Status Code (\d+) \((.*)\)\Z", re.DOTALL)
@@ -217,8 +221,11 @@ def align_to_grid(series: TaggedSeries, start: float, step: float, count: int) -
     return TaggedSeries(tags=series.tags, timestamps=grid, values=values)
 
 
-def _classify_http_error(exc: PrometheusApiClientException, url: str) -> Exception:
-    """Turn the client's ``HTTP Status Code N (b'...')`` exception into our hierarchy."""
+def _classify_http_error(
+    exc: PrometheusApiClientException, url: str, retry_after: float | None = None
+) -> Exception:
+    """Turn the client's ``HTTP Status Code N (b'...')`` exception into our hierarchy, with
+    the status, the source's own message and (429, 503) its ``Retry-After``."""
     match = _STATUS.match(str(exc))
     if not match:
         return MalformedResponseError(f"Prometheus at {url} answered unexpectedly: {exc}")
@@ -233,12 +240,12 @@ def _classify_http_error(exc: PrometheusApiClientException, url: str) -> Excepti
         detail = detail[:300]
     message = f"Prometheus at {url} answered HTTP {status}: {detail}"
     if status in (401, 403):
-        return SourceAuthError(message)
+        return SourceAuthError(message, status=status)
     if status in (408, 429) or status >= 500:
-        return RetryableSourceError(message)
+        return RetryableSourceError(message, status=status, retry_after=retry_after)
     if status in (400, 422):
-        return QueryError(message)
-    return FatalSourceError(message)
+        return QueryError(message, status=status)
+    return FatalSourceError(message, status=status)
 
 
 # -- the source --------------------------------------------------------------------------------
@@ -275,6 +282,11 @@ class PrometheusSource:
         session.verify = verify
         if client_cert is not None:
             session.cert = client_cert
+        # The client drops an error answer's headers; this hook keeps its Retry-After, per
+        # thread (each query runs on its own executor thread).
+        self._last = threading.local()
+        session.hooks["response"].append(self._remember_retry_after)
+        self._session = session
         # Longest-prefix mount wins over the one PrometheusConnect adds for the bare URL: a
         # pool as large as the thread pool, and no retries at this layer (see module doc).
         session.mount(
@@ -293,6 +305,12 @@ class PrometheusSource:
 
     def __repr__(self) -> str:
         return f"PrometheusSource(url={self.url!r}, timeout={self.timeout})"
+
+    def _remember_retry_after(self, response: requests.Response, *_: Any, **__: Any) -> None:
+        self._last.retry_after = (
+            parse_retry_after(response.headers.get("Retry-After"))
+            if response.status_code != 200 else None
+        )
 
     def close(self) -> None:
         """Release the HTTP session and the thread pool."""
@@ -333,6 +351,7 @@ class PrometheusSource:
         return FetchedSeries(query=rendered, series=aligned, group_by=tuple(group_by))
 
     def _query_range(self, query: str, start: datetime, end: datetime, step: timedelta) -> Any:
+        self._last.retry_after = None
         try:
             # requests takes float timeouts; the client's ``int`` annotation is too narrow.
             timeout: Any = self.timeout
@@ -340,20 +359,23 @@ class PrometheusSource:
                 query, start, end, step=_step_text(step), timeout=timeout
             )
         except PrometheusApiClientException as exc:
-            raise _classify_http_error(exc, self.url) from exc
-        except requests.Timeout as exc:
-            raise SourceTimeoutError(
-                f"Prometheus at {self.url} did not answer within {self.timeout:g} s"
+            raise _classify_http_error(
+                exc, self.url, getattr(self._last, "retry_after", None)
             ) from exc
+        except requests.Timeout as exc:
+            raise self._timeout_error(exc) from exc
         except requests.exceptions.SSLError as exc:
             # A certificate that does not verify will not verify on the next attempt either.
             raise FatalSourceError(
                 f"TLS with Prometheus at {self.url} failed (check 'verify' / the CA bundle): "
-                f"{_ssl_reason(exc)}"
+                f"{_ssl_reason(exc)}",
+                kind=FailureKind.CONNECT,
             ) from exc
         except requests.ConnectionError as exc:
-            raise RetryableSourceError(
-                f"cannot connect to Prometheus at {self.url}: {type(exc).__name__}"
+            if is_read_timeout(exc):
+                raise self._timeout_error(exc) from exc
+            raise SourceConnectionError(
+                f"cannot connect to Prometheus at {self.url}: {transport_reason(exc)}"
             ) from exc
         except (ValueError, KeyError, TypeError) as exc:
             # response.json() failing, or JSON without data.result.
@@ -362,8 +384,65 @@ class PrometheusSource:
                 f"result: {exc!r}"
             ) from exc
         except requests.RequestException as exc:
-            raise RetryableSourceError(
-                f"request to Prometheus at {self.url} failed: {type(exc).__name__}"
+            raise SourceConnectionError(
+                f"request to Prometheus at {self.url} failed: {transport_reason(exc)}"
+            ) from exc
+
+    def _timeout_error(self, exc: requests.RequestException) -> SourceTimeoutError:
+        if isinstance(exc, requests.ConnectTimeout):
+            return SourceTimeoutError(
+                f"no connection to Prometheus at {self.url} within {self.timeout:g} s"
+            )
+        return SourceTimeoutError(
+            f"Prometheus at {self.url} did not answer within {self.timeout:g} s"
+        )
+
+    async def probe(self, timeout: float | None = None) -> None:
+        """Is the server answering queries? One instant query of ``1`` (works on Prometheus
+        and the servers that speak its API: Thanos, Mimir, VictoriaMetrics). Raises the
+        :class:`~judge.ports.SourceError` a fetch would raise; used by the service's
+        source health checks, never by an analysis."""
+        limit = min(self.timeout, timeout) if timeout is not None else self.timeout
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._probe, limit)
+
+    def _probe(self, timeout: float) -> None:
+        self._last.retry_after = None
+        try:
+            answer = self._session.get(  # the client's session: same auth, TLS and pool
+                f"{self.url}/api/v1/query", params={"query": "1"},
+                headers=self._client.headers, auth=self._client.auth, timeout=timeout,
+            )
+        except requests.Timeout as exc:
+            raise SourceTimeoutError(
+                f"Prometheus at {self.url} did not answer within {timeout:g} s"
+            ) from exc
+        except requests.exceptions.SSLError as exc:
+            raise FatalSourceError(
+                f"TLS with Prometheus at {self.url} failed: {_ssl_reason(exc)}",
+                kind=FailureKind.CONNECT,
+            ) from exc
+        except requests.RequestException as exc:
+            if is_read_timeout(exc):
+                raise SourceTimeoutError(
+                    f"Prometheus at {self.url} did not answer within {timeout:g} s"
+                ) from exc
+            raise SourceConnectionError(
+                f"cannot connect to Prometheus at {self.url}: {transport_reason(exc)}"
+            ) from exc
+        if answer.status_code != 200:
+            raise _classify_http_error(
+                PrometheusApiClientException(
+                    f"HTTP Status Code {answer.status_code} ({answer.content[:2000]!r})"
+                ),
+                self.url,
+                parse_retry_after(answer.headers.get("Retry-After")),
+            )
+        try:
+            answer.json()["data"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MalformedResponseError(
+                f"Prometheus at {self.url} answered a query with a body that is not its API's"
             ) from exc
 
 

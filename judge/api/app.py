@@ -9,6 +9,7 @@ Run it with ``canary-judge serve`` or ``uvicorn --factory judge.api.app:create_a
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -26,7 +27,7 @@ from pydantic import ValidationError
 
 from judge.api import argo, flagger, kayenta, native
 from judge.api.runner import AnalysisRunner
-from judge.api.schemas import ArgoJudgeOut, HealthOut
+from judge.api.schemas import ArgoJudgeOut, HealthOut, SourceHealthOut
 from judge.api.seed import seed_demo_configs
 from judge.api.service import Services
 from judge.api.settings import Settings, get_settings
@@ -233,6 +234,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner = AnalysisRunner(services)
         app.state.services = services
         app.state.runner = runner
+        health_watch = (
+            asyncio.create_task(sources.watch(settings.source_check_interval_seconds),
+                                name="source-health")
+            if settings.source_check_interval_seconds > 0 else None
+        )
         await runner.resume_interrupted()
         logger.info(
             "canary-judge ready",
@@ -242,6 +248,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if health_watch is not None:
+                health_watch.cancel()
+                await asyncio.gather(health_watch, return_exceptions=True)
             await runner.stop()
             sources.close()
             store.close()
@@ -269,15 +278,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/readyz", response_model=HealthOut, tags=["health"],
              responses={503: {"model": HealthOut}})
     def readyz(request: Request) -> Any:
-        """The database answers."""
+        """Ready when the database answers (503 otherwise). The metric sources' health is
+        reported in ``sources`` but never makes this fail: restarting or unrouting the pod
+        cannot fix a Prometheus outage, and analyses answer ``error`` meanwhile."""
+        services = request.app.state.services
+        health = {name: SourceHealthOut(**h.to_json())
+                  for name, h in services.sources.health().items()}
+        down = sorted(name for name, h in health.items() if h.status == "down")
         try:
-            request.app.state.services.store.ping()
+            services.store.ping()
         except Exception as exc:
             return JSONResponse(
                 status_code=503,
-                content={"status": "unavailable", "detail": f"database: {type(exc).__name__}"},
+                content={"status": "unavailable", "detail": f"database: {type(exc).__name__}",
+                         "database": "unavailable",
+                         "sources": {n: h.model_dump(mode="json") for n, h in health.items()}},
             )
-        return HealthOut(status="ready")
+        detail = (
+            f"metric source(s) down: {', '.join(down)}; analyses that need them answer "
+            "'error' (no verdict) until they are back; the service stays in rotation"
+            if down else None
+        )
+        return HealthOut(status="ready", detail=detail, database="ok", sources=health)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def prometheus_metrics() -> Response:

@@ -2,17 +2,25 @@
 
 Argo's web provider (``metricproviders/webmetric`` in argoproj/argo-rollouts) makes one HTTP
 call per measurement interval and treats any non-2xx answer, or a body that is not JSON, as an
-*Error* measurement. So this endpoint always answers HTTP 200 with a JSON object, including for
-bad input and failures; ``verdict`` says what happened:
+*Error* measurement (``consecutiveErrorLimit`` of them in a row, 4 by default, end the analysis
+as Error). Every answer is a JSON object; ``verdict`` says what happened:
 
-- ``pass`` / ``marginal`` / ``fail``: the judgment (``pass``, ``marginal``, ``fail`` are also
-  booleans, for ``successCondition: result.pass``);
-- ``error``: nothing was judged; ``error`` says why. Neither success nor failure conditions
-  written against ``verdict`` match it, so Argo records the measurement *Inconclusive* and
-  pauses the rollout: a broken request never promotes a canary, and never aborts one silently.
+- ``pass`` / ``marginal`` / ``fail`` (HTTP 200): the judgment (``pass``, ``marginal``, ``fail``
+  are also booleans, for ``successCondition: result.pass``);
+- ``error`` with **HTTP 503**: a metric source is down, timed out, refused the query or returned
+  no series at all for a scope, so there is no verdict (an *error outcome*, see
+  ``judge.report.Verdict``); ``error`` names the source, the query and the failure. Argo
+  records an Error measurement and its ``consecutiveErrorLimit`` decides: an outage neither
+  promotes nor rolls back a canary by itself;
+- ``error`` with **HTTP 504**: the answer would not be ready within
+  ``CANARY_JUDGE_SYNC_TIMEOUT_SECONDS`` (an Error measurement too);
+- ``error`` with HTTP 200: the request itself is wrong (unknown config, bad lookback ...).
+  Neither success nor failure conditions written against ``verdict`` match it, so Argo records
+  the measurement *Inconclusive* and pauses the rollout for a person to fix the template.
 
-The window is ``lookback`` (default ``CANARY_JUDGE_DEFAULT_LOOKBACK``) ending now, judged within
-``CANARY_JUDGE_SYNC_TIMEOUT_SECONDS`` (8 s by default, under the provider's 10 s timeout).
+The window is ``lookback`` (default ``CANARY_JUDGE_DEFAULT_LOOKBACK``) ending now. Fetching
+(retries with backoff included) ends 1.5 s before ``CANARY_JUDGE_SYNC_TIMEOUT_SECONDS`` (8 s by
+default), so the answer comes by 8 s, under the provider's 10 s timeout.
 
 With ``run_id`` the call is one poll of a sequential run (:mod:`judge.api.runs`): only the points
 since the previous poll of that run are judged, anytime-valid, and ``status`` is the run's
@@ -56,11 +64,17 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def error_answer(message: str, config: str | None = None) -> JSONResponse:
-    """The 200 answer for a measurement that judged nothing."""
+OUTAGE_STATUS = 503
+"""An error outcome (a metric source failed): non-2xx, so Argo records an Error measurement."""
+TIMEOUT_STATUS = 504
+"""No answer within ``CANARY_JUDGE_SYNC_TIMEOUT_SECONDS``: an Error measurement too."""
+
+
+def error_answer(message: str, config: str | None = None, status: int = 200) -> JSONResponse:
+    """The answer for a measurement that judged nothing (200 for a bad request: Inconclusive)."""
     body = ArgoJudgeOut(verdict="error", status="error", error=message, reason=message,
                         config=config)
-    return JSONResponse(status_code=200, content=body.model_dump(mode="json", by_alias=True))
+    return JSONResponse(status_code=status, content=body.model_dump(mode="json", by_alias=True))
 
 
 async def _request_fields(request: Request) -> dict[str, Any]:
@@ -116,13 +130,14 @@ def answer(report: Report, analysis_id: str | None, config_name: str) -> ArgoJud
     sequential = sequential_out(report)
     return ArgoJudgeOut(
         verdict=verdict,
-        status=sequential.status if sequential else verdict,
+        status="error" if report.is_error else sequential.status if sequential else verdict,
         sequential=sequential,
         score=_finite(report.score),
         pass_=verdict == "pass",
         marginal=verdict == "marginal",
         fail=verdict == "fail",
         reason=report.reason,
+        error=report.reason if report.is_error else None,
         config=config_name,
         analysis_id=analysis_id,
         failed_metrics=[m.name for m in report.metrics if m.classification.failed],
@@ -138,7 +153,8 @@ def _finite(value: float) -> float | None:
     "/judge",
     methods=["GET", "POST"],
     response_model=ArgoJudgeOut,
-    summary="Judge a canary now (Argo Rollouts web provider); always HTTP 200",
+    summary="Judge a canary now (Argo Rollouts web provider); 503/504 when there is no verdict",
+    responses={503: {"model": ArgoJudgeOut}, 504: {"model": ArgoJudgeOut}},
 )
 async def argo_judge(request: Request, services: ServicesDep) -> JSONResponse:
     """Fetch the lookback window for both scopes and judge it; see the module doc."""
@@ -173,7 +189,9 @@ async def argo_judge(request: Request, services: ServicesDep) -> JSONResponse:
             report, analysis_id = await services.judge_now(plan, "argo")
     except ValidationError as exc:
         return error_answer(validation_message(exc), config_label)
-    except (BadRequestError, UnknownSourceError, TimeoutError, ConflictError) as exc:
+    except TimeoutError as exc:
+        return error_answer(str(exc), config_label, TIMEOUT_STATUS)
+    except (BadRequestError, UnknownSourceError, ConflictError) as exc:
         return error_answer(str(exc), config_label)
     except Exception as exc:
         # Argo reads non-2xx as an Error measurement; a bug here must still answer in JSON.
@@ -181,4 +199,5 @@ async def argo_judge(request: Request, services: ServicesDep) -> JSONResponse:
         services.metrics.request_errors.labels("argo", "internal").inc()
         return error_answer(f"internal error: {type(exc).__name__}: {exc}", config_label)
     out = answer(report, analysis_id, config.name)
-    return JSONResponse(status_code=200, content=out.model_dump(mode="json", by_alias=True))
+    status = OUTAGE_STATUS if report.is_error else 200
+    return JSONResponse(status_code=status, content=out.model_dump(mode="json", by_alias=True))

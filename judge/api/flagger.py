@@ -28,9 +28,16 @@ and keeps running its checks until the run has passed. Flagger's payload does no
 kind of hook is calling (``phase`` is the canary's phase), hence the explicit ``gate``.
 
 The hook's ``name`` and ``namespace`` are extended scope parameters, usable as ``${name}`` and
-``${namespace}`` in queries. Answers: 200 pass; 412 fail or marginal; 400 bad metadata; 504
-when the analysis does not finish within ``CANARY_JUDGE_SYNC_TIMEOUT_SECONDS``; 503 if
-something unexpected breaks. The JSON body always says why.
+``${namespace}`` in queries. Answers: 200 pass; 412 fail or marginal; 400 bad metadata; **503
+when there is no verdict because a metric source failed** (down, timed out, refused the query,
+no series at all for a scope: an *error outcome*, see ``judge.report.Verdict``), in every mode,
+sequential and ``gate: promotion`` included, with ``verdict: "error"`` and the source, query and
+failure in ``reason``; 504 when the answer would not be ready within
+``CANARY_JUDGE_SYNC_TIMEOUT_SECONDS``; 503 too if something unexpected breaks. The JSON body
+always says why. Flagger counts every non-2xx answer as a failed check, as it counts a timeout:
+an outage rolls back only after the canary's ``threshold`` of them (and on a
+``confirm-promotion`` hook it only holds the promotion), never at once as a 412 with
+``threshold: 1`` does.
 """
 
 from __future__ import annotations
@@ -62,6 +69,8 @@ _UNDECIDED = 202
 """Accepted: a sequential run has no decision yet (Flagger counts 200-202 as a passed check)."""
 _TOO_EARLY = 425
 """Too Early: a promotion gate while the sequential run is undecided (promotion waits)."""
+_NO_VERDICT = 503
+"""Service Unavailable: a metric source failed, nothing was judged (an error, not a 412)."""
 
 
 def _answer(status: int, hook: FlaggerHook, **fields: Any) -> JSONResponse:
@@ -120,8 +129,14 @@ def _thresholds(meta: FlaggerMetadata, config: CanaryConfig) -> ScoreThresholds 
 @router.post(
     "/check",
     response_model=FlaggerOut,
-    responses={412: {"model": FlaggerOut}, 400: {"model": FlaggerOut}},
-    summary="Flagger webhook: 200 when the canary passes, 412 when it does not",
+    responses={
+        412: {"model": FlaggerOut},
+        400: {"model": FlaggerOut},
+        503: {"model": FlaggerOut},
+        504: {"model": FlaggerOut},
+    },
+    summary="Flagger webhook: 200 when the canary passes, 412 when it does not, 503 when a "
+    "metric source failed",
 )
 async def flagger_check(hook: FlaggerHook, services: ServicesDep) -> JSONResponse:
     try:
@@ -161,8 +176,12 @@ async def flagger_check(hook: FlaggerHook, services: ServicesDep) -> JSONRespons
         return _answer(503, hook, verdict="error", reason=message, error=message)
     verdict = report.verdict.value
     summary = sequential_out(report)
-    if summary is not None:
-        status = {"pass": 200, "fail": _FAILED}.get(summary.status, _UNDECIDED)
+    if report.is_error:
+        status = _NO_VERDICT
+    elif summary is not None:
+        status = {"pass": 200, "fail": _FAILED, "error": _NO_VERDICT}.get(
+            summary.status, _UNDECIDED
+        )
         if status == _UNDECIDED and (meta.gate or "").strip().lower() == "promotion":
             status = _TOO_EARLY
     else:
@@ -176,6 +195,7 @@ async def flagger_check(hook: FlaggerHook, services: ServicesDep) -> JSONRespons
         verdict=verdict,
         score=score,
         reason=report.reason,
+        error=report.reason if report.is_error else None,
         analysis_id=analysis_id,
         failed_metrics=[m.name for m in report.metrics if m.classification.failed],
     )

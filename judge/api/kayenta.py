@@ -11,6 +11,12 @@ it then polls ``GET /canary/{id}`` every 15 s until ``complete`` and reads
 Executions are analyses of kind ``kayenta`` in the same store, run by the same background
 runner; their ids are the execution ids. Errors answer in Spring Boot's error shape
 (``{timestamp, status, error, message, path}``), as Kayenta does.
+
+When a metric source fails (down, timed out, refused the query, no series at all for a scope)
+the analysis ends with status ``error`` and no verdict, and its execution completes as
+Kayenta's does when a fetch fails: ``complete: true``, ``status: "terminal"``, an
+``exception`` naming each failed source, query and failure, and **no** ``result`` (so no
+score): Argo's kayenta provider then records an Error measurement ("Missing Score").
 """
 
 from __future__ import annotations
@@ -419,6 +425,7 @@ def execution_status(analysis: StoredAnalysis) -> dict[str, Any]:
         AnalysisStatus.RUNNING: "running",
         AnalysisStatus.SUCCEEDED: "succeeded",
         AnalysisStatus.FAILED: "terminal",
+        AnalysisStatus.ERROR: "terminal",
     }[analysis.status]
     response: dict[str, Any] = {
         "application": accounts.get("application"),
@@ -450,7 +457,19 @@ def execution_status(analysis: StoredAnalysis) -> dict[str, Any]:
             "exceptionType": "AnalysisFailed",
             "details": {"error": analysis.error, "errors": [analysis.error]},
         }
-    if analysis.report is not None:
+    if analysis.status is AnalysisStatus.ERROR:
+        # Kayenta ends an execution whose fetch failed without a result: no score to read.
+        failures = (analysis.report or {}).get("details", {}).get("fetch_failures") or []
+        response["exception"] = {
+            "timestamp": millis(analysis.finished_at or analysis.created_at),
+            "exceptionType": "MetricsFetchFailed",
+            "details": {
+                "error": analysis.error,
+                "errors": [f"{f.get('metric')}: {f.get('reason')}" for f in failures]
+                or [analysis.error],
+            },
+        }
+    elif analysis.report is not None:
         start = analysis.request.get("start")
         end = analysis.request.get("end")
         duration = None

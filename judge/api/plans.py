@@ -369,13 +369,27 @@ def plan_scopes(plan: AnalysisPlan) -> Scopes:
     return next(iter(plan.scopes.values())) if len(plan.scopes) == 1 else plan.scopes
 
 
+JUDGE_RESERVE_SECONDS = 1.5
+"""Of a time budget, what fetching leaves for judging, storing and answering (a quarter of
+the budget when that is less): with ``CANARY_JUDGE_SYNC_TIMEOUT_SECONDS`` at 8 s, fetching
+(retries and backoff included) ends by 6.5 s and the answer is sent by 8 s, under the
+controllers' 10 s."""
+
+
+def fetch_deadline(budget: float) -> float:
+    """Seconds the fetching of an analysis with ``budget`` seconds in all may take."""
+    return budget - min(JUDGE_RESERVE_SECONDS, budget / 4)
+
+
 async def run_plan(
     plan: AnalysisPlan,
     sources: SourceRegistry,
     *,
     on_progress: ProgressCallback | None = None,
+    deadline: float | None = None,
 ) -> Report:
-    """Fetch both sides of every metric and judge them (``judge.analysis.analyze_async``)."""
+    """Fetch both sides of every metric and judge them (``judge.analysis.analyze_async``),
+    the fetching within ``deadline`` seconds (retries and backoff included)."""
     return await analyze_async(
         plan.config,
         routed_sources(plan, sources),
@@ -385,4 +399,10 @@ async def run_plan(
         step=plan.step,
         thresholds=plan.thresholds,
         on_progress=on_progress,
+        deadline=deadline,
     )
+
+
+def outcome_cause(report: Report) -> str:
+    """The cause of an error outcome, for the ``error`` field of an analysis: its reason."""
+    return report.reason

@@ -15,7 +15,7 @@ import logging
 
 from anyio import to_thread
 
-from judge.api.plans import AnalysisPlan, run_plan
+from judge.api.plans import AnalysisPlan, fetch_deadline, outcome_cause, run_plan
 from judge.api.service import Services
 from judge.api.telemetry import Stopwatch, analysis_context
 from judge.config import CanaryConfig
@@ -120,9 +120,11 @@ class AnalysisRunner:
                 "analysis started",
                 extra={"kind": analysis.kind, "config": config.name, "attempt": analysis.attempts},
             )
+            budget = self._services.settings.analysis_timeout_seconds
             report = await asyncio.wait_for(
-                run_plan(plan, self._services.sources, on_progress=on_progress),
-                timeout=self._services.settings.analysis_timeout_seconds,
+                run_plan(plan, self._services.sources, on_progress=on_progress,
+                         deadline=fetch_deadline(budget)),
+                timeout=budget,
             )
         except asyncio.CancelledError:
             # Shutdown: leave it stored as running so the next start resumes it.
@@ -139,7 +141,16 @@ class AnalysisRunner:
             logger.exception("analysis failed")
             await self._fail(analysis_id, analysis.kind, f"{type(exc).__name__}: {exc}")
         else:
-            await to_thread.run_sync(store.mark_succeeded, analysis_id, report.to_dict())
+            if report.is_error:
+                # No verdict: a source failed. Status "error" with the cause (Kayenta's
+                # executions then complete without a score, as Kayenta's do).
+                await to_thread.run_sync(
+                    store.mark_error, analysis_id, report.to_dict(), outcome_cause(report)
+                )
+                logger.warning("analysis has no verdict: a metric source failed",
+                               extra={"error": report.reason})
+            else:
+                await to_thread.run_sync(store.mark_succeeded, analysis_id, report.to_dict())
             metrics.analyses_finished.labels(analysis.kind, report.verdict.value).inc()
             metrics.analysis_seconds.labels(analysis.kind).observe(watch.seconds)
             logger.info(

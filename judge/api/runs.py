@@ -13,9 +13,10 @@ module keeps the runs in the store:
   compare-and-set on the call count, so two polls of one run at once cannot both count;
 - a restart loses nothing: the next poll reads the stored state and carries on.
 
-A metric whose fetch fails adds no points: the run stays undecided (``continue``), never passes
-because of it, and a ``final`` poll with a failed fetch is not treated as final (the run would
-otherwise pass metrics it never saw).
+A metric whose fetch fails adds no points: the run never passes because of it, a ``final`` poll
+with a failed fetch is not treated as final (the run would otherwise pass metrics it never
+saw), and an undecided run answers status ``error`` when the source failed
+(:func:`judge.analysis.poll_outcome`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from judge.analysis import SequentialStatus, poll_async
-from judge.api.plans import AnalysisPlan, BadRequestError, plan_scopes, routed_sources
+from judge.api.plans import (
+    AnalysisPlan,
+    BadRequestError,
+    fetch_deadline,
+    plan_scopes,
+    routed_sources,
+)
 from judge.api.schemas import SequentialOut
 from judge.api.sources import SourceRegistry
 from judge.api.store import Store, StoredConfig, StoredRun
@@ -164,6 +171,7 @@ class RunKeeper:
         outcome = await poll_async(
             config, routed_sources(plan, self.sources), plan_scopes(plan), state,
             start=window_start, end=plan.end, step=plan.step, after=after, final=final,
+            deadline=fetch_deadline(self.timeout),
         )
         sequential: dict[str, Any] = dict(outcome.report.details["sequential"])
         sequential.update({"run_id": run_id, "window_start": window_start.isoformat()})

@@ -113,7 +113,9 @@ class ReportOut(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    verdict: Literal["pass", "marginal", "fail"]
+    verdict: Literal["pass", "marginal", "fail", "error"] = Field(
+        description="error: no verdict, a metric source failed (details.fetch_failures)"
+    )
     score: float | None
     reason: str
     thresholds: dict[str, float]
@@ -191,7 +193,9 @@ class SequentialOut(BaseModel):
     """Where a sequential run stands after a poll."""
 
     run_id: str
-    status: SequentialStatus
+    status: SequentialStatus = Field(
+        description="error: this poll has no answer, a metric source failed (the run goes on)"
+    )
     calls: int
     new_points: int
     points: int = Field(description="points judged so far (the most of any metric)")
@@ -230,7 +234,10 @@ class RunOut(BaseModel):
 class AnalysisOut(BaseModel):
     id: str
     kind: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: Literal["queued", "running", "succeeded", "failed", "error"] = Field(
+        description="error: ran without a verdict because a metric source failed ('error' "
+        "says which source, query and failure); failed: could not run to the end"
+    )
     progress: float = Field(description="0..1: fetched metrics over all metrics")
     progress_detail: dict[str, Any]
     config_id: str | None
@@ -291,8 +298,10 @@ class MetricSummaryOut(BaseModel):
 
 
 class ArgoJudgeOut(BaseModel):
-    """Always sent with HTTP 200. ``verdict`` is ``pass``, ``marginal``, ``fail`` or ``error``;
-    the booleans make ``successCondition: result.pass`` style conditions read naturally."""
+    """``verdict`` is ``pass``, ``marginal``, ``fail`` (HTTP 200) or ``error`` (HTTP 503 when a
+    metric source failed, 504 past the time budget: Argo's Error measurement; HTTP 200 for a
+    bad request: Inconclusive); the booleans make ``successCondition: result.pass`` style
+    conditions read naturally."""
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -368,6 +377,24 @@ class FlaggerOut(BaseModel):
 
 
 # -- health ------------------------------------------------------------------------------------
+class SourceHealthOut(BaseModel):
+    """What was last seen of a metric source (a health check or a fetch)."""
+
+    status: Literal["up", "down", "unknown"]
+    kind: str | None = Field(default=None, description="the failure kind while down")
+    error: str | None = None
+    checked_at: str | None = None
+    via: Literal["check", "fetch"] | None = None
+    down_since: str | None = None
+    last_up: str | None = None
+
+
 class HealthOut(BaseModel):
     status: str
     detail: str | None = None
+    database: str | None = None
+    sources: dict[str, SourceHealthOut] | None = Field(
+        default=None,
+        description="metric sources' health: shown, never a reason to take the pod out of "
+        "service (an outage of a source is not fixed by restarting canary-judge)",
+    )

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from anyio import to_thread
 
-from judge.api.plans import AnalysisPlan, run_plan
+from judge.api.plans import AnalysisPlan, fetch_deadline, outcome_cause, run_plan
 from judge.api.runs import RunKeeper
 from judge.api.settings import Settings
 from judge.api.sources import SourceRegistry
@@ -42,8 +42,10 @@ class Services:
     async def judge_now(self, plan: AnalysisPlan, kind: str) -> tuple[Report, str]:
         """Run a plan synchronously within ``sync_timeout_seconds``, storing it as an analysis.
 
-        Raises ``TimeoutError`` when the budget runs out (the stored analysis is marked
-        failed saying so).
+        Fetching ends by :func:`fetch_deadline` of that budget, so a source that is down or
+        slow gives an error outcome (``report.is_error``; stored with status ``error`` and the
+        cause) in time. Raises ``TimeoutError`` when the budget runs out anyway (the stored
+        analysis is marked failed saying so).
         """
         stored = await to_thread.run_sync(
             lambda: self.store.create_analysis(
@@ -54,14 +56,20 @@ class Services:
         self.metrics.analyses_started.labels(kind).inc()
         with analysis_context(stored.id):
             report = await self._run_sync(plan, kind, stored.id)
-        await to_thread.run_sync(self.store.mark_succeeded, stored.id, report.to_dict())
+        if report.is_error:
+            await to_thread.run_sync(
+                self.store.mark_error, stored.id, report.to_dict(), outcome_cause(report)
+            )
+        else:
+            await to_thread.run_sync(self.store.mark_succeeded, stored.id, report.to_dict())
         return report, stored.id
 
     async def _run_sync(self, plan: AnalysisPlan, kind: str, analysis_id: str) -> Report:
         watch = Stopwatch()
         try:
+            budget = self.settings.sync_timeout_seconds
             report = await asyncio.wait_for(
-                run_plan(plan, self.sources), timeout=self.settings.sync_timeout_seconds
+                run_plan(plan, self.sources, deadline=fetch_deadline(budget)), timeout=budget
             )
         except TimeoutError:
             message = (
@@ -82,6 +90,13 @@ class Services:
             raise
         self.metrics.analysis_seconds.labels(kind).observe(watch.seconds)
         self.metrics.analyses_finished.labels(kind, report.verdict.value).inc()
+        if report.is_error:
+            logger.warning(
+                "synchronous analysis has no verdict: a metric source failed",
+                extra={"kind": kind, "config": plan.config.name, "error": report.reason,
+                       "seconds": round(watch.seconds, 3)},
+            )
+            return report
         logger.info(
             "synchronous analysis finished",
             extra={

@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     """A background analysis still running after this long is marked failed."""
     sync_timeout_seconds: float = Field(default=8.0, gt=0)
     """Budget of synchronous analyses (Argo web, Flagger): under the callers' 10 s timeouts."""
+    source_check_interval_seconds: float = Field(default=30.0, ge=0)
+    """Seconds between health checks of each metric source (shown by ``/readyz`` and in
+    ``/metrics``; an outage never takes the pod out of service). 0: no periodic checks (fetches
+    still update the health)."""
     resume_interrupted: bool = True
     """At startup, re-run analyses a stopped process left queued/running (else mark failed)."""
     max_resume_attempts: int = Field(default=3, ge=1)

@@ -45,14 +45,19 @@ from judge.errors import ConfigError, ConflictError, NotFoundError
 
 
 class AnalysisStatus(StrEnum):
+    """``succeeded``: judged, the report has a verdict. ``error``: ran, but a metric source
+    failed, so there is no verdict (the report says which source, query and failure; ``error``
+    the cause). ``failed``: could not run to the end (timeout, interrupted, a bug)."""
+
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    ERROR = "error"
 
     @property
     def done(self) -> bool:
-        return self in (AnalysisStatus.SUCCEEDED, AnalysisStatus.FAILED)
+        return self in (AnalysisStatus.SUCCEEDED, AnalysisStatus.FAILED, AnalysisStatus.ERROR)
 
 
 def _now() -> datetime:
@@ -499,6 +504,19 @@ class Store:
             row.progress = 1.0
             row.report = report
             row.error = None
+            row.finished_at = _now()
+            return _analysis(row)
+
+    def mark_error(
+        self, analysis_id: str, report: dict[str, Any], error: str
+    ) -> StoredAnalysis:
+        """Ran to the end without a verdict (a metric source failed): the report, and why."""
+        with self._session() as session:
+            row = self._analysis_row(session, analysis_id)
+            row.status = AnalysisStatus.ERROR.value
+            row.progress = 1.0
+            row.report = report
+            row.error = error
             row.finished_at = _now()
             return _analysis(row)
 

@@ -71,6 +71,19 @@ class ServiceMetrics:
             ["source", "error"],
             registry=self.registry,
         )
+        self.source_up = Gauge(
+            "canary_judge_source_up",
+            "1 while a metric source answers (last health check or fetch), 0 while it does not; "
+            "absent until it was checked or used.",
+            ["source"],
+            registry=self.registry,
+        )
+        self.source_checks = Counter(
+            "canary_judge_source_checks",
+            "Health checks of metric sources, by source and result (up, or the failure kind).",
+            ["source", "result"],
+            registry=self.registry,
+        )
         self.request_errors = Counter(
             "canary_judge_request_errors",
             "Requests answered with an error, by route group and status class.",

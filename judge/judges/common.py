@@ -103,6 +103,9 @@ class FetchFailure:
     with this reason (the other metrics are judged as usual)."""
 
     reason: str
+    kind: str = "source"
+    """Its :class:`judge.errors.FailureKind`; a source failure (an outage) of a scored metric
+    makes the report an error outcome (:func:`judge.scoring.score_report`)."""
 
 
 @dataclass(frozen=True)
@@ -348,7 +351,7 @@ def prepare_all(
                 metric, mode, f"No data was given for metric {metric.name!r}."
             )
         elif isinstance(given, FetchFailure):
-            done[metric.name] = error_result(metric, given.reason)
+            done[metric.name] = error_result(metric, given.reason, fetch_failure=given.kind)
         elif isinstance(given, MissingSeries):
             done[metric.name] = nodata_result(
                 metric, mode, given.reason, details=dict(given.details)

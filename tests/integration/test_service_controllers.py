@@ -254,11 +254,23 @@ def test_metrics_without_a_source_go_to_the_source_of_their_query_type(
     assert DATADOG_QUERY.replace("${scope}", "v2-good") in asked
 
 
-def test_metric_source_down_fails_the_canary(service: ServiceProcess) -> None:
-    result = _argo_web(service, {"config": "checkout", "baseline": "v1", "canary": "v2-good",
-                                 "source": "down", "lookback": "10m"})
-    assert result["verdict"] == "fail"
+def test_metric_source_down_is_an_error_measurement_not_a_verdict(
+    service: ServiceProcess,
+) -> None:
+    # Issue 14: this used to answer 200 "fail" (a rollback on an outage). Argo's web provider
+    # reads a non-2xx answer as an Error measurement; its consecutiveErrorLimit decides.
+    answer = httpx.post(
+        f"{service.url}/argo/v1/judge",
+        json={"config": "checkout", "baseline": "v1", "canary": "v2-good", "source": "down",
+              "lookback": "10m"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=ARGO_WEB_TIMEOUT,
+    )
+    assert answer.status_code == 503
+    result = answer.json()
+    assert result["verdict"] == "error" and result["score"] is None
     assert {m["classification"] for m in result["metrics"]} == {"error"}
+    assert "source 'down' (connect)" in result["error"]
     metrics = httpx.get(f"{service.url}/metrics").text
     assert 'canary_judge_fetch_errors_total{error="' in metrics
     assert 'source="down"' in metrics

@@ -10,6 +10,8 @@ and answers ``{"status": "ok", "res_type": "time_series", "query", "from_date", 
 "series": [{"metric", "scope", "tag_set", "pointlist": [[ms, value|null], ...], "start",
 "end", "interval", "length", "expression", ...}]}``, only the points within ``[from, to]``.
 Wrong or missing keys get ``403 {"errors": ["Forbidden"]}`` (``auth_status`` changes it).
+``GET /api/v1/validate`` (the key check a health probe uses) answers ``{"valid": true}`` for
+the right API key; it is not scripted and not recorded in ``requests``.
 
 API
 ---
@@ -103,6 +105,10 @@ class FakeDatadog:
             return self._script.popleft() if self._script else None
 
     def answer(self, path: str, params: dict[str, str], headers: dict[str, str]) -> Answer:
+        if path == "/api/v1/validate":
+            if headers.get("dd-api-key") != self.api_key:
+                return Answer(self.auth_status, b'{"errors": ["Forbidden"]}')
+            return Answer(200, b'{"valid": true}')
         with self._lock:
             self.requests.append(RecordedRequest(path, params, headers))
         scripted = self._next_scripted()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -219,7 +218,7 @@ def test_analysis_request_errors_name_the_field(client: TestClient) -> None:
     assert client.get("/v1/analyses/nope").status_code == 404
 
 
-def test_metric_source_down_never_passes(client: TestClient) -> None:
+def test_metric_source_down_is_an_error_never_a_verdict(client: TestClient) -> None:
     app = create_app(
         Settings(
             database_url="sqlite://",
@@ -241,11 +240,14 @@ def test_metric_source_down_never_passes(client: TestClient) -> None:
             json={"config": config, "baseline": "a", "canary": "b", "source": "down"},
         )
     body = answer.json()
-    assert answer.status_code == 200
-    assert body["verdict"] == "fail"
-    assert body["pass"] is False
+    # Not "fail" (that would roll back on an outage), not "pass": an Error measurement.
+    assert answer.status_code == 503
+    assert body["verdict"] == "error"
+    assert body["pass"] is False and body["fail"] is False
     assert body["metrics"][0]["classification"] == "error"
-    assert math.isclose(body["score"], 0.0)
+    assert body["score"] is None
+    assert "source 'down' (connect)" in body["error"]
+    assert "connection refused" in body["error"]
 
 
 class _StaggeredSource:

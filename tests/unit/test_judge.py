@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -167,14 +168,42 @@ def test_judge_series_with_fetch_failure_and_unknown_series() -> None:
     assert report.details["ignored_series"] == ["typo"]
 
 
-def test_critical_fetch_failure_fails_the_canary() -> None:
+def test_critical_metric_that_could_not_be_built_fails_the_canary() -> None:
+    # A config problem (no I/O happened) is not an outage: the critical rule applies.
     config = CanaryConfig.model_validate(
         {"mode": "kayenta", "metrics": [{"name": "errors", "critical": True}, {"name": "cpu"}]}
     )
-    report = judge_series(config, {"errors": FetchFailure("timeout"),
+    report = judge_series(config, {"errors": FetchFailure("template 't' not found", "config"),
                                    "cpu": ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])})
     assert report.score == 0.0
     assert report.reason.startswith("Critical metric 'errors' (error) failed")
+
+
+@pytest.mark.parametrize("mode", ["kayenta", "default"])
+def test_a_source_failure_is_an_error_outcome_never_a_verdict(mode: str) -> None:
+    # Kayenta ends an execution whose fetch failed without a score; both modes do the same.
+    same = [float(v) for v in np.random.default_rng(1).normal(10, 1, 60)]
+    config = CanaryConfig.model_validate(
+        {"mode": mode, "metrics": [{"name": "errors", "critical": True}, {"name": "cpu"},
+                                   {"name": "muted", "muted": True}]}
+    )
+    report = judge_series(config, {"errors": FetchFailure("no answer within 5 s", "timeout"),
+                                   "cpu": (same, same),
+                                   "muted": FetchFailure("refused", "connect")})
+    assert report.verdict is Verdict.ERROR and report.is_error
+    assert math.isnan(report.score)
+    assert report.to_dict()["score"] is None
+    assert report.reason.startswith("No verdict: the data of 1 of 2 scored metrics could not "
+                                    "be fetched")
+    assert "'errors' (timeout): no answer within 5 s" in report.reason
+    assert report.details["fetch_failures"] == [
+        {"metric": "errors", "kind": "timeout", "reason": "no answer within 5 s"}]
+    assert report.metric("cpu").classification is Classification.PASS  # still shown
+    # A muted metric that could not be fetched is reported, and decides nothing.
+    only_muted = judge_series(config, {"errors": (same, same),
+                                       "cpu": (same, same),
+                                       "muted": FetchFailure("refused", "connect")})
+    assert only_muted.verdict is Verdict.PASS
 
 
 def test_threshold_metrics_in_default_mode() -> None:

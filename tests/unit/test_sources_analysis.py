@@ -28,7 +28,7 @@ from judge.analysis import (
 from judge.config import CanaryConfig, MetricConfig
 from judge.errors import QueryError, RetryableSourceError
 from judge.ports import FetchedSeries, MetricSource, Scope, ScopePair, TaggedSeries
-from judge.report import Classification, Report
+from judge.report import Classification, Report, Verdict
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
 SCOPES = ScopePair(Scope("v1"), Scope("v2"))
@@ -245,9 +245,31 @@ def test_group_by_tag_sets_become_their_own_metrics() -> None:
 
 
 def test_grouped_query_without_any_data_is_nodata_under_its_own_name() -> None:
+    # The other metric has series for both scopes: an empty query is missing data, judged
+    # as Kayenta judges an empty result.
     empty = FetchedSeries("q", (), group_by=("uri",))
     source = ScriptedSource({("lat", "v1"): empty, ("lat", "v2"): empty})
-    assert run(config("lat"), source).metric("lat").classification is Classification.NODATA
+    report = run(config("lat", "cpu"), source)
+    assert report.metric("lat").classification is Classification.NODATA
+    assert report.metric("cpu").classification is Classification.PASS
+    assert not report.is_error
+
+
+def test_a_scope_that_matches_no_series_at_all_is_an_error_outcome() -> None:
+    # A misspelt canary scope: every query of that scope comes back without any series.
+    empty = FetchedSeries("q", ())
+    source = ScriptedSource({("lat", "v2"): empty, ("cpu", "v2"): empty})
+    report = run(config("lat", "cpu"), source)
+    assert report.verdict is Verdict.ERROR and report.is_error
+    assert np.isnan(report.score)
+    lat = report.metric("lat")
+    assert lat.classification is Classification.ERROR
+    assert lat.details["fetch_failure"] == "no_series"
+    assert lat.reason.startswith("canary: source 'default' (no_series), query 'lat@v2': ")
+    assert "no series at all for canary scope 'v2' (none of the 2 queries" in lat.reason
+    assert report.details["fetch"]["lat"]["baseline"]["error"] is None
+    assert {f["metric"] for f in report.details["fetch_failures"]} == {"lat", "cpu"}
+    assert report.reason.startswith("No verdict: the data of 2 of 2 scored metrics")
 
 
 def test_untagged_multiple_series_are_combined_point_by_point() -> None:
@@ -262,7 +284,9 @@ def test_build_pairs_keeps_the_reason_of_a_failed_side() -> None:
     fetches = asyncio.run(fetch_metrics(
         cfg, ScriptedSource({("m", "v2"): QueryError("bad")}), SCOPES, retry=FAST))
     built = build_pairs(cfg, fetches)
-    assert built.pairs == {"m": "canary: bad"}
+    # The reason names the source, the kind of failure, the query and the source's words.
+    assert built.pairs == {"m": "canary: source 'default' (rejected), query 'm@v2': bad"}
+    assert built.kinds == {"m": "rejected"}
 
 
 def test_progress_is_reported_per_metric() -> None:
@@ -323,7 +347,7 @@ def test_new_points_drop_what_was_judged_and_share_one_grid() -> None:
     assert points.last == 180.0
     assert points.baseline["errors"].tolist() == [2.0, 3.0]
     assert np.isnan(points.baseline["requests"][0]) and points.canary["requests"][1] == 31.0
-    assert points.errors == {"down": "connection refused"}
+    assert points.errors == {"down": "query 'q': connection refused"}
     assert new_points(fetches, after=180.0).timestamps.size == 0
     everything = new_points(fetches, after=None)
     assert everything.timestamps.tolist() == [60.0, 120.0, 180.0]

@@ -192,9 +192,11 @@ def evaluate_mann_whitney_many(items: Sequence[Prepared]) -> list[Evaluation | s
         tails = spread_tail_rows(c_rows, b_rows, point_c, point_b)
         # Time-aligned metrics are compared minute by minute (what both sides share cancels);
         # the others, or too few aligned pairs, take the unpaired tests.
-        paired = np.array([_pairable(items[i]) for i in members], dtype=bool)
-        for local in np.flatnonzero(paired).tolist():
-            out[members[local]] = _paired_evaluation(items[members[local]], tails, local)
+        paired = np.zeros(rows, dtype=bool)
+        for local, index in enumerate(members):
+            evaluation = _paired_evaluation(items[index], tails, local)
+            if evaluation is not None:
+                out[index], paired[local] = evaluation, True
         enough = np.minimum(n_c / f_c, n_b / f_b) >= MIN_EFFECTIVE_POINTS
         for local in np.flatnonzero(~enough & ~paired).tolist():
             out[members[local]] = _too_few_sentence(
@@ -308,24 +310,23 @@ def _pairable(p: Prepared) -> bool:
     return float(sps.spearmanr(baseline, canary).statistic) >= PAIRING_MIN_CORRELATION
 
 
-def _paired_evaluation(p: Prepared, tails: SpreadTailRows, row: int) -> Evaluation | str:
+def _paired_evaluation(p: Prepared, tails: SpreadTailRows, row: int) -> Evaluation | None:
     """The time-aligned tests of one ``mann_whitney`` metric: signed-rank shift of the
     minute-by-minute differences, and with ``tails`` the paired spread test plus the unpaired
-    tail checks (an outlier minute is an outlier whatever the other side did)."""
+    tail checks (an outlier minute is an outlier whatever the other side did). ``None``: not
+    to be compared minute by minute (not aligned, the sides do not move together, or too few
+    pairs differ to test their signs: the unpaired tests then judge it)."""
+    if not _pairable(p):
+        return None
     metric, test = p.metric, p.metric.test
     assert isinstance(test, MannWhitneyTest) and p.paired is not None
     baseline, canary = p.paired
     independent = test.autocorrelation is Autocorrelation.NONE
     loc = paired_shift_test(canary, baseline, confidence=test.confidence, margin=PHI_MARGIN,
                             independent=independent)
+    if loc.pairs / loc.inflation < MIN_EFFECTIVE_POINTS:
+        return None
     effective = loc.pairs / loc.inflation
-    if effective < MIN_EFFECTIVE_POINTS:
-        return (
-            f"Not enough evidence: {loc.pairs} time-aligned pairs with a difference "
-            f"({loc.zeros} equal) are worth about {effective:.1f} independent ones (lag-1 "
-            f"autocorrelation of the signs {loc.phi:.2f}); at least {MIN_EFFECTIVE_POINTS:g} "
-            "are needed"
-        )
     interval = (
         f"shift {figure(loc.estimate, signed=True)}, {test.confidence * 100:g}% CI "
         f"[{figure(loc.low, signed=True)}, {figure(loc.high, signed=True)}]"
