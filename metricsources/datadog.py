@@ -51,6 +51,7 @@ from judge.ports import (
     parse_entries,
 )
 from judge.queries import DatadogQuery
+from judge.redaction import split_userinfo
 from metricsources.templates import check_datadog_scope, expand_datadog
 
 DEFAULT_SITE = "https://api.datadoghq.com"
@@ -206,6 +207,8 @@ class DatadogSource:
         self._application_key = Secret(
             application_key or env.get("DD_APP_KEY") or env.get("DD_APPLICATION_KEY", "")
         )
+        # Credentials in the site's user info (a proxy's) are sent as basic auth, never shown.
+        site, self._site_auth = split_userinfo(site)
         self.site = site.rstrip("/")
         self.timeout = timeout
         self.verify = verify
@@ -256,8 +259,8 @@ class DatadogSource:
             "Accept": "application/json",
         }
         try:
-            async with httpx.AsyncClient(timeout=self.timeout,
-                                         verify=self._tls_context()) as client:
+            async with httpx.AsyncClient(timeout=self.timeout, verify=self._tls_context(),
+                                         auth=self._site_auth) as client:
                 response = await client.get(
                     f"{self.site}/api/v1/query", params=params, headers=headers
                 )
