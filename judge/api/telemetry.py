@@ -116,7 +116,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 """The server's own loggers (access lines carry paths): redacted like ours."""
 
 
