@@ -31,10 +31,17 @@ MIN_SECRET_LENGTH = 6
 """Known values shorter than this are not searched for (they would mask ordinary words); the
 shapes above still hide them where they appear as URL user info or a credential."""
 
-_USERINFO = re.compile(
-    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#@\s\"'<>\\]+)@"
+# Patterns that start with a literal ("://") let the regex engine skip ahead fast; the
+# credential pattern runs only when a cheap substring test finds its keyword.
+_USERINFO = re.compile(r"://[^/?#@\s\"'<>\\]+@")
+_USERINFO_BYTES = re.compile(rb"://[^/?#@\s\"'<>\\]+@")
+# "Bearer"/"Basic" and a credential: 8+ token characters with an upper-case letter, a digit
+# or a symbol after the first (so "basic statistics" or "Basic Usage" stay as they are).
+_CREDENTIAL = re.compile(
+    r"\b(?P<kind>[Bb]earer|BEARER|[Bb]asic|BASIC)(?P<gap>\s+)"
+    r"[A-Za-z0-9._~+/=-](?=[A-Za-z0-9._~+/=-]*[A-Z0-9._~+/=-])[A-Za-z0-9._~+/=-]{7,}"
 )
-_CREDENTIAL = re.compile(r"(?i)\b(?P<kind>bearer|basic)(?P<gap>\s+)[A-Za-z0-9._~+/=-]{8,}")
+_CREDENTIAL_HINTS = ("earer", "EARER", "asic", "ASIC")
 
 
 def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -82,6 +89,8 @@ class Redactor:
             spellings.update({secret, quote(secret, safe=""), json.dumps(secret)[1:-1]})
         # Longest first, so a secret containing another is hidden whole.
         ordered = sorted(spellings, key=len, reverse=True)
+        self._spellings = tuple(ordered)
+        self._spellings_bytes = tuple(s.encode() for s in ordered)
         self._known = re.compile("|".join(map(re.escape, ordered))) if ordered else None
         self._known_bytes = (
             re.compile(b"|".join(re.escape(s.encode()) for s in ordered)) if ordered else None
@@ -89,11 +98,14 @@ class Redactor:
 
     def text(self, text: str) -> str:
         """``text`` with every secret hidden."""
-        if self._known is not None:
+        # Substring tests first (fast); the regular expressions only where something is there.
+        if self._known is not None and any(s in text for s in self._spellings):
             text = self._known.sub(MASK, text)
         if "://" in text:
-            text = _USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", text)
-        return _CREDENTIAL.sub(lambda m: f"{m['kind']}{m['gap']}{MASK}", text)
+            text = _USERINFO.sub(f"://{MASK}@", text)
+        if any(hint in text for hint in _CREDENTIAL_HINTS):
+            text = _CREDENTIAL.sub(lambda m: f"{m['kind']}{m['gap']}{MASK}", text)
+        return text
 
     def value(self, value: Any) -> Any:
         """A JSON-like value (dicts, lists, strings, numbers) with every string redacted.
@@ -115,15 +127,16 @@ class Redactor:
 
     def data(self, data: bytes) -> bytes:
         """A response body (UTF-8 text or JSON) with every secret hidden."""
-        cleaned = data
-        if self._known_bytes is not None:
-            cleaned = self._known_bytes.sub(MASK.encode(), cleaned)
-        if b"://" in cleaned or b"earer" in cleaned or b"asic" in cleaned:
-            text = cleaned.decode("utf-8", errors="surrogateescape")
-            redacted = self.text(text)
-            if redacted != text:
-                cleaned = redacted.encode("utf-8", errors="surrogateescape")
-        return cleaned
+        if self._known_bytes is not None and any(s in data for s in self._spellings_bytes):
+            data = self._known_bytes.sub(MASK.encode(), data)
+        if b"://" in data:
+            data = _USERINFO_BYTES.sub(b"://" + MASK.encode() + b"@", data)
+        if any(hint.encode() in data for hint in _CREDENTIAL_HINTS):
+            text = data.decode("utf-8", errors="surrogateescape")
+            data = _CREDENTIAL.sub(lambda m: f"{m['kind']}{m['gap']}{MASK}", text).encode(
+                "utf-8", errors="surrogateescape"
+            )
+        return data
 
 
 class RedactingFilter(logging.Filter):

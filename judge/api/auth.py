@@ -227,11 +227,9 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         path_token = _take_path_token(scope)
-        header_token = _bearer(scope)
         method: str = scope["method"]
-        route_path = self._route_path(scope)
         metadata_token: str | None = None
-        if route_path == FLAGGER_CHECK and method == "POST":
+        if scope["path"] == FLAGGER_CHECK and method == "POST":
             body = await _read_body(receive, self.limit)
             if body is None:
                 await self._refuse(send, scope, 413, f"request body is above the limit of "
@@ -243,12 +241,13 @@ class AuthMiddleware:
         if not self.tokens:
             await self.app(scope, receive, send)
             return
+        route_path = self._route_path(scope)
         access = required_access(method, route_path) if route_path else JUDGE
         if access is OPEN:
             await self.app(scope, receive, send)
             return
         presented = next(
-            (t for t in (header_token, path_token, metadata_token) if t is not None), None
+            (t for t in (_bearer(scope), path_token, metadata_token) if t is not None), None
         )
         group = self.group_of(scope["path"])
         if presented is None:

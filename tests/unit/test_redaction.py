@@ -43,6 +43,9 @@ def test_known_values_in_every_spelling_and_secret_shapes() -> None:
     )
     assert redactor.text("Authorization: Bearer eyJhbGciOi.x-y") == "Authorization: Bearer ***"
     assert redactor.text("Basic dXNlcjpwYXNz") == "Basic ***"
+    assert redactor.text("authorization: bearer deadbeef0042") == "authorization: bearer ***"
+    for words in ("basic statistics", "Basic Statistics", "the bearer of news"):
+        assert redactor.text(words) == words
     # Too short to search for as a value (it would mask words); shapes still apply.
     assert redactor.text("abc def") == "abc def"
     assert redactor.text("missing or invalid bearer token") == "missing or invalid bearer token"
