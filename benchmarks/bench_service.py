@@ -11,6 +11,7 @@ with an inline config using the default judge.
 
     .venv/bin/python benchmarks/bench_service.py                 # defaults: 8 in flight, 10 s
     .venv/bin/python benchmarks/bench_service.py --concurrency 16 --seconds 20 --mode kayenta
+    .venv/bin/python benchmarks/bench_service.py --api-token bench-token   # with auth on
 
 Measured on the shared 2-core development machine (other engineers' jobs running), 8 in
 flight, 10 s per endpoint (see the report for the exact figures of a run).
@@ -58,12 +59,15 @@ def judge_body(mode: str, seed: int = 1) -> dict[str, Any]:
 
 # -- the load client (runs in its own process) -----------------------------------------------------
 async def _load(
-    url: str, body: bytes | None, concurrency: int, max_requests: int, seconds: float, warmup: int
+    url: str, body: bytes | None, concurrency: int, max_requests: int, seconds: float, warmup: int,
+    token: str | None = None,
 ) -> dict[str, Any]:
     import httpx
 
     method = "POST" if body is not None else "GET"
     headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         for _ in range(warmup):
@@ -101,7 +105,8 @@ async def _load(
 def _client_main(args: argparse.Namespace) -> None:
     body = Path(args.body).read_bytes() if args.body else None
     result = asyncio.run(
-        _load(args.url, body, args.concurrency, args.requests, args.seconds, args.warmup)
+        _load(args.url, body, args.concurrency, args.requests, args.seconds, args.warmup,
+              args.api_token)
     )
     print(json.dumps(result))
 
@@ -115,6 +120,8 @@ def _measure(url: str, body_file: Path | None, args: argparse.Namespace) -> dict
     ]
     if body_file is not None:
         command += ["--body", str(body_file)]
+    if args.api_token:
+        command += ["--api-token", args.api_token]
     completed = subprocess.run(
         command, capture_output=True, text=True, timeout=args.seconds + 120, check=True
     )
@@ -151,13 +158,15 @@ def _driver_main(args: argparse.Namespace) -> None:
             "CANARY_JUDGE_DATABASE_URL": f"sqlite:///{work_dir / 'bench.db'}",
             "CANARY_JUDGE_LOG_LEVEL": "WARNING",
         }
+        if args.api_token:
+            env["CANARY_JUDGE_API_TOKENS"] = f"judge:{args.api_token}"
         with ServiceProcess(env, work_dir) as service:
             health = _measure(f"{service.url}/healthz", None, args)
             judged = _measure(f"{service.url}/v1/judge", body_file, args)
     print(
         f"service benchmark: {METRICS} metrics x {POINTS} points a side, mode={args.mode}, "
         f"{args.concurrency} in flight, <= {args.seconds:g} s / {args.requests} requests each, "
-        "client in a second process, loopback"
+        f"client in a second process, loopback, auth {'on' if args.api_token else 'off'}"
     )
     print(f"{'endpoint':<16}{'requests':>9}{'errors':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     for name, row in (("GET /healthz", health), ("POST /v1/judge", judged)):
@@ -187,6 +196,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="at most, per endpoint")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--mode", choices=("default", "kayenta"), default="default")
+    parser.add_argument("--api-token", help="run the service with this judge token and send it")
     args = parser.parse_args()
     if args.client:
         _client_main(args)

@@ -50,6 +50,7 @@ from judge.errors import (
     UnsupportedSourceError,
 )
 from judge.ports import FetchedSeries, Scope, TaggedSeries, parse_entries
+from judge.redaction import split_userinfo
 from metricsources._http import parse_retry_after, transport_reason
 from metricsources.templates import check_datadog_scope, expand_datadog
 
@@ -202,6 +203,8 @@ class DatadogSource:
         self._application_key = Secret(
             application_key or env.get("DD_APP_KEY") or env.get("DD_APPLICATION_KEY", "")
         )
+        # Credentials in the site's user info (a proxy's) are sent as basic auth, never shown.
+        site, self._site_auth = split_userinfo(site)
         self.site = site.rstrip("/")
         self.timeout = timeout
         self.verify = verify
@@ -252,8 +255,8 @@ class DatadogSource:
             "Accept": "application/json",
         }
         try:
-            async with httpx.AsyncClient(timeout=self.timeout,
-                                         verify=self._tls_context()) as client:
+            async with httpx.AsyncClient(timeout=self.timeout, verify=self._tls_context(),
+                                         auth=self._site_auth) as client:
                 response = await client.get(
                     f"{self.site}/api/v1/query", params=params, headers=headers
                 )

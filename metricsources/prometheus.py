@@ -72,6 +72,7 @@ from judge.errors import (
     UnsupportedSourceError,
 )
 from judge.ports import FetchedSeries, Scope, TaggedSeries, parse_entries
+from judge.redaction import split_userinfo
 from metricsources._http import is_read_timeout, parse_retry_after, transport_reason
 from metricsources.templates import escape_promql_string, expand_promql
 
@@ -257,6 +258,9 @@ class PrometheusSource:
     path or ``(cert, key)``. ``timeout`` bounds each request in seconds. ``scope_label`` is the
     label a Kayenta-style query selects the scope with (Kayenta's ``scopeLabel`` setting,
     default ``instance``). ``max_workers`` is how many queries may run at once.
+
+    Credentials in the URL (``http://user:password@host``) are sent as ``basic_auth``, and
+    ``url`` (shown in errors and the repr) is kept without them.
     """
 
     query_types: frozenset[str] = frozenset({"prometheus"})
@@ -275,6 +279,11 @@ class PrometheusSource:
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
+        url, in_url = split_userinfo(url)
+        if in_url is not None:
+            if basic_auth is not None:
+                raise ValueError("credentials given twice: in the URL's user info and basic_auth")
+            basic_auth = in_url
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.scope_label = scope_label

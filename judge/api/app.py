@@ -1,4 +1,4 @@
-"""The FastAPI application: wiring, guards (auth, size limit), errors, health and metrics.
+"""The FastAPI application: wiring, guards (auth, size limit, redaction), errors, health, metrics.
 
 ``create_app(settings)`` is the one place the parts are put together (ports and adapters: the
 routers are thin adapters over ``judge.api.service``). Nothing happens at import time; the
@@ -10,7 +10,6 @@ Run it with ``canary-judge serve`` or ``uvicorn --factory judge.api.app:create_a
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -25,7 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from judge.api import argo, flagger, kayenta, native
+from judge.api import argo, auth, flagger, kayenta, native
 from judge.api.runner import AnalysisRunner
 from judge.api.schemas import ArgoJudgeOut, HealthOut, SourceHealthOut
 from judge.api.seed import seed_demo_configs
@@ -35,6 +34,7 @@ from judge.api.sources import SourceRegistry
 from judge.api.store import Store
 from judge.api.telemetry import ServiceMetrics, configure_logging
 from judge.errors import ConfigError, ConflictError, NotFoundError
+from judge.redaction import Redactor, RedactResponses
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +43,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-_ALWAYS_OPEN = ("/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json")
-
 
 def route_group(path: str) -> str:
     """Which contract a path answers under: ``argo``, ``kayenta``, ``flagger`` or ``native``."""
@@ -68,8 +65,14 @@ def error_body(group: str, status_code: int, message: str, path: str) -> tuple[i
     return status_code, {"error": message}
 
 
+def reject_body(path: str, status_code: int, message: str) -> tuple[int, Any]:
+    """A refusal before routing (auth, size) in the dialect of the door ``path`` belongs to."""
+    return error_body(route_group(path), status_code, message, path)
+
+
 class GuardMiddleware:
-    """Bearer-token auth and the request size limit, before any routing or body parsing.
+    """The request size limit, before any routing or body parsing (auth is the layer above:
+    :class:`judge.api.auth.AuthMiddleware`).
 
     A pure ASGI middleware (not ``BaseHTTPMiddleware``) so it adds almost nothing per request
     and never buffers a body that declares its length.
@@ -77,12 +80,6 @@ class GuardMiddleware:
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        self.tokens = tuple(t.encode() for t in settings.api_tokens)
-        self.open_groups = {"kayenta"} if settings.open_kayenta_paths else set()
-        if settings.open_argo_paths:
-            self.open_groups.add("argo")
-        if settings.open_flagger_paths:
-            self.open_groups.add("flagger")
         self.limit = settings.max_request_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -92,14 +89,6 @@ class GuardMiddleware:
         path: str = scope["path"]
         group = route_group(path)
         headers = dict(scope["headers"])
-        guarded = self.tokens and not path.startswith(_ALWAYS_OPEN)
-        if (
-            guarded
-            and group not in self.open_groups
-            and not self._authorized(headers.get(b"authorization", b""))
-        ):
-            await self._reject(send, group, 401, "missing or invalid bearer token", path)
-            return
         declared = headers.get(b"content-length")
         if declared is not None:
             try:
@@ -146,22 +135,12 @@ class GuardMiddleware:
 
         await self.app(scope, replay, send)
 
-    def _authorized(self, header: bytes) -> bool:
-        scheme, _, token = header.partition(b" ")
-        if scheme.lower() != b"bearer" or not token:
-            return False
-        # Compare against every token without stopping early: no timing hint of which matched.
-        matches = [hmac.compare_digest(token.strip(), known) for known in self.tokens]
-        return any(matches)
-
     @staticmethod
     async def _reject(send: Send, group: str, status_code: int, message: str, path: str) -> None:
         status, body = error_body(group, status_code, message, path)
         payload = json.dumps(body).encode()
         headers = [(b"content-type", b"application/json"),
                    (b"content-length", str(len(payload)).encode())]
-        if status == 401:
-            headers.append((b"www-authenticate", b"Bearer"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
@@ -221,11 +200,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The service. ``settings`` default to the environment and ``CANARY_JUDGE_SETTINGS_FILE``."""
     settings = settings or get_settings()
     metrics = ServiceMetrics()
+    # Secrets never leave: one redactor at every edge (logs, responses, the database).
+    redactor = Redactor(settings.secret_values())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(settings.log_level, settings.log_json)
+        configure_logging(settings.log_level, settings.log_json, redactor)
         store = Store(settings.database_url)
+        store.add_write_filter(redactor.text)
         await to_thread.run_sync(store.create_schema)
         if settings.seed_demo_configs:
             await to_thread.run_sync(seed_demo_configs, store)
@@ -262,8 +244,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.metrics = metrics
+    app.state.redactor = redactor
     app.dependency_overrides[get_settings] = lambda: settings
+    # Outermost last: redaction of every body, then auth (before anything reads the request),
+    # then the size limit.
     app.add_middleware(GuardMiddleware, settings=settings)
+    open_groups = [
+        group
+        for group, is_open in (("kayenta", settings.open_kayenta_paths),
+                               ("flagger", settings.open_flagger_paths),
+                               ("argo", settings.open_argo_paths))
+        if is_open
+    ]
+    app.add_middleware(
+        auth.AuthMiddleware,
+        tokens=[token.get_secret_value() for token in settings.api_tokens],
+        open_groups=open_groups,
+        max_body_bytes=settings.max_request_bytes,
+        group_of=route_group,
+        reject=reject_body,
+    )
+    app.add_middleware(RedactResponses, redactor=redactor)
     _install_error_handlers(app)
     app.include_router(native.router)
     app.include_router(argo.router)
@@ -306,6 +307,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """The service's own metrics in Prometheus' text format."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = auth.describe_in_openapi(
+                build_openapi(), enforced=bool(settings.api_tokens)
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

@@ -186,7 +186,8 @@ def is_kayenta_path(path: str) -> bool:
 
 def spring_error(status_code: int, message: str, path: str) -> dict[str, Any]:
     """Spring Boot's default error body, which Kayenta clients know how to show."""
-    reasons = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 413: "Payload Too Large",
+    reasons = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+               413: "Payload Too Large",
                422: "Unprocessable Entity", 500: "Internal Server Error"}
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),

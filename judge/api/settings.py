@@ -33,7 +33,8 @@ DEMO_SOURCE_NAME = "demo"
 class SourceSettings(BaseModel):
     """One named metric source (Kayenta calls these *metrics accounts*)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Errors never echo the input: it may hold a key or a URL with a password.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     type: Literal["prometheus", "datadog", "demo", "files"]
     url: str | None = None
@@ -84,7 +85,9 @@ class _SettingsFileSource(PydanticBaseSettingsSource):
 class Settings(BaseSettings):
     """Everything the service can be told. Field ``x`` is env var ``CANARY_JUDGE_X``."""
 
-    model_config = SettingsConfigDict(env_prefix="CANARY_JUDGE_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CANARY_JUDGE_", extra="forbid", frozen=True, hide_input_in_errors=True
+    )
 
     # -- storage ---------------------------------------------------------------------------
     database_url: str = "sqlite:///./canary-judge.db"
@@ -133,14 +136,17 @@ class Settings(BaseSettings):
     """An analysis interrupted this many times is marked failed instead of re-run."""
 
     # -- HTTP ------------------------------------------------------------------------------
-    api_tokens: Annotated[tuple[str, ...], NoDecode] = ()
-    """Bearer tokens accepted (comma-separated). Empty: no authentication."""
-    open_kayenta_paths: bool = True
-    """Leave Kayenta-compatible paths open when tokens are set (Argo's provider sends none)."""
-    open_flagger_paths: bool = True
-    """Leave ``/flagger/v1/*`` open when tokens are set (Flagger webhooks cannot send headers)."""
+    api_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    """API tokens (comma-separated), each ``judge:TOKEN``, ``admin:TOKEN`` or a bare ``TOKEN``
+    (= admin); see :mod:`judge.api.auth`. Empty: no authentication."""
+    open_kayenta_paths: bool = False
+    """Let callers without a token read and judge on Kayenta's paths (never change configs).
+    Off: Argo's kayenta provider puts the token in its address (``/t/TOKEN``)."""
+    open_flagger_paths: bool = False
+    """Let callers without a token use ``/flagger/v1/check``. Off: Flagger sends the token in
+    the webhook's ``metadata.token`` or its URL (``/t/TOKEN``)."""
     open_argo_paths: bool = False
-    """Leave ``/argo/v1/*`` open when tokens are set (the web provider can send headers)."""
+    """Let callers without a token use ``/argo/v1/judge`` (the web provider sends headers)."""
     max_request_bytes: int = Field(default=5_000_000, gt=0)
     """Larger request bodies are refused with 413."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -152,6 +158,14 @@ class Settings(BaseSettings):
     def _split_tokens(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(token.strip() for token in value.split(",") if token.strip())
+        return value
+
+    @field_validator("api_tokens", mode="after")
+    @classmethod
+    def _known_scopes(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        from judge.api.auth import parse_tokens
+
+        parse_tokens(token.get_secret_value() for token in value)
         return value
 
     @field_validator("log_level", mode="before")
@@ -179,6 +193,29 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         file_source = _SettingsFileSource(settings_cls, os.environ.get(SETTINGS_FILE_ENV))
         return (init_settings, env_settings, file_source)
+
+    def secret_values(self) -> list[str]:
+        """Every secret value these settings hold, for :class:`judge.redaction.Redactor`: the
+        API tokens, source keys and bearer tokens, and the user info of every URL."""
+        from judge.api.auth import SCOPES
+        from judge.redaction import url_secrets
+
+        values: list[str] = []
+        for entry in self.api_tokens:
+            raw = entry.get_secret_value()
+            scope, colon, token = raw.partition(":")
+            values.append(token if colon and scope in SCOPES else raw)
+        for source in self.source_settings().values():
+            for secret in (source.api_key, source.app_key, source.bearer_token):
+                if secret is not None:
+                    values.append(secret.get_secret_value())
+            values.extend(url_secrets(source.url))
+        for key in (self.datadog_api_key, self.datadog_app_key):
+            if key is not None:
+                values.append(key.get_secret_value())
+        for url in (self.prometheus_url, self.datadog_url, self.database_url):
+            values.extend(url_secrets(url))
+        return [value for value in values if value]
 
     def source_settings(self) -> dict[str, SourceSettings]:
         """Every named source: explicit ``sources``, the URL shortcuts, and demo."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
@@ -296,6 +296,27 @@ class Store:
     def _session(self) -> Iterator[Session]:
         with self._lock, self._sessions.begin() as session:
             yield session
+
+    def add_write_filter(self, clean: Callable[[str], str]) -> None:
+        """Pass every text value written (INSERT and UPDATE parameters of every table, JSON
+        columns as their text) through ``clean`` first, e.g.
+        :meth:`judge.redaction.Redactor.text`: secrets never reach the database."""
+
+        def cleaned(parameters: Any) -> Any:
+            if isinstance(parameters, dict):
+                return {k: clean(v) if isinstance(v, str) else v for k, v in parameters.items()}
+            return type(parameters)(clean(v) if isinstance(v, str) else v for v in parameters)
+
+        @event.listens_for(self.engine, "before_cursor_execute", retval=True)
+        def _clean(
+            _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
+            executemany: bool,
+        ) -> tuple[str, Any]:
+            if not parameters or statement.lstrip()[:6].upper() not in ("INSERT", "UPDATE"):
+                return statement, parameters
+            if executemany:
+                return statement, type(parameters)(cleaned(p) for p in parameters)
+            return statement, cleaned(parameters)
 
     # -- configs ---------------------------------------------------------------------------
     def create_config(

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from judge.redaction import RedactingFilter, Redactor
+
 analysis_id_var: ContextVar[str | None] = ContextVar("analysis_id", default=None)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -120,23 +122,37 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in self._STANDARD and not key.startswith("_"):
                 entry[key] = value
-        if record.exc_info:
+        if record.exc_text:  # already formatted (and redacted) by RedactingFilter
+            entry["exception"] = record.exc_text
+        elif record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str, as_json: bool) -> None:
-    """Send ``judge`` and ``metricsources`` logs to stderr, one JSON object per line."""
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+"""The server's own loggers (access lines carry paths): redacted like ours."""
+
+
+def configure_logging(level: str, as_json: bool, redactor: Redactor | None = None) -> None:
+    """Send ``judge`` and ``metricsources`` logs to stderr, one JSON object per line, with
+    every secret ``redactor`` knows hidden (in the server's own log lines too)."""
     handler = logging.StreamHandler()
     if as_json:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    redacting = RedactingFilter(redactor or Redactor())
+    handler.addFilter(redacting)
     for name in ("judge", "metricsources"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(level)
         logger.propagate = False
+    for name in SERVER_LOGGERS:
+        server_logger = logging.getLogger(name)
+        for old in [f for f in server_logger.filters if isinstance(f, RedactingFilter)]:
+            server_logger.removeFilter(old)
+        server_logger.addFilter(redacting)
 
 
 class Stopwatch:

@@ -137,6 +137,21 @@ def test_bearer_header_and_basic_auth_are_sent(auth_server: str) -> None:
     basic.close()
 
 
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_never_shown(auth_server: str) -> None:
+    in_url = PrometheusSource(auth_server.replace("http://", "http://canary:pa55@"))
+    assert fetch(in_url).series[0].values[0] == 42.0
+    assert _AuthChecking.seen[-1] == "Basic " + base64.b64encode(b"canary:pa55").decode()
+    assert in_url.url == auth_server and "pa55" not in repr(in_url)
+    wrong = PrometheusSource(auth_server.replace("http://", "http://canary:wrong-pass-77@"))
+    with pytest.raises(SourceAuthError) as caught:
+        fetch(wrong)
+    assert "wrong-pass-77" not in str(caught.value)
+    with pytest.raises(ValueError, match="twice"):
+        PrometheusSource(auth_server.replace("http://", "http://a:b@"), basic_auth=("a", "b"))
+    in_url.close()
+    wrong.close()
+
+
 def test_refused_credentials_are_fatal_and_never_shown(auth_server: str) -> None:
     wrong = PrometheusSource(auth_server, headers={"Authorization": "Bearer wrong-token-77"})
     with pytest.raises(SourceAuthError, match="HTTP 401: unauthorized") as caught:

@@ -26,7 +26,8 @@ from tests.support.service import ServiceProcess
 
 pytestmark = pytest.mark.prometheus
 
-TOKEN = "integration-token"
+TOKEN = "integration-token"  # a bare token: admin (stores configs)
+JUDGE_TOKEN = "integration-judge-token"  # what the controllers get: read and judge
 ARGO_WEB_TIMEOUT = 10.0
 ARGO_KAYENTA_TIMEOUT = 15.0
 FLAGGER_TIMEOUT = 10.0
@@ -164,14 +165,13 @@ def service(
         "CANARY_JUDGE_DATADOG_URL": datadog.url,
         "CANARY_JUDGE_DATADOG_API_KEY": datadog.api_key,
         "CANARY_JUDGE_DATADOG_APP_KEY": datadog.application_key,
-        "CANARY_JUDGE_API_TOKENS": TOKEN,
+        "CANARY_JUDGE_API_TOKENS": f"{TOKEN},judge:{JUDGE_TOKEN}",
     }
     with ServiceProcess(env, work_dir) as process:
         auth = {"Authorization": f"Bearer {TOKEN}"}
         created = httpx.post(f"{process.url}/v1/configs", json=NATIVE_CONFIG, headers=auth)
         assert created.status_code == 201, created.text
-        # Kayenta paths are open (Argo's kayenta provider sends no headers).
-        stored = httpx.post(f"{process.url}/canaryConfig", json=KAYENTA_CONFIG)
+        stored = httpx.post(f"{process.url}/canaryConfig", json=KAYENTA_CONFIG, headers=auth)
         assert stored.status_code == 200, stored.text
         yield process
 
@@ -280,8 +280,10 @@ def test_metric_source_down_is_an_error_measurement_not_a_verdict(
 def _argo_kayenta_measurement(service: ServiceProcess, canary: str) -> tuple[str, float]:
     """What ``metricproviders/kayenta/kayenta.go`` does: look the config up by name, start a
     job with its Go-formatted payload, poll until complete, and evaluate the score."""
-    address, application, storage, metrics_account = service.url, "checkout", "storage", ""
-    client = httpx.Client(timeout=ARGO_KAYENTA_TIMEOUT)  # no headers: the provider sends none
+    # No headers: the provider sends none; the token is in its address (docs/service.md).
+    address = f"{service.url}/t/{JUDGE_TOKEN}"
+    application, storage, metrics_account = "checkout", "storage", ""
+    client = httpx.Client(timeout=ARGO_KAYENTA_TIMEOUT)
     listing = client.get(
         f"{address}/canaryConfig?application={application}&configurationAccountName={storage}"
     )
@@ -328,6 +330,7 @@ def test_argo_kayenta_provider(service: ServiceProcess, canary: str, phase: str)
 
 
 def test_spinnaker_status_shape(service: ServiceProcess) -> None:
+    base = f"{service.url}/t/{JUDGE_TOKEN}"
     start = (NOW - timedelta(minutes=WINDOW_MINUTES)).isoformat()
     scope = {
         "scope": "v1",
@@ -340,7 +343,7 @@ def test_spinnaker_status_shape(service: ServiceProcess) -> None:
 
     def start_job(config_ref: str) -> httpx.Response:
         return httpx.post(
-            f"{service.url}/canary/{config_ref}",
+            f"{base}/canary/{config_ref}",
             params={"application": "checkout", "metricsAccountName": "prometheus"},
             json={
                 "scopes": {"default": {"controlScope": scope,
@@ -352,12 +355,12 @@ def test_spinnaker_status_shape(service: ServiceProcess) -> None:
 
     job = start_job("checkout-kayenta")
     assert job.status_code == 404  # by id only, as Kayenta: names are for the listing
-    configs = httpx.get(f"{service.url}/canaryConfig", params={"application": "checkout"}).json()
+    configs = httpx.get(f"{base}/canaryConfig", params={"application": "checkout"}).json()
     config_id = next(c["id"] for c in configs if c["name"] == "checkout-kayenta")
     job = start_job(config_id)
     execution_id = job.json()["canaryExecutionId"]
     for _ in range(100):
-        status = httpx.get(f"{service.url}/canary/{execution_id}").json()
+        status = httpx.get(f"{base}/canary/{execution_id}").json()
         if status["complete"]:
             break
         time.sleep(0.2)
@@ -374,13 +377,15 @@ def test_spinnaker_status_shape(service: ServiceProcess) -> None:
 # -- Flagger -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("canary", "status"), [("v2-good", 200), ("v2-bad", 412)])
 def test_flagger_webhook(service: ServiceProcess, canary: str, status: int) -> None:
-    # Flagger's CanaryWebhookPayload, POSTed with no auth header, 10 s timeout.
+    # Flagger's CanaryWebhookPayload, POSTed with no auth header (the token is in its
+    # metadata), 10 s timeout.
     payload = {
         "name": "checkout",
         "namespace": "shop",
         "phase": "Progressing",
         "checksum": "7f9c2ba4",
         "metadata": {
+            "token": JUDGE_TOKEN,
             "config": "checkout",
             "baseline": "v1",
             "canary": canary,
@@ -418,7 +423,7 @@ def test_kayenta_remote_judge(service: ServiceProcess) -> None:
         },
     ]
     answer = httpx.post(
-        f"{service.url}/judge",
+        f"{service.url}/t/{JUDGE_TOKEN}/judge",  # Kayenta's baseUrl carries the token
         json={
             "canaryConfig": KAYENTA_CONFIG,
             "metricSetPairList": pairs,

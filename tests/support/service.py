@@ -4,6 +4,7 @@
 on a free loopback port with the given ``CANARY_JUDGE_*`` environment; ``start()`` waits until
 ``/readyz`` answers 200, ``stop()`` sends SIGTERM (a graceful shutdown), ``kill()`` SIGKILL (a
 crash: nothing gets to clean up). It can be started again on a new port with the same database.
+``log_level`` is uvicorn's (``info`` adds its access log: one line per request, with the path).
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ READY_TIMEOUT = 30.0
 class ServiceProcess:
     """One ``canary-judge`` server process (see module doc)."""
 
-    def __init__(self, env: Mapping[str, str], work_dir: Path) -> None:
+    def __init__(
+        self, env: Mapping[str, str], work_dir: Path, *, log_level: str = "warning"
+    ) -> None:
         self.env = dict(env)
         self.work_dir = work_dir
+        self.log_level = log_level
         self.log_file = work_dir / "service.log"
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
@@ -58,7 +62,7 @@ class ServiceProcess:
                     "--port",
                     str(self.port),
                     "--log-level",
-                    "warning",
+                    self.log_level,
                 ],
                 cwd=self.work_dir,
                 env=env,

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from judge.api.auth import METADATA_TOKEN_KEY, TOKEN_PATH_PREFIX
 from judge.api.kayenta import CanaryScopeIn
 from judge.api.schemas import ArgoJudgeRequest, FlaggerMetadata
 from judge.api.settings import Settings
@@ -76,6 +77,10 @@ def test_argo_web_template_sends_a_valid_request() -> None:
 def test_argo_kayenta_template_scopes_parse() -> None:
     template, rollout = _documents("argo/analysistemplate-kayenta.yaml")
     kayenta = template["spec"]["metrics"][0]["provider"]["kayenta"]
+    # The provider sends no headers: the token rides in the address, from a Secret.
+    assert kayenta["address"].endswith(TOKEN_PATH_PREFIX + "{{args.api-token}}")
+    (token_arg,) = [a for a in template["spec"]["args"] if a["name"] == "api-token"]
+    assert token_arg["valueFrom"]["secretKeyRef"]["key"] == "token"
     assert (
         kayenta["canaryConfigName"]
         == json.loads((EXAMPLES / "configs/checkout-kayenta.json").read_text())["name"]
@@ -100,7 +105,13 @@ def test_flagger_canary_metadata_is_understood() -> None:
     for hook in hooks:
         assert hook["url"].endswith("/flagger/v1/check")
         assert all(isinstance(v, str) for v in hook["metadata"].values())
-        FlaggerMetadata.model_validate(hook["metadata"])
+        FlaggerMetadata.model_validate(_without_token(hook["metadata"]))
+
+
+def _without_token(metadata: dict[str, str]) -> dict[str, str]:
+    """What the webhook reads: the auth layer takes ``metadata.token`` out first."""
+    assert METADATA_TOKEN_KEY in metadata
+    return {k: v for k, v in metadata.items() if k != METADATA_TOKEN_KEY}
 
 
 def test_argo_sequential_templates_send_valid_requests() -> None:
@@ -127,7 +138,7 @@ def test_flagger_sequential_metadata_is_understood() -> None:
     (canary,) = _documents("flagger/canary-sequential.yaml")
     hooks = canary["spec"]["analysis"]["webhooks"]
     for hook in hooks:
-        meta = FlaggerMetadata.model_validate(hook["metadata"])
+        meta = FlaggerMetadata.model_validate(_without_token(hook["metadata"]))
         assert meta.sequential == "true"
     assert {h["type"]: h["metadata"].get("gate") for h in hooks} == {
         "rollout": None, "confirm-promotion": "promotion"}

@@ -23,7 +23,7 @@ def client() -> Iterator[TestClient]:
         yield test_client
 
 
-def test_bearer_tokens_guard_native_but_not_kayenta_by_default() -> None:
+def test_bearer_tokens_guard_every_door_by_default() -> None:
     with _client(api_tokens=("s3cret", "other")) as client:
         denied = client.get("/v1/configs")
         assert denied.status_code == 401
@@ -36,35 +36,38 @@ def test_bearer_tokens_guard_native_but_not_kayenta_by_default() -> None:
         )
         allowed = client.get("/v1/configs", headers={"Authorization": "Bearer other"})
         assert allowed.status_code == 200
-        # Argo's kayenta provider sends no headers: Kayenta paths are open unless closed.
-        assert client.get("/canaryConfig").status_code == 200
-        # The Argo web provider can send headers, so its path is guarded; answers stay 200.
+        # Kayenta's paths are guarded too, answering in Kayenta's (Spring's) error shape.
+        closed = client.get("/canaryConfig")
+        assert closed.status_code == 401
+        assert closed.json()["status"] == 401
+        # The Argo web provider gets 200 with verdict "error" (Argo reads the reason).
         argo = client.get("/argo/v1/judge", params={"config": "demo"})
         assert argo.status_code == 200
         assert argo.json()["verdict"] == "error"
-        assert "bearer" in argo.json()["error"]
-        # Flagger webhooks cannot send headers either: open by default.
-        assert client.post("/flagger/v1/check", json={}).status_code == 422
+        assert "token" in argo.json()["error"]
+        assert client.post("/flagger/v1/check", json={}).status_code == 401
         assert client.get("/healthz").status_code == 200
         assert client.get("/metrics").status_code == 200
 
 
-def test_kayenta_paths_can_be_closed_and_argo_opened() -> None:
+def test_doors_can_be_opened_for_reading_and_judging_only() -> None:
     with _client(
-        api_tokens="t1, t2",
-        open_kayenta_paths=False,
+        api_tokens="judge:t1-judge, admin:t2-admin",
+        open_kayenta_paths=True,
         open_argo_paths=True,
-        open_flagger_paths=False,
+        open_flagger_paths=True,
     ) as client:
-        assert client.post("/flagger/v1/check", json={}).status_code == 401
-        closed = client.get("/canaryConfig")
-        assert closed.status_code == 401
-        assert closed.json()["status"] == 401  # Kayenta's (Spring's) error shape
-        assert (
-            client.get("/canaryConfig", headers={"Authorization": "Bearer t2"}).status_code == 200
-        )
+        assert client.post("/flagger/v1/check", json={}).status_code == 422
+        assert client.get("/canaryConfig").status_code == 200
         opened = client.get("/argo/v1/judge", params={"config": "demo"})
-        assert "bearer" not in (opened.json()["error"] or "")
+        assert "token" not in (opened.json()["error"] or "")
+        # An open door never opens config writes, and a wrong token is still refused.
+        assert client.delete("/canaryConfig/demo").status_code == 401
+        judge_token = {"Authorization": "Bearer t1-judge"}
+        assert client.delete("/canaryConfig/demo", headers=judge_token).status_code == 403
+        wrong = {"Authorization": "Bearer t3-wrong"}
+        assert client.get("/canaryConfig", headers=wrong).status_code == 401
+        assert client.get("/v1/configs").status_code == 401
 
 
 def test_request_size_limit() -> None:

@@ -17,7 +17,8 @@ def test_environment_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CANARY_JUDGE_LOG_LEVEL", "debug")
     settings = Settings()
     assert settings.database_url == "postgresql://db/judge"
-    assert settings.api_tokens == ("a", "b", "c")
+    assert [token.get_secret_value() for token in settings.api_tokens] == ["a", "b", "c"]
+    assert "'a'" not in repr(settings)
     assert settings.log_level == "DEBUG"
     assert settings.default_source_name() == "prometheus"
     assert set(settings.source_settings()) == {"prometheus", "demo"}
