@@ -38,7 +38,6 @@ point is NaN and the metric's NaN strategy decides what it means.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
 import math
@@ -68,6 +67,7 @@ from judge.errors import (
     ScopeValueError,
     SourceAuthError,
     SourceConnectionError,
+    SourceError,
     SourceTimeoutError,
     UnsupportedSourceError,
 )
@@ -75,8 +75,6 @@ from judge.ports import FetchedSeries, Scope, TaggedSeries, parse_entries
 from judge.redaction import split_userinfo
 from metricsources._http import is_read_timeout, parse_retry_after, transport_reason
 from metricsources.templates import escape_promql_string, expand_promql
-
-_STATUS = re.compile(r"HTTP Status Code (\d+) \((.*)\)\Z", re.DOTALL)
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -222,28 +220,21 @@ def align_to_grid(series: TaggedSeries, start: float, step: float, count: int) -
     return TaggedSeries(tags=series.tags, timestamps=grid, values=values)
 
 
-def _classify_http_error(
-    exc: PrometheusApiClientException, url: str, retry_after: float | None = None
-) -> Exception:
-    """Turn the client's ``HTTP Status Code N (b'...')`` exception into our hierarchy, with
-    the status, the source's own message and (429, 503) its ``Retry-After``."""
-    match = _STATUS.match(str(exc))
-    if not match:
-        return MalformedResponseError(f"Prometheus at {url} answered unexpectedly: {exc}")
-    status = int(match.group(1))
-    detail = match.group(2)
+def _classify_http_error(status: int, body: bytes, url: str) -> SourceError:
+    """An error answer (its status and body, as the response hook kept them) as our hierarchy,
+    with the source's own message (Prometheus' ``errorType: error`` when the body is its API's
+    JSON); ``Retry-After`` is added by the caller."""
+    text = body.decode("utf-8", "replace")
     try:
-        body = ast.literal_eval(detail)
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
         parsed = json.loads(text)
         detail = f"{parsed.get('errorType', 'error')}: {parsed.get('error', text)}"
-    except (ValueError, SyntaxError, AttributeError):
-        detail = detail[:300]
+    except (ValueError, AttributeError):
+        detail = text[:300]
     message = f"Prometheus at {url} answered HTTP {status}: {detail}"
     if status in (401, 403):
         return SourceAuthError(message, status=status)
     if status in (408, 429) or status >= 500:
-        return RetryableSourceError(message, status=status, retry_after=retry_after)
+        return RetryableSourceError(message, status=status)
     if status in (400, 422):
         return QueryError(message, status=status)
     return FatalSourceError(message, status=status)
@@ -291,10 +282,11 @@ class PrometheusSource:
         session.verify = verify
         if client_cert is not None:
             session.cert = client_cert
-        # The client drops an error answer's headers; this hook keeps its Retry-After, per
+        # The client turns an error answer into an exception that carries its status and body
+        # only as text; this hook keeps the answer itself (status, body, Retry-After), per
         # thread (each query runs on its own executor thread).
         self._last = threading.local()
-        session.hooks["response"].append(self._remember_retry_after)
+        session.hooks["response"].append(self._remember_answer)
         self._session = session
         # Longest-prefix mount wins over the one PrometheusConnect adds for the bare URL: a
         # pool as large as the thread pool, and no retries at this layer (see module doc).
@@ -315,11 +307,18 @@ class PrometheusSource:
     def __repr__(self) -> str:
         return f"PrometheusSource(url={self.url!r}, timeout={self.timeout})"
 
-    def _remember_retry_after(self, response: requests.Response, *_: Any, **__: Any) -> None:
-        self._last.retry_after = (
-            parse_retry_after(response.headers.get("Retry-After"))
-            if response.status_code != 200 else None
-        )
+    def _remember_answer(self, response: requests.Response, *_: Any, **__: Any) -> None:
+        self._last.answer = response if response.status_code != 200 else None
+
+    def _answer_error(self, answer: requests.Response | None, exc: Exception) -> SourceError:
+        """The error of a non-200 answer (kept by :meth:`_remember_answer`)."""
+        if answer is None:
+            return MalformedResponseError(
+                f"Prometheus at {self.url} answered unexpectedly: {exc}")
+        error = _classify_http_error(answer.status_code, answer.content, self.url)
+        if isinstance(error, RetryableSourceError):
+            error.retry_after = parse_retry_after(answer.headers.get("Retry-After"))
+        return error
 
     def close(self) -> None:
         """Release the HTTP session and the thread pool."""
@@ -360,7 +359,7 @@ class PrometheusSource:
         return FetchedSeries(query=rendered, series=aligned, group_by=tuple(group_by))
 
     def _query_range(self, query: str, start: datetime, end: datetime, step: timedelta) -> Any:
-        self._last.retry_after = None
+        self._last.answer = None
         try:
             # requests takes float timeouts; the client's ``int`` annotation is too narrow.
             timeout: Any = self.timeout
@@ -368,9 +367,7 @@ class PrometheusSource:
                 query, start, end, step=_step_text(step), timeout=timeout
             )
         except PrometheusApiClientException as exc:
-            raise _classify_http_error(
-                exc, self.url, getattr(self._last, "retry_after", None)
-            ) from exc
+            raise self._answer_error(getattr(self._last, "answer", None), exc) from exc
         except requests.Timeout as exc:
             raise self._timeout_error(exc) from exc
         except requests.exceptions.SSLError as exc:
@@ -416,7 +413,6 @@ class PrometheusSource:
         await loop.run_in_executor(self._executor, self._probe, limit)
 
     def _probe(self, timeout: float) -> None:
-        self._last.retry_after = None
         try:
             answer = self._session.get(  # the client's session: same auth, TLS and pool
                 f"{self.url}/api/v1/query", params={"query": "1"},
@@ -440,13 +436,7 @@ class PrometheusSource:
                 f"cannot connect to Prometheus at {self.url}: {transport_reason(exc)}"
             ) from exc
         if answer.status_code != 200:
-            raise _classify_http_error(
-                PrometheusApiClientException(
-                    f"HTTP Status Code {answer.status_code} ({answer.content[:2000]!r})"
-                ),
-                self.url,
-                parse_retry_after(answer.headers.get("Retry-After")),
-            )
+            raise self._answer_error(answer, RuntimeError(f"HTTP {answer.status_code}"))
         try:
             answer.json()["data"]
         except (ValueError, KeyError, TypeError) as exc:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from prometheus_api_client.exceptions import PrometheusApiClientException
 
 from judge.errors import (
     FatalSourceError,
@@ -92,11 +91,15 @@ def test_align_to_grid_marks_missing_points_nan() -> None:
 )
 def test_prometheus_http_errors_are_classified(status: int, kind: type[Exception]) -> None:
     body = b'{"status":"error","errorType":"bad_data","error":"parse error at char 5"}'
-    error = _classify_http_error(
-        PrometheusApiClientException(f"HTTP Status Code {status} ({body!r})"), "http://p:9090"
-    )
-    assert type(error) is kind
+    error = _classify_http_error(status, body, "http://p:9090")
+    assert type(error) is kind and error.status == status
     assert f"HTTP {status}" in str(error) and "bad_data: parse error at char 5" in str(error)
+
+
+def test_prometheus_error_answer_that_is_not_its_json_keeps_the_text() -> None:
+    error = _classify_http_error(502, b"<html>Bad Gateway</html>", "http://p:9090")
+    assert isinstance(error, RetryableSourceError)
+    assert "HTTP 502: <html>Bad Gateway</html>" in str(error)
 
 
 def test_datadog_grouped_answer_with_gaps() -> None:
