@@ -187,9 +187,10 @@ def _every_door(call: Calls, datadog: FakeDatadog) -> None:
         {"errors": [f"query refused for {DD_API_KEY} / {DD_APP_KEY}"]}).encode()))
     argo = call("POST", "/argo/v1/judge", token=JUDGE,
                 json={"config": "secrets", "baseline": "v1", "canary": "v2", "lookback": "40m"})
-    assert argo.status_code == 200
+    # The sources here fail (nothing listens, Datadog refuses): an error outcome, 503.
+    assert argo.status_code == 503 and argo.json()["verdict"] == "error"
     assert call("GET", "/argo/v1/judge", token=JUDGE,
-                params={"config": "secrets", "baseline": "v1", "canary": "v2"}).status_code == 200
+                params={"config": "secrets", "baseline": "v1", "canary": "v2"}).status_code == 503
 
     # Native: inline judgment, a background analysis, a sequential run.
     assert call("POST", "/v1/judge", token=JUDGE, json={

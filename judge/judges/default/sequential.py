@@ -220,7 +220,12 @@ def _sequential_counts(
     sides = [s for s, wanted in ((Classification.HIGH, metric.direction.increase_matters),
                                  (Classification.LOW, metric.direction.decrease_matters)) if wanted]
     threshold = math.log(len(sides) / alpha)
+    # A pass is wrong only on a metric that regressed, one metric: its e-processes are held at
+    # the run's level, not split over the metrics as failures are (a failure by luck can come
+    # from any metric).
+    pass_threshold = math.log(len(sides) / config.sequential.level)
     details: dict[str, Any] = {"dispersion": dispersion, "log_threshold": threshold,
+                               "log_pass_threshold": pass_threshold,
                                "canary_events": float(c.sum()), "baseline_events": float(b.sum())}
     margin = config.sequential.count_margin
     passes = True
@@ -242,23 +247,26 @@ def _sequential_counts(
         log_pass = rate_ratio_log_evalue(c, b, ec, eb, null_ratio=null, ratios=pass_grid,
                                          dispersion=dispersion)
         details[f"log_e_pass_{side.value}"] = log_pass
-        passes = passes and log_pass >= threshold
+        passes = passes and log_pass >= pass_threshold
     text = f"{c.sum():g} canary vs {b.sum():g} baseline events, dispersion {dispersion:.3g}"
     if passes:
         return "pass", f"the evidence rules out a rate ratio beyond {margin:g} ({text})", details
     if seq.canary_exposure and sides == [Classification.HIGH] and test.negligible_rate > 0:
         # Few or no events on either side, but much traffic: pass once the canary's own rate is
-        # shown below the negligible rate (Poisson likelihood-ratio e-process against
-        # rate >= negligible_rate, mixed over a quarter and a tenth of it).
+        # shown below a material one, the larger of count_margin x the baseline's observed
+        # rate and that rate + negligible_rate (Poisson likelihood-ratio e-process against
+        # rate >= rate0, mixed over a quarter and a tenth of it).
         events, exposure = float(c.sum()) / dispersion, float(ec.sum()) / dispersion
-        rate0 = test.negligible_rate
+        baseline_rate = float(b.sum()) / float(eb.sum()) if float(eb.sum()) > 0 else 0.0
+        rate0 = max(margin * baseline_rate, baseline_rate + test.negligible_rate)
         logs = [events * math.log(f) - (f - 1.0) * rate0 * exposure for f in (0.25, 0.1)]
         log_negligible = max(logs) + math.log1p(math.exp(min(logs) - max(logs))) - math.log(2.0)
         details["log_e_negligible"] = log_negligible
-        if log_negligible >= threshold:
+        if log_negligible >= pass_threshold:
             return "pass", (
-                f"the canary's rate is shown below the negligible {percent(rate0)} ({text} in "
-                f"{float(ec.sum()):g} requests)"
+                f"the canary's rate is shown below {percent(rate0)}, no material increase over "
+                f"the baseline's {percent(baseline_rate)} ({text} in {float(ec.sum()):g} "
+                "requests)"
             ), details
     return None, text, details
 
