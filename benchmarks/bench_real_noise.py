@@ -19,9 +19,9 @@ last poll, share failed, and the median number of points at which the run ended 
 whose status is not ``continue``; a run still undecided ends at the last poll). Then, for the
 canaries that should be promoted, which metrics stopped them, and on which series.
 
-Run (the full run, about 10 minutes on 2 cores)::
+Run (the full run: about 12 CPU-minutes, 594 s on a shared 2-core machine)::
 
-    .venv/bin/python benchmarks/bench_real_noise.py --canaries 200
+    .venv/bin/python benchmarks/bench_real_noise.py --canaries 200 --sequential-canaries 100
 
 ``--canaries`` per kind, flavour and split (default 50); ``--flavour``, ``--holdout-only`` /
 ``--tuning-only``, ``--kinds shift,tail``, ``--sequential off``, ``--sequential-canaries`` (fewer
