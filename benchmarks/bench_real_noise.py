@@ -19,9 +19,9 @@ last poll, share failed, and the median number of points at which the run ended 
 whose status is not ``continue``; a run still undecided ends at the last poll). Then, for the
 canaries that should be promoted, which metrics stopped them, and on which series.
 
-Run (the full run, about 10 minutes on 2 cores)::
+Run (the full run: about 12 CPU-minutes, 594 s on a shared 2-core machine)::
 
-    .venv/bin/python benchmarks/bench_real_noise.py --canaries 200
+    .venv/bin/python benchmarks/bench_real_noise.py --canaries 200 --sequential-canaries 100
 
 ``--canaries`` per kind, flavour and split (default 50); ``--flavour``, ``--holdout-only`` /
 ``--tuning-only``, ``--kinds shift,tail``, ``--sequential off``, ``--sequential-canaries`` (fewer
@@ -37,7 +37,8 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TextIO
 
 import pandas as pd
 from scipy.stats import binomtest
@@ -185,17 +186,13 @@ class Job:
 
 @dataclass(frozen=True)
 class Context:
-    """What every job needs (built once per worker process)."""
+    """What every job needs (built once per worker process by :func:`make_context`)."""
 
     series: dict[Split, RealSeriesSet]
     seed: int
     spec: CanarySpec
-    default: CanaryConfig = field(init=False)
-    kayenta: CanaryConfig = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "default", benchmark_config(JudgeMode.DEFAULT, self.spec))
-        object.__setattr__(self, "kayenta", benchmark_config(JudgeMode.KAYENTA, self.spec))
+    default: CanaryConfig
+    kayenta: CanaryConfig
 
 
 def evaluate(job: Job, context: Context) -> CanaryOutcome:
@@ -231,8 +228,11 @@ def _evaluate_in_worker(job: Job) -> CanaryOutcome:
 def make_context(
     series: RealSeriesSet, seed: int, spec: CanarySpec, splits: Iterable[Split]
 ) -> Context:
-    return Context(series={split: series.select(split) for split in splits}, seed=seed,
-                   spec=spec)
+    return Context(
+        series={split: series.select(split) for split in splits}, seed=seed, spec=spec,
+        default=benchmark_config(JudgeMode.DEFAULT, spec),
+        kayenta=benchmark_config(JudgeMode.KAYENTA, spec),
+    )
 
 
 # -- a run --------------------------------------------------------------------------------------
@@ -263,20 +263,34 @@ class Settings:
         ]
 
 
-def run(settings: Settings, series: RealSeriesSet | None = None,
-        path: str | None = None) -> list[CanaryOutcome]:
+def _with_progress(outcomes: Iterable[CanaryOutcome], total: int,
+                   progress: TextIO | None) -> list[CanaryOutcome]:
+    done: list[CanaryOutcome] = []
+    step = max(1, total // 10)
+    for outcome in outcomes:
+        done.append(outcome)
+        if progress is not None and (len(done) % step == 0 or len(done) == total):
+            print(f"  {len(done)} / {total} canaries", file=progress, flush=True)
+    return done
+
+
+def run(settings: Settings, series: RealSeriesSet | None = None, path: str | None = None,
+        progress: TextIO | None = None) -> list[CanaryOutcome]:
     """Judge every canary of ``settings``; in this process when ``settings.jobs == 1`` (then
-    ``series`` may be given), else in worker processes that load the series from ``path``."""
+    ``series`` may be given), else in worker processes that load the series from ``path``.
+    Each canary has its own seed: the outcomes do not depend on the number of processes.
+    ``progress``: where to report every tenth of the way (e.g. ``sys.stderr``)."""
     jobs = settings.jobs_list()
     if settings.jobs <= 1:
         context = make_context(series if series is not None else load_real_series(path),
                                settings.seed, settings.spec, settings.splits)
-        return [evaluate(job, context) for job in jobs]
+        return _with_progress((evaluate(job, context) for job in jobs), len(jobs), progress)
     with ProcessPoolExecutor(
         max_workers=settings.jobs, initializer=_init_worker,
         initargs=(path, settings.seed, settings.spec, settings.splits),
     ) as pool:
-        return list(pool.map(_evaluate_in_worker, jobs, chunksize=4))
+        return _with_progress(pool.map(_evaluate_in_worker, jobs, chunksize=4), len(jobs),
+                              progress)
 
 
 # -- tables -------------------------------------------------------------------------------------
@@ -429,7 +443,8 @@ def sequential_stop_causes(outcomes: Iterable[CanaryOutcome]) -> Iterator[tuple[
 
 def target_table(rows_of: Sequence[CanaryOutcome]) -> str:
     """Markdown: per regression kind and flavour, the share of canaries whose regressed metric
-    itself was classified ``high`` / ``low`` (detection not carried by another metric)."""
+    itself was classified ``high`` / ``low`` (detection not carried by another metric), and the
+    share where it was ``nodata`` ("not enough evidence", not scored)."""
     flavours = list(dict.fromkeys(o.flavour for o in rows_of))
     kinds = list(dict.fromkeys(o.kind for o in rows_of if EXPECTED[o.kind] is Expected.STOP))
     head = "| regressed metric itself failed | " + " | ".join(
@@ -440,9 +455,10 @@ def target_table(rows_of: Sequence[CanaryOutcome]) -> str:
         for flavour in flavours:
             mine = [o for o in rows_of if o.kind is kind and o.flavour is flavour]
             for fixed in ([o.default for o in mine], [o.kayenta for o in mine]):
-                hits = sum(f.target is not None and Classification(f.target).failed
-                           for f in fixed)
-                cells.append(Rate(hits, len(fixed)).cell())
+                hits = sum(f.target in ("high", "low") for f in fixed)
+                nodata = Rate(sum(f.target == "nodata" for f in fixed), len(fixed))
+                cells.append(Rate(hits, len(fixed)).cell()
+                             + (f"; nodata {100 * nodata.share:.0f}%" if nodata.count else ""))
         out.append(f"| {KIND_DESCRIPTIONS[kind]} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -495,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench_real_noise: {exc}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    outcomes = run(settings, path=args.series)
+    outcomes = run(settings, path=args.series, progress=sys.stderr)
     rows = summarise(outcomes)
     print(f"Real-noise benchmark: {args.canaries} canaries per row, seed {args.seed}, "
           f"{args.points} points a side, sequential polls every {POLL_EVERY} points")
@@ -506,14 +522,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\n**{split.value} series: detections by the regressed metric itself** "
                   "(classified high / low; fixed horizon)\n")
             print(target_table(mine))
-        print(f"\nWhy canaries that should be promoted were not ({split.value} series, default "
-              "judge, fixed horizon): canaries / of which failed")
-        for cause, count, failed in stop_causes(mine):
-            print(f"  {count:5d} / {failed:5d}  {cause}")
-        if any(o.sequential is not None for o in mine):
-            print(f"Sequential runs of those canaries that did not pass ({split.value}):")
-            for cause, count in sequential_stop_causes(mine):
-                print(f"  {count:5d}  {cause}")
+    for split in splits:
+        for flavour in flavours:
+            mine = [o for o in outcomes if o.split is split and o.flavour is flavour]
+            where = f"{split.value} series, {flavour.value}"
+            print(f"\nWhy canaries that should be promoted were not ({where}; default judge, "
+                  "fixed horizon): canaries / of which failed")
+            for cause, count, failed in stop_causes(mine):
+                print(f"  {count:5d} / {failed:5d}  {cause}")
+            if any(o.sequential is not None for o in mine):
+                print(f"Sequential runs of those canaries that did not pass ({where}):")
+                for cause, count in sequential_stop_causes(mine):
+                    print(f"  {count:5d}  {cause}")
     print(f"\n({time.perf_counter() - started:.0f} s, {settings.jobs} processes)")
     return 0
 
