@@ -249,7 +249,8 @@ def error_result(metric: MetricConfig, reason: str, **details: Any) -> MetricRes
 
 
 def nodata_result(
-    metric: MetricConfig, mode: JudgeMode, reason: str, **fields: Any
+    metric: MetricConfig, mode: JudgeMode, reason: str, *, required: bool = False,
+    **fields: Any,
 ) -> MetricResult:
     """A metric that could not be judged for lack of data or evidence, by the mode's rule.
 
@@ -258,7 +259,8 @@ def nodata_result(
     critical, which zeroes the score. Default mode: "cannot tell" never rolls back. The metric
     is ``nodata`` and not scored; when it is critical or must have data the evidence is
     *required* (``details["required"]``), and the default judge then holds the verdict at
-    ``marginal`` at most (:func:`judge.judges.default.decide.state_evidence`).
+    ``marginal`` at most (:func:`judge.judges.default.decide.state_evidence`); ``required``
+    makes it so whatever the metric's flags (default mode).
     """
     if mode is JudgeMode.KAYENTA:
         failing = metric.must_have_data and not metric.critical
@@ -273,8 +275,10 @@ def nodata_result(
         return metric_result(
             metric, classification, reason + suffix, critical_failure=metric.critical, **fields
         )
-    required = metric.critical or metric.must_have_data
-    why = "critical" if metric.critical else "must have data (mustHaveData)"
+    flagged = metric.critical or metric.must_have_data
+    why = ("critical" if metric.critical else "must have data (mustHaveData)") if flagged else (
+        "needed")
+    required = required or flagged
     suffix = (
         f" It is {why}, so without this evidence the canary cannot pass: verdict at most "
         "marginal (never a failure: no evidence is not evidence of harm)."

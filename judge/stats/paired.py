@@ -22,9 +22,10 @@ signed-rank family; Hollander, Wolfe & Chicken, *Nonparametric Statistical Metho
 Serial dependence: the differences need not be independent from minute to minute (an
 instance's slowly varying state, a cache warming). Both statistics are sums of terms that follow
 ``d_t``; their variance is inflated by the AR(1) long-run factor ``(1 + phi) / (1 - phi)`` of
-the differences' *residuals* ``e_t = d_t - a - b (m_t - median(m))`` (least squares): removing
-a shift and a level-dependent change first keeps the alternative each test is built to see
-from passing for dependence (a wider canary makes ``d_t`` follow the slow level). ``phi`` is
+the differences' *residuals* ``e_t = d_t - a - b (m_t - median(m)) - c t`` (least squares):
+removing a shift, a level-dependent change and a drift first keeps the alternatives the tests
+are built to see from passing for dependence (a wider canary makes ``d_t`` follow the slow
+level; a canary that degrades over the run makes it drift). ``phi`` is
 the rank-based, bias-corrected lag-1 estimate of :func:`judge.stats.autocorrelation.
 lag1_autocorrelation`, raised by ``margin`` standard errors ``sqrt((1 - phi^2) / n)``, as the
 unpaired tests do.
@@ -98,13 +99,14 @@ def _differences(canary: npt.ArrayLike, baseline: npt.ArrayLike) -> tuple[FloatA
 
 def residual_phi(d: FloatArray, level: FloatArray, margin: float) -> float:
     """The lag-1 autocorrelation allowed for: of the residuals of ``d`` on ``(1, level -
-    median(level))`` (see the module doc), plus ``margin`` standard errors, in
+    median(level), t)`` (see the module doc), plus ``margin`` standard errors, in
     ``[0, PHI_CAP]``."""
     n = d.size
     if n < 5:
         return PHI_CAP
     centred = level - np.median(level)
-    design = np.column_stack([np.ones(n), centred])
+    minutes = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+    design = np.column_stack([np.ones(n), centred, minutes])
     coefficients, *_ = np.linalg.lstsq(design, d, rcond=None)
     residuals = d - design @ coefficients
     if np.ptp(residuals) == 0.0:

@@ -491,20 +491,28 @@ def _ratio_rows(numerator: FloatArray, denominator: FloatArray) -> FloatArray:
 
 
 def spread_tail_rows(
-    c: FloatArray, b: FloatArray, phi_c: FloatArray, phi_b: FloatArray
+    c: FloatArray,
+    b: FloatArray,
+    phi_c: FloatArray,
+    phi_b: FloatArray,
+    *,
+    spread_phi_c: FloatArray | None = None,
+    spread_phi_b: FloatArray | None = None,
 ) -> SpreadTailRows:
     """The spread test and both tail tests of the default judge's ``mann_whitney`` metric for
     every row (metric) of ``c`` (canary) and ``b`` (baseline), with descriptive spreads.
 
     The spread test uses the deviation variance factor ``(1 + phi^2) / (1 - phi^2)`` and the
     tail test the exact Gaussian-copula factor of exceedance indicators
-    (:mod:`judge.stats.quantiles`), both from ``phi_c`` / ``phi_b``, the lag-1
-    autocorrelations to allow for. On AR(1) noise the point estimate suffices (the ``phi^2``
-    bound overstates the deviations' autocorrelation); on real series with bursts and regime
-    changes it does not, and the default judge passes its margin-raised estimate
+    (:mod:`judge.stats.quantiles`), from ``phi_c`` / ``phi_b``, the lag-1 autocorrelations
+    to allow for; the spread test from ``spread_phi_c`` / ``spread_phi_b`` when given. On
+    AR(1) noise the point estimate suffices for both (the ``phi^2`` bound overstates the
+    deviations' autocorrelation); on real series with bursts and regime changes the spread test
+    needs more, and the default judge passes it its margin-raised estimate
     (``docs/default-judge.md``, real-noise benchmark).
     """
-    clipped_c, clipped_b = np.clip(phi_c, 0.0, 0.95), np.clip(phi_b, 0.0, 0.95)
+    clipped_c = np.clip(phi_c if spread_phi_c is None else spread_phi_c, 0.0, 0.95)
+    clipped_b = np.clip(phi_b if spread_phi_b is None else spread_phi_b, 0.0, 0.95)
     f_c = (1.0 + clipped_c**2) / (1.0 - clipped_c**2)
     f_b = (1.0 + clipped_b**2) / (1.0 - clipped_b**2)
     spread_p = spread_p_values_rows(c, b, factor_canary=f_c, factor_baseline=f_b)

@@ -27,6 +27,7 @@ from judge.config import (
     MetricConfig,
     MultipleTestingMethod,
     RateRatioTest,
+    ThresholdTest,
 )
 from judge.judges.common import (
     FloatArray,
@@ -59,7 +60,7 @@ class Decision:
 
 def _result(p: Prepared, ev: Evaluation | str, decision: Decision) -> MetricResult:
     metric = p.metric
-    sides = {"baseline": p.baseline_summary, "canary": p.canary_summary}
+    sides: dict[str, Any] = {"baseline": p.baseline_summary, "canary": p.canary_summary}
     if isinstance(ev, str):
         return nodata_result(metric, JudgeMode.DEFAULT, ev + ".", details={"evidence": ev},
                              **sides)
@@ -140,21 +141,52 @@ def _alone(metric: MetricConfig) -> Decision:
     return Decision(level, math.nan, f"metric alone at one-sided level {level:.3g}")
 
 
+FLAT_BASELINE_SHARE = 0.5
+"""A flat canary is suspicious only when the baseline takes its value at fewer than this share
+of its points: a disk-write metric that is mostly 0 on the baseline may well be 0 throughout on
+the canary."""
+
+
 def plan(p: Prepared) -> MetricResult | None:
-    """A result decided without testing (no points, too few points), else ``None``."""
+    """A result decided without testing (no points, too few points, a canary that stopped
+    reporting or went flat), else ``None``.
+
+    A canary without points where the baseline has them, or a canary whose every point is the
+    same value where the baseline's vary, says the metric broke on the canary (it stopped
+    reporting, or reports a constant): not evidence of harm in a direction, but nothing to
+    promote on either. It is ``nodata`` with the evidence *required* (the verdict is at most
+    ``marginal``) whatever the metric's ``critical`` / ``mustHaveData``. Counts are exempt from
+    the flat rule: a canary with no errors at all is good news.
+    """
+    sides: dict[str, Any] = {"baseline": p.baseline_summary, "canary": p.canary_summary}
+    if p.canary.size == 0 and p.baseline.size > 0:
+        return nodata_result(
+            p.metric, JudgeMode.DEFAULT,
+            f"The canary has no points for this metric while the baseline has "
+            f"{p.baseline.size}: the canary may have stopped reporting it.",
+            required=True, **sides)
     if p.baseline.size == 0 or p.canary.size == 0:
         empty = " and ".join(
             side for side, v in (("baseline", p.baseline), ("canary", p.canary)) if v.size == 0
         )
         return nodata_result(p.metric, JudgeMode.DEFAULT,
-                             f"No {empty} points to compare (after NaN handling).",
-                             baseline=p.baseline_summary, canary=p.canary_summary)
+                             f"No {empty} points to compare (after NaN handling).", **sides)
     if not isinstance(p.metric.test, RateRatioTest) and min(p.baseline.size, p.canary.size) < 3:
         return nodata_result(
             p.metric, JudgeMode.DEFAULT,
             f"Too few points to judge: {p.baseline.size} baseline and {p.canary.size} canary.",
-            baseline=p.baseline_summary, canary=p.canary_summary,
+            **sides,
         )
+    if (not isinstance(p.metric.test, RateRatioTest | ThresholdTest)
+            and np.ptp(p.canary) == 0.0 and np.ptp(p.baseline) > 0.0
+            and np.mean(p.baseline == p.canary[0]) < FLAT_BASELINE_SHARE):
+        return nodata_result(
+            p.metric, JudgeMode.DEFAULT,
+            f"Every canary point is {figure(float(p.canary[0]))} (flat) while the baseline's "
+            f"vary from {figure(float(p.baseline.min()))} to "
+            f"{figure(float(p.baseline.max()))}: the metric may have stopped reporting on the "
+            "canary.",
+            required=True, **sides)
     return None
 
 

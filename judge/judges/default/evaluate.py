@@ -63,6 +63,7 @@ __all__ = [
     "PHI_MARGIN",
     "Component",
     "Evaluation",
+    "baseline_rate_floor",
     "evaluate",
     "evaluate_mann_whitney_many",
 ]
@@ -188,17 +189,19 @@ def evaluate_mann_whitney_many(items: Sequence[Prepared]) -> list[Evaluation | s
         b_rows = np.stack([items[i].baseline for i in members])
         rows = len(members)
         if setting is Autocorrelation.NONE:
-            phi_c = phi_b = np.zeros(rows)
+            phi_c = phi_b = point_c = point_b = np.zeros(rows)
             methods = ["none (points treated as independent)"] * rows
         else:
             raw = raw_autocorrelation_rows(c_rows, b_rows)
             phi_c, phi_b = raw.raised(PHI_MARGIN)
+            point_c, point_b = raw.raised(0.0)
             methods = [raw.method_of(i) for i in range(rows)]
         f_c, f_b = ar1_variance_factor_rows(phi_c), ar1_variance_factor_rows(phi_b)
-        # The spread and tail checks allow for the same margin-raised autocorrelation as the
-        # location test: on real series (bursts, regime changes) their point estimates let
-        # healthy canaries fail (real-noise benchmark, independent flavour).
-        tails = spread_tail_rows(c_rows, b_rows, phi_c, phi_b)
+        # The spread check allows for the same margin-raised autocorrelation as the location
+        # test: on real series (bursts, regime changes) its point estimate let healthy
+        # canaries fail (real-noise benchmark, independent flavour: most of those failures).
+        tails = spread_tail_rows(c_rows, b_rows, point_c, point_b,
+                                 spread_phi_c=phi_c, spread_phi_b=phi_b)
         # Time-aligned metrics are compared minute by minute (what both sides share cancels);
         # the others, or too few aligned pairs, take the unpaired tests.
         paired = np.zeros(rows, dtype=bool)
@@ -524,6 +527,17 @@ def _evaluate_quantiles(p: Prepared, test: QuantileTest) -> Evaluation | str:
     )
 
 
+def baseline_rate_floor(events: float, exposure: float, dispersion: float = 1.0) -> float:
+    """The baseline's rate at its one-sided :data:`EVIDENCE_CONFIDENCE` lower bound (exact
+    Poisson, counts tempered by the dispersion; 0 without events): what a material increase is
+    measured from, so that a few baseline events do not make a high baseline rate."""
+    effective = events / dispersion
+    if effective <= 0 or exposure <= 0:
+        return 0.0
+    lower = float(sps.chi2.ppf(1.0 - EVIDENCE_CONFIDENCE, 2.0 * effective) / 2.0)
+    return lower / (exposure / dispersion)
+
+
 def _evaluate_rate_ratio(
     metric: MetricConfig,
     test: RateRatioTest,
@@ -585,11 +599,12 @@ def _evaluate_rate_ratio(
         # baseline's rate and the baseline's rate plus `negligible_rate`: 0 errors against 0 on
         # thousands of requests rules out every material increase, though no ratio can be
         # bounded. Shown by the canary's own one-sided upper bound (exact Poisson, counts
-        # tempered by the dispersion) against that limit at the baseline's observed rate.
+        # tempered by the dispersion) against that limit at the baseline's rate, taken at its
+        # lower bound: one error in 97 requests is no evidence of a 1% baseline rate.
         effective = x_c / dispersion
         quantile = float(sps.chi2.ppf(EVIDENCE_CONFIDENCE, 2.0 * (effective + 1.0)) / 2.0)
         rate_upper = quantile / (exp_c / dispersion)
-        baseline_rate = x_b / exp_b
+        baseline_rate = baseline_rate_floor(x_b, exp_b, dispersion)
         allowed_rate = max(test.margin * baseline_rate, baseline_rate + test.negligible_rate)
         if metric.direction is Direction.INCREASE and rate_upper <= allowed_rate:
             ruled_out = True

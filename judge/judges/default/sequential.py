@@ -24,6 +24,7 @@ from judge.config import (
 )
 from judge.errors import DataError
 from judge.judges.common import FloatArray, MetricData, MetricInput, as_values
+from judge.judges.default.evaluate import baseline_rate_floor
 from judge.judges.state import MetricSequence, SequentialState
 from judge.judges.words import percent
 from judge.report import Classification, MetricResult, Report, Verdict
@@ -253,11 +254,11 @@ def _sequential_counts(
         return "pass", f"the evidence rules out a rate ratio beyond {margin:g} ({text})", details
     if seq.canary_exposure and sides == [Classification.HIGH] and test.negligible_rate > 0:
         # Few or no events on either side, but much traffic: pass once the canary's own rate is
-        # shown below a material one, the larger of count_margin x the baseline's observed
-        # rate and that rate + negligible_rate (Poisson likelihood-ratio e-process against
+        # shown below a material one, the larger of count_margin x the baseline's rate (at its
+        # lower bound) and that rate + negligible_rate (Poisson likelihood-ratio e-process against
         # rate >= rate0, mixed over a quarter and a tenth of it).
         events, exposure = float(c.sum()) / dispersion, float(ec.sum()) / dispersion
-        baseline_rate = float(b.sum()) / float(eb.sum()) if float(eb.sum()) > 0 else 0.0
+        baseline_rate = baseline_rate_floor(float(b.sum()), float(eb.sum()), dispersion)
         rate0 = max(margin * baseline_rate, baseline_rate + test.negligible_rate)
         logs = [events * math.log(f) - (f - 1.0) * rate0 * exposure for f in (0.25, 0.1)]
         log_negligible = max(logs) + math.log1p(math.exp(min(logs) - max(logs))) - math.log(2.0)
