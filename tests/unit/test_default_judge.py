@@ -302,3 +302,37 @@ def test_sequential_clear_shifted_mean_mostly_caught_within_20_minutes() -> None
         report = _polled_until_decided(config, scenario, f"run-{i}", minutes=20)
         early += report.metric(scenario.target).classification.failed
     assert early >= 3
+
+
+def test_sequential_final_poll_does_not_pass_a_metric_the_canary_stopped_reporting() -> None:
+    config = CanaryConfig.from_dict({"metrics": [{"name": "lat", "direction": "increase"},
+                                                 {"name": "cpu", "direction": "increase"}]})
+    rng = np.random.default_rng(8)
+    base = {"lat": rng.normal(100, 5, 30), "cpu": rng.normal(50, 5, 30)}
+    flat = {"lat": rng.normal(100, 5, 30), "cpu": np.zeros(30)}
+    missing = {"lat": rng.normal(100, 5, 30), "cpu": np.full(30, np.nan)}
+    for canary, why in ((flat, "flat"), (missing, "stopped reporting")):
+        report, _ = poll(config, SequentialState.new("run", config.name), base, canary,
+                         final=True)
+        assert report.details["sequential"]["status"] == "inconclusive"
+        assert report.verdict.value == "marginal"
+        cpu = report.metric("cpu")
+        assert cpu.classification is Classification.NODATA and cpu.details["required"]
+        assert why in cpu.reason
+        assert report.metric("lat").classification is Classification.PASS
+
+
+def test_fixed_horizon_holds_a_flat_or_missing_canary_metric_at_marginal() -> None:
+    config = CanaryConfig.from_dict({"metrics": [{"name": "lat", "direction": "increase"},
+                                                 {"name": "cpu", "direction": "increase"}]})
+    rng = np.random.default_rng(9)
+    base = {"lat": rng.normal(100, 5, 60), "cpu": rng.normal(50, 5, 60)}
+    for cpu, why in ((np.zeros(60), "flat"), (np.full(60, np.nan), "stopped reporting")):
+        report = judge(config, base, {"lat": rng.normal(100, 5, 60), "cpu": cpu})
+        assert report.verdict.value == "marginal"
+        assert report.metric("cpu").details["required"] and why in report.metric("cpu").reason
+    # A mostly-zero baseline (disk writes) may well be zero throughout on the canary.
+    sparse = np.where(rng.random(60) < 0.7, 0.0, rng.normal(50, 5, 60))
+    report = judge(config, {"lat": base["lat"], "cpu": sparse},
+                   {"lat": rng.normal(100, 5, 60), "cpu": np.zeros(60)})
+    assert "flat" not in report.metric("cpu").reason

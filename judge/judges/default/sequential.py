@@ -24,6 +24,7 @@ from judge.config import (
 )
 from judge.errors import DataError
 from judge.judges.common import FloatArray, MetricData, MetricInput, as_values
+from judge.judges.default.decide import FLAT_BASELINE_SHARE
 from judge.judges.default.evaluate import baseline_rate_floor
 from judge.judges.state import MetricSequence, SequentialState
 from judge.judges.words import percent
@@ -272,6 +273,21 @@ def _sequential_counts(
     return None, text, details
 
 
+def _broken_canary(seq: MetricSequence) -> str | None:
+    """Why a continuous metric cannot pass at the end of a run although nothing failed: too
+    few paired points (the canary stopped reporting it), or a canary flat at one value where
+    the baseline varies (see :func:`judge.judges.default.decide.plan`); ``None`` otherwise."""
+    n = len(seq.canary)
+    if n < MIN_SEQUENTIAL_POINTS:
+        return (f"only {n} paired points (at least {MIN_SEQUENTIAL_POINTS} are needed): the "
+                "canary may have stopped reporting this metric")
+    c, b = np.asarray(seq.canary), np.asarray(seq.baseline)
+    if np.ptp(c) == 0.0 and np.ptp(b) > 0.0 and np.mean(b == c[0]) < FLAT_BASELINE_SHARE:
+        return (f"every canary point is {c[0]:g} (flat) while the baseline's vary: the metric "
+                "may have stopped reporting on the canary")
+    return None
+
+
 def judge_sequential(
     config: CanaryConfig,
     state: SequentialState,
@@ -329,19 +345,29 @@ def judge_sequential(
                 outcome, text, extra = _sequential_counts(metric, test, seq, alpha, config)
             else:
                 outcome, text, extra = _sequential_continuous(metric, seq, alpha, config)
+                if outcome == "pass" and _broken_canary(seq) is not None:
+                    # A flat canary "passes" every score; it is no evidence of health.
+                    outcome, text = None, str(_broken_canary(seq))
             details.update(extra)
             if outcome is not None:
                 seq.decision, seq.reason = outcome, text
                 seq.decided_at, seq.decided_call = len(seq.canary), new_state.calls
         else:
             text = seq.reason or ""
-        if seq.decision is None and final and not isinstance(test, RateRatioTest):
+        broken = _broken_canary(seq) if final and seq.decision is None else None
+        if (seq.decision is None and final and not isinstance(test, RateRatioTest)
+                and broken is None):
             # The run is over and no anytime-valid sequence showed a regression: pass, as a
             # fixed-horizon test that does not reject passes.
             seq.decision = "pass"
             seq.reason = f"the run ended with no evidence of a regression ({text})"
             seq.decided_at, seq.decided_call = len(seq.canary), new_state.calls
-        if seq.decision is None and final:
+        if seq.decision is None and final and broken is not None:
+            classification = Classification.NODATA
+            details["required"] = True
+            reason = (f"Not enough evidence by the end of the run: {broken}; verdict at most "
+                      "marginal.")
+        elif seq.decision is None and final:
             classification = Classification.NODATA
             reason = (f"Not enough evidence by the end of the run: {text}; the count could "
                       "neither fail nor be shown small enough to pass.")
