@@ -636,6 +636,25 @@ def test_target_checks_allow_for_sampling_error_but_not_more(bench: ModuleType) 
     assert any("shift stopped: 70/100" in p for p in problems)
 
 
+MET_TARGETS = (
+    # Issue 13 targets the default judge meets on the reduced run (the rest are in the xfail
+    # test below; docs/default-judge.md has the full run and why each open one is open).
+    # no healthy canary failed outright (fixed horizon), low traffic included
+    " healthy failed:", " healthy_low_traffic failed:",
+    "concurrent shift stopped", "flat stopped", "missing stopped", "error_jump stopped",
+)
+
+
+def test_default_judge_meets_these_issue_13_targets(
+    bench: ModuleType, reduced_run: list[Any]
+) -> None:
+    problems = _target_violations(bench, bench.summarise(reduced_run))
+    met = [p for p in problems if any(target in p for target in MET_TARGETS)]
+    assert not met, "\n".join(met)
+    # The checks above do run: they are among the targets checked.
+    assert {"fixed_healthy_failed_max", "fixed_regression_stopped_min"} <= set(TARGETS)
+
+
 @pytest.mark.xfail(strict=True, reason="issue 13 targets not met yet")
 def test_default_judge_meets_the_issue_13_targets(
     bench: ModuleType, reduced_run: list[Any]
