@@ -288,26 +288,9 @@ def _mann_whitney_evaluation(
         effect = loc.statistic / (loc.canary_size * loc.baseline_size)
     else:
         effect = mean_c / mean_b if mean_b != 0 else math.nan
-    worst = min(components, key=lambda comp: comp.p_value)
-    material = True
-    if worst.name == "location" and not math.isnan(effect):
-        material = (
-            effect >= limits.allowed_increase
-            if worst.side is Classification.HIGH
-            else effect <= limits.allowed_decrease
-        )
-    return Evaluation(
-        test="mann_whitney",
-        components=tuple(components),
-        estimate=loc.estimate,
-        low=loc.low,
-        high=loc.high,
-        confidence=test.confidence,
-        effect_size=effect,
-        effect_measure=limits.measure.value,
-        material=material,
-        summary=f"Mann-Whitney with autocorrelation correction: {interval}",
-        details=details,
+    return _shift_evaluation(
+        test, components, effect, (loc.estimate, loc.low, loc.high),
+        f"Mann-Whitney with autocorrelation correction: {interval}", details,
     )
 
 
@@ -369,6 +352,25 @@ def _paired_evaluation(p: Prepared, tails: SpreadTailRows, row: int) -> Evaluati
     else:
         mean_b = p.baseline_summary.mean
         effect = p.canary_summary.mean / mean_b if mean_b != 0 else math.nan
+    return _shift_evaluation(
+        test, components, effect, (loc.estimate, loc.low, loc.high),
+        (f"Wilcoxon signed-rank on {loc.pairs} time-aligned pairs (baseline and canary at the "
+         f"same minutes; autocorrelation-corrected): {interval}"), details,
+    )
+
+
+def _shift_evaluation(
+    test: MannWhitneyTest,
+    components: list[Component],
+    effect: float,
+    interval: tuple[float, float, float],
+    summary: str,
+    details: dict[str, Any],
+) -> Evaluation:
+    """A ``mann_whitney`` metric's evaluation from its components: material when the worst
+    component is not the location check, or the effect size is beyond the allowed limit in
+    its direction (or undefined)."""
+    limits = test.effect_size
     worst = min(components, key=lambda comp: comp.p_value)
     material = True
     if worst.name == "location" and not math.isnan(effect):
@@ -377,18 +379,18 @@ def _paired_evaluation(p: Prepared, tails: SpreadTailRows, row: int) -> Evaluati
             if worst.side is Classification.HIGH
             else effect <= limits.allowed_decrease
         )
+    estimate, low, high = interval
     return Evaluation(
         test="mann_whitney",
         components=tuple(components),
-        estimate=loc.estimate,
-        low=loc.low,
-        high=loc.high,
+        estimate=estimate,
+        low=low,
+        high=high,
         confidence=test.confidence,
         effect_size=effect,
         effect_measure=limits.measure.value,
         material=material,
-        summary=(f"Wilcoxon signed-rank on {loc.pairs} time-aligned pairs (baseline and canary "
-                 f"at the same minutes; autocorrelation-corrected): {interval}"),
+        summary=summary,
         details=details,
     )
 
