@@ -201,7 +201,7 @@ def _every_door(call: Calls, datadog: FakeDatadog) -> None:
         "start": start, "end": end})
     assert created.status_code == 202, created.text
     _wait(call, f"/v1/analyses/{created.json()['id']}", JUDGE,
-          lambda body: body["status"] in ("succeeded", "failed"))
+          lambda body: body["status"] in ("succeeded", "failed", "error"))
     call("GET", "/v1/analyses", token=JUDGE)
     assert call("POST", "/v1/runs/rollout-1/poll", token=JUDGE, json={
         "config_id": "secrets", "baseline": {"scope": "v1"}, "canary": {"scope": "v2"},
