@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from judge.analysis import (
     PollOutcome,
-    RetryPolicy,
     SequentialAnalysis,
     SequentialStatus,
     analyze,
@@ -39,6 +38,7 @@ from judge.errors import (
     SourceError,
     SourceTimeoutError,
 )
+from judge.fetching import RetryPolicy
 from judge.judges.common import MetricData
 from judge.judges.state import SequentialState
 from judge.judging import FetchFailure, classify_metric, judge, judge_series, poll

@@ -352,7 +352,7 @@ def check_plan(plan: AnalysisPlan, settings: Settings, sources: SourceRegistry) 
 
 def routed_sources(plan: AnalysisPlan, sources: SourceRegistry) -> dict[str, MetricSource]:
     """Every source by name, the plan's preferred one also as ``"default"``:
-    ``judge.analysis.resolve_source`` prefers it for metrics of its query type and sends the
+    ``judge.fetching.resolve_source`` prefers it for metrics of its query type and sends the
     others to a source of theirs (a Datadog metric to the Datadog source when the request
     named Prometheus)."""
     preferred, named = sources.resolve(plan.source)

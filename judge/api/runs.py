@@ -8,7 +8,7 @@ module keeps the runs in the store:
 - the first poll of a run id snapshots the config (a config edited mid-run does not change the
   test) and fetches from the request's window start (``start``, else ``end - lookback``);
 - every later poll fetches from the last judged point to ``end`` (now, unless given), drops the
-  points it judged before (:func:`judge.analysis.new_points`: none counted twice, however the
+  points it judged before (:func:`judge.fetching.new_points`: none counted twice, however the
   polls and windows overlap), judges the new ones and stores the new state with a
   compare-and-set on the call count, so two polls of one run at once cannot both count;
 - a restart loses nothing: the next poll reads the stored state and carries on.

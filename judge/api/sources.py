@@ -242,7 +242,7 @@ class SourceRegistry:
 
         ``name`` (a request's ``source`` or Kayenta's ``metricsAccountName``) wins; without it
         the configured default is used. The preferred source serves the metrics of its query
-        type; the others go to a source of their type (``judge.analysis.resolve_source``).
+        type; the others go to a source of their type (``judge.fetching.resolve_source``).
         """
         chosen = name or self.default_name
         if chosen is not None and chosen not in self.sources:

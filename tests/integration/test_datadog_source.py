@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from judge.analysis import RetryPolicy, analyze
+from judge.analysis import analyze
 from judge.config import CanaryConfig
 from judge.errors import (
     MalformedResponseError,
@@ -21,6 +21,7 @@ from judge.errors import (
     SourceError,
     SourceTimeoutError,
 )
+from judge.fetching import RetryPolicy
 from judge.ports import FetchedSeries, Scope, ScopePair
 from judge.report import Classification
 from metricsources.datadog import DatadogSource

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from judge.analysis import RetryPolicy, analyze
+from judge.analysis import analyze
 from judge.config import CanaryConfig
 from judge.errors import QueryError, ScopeValueError
+from judge.fetching import RetryPolicy
 from judge.ports import FetchedSeries, Scope, ScopePair
 from judge.report import Classification
 from metricsources.prometheus import PrometheusSource

@@ -153,6 +153,9 @@ LAYERS = {
     "judge.scoring": ("judge.api", "metricsources", "judge.judges", "judge.analysis"),
     "judge.report": ("judge.api", "metricsources", "judge.judges", "judge.analysis"),
     "judge.analysis": ("judge.api", "metricsources"),
+    # Fetching hands the judges their input type (judge.judges.common.MetricData), never a judge.
+    "judge.fetching": ("judge.api", "metricsources", "judge.analysis", "judge.judges.default",
+                       "judge.judges.kayenta"),
     "metricsources": ("judge.api", "judge.judges", "judge.analysis"),
 }
 

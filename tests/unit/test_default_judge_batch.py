@@ -15,12 +15,8 @@ from scipy import stats as sps
 
 from judge.config import CanaryConfig, JudgeMode
 from judge.judges.common import Prepared, prepare
-from judge.judges.default.evaluate import (
-    PHI_MARGIN,
-    Evaluation,
-    evaluate,
-    evaluate_mann_whitney_many,
-)
+from judge.judges.default.evaluate import PHI_MARGIN, evaluate, evaluate_mann_whitney_many
+from judge.judges.default.evaluation import Evaluation
 from judge.stats.autocorrelation import (
     estimate_autocorrelation,
     lag1_autocorrelation,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from judge.analysis import RetryPolicy, analyze, fetch_metrics, poll_async
+from judge.analysis import analyze, poll_async
 from judge.api.app import create_app
 from judge.api.settings import Settings
 from judge.config import CanaryConfig
@@ -30,6 +30,7 @@ from judge.errors import (
     SourceTimeoutError,
     failure_kind,
 )
+from judge.fetching import RetryPolicy, fetch_metrics
 from judge.judges.state import SequentialState
 from judge.judging import poll
 from judge.ports import FetchedSeries, Scope, ScopePair

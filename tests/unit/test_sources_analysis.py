@@ -13,20 +13,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from judge.analysis import (
+from judge.analysis import analyze, analyze_async
+from judge.config import CanaryConfig, MetricConfig
+from judge.errors import QueryError, RetryableSourceError
+from judge.fetching import (
     MetricFetch,
     RetryPolicy,
     SideFetch,
-    analyze,
-    analyze_async,
     build_pairs,
     combine_series,
     fetch_metrics,
     new_points,
     resolve_source,
 )
-from judge.config import CanaryConfig, MetricConfig
-from judge.errors import QueryError, RetryableSourceError
 from judge.ports import FetchedSeries, MetricSource, Scope, ScopePair, TaggedSeries
 from judge.report import Classification, Report, Verdict
 

@@ -1,7 +1,9 @@
 """The default judge (``mode: default``): this project's own, statistically honest judge.
 
-Split by responsibility: :mod:`~judge.judges.default.evaluate` (the fixed-horizon tests and
-their sentences), :mod:`~judge.judges.default.decide` (levels, the family-wise correction,
+Split by responsibility: :mod:`~judge.judges.default.evaluate` (the fixed-horizon tests of
+levels, paired and unpaired, and their sentences), :mod:`~judge.judges.default.counts` (the
+count test and its evidence rule), :mod:`~judge.judges.default.evaluation` (what a test gives
+the decisions), :mod:`~judge.judges.default.decide` (levels, the family-wise correction,
 reasons, evidence) and :mod:`~judge.judges.default.sequential` (the polled, anytime-valid
 mode). The statistics themselves are in :mod:`judge.stats`. ``docs/default-judge.md`` tells the
 whole story with measurements.

@@ -37,7 +37,8 @@ from judge.judges.common import (
     as_values,
     nodata_result,
 )
-from judge.judges.default.evaluate import Evaluation, evaluate, evaluate_mann_whitney_many
+from judge.judges.default.evaluate import evaluate, evaluate_mann_whitney_many
+from judge.judges.default.evaluation import Evaluation
 from judge.judges.words import figure
 from judge.report import Classification, MetricResult, Report, Verdict
 from judge.stats.multiple import correct

@@ -24,8 +24,8 @@ from judge.config import (
 )
 from judge.errors import DataError
 from judge.judges.common import FloatArray, MetricData, MetricInput, as_values
+from judge.judges.default.counts import baseline_rate_floor
 from judge.judges.default.decide import FLAT_BASELINE_SHARE
-from judge.judges.default.evaluate import baseline_rate_floor
 from judge.judges.state import MetricSequence, SequentialState
 from judge.judges.words import percent
 from judge.report import Classification, MetricResult, Report, Verdict
