@@ -34,6 +34,9 @@ def _to_float(value: Any) -> float:
         return float(value)
     if isinstance(value, bool):
         raise ValueError("a metric value must be a number, not a boolean")
+    if not isinstance(value, int | float):
+        # An object or a list where a number belongs: a 422 naming the value, not a 500.
+        raise ValueError(f"a metric value must be a number, got {type(value).__name__}")
     return float(value)
 
 

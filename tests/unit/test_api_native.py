@@ -309,3 +309,13 @@ def test_concurrent_polls_of_one_run_count_each_point_once(client: TestClient) -
     assert run["calls"] == 6
     assert run["sequential"]["points"] == 61  # the first poll's hour; the others add nothing
     assert run["sequential"]["new_points"] == 0
+
+
+@pytest.mark.parametrize("values", [[{}], [[1.0]], [{"x": 1}, 2.0]])
+def test_judge_values_that_are_not_numbers_are_a_422_not_a_500(
+    client: TestClient, values: list[object]
+) -> None:
+    answer = client.post("/v1/judge", json={"config_id": "demo", "baseline": {},
+                                            "canary": {"latency": values}})
+    assert answer.status_code == 422
+    assert "a metric value must be a number" in answer.json()["error"]
