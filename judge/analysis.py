@@ -1,44 +1,27 @@
-"""The analysis use-case: fetch every metric's baseline and canary series, then judge them once.
+"""The use-cases, for data not in hand yet: fetch and judge once (:func:`analyze`), or poll a
+sequential run (:func:`poll_async`, :class:`SequentialAnalysis`). The service's doors, the CLI
+and notebooks call these.
 
-``analyze(config, sources, scopes, start, end, step)`` is what the service, the CLI and notebooks
-call when the data is not in hand yet. It
+``analyze(config, sources, scopes, start, end, step)``
 
-1. routes each metric to a source (see :func:`resolve_source`); a query for a source nobody
-   serves (SignalFx, Graphite, ...) fails that metric with a reason, without any I/O;
-2. fetches both sides of all metrics concurrently (``asyncio.gather``; ``concurrency`` bounds
-   how many fetches are in flight), each attempt under a per-source timeout, retrying
-   :class:`~judge.ports.RetryableSourceError` and timeouts with exponential backoff and jitter
-   (:class:`RetryPolicy`), all within an optional overall ``deadline``;
-3. turns each metric's series into one ``(baseline, canary)`` array pair, or several when the
-   query groups by tags (see below), or a ``FetchFailure(reason, kind)`` when a side could not
-   be fetched: that metric is classified ``error``; the others are judged as usual;
-4. calls ``judge.judging.judge_series`` once and returns its :class:`~judge.report.Report`,
+1. routes each metric to a source and fetches both sides of every metric concurrently, with
+   retries, backoff and an optional overall ``deadline`` (:mod:`judge.fetching`, which also
+   says how several series of one metric are combined or split by tags);
+2. turns each metric's series into its time-indexed pair (``MetricData``), or a
+   ``FetchFailure(reason, kind)`` when a side could not be fetched: that metric is classified
+   ``error``; the others are judged as usual;
+3. calls ``judge.judging.judge_series`` once and returns its :class:`~judge.report.Report`,
    with what was fetched under ``report.details["fetch"]`` (query text, attempts, seconds).
 
 Failure is not a verdict. A side that could not be fetched carries a
-:class:`~judge.ports.FailureKind` (``connect``, ``timeout``, ``http``, ``rejected``, ``auth``,
+:class:`~judge.errors.FailureKind` (``connect``, ``timeout``, ``http``, ``rejected``, ``auth``,
 ``malformed``, ``no_series`` ...) and a reason naming the source, the query and what happened.
-When a scored metric failed with one of :data:`~judge.ports.OUTAGE_KINDS`, the judge makes the
+When a scored metric failed with one of :data:`~judge.errors.OUTAGE_KINDS`, the judge makes the
 whole report an *error outcome* (``Verdict.ERROR``, no score; see
 :func:`judge.scoring.score_report`): an outage is no evidence about the canary, so it must
-neither pass nor fail it. Each service door reports that as its controller's error.
-
-A scope that matches nothing: when every query of one scope on one source returns no series
-at all, each of those sides fails with kind ``no_series`` (a misspelt scope value, a label the
-series do not carry). A single query that returns nothing while the other queries of its scope
-have series is ordinary missing data: that metric is ``nodata``, as Kayenta judges an empty
-result (an error counter that never fired has no series).
-
-Several series for one metric:
-
-- When the query groups by tags (Prometheus ``groupByFields``, Datadog ``by {...}``), each tag
-  set is judged as its own metric named ``"<metric>{tag=value,...}"`` (Kayenta pairs control and
-  experiment metric sets by their tags in the same way). A tag set seen on one side only is
-  judged with an empty other side, so it shows up as ``nodata`` rather than disappearing.
-- Otherwise the series are combined point by point (same timestamp) with ``combine``: ``mean``
-  (the default, as Kayenta's ``avg(...)`` does for Prometheus; right for latencies, ratios,
-  utilisation) or ``sum`` (right for counts: errors, requests). A point missing from every
-  series stays NaN; NaN points are ignored otherwise.
+neither pass nor fail it. Each service door reports that as its controller's error. A scope
+for which no query of a source returns any series (a misspelt scope value) fails with
+``no_series``; a single empty query is ordinary missing data (``nodata``).
 """
 
 from __future__ import annotations
