@@ -35,6 +35,7 @@ __all__ = [
     "MissingSeries",
     "Prepared",
     "as_values",
+    "empty_sides",
     "error_result",
     "metric_result",
     "nodata_result",

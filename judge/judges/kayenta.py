@@ -51,6 +51,7 @@ from judge.judges.common import (
     MetricData,
     MetricInput,
     Prepared,
+    empty_sides,
     metric_result,
     nodata_result,
     prepare,
@@ -98,9 +99,7 @@ def _plan(p: Prepared) -> MetricResult | None:
     metric, test = p.metric, p.metric.test
     assert isinstance(test, MannWhitneyTest)
     if p.baseline.size == 0 or p.canary.size == 0:
-        empty = " and ".join(
-            side for side, v in (("baseline", p.baseline), ("canary", p.canary)) if v.size == 0
-        )
+        empty = empty_sides(p)
         if metric.nan_strategy is NanStrategy.REPLACE:
             return metric_result(
                 metric,

@@ -180,12 +180,18 @@ def paired_shift_test(
 
 
 def paired_spread_test(
-    canary: npt.ArrayLike, baseline: npt.ArrayLike, *, margin: float = 1.0
+    canary: npt.ArrayLike,
+    baseline: npt.ArrayLike,
+    *,
+    margin: float = 1.0,
+    phi: float | None = None,
 ) -> PairedSpreadResult:
     """One-sided sign-flip test that the canary is further than the baseline from the common
     level ``m_t = (canary_t + baseline_t) / 2``, minute by minute (see the module doc):
     ``T = sum sign(d_t) r_t s_t`` over pairs with ``d_t != 0`` and ``s_t = sign(m_t -
-    median(m)) != 0``, variance ``kappa * sum r_t^2``.
+    median(m)) != 0``, variance ``kappa * sum r_t^2``. ``phi``: the autocorrelation to allow
+    for when already known (:attr:`PairedShiftResult.phi` of the same pairs), else
+    :func:`residual_phi` with ``margin``.
 
     >>> level = [5.0, 15.0, 4.0, 16.0, 6.0, 14.0, 3.0, 17.0, 5.5, 15.5]
     >>> wide = [2 * v - 10 for v in level]   # the same minutes, twice as far from 10
@@ -203,7 +209,8 @@ def paired_spread_test(
         return PairedSpreadResult(1.0, 0.0, 0, 0.0)
     ranks = sps.rankdata(np.abs(d[keep]))
     terms = np.sign(d[keep]) * side[keep]
-    phi = residual_phi(d, level, margin)
+    if phi is None:
+        phi = residual_phi(d, level, margin)
     kappa = (1.0 + phi) / (1.0 - phi)
     z = float(np.dot(terms, ranks)) / math.sqrt(kappa * float(np.dot(ranks, ranks)))
     return PairedSpreadResult(p_wider=float(sps.norm.sf(z)), z=z, pairs=n, phi=phi)

@@ -35,6 +35,7 @@ from judge.judges.common import (
     MetricInput,
     Prepared,
     as_values,
+    empty_sides,
     nodata_result,
 )
 from judge.judges.default.evaluate import evaluate, evaluate_mann_whitney_many
@@ -61,7 +62,7 @@ class Decision:
 
 def _result(p: Prepared, ev: Evaluation | str, decision: Decision) -> MetricResult:
     metric = p.metric
-    sides: dict[str, Any] = {"baseline": p.baseline_summary, "canary": p.canary_summary}
+    sides = p.sides
     if isinstance(ev, str):
         return nodata_result(metric, JudgeMode.DEFAULT, ev + ".", details={"evidence": ev},
                              **sides)
@@ -159,7 +160,7 @@ def plan(p: Prepared) -> MetricResult | None:
     ``marginal``) whatever the metric's ``critical`` / ``mustHaveData``. Counts are exempt from
     the flat rule: a canary with no errors at all is good news.
     """
-    sides: dict[str, Any] = {"baseline": p.baseline_summary, "canary": p.canary_summary}
+    sides = p.sides
     if p.canary.size == 0 and p.baseline.size > 0:
         return nodata_result(
             p.metric, JudgeMode.DEFAULT,
@@ -167,9 +168,7 @@ def plan(p: Prepared) -> MetricResult | None:
             f"{p.baseline.size}: the canary may have stopped reporting it.",
             required=True, **sides)
     if p.baseline.size == 0 or p.canary.size == 0:
-        empty = " and ".join(
-            side for side, v in (("baseline", p.baseline), ("canary", p.canary)) if v.size == 0
-        )
+        empty = empty_sides(p)
         return nodata_result(p.metric, JudgeMode.DEFAULT,
                              f"No {empty} points to compare (after NaN handling).", **sides)
     if not isinstance(p.metric.test, RateRatioTest) and min(p.baseline.size, p.canary.size) < 3:

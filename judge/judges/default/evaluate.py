@@ -261,9 +261,9 @@ def _paired_evaluation(p: Prepared, tails: SpreadTailRows, row: int) -> Evaluati
     independent = test.autocorrelation is Autocorrelation.NONE
     loc = paired_shift_test(canary, baseline, confidence=test.confidence, margin=PHI_MARGIN,
                             independent=independent)
-    if loc.pairs / loc.inflation < MIN_EFFECTIVE_POINTS:
-        return None
     effective = loc.pairs / loc.inflation
+    if effective < MIN_EFFECTIVE_POINTS:
+        return None
     interval = (
         f"shift {figure(loc.estimate, signed=True)}, {test.confidence * 100:g}% CI "
         f"[{figure(loc.low, signed=True)}, {figure(loc.high, signed=True)}]"
@@ -285,7 +285,10 @@ def _paired_evaluation(p: Prepared, tails: SpreadTailRows, row: int) -> Evaluati
                      "p_greater": loc.p_greater, "p_less": loc.p_less, "z": loc.z},
     }
     if test.tails:
-        spread = paired_spread_test(canary, baseline, margin=PHI_MARGIN)
+        # The spread test allows for the shift test's dependence (its residuals are the same);
+        # with autocorrelation "none" that is still estimated, as the spread test always did.
+        spread = paired_spread_test(canary, baseline, margin=PHI_MARGIN,
+                                    phi=None if independent else loc.phi)
         details["tails"] = _tail_components(metric, tails, row, components,
                                             paired_spread=spread.p_wider)
     limits = test.effect_size

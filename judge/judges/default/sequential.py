@@ -340,23 +340,24 @@ def judge_sequential(
             else:
                 _append_pairs(seq, given.baseline, given.canary)
         details: dict[str, Any] = {"points": len(seq.canary), "alpha": alpha}
+        continuous = not isinstance(test, RateRatioTest)
+        # Counts are exempt: a canary without errors is good news, not a broken metric.
+        broken = _broken_canary(seq) if continuous and seq.decision is None else None
         if seq.decision is None:
             if isinstance(test, RateRatioTest):
                 outcome, text, extra = _sequential_counts(metric, test, seq, alpha, config)
             else:
                 outcome, text, extra = _sequential_continuous(metric, seq, alpha, config)
-                if outcome == "pass" and _broken_canary(seq) is not None:
+                if outcome == "pass" and broken is not None:
                     # A flat canary "passes" every score; it is no evidence of health.
-                    outcome, text = None, str(_broken_canary(seq))
+                    outcome, text = None, broken
             details.update(extra)
             if outcome is not None:
                 seq.decision, seq.reason = outcome, text
                 seq.decided_at, seq.decided_call = len(seq.canary), new_state.calls
         else:
             text = seq.reason or ""
-        broken = _broken_canary(seq) if final and seq.decision is None else None
-        if (seq.decision is None and final and not isinstance(test, RateRatioTest)
-                and broken is None):
+        if seq.decision is None and final and continuous and broken is None:
             # The run is over and no anytime-valid sequence showed a regression: pass, as a
             # fixed-horizon test that does not reject passes.
             seq.decision = "pass"
