@@ -19,6 +19,7 @@ from judge.lab.scenarios import (
     history_config,
 )
 from judge.report import Classification, Report
+from judge.stats.counts import rate_difference_upper
 from judge.stats.sequential import GAUSSIAN_LOG_CHANGE_VARIANCE, change_ratio_score
 
 
@@ -336,3 +337,73 @@ def test_fixed_horizon_holds_a_flat_or_missing_canary_metric_at_marginal() -> No
     report = judge(config, {"lat": base["lat"], "cpu": sparse},
                    {"lat": rng.normal(100, 5, 60), "cpu": np.zeros(60)})
     assert "flat" not in report.metric("cpu").reason
+
+
+def _errors_config() -> CanaryConfig:
+    return CanaryConfig.from_dict({"metrics": [
+        {"name": "errors", "direction": "increase", "critical": True,
+         "test": {"kind": "rate_ratio", "denominator": "requests"}},
+        {"name": "requests", "direction": "decrease"},
+    ]})
+
+
+def _counts(total: int, per_minute: int = 62, minutes: int = 60) -> dict[str, np.ndarray]:
+    # ``total`` errors spread evenly over the run, steady requests.
+    errors = np.zeros(minutes)
+    errors[np.linspace(0, minutes - 1, total).astype(int)] = 1.0
+    return {"errors": errors, "requests": np.full(minutes, float(per_minute))}
+
+
+def test_similar_error_counts_pass_on_evidence_of_no_material_increase() -> None:
+    # 7 canary errors against 8 in 3,720 requests a side (0.2%): the rate difference is bounded
+    # by MOVER at 0.12% < negligible_rate 0.2%, a pass on evidence. Comparing the canary's upper
+    # bound with the baseline's lower bound compounded two bounds and held this at marginal.
+    report = judge(_errors_config(), _counts(8), _counts(7))
+    errors = report.metric("errors")
+    assert errors.classification is Classification.PASS, errors.reason
+    assert report.verdict.value == "pass"
+    assert errors.details["evidence_difference_upper"] == pytest.approx(
+        rate_difference_upper(7, 8, 3720, 3720,
+                              dispersion=errors.details["dispersion"]["dispersion"]))
+
+
+def test_an_unexplained_error_increase_is_marginal_and_says_why() -> None:
+    # 16 against 5: not significant at the judge's level, not shown small either; and at
+    # these rates the difference is itself material, so more traffic would not help.
+    report = judge(_errors_config(), _counts(5), _counts(16))
+    errors = report.metric("errors")
+    assert errors.classification is Classification.NODATA
+    assert report.verdict.value == "marginal"
+    assert "at 90% confidence the rate ratio is not shown at most 3" in errors.reason
+    assert "not even 1000 times this traffic would show it" in errors.reason
+
+
+def test_sequential_final_poll_passes_a_count_the_whole_run_shows_small() -> None:
+    # 0.2% errors on both sides, polled every 5 minutes: the e-processes cannot rule out a
+    # doubling within the hour, but at the end the whole run bounds the increase below the
+    # negligible rate (the same evidence rule as the fixed-horizon judge), so the run passes.
+    config = _errors_config()
+    base, canary = _counts(8), _counts(7)
+    state = SequentialState.new("run", config.name)
+    for start in range(0, 60, 5):
+        report, state = poll(config, state,
+                             {k: v[start:start + 5] for k, v in base.items()},
+                             {k: v[start:start + 5] for k, v in canary.items()},
+                             final=start == 55)
+        if start < 55:
+            assert report.details["sequential"]["status"] == "continue"
+    errors = report.metric("errors")
+    assert report.details["sequential"]["status"] == "pass", errors.reason
+    assert "the whole run shows no material change" in errors.reason
+    assert errors.details["final_evidence"]["shown"] is True
+    # With the canary's errors doubled the end cannot show it: not a pass, and never a fail.
+    state = SequentialState.new("run2", config.name)
+    canary = _counts(16)
+    for start in range(0, 60, 5):
+        report, state = poll(config, state,
+                             {k: v[start:start + 5] for k, v in base.items()},
+                             {k: v[start:start + 5] for k, v in canary.items()},
+                             final=start == 55)
+    assert report.details["sequential"]["status"] == "inconclusive"
+    assert "more intervals at this traffic" in report.metric("errors").reason \
+        or "not even" in report.metric("errors").reason

@@ -5,6 +5,7 @@ bounded, evidence that the canary's rate is below a material one."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,9 +16,16 @@ from judge.judges.common import FloatArray
 from judge.judges.default.evaluation import Component, Evaluation
 from judge.judges.words import figure, percent
 from judge.report import Classification
-from judge.stats.counts import count_dispersion, rate_ratio_test
+from judge.stats.counts import count_dispersion, rate_difference_upper, rate_ratio_test
 
-__all__ = ["EVIDENCE_CONFIDENCE", "baseline_rate_floor", "evaluate_rate_ratio"]
+__all__ = [
+    "EVIDENCE_CONFIDENCE",
+    "CountEvidence",
+    "baseline_rate_floor",
+    "evaluate_rate_ratio",
+    "more_data_words",
+    "no_material_change",
+]
 
 EVIDENCE_CONFIDENCE = 0.9
 """Confidence of the bound that shows a count's canary rate below a material one (a pass on
@@ -37,6 +45,124 @@ def baseline_rate_floor(events: float, exposure: float, dispersion: float = 1.0)
         return 0.0
     lower = float(sps.chi2.ppf(1.0 - EVIDENCE_CONFIDENCE, 2.0 * effective) / 2.0)
     return lower / (exposure / dispersion)
+
+
+@dataclass(frozen=True)
+class CountEvidence:
+    """Whether a count's data show that the canary did not change it materially (a pass on
+    evidence), with the bounds that decided."""
+
+    shown: bool
+    ratio_bounds: tuple[float, float]
+    """The rate ratio's one-sided bounds at :data:`EVIDENCE_CONFIDENCE` on each harmful side
+    (0 below when a decrease does not matter, infinity above when an increase does not)."""
+    difference_upper: float | None
+    """Upper bound of the rate difference canary - baseline (with a denominator, direction
+    ``increase``), else ``None``."""
+    needed_scale: float | None
+    """How many times the traffic so far would show it at the rates seen (``None`` when shown,
+    or when no amount of traffic at these rates would)."""
+    increase: bool = True
+    decrease: bool = False
+
+    def ratio_words(self, margin: float) -> str:
+        """What the ratio route needed and what it got, e.g. "at most 3 (bound 5.43)"."""
+        low, high = self.ratio_bounds
+        parts = []
+        if self.increase:
+            parts.append(f"at most {margin:g} (upper bound {figure(high)})")
+        if self.decrease:
+            parts.append(f"at least {1.0 / margin:.3g} (lower bound {figure(low)})")
+        return " and ".join(parts)
+
+
+_MAX_SCALE = 1000.0
+_SAY_MORE_UP_TO = 10.0  # beyond ten times the traffic so far, also say how many times
+
+
+def _shown(
+    direction: Direction, test: RateRatioTest, x_c: float, x_b: float, exp_c: float,
+    exp_b: float, dispersion: float, has_denominator: bool,
+) -> tuple[bool, tuple[float, float], float | None]:
+    low, high = 0.0, math.inf
+    if direction.increase_matters:
+        high = rate_ratio_test(x_c, x_b, exp_c, exp_b, alternative="less",
+                               confidence=EVIDENCE_CONFIDENCE, dispersion=dispersion).high
+    if direction.decrease_matters:
+        low = rate_ratio_test(x_c, x_b, exp_c, exp_b, alternative="greater",
+                              confidence=EVIDENCE_CONFIDENCE, dispersion=dispersion).low
+    ratio_ok = (not direction.increase_matters or high <= test.margin) and (
+        not direction.decrease_matters or low >= 1.0 / test.margin)
+    difference = None
+    shown = ratio_ok
+    if has_denominator and direction is Direction.INCREASE:
+        difference = rate_difference_upper(x_c, x_b, exp_c, exp_b,
+                                           confidence=EVIDENCE_CONFIDENCE, dispersion=dispersion)
+        shown = shown or difference <= test.negligible_rate
+    return shown, (low, high), difference
+
+
+def no_material_change(
+    direction: Direction,
+    test: RateRatioTest,
+    canary_events: float,
+    baseline_events: float,
+    canary_exposure: float,
+    baseline_exposure: float,
+    *,
+    dispersion: float = 1.0,
+    has_denominator: bool = True,
+) -> CountEvidence:
+    """Evidence that the canary's rate did not change materially, at
+    :data:`EVIDENCE_CONFIDENCE` (one-sided): the rate ratio bounded within ``margin`` on the
+    harmful side, or, with a denominator and direction ``increase``, the canary's rate shown at
+    most ``negligible_rate`` above the baseline's (:func:`rate_difference_upper`). The second
+    route is what lets 0 errors against 0 on thousands of requests pass, where no ratio can be
+    bounded; it bounds the difference jointly rather than comparing the canary's upper bound
+    with the baseline's lower one, which would compound two bounds (7 canary errors against 8
+    on 3,700 requests a side could not pass that way).
+
+    Either route alone bounds the chance of passing a material change at ``1 -
+    EVIDENCE_CONFIDENCE``; where the two limits meet (a baseline rate of ``negligible_rate /
+    (margin - 1)``) the two routes together can reach twice that.
+    """
+    args = (direction, test, canary_events, baseline_events, canary_exposure, baseline_exposure,
+            dispersion, has_denominator)
+    shown, ratio_bounds, difference = _shown(*args)
+    needed = None
+    if not shown:
+        # Same rates, k times the traffic: the smallest k that would show it (bisection on a
+        # log scale; the bounds tighten monotonically as counts and exposures grow together).
+        def shown_at(k: float) -> bool:
+            return _shown(direction, test, canary_events * k, baseline_events * k,
+                          canary_exposure * k, baseline_exposure * k, dispersion,
+                          has_denominator)[0]
+
+        if shown_at(_MAX_SCALE):
+            low, high = 1.0, _MAX_SCALE
+            while high / low > 1.02:
+                mid = math.sqrt(low * high)
+                low, high = (low, mid) if shown_at(mid) else (mid, high)
+            needed = high
+    return CountEvidence(shown, ratio_bounds, difference, needed,
+                         direction.increase_matters, direction.decrease_matters)
+
+
+def more_data_words(evidence: CountEvidence, intervals: int, exposure: float, unit: str) -> str:
+    """How much more traffic would show what ``evidence`` could not, in words ("" if shown)."""
+    if evidence.shown:
+        return ""
+    per_interval = exposure / max(intervals, 1)
+    scale = evidence.needed_scale
+    if scale is None:
+        return (f"; at the rates seen so far, not even {_MAX_SCALE:g} times this traffic "
+                "would show it (the canary's rate so far is close to a material change from "
+                "the baseline's)")
+    more = math.ceil((scale - 1.0) * intervals)
+    times = (f", {scale:.0f} times the traffic so far, at the rates seen so far"
+             if scale > _SAY_MORE_UP_TO else "")
+    return (f"; about {more} more intervals at this traffic ({figure(per_interval)} {unit} "
+            f"per interval{times}) would show it")
 
 
 def evaluate_rate_ratio(
@@ -88,46 +214,25 @@ def evaluate_rate_ratio(
         material = math.isnan(two.ratio) or two.ratio >= test.allowed_increase
     else:
         material = math.isnan(two.ratio) or two.ratio <= test.allowed_decrease
-    # Enough evidence to pass: the interval rules out a change beyond ``margin`` in the bad
-    # direction(s), or (with a denominator) the canary's rate is bounded below a negligible one.
-    ruled_out = (not metric.direction.increase_matters or two.high <= test.margin) and (
-        not metric.direction.decrease_matters or two.low >= 1.0 / test.margin
+    evidence_check = no_material_change(
+        metric.direction, test, x_c, x_b, exp_c, exp_b,
+        dispersion=dispersion, has_denominator=has_denominator,
     )
-    rate_upper = math.nan
+    ruled_out = evidence_check.shown
     more = ""
-    if has_denominator:
-        # A material increase of the error rate is one beyond both `margin` times the
-        # baseline's rate and the baseline's rate plus `negligible_rate`: 0 errors against 0 on
-        # thousands of requests rules out every material increase, though no ratio can be
-        # bounded. Shown by the canary's own one-sided upper bound (exact Poisson, counts
-        # tempered by the dispersion) against that limit at the baseline's rate, taken at its
-        # lower bound: one error in 97 requests is no evidence of a 1% baseline rate.
-        effective = x_c / dispersion
-        quantile = float(sps.chi2.ppf(EVIDENCE_CONFIDENCE, 2.0 * (effective + 1.0)) / 2.0)
-        rate_upper = quantile / (exp_c / dispersion)
-        baseline_rate = baseline_rate_floor(x_b, exp_b, dispersion)
-        allowed_rate = max(test.margin * baseline_rate, baseline_rate + test.negligible_rate)
-        if metric.direction is Direction.INCREASE and rate_upper <= allowed_rate:
-            ruled_out = True
-        elif metric.direction is Direction.INCREASE and allowed_rate > 0:
-            # The exposure that would bound the rate at this many events: how much more
-            # traffic the evidence needs.
-            needed = quantile * dispersion / allowed_rate
-            per_interval = exp_c / max(canary.size, 1)
-            intervals = math.ceil(max(needed - exp_c, 0.0) / per_interval) if per_interval else 0
-            more = (f"; about {intervals} more intervals at this traffic "
-                    f"({figure(per_interval)} {unit} per interval) would show it")
+    if not ruled_out:
+        more = more_data_words(evidence_check, canary.size, exp_c, unit)
     evidence = None
     if not ruled_out:
         low_traffic = (f"Low traffic: {x_c:g} canary events in {exp_c:g} {unit}. "
                        if has_denominator and x_c + x_b < 10 else "")
+        confidence = f"{EVIDENCE_CONFIDENCE * 100:g}%"
         evidence = (
-            f"{low_traffic}Not enough evidence: {interval}; the interval cannot rule out a "
-            f"ratio beyond {test.margin:g}"
-            + (f" nor bound the canary's rate below the larger of {test.margin:g}x the "
-               f"baseline's and the baseline's plus {percent(test.negligible_rate)} "
-               f"(upper bound {percent(rate_upper)}){more}"
-               if has_denominator else "")
+            f"{low_traffic}Not enough evidence: {interval}; at {confidence} confidence the "
+            f"rate ratio is not shown {evidence_check.ratio_words(test.margin)}"
+            + (f" nor the canary's rate shown at most {percent(test.negligible_rate)} above "
+               f"the baseline's (bound {percent(evidence_check.difference_upper)}){more}"
+               if evidence_check.difference_upper is not None else more)
         )
     return Evaluation(
         test="rate_ratio",
@@ -143,5 +248,7 @@ def evaluate_rate_ratio(
         summary=f"Conditional binomial rate-ratio test: {interval}",
         details={"dispersion": disp_details, "canary_events": x_c, "baseline_events": x_b,
                  "canary_exposure": exp_c, "baseline_exposure": exp_b, "exposure_unit": unit,
-                 "method": two.method, "canary_rate_upper": rate_upper},
+                 "method": two.method,
+                 "evidence_ratio_bounds": list(evidence_check.ratio_bounds),
+                 "evidence_difference_upper": evidence_check.difference_upper},
     )

@@ -24,7 +24,12 @@ from judge.config import (
 )
 from judge.errors import DataError
 from judge.judges.common import FloatArray, MetricData, MetricInput, as_values
-from judge.judges.default.counts import baseline_rate_floor
+from judge.judges.default.counts import (
+    CountEvidence,
+    baseline_rate_floor,
+    more_data_words,
+    no_material_change,
+)
 from judge.judges.default.decide import FLAT_BASELINE_SHARE
 from judge.judges.state import MetricSequence, SequentialState
 from judge.judges.words import percent
@@ -273,6 +278,23 @@ def _sequential_counts(
     return None, text, details
 
 
+def _final_count_evidence(
+    metric: MetricConfig, test: RateRatioTest, seq: MetricSequence
+) -> CountEvidence:
+    c, b = np.asarray(seq.canary), np.asarray(seq.baseline)
+    has_denominator = bool(seq.canary_exposure) and bool(seq.baseline_exposure)
+    ec = np.asarray(seq.canary_exposure) if has_denominator else np.ones_like(c)
+    eb = np.asarray(seq.baseline_exposure) if has_denominator else np.ones_like(b)
+    dispersion = 1.0
+    if test.overdispersion is Autocorrelation.AUTO and c.size:
+        dispersion = count_dispersion(c, b, ec, eb).dispersion
+    if c.size == 0 or float(ec.sum()) <= 0 or float(eb.sum()) <= 0:
+        return CountEvidence(False, (0.0, math.inf), None, None)
+    return no_material_change(metric.direction, test, float(c.sum()), float(b.sum()),
+                              float(ec.sum()), float(eb.sum()), dispersion=dispersion,
+                              has_denominator=has_denominator)
+
+
 def _broken_canary(seq: MetricSequence) -> str | None:
     """Why a continuous metric cannot pass at the end of a run although nothing failed: too
     few paired points (the canary stopped reporting it), or a canary flat at one value where
@@ -363,6 +385,25 @@ def judge_sequential(
             seq.decision = "pass"
             seq.reason = f"the run ended with no evidence of a regression ({text})"
             seq.decided_at, seq.decided_call = len(seq.canary), new_state.calls
+        if seq.decision is None and final and not continuous:
+            # The run is over: the count is judged once more as a fixed-horizon test would
+            # judge the whole run, and passes on the same evidence (no material change shown at
+            # EVIDENCE_CONFIDENCE). Done once, at the end, it spends no anytime-valid budget;
+            # the failure side stays with the e-processes, which already had every point.
+            assert isinstance(test, RateRatioTest)
+            end = _final_count_evidence(metric, test, seq)
+            details["final_evidence"] = {"shown": end.shown, "ratio_bounds": list(end.ratio_bounds),
+                                         "difference_upper": end.difference_upper}
+            if end.shown:
+                seq.decision = "pass"
+                seq.reason = ("the run ended with no evidence of a regression, and the whole "
+                              f"run shows no material change ({text})")
+                seq.decided_at, seq.decided_call = len(seq.canary), new_state.calls
+            else:
+                text = text + more_data_words(
+                    end, len(seq.canary),
+                    float(sum(seq.canary_exposure)) if seq.canary_exposure else len(seq.canary),
+                    "requests" if seq.canary_exposure else "intervals")
         if seq.decision is None and final and broken is not None:
             classification = Classification.NODATA
             details["required"] = True
