@@ -420,6 +420,11 @@ def stop_causes(outcomes: Iterable[CanaryOutcome]) -> Iterator[tuple[str, int, i
             continue
         seen = {f"{_cause(b, o)} ({o.kind.value})" for b in o.default.blame if b.counted}
         if not seen:
+            # Held at marginal by a required metric without enough evidence (critical or
+            # mustHaveData), or by the score: name the metrics that were not a pass.
+            seen = {f"{_cause(b, o)}, not enough evidence ({o.kind.value})"
+                    for b in o.default.blame if b.classification == "nodata"}
+        if not seen:
             seen = {f"no metric counted against it: {o.default.reason[:100]}"}
         for cause in seen:
             causes[cause] += 1
