@@ -33,7 +33,7 @@ from judge.api.settings import Settings, get_settings
 from judge.api.sources import SourceRegistry
 from judge.api.store import Store
 from judge.api.telemetry import ServiceMetrics, configure_logging
-from judge.errors import ConfigError, ConflictError, NotFoundError
+from judge.errors import ConfigError, ConflictError, DataError, NotFoundError
 from judge.redaction import Redactor, RedactResponses
 
 logger = logging.getLogger(__name__)
@@ -168,6 +168,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def timed_out(request: Request, exc: Exception) -> Response:
         return reply(request, 504, str(exc))
 
+    async def unprocessable(request: Request, exc: Exception) -> Response:
+        return reply(request, 422, str(exc))
+
     async def invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ValidationError | RequestValidationError)
         errors = exc.errors(include_url=False) if isinstance(exc, ValidationError) else exc.errors()
@@ -185,9 +188,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         return reply(request, 500, f"internal error: {type(exc).__name__}")
 
     # The one exception tree (judge.errors), mapped once for every router: the request or its
-    # config (400), what it names (404), a concurrent change (409); pydantic's field errors
-    # (422); the time budget (504). Anything else is a bug (500, logged).
+    # config (400), what it names (404), a concurrent change (409); pydantic's field errors and
+    # data the judge cannot take (422); the time budget (504). Anything else is a bug (500,
+    # logged).
     app.add_exception_handler(ConfigError, bad_request)
+    app.add_exception_handler(DataError, unprocessable)
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(ConflictError, conflict)
     app.add_exception_handler(TimeoutError, timed_out)

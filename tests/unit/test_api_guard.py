@@ -88,7 +88,8 @@ def test_request_size_limit() -> None:
         assert chunked.status_code == 413
         small_chunked = client.post(
             "/v1/judge",
-            content=iter([b'{"config_id": "demo", ', b'"baseline": {}, "canary": {}}']),
+            content=iter([b'{"config": {"metrics": [{"name": "latency"}]}, "baseline": ',
+                          b'{"latency": [1, 2, 3]}, "canary": {"latency": [1, 2, 3]}}']),
             headers={"content-type": "application/json"},
         )
         assert small_chunked.status_code == 200

@@ -96,6 +96,15 @@ def test_judge_with_stored_config_and_thresholds(client: TestClient) -> None:
         "canary": {m: _series(100, i + 10) for i, m in enumerate(("latency", "errors"))},
         "thresholds": {"pass": 100, "marginal": 0},
     }
+    # A metric that neither side mentions is a mistake in the call (a typo, a forgotten
+    # metric), not missing data: 422 naming it and listing what was sent.
+    missing = client.post("/v1/judge", json=data)
+    assert missing.status_code == 422
+    assert "no column 'cpu'" in missing.json()["error"]
+    assert "['errors', 'latency']" in missing.json()["error"]
+    # Saying "no data" is explicit: an empty list.
+    for side in ("baseline", "canary"):
+        data[side] |= {"cpu": [], "requests": []}
     answer = client.post("/v1/judge", json=data)
     assert answer.status_code == 200
     body = answer.json()
