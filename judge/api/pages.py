@@ -31,7 +31,7 @@ from judge.api.auth import COOKIE_NAME, PAGES_PREFIX, parse_tokens, token_scope
 from judge.api.deps import StoreDep
 from judge.api.links import base_url
 from judge.api.settings import Settings
-from judge.api.store import AnalysisStatus, StoredAnalysis, StoredRun
+from judge.api.store import AnalysisStatus, StoredAnalysis
 from judge.errors import NotFoundError
 from judge.pages.render import (
     RUN_STATUSES,
@@ -42,7 +42,7 @@ from judge.pages.render import (
     render,
     report_page,
 )
-from judge.pages.series import sequences_json
+from judge.pages.series import state_json
 from judge.pages.views import number
 
 router = APIRouter(prefix=PAGES_PREFIX, include_in_schema=False)
@@ -292,15 +292,6 @@ async def analysis_plot(
 
 
 # -- sequential runs ------------------------------------------------------------------------------
-def run_series(run: StoredRun) -> dict[str, Any]:
-    """A run's points so far per metric, from its stored state (no timestamps kept)."""
-    from judge.judges.state import SequentialState
-
-    state = SequentialState.from_json(run.state)
-    return sequences_json({name: (seq.baseline, seq.canary)
-                           for name, seq in state.metrics.items()})
-
-
 @router.get("/runs/{run_id:path}/plots/{index}.svg")
 async def run_plot(run_id: str, index: int, request: Request, store: StoreDep) -> Response:
     """One metric of a run: its points, distributions, estimate, and the evidence over the
@@ -316,7 +307,7 @@ async def run_plot(run_id: str, index: int, request: Request, store: StoreDep) -
     report = run.report
     return await _svg(
         request, ("run", run.run_id, run.calls, index),
-        lambda: metric_svg(report, index, config=run.config, series=run_series(run),
+        lambda: metric_svg(report, index, config=run.config, series=state_json(run.state),
                            polls=polls),
     )
 

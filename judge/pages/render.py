@@ -176,6 +176,19 @@ def report_page(
     )
 
 
+def standalone_page(
+    subject: Subject,
+    report: Mapping[str, Any],
+    *,
+    config: Mapping[str, Any] | None,
+    series: Mapping[str, Any] | None,
+    polls: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """A report page as one self-contained file (plots drawn into it, no links to the
+    service): what ``canary-judge report --html`` and ``judge --html`` write."""
+    return report_page(subject, report, config=config, series=series, polls=polls, nav=False)
+
+
 def config_page(
     *,
     config_id: str,

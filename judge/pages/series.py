@@ -70,6 +70,30 @@ def sequences_json(sequences: Mapping[str, tuple[list[float], list[float]]]) -> 
     }
 
 
+def inputs_json(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """A judgment's inputs (``judge.judging.inputs_from_tables``: per metric a
+    ``MetricData``, or why it has none) in the same form."""
+    from judge.judges.common import MetricData
+
+    metrics: dict[str, Any] = {}
+    for name, value in inputs.items():
+        if isinstance(value, MetricData):
+            metrics[name] = metric_json(value)
+        else:
+            metrics[name] = {"error": str(getattr(value, "reason", value))}
+    return {"version": SERIES_VERSION, "metrics": metrics}
+
+
+def state_json(state: str) -> dict[str, Any]:
+    """A sequential run's points so far per metric, from its stored state
+    (``SequentialState.to_json()``; the run keeps no timestamps)."""
+    from judge.judges.state import SequentialState
+
+    parsed = SequentialState.from_json(state)
+    return sequences_json({name: (seq.baseline, seq.canary)
+                           for name, seq in parsed.metrics.items()})
+
+
 def _side_series(raw: Mapping[str, Any] | None) -> pd.Series:
     if not raw:
         return pd.Series(dtype=float)
