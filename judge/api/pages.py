@@ -269,6 +269,10 @@ async def _svg(request: Request, key: tuple[Any, ...], draw: Any) -> Response:
             return _not_found(request, "no such metric in this report")
         cache.put(key, drawn)
         svg = drawn
+    return _svg_response(svg)
+
+
+def _svg_response(svg: str) -> Response:
     return Response(svg, media_type=_SVG, headers={"Cache-Control": "private, max-age=300",
                                                    "X-Content-Type-Options": "nosniff"})
 
@@ -278,16 +282,23 @@ async def analysis_plot(
     analysis_id: str, index: int, request: Request, store: StoreDep
 ) -> Response:
     """One metric's plots (series, distributions, estimate vs the allowed change) as SVG."""
+    # A finished analysis never changes: its drawn plots are served without reading it again.
+    key = ("analysis", analysis_id, index)
+    if (svg := _plots(request).get(key)) is not None:
+        return _svg_response(svg)
     try:
         analysis = await to_thread.run_sync(store.get_analysis, analysis_id)
     except NotFoundError as exc:
         return _not_found(request, str(exc))
-    if analysis.report is None:
+    if analysis.report is None or not analysis.status.done:
         return _not_found(request, "this analysis has no report yet")
-    series = await to_thread.run_sync(store.get_series, analysis.id)
     report = analysis.report
-    # A finished analysis never changes; one still running has no report to plot.
-    return await _svg(request, ("analysis", analysis.id, analysis.status.value, index),
+    metrics = list(report.get("metrics") or ())
+    if not 0 <= index < len(metrics):
+        return _not_found(request, "no such metric in this report")
+    series = await to_thread.run_sync(store.get_series, analysis.id,
+                                      str(metrics[index].get("name")))
+    return await _svg(request, key,
                       lambda: metric_svg(report, index, config=analysis.config, series=series))
 
 

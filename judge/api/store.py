@@ -124,14 +124,16 @@ class _AnalysisRow(_Base):
 
 
 class _AnalysisSeriesRow(_Base):
-    """The series an analysis judged, for its report page's plots: a table of its own (so
-    listing analyses never loads them, and an existing database gains it at startup)."""
+    """The series of one metric an analysis judged, for its report page's plots: a table of
+    its own (listing or reading analyses never loads them, an existing database gains it at
+    startup), a row per metric (a plot reads its metric's points only)."""
 
     __tablename__ = "analysis_series"
 
     analysis_id: Mapped[str] = mapped_column(
         String(64), ForeignKey("analyses.id", ondelete="CASCADE"), primary_key=True
     )
+    metric: Mapped[str] = mapped_column(String(512), primary_key=True)
     series: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
@@ -589,20 +591,34 @@ class Store:
         ]
 
     def save_series(self, analysis_id: str, series: dict[str, Any]) -> None:
-        """Keep the series an analysis judged (replacing any from an earlier attempt)."""
+        """Keep the series an analysis judged (``judge.pages.series`` form: ``{"version",
+        "metrics": {name: ...}}``), replacing any from an earlier attempt."""
         with self._session() as session:
-            row = session.get(_AnalysisSeriesRow, analysis_id)
-            if row is None:
-                session.add(_AnalysisSeriesRow(analysis_id=analysis_id, series=series))
-            else:
-                row.series = series
+            session.execute(
+                delete(_AnalysisSeriesRow).where(_AnalysisSeriesRow.analysis_id == analysis_id)
+            )
+            version = series.get("version")
+            session.add_all(
+                _AnalysisSeriesRow(analysis_id=analysis_id, metric=name,
+                                   series={"version": version, "series": entry})
+                for name, entry in dict(series.get("metrics") or {}).items()
+            )
 
-    def get_series(self, analysis_id: str) -> dict[str, Any] | None:
-        """The series an analysis judged, ``None`` when none were kept (an analysis stored
-        before pages existed, or one that failed before fetching)."""
+    def get_series(self, analysis_id: str, metric: str | None = None) -> dict[str, Any] | None:
+        """The series an analysis judged (of one ``metric``, or all), in the form they were
+        saved in; ``None`` when none were kept (an analysis stored before the report pages,
+        or one that failed before fetching)."""
+        query = select(_AnalysisSeriesRow).where(_AnalysisSeriesRow.analysis_id == analysis_id)
+        if metric is not None:
+            query = query.where(_AnalysisSeriesRow.metric == metric)
         with self._session() as session:
-            row = session.get(_AnalysisSeriesRow, analysis_id)
-            return None if row is None else dict(row.series)
+            rows = session.scalars(query).all()
+            if not rows:
+                return None
+            return {
+                "version": rows[0].series.get("version"),
+                "metrics": {row.metric: row.series.get("series") for row in rows},
+            }
 
     def unfinished_analyses(self) -> list[StoredAnalysis]:
         """Analyses left queued or running (by a process that stopped), oldest first."""

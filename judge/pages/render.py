@@ -125,21 +125,25 @@ def metric_svg(
     baseline, canary = metric_series(series, result.name)
     column = metric.column if metric is not None and metric.name == result.name else result.name
     with _PLOT_LOCK:
+        # Fixed margins (in figure fractions) instead of tight_layout, which would double the
+        # time to draw: the labels are short and the same on every plot.
         figure = Figure(figsize=(13, 5.6 if polls else 3.2))
+        margins = {"left": 0.055, "right": 0.99, "wspace": 0.22,
+                   "top": 0.93 if polls else 0.9, "bottom": 0.09 if polls else 0.16}
         if polls:
-            grid = figure.add_gridspec(2, 3, width_ratios=[2.2, 1.2, 1.2], height_ratios=[1, 0.8])
+            grid = figure.add_gridspec(2, 3, width_ratios=[2.2, 1.2, 1.2],
+                                       height_ratios=[1, 0.8], hspace=0.45, **margins)
             axes = [figure.add_subplot(grid[0, i]) for i in range(3)]
             evidence_ax = figure.add_subplot(grid[1, :])
         else:
-            grid = figure.add_gridspec(1, 3, width_ratios=[2.2, 1.2, 1.2])
+            grid = figure.add_gridspec(1, 3, width_ratios=[2.2, 1.2, 1.2], **margins)
             axes = [figure.add_subplot(grid[0, i]) for i in range(3)]
         plot_metric(result, {column: baseline}, {column: canary}, metric=metric, axes=axes,
-                    unit=unit)
+                    unit=unit, tight=False)
         if polls:
             plot_evidence(result, poll_entries(polls, result.name), metric=metric,
                           ax=evidence_ax, unit=unit,
                           pass_margin=parsed.sequential.pass_margin if parsed else None)
-            figure.tight_layout()
         return figure_svg(figure)
 
 
