@@ -411,10 +411,12 @@ def _settings(request: Request) -> Settings:
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, next: str | None = None) -> Response:
+def login_form(
+    request: Request, next_page: Annotated[str | None, Query(alias="next")] = None
+) -> Response:
     """The token form."""
     enforced = bool(_settings(request).api_tokens)
-    return _html(login_html(next or "", "", base=base_url(request), enforced=enforced))
+    return _html(login_html(next_page or "", "", base=base_url(request), enforced=enforced))
 
 
 @router.post("/login", response_class=HTMLResponse)

@@ -56,6 +56,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # Our own file, not user input: inlined as it is (no asset route, one request a page).
     env.globals["stylesheet"] = Markup(
         resources.files("judge.pages").joinpath("static/pages.css").read_text()
     )
@@ -173,6 +174,7 @@ def report_page(
         if plot_url is None:
             for row in view.metrics:
                 svg = metric_svg(report, row.index, config=config, series=series, polls=polls)
+                # matplotlib's SVG: its text drawn as paths, its comments escaped.
                 plots[row.index] = Markup(_svg_element(svg))
     return render(
         "report.html", subject=subject, view=view, plot_url=plot_url, plots=plots,
