@@ -15,9 +15,9 @@ Exit codes, so shell pipelines can act on a judgment:
 Click's own usage errors would exit with 2, which means ``fail`` here, so they are re-coded
 to 3 as well.
 
-Subcommands live on :data:`app` (``judge``) and :data:`config_app` (``config validate``,
-``config import-kayenta``, ``config export-kayenta``); another command is one more
-``@app.command()`` function.
+Subcommands live on :data:`app` (``judge``, ``report``, ``serve``) and :data:`config_app`
+(``config validate``, ``config import-kayenta``, ``config export-kayenta``); another command
+is one more ``@app.command()`` function.
 """
 
 from __future__ import annotations
@@ -274,6 +274,10 @@ def judge_command(
         float | None,
         typer.Option("--marginal", help="Override the config's marginal threshold (0-100)."),
     ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write the report page (one self-contained file)."),
+    ] = None,
 ) -> None:
     """Judge a canary against its baseline (exit 0 pass, 1 marginal, 2 fail, 3 bad input)."""
     canary_config = _load_config(config)
@@ -286,11 +290,111 @@ def judge_command(
     baseline_data = _read_series(baseline, "baseline")
     canary_data = _read_series(canary, "canary")
     report = judge(canary_config, baseline_data, canary_data, thresholds=thresholds)
+    if html is not None:
+        from judge.judging import inputs_from_tables
+        from judge.pages.render import Subject, standalone_page
+        from judge.pages.series import inputs_json
+
+        subject = Subject(
+            kind="judgment", id="", title=f"{canary_config.name}: {canary.name} vs {baseline.name}",
+            status="judged", facts=(("baseline", str(baseline)), ("canary", str(canary))),
+        )
+        series = inputs_json(inputs_from_tables(canary_config, baseline_data, canary_data))
+        _write_page(html, standalone_page(subject, report.to_dict(),
+                                          config=canary_config.to_dict(), series=series))
     if output is OutputFormat.JSON:
         typer.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False))
     else:
         _print_table(report)
     raise typer.Exit(EXIT_CODES[report.verdict])
+
+
+def _write_page(path: Path, page: str) -> None:
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        _bad_input(f"cannot write {str(path)!r}: {exc.strerror or exc}")
+    _stderr().print(f"report page written to {escape(str(path))}")
+
+
+@app.command("report")
+def report_command(
+    analysis_id: Annotated[
+        str, typer.Argument(help="An analysis id (or a sequential run id) in the store.")
+    ],
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Write the report page (one self-contained file)."),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="The service's database (default: CANARY_JUDGE_DATABASE_URL, "
+                          "else sqlite:///./canary-judge.db)."),
+    ] = None,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = (
+        OutputFormat.TABLE
+    ),
+) -> None:
+    """Print a stored analysis' report (as the service keeps it), or write its page with
+    ``--html``. Exit codes as ``judge``: 0 pass, 1 marginal, 2 fail, 4 no verdict; 3 when the
+    id is unknown."""
+    import os
+
+    from judge.api.store import Store
+    from judge.errors import NotFoundError
+    from judge.pages.render import Subject, standalone_page
+    from judge.pages.series import state_json
+
+    series: dict[str, Any] | None
+    url = database_url or os.environ.get("CANARY_JUDGE_DATABASE_URL",
+                                         "sqlite:///./canary-judge.db")
+    store = Store(url)
+    try:
+        store.create_schema()
+        try:
+            analysis = store.get_analysis(analysis_id)
+        except NotFoundError:
+            try:
+                run = store.get_run(analysis_id)
+            except NotFoundError:
+                _bad_input(f"no analysis or sequential run with id {analysis_id!r} in {url}")
+            report, config = run.report, run.config
+            subject = Subject(kind="run", id=run.run_id, title=f"run {run.run_id}",
+                              status=run.status, facts=(("polls", str(run.calls)),))
+            series = state_json(run.state)
+            polls = [{"call": p.call, "status": p.status, "last_end": p.last_end,
+                      "created_at": p.created_at, "metrics": p.metrics}
+                     for p in store.run_polls(run.run_id)]
+        else:
+            report, config = analysis.report, analysis.config
+            subject = Subject(kind="analysis", id=analysis.id,
+                              title=f"{config.get('name', 'analysis')}: analysis {analysis.id}",
+                              status=analysis.status.value,
+                              facts=(("door", analysis.kind),
+                                     ("created", analysis.created_at.isoformat())),
+                              error=analysis.error)
+            series, polls = store.get_series(analysis.id), []
+    finally:
+        store.close()
+    if report is None:
+        _bad_input(f"{analysis_id!r} has no report yet (status {subject.status})")
+    verdict = Verdict(report.get("verdict", "error"))
+    if html is not None:
+        _write_page(html, standalone_page(subject, report, config=config, series=series,
+                                          polls=polls))
+    if output is OutputFormat.JSON:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        console = Console(highlight=False, soft_wrap=True)
+        score = report.get("score")
+        console.print(f"[bold]{escape(subject.title)}[/]: {verdict.value.upper()}"
+                      + (f" (score {score:g})" if isinstance(score, int | float) else ""))
+        console.print(escape(str(report.get("reason", ""))))
+        for metric in report.get("metrics") or ():
+            console.print(f"  {escape(str(metric.get('name')))}: "
+                          f"{escape(str(metric.get('classification')))}: "
+                          f"{escape(str(metric.get('reason', '')))}")
+    raise typer.Exit(EXIT_CODES[verdict])
 
 
 @config_app.command("validate")

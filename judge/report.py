@@ -7,6 +7,7 @@ form every adapter starts from; ``Report.to_frame()`` is one row per metric for 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -134,6 +135,41 @@ class MetricResult:
 
     def to_dict(self) -> dict[str, Any]:
         return _clean(asdict(self))  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> MetricResult:
+        """Back from :meth:`to_dict` (as stored with an analysis); ``None`` numbers are NaN."""
+        def number(value: Any) -> float:
+            return math.nan if value is None else float(value)
+
+        def side(value: Any) -> SideSummary:
+            values = dict(value or {})
+            return SideSummary(
+                count=int(values.get("count") or 0),
+                **{name: number(values.get(name))
+                   for name in ("mean", "median", "std", "p90", "p99", "min", "max")},
+                nan_count=int(values.get("nan_count") or 0),
+                infinite_count=int(values.get("infinite_count") or 0),
+                outliers_removed=int(values.get("outliers_removed") or 0),
+            )
+
+        return cls(
+            name=str(raw["name"]),
+            classification=Classification(raw["classification"]),
+            reason=str(raw.get("reason", "")),
+            groups=tuple(raw.get("groups") or ("default",)),
+            test=str(raw.get("test", "mann_whitney")),
+            direction=str(raw.get("direction", "either")),
+            critical=bool(raw.get("critical", False)),
+            muted=bool(raw.get("muted", False)),
+            critical_failure=bool(raw.get("critical_failure", False)),
+            **{name: number(raw.get(name))
+               for name in ("estimate", "low", "high", "confidence", "p_value", "effect_size")},
+            effect_measure=raw.get("effect_measure"),
+            baseline=side(raw.get("baseline")),
+            canary=side(raw.get("canary")),
+            details=dict(raw.get("details") or {}),
+        )
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from judge.api import argo, auth, flagger, kayenta, native
+from judge.api import argo, auth, flagger, kayenta, native, pages
 from judge.api.runner import AnalysisRunner
 from judge.api.schemas import ArgoJudgeOut, HealthOut, SourceHealthOut
 from judge.api.seed import seed_demo_configs
@@ -268,6 +268,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_request_bytes,
         group_of=route_group,
         reject=reject_body,
+        login_page=lambda asked, why: pages.login_html(
+            asked, why, base=(settings.external_url or "").rstrip("/")
+        ),
     )
     app.add_middleware(RedactResponses, redactor=redactor)
     _install_error_handlers(app)
@@ -275,6 +278,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(argo.router)
     app.include_router(flagger.router)
     app.include_router(kayenta.router)
+    app.include_router(pages.router)
+    app.include_router(pages.root_router)
 
     @app.get("/healthz", response_model=HealthOut, tags=["health"])
     async def healthz() -> HealthOut:

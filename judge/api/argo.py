@@ -39,6 +39,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from judge.api.deps import ServicesDep
+from judge.api.links import analysis_url, run_url
 from judge.api.plans import BadRequestError, controller_plan
 from judge.api.runs import sequential_out
 from judge.api.schemas import ArgoJudgeOut, ArgoJudgeRequest, MetricSummaryOut
@@ -112,7 +113,9 @@ async def _request_fields(request: Request) -> dict[str, Any]:
     return fields
 
 
-def answer(report: Report, analysis_id: str | None, config_name: str) -> ArgoJudgeOut:
+def answer(
+    report: Report, analysis_id: str | None, config_name: str, report_url: str | None = None
+) -> ArgoJudgeOut:
     metrics = [
         MetricSummaryOut(
             name=m.name,
@@ -142,6 +145,7 @@ def answer(report: Report, analysis_id: str | None, config_name: str) -> ArgoJud
         analysis_id=analysis_id,
         failed_metrics=[m.name for m in report.metrics if m.classification.failed],
         metrics=metrics,
+        report_url=report_url,
     )
 
 
@@ -179,14 +183,17 @@ async def argo_judge(request: Request, services: ServicesDep) -> JSONResponse:
         config = plan.config
         config_label = config.name
         analysis_id: str | None
+        report_url: str
         if body.run_id is not None:
             polled = await services.runs.poll(body.run_id, plan, kind="argo", final=body.final,
                                              stored_config=stored)
             report, analysis_id = polled.report, None
+            report_url = run_url(request, body.run_id)
         elif body.final:
             raise BadRequestError("final: only for a sequential run (give run_id)", "final")
         else:
             report, analysis_id = await services.judge_now(plan, "argo")
+            report_url = analysis_url(request, analysis_id)
     except ValidationError as exc:
         return error_answer(validation_message(exc), config_label)
     except TimeoutError as exc:
@@ -198,6 +205,6 @@ async def argo_judge(request: Request, services: ServicesDep) -> JSONResponse:
         logger.exception("argo judge failed")
         services.metrics.request_errors.labels("argo", "internal").inc()
         return error_answer(f"internal error: {type(exc).__name__}: {exc}", config_label)
-    out = answer(report, analysis_id, config.name)
+    out = answer(report, analysis_id, config.name, report_url)
     status = OUTAGE_STATUS if report.is_error else 200
     return JSONResponse(status_code=status, content=out.model_dump(mode="json", by_alias=True))

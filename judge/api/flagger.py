@@ -45,12 +45,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from judge.api.argo import validation_message
 from judge.api.deps import ServicesDep
+from judge.api.links import analysis_url, run_url
 from judge.api.plans import AnalysisPlan, BadRequestError, controller_plan
 from judge.api.runs import sequential_out
 from judge.api.schemas import FlaggerHook, FlaggerMetadata, FlaggerOut
@@ -138,7 +139,9 @@ def _thresholds(meta: FlaggerMetadata, config: CanaryConfig) -> ScoreThresholds 
     summary="Flagger webhook: 200 when the canary passes, 412 when it does not, 503 when a "
     "metric source failed",
 )
-async def flagger_check(hook: FlaggerHook, services: ServicesDep) -> JSONResponse:
+async def flagger_check(
+    hook: FlaggerHook, services: ServicesDep, request: Request
+) -> JSONResponse:
     try:
         meta = FlaggerMetadata.model_validate(hook.metadata)
     except ValidationError as exc:
@@ -146,6 +149,7 @@ async def flagger_check(hook: FlaggerHook, services: ServicesDep) -> JSONRespons
         return _answer(400, hook, verdict="error", reason=message, error=message)
     sequential = _flag(meta.sequential) or meta.run_id is not None
     analysis_id: str | None = None
+    report_url: str
     try:
         plan, stored = _plan(hook, meta, services)
         if sequential:
@@ -160,8 +164,10 @@ async def flagger_check(hook: FlaggerHook, services: ServicesDep) -> JSONRespons
             polled = await services.runs.poll(run_id, plan, kind="flagger",
                                               stored_config=stored)
             report = polled.report
+            report_url = run_url(request, run_id)
         else:
             report, analysis_id = await services.judge_now(plan, "flagger")
+            report_url = analysis_url(request, analysis_id)
     except (BadRequestError, UnknownSourceError, ConflictError) as exc:
         return _answer(400, hook, verdict="error", reason=str(exc), error=str(exc))
     except ValidationError as exc:
@@ -198,4 +204,5 @@ async def flagger_check(hook: FlaggerHook, services: ServicesDep) -> JSONRespons
         error=report.reason if report.is_error else None,
         analysis_id=analysis_id,
         failed_metrics=[m.name for m in report.metrics if m.classification.failed],
+        report_url=report_url,
     )

@@ -30,6 +30,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from judge.api.deps import RunnerDep, ServicesDep, StoreDep
+from judge.api.links import analysis_url
 from judge.api.plans import (
     AnalysisPlan,
     BadRequestError,
@@ -125,6 +126,10 @@ class CanaryAdhocExecutionRequestIn(_Lenient):
 
 class CanaryExecutionResponseOut(BaseModel):
     canaryExecutionId: str  # noqa: N815 - Kayenta's field name
+    report_url: str | None = Field(
+        default=None, description="the execution's report page (not Kayenta's; its clients "
+        "ignore fields they do not know)"
+    )
 
 
 class CanaryConfigUpdateResponseOut(BaseModel):
@@ -321,6 +326,7 @@ async def _start(
     plan: AnalysisPlan,
     execution: dict[str, Any],
     stored: StoredConfig | None,
+    request: Request,
 ) -> CanaryExecutionResponseOut:
     request_json = plan.to_json()
     request_json["extra"]["executionRequest"] = execution
@@ -335,7 +341,9 @@ async def _start(
     )
     services.metrics.analyses_started.labels("kayenta").inc()
     runner.submit(analysis.id)
-    return CanaryExecutionResponseOut(canaryExecutionId=analysis.id)
+    return CanaryExecutionResponseOut(
+        canaryExecutionId=analysis.id, report_url=analysis_url(request, analysis.id)
+    )
 
 
 def _accounts(
@@ -358,6 +366,7 @@ async def start_canary(
     execution: CanaryExecutionRequestIn,
     services: ServicesDep,
     runner: RunnerDep,
+    request: Request,
     application: str | None = Query(default=None),
     metrics_account_name: str | None = Query(default=None, alias="metricsAccountName"),
     configuration_account_name: str | None = Query(
@@ -376,7 +385,8 @@ async def start_canary(
     accounts["parentPipelineExecutionId"] = parent_pipeline_execution_id
     plan = _plan(config, execution, services, accounts)
     return await _start(
-        services, runner, plan, execution.model_dump(mode="json", by_alias=True), stored
+        services, runner, plan, execution.model_dump(mode="json", by_alias=True), stored,
+        request,
     )
 
 
@@ -385,6 +395,7 @@ async def start_adhoc_canary(
     body: CanaryAdhocExecutionRequestIn,
     services: ServicesDep,
     runner: RunnerDep,
+    request: Request,
     application: str | None = Query(default=None),
     metrics_account_name: str | None = Query(default=None, alias="metricsAccountName"),
     storage_account_name: str | None = Query(default=None, alias="storageAccountName"),
@@ -399,13 +410,16 @@ async def start_adhoc_canary(
         plan,
         body.execution_request.model_dump(mode="json", by_alias=True),
         None,
+        request,
     )
 
 
 @router.get("/canary/{execution_id}", response_model=dict[str, Any])
-def get_canary(execution_id: str, store: StoreDep) -> dict[str, Any]:
-    """Kayenta's ``CanaryExecutionStatusResponse`` for an execution (any analysis id works)."""
-    return execution_status(store.get_analysis(execution_id))
+def get_canary(execution_id: str, store: StoreDep, request: Request) -> dict[str, Any]:
+    """Kayenta's ``CanaryExecutionStatusResponse`` for an execution (any analysis id works),
+    with the execution's report page in ``report_url`` (also in ``result``)."""
+    analysis = store.get_analysis(execution_id)
+    return execution_status(analysis, report_url=analysis_url(request, analysis.id))
 
 
 def _exported(config: CanaryConfig) -> dict[str, Any]:
@@ -417,7 +431,9 @@ def _exported(config: CanaryConfig) -> dict[str, Any]:
         return config.to_dict()
 
 
-def execution_status(analysis: StoredAnalysis) -> dict[str, Any]:
+def execution_status(
+    analysis: StoredAnalysis, *, report_url: str | None = None
+) -> dict[str, Any]:
     accounts: dict[str, Any] = (analysis.request.get("extra") or {}).get("kayenta") or {}
     config = CanaryConfig.from_dict(analysis.config)
     done = analysis.status.done
@@ -445,6 +461,8 @@ def execution_status(analysis: StoredAnalysis) -> dict[str, Any]:
         "storageAccountName": accounts.get("storageAccountName"),
         "configurationAccountName": accounts.get("configurationAccountName"),
         "metricsAccountName": accounts.get("metricsAccountName"),
+        # Not Kayenta's: Argo's kayenta provider and Spinnaker ignore fields they do not know.
+        "report_url": report_url,
     }
     if analysis.started_at is not None:
         response["startTimeMillis"] = millis(analysis.started_at)
@@ -480,6 +498,7 @@ def execution_status(analysis: StoredAnalysis) -> dict[str, Any]:
         response["result"] = {
             "judgeResult": judge_result_from_dict(analysis.report, config),
             "canaryDuration": duration,
+            "report_url": report_url,
         }
     return response
 

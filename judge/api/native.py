@@ -10,6 +10,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response, status
 
 from judge.api.deps import RunnerDep, ServicesDep, StoreDep
+from judge.api.links import analysis_url, run_url
 from judge.api.plans import (
     AnalysisPlan,
     BadRequestError,
@@ -194,8 +195,9 @@ def delete_config(config_id: str, store: StoreDep) -> Response:
 
 
 # -- analyses ------------------------------------------------------------------------------------
-def analysis_out(analysis: StoredAnalysis) -> AnalysisOut:
+def analysis_out(analysis: StoredAnalysis, report_url: str | None = None) -> AnalysisOut:
     return AnalysisOut(
+        report_url=report_url,
         id=analysis.id,
         kind=analysis.kind,
         status=analysis.status.value,
@@ -278,7 +280,7 @@ async def _analysis_plan(
     responses=_ERRORS,
 )
 async def start_analysis(
-    body: AnalysisRequest, services: ServicesDep, runner: RunnerDep
+    body: AnalysisRequest, services: ServicesDep, runner: RunnerDep, request: Request
 ) -> AnalysisOut:
     """Start an analysis in the background; poll ``GET /v1/analyses/{id}`` for its report."""
     plan, stored = await _analysis_plan(body, services)
@@ -293,18 +295,20 @@ async def start_analysis(
     )
     services.metrics.analyses_started.labels("native").inc()
     runner.submit(analysis.id)
-    return analysis_out(analysis)
+    return analysis_out(analysis, analysis_url(request, analysis.id))
 
 
 @router.get("/analyses/{analysis_id}", response_model=AnalysisOut, responses=_ERRORS)
-def get_analysis(analysis_id: str, store: StoreDep) -> AnalysisOut:
+def get_analysis(analysis_id: str, store: StoreDep, request: Request) -> AnalysisOut:
     """An analysis: status (queued, running, succeeded, failed), progress, and its report."""
-    return analysis_out(store.get_analysis(analysis_id))
+    analysis = store.get_analysis(analysis_id)
+    return analysis_out(analysis, analysis_url(request, analysis.id))
 
 
 @router.get("/analyses", response_model=list[AnalysisSummaryOut])
 def list_analyses(
     store: StoreDep,
+    request: Request,
     limit: int = Query(default=50, ge=1, le=1000),
     status_filter: AnalysisStatus | None = Query(default=None, alias="status"),
 ) -> list[AnalysisSummaryOut]:
@@ -320,14 +324,18 @@ def list_analyses(
             score=a.report.get("score") if a.report else None,
             created_at=a.created_at,
             finished_at=a.finished_at,
+            report_url=analysis_url(request, a.id),
         )
         for a in store.list_analyses(limit=limit, status=status_filter)
     ]
 
 
 # -- sequential runs ---------------------------------------------------------------------------
-def run_out(run: StoredRun, *, with_report: bool = True) -> RunOut:
+def run_out(
+    run: StoredRun, *, with_report: bool = True, report_url: str | None = None
+) -> RunOut:
     return RunOut(
+        report_url=report_url,
         run_id=run.run_id,
         kind=run.kind,
         status=run.status,
@@ -345,27 +353,32 @@ def run_out(run: StoredRun, *, with_report: bool = True) -> RunOut:
 
 
 @router.post("/runs/{run_id:path}/poll", response_model=RunOut, responses=_ERRORS)
-async def poll_run(run_id: str, body: RunPollRequest, services: ServicesDep) -> RunOut:
+async def poll_run(
+    run_id: str, body: RunPollRequest, services: ServicesDep, request: Request
+) -> RunOut:
     """One poll of a sequential run: judge the points since the previous poll (anytime-valid),
     store the run's state, and answer where it stands (``status``: continue, pass, fail,
     inconclusive) with the report."""
     plan, stored = await _analysis_plan(body, services)
     result = await services.runs.poll(run_id, plan, kind="native", final=body.final,
                                      stored_config=stored)
-    return run_out(result.run)
+    return run_out(result.run, report_url=run_url(request, run_id))
 
 
 @router.get("/runs/{run_id:path}", response_model=RunOut, responses=_ERRORS)
-def get_run(run_id: str, store: StoreDep) -> RunOut:
+def get_run(run_id: str, store: StoreDep, request: Request) -> RunOut:
     """A sequential run as stored: status, calls, last judged point, last report. Run ids may
     contain ``/`` (Flagger's are ``namespace/name/checksum``)."""
-    return run_out(store.get_run(run_id))
+    return run_out(store.get_run(run_id), report_url=run_url(request, run_id))
 
 
 @router.get("/runs", response_model=list[RunOut])
-def list_runs(store: StoreDep, limit: int = Query(default=50, ge=1, le=1000)) -> list[RunOut]:
+def list_runs(
+    store: StoreDep, request: Request, limit: int = Query(default=50, ge=1, le=1000)
+) -> list[RunOut]:
     """Recent sequential runs (most recently polled first), without their reports."""
-    return [run_out(run, with_report=False) for run in store.list_runs(limit=limit)]
+    return [run_out(run, with_report=False, report_url=run_url(request, run.run_id))
+            for run in store.list_runs(limit=limit)]
 
 
 @router.delete("/runs/{run_id:path}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)

@@ -23,6 +23,7 @@ from judge.api.sources import SourceRegistry
 from judge.api.store import Store, StoredConfig
 from judge.config import CanaryConfig, ScoreThresholds, config_to_kayenta, looks_like_kayenta
 from judge.errors import ConfigError, NotFoundError
+from judge.fetching import SeriesPairs
 from judge.ports import MetricSource, Scope, ScopePair, Scopes
 from judge.report import Report
 
@@ -387,9 +388,11 @@ async def run_plan(
     *,
     on_progress: ProgressCallback | None = None,
     deadline: float | None = None,
+    on_pairs: Callable[[SeriesPairs], None] | None = None,
 ) -> Report:
     """Fetch both sides of every metric and judge them (``judge.analysis.analyze_async``),
-    the fetching within ``deadline`` seconds (retries and backoff included)."""
+    the fetching within ``deadline`` seconds (retries and backoff included); ``on_pairs``
+    receives the series judged."""
     return await analyze_async(
         plan.config,
         routed_sources(plan, sources),
@@ -400,6 +403,7 @@ async def run_plan(
         thresholds=plan.thresholds,
         on_progress=on_progress,
         deadline=deadline,
+        on_pairs=on_pairs,
     )
 
 

@@ -232,6 +232,9 @@ class RunOut(BaseModel):
     updated_at: datetime
     sequential: SequentialOut | None = None
     report: dict[str, Any] | None = None
+    report_url: str | None = Field(
+        default=None, description="the report page of this run (CANARY_JUDGE_EXTERNAL_URL)"
+    )
 
 
 class AnalysisOut(BaseModel):
@@ -252,6 +255,9 @@ class AnalysisOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    report_url: str | None = Field(
+        default=None, description="the report page of this analysis (CANARY_JUDGE_EXTERNAL_URL)"
+    )
 
 
 class AnalysisSummaryOut(BaseModel):
@@ -264,6 +270,9 @@ class AnalysisSummaryOut(BaseModel):
     score: float | None
     created_at: datetime
     finished_at: datetime | None
+    report_url: str | None = Field(
+        default=None, description="the report page of this analysis (CANARY_JUDGE_EXTERNAL_URL)"
+    )
 
 
 # -- Argo Rollouts web provider ----------------------------------------------------------------
@@ -324,6 +333,11 @@ class ArgoJudgeOut(BaseModel):
     failed_metrics: list[str] = Field(default_factory=list)
     metrics: list[MetricSummaryOut] = Field(default_factory=list)
     sequential: SequentialOut | None = None
+    report_url: str | None = Field(
+        default=None,
+        description="the report page of this analysis or sequential run "
+        "(CANARY_JUDGE_EXTERNAL_URL)",
+    )
 
 
 # -- Flagger webhook ---------------------------------------------------------------------------
@@ -377,6 +391,11 @@ class FlaggerOut(BaseModel):
     analysis_id: str | None = None
     failed_metrics: list[str] = Field(default_factory=list)
     sequential: SequentialOut | None = None
+    report_url: str | None = Field(
+        default=None,
+        description="the report page of this analysis or sequential run "
+        "(CANARY_JUDGE_EXTERNAL_URL)",
+    )
 
 
 # -- health ------------------------------------------------------------------------------------

@@ -147,6 +147,10 @@ class Settings(BaseSettings):
     the webhook's ``metadata.token`` or its URL (``/t/TOKEN``)."""
     open_argo_paths: bool = False
     """Let callers without a token use ``/argo/v1/judge`` (the web provider sends headers)."""
+    external_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
+    """The service's address as people's browsers reach it (``https://canary-judge.example``,
+    a path prefix allowed): every answer's ``report_url`` starts with it. Unset: the address
+    each request was sent to."""
     max_request_bytes: int = Field(default=5_000_000, gt=0)
     """Larger request bodies are refused with 413."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

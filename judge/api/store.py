@@ -123,6 +123,33 @@ class _AnalysisRow(_Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class _AnalysisSeriesRow(_Base):
+    """The series of one metric an analysis judged, for its report page's plots: a table of
+    its own (listing or reading analyses never loads them, an existing database gains it at
+    startup), a row per metric (a plot reads its metric's points only)."""
+
+    __tablename__ = "analysis_series"
+
+    analysis_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("analyses.id", ondelete="CASCADE"), primary_key=True
+    )
+    metric: Mapped[str] = mapped_column(String(512), primary_key=True)
+    series: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class _RunPollRow(_Base):
+    """One poll of a sequential run as it was answered: the evidence over the polls."""
+
+    __tablename__ = "sequential_run_polls"
+
+    run_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    call: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    last_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    metrics: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class _RunRow(_Base):
     """One sequential (polled) run: its state between polls, so a restart loses nothing."""
 
@@ -203,7 +230,47 @@ class StoredAnalysis:
     finished_at: datetime | None
 
 
-_Frozen = TypeVar("_Frozen", StoredConfig, StoredAnalysis, StoredRun)
+@dataclass(frozen=True)
+class AnalysisSummary:
+    """One line of a list of analyses: what the list shows, without the report or config."""
+
+    id: str
+    kind: str
+    status: AnalysisStatus
+    config_name: str | None
+    verdict: str | None
+    score: float | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line of a list of sequential runs."""
+
+    run_id: str
+    kind: str
+    status: str
+    calls: int
+    config_name: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RunPoll:
+    """One poll of a sequential run: its status and, per metric, what the poll showed
+    (``name``, ``classification``, ``estimate``, ``low``, ``high``, ``points``)."""
+
+    run_id: str
+    call: int
+    status: str
+    last_end: datetime | None
+    metrics: list[dict[str, Any]]
+    created_at: datetime
+
+
+_Frozen = TypeVar("_Frozen", StoredConfig, StoredAnalysis, StoredRun, RunPoll)
 
 
 def _frozen(cls: type[_Frozen], row: object, **overrides: Any) -> _Frozen:
@@ -483,6 +550,76 @@ class Store:
         with self._session() as session:
             return [_analysis(row) for row in session.scalars(query).all()]
 
+    def find_analyses(
+        self,
+        *,
+        config_name: str | None = None,
+        verdict: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> list[AnalysisSummary]:
+        """Analyses newest first, filtered by config name, verdict (the report's) and creation
+        time (``since`` <= created < ``until``); only the columns a list shows are read (the
+        JSON fields by path, in the database)."""
+        name = _AnalysisRow.config["name"].as_string()
+        found_verdict = _AnalysisRow.report["verdict"].as_string()
+        query = select(
+            _AnalysisRow.id, _AnalysisRow.kind, _AnalysisRow.status, name, found_verdict,
+            _AnalysisRow.report["score"].as_float(), _AnalysisRow.created_at,
+            _AnalysisRow.finished_at,
+        )
+        if config_name:
+            query = query.where(name == config_name)
+        if verdict:
+            query = query.where(found_verdict == verdict)
+        if since is not None:
+            query = query.where(_AnalysisRow.created_at >= since)
+        if until is not None:
+            query = query.where(_AnalysisRow.created_at < until)
+        query = query.order_by(_AnalysisRow.created_at.desc(), _AnalysisRow.id)
+        with self._session() as session:
+            rows = session.execute(query.offset(offset).limit(limit)).all()
+        return [
+            AnalysisSummary(
+                id=row[0], kind=row[1], status=AnalysisStatus(row[2]), config_name=row[3],
+                verdict=row[4], score=row[5], created_at=_utc(row[6]) or row[6],
+                finished_at=_utc(row[7]),
+            )
+            for row in rows
+        ]
+
+    def save_series(self, analysis_id: str, series: dict[str, Any]) -> None:
+        """Keep the series an analysis judged (``judge.pages.series`` form: ``{"version",
+        "metrics": {name: ...}}``), replacing any from an earlier attempt."""
+        with self._session() as session:
+            session.execute(
+                delete(_AnalysisSeriesRow).where(_AnalysisSeriesRow.analysis_id == analysis_id)
+            )
+            version = series.get("version")
+            session.add_all(
+                _AnalysisSeriesRow(analysis_id=analysis_id, metric=name,
+                                   series={"version": version, "series": entry})
+                for name, entry in dict(series.get("metrics") or {}).items()
+            )
+
+    def get_series(self, analysis_id: str, metric: str | None = None) -> dict[str, Any] | None:
+        """The series an analysis judged (of one ``metric``, or all), in the form they were
+        saved in; ``None`` when none were kept (an analysis stored before the report pages,
+        or one that failed before fetching)."""
+        query = select(_AnalysisSeriesRow).where(_AnalysisSeriesRow.analysis_id == analysis_id)
+        if metric is not None:
+            query = query.where(_AnalysisSeriesRow.metric == metric)
+        with self._session() as session:
+            rows = session.scalars(query).all()
+            if not rows:
+                return None
+            return {
+                "version": rows[0].series.get("version"),
+                "metrics": {row.metric: row.series.get("series") for row in rows},
+            }
+
     def unfinished_analyses(self) -> list[StoredAnalysis]:
         """Analyses left queued or running (by a process that stopped), oldest first."""
         query = (
@@ -570,6 +707,54 @@ class Store:
         with self._session() as session:
             return [_run(row) for row in session.scalars(query).all()]
 
+    def find_runs(
+        self,
+        *,
+        config_name: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> list[RunSummary]:
+        """Sequential runs, most recently polled first, filtered like :meth:`find_analyses`
+        (by status and last poll time)."""
+        name = _RunRow.config["name"].as_string()
+        query = select(_RunRow.run_id, _RunRow.kind, _RunRow.status, _RunRow.calls, name,
+                       _RunRow.created_at, _RunRow.updated_at)
+        if config_name:
+            query = query.where(name == config_name)
+        if status:
+            query = query.where(_RunRow.status == status)
+        if since is not None:
+            query = query.where(_RunRow.updated_at >= since)
+        if until is not None:
+            query = query.where(_RunRow.updated_at < until)
+        query = query.order_by(_RunRow.updated_at.desc(), _RunRow.run_id)
+        with self._session() as session:
+            rows = session.execute(query.offset(offset).limit(limit)).all()
+        return [
+            RunSummary(run_id=row[0], kind=row[1], status=row[2], calls=row[3],
+                       config_name=row[4], created_at=_utc(row[5]) or row[5],
+                       updated_at=_utc(row[6]) or row[6])
+            for row in rows
+        ]
+
+    def add_run_poll(self, poll: RunPoll) -> None:
+        """Record one stored poll of a run (its call number is the run's ``calls``)."""
+        with self._session() as session:
+            session.merge(_RunPollRow(
+                run_id=poll.run_id, call=poll.call, status=poll.status,
+                last_end=poll.last_end, metrics=poll.metrics, created_at=poll.created_at,
+            ))
+
+    def run_polls(self, run_id: str) -> list[RunPoll]:
+        """The recorded polls of a run, first to last."""
+        query = (select(_RunPollRow).where(_RunPollRow.run_id == run_id)
+                 .order_by(_RunPollRow.call))
+        with self._session() as session:
+            return [_frozen(RunPoll, row) for row in session.scalars(query).all()]
+
     def save_run(self, run: StoredRun, *, previous_calls: int) -> StoredRun:
         """Insert the run (``previous_calls == 0``) or update it, only if nobody saved it since
         it was read with ``previous_calls`` calls; else :class:`ConflictError` (two polls of
@@ -604,6 +789,7 @@ class Store:
             if row is None:
                 raise NotFoundError(f"no sequential run with id {run_id!r}")
             session.delete(row)
+            session.execute(delete(_RunPollRow).where(_RunPollRow.run_id == run_id))
 
     @staticmethod
     def _analysis_row(session: Session, analysis_id: str) -> _AnalysisRow:

@@ -247,6 +247,9 @@ class MetricConfig(_Strict):
     must_have_data: bool = Field(default=False, alias="mustHaveData")
     muted: bool = False
     """A muted metric is judged and reported but not scored (Kayenta's ``muted``)."""
+    unit: str | None = Field(default=None, min_length=1, max_length=32)
+    """What the values are measured in (``s``, ``ms``, ``req/min``, ``%``): shown on the
+    report page's axes and numbers. Not used in judging."""
     nan_strategy: NanStrategy = Field(default=NanStrategy.REMOVE, alias="nanStrategy")
     outliers: Outliers = Field(default_factory=Outliers)
     test: MetricTest = Field(default_factory=MannWhitneyTest)

@@ -37,8 +37,9 @@ LEGACY_TOKEN = "legacy-token-c3d2"  # a bare token: the format from before scope
 TOKENS = f"judge:{JUDGE_TOKEN}, admin:{ADMIN_TOKEN}, {LEGACY_TOKEN}"
 
 MAY_BE_OPEN = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs",
-               "/docs/oauth2-redirect", "/redoc"}
-"""The ceiling of what may answer without a token: health, readiness, metrics, API docs."""
+               "/docs/oauth2-redirect", "/redoc", "/ui/login", "/ui/logout"}
+"""The ceiling of what may answer without a token: health, readiness, metrics, API docs, and
+the report pages' login form (a browser has no token until it logs in)."""
 
 
 def _app(**settings: Any) -> FastAPI:
