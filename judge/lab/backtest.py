@@ -17,8 +17,8 @@ setting, so the trade-off between the two rates can be read (or plotted with
 >>> from judge.lab.backtest import backtest
 >>> from judge.lab.scenarios import generate_history, history_config
 >>> result = backtest(history_config("kayenta"), generate_history(8, seed=1))
->>> sorted(result.summary().columns)[:3]
-['detection', 'fail', 'false_failure']
+>>> sorted(result.summary().columns)[:4]
+['detection', 'detection_high', 'detection_low', 'fail']
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import pandas as pd
+from scipy.stats import binomtest
 
 from judge.config import CanaryConfig
 from judge.judging import judge
@@ -78,7 +79,9 @@ class BacktestResult:
 
         Columns: ``label``, ``n``; ``pass``, ``marginal``, ``fail`` (share of verdicts);
         ``false_failure`` (good releases: share not passed), ``missed`` (bad releases: share
-        passed) and ``detection`` (bad: ``1 - missed``); ``target_flagged`` (bad: share whose
+        passed) and ``detection`` (bad: ``1 - missed``), the two headline rates each with its
+        Wilson 95% interval (``false_failure_low`` / ``_high``, ``detection_low`` / ``_high``:
+        a handful of canaries gives a wide one); ``target_flagged`` (bad: share whose
         regressed metric itself was classified high or low: caught for the right reason);
         ``some_nodata`` (share with at least one metric without enough data - what a judge
         should say on ``low_traffic``).
@@ -87,11 +90,14 @@ class BacktestResult:
 
     def rates(self) -> dict[str, float]:
         """The headline numbers: ``false_failure`` over good releases and ``detection`` over
-        bad ones (NaN when there are none)."""
+        bad ones (NaN when there are none), each with its Wilson 95% interval
+        (``false_failure_low`` / ``false_failure_high``, ``detection_low`` /
+        ``detection_high``)."""
         summary = self.summary()
         return {
-            "false_failure": _cell(summary, "good (all)", "false_failure"),
-            "detection": _cell(summary, "bad (all)", "detection"),
+            key: _cell(summary, row, key)
+            for row, rate in (("good (all)", "false_failure"), ("bad (all)", "detection"))
+            for key in (rate, f"{rate}_low", f"{rate}_high")
         }
 
 
@@ -181,19 +187,41 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
         target_flagged = part.loc[bad, "target_classification"].isin(
             [Classification.HIGH.value, Classification.LOW.value]
         )
+        false_failures = verdicts[good] != Verdict.PASS.value
+        detected = verdicts[bad] != Verdict.PASS.value
+        ff_low, ff_high = wilson_interval(int(false_failures.sum()), len(false_failures))
+        det_low, det_high = wilson_interval(int(detected.sum()), len(detected))
         rows[name] = {
             "label": label_name if len(part) else "none",
             "n": len(part),
             "pass": _share(verdicts == Verdict.PASS.value),
             "marginal": _share(verdicts == Verdict.MARGINAL.value),
             "fail": _share(verdicts == Verdict.FAIL.value),
-            "false_failure": _share(verdicts[good] != Verdict.PASS.value),
+            "false_failure": _share(false_failures),
+            "false_failure_low": ff_low,
+            "false_failure_high": ff_high,
             "missed": _share(verdicts[bad] == Verdict.PASS.value),
-            "detection": _share(verdicts[bad] != Verdict.PASS.value),
+            "detection": _share(detected),
+            "detection_low": det_low,
+            "detection_high": det_high,
             "target_flagged": _share(target_flagged),
             "some_nodata": _share(part["nodata"] > 0),
         }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("kind")
+
+
+RATE_CONFIDENCE = 0.95
+"""Confidence of the intervals around every backtest rate: 0 false failures in 10 canaries is
+"at most about 28%", not 0."""
+
+
+def wilson_interval(count: int, n: int, confidence: float = RATE_CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval for ``count`` of ``n`` (scipy's ``binomtest(...).proportion_ci``);
+    NaN without trials."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    ci = binomtest(count, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def _share(mask: pd.Series) -> float:
@@ -348,10 +376,11 @@ def _rescore(
 def _sweep_rates(frame: pd.DataFrame) -> dict[str, float]:
     summary = summarize(frame)
     rates = {
-        "false_failure": _cell(summary, "good (all)", "false_failure"),
-        "detection": _cell(summary, "bad (all)", "detection"),
-        "fail_on_good": _cell(summary, "good (all)", "fail"),
+        key: _cell(summary, row, key)
+        for row, rate in (("good (all)", "false_failure"), ("bad (all)", "detection"))
+        for key in (rate, f"{rate}_low", f"{rate}_high")
     }
+    rates["fail_on_good"] = _cell(summary, "good (all)", "fail")
     for kind, row in summary.iterrows():
         if kind in ("good (all)", "bad (all)", "all"):
             continue

@@ -465,7 +465,8 @@ def _pareto_front(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
 
 def plot_backtest(results: Mapping[str, BacktestResult], *, ax: Axes | None = None) -> Figure:
     """Bars per scenario kind for several backtests (e.g. ``{"default": .., "kayenta": ..}``):
-    the false-failure rate for good kinds, the detection rate for bad kinds."""
+    the false-failure rate for good kinds, the detection rate for bad kinds, each with its
+    Wilson 95% interval as an error bar (a rate of 0 shows as a marker at 0)."""
     import matplotlib.pyplot as plt
 
     if not results:
@@ -480,13 +481,21 @@ def plot_backtest(results: Mapping[str, BacktestResult], *, ax: Axes | None = No
     width = 0.8 / len(summaries)
     positions = np.arange(len(kinds))
     for i, (name, summary) in enumerate(summaries.items()):
-        heights = [
-            summary.loc[k, "false_failure"]
-            if summary.loc[k, "label"] == "good"
-            else summary.loc[k, "detection"]
-            for k in kinds
-        ]
-        ax.bar(positions + i * width, heights, width=width, label=name)
+        rates = ["false_failure" if summary.loc[k, "label"] == "good" else "detection"
+                 for k in kinds]
+        heights = np.array([summary.loc[k, r] for k, r in zip(kinds, rates, strict=True)],
+                           dtype=float)
+        low = np.array([summary.loc[k, f"{r}_low"] for k, r in zip(kinds, rates, strict=True)],
+                       dtype=float)
+        high = np.array([summary.loc[k, f"{r}_high"] for k, r in zip(kinds, rates, strict=True)],
+                        dtype=float)
+        x = positions + i * width
+        bars = ax.bar(x, heights, width=width, label=name)
+        # The Wilson 95% interval of each rate, and a marker on the bar's top so that a rate of
+        # 0 is seen as 0 (with its interval), not as a missing bar.
+        colour = bars.patches[0].get_facecolor() if bars.patches else None
+        ax.errorbar(x, heights, yerr=[heights - low, high - heights], fmt="o", markersize=3,
+                    color="black", ecolor=colour, elinewidth=1.2, capsize=3)
     ax.set_xticks(positions + width * (len(summaries) - 1) / 2)
     ax.set_xticklabels(
         [
@@ -497,7 +506,8 @@ def plot_backtest(results: Mapping[str, BacktestResult], *, ax: Axes | None = No
     )
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("rate")
-    ax.set_title("Backtest: false failures on good releases, detection of bad ones")
+    ax.set_title("Backtest: false failures on good releases, detection of bad ones "
+                 "(Wilson 95% intervals)")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return figure
