@@ -49,6 +49,7 @@ __all__ = [
     "SourceConnectionError",
     "SourceError",
     "SourceTimeoutError",
+    "UnknownMetricError",
     "UnsupportedSourceError",
     "failure_kind",
 ]
@@ -73,6 +74,21 @@ class DataError(JudgeError, ValueError):
 
 class NotFoundError(JudgeError, LookupError):
     """No config, analysis or run with that id."""
+
+
+class UnknownMetricError(JudgeError, KeyError):
+    """A metric name that a report or config does not have; the message lists the names there
+    are (a ``KeyError``, so ``except KeyError`` still catches it, but readable: a bare
+    ``KeyError('tmp')`` says nothing about what would have worked)."""
+
+    def __init__(self, name: str, known: list[str], where: str) -> None:
+        super().__init__(name)
+        self.name = name
+        self.known = known
+        self.where = where
+
+    def __str__(self) -> str:
+        return f"no metric {self.name!r} in {self.where}; its metrics are {self.known}"
 
 
 class ConflictError(JudgeError):

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from judge.errors import UnknownMetricError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -209,10 +211,80 @@ class Report:
         return self.verdict is Verdict.ERROR
 
     def metric(self, name: str) -> MetricResult:
+        """The result of metric ``name``; :class:`~judge.errors.UnknownMetricError` (a
+        ``KeyError``) listing the report's metrics when there is none."""
         for result in self.metrics:
             if result.name == name:
                 return result
-        raise KeyError(name)
+        raise UnknownMetricError(name, [m.name for m in self.metrics],
+                                 f"the report of config {self.config_name!r}")
+
+    def ordered_metrics(self) -> list[MetricResult]:
+        """The metrics as someone reading a verdict wants them: critical failures, other
+        failures, errors, then those without enough evidence, then the passes; config order
+        within each."""
+        def rank(m: MetricResult) -> int:
+            if m.critical_failure:
+                return 0
+            if m.classification is Classification.ERROR:
+                return 2
+            if m.classification.failed:
+                return 1
+            if m.classification is not Classification.PASS:
+                return 3
+            return 4
+
+        return sorted(self.metrics, key=rank)
+
+    def summary(self) -> str:
+        """A few lines for a terminal or a notebook: the verdict, score and reason, then each
+        metric that is not a pass (failures first) with its reason, and how many passed."""
+        score = "no score" if math.isnan(self.score) else f"score {self.score:g}"
+        lines = [f"{self.verdict.value.upper()} ({score}; pass >= {self.pass_threshold:g}, "
+                 f"marginal >= {self.marginal_threshold:g}) - config {self.config_name!r}, "
+                 f"{self.mode} mode", self.reason]
+        passed = 0
+        for m in self.ordered_metrics():
+            if m.classification is Classification.PASS:
+                passed += 1
+                continue
+            flag = " (critical)" if m.critical else ""
+            lines.append(f"  {m.name}{flag}: {m.classification.value} - {m.reason}")
+        lines.append(f"  {passed} of {len(self.metrics)} metrics passed.")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"Report(verdict={self.verdict.value!r}, score={self.score!r}, "
+                f"metrics={len(self.metrics)}, config_name={self.config_name!r})")
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the verdict, score and reason, then one row per metric, failures
+        first. Everything shown is escaped (metric names and reasons are user input)."""
+        from html import escape
+
+        score = "no score" if math.isnan(self.score) else f"{self.score:g}"
+        colour = {"pass": "#1a7f37", "marginal": "#9a6700", "fail": "#cf222e"}.get(
+            self.verdict.value, "#57606a")
+        rows = []
+        for m in self.ordered_metrics():
+            interval = ("" if math.isnan(m.estimate) else
+                        f"{m.estimate:.4g} [{m.low:.4g}, {m.high:.4g}]")
+            rows.append(
+                "<tr>"
+                f"<td>{escape(m.name)}{' <b>(critical)</b>' if m.critical else ''}</td>"
+                f"<td>{escape(m.classification.value)}</td>"
+                f"<td>{escape(interval)}</td>"
+                f"<td style='text-align:left'>{escape(m.reason)}</td>"
+                "</tr>")
+        return (
+            f"<div><p><b style='color:{colour}'>{escape(self.verdict.value.upper())}</b>, "
+            f"score {escape(score)} (pass &ge; {self.pass_threshold:g}, marginal &ge; "
+            f"{self.marginal_threshold:g}); config {escape(self.config_name)}, "
+            f"{escape(self.mode)} mode</p><p>{escape(self.reason)}</p>"
+            "<table><thead><tr><th>metric</th><th>classification</th>"
+            "<th>estimate [interval]</th><th>reason</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table></div>"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -42,7 +42,7 @@ from judge.config.enums import (
 )
 from judge.config.kayenta import kayenta_to_native, looks_like_kayenta
 from judge.config.queries import ColumnQuery, Query
-from judge.errors import ConfigError
+from judge.errors import ConfigError, UnknownMetricError
 
 
 class _Strict(BaseModel):
@@ -384,10 +384,13 @@ class CanaryConfig(_Strict):
         )
 
     def metric(self, name: str) -> MetricConfig:
+        """The metric ``name``; :class:`~judge.errors.UnknownMetricError` (a ``KeyError``)
+        listing the config's metrics when there is none."""
         for metric in self.metrics:
             if metric.name == name:
                 return metric
-        raise KeyError(name)
+        raise UnknownMetricError(name, [m.name for m in self.metrics],
+                                 f"config {self.name!r}")
 
     # -- reading -------------------------------------------------------------------------
     @classmethod

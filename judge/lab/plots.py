@@ -236,7 +236,7 @@ def plot_report(
     names = [m.name for m in report.metrics] if metrics is None else list(metrics)
     if not names:
         raise ValueError("metrics: nothing to plot")
-    results = [report.metric(name) for name in names]  # KeyError names an unknown metric
+    results = [report.metric(name) for name in names]  # UnknownMetricError lists the names
     figure, grid = plt.subplots(
         len(results),
         3,
