@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import itertools
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -295,20 +296,103 @@ def configure(base: CanaryConfig | Mapping[str, Any], setting: Mapping[str, Any]
     return CanaryConfig.from_dict(native)
 
 
+Grid = Mapping[str, Sequence[Any]]
+"""Dotted paths (see :func:`set_path`) to the values to try."""
+
+
+@dataclass(frozen=True)
+class Combination:
+    """One setting of a sweep: the values of its grid, split into what must be judged again
+    and what only re-scores."""
+
+    judged: dict[str, Any]
+    scored: dict[str, Any]
+
+    @property
+    def setting(self) -> dict[str, Any]:
+        return {**self.judged, **self.scored}
+
+
+def _grids(grid: Grid | Sequence[Grid]) -> list[Grid]:
+    grids = [grid] if isinstance(grid, Mapping) else list(grid)
+    if not grids:
+        raise ValueError("grid: give at least one path with values to try")
+    for one in grids:
+        if not isinstance(one, Mapping) or not one:
+            raise ValueError("grid: each grid is a non-empty mapping path -> values")
+        for path, values in one.items():
+            if isinstance(values, str) or not isinstance(values, Sequence) or not values:
+                raise ValueError(f"grid[{path!r}]: need a non-empty list of values")
+    return grids
+
+
+def combinations(
+    base: CanaryConfig, grid: Grid | Sequence[Grid]
+) -> tuple[list[Combination], list[tuple[dict[str, Any], str]]]:
+    """Every combination of ``grid`` (a mapping, or a list of mappings whose combinations are
+    joined, as scikit-learn's ``ParameterGrid`` does), each applied to ``base`` and validated
+    before anything is judged: ``(valid, invalid)``, ``invalid`` holding each refused setting
+    with the reason (e.g. ``thresholds.pass`` 70 below ``thresholds.marginal`` 75)."""
+    base_native = base.to_dict()
+    valid: list[Combination] = []
+    invalid: list[tuple[dict[str, Any], str]] = []
+    seen: set[str] = set()
+    for one in _grids(grid):
+        paths = list(one)
+        for values in itertools.product(*(one[p] for p in paths)):
+            setting = dict(zip(paths, values, strict=True))
+            key = repr(sorted(setting.items(), key=lambda item: item[0]))
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                configure(base_native, setting)
+            except (KeyError, ValueError) as exc:
+                # A path that fits nothing is a mistake in the grid, whatever its values.
+                if isinstance(exc, KeyError) and not isinstance(exc, ValueError):
+                    raise
+                invalid.append((setting, _reason(exc)))
+                continue
+            valid.append(Combination(
+                judged={p: v for p, v in setting.items() if not p.startswith(_THRESHOLD_PREFIX)},
+                scored={p: v for p, v in setting.items() if p.startswith(_THRESHOLD_PREFIX)},
+            ))
+    return valid, invalid
+
+
+def _reason(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(
+            f"{'.'.join(str(part) for part in e.get('loc', ())) or 'config'}: {e.get('msg')}"
+            for e in errors())
+    return " ".join(str(exc).split()) or repr(exc)
+
+
 def sweep(
     base_config: CanaryConfig | Mapping[str, Any],
     scenarios: Sequence[Scenario],
-    grid: Mapping[str, Sequence[Any]],
+    grid: Grid | Sequence[Grid],
     *,
     reuse: Iterable[BacktestResult] = (),
+    invalid: str = "raise",
 ) -> pd.DataFrame:
     """Backtest every combination of ``grid`` values applied to ``base_config``.
 
     ``grid`` maps a dotted path (see :func:`set_path`) to the values to try, e.g.
-    ``{"metrics.*.test.confidence": [0.95, 0.98, 0.99], "thresholds.pass": [90, 95]}``.
+    ``{"metrics.*.test.confidence": [0.95, 0.98, 0.99], "thresholds.pass": [90, 95]}``, or is
+    a list of such mappings (their combinations joined; paths a grid does not set keep the
+    base config's value and show as NaN). Every combination is validated before anything is
+    judged: an invalid one (``thresholds.pass`` below ``thresholds.marginal``) raises
+    ``ValueError`` listing all of them, or with ``invalid="skip"`` is left out and listed in
+    ``table.attrs["skipped"]``. A path that fits nothing in the config raises ``KeyError``.
+
     Returns one row per combination: the values (one column per path), ``false_failure``,
-    ``detection``, ``fail_on_good`` (share of good releases failed outright), and per kind
-    ``false_failure:<kind>`` (good kinds) or ``detection:<kind>`` (bad kinds).
+    ``detection`` (each with ``_low`` / ``_high``, its Wilson 95% interval), ``fail_on_good``
+    (share of good releases failed outright), and per kind ``false_failure:<kind>`` (good
+    kinds) or ``detection:<kind>`` (bad kinds). ``table.attrs["no_effect"]`` lists the paths
+    whose values never changed a verdict (with a warning): e.g. ``metrics.*.test.confidence``
+    under a family-wise correction, which sets the level itself.
 
     Settings that only change ``thresholds.*`` re-score the same per-metric results instead of
     judging again (the classification of a metric does not depend on the score thresholds).
@@ -320,30 +404,60 @@ def sweep(
         if isinstance(base_config, CanaryConfig)
         else CanaryConfig.from_dict(base_config)
     )
-    base_native = base.to_dict()
-    if not grid:
-        raise ValueError("grid: give at least one path with values to try")
-    for path, values in grid.items():
-        if isinstance(values, str) or not isinstance(values, Sequence) or not values:
-            raise ValueError(f"grid[{path!r}]: need a non-empty list of values")
-        # Fail before any judging when a path does not fit the config.
-        set_path(copy.deepcopy(base_native), path, values[0])
+    if invalid not in ("raise", "skip"):
+        raise ValueError(f"invalid: 'raise' or 'skip', got {invalid!r}")
+    valid, refused = combinations(base, grid)
+    if refused and invalid == "raise":
+        listed = "; ".join(f"{setting}: {why}" for setting, why in refused)
+        raise ValueError(f"{len(refused)} invalid combination(s) (pass invalid='skip' to leave "
+                         f"them out): {listed}")
     ids = [s.id for s in scenarios]
     # Only backtests of these scenarios, scored with their own config's thresholds (not a
     # ``thresholds=`` override), can stand in for a setting.
     known = [r for r in reuse if list(r.frame.index) == ids and _own_thresholds(r)]
-    judged_paths = [p for p in grid if not p.startswith(_THRESHOLD_PREFIX)]
-    score_paths = [p for p in grid if p.startswith(_THRESHOLD_PREFIX)]
+    judged: dict[str, BacktestResult] = {}
     rows = []
-    for judged_values in itertools.product(*(grid[p] for p in judged_paths)):
-        judged_setting = dict(zip(judged_paths, judged_values, strict=True))
-        config = configure(base_native, judged_setting)
-        result = next((r for r in known if r.config == config), None) or backtest(config, scenarios)
-        for score_values in itertools.product(*(grid[p] for p in score_paths)):
-            score_setting = dict(zip(score_paths, score_values, strict=True))
-            rescored = _rescore(config, result, scenarios, score_setting)
-            rows.append({**judged_setting, **score_setting, **_sweep_rates(rescored)})
-    return pd.DataFrame(rows)
+    verdicts = []
+    for combination in valid:
+        config = configure(base, combination.judged)
+        key = repr(sorted(combination.judged.items(), key=lambda item: item[0]))
+        if key not in judged:
+            judged[key] = next((r for r in known if r.config == config), None) or backtest(
+                config, scenarios)
+        rescored = _rescore(config, judged[key], scenarios, combination.scored)
+        rows.append({**combination.setting, **_sweep_rates(rescored)})
+        verdicts.append(tuple(rescored["verdict"]))
+    table = pd.DataFrame(rows)
+    table.attrs["skipped"] = [{**setting, "reason": why} for setting, why in refused]
+    table.attrs["no_effect"] = _no_effect(valid, verdicts)
+    if table.attrs["no_effect"]:
+        warnings.warn(
+            f"these settings changed no verdict in the sweep: {table.attrs['no_effect']} "
+            "(e.g. a test's confidence under a family-wise correction, which sets the level)",
+            stacklevel=2,
+        )
+    return table
+
+
+def _no_effect(valid: Sequence[Combination], verdicts: Sequence[tuple[Any, ...]]) -> list[str]:
+    """Paths with more than one value whose values never changed any scenario's verdict with
+    the other paths held fixed."""
+    paths = sorted({p for c in valid for p in c.setting})
+    quiet = []
+    for path in paths:
+        groups: dict[str, tuple[set[str], set[tuple[Any, ...]]]] = {}
+        for combination, outcome in zip(valid, verdicts, strict=True):
+            if path not in combination.setting:
+                continue
+            others = {p: v for p, v in combination.setting.items() if p != path}
+            values, outcomes = groups.setdefault(
+                repr(sorted(others.items(), key=lambda i: i[0])), (set(), set()))
+            values.add(repr(combination.setting[path]))
+            outcomes.add(outcome)
+        compared = [outcomes for values, outcomes in groups.values() if len(values) > 1]
+        if compared and all(len(outcomes) == 1 for outcomes in compared):
+            quiet.append(path)
+    return quiet
 
 
 def _own_thresholds(result: BacktestResult) -> bool:
