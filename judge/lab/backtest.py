@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
+import os
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -140,27 +143,64 @@ def _check_names(config: CanaryConfig) -> list[str]:
     return names
 
 
+PARALLEL_MIN_SCENARIOS = 64
+"""Below this many canaries a backtest judges in this process: starting worker processes and
+shipping them the data costs more than judging a few dozen canaries."""
+
+
+def _judge_chunk(
+    config: CanaryConfig, chunk: Sequence[Scenario], thresholds: Mapping[str, float] | None
+) -> list[Report]:
+    return [judge(config, s.baseline, s.canary, thresholds=thresholds) for s in chunk]
+
+
+def _workers(jobs: int | None, scenarios: int) -> int:
+    if jobs is not None:
+        if jobs < 1:
+            raise ValueError(f"jobs must be >= 1 (or None for every core), got {jobs}")
+        return min(jobs, max(scenarios, 1))
+    if scenarios < PARALLEL_MIN_SCENARIOS:
+        return 1
+    return max(1, min(os.cpu_count() or 1, scenarios // (PARALLEL_MIN_SCENARIOS // 2)))
+
+
 def backtest(
     config: CanaryConfig | Mapping[str, Any],
     scenarios: Iterable[Scenario],
     *,
     thresholds: Mapping[str, float] | None = None,
+    jobs: int | None = None,
 ) -> BacktestResult:
     """Judge every scenario with ``config`` (each canary on its own, as a one-shot judgment).
 
     ``thresholds`` (``{"pass": .., "marginal": ..}``) overrides the config's score thresholds.
+    ``jobs``: worker processes; ``None`` uses every core for histories of
+    :data:`PARALLEL_MIN_SCENARIOS` canaries or more (each judgment is independent, so the
+    results are the same whatever the number of processes), ``1`` judges in this process.
     """
     config = config if isinstance(config, CanaryConfig) else CanaryConfig.from_dict(config)
     names = _check_names(config)
-    started = time.perf_counter()
-    reports: dict[str, Report] = {}
-    rows = []
+    scenarios = list(scenarios)
+    seen: set[str] = set()
     for scenario in scenarios:
-        if scenario.id in reports:
+        if scenario.id in seen:
             raise ValueError(f"scenarios: id {scenario.id!r} appears twice")
-        report = judge(config, scenario.baseline, scenario.canary, thresholds=thresholds)
-        reports[scenario.id] = report
-        rows.append(_row(scenario, report))
+        seen.add(scenario.id)
+    started = time.perf_counter()
+    workers = _workers(jobs, len(scenarios))
+    if workers == 1:
+        judged = _judge_chunk(config, scenarios, thresholds)
+    else:
+        # Contiguous chunks, a few per worker: order is kept, and the slowest chunk bounds
+        # the wait less than one chunk per worker would.
+        size = max(1, math.ceil(len(scenarios) / (workers * 4)))
+        chunks = [scenarios[i:i + size] for i in range(0, len(scenarios), size)]
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            judged = [report for part in pool.map(_judge_chunk, itertools.repeat(config),
+                                                  chunks, itertools.repeat(thresholds))
+                      for report in part]
+    reports = {s.id: report for s, report in zip(scenarios, judged, strict=True)}
+    rows = [_row(s, reports[s.id]) for s in scenarios]
     seconds = time.perf_counter() - started
     return BacktestResult(
         config=config, frame=_frame(rows, names), reports=reports, seconds=seconds

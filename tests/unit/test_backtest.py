@@ -287,3 +287,15 @@ def test_every_headline_rate_comes_with_its_wilson_interval() -> None:
     summary = result.summary()
     assert {"false_failure_low", "false_failure_high", "detection_low",
             "detection_high"} <= set(summary.columns)
+
+
+def test_parallel_backtest_gives_the_same_results_in_order() -> None:
+    history = generate_history(12, seed=9)
+    config = history_config("default")
+    serial = backtest(config, history, jobs=1)
+    parallel = backtest(config, history, jobs=2)
+    pd.testing.assert_frame_equal(serial.frame, parallel.frame)
+    assert list(parallel.reports) == [s.id for s in history]
+    assert parallel.reports[history[5].id].to_dict() == serial.reports[history[5].id].to_dict()
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        backtest(config, history, jobs=0)
