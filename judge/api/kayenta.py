@@ -187,8 +187,9 @@ def is_kayenta_path(path: str) -> bool:
 def spring_error(status_code: int, message: str, path: str) -> dict[str, Any]:
     """Spring Boot's default error body, which Kayenta clients know how to show."""
     reasons = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-               413: "Payload Too Large",
-               422: "Unprocessable Entity", 500: "Internal Server Error"}
+               405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
+               422: "Unprocessable Entity", 500: "Internal Server Error",
+               503: "Service Unavailable", 504: "Gateway Timeout"}
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "status": status_code,
