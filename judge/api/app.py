@@ -27,8 +27,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from judge.api import argo, auth, flagger, kayenta, native
+from judge.api.openapi_errors import describe_errors
 from judge.api.runner import AnalysisRunner
-from judge.api.schemas import ArgoJudgeOut, HealthOut, SourceHealthOut
+from judge.api.schemas import ArgoJudgeOut, FlaggerOut, HealthOut, SourceHealthOut
 from judge.api.seed import seed_demo_configs
 from judge.api.service import Services
 from judge.api.settings import Settings, get_settings
@@ -58,18 +59,25 @@ def route_group(path: str) -> str:
 
 
 def error_body(group: str, status_code: int, message: str, path: str) -> tuple[int, Any]:
-    """An error in the caller's dialect. Argo's web provider gets 200 (see ``judge.api.argo``)."""
+    """An error in the caller's dialect (``judge.api.openapi_errors`` describes each). Argo's
+    web provider gets 200 for a request that cannot be served (see ``judge.api.argo``)."""
     if group == "argo":
         body = ArgoJudgeOut(verdict="error", error=message, reason=message)
         return 200, body.model_dump(mode="json", by_alias=True)
+    if group == "flagger":
+        answer = FlaggerOut(verdict="error", reason=message, error=message, canary="", phase="")
+        return status_code, answer.model_dump(mode="json")
     if group == "kayenta":
         return status_code, kayenta.spring_error(status_code, message, path)
     return status_code, {"error": message}
 
 
 def reject_body(path: str, status_code: int, message: str) -> tuple[int, Any]:
-    """A refusal before routing (auth, size) in the dialect of the door ``path`` belongs to."""
-    return error_body(route_group(path), status_code, message, path)
+    """A refusal before routing (auth, size) in the dialect of the door ``path`` belongs to,
+    with its own status on every door: a request without a valid token is not judged, and the
+    Argo web door's 200 would make it look answered (Argo records the 401 as an Error)."""
+    _status, body = error_body(route_group(path), status_code, message, path)
+    return status_code, body
 
 
 class GuardMiddleware:
@@ -139,8 +147,9 @@ class GuardMiddleware:
 
     @staticmethod
     async def _reject(send: Send, group: str, status_code: int, message: str, path: str) -> None:
-        status, body = error_body(group, status_code, message, path)
-        await send_json(send, status, body)
+        # Its own status on every door, as the refusals of auth (see reject_body).
+        _status, body = error_body(group, status_code, message, path)
+        await send_json(send, status_code, body)
 
 
 async def send_json(send: Send, status: int, body: Any) -> None:
@@ -234,7 +243,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         return reply(request, 400, str(exc), field=field)
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return reply(request, 404, str(exc).strip("'\""))
+        # A KeyError's str() is its repr ('x'): its message is the argument.
+        message = str(exc.args[0]) if exc.args else str(exc)
+        return reply(request, 404, message)
 
     async def conflict(request: Request, exc: Exception) -> Response:
         return reply(request, 409, str(exc))
@@ -430,9 +441,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = auth.describe_in_openapi(
-                build_openapi(), enforced=bool(settings.api_tokens)
-            )
+            described = argo.describe_in_openapi(build_openapi())
+            described = auth.describe_in_openapi(described, enforced=bool(settings.api_tokens))
+            app.openapi_schema = describe_errors(described, route_group)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from anyio import to_thread
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from judge.api.deps import RunnerDep, ServicesDep, StoreDep
 from judge.api.plans import (
+    CONFIG_BODY,
     AnalysisPlan,
     BadRequestError,
     check_plan,
@@ -41,7 +42,7 @@ from judge.api.plans import (
     parse_config_document,
     stored_fields,
 )
-from judge.api.schemas import series_values
+from judge.api.schemas import MAX_STEP_SECONDS, series_values
 from judge.api.service import Services
 from judge.api.store import AnalysisStatus, StoredAnalysis, StoredConfig
 from judge.api.telemetry import Stopwatch
@@ -72,15 +73,25 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
+def _window_required(schema: dict[str, Any]) -> None:
+    # An execution needs each scope's window; the model lets "" through (as "not given", see
+    # _unset) so the route can name the scope that lacks one, and the schema says it plainly.
+    for name in ("start", "end"):
+        schema["properties"][name] = {"type": "string", "format": "date-time"}
+        schema.setdefault("required", []).append(name)
+
+
 class CanaryScopeIn(_Lenient):
     """Kayenta's ``CanaryScope``: ``location`` (newer) or ``region`` (older, and Argo's)."""
+
+    model_config = ConfigDict(json_schema_extra=_window_required)
 
     scope: str = Field(min_length=1)
     location: str | None = None
     region: str | None = None
     start: datetime | None = None
     end: datetime | None = None
-    step: int | None = Field(default=None, gt=0, description="seconds")
+    step: int | None = Field(default=None, gt=0, le=MAX_STEP_SECONDS, description="seconds")
     extended_scope_params: dict[str, str] | None = Field(
         default=None, alias="extendedScopeParams"
     )
@@ -224,7 +235,8 @@ def get_canary_config(config_id: str, store: StoreDep) -> dict[str, Any]:
     return kayenta_document(store.get_config(config_id))
 
 
-@router.post("/canaryConfig", response_model=CanaryConfigUpdateResponseOut)
+@router.post("/canaryConfig", response_model=CanaryConfigUpdateResponseOut,
+             openapi_extra=CONFIG_BODY)
 async def create_canary_config(request: Request, store: StoreDep) -> CanaryConfigUpdateResponseOut:
     """Store a config (Kayenta JSON; native accepted too). Names must be unique per
     application, as Kayenta requires."""
@@ -246,7 +258,8 @@ async def create_canary_config(request: Request, store: StoreDep) -> CanaryConfi
     return CanaryConfigUpdateResponseOut(canaryConfigId=stored.id)
 
 
-@router.put("/canaryConfig/{config_id}", response_model=CanaryConfigUpdateResponseOut)
+@router.put("/canaryConfig/{config_id}", response_model=CanaryConfigUpdateResponseOut,
+            openapi_extra=CONFIG_BODY)
 async def update_canary_config(
     config_id: str, request: Request, store: StoreDep
 ) -> CanaryConfigUpdateResponseOut:
@@ -353,9 +366,15 @@ def _accounts(
     }
 
 
-@router.post("/canary/{config_id}", response_model=CanaryExecutionResponseOut)
+_CANARY_ID = (
+    "a config's id (POST: start an execution with it) or an execution's id (GET: its status); "
+    "one name for both, as the two share the path /canary/{id}"
+)
+
+
+@router.post("/canary/{id}", response_model=CanaryExecutionResponseOut)
 async def start_canary(
-    config_id: str,
+    config_id: Annotated[str, Path(alias="id", description=_CANARY_ID)],
     execution: CanaryExecutionRequestIn,
     services: ServicesDep,
     runner: RunnerDep,
@@ -403,8 +422,10 @@ async def start_adhoc_canary(
     )
 
 
-@router.get("/canary/{execution_id}", response_model=dict[str, Any])
-def get_canary(execution_id: str, store: StoreDep) -> dict[str, Any]:
+@router.get("/canary/{id}", response_model=dict[str, Any])
+def get_canary(
+    execution_id: Annotated[str, Path(alias="id", description=_CANARY_ID)], store: StoreDep
+) -> dict[str, Any]:
     """Kayenta's ``CanaryExecutionStatusResponse`` for an execution (any analysis id works)."""
     return execution_status(store.get_analysis(execution_id))
 
