@@ -45,7 +45,7 @@ from judge.api.runs import sequential_out
 from judge.api.schemas import ArgoJudgeOut, ArgoJudgeRequest, MetricSummaryOut
 from judge.api.sources import UnknownSourceError
 from judge.config import ScoreThresholds
-from judge.errors import ConflictError
+from judge.errors import ConflictError, StoreUnavailableError
 from judge.report import Report
 
 logger = logging.getLogger(__name__)
@@ -236,6 +236,9 @@ async def argo_judge(request: Request, services: ServicesDep) -> JSONResponse:
         return error_answer(str(exc), config_label, TIMEOUT_STATUS)
     except (BadRequestError, UnknownSourceError, ConflictError) as exc:
         return error_answer(str(exc), config_label)
+    except StoreUnavailableError as exc:  # our database, not the request: an Error
+        logger.error("%s", exc)
+        return error_answer(str(exc), config_label, OUTAGE_STATUS)
     except Exception as exc:
         # Argo reads non-2xx as an Error measurement; a bug here must still answer in JSON.
         logger.exception("argo judge failed")

@@ -1,5 +1,6 @@
 """A database that is locked or unreachable stops startup within the documented time, with one
-clear log line (issue 14: "A locked database hangs startup silently").
+clear log line (issue 14: "A locked database hangs startup silently"); at request time a
+write that meets such a lock answers 503 on every door, in the door's shape.
 
 Real parts: a real SQLite file locked by another process (this test's own ``sqlite3``
 connection, as another canary-judge or a backup tool would hold it) and the real server process.
@@ -13,7 +14,9 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.service import ServiceProcess
@@ -99,3 +102,41 @@ def test_an_unreachable_database_fails_startup_at_once_with_one_line(tmp_path: P
     assert [line["message"] for line in failures] == [
         f"cannot start: database sqlite:///{missing} is unavailable: unable to open database file"
     ]
+
+
+WRITES: list[tuple[str, str, dict[str, Any]]] = [
+    ("PUT", "/v1/configs/demo", {"json": {"name": "demo", "metrics": [{"name": "latency"}]}}),
+    ("PUT", "/canaryConfig/demo", {"json": {"name": "demo", "metrics": [{"name": "latency"}]}}),
+    ("POST", "/v1/analyses", {"json": {"config_id": "demo", "baseline": {"scope": "stable"},
+                                       "canary": {"scope": "canary"}, "lookback": "30m"}}),
+    ("POST", "/argo/v1/judge", {"json": {"config": "demo", "baseline": "stable",
+                                         "canary": "canary", "lookback": "30m"}}),
+    ("POST", "/flagger/v1/check", {"json": {"name": "canary", "namespace": "shop",
+                                            "metadata": {"config": "demo", "lookback": "30m"}}}),
+]
+"""A write on every door (Argo's and Flagger's checks store their analysis first)."""
+
+
+def test_a_write_that_meets_a_lock_is_a_503_in_the_doors_shape(tmp_path: Path) -> None:
+    path = tmp_path / "judge.db"
+    with ServiceProcess(_env(f"sqlite:///{path}"), tmp_path) as service:
+        with _locked(path, "IMMEDIATE"):  # another process writing (WAL: reads go on)
+            assert httpx.get(f"{service.url}/v1/configs").status_code == 200
+            assert httpx.get(f"{service.url}/readyz").status_code == 200
+            for method, route, options in WRITES:
+                answer = httpx.request(method, f"{service.url}{route}", timeout=20, **options)
+                assert answer.status_code == 503, (route, answer.text)
+                body = answer.json()
+                message = body.get("message") or body.get("error")
+                assert message == (
+                    f"database sqlite:///{path} is unavailable: database is locked "
+                    f"(gave up after waiting {TIMEOUT:g} s)"
+                ), (route, body)
+                if route.startswith(("/argo/", "/flagger/")):
+                    assert body["verdict"] == "error"
+                elif route.startswith("/canary"):
+                    assert body["status"] == 503 and body["path"] == route
+        # The lock gone, the same write goes through.
+        assert httpx.request("PUT", f"{service.url}/v1/configs/demo",
+                             json=WRITES[0][2]["json"]).status_code == 200
+    assert "Traceback" not in service.log_file.read_text()
