@@ -386,9 +386,10 @@ class MetricSummaryOut(BaseModel):
 
 class ArgoJudgeOut(BaseModel):
     """``verdict`` is ``pass``, ``marginal``, ``fail`` (HTTP 200) or ``error`` (HTTP 503 when a
-    metric source failed, 504 past the time budget: Argo's Error measurement; HTTP 200 for a
-    bad request: Inconclusive); the booleans make ``successCondition: result.pass`` style
-    conditions read naturally."""
+    metric source or the database failed, 504 past the time budget, 401/403 without a valid
+    token, 404/405 for a wrong URL or method, 413 for an oversized body: Argo's Error
+    measurement; HTTP 200 for a request that cannot be served: Inconclusive); the booleans
+    make ``successCondition: result.pass`` style conditions read naturally."""
 
     model_config = ConfigDict(populate_by_name=True)
 
