@@ -7,6 +7,7 @@ tree to its own answers in one place, by class::
     ├── DataError                     not a series of numbers, or a state that does not fit
     ├── NotFoundError                 no config, analysis or run with that id
     ├── ConflictError                 changed since it was read (another writer saved first)
+    ├── StoreUnavailableError         the service's database did not answer (locked, unreachable)
     └── SourceError                   anything a metric source reports (its kind: FailureKind)
         ├── RetryableSourceError      worth another attempt: 5xx, 408, 429, refused, timed out
         │   ├── SourceConnectionError     no connection, or it broke (refused, reset, DNS)
@@ -49,6 +50,7 @@ __all__ = [
     "SourceConnectionError",
     "SourceError",
     "SourceTimeoutError",
+    "StoreUnavailableError",
     "UnknownMetricError",
     "UnsupportedSourceError",
     "failure_kind",
@@ -94,6 +96,12 @@ class UnknownMetricError(JudgeError, KeyError):
 class ConflictError(JudgeError):
     """Changed since it was read: another writer (a concurrent poll, a config update) saved
     first."""
+
+
+class StoreUnavailableError(JudgeError):
+    """The service's own database did not answer: locked by another process past the busy
+    timeout, unreachable, or refusing the connection. The message names the database (never its
+    password) and the cause."""
 
 
 # -- metric sources ------------------------------------------------------------------------------

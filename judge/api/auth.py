@@ -110,9 +110,9 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/canaryConfig/{config_id}"): JUDGE,
     ("PUT", "/canaryConfig/{config_id}"): ADMIN,
     ("DELETE", "/canaryConfig/{config_id}"): ADMIN,
-    ("POST", "/canary/{config_id}"): JUDGE,
+    ("POST", "/canary/{id}"): JUDGE,
     ("POST", "/canary"): JUDGE,
-    ("GET", "/canary/{execution_id}"): JUDGE,
+    ("GET", "/canary/{id}"): JUDGE,
     ("POST", "/judge"): JUDGE,
     # Report pages (HTML; judge/api/pages.py). The login form must answer without a token.
     ("GET", "/"): JUDGE,
@@ -461,10 +461,9 @@ def describe_in_openapi(schema: dict[str, Any], *, enforced: bool) -> dict[str, 
                 continue
             operation["security"] = [{"bearer": []}]
             responses = operation.setdefault("responses", {})
-            if not path.startswith("/argo/"):  # Argo's door answers 200 with verdict error
-                responses.setdefault("401", {"description": "missing or invalid API token"})
-                if access is ADMIN:
-                    responses.setdefault("403", {"description": "the token is not admin"})
+            responses.setdefault("401", {"description": "missing or invalid API token"})
+            if access is ADMIN:
+                responses.setdefault("403", {"description": "the token is not admin"})
     if enforced:
         schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
         schemes["bearer"] = {

@@ -58,7 +58,7 @@ from judge.api.schemas import FlaggerHook, FlaggerMetadata, FlaggerOut
 from judge.api.sources import UnknownSourceError
 from judge.api.store import StoredConfig
 from judge.config import CanaryConfig, ScoreThresholds
-from judge.errors import ConflictError
+from judge.errors import ConflictError, StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +175,9 @@ async def flagger_check(
         return _answer(400, hook, verdict="error", reason=message, error=message)
     except TimeoutError as exc:
         return _answer(504, hook, verdict="error", reason=str(exc), error=str(exc))
+    except StoreUnavailableError as exc:  # our database, not the canary: no verdict
+        logger.error("%s", exc)
+        return _answer(_NO_VERDICT, hook, verdict="error", reason=str(exc), error=str(exc))
     except Exception as exc:
         logger.exception("flagger check failed")
         services.metrics.request_errors.labels("flagger", "internal").inc()

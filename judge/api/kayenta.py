@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from anyio import to_thread
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from judge.api.deps import RunnerDep, ServicesDep, StoreDep
 from judge.api.links import analysis_url
 from judge.api.plans import (
+    CONFIG_BODY,
     AnalysisPlan,
     BadRequestError,
     check_plan,
@@ -42,7 +43,7 @@ from judge.api.plans import (
     parse_config_document,
     stored_fields,
 )
-from judge.api.schemas import series_values
+from judge.api.schemas import MAX_STEP_SECONDS, series_values
 from judge.api.service import Services
 from judge.api.store import AnalysisStatus, StoredAnalysis, StoredConfig
 from judge.api.telemetry import Stopwatch
@@ -73,15 +74,25 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
+def _window_required(schema: dict[str, Any]) -> None:
+    # An execution needs each scope's window; the model lets "" through (as "not given", see
+    # _unset) so the route can name the scope that lacks one, and the schema says it plainly.
+    for name in ("start", "end"):
+        schema["properties"][name] = {"type": "string", "format": "date-time"}
+        schema.setdefault("required", []).append(name)
+
+
 class CanaryScopeIn(_Lenient):
     """Kayenta's ``CanaryScope``: ``location`` (newer) or ``region`` (older, and Argo's)."""
+
+    model_config = ConfigDict(json_schema_extra=_window_required)
 
     scope: str = Field(min_length=1)
     location: str | None = None
     region: str | None = None
     start: datetime | None = None
     end: datetime | None = None
-    step: int | None = Field(default=None, gt=0, description="seconds")
+    step: int | None = Field(default=None, gt=0, le=MAX_STEP_SECONDS, description="seconds")
     extended_scope_params: dict[str, str] | None = Field(
         default=None, alias="extendedScopeParams"
     )
@@ -192,8 +203,9 @@ def is_kayenta_path(path: str) -> bool:
 def spring_error(status_code: int, message: str, path: str) -> dict[str, Any]:
     """Spring Boot's default error body, which Kayenta clients know how to show."""
     reasons = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-               413: "Payload Too Large",
-               422: "Unprocessable Entity", 500: "Internal Server Error"}
+               405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
+               422: "Unprocessable Entity", 500: "Internal Server Error",
+               503: "Service Unavailable", 504: "Gateway Timeout"}
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "status": status_code,
@@ -228,7 +240,8 @@ def get_canary_config(config_id: str, store: StoreDep) -> dict[str, Any]:
     return kayenta_document(store.get_config(config_id))
 
 
-@router.post("/canaryConfig", response_model=CanaryConfigUpdateResponseOut)
+@router.post("/canaryConfig", response_model=CanaryConfigUpdateResponseOut,
+             openapi_extra=CONFIG_BODY)
 async def create_canary_config(request: Request, store: StoreDep) -> CanaryConfigUpdateResponseOut:
     """Store a config (Kayenta JSON; native accepted too). Names must be unique per
     application, as Kayenta requires."""
@@ -250,7 +263,8 @@ async def create_canary_config(request: Request, store: StoreDep) -> CanaryConfi
     return CanaryConfigUpdateResponseOut(canaryConfigId=stored.id)
 
 
-@router.put("/canaryConfig/{config_id}", response_model=CanaryConfigUpdateResponseOut)
+@router.put("/canaryConfig/{config_id}", response_model=CanaryConfigUpdateResponseOut,
+            openapi_extra=CONFIG_BODY)
 async def update_canary_config(
     config_id: str, request: Request, store: StoreDep
 ) -> CanaryConfigUpdateResponseOut:
@@ -360,9 +374,15 @@ def _accounts(
     }
 
 
-@router.post("/canary/{config_id}", response_model=CanaryExecutionResponseOut)
+_CANARY_ID = (
+    "a config's id (POST: start an execution with it) or an execution's id (GET: its status); "
+    "one name for both, as the two share the path /canary/{id}"
+)
+
+
+@router.post("/canary/{id}", response_model=CanaryExecutionResponseOut)
 async def start_canary(
-    config_id: str,
+    config_id: Annotated[str, Path(alias="id", description=_CANARY_ID)],
     execution: CanaryExecutionRequestIn,
     services: ServicesDep,
     runner: RunnerDep,
@@ -414,8 +434,11 @@ async def start_adhoc_canary(
     )
 
 
-@router.get("/canary/{execution_id}", response_model=dict[str, Any])
-def get_canary(execution_id: str, store: StoreDep, request: Request) -> dict[str, Any]:
+@router.get("/canary/{id}", response_model=dict[str, Any])
+def get_canary(
+    execution_id: Annotated[str, Path(alias="id", description=_CANARY_ID)], store: StoreDep,
+    request: Request,
+) -> dict[str, Any]:
     """Kayenta's ``CanaryExecutionStatusResponse`` for an execution (any analysis id works),
     with the execution's report page in ``report_url`` (also in ``result``)."""
     analysis = store.get_analysis(execution_id)

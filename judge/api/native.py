@@ -8,10 +8,12 @@ from typing import Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response, status
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from judge.api.deps import RunnerDep, ServicesDep, StoreDep
 from judge.api.links import analysis_url, run_url
 from judge.api.plans import (
+    CONFIG_BODY,
     AnalysisPlan,
     BadRequestError,
     check_plan,
@@ -45,21 +47,27 @@ from judge.ports import ScopePair
 
 router = APIRouter(prefix="/v1", tags=["native"])
 
+
+class RunIdConvertor(PathConvertor):
+    """A run id in a path: any text, slashes included (Flagger's are
+    ``namespace/name/checksum``), except one ending in ``/poll``. ``/v1/runs/x/poll`` is then the
+    poll of run ``x`` and nothing else (not also the run ``x/poll`` to GET or DELETE), so a 405
+    there names the one method it takes, and the document's paths do not overlap."""
+
+    regex = r"(?!.*/poll$).+"
+
+
+POLL_SUFFIX = "/poll"
+
+# Starlette's convertors are one registry; the routes below are compiled with this one when
+# this module is imported (a name, not a connection or a setting).
+register_url_convertor("run_id", RunIdConvertor())
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut},
     404: {"model": ErrorOut},
 }
 
-_CONFIG_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"type": "object"}},
-            "application/yaml": {"schema": {"type": "string"}},
-        },
-        "description": "a canary config, native or Kayenta JSON (or YAML)",
-    }
-}
 
 
 def _thresholds(raw: Any) -> ScoreThresholds | None:
@@ -116,7 +124,7 @@ def _config_out(stored: StoredConfig) -> ConfigOut:
     response_model=ConfigOut,
     status_code=status.HTTP_201_CREATED,
     responses=_ERRORS,
-    openapi_extra=_CONFIG_BODY,
+    openapi_extra=CONFIG_BODY,
 )
 async def create_config(request: Request, store: StoreDep) -> ConfigOut:
     """Store a config (native or Kayenta JSON, or YAML); it gets an id and version 1."""
@@ -170,7 +178,7 @@ def export_kayenta(config_id: str, store: StoreDep) -> dict[str, Any]:
 
 
 @router.put(
-    "/configs/{config_id}", response_model=ConfigOut, responses=_ERRORS, openapi_extra=_CONFIG_BODY
+    "/configs/{config_id}", response_model=ConfigOut, responses=_ERRORS, openapi_extra=CONFIG_BODY
 )
 async def update_config(config_id: str, request: Request, store: StoreDep) -> ConfigOut:
     """Store a new version of a config (earlier versions stay readable)."""
@@ -359,13 +367,15 @@ async def poll_run(
     """One poll of a sequential run: judge the points since the previous poll (anytime-valid),
     store the run's state, and answer where it stands (``status``: continue, pass, fail,
     inconclusive) with the report."""
+    if run_id.endswith(POLL_SUFFIX):  # could never be read back (see RunIdConvertor)
+        raise BadRequestError(f"run id {run_id!r}: must not end in {POLL_SUFFIX!r}", "run_id")
     plan, stored = await _analysis_plan(body, services)
     result = await services.runs.poll(run_id, plan, kind="native", final=body.final,
                                      stored_config=stored)
     return run_out(result.run, report_url=run_url(request, run_id))
 
 
-@router.get("/runs/{run_id:path}", response_model=RunOut, responses=_ERRORS)
+@router.get("/runs/{run_id:run_id}", response_model=RunOut, responses=_ERRORS)
 def get_run(run_id: str, store: StoreDep, request: Request) -> RunOut:
     """A sequential run as stored: status, calls, last judged point, last report. Run ids may
     contain ``/`` (Flagger's are ``namespace/name/checksum``)."""
@@ -381,7 +391,7 @@ def list_runs(
             for run in store.list_runs(limit=limit)]
 
 
-@router.delete("/runs/{run_id:path}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
+@router.delete("/runs/{run_id:run_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
 def delete_run(run_id: str, store: StoreDep) -> Response:
     """Forget a run (its next poll starts a new one)."""
     store.delete_run(run_id)

@@ -22,7 +22,7 @@ from judge.api.settings import Settings
 from judge.api.sources import SourceRegistry
 from judge.api.store import Store, StoredConfig
 from judge.config import CanaryConfig, ScoreThresholds, config_to_kayenta, looks_like_kayenta
-from judge.errors import ConfigError, NotFoundError
+from judge.errors import ConfigError, ConflictError, NotFoundError
 from judge.fetching import SeriesPairs
 from judge.ports import MetricSource, Scope, ScopePair, Scopes
 from judge.report import Report
@@ -89,6 +89,29 @@ def resolve_config(
     return CanaryConfig.from_dict(stored.native), stored
 
 
+_CONFIG_DOCUMENT = {
+    "type": "object",
+    "required": ["metrics"],
+    "properties": {"metrics": {"type": "array", "items": {"type": "object"}}},
+    "description": "a canary config, native (docs/configuration.md) or Kayenta's JSON; what a "
+    "config means (metric names, groups, tests, thresholds) is checked when it is read, and a "
+    "config that breaks a rule gets a 400/422 naming the field",
+}
+
+CONFIG_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _CONFIG_DOCUMENT},
+            "application/yaml": {"schema": _CONFIG_DOCUMENT},
+        },
+        "description": "a canary config, native or Kayenta JSON (or the same as YAML)",
+    }
+}
+"""The request body of the routes that store a config (read by :func:`config_document`, so
+FastAPI cannot describe it by itself)."""
+
+
 async def config_document(request: Request) -> dict[str, Any]:
     """A config sent in a request body: JSON, or YAML when the content type says so."""
     raw = await request.body()
@@ -106,12 +129,23 @@ def millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+class NoKayentaFormError(ConflictError):
+    """A stored config that Kayenta JSON cannot express (a demo or inline-data query, a test
+    Kayenta lacks): 409, as the request is fine and the config's content is what conflicts."""
+
+
 def kayenta_document(stored: StoredConfig) -> dict[str, Any]:
     """A stored config as Kayenta JSON: as it was sent, or exported from the native form."""
     if stored.original is not None and stored.original_format == "kayenta":
         document = dict(stored.original)
     else:
-        document = config_to_kayenta(CanaryConfig.from_dict(stored.native))
+        try:
+            document = config_to_kayenta(CanaryConfig.from_dict(stored.native))
+        except ConfigError as exc:
+            raise NoKayentaFormError(
+                f"config {stored.name!r} has no Kayenta form: {exc}; read it with "
+                f"GET /v1/configs/{stored.id}"
+            ) from exc
     document.update(
         name=stored.name,
         applications=list(stored.applications) or document.get("applications", []),
@@ -148,7 +182,10 @@ def parse_duration(text: str, field_name: str = "lookback") -> timedelta:
             )
     if seconds <= 0:
         raise BadRequestError(f"{field_name}: must be positive, got {text!r}", field_name)
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError as exc:  # beyond any window a source could answer
+        raise BadRequestError(f"{field_name}: {text!r} is too long", field_name) from exc
 
 
 def _aware(moment: datetime) -> datetime:
@@ -220,6 +257,9 @@ def make_scope(
         )
     except ConfigError as exc:
         raise BadRequestError(f"{field_name}: {exc}", field_name) from exc
+    except OverflowError as exc:  # a step no clock can count
+        raise BadRequestError(f"{field_name}.step: {step_seconds!r} is too long",
+                              f"{field_name}.step") from exc
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # -- storage ---------------------------------------------------------------------------
     database_url: str = "sqlite:///./canary-judge.db"
     """Any SQLAlchemy URL. SQLite by default; PostgreSQL etc. for a shared store."""
+    database_timeout_seconds: float = Field(default=10.0, gt=0)
+    """How long the database may keep the service waiting: SQLite's busy timeout (a write lock
+    another process holds), a database server's connect timeout. A database still locked or
+    unreachable after it fails startup with one log line (and a request with 503)."""
     seed_demo_configs: bool = True
     """Store the demo configs (``demo``, ``demo-kayenta``) at startup when they are missing."""
 

@@ -37,11 +37,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from judge.errors import ConfigError, ConflictError, NotFoundError
+from judge.errors import ConfigError, ConflictError, NotFoundError, StoreUnavailableError
 
 
 class AnalysisStatus(StrEnum):
@@ -305,28 +305,55 @@ def _in_memory(url: str) -> bool:
     return url in ("sqlite://", "sqlite:///:memory:")
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL mode and a busy timeout so the request threads
-    and the analysis runner can write at the same time without "database is locked".
+DEFAULT_TIMEOUT_SECONDS = 10.0
+"""How long a statement waits for a lock another connection holds (SQLite's busy timeout), or a
+connection for a database server to answer, before the store gives up."""
+
+_BEGIN_MODE = "canary_judge_begin"
+"""Execution option: how a SQLite transaction begins (``IMMEDIATE`` for a session that writes)."""
+
+
+def make_engine(url: str, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> Engine:
+    """An engine for ``url`` whose connections give up after ``timeout_seconds``.
+
+    SQLite gets WAL mode (the request threads and the analysis runner read while one writes) and
+    a busy timeout; transactions that write begin ``IMMEDIATE``, taking the write lock before
+    they read: writers then queue on the busy timeout instead of two of them reading the same
+    row and the later one failing (two PUTs of one config both reading version 3 and both
+    writing version 4, or SQLite refusing to upgrade a read snapshot another writer made stale).
+    The transaction control recipe is SQLAlchemy's for pysqlite (the driver's own begins late
+    and cannot be told how).
 
     An in-memory SQLite database lives in one connection, so every thread shares it
-    (``StaticPool``); :class:`Store` serialises its sessions on such an engine."""
+    (``StaticPool``); :class:`Store` serialises its sessions on such an engine. Database
+    servers get ``connect_timeout`` (PostgreSQL and MySQL drivers) and rows a writer means to
+    change are read ``FOR UPDATE``."""
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        connect_args: dict[str, Any] = {}
+        if url.startswith(("postgresql", "mysql", "mariadb")):
+            connect_args["connect_timeout"] = max(1, round(timeout_seconds))
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     in_memory = _in_memory(url)
     engine = create_engine(
         url,
-        connect_args={"check_same_thread": False, "timeout": 30},
+        connect_args={"check_same_thread": False, "timeout": timeout_seconds},
         poolclass=StaticPool if in_memory else None,
     )
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # No implicit BEGIN from the driver: _begin below starts every transaction.
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         if not in_memory:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get(_BEGIN_MODE, "")
+        connection.exec_driver_sql(f"BEGIN {mode}".strip())
 
     return engine
 
@@ -334,9 +361,10 @@ def make_engine(url: str) -> Engine:
 class Store:
     """Configs and analyses in one database. Thread-safe: one short session per call."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.timeout_seconds = timeout_seconds
+        self.engine = make_engine(url, timeout_seconds)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # One shared sqlite3 connection (in-memory database, StaticPool) has one transaction:
         # a request thread committing while the background runner's session is mid-statement
@@ -348,21 +376,45 @@ class Store:
         )
 
     def create_schema(self) -> None:
-        with self._lock:
-            _Base.metadata.create_all(self.engine)
+        """Create the tables that are missing. Takes the write lock first, so a database another
+        process holds locked fails here, after the timeout, with
+        :class:`~judge.errors.StoreUnavailableError`."""
+        with self._unavailable_as_error(), self._lock, self.engine.connect() as connection:
+            connection = connection.execution_options(**{_BEGIN_MODE: "IMMEDIATE"})
+            with connection.begin():
+                _Base.metadata.create_all(connection)
 
     def close(self) -> None:
         self.engine.dispose()
 
     def ping(self) -> None:
         """Raise if the database cannot be reached (used by ``/readyz``)."""
-        with self._lock, self.engine.connect() as connection:
+        with self._unavailable_as_error(), self._lock, self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
     @contextmanager
-    def _session(self) -> Iterator[Session]:
-        with self._lock, self._sessions.begin() as session:
+    def _session(self, *, write: bool = False) -> Iterator[Session]:
+        """One transaction; ``write``: one that changes rows (on SQLite it takes the write lock
+        before its first read, see :func:`make_engine`)."""
+        with self._unavailable_as_error(), self._lock, self._sessions.begin() as session:
+            if write:
+                session.connection(execution_options={_BEGIN_MODE: "IMMEDIATE"})
             yield session
+
+    @contextmanager
+    def _unavailable_as_error(self) -> Iterator[None]:
+        # The driver's "database is locked" (past the busy timeout), "unable to open database
+        # file", a refused or timed-out connection: one error that names the database and says
+        # how long it waited, never the URL's password.
+        try:
+            yield
+        except OperationalError as exc:
+            cause = (str(exc.orig) if exc.orig is not None else str(exc)).strip()
+            if "locked" in cause or "timeout" in cause:
+                cause += f" (gave up after waiting {self.timeout_seconds:g} s)"
+            raise StoreUnavailableError(
+                f"database {safe_url(self.url)} is unavailable: {cause}"
+            ) from exc
 
     def add_write_filter(self, clean: Callable[[str], str]) -> None:
         """Pass every text value written (INSERT and UPDATE parameters of every table, JSON
@@ -408,7 +460,7 @@ class Store:
             created_at=now,
             updated_at=now,
         )
-        with self._session() as session:
+        with self._config_conflicts(row.id), self._session(write=True) as session:
             if session.get(_ConfigRow, row.id) is not None:
                 raise ConfigError(f"a config with id {row.id!r} already exists")
             session.add(row)
@@ -426,9 +478,14 @@ class Store:
         original: dict[str, Any] | None = None,
         original_format: str = "native",
     ) -> StoredConfig:
-        """Store a new version of an existing config (older versions stay readable)."""
-        with self._session() as session:
-            row = session.get(_ConfigRow, config_id)
+        """Store a new version of an existing config (older versions stay readable).
+
+        Concurrent updates of one config each get their own version, one after the other: the
+        row is read under the write lock (SQLite) or ``FOR UPDATE`` (database servers), so no
+        two of them read the same version. Should a database still report a clash,
+        :class:`ConflictError` (409): nothing was changed, try again."""
+        with self._config_conflicts(config_id), self._session(write=True) as session:
+            row = session.get(_ConfigRow, config_id, with_for_update=True)
             if row is None:
                 raise NotFoundError(f"no config with id {config_id!r}")
             row.version += 1
@@ -440,6 +497,17 @@ class Store:
             row.updated_at = _now()
             session.add(_version_of(row))
             return _config(row)
+
+    @staticmethod
+    @contextmanager
+    def _config_conflicts(config_id: str) -> Iterator[None]:
+        try:
+            yield
+        except IntegrityError as exc:
+            raise ConflictError(
+                f"config {config_id!r} was changed concurrently (another writer saved first); "
+                "nothing was stored, send it again"
+            ) from exc
 
     def get_config(self, config_id: str, version: int | None = None) -> StoredConfig:
         with self._session() as session:
@@ -493,7 +561,7 @@ class Store:
             )
 
     def delete_config(self, config_id: str) -> None:
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = session.get(_ConfigRow, config_id)
             if row is None:
                 raise NotFoundError(f"no config with id {config_id!r}")
@@ -530,7 +598,7 @@ class Store:
             attempts=0,
             created_at=_now(),
         )
-        with self._session() as session:
+        with self._session(write=True) as session:
             session.add(row)
             return _analysis(row)
 
@@ -636,7 +704,7 @@ class Store:
 
     def mark_running(self, analysis_id: str) -> StoredAnalysis:
         """Running, one more attempt, progress reset (a re-run starts over)."""
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = self._analysis_row(session, analysis_id)
             row.status = AnalysisStatus.RUNNING.value
             row.attempts += 1
@@ -646,7 +714,7 @@ class Store:
             return _analysis(row)
 
     def set_progress(self, analysis_id: str, progress: float, detail: dict[str, Any]) -> None:
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = self._analysis_row(session, analysis_id)
             if AnalysisStatus(row.status).done:
                 return
@@ -656,7 +724,7 @@ class Store:
             row.status = AnalysisStatus.RUNNING.value
 
     def mark_succeeded(self, analysis_id: str, report: dict[str, Any]) -> StoredAnalysis:
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = self._analysis_row(session, analysis_id)
             row.status = AnalysisStatus.SUCCEEDED.value
             row.progress = 1.0
@@ -669,7 +737,7 @@ class Store:
         self, analysis_id: str, report: dict[str, Any], error: str
     ) -> StoredAnalysis:
         """Ran to the end without a verdict (a metric source failed): the report, and why."""
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = self._analysis_row(session, analysis_id)
             row.status = AnalysisStatus.ERROR.value
             row.progress = 1.0
@@ -679,7 +747,7 @@ class Store:
             return _analysis(row)
 
     def mark_failed(self, analysis_id: str, error: str) -> StoredAnalysis:
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = self._analysis_row(session, analysis_id)
             row.status = AnalysisStatus.FAILED.value
             row.error = error
@@ -688,7 +756,7 @@ class Store:
 
     def requeue(self, analysis_id: str, note: str) -> StoredAnalysis:
         """Back to ``queued`` (to be resumed), keeping a note of why in the progress detail."""
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = self._analysis_row(session, analysis_id)
             row.status = AnalysisStatus.QUEUED.value
             row.progress_detail = {"note": note}
@@ -765,7 +833,7 @@ class Store:
             "poll again"
         )
         try:
-            with self._session() as session:
+            with self._session(write=True) as session:
                 if previous_calls == 0:
                     session.add(_RunRow(run_id=run.run_id, created_at=_now(),
                                         updated_at=_now(), **values))
@@ -784,7 +852,7 @@ class Store:
         return self.get_run(run.run_id)
 
     def delete_run(self, run_id: str) -> None:
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = session.get(_RunRow, run_id)
             if row is None:
                 raise NotFoundError(f"no sequential run with id {run_id!r}")
@@ -809,3 +877,13 @@ def _version_of(row: _ConfigRow) -> _ConfigVersionRow:
         original_format=row.original_format,
         created_at=row.updated_at,
     )
+
+
+def safe_url(url: str) -> str:
+    """A database URL without its password, for logs and messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database url>"

@@ -83,9 +83,9 @@ def _call(client: TestClient, method: str, path: str, prefix: str = "",
 
 
 def _refused(answer: Any, path: str, status: int = 401) -> bool:
-    if path.startswith("/argo/"):  # Argo's web provider reads 200 + verdict "error"
+    if path.startswith("/argo/"):  # Argo's shape, with the refusal's status (an Error)
         body = answer.json()
-        return bool(answer.status_code == 200 and body["verdict"] == "error"
+        return bool(answer.status_code == status and body["verdict"] == "error"
                     and "token" in body["error"])
     return bool(answer.status_code == status)
 

@@ -149,11 +149,15 @@ def test_config_crud_with_versions_and_yaml(client: TestClient) -> None:
 
 
 def test_kayenta_export_of_inline_data_config_is_refused(client: TestClient) -> None:
-    # Column queries (inline data) have no Kayenta equivalent: the export says so, as a 400.
+    # Column queries (inline data) have no Kayenta equivalent: the export says so, as a 409
+    # (the request is fine; the config's content is what conflicts with Kayenta's form).
     config_id = client.post("/v1/configs", json=CONFIG).json()["id"]
     refused = client.get(f"/v1/configs/{config_id}/kayenta")
-    assert refused.status_code == 400
-    assert "Kayenta" in refused.json()["error"]
+    assert refused.status_code == 409
+    assert "has no Kayenta form" in refused.json()["error"]
+    on_kayentas_door = client.get(f"/canaryConfig/{config_id}")
+    assert on_kayentas_door.status_code == 409
+    assert on_kayentas_door.json()["error"] == "Conflict"
 
 
 def test_config_rejects_bad_documents(client: TestClient) -> None:
