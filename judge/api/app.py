@@ -28,7 +28,7 @@ from judge.api import argo, auth, flagger, kayenta, native
 from judge.api.runner import AnalysisRunner
 from judge.api.schemas import ArgoJudgeOut, HealthOut, SourceHealthOut
 from judge.api.seed import seed_demo_configs
-from judge.api.service import Services
+from judge.api.service import Services, settings_clock
 from judge.api.settings import Settings, get_settings
 from judge.api.sources import SourceRegistry
 from judge.api.store import Store
@@ -212,7 +212,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.seed_demo_configs:
             await to_thread.run_sync(seed_demo_configs, store)
         sources = SourceRegistry.from_settings(settings, metrics)
-        services = Services(settings=settings, store=store, sources=sources, metrics=metrics)
+        services = Services(settings=settings, store=store, sources=sources, metrics=metrics,
+                            clock=settings_clock(settings))
         runner = AnalysisRunner(services)
         app.state.services = services
         app.state.runner = runner

@@ -160,9 +160,10 @@ def window(
     start: datetime | None,
     end: datetime | None,
     default_lookback: str,
-    now: datetime | None = None,
+    now: datetime,
 ) -> tuple[datetime, datetime]:
-    """``(start, end)`` from explicit bounds, or a lookback ending now."""
+    """``(start, end)`` from explicit bounds, or a lookback ending ``now`` (the service's
+    clock: :func:`judge.api.service.settings_clock`)."""
     if start is not None and end is not None:
         start, end = _aware(start), _aware(end)
         if end <= start:
@@ -170,7 +171,7 @@ def window(
         return start, end
     if start is not None or end is not None:
         raise BadRequestError("give both 'start' and 'end', or a lookback", "start")
-    finish = now or datetime.now(UTC)
+    finish = _aware(now)
     return finish - parse_duration(lookback or default_lookback), finish
 
 
@@ -286,6 +287,7 @@ def controller_plan(
     location: str | None,
     params: Mapping[str, str],
     lookback: str | None,
+    now: datetime,
     start: datetime | None = None,
     end: datetime | None = None,
     step_seconds: float | None,
@@ -295,13 +297,13 @@ def controller_plan(
     field_prefix: str = "",
 ) -> tuple[AnalysisPlan, StoredConfig | None]:
     """The checked plan of a controller's check (Argo web, Flagger): one config, one scope
-    pair, a window ending now (or ``start``..``end``). ``thresholds`` may depend on the
+    pair, a window ending ``now`` (or ``start``..``end``). ``thresholds`` may depend on the
     config (a partial override). Errors name ``field_prefix + field``."""
     config, stored = resolve_config(store, inline=config_inline, config_ref=config_ref)
     if callable(thresholds):
         thresholds = thresholds(config)
     begin, finish = window(lookback=lookback, start=start, end=end,
-                           default_lookback=settings.default_lookback)
+                           default_lookback=settings.default_lookback, now=now)
     pair = ScopePair(
         baseline=make_scope(baseline, location=location, params=params,
                             field_name=f"{field_prefix}baseline"),

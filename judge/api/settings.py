@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -118,6 +126,10 @@ class Settings(BaseSettings):
     """Window judged by the Argo web and Flagger endpoints when the request gives none. An hour
     at the default step is 61 points a side: per-minute metrics are autocorrelated, and the
     default judge counts them as the fewer independent points they are worth."""
+    pinned_now: AwareDatetime | None = None
+    """Lookback windows end at this moment (ISO 8601 with a zone, e.g.
+    ``2026-01-05T12:00:00Z``) instead of the wall clock's now: to replay an incident's window,
+    and for reproducible tests. Unset: the wall clock."""
     max_points_per_series: int = Field(default=11_000, gt=0)
     """Reject windows that would fetch more points than this per side (Prometheus' limit)."""
     max_concurrent_analyses: int = Field(default=4, gt=0)

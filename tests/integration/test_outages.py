@@ -22,7 +22,8 @@ Each door is called as its controller calls it (paths, bodies, client timeouts):
 provider (10 s; fixed window and sequential run), Flagger's webhook (10 s; fixed, sequential,
 sequential promotion gate), Argo's kayenta provider / Kayenta's API (execution, polled until
 complete), and the native analysis. Windows are pinned (``start``/``end``, or Flagger's
-``lookback`` over data that ends at the module's ``NOW``); time bounds are the controllers'
+``lookback`` ending at the module's ``NOW``, where the data ends and the service's clock is
+pinned); time bounds are the controllers'
 own timeouts and the documented deadline, with generous slack for a shared machine.
 
 The time each door took is printed at the end of the module (``pytest -s``).
@@ -195,6 +196,7 @@ def service(
         "CANARY_JUDGE_DEFAULT_SOURCE": "prometheus",
         "CANARY_JUDGE_SOURCE_CHECK_INTERVAL_SECONDS": "1",
         "CANARY_JUDGE_SEED_DEMO_CONFIGS": "false",
+        "CANARY_JUDGE_PINNED_NOW": NOW.isoformat(),  # lookback windows end where the data does
     }
     with ServiceProcess(env, work_dir) as process:
         for config in (_native("checkout"), _native("checkout-broken", BROKEN)):

@@ -12,12 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from judge.api.app import create_app
-from judge.api.settings import Settings
+from tests.support.clock import PINNED_NOW, service_settings
 
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:
-    app = create_app(Settings(database_url="sqlite://", log_json=False))
+    app = create_app(service_settings())
     with TestClient(app) as test_client:
         yield test_client
 
@@ -126,6 +126,25 @@ def test_flagger_pass_fail_and_bad_metadata(client: TestClient) -> None:
     bad_step = client.post("/flagger/v1/check", json=_hook(config="demo", step="fast"))
     assert bad_step.status_code == 400
     assert "metadata.step" in bad_step.json()["error"]
+
+
+def test_lookback_windows_end_at_the_services_clock(client: TestClient) -> None:
+    # The clock is pinned (CANARY_JUDGE_PINNED_NOW): the same check judges the same window
+    # whenever it is sent; the fetched queries name that window.
+    expected = (f"[{(PINNED_NOW - timedelta(minutes=30)).isoformat()} .. "
+                f"{PINNED_NOW.isoformat()}, 31 points]")
+    argo = client.post("/argo/v1/judge", json={"config": "demo", "baseline": "stable",
+                                               "canary": "canary-good", "lookback": "30m"})
+    flagger = client.post("/flagger/v1/check",
+                          json=_hook(config="demo", canary="canary-good", lookback="30m"))
+    for answer in (argo, flagger):
+        stored = client.get(f"/v1/analyses/{answer.json()['analysis_id']}").json()
+        fetched = stored["report"]["details"]["fetch"]["latency"]
+        assert fetched["baseline"]["query"].endswith(expected)
+        assert fetched["canary"]["query"].endswith(expected)
+    again = client.post("/argo/v1/judge", json={"config": "demo", "baseline": "stable",
+                                                "canary": "canary-good", "lookback": "30m"})
+    assert again.json()["metrics"] == argo.json()["metrics"]
 
 
 def test_flagger_marginal_can_be_allowed(client: TestClient) -> None:
@@ -410,9 +429,7 @@ def test_synchronous_checks_answer_within_their_budget() -> None:
     # A slow source: fetching stops at the deadline (the budget less a quarter here), and the
     # answer is an error outcome naming the timeout: an Error for Argo (non-2xx), a non-2xx
     # that is not "canary failed" for Flagger.
-    slow = Settings(
-        database_url="sqlite://", log_json=False, demo_delay_seconds=3, sync_timeout_seconds=0.5
-    )
+    slow = service_settings(demo_delay_seconds=3, sync_timeout_seconds=0.5)
     with TestClient(create_app(slow)) as client:
         started = time.monotonic()
         argo = client.post(

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from judge.api.app import create_app
-from judge.api.settings import Settings
+from tests.support.clock import service_settings
 
 CONFIG = {
     "name": "inline",
@@ -26,7 +26,7 @@ CONFIG = {
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:
-    app = create_app(Settings(database_url="sqlite://", log_json=False))
+    app = create_app(service_settings())
     with TestClient(app) as test_client:
         yield test_client
 
@@ -220,9 +220,7 @@ def test_analysis_request_errors_name_the_field(client: TestClient) -> None:
 
 def test_metric_source_down_is_an_error_never_a_verdict(client: TestClient) -> None:
     app = create_app(
-        Settings(
-            database_url="sqlite://",
-            log_json=False,
+        service_settings(
             sources={
                 "down": {"type": "prometheus", "url": "http://127.0.0.1:9", "timeout_seconds": 0.5}
             },
