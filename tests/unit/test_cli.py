@@ -169,6 +169,10 @@ def test_config_validate() -> None:
     code, _, err = run("config", "validate", FIXTURES / "configs" / "malformed-bad-direction.yaml")
     assert code == EXIT_BAD_INPUT
     assert "metrics.0.direction: Input should be 'increase', 'decrease' or 'either'" in err
+    code, _, err = run("config", "validate", FIXTURES / "configs" / "malformed-group-typo.yaml")
+    assert code == EXIT_BAD_INPUT
+    assert "groups: ['errors'] have a weight but no metric is in them" in err
+    assert "['errros', 'latency']" in err
 
 
 def test_config_validate_kayenta_config_names_obsolete_fields() -> None:
