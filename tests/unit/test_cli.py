@@ -227,3 +227,64 @@ def test_console_script_in_a_subprocess(tmp_path: Path) -> None:
     )
     assert failing.returncode == EXIT_BAD_INPUT
     assert "does not exist" in failing.stderr
+
+
+@pytest.mark.parametrize("output", ["table", "json"])
+def test_a_reader_that_stops_early_keeps_the_exit_code(tmp_path: Path, output: str) -> None:
+    # `canary-judge judge ... | head`: the reader is gone before anything is written (its end
+    # of the pipe is closed at once); the exit code is still the verdict's (click gave 1).
+    script = shutil.which("canary-judge", path=str(Path(sys.executable).parent))
+    assert script is not None, "canary-judge is not installed in this environment"
+    baseline, canary = write_data(tmp_path, shift=40)
+    process = subprocess.Popen(
+        [script, "judge", "--config", str(CHECKOUT), "--baseline", str(baseline),
+         "--canary", str(canary), "--format", output],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    errors = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 2, errors  # fail: latency moved by 40
+    assert errors == ""  # no traceback, no "Exception ignored ... BrokenPipeError"
+
+
+def test_serve_refuses_unknown_settings_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = tmp_path / "settings.yaml"
+    # `serve --settings` sets the variable; monkeypatch removes it after the test.
+    monkeypatch.setenv("CANARY_JUDGE_SETTINGS_FILE", str(settings))
+    settings.write_text("databse_url: sqlite:///x.db\n")
+    code, _, err = run("serve", "--settings", settings)
+    assert code == EXIT_BAD_INPUT
+    assert err == ("error: invalid settings: 'databse_url' is not a setting (did you mean "
+                   "'database_url'?) (every setting: docs/service.md)\n")
+    settings.write_text("sources: [\n")
+    code, _, err = run("serve", "--settings", settings)
+    assert code == EXIT_BAD_INPUT
+    assert err == f"error: settings file {settings} is not valid YAML or JSON (line 2, column 1)\n"
+    monkeypatch.delenv("CANARY_JUDGE_SETTINGS_FILE")
+    monkeypatch.setenv("CANARY_JUDGE_PROMETEUS_URL", "http://prometheus:9090")
+    code, _, err = run("serve")
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1
+    assert ("environment variable CANARY_JUDGE_PROMETEUS_URL is not a setting (did you mean "
+            "CANARY_JUDGE_PROMETHEUS_URL?)") in err
+    monkeypatch.delenv("CANARY_JUDGE_PROMETEUS_URL")
+    monkeypatch.setenv("CANARY_JUDGE_MAX_REQUEST_BYTES", "lots")
+    code, _, err = run("serve")
+    assert code == EXIT_BAD_INPUT
+    assert err.startswith("error: invalid settings: max_request_bytes: Input should be a valid "
+                          "integer") and err.count("\n") == 1
+
+
+def test_serve_without_the_server_extra_says_what_to_install() -> None:
+    # Without the extra, uvicorn (and fastapi ...) cannot be imported; None in sys.modules is
+    # Python's own way to make an import fail as if the package were not installed.
+    program = ("import sys; sys.modules['uvicorn'] = None; sys.argv = ['canary-judge', 'serve']; "
+               "from judge.cli import app; app()")
+    completed = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                               timeout=120, check=False)
+    assert completed.returncode == EXIT_BAD_INPUT
+    assert completed.stderr == ("error: the service needs the 'server' extra (uvicorn is not "
+                                "installed): pip install 'canary-judge[server]'\n")
