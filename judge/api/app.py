@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from judge.api import argo, auth, flagger, kayenta, native
+from judge.api.bodies import FormAsJson
 from judge.api.runner import AnalysisRunner
 from judge.api.schemas import ArgoJudgeOut, HealthOut, SourceHealthOut
 from judge.api.seed import seed_demo_configs
@@ -249,6 +250,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.dependency_overrides[get_settings] = lambda: settings
     # Outermost last: redaction of every body, then auth (before anything reads the request),
     # then the size limit.
+    app.add_middleware(FormAsJson)  # innermost: `curl -d` bodies are read as the JSON they are
     app.add_middleware(GuardMiddleware, settings=settings)
     open_groups = [
         group

@@ -89,13 +89,16 @@ def resolve_config(
 
 
 async def config_document(request: Request) -> dict[str, Any]:
-    """A config sent in a request body: JSON, or YAML when the content type says so."""
+    """A config sent in a request body: JSON or YAML, whatever the content type says (``curl
+    --data-binary @checkout.yaml`` sends YAML as a form; YAML is read when JSON is not)."""
     raw = await request.body()
-    content_type = request.headers.get("content-type", "")
     try:
-        document = yaml.safe_load(raw.decode()) if "yaml" in content_type else json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise BadRequestError(f"body: not valid JSON or YAML ({exc})", "body") from exc
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        try:
+            document = yaml.safe_load(raw.decode())
+        except (UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise BadRequestError(f"body: not valid JSON or YAML ({exc})", "body") from exc
     if not isinstance(document, dict):
         raise BadRequestError("body: a config must be an object", "body")
     return document

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -145,6 +146,17 @@ def test_lookback_windows_end_at_the_services_clock(client: TestClient) -> None:
     again = client.post("/argo/v1/judge", json={"config": "demo", "baseline": "stable",
                                                 "canary": "canary-good", "lookback": "30m"})
     assert again.json()["metrics"] == argo.json()["metrics"]
+
+
+def test_flagger_hook_sent_with_curl_data(client: TestClient) -> None:
+    # `curl -d '{...}'` as Flagger's docs test a webhook: a form content type, a JSON body.
+    answer = client.post(
+        "/flagger/v1/check",
+        content=json.dumps(_hook(config="demo", canary="canary-good", lookback="30m")),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["verdict"] == "pass"
 
 
 def test_flagger_marginal_can_be_allowed(client: TestClient) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -317,3 +318,32 @@ def test_judge_values_that_are_not_numbers_are_a_422_not_a_500(
                                             "canary": {"latency": values}})
     assert answer.status_code == 422
     assert "a metric value must be a number" in answer.json()["error"]
+
+
+CURL_DATA = {"content-type": "application/x-www-form-urlencoded"}
+"""What ``curl -d`` / ``--data-binary`` sends unless told otherwise."""
+
+
+def test_bodies_are_read_as_users_send_them(client: TestClient) -> None:
+    yaml_config = (
+        "name: sent-as-curl-data\n"
+        "metrics:\n  - name: latency\n    query: {type: demo, signal: latency}\n"
+    )
+    # A YAML config under curl's form content type, and under none at all.
+    as_form = client.post("/v1/configs", content=yaml_config, headers=CURL_DATA)
+    assert as_form.status_code == 201, as_form.text
+    assert as_form.json()["name"] == "sent-as-curl-data"
+    unlabelled = client.put(f"/v1/configs/{as_form.json()['id']}",
+                            content=yaml_config.replace("latency}", "cpu}"))
+    assert unlabelled.status_code == 200, unlabelled.text
+    assert unlabelled.json()["version"] == 2
+    # JSON under curl's form content type, to a route with a typed body.
+    judged = client.post("/v1/judge", headers=CURL_DATA, content=json.dumps(
+        {"config": CONFIG, "baseline": {"latency": [1.0, 2.0, 3.0] * 5},
+         "canary": {"latency": [1.0, 2.0, 3.0] * 5}}))
+    assert judged.status_code == 200, judged.text
+    assert judged.json()["verdict"] in ("pass", "marginal")
+    # Not JSON: refused as JSON is, saying so (never read as a form).
+    refused = client.post("/v1/judge", headers=CURL_DATA, content=b"config=demo&baseline=a")
+    assert refused.status_code == 422
+    assert "JSON decode error" in refused.text
