@@ -161,7 +161,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return reply(request, 400, str(exc), field=field)
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return reply(request, 404, str(exc).strip("'\""))
+        return reply(request, 404, str(exc))
 
     async def conflict(request: Request, exc: Exception) -> Response:
         return reply(request, 409, str(exc))

@@ -216,7 +216,10 @@ def test_analysis_request_errors_name_the_field(client: TestClient) -> None:
         "/v1/analyses", json={"config_id": "demo", "baseline": {"scope": "b"}}
     )
     assert missing_canary.status_code == 422
-    assert client.get("/v1/analyses/nope").status_code == 404
+    missing = client.get("/v1/analyses/nope")
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "no analysis with id 'nope'"  # the closing quote kept
+    assert client.get("/canaryConfig/nope").json()["message"] == "no config with id 'nope'"
 
 
 def test_metric_source_down_is_an_error_never_a_verdict(client: TestClient) -> None:
