@@ -277,14 +277,3 @@ def test_serve_refuses_unknown_settings_in_one_line(
     assert err.startswith("error: invalid settings: max_request_bytes: Input should be a valid "
                           "integer") and err.count("\n") == 1
 
-
-def test_serve_without_the_server_extra_says_what_to_install() -> None:
-    # Without the extra, uvicorn (and fastapi ...) cannot be imported; None in sys.modules is
-    # Python's own way to make an import fail as if the package were not installed.
-    program = ("import sys; sys.modules['uvicorn'] = None; sys.argv = ['canary-judge', 'serve']; "
-               "from judge.cli import app; app()")
-    completed = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                               timeout=120, check=False)
-    assert completed.returncode == EXIT_BAD_INPUT
-    assert completed.stderr == ("error: the service needs the 'server' extra (uvicorn is not "
-                                "installed): pip install 'canary-judge[server]'\n")
