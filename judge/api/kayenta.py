@@ -503,12 +503,6 @@ def _side_stats(side: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _criticality(metric: dict[str, Any]) -> str:
-    if metric.get("muted"):
-        return "report-only"
-    return "critical" if metric.get("critical") else "normal"
-
-
 def judge_result_from_dict(report: dict[str, Any], config: CanaryConfig) -> dict[str, Any]:
     """Kayenta's ``CanaryJudgeResult`` from a stored ``Report.to_dict()``."""
     results = []
@@ -539,7 +533,10 @@ def judge_result_from_dict(report: dict[str, Any], config: CanaryConfig) -> dict
                 "experimentMetadata": _side_stats(metric.get("canary") or {}),
                 "controlMetadata": _side_stats(metric.get("baseline") or {}),
                 "resultMetadata": result_metadata,
-                "criticality": _criticality(metric),
+                # Kayenta's CanaryAnalysisResult booleans (kayenta-core, since 2020; the
+                # older "criticality" string is gone from Kayenta).
+                "critical": bool(metric.get("critical")),
+                "muted": bool(metric.get("muted")),
             }
         )
     group_scores = [

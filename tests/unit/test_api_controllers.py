@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,8 @@ from fastapi.testclient import TestClient
 
 from judge.api.app import create_app
 from tests.support.clock import PINNED_NOW, service_settings
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 @pytest.fixture
@@ -341,6 +344,25 @@ def test_kayenta_execution_errors(client: TestClient) -> None:
     assert wrong_account.status_code == 400
     assert "prod-prometheus" in wrong_account.json()["message"]
     assert client.get("/canary/nope").status_code == 404
+
+
+def test_kayenta_results_carry_critical_and_muted(client: TestClient) -> None:
+    # Kayenta's CanaryAnalysisResult has the booleans `critical` and `muted` (kayenta-core);
+    # the config: one metric critical and muted, one critical only.
+    config = json.loads((FIXTURES / "kayenta" / "muted-critical.json").read_text())
+    steady = [float(v) for v in 100 + np.random.default_rng(3).normal(0, 1, 30)]
+    pairs = [{"name": name, "id": name, "tags": {},
+              "values": {"control": steady, "experiment": [v * factor for v in steady]}}
+             for name, factor in (("noisy", 1.5), ("steady", 1.0))]
+    answer = client.post("/judge", json={"canaryConfig": config, "metricSetPairList": pairs})
+    assert answer.status_code == 200, answer.text
+    by_name = {r["name"]: r for r in answer.json()["results"]}
+    assert (by_name["noisy"]["critical"], by_name["noisy"]["muted"]) == (True, True)
+    assert (by_name["steady"]["critical"], by_name["steady"]["muted"]) == (True, False)
+    assert all("criticality" not in r for r in by_name.values())  # not a Kayenta field
+    # The muted critical metric failed, yet it neither scores nor fails the canary.
+    assert by_name["noisy"]["classification"] == "High"
+    assert answer.json()["score"]["score"] == 100.0
 
 
 def test_kayenta_remote_judge(client: TestClient) -> None:
