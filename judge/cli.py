@@ -28,6 +28,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
@@ -43,7 +44,13 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from judge.config import CanaryConfig, ScoreThresholds, config_from_kayenta, config_to_kayenta
+from judge.config import (
+    CanaryConfig,
+    KayentaIgnoredFieldWarning,
+    ScoreThresholds,
+    config_from_kayenta,
+    config_to_kayenta,
+)
 from judge.errors import ConfigError
 from judge.judging import judge, validate_config
 from judge.report import Classification, MetricResult, Report, Verdict
@@ -166,6 +173,22 @@ def _validation_problems(exc: ValidationError) -> list[str]:
     return problems
 
 
+@contextmanager
+def _import_warnings() -> Iterator[None]:
+    """Fields a Kayenta import dropped (Kayenta ignores them too), as ``warning:`` lines on
+    stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", KayentaIgnoredFieldWarning)
+        yield
+    console = _stderr()
+    for warning in caught:
+        if issubclass(warning.category, KayentaIgnoredFieldWarning):
+            console.print(f"[bold yellow]warning:[/] {escape(str(warning.message))}")
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename,
+                                 warning.lineno)
+
+
 def _load_config(path: Path) -> CanaryConfig:
     try:
         text = path.read_text()
@@ -173,7 +196,8 @@ def _load_config(path: Path) -> CanaryConfig:
         _bad_input(f"cannot read config {str(path)!r}: {exc.strerror or exc}")
     try:
         # validate_config also checks every metric's test exists in the config's mode.
-        return validate_config(CanaryConfig.parse_text(text))
+        with _import_warnings():
+            return validate_config(CanaryConfig.parse_text(text))
     except ValidationError as exc:
         _bad_input(f"invalid config {str(path)!r}:", _validation_problems(exc))
     except (yaml.YAMLError, json.JSONDecodeError, ConfigError) as exc:
@@ -353,7 +377,8 @@ def import_kayenta_command(
     except json.JSONDecodeError as exc:
         _bad_input(f"{str(path)!r} is not JSON: {exc}")
     try:
-        config = config_from_kayenta(raw)
+        with _import_warnings():
+            config = config_from_kayenta(raw)
     except ValidationError as exc:
         _bad_input(f"invalid Kayenta config {str(path)!r}:", _validation_problems(exc))
     with _stdout():

@@ -8,7 +8,9 @@ unchanged.
 from __future__ import annotations
 
 import json
+import logging
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,10 +23,18 @@ from judge.analysis import analyze_async
 from judge.api.settings import Settings
 from judge.api.sources import SourceRegistry
 from judge.api.store import Store, StoredConfig
-from judge.config import CanaryConfig, ScoreThresholds, config_to_kayenta, looks_like_kayenta
+from judge.config import (
+    CanaryConfig,
+    KayentaIgnoredFieldWarning,
+    ScoreThresholds,
+    config_to_kayenta,
+    looks_like_kayenta,
+)
 from judge.errors import ConfigError, NotFoundError
 from judge.ports import MetricSource, Scope, ScopePair, Scopes
 from judge.report import Report
+
+logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
 """``on_progress(done, total)``: metrics fetched so far, of all metrics."""
@@ -42,10 +52,17 @@ library's :class:`~judge.errors.ConfigError`, under the name the doors use)."""
 
 # -- configs -------------------------------------------------------------------------------------
 def parse_config_document(document: Mapping[str, Any]) -> tuple[CanaryConfig, str]:
-    """A config sent as native or Kayenta JSON (recognised by its shape), and which it was."""
+    """A config sent as native or Kayenta JSON (recognised by its shape), and which it was.
+    Fields a Kayenta import drops (Kayenta ignores them too) are logged as warnings."""
     if looks_like_kayenta(document):
         cleaned = {k: v for k, v in document.items() if k not in KAYENTA_BOOKKEEPING}
-        return CanaryConfig.from_kayenta(cleaned), "kayenta"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", KayentaIgnoredFieldWarning)
+            config = CanaryConfig.from_kayenta(cleaned)
+        for warning in caught:
+            logger.warning("Kayenta config field dropped on import",
+                           extra={"config": config.name, "detail": str(warning.message)})
+        return config, "kayenta"
     return CanaryConfig.from_dict(document), "native"
 
 

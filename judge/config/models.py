@@ -382,10 +382,11 @@ class CanaryConfig(_Strict):
     def _check_group_names(self) -> None:
         """Group names in the weights and in the metrics must match where a mismatch would
         change the score: a weighted group no metric is in (its weight is lost: the best
-        score falls below 100), and a metric's group without a weight when the weights leave
-        nothing to share (the metric counts for nothing). Either is almost always a typo
+        score falls below 100), and a metric none of whose groups has a weight when the
+        weights leave nothing to share (it counts for nothing). Either is almost always a typo
         (``groups: {errors: 100}`` with a metric in ``[errros]``), and would fail every canary
-        or let every one pass; so it is an error naming both spellings."""
+        or ignore a metric; so it is an error naming both spellings. An extra unweighted group
+        next to a weighted one (a tag, as in Kayenta's own sample configs) changes nothing."""
         used = {group for metric in self.metrics for group in metric.groups}
         unused = sorted(set(self.groups) - used)
         if unused:
@@ -395,13 +396,12 @@ class CanaryConfig(_Strict):
             )
         if self.groups and sum(self.groups.values()) >= 100.0 - 1e-9:
             for index, metric in enumerate(self.metrics):
-                unweighted = [group for group in metric.groups if group not in self.groups]
-                if unweighted:
+                if not any(group in self.groups for group in metric.groups):
                     raise _group_mismatch(
-                        f"metrics[{index}].groups: {unweighted} (metric {metric.name!r}) "
-                        f"{'has' if len(unweighted) == 1 else 'have'} no weight in 'groups' "
-                        f"({sorted(self.groups)}), whose weights already add up to 100: the "
-                        "metric would count for nothing; add a weight or fix the name"
+                        f"metrics[{index}].groups: {list(metric.groups)} (metric "
+                        f"{metric.name!r}): no weight in 'groups' ({sorted(self.groups)}), whose "
+                        "weights already add up to 100: the metric would count for nothing; "
+                        "add a weight or fix the name"
                     )
 
     @property

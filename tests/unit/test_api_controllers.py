@@ -346,6 +346,21 @@ def test_kayenta_execution_errors(client: TestClient) -> None:
     assert client.get("/canary/nope").status_code == 404
 
 
+def test_kayenta_config_with_fields_kayenta_ignores_is_stored_and_logged(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    document = json.loads((FIXTURES / "kayenta" / "extensions.json").read_text())
+    with caplog.at_level("WARNING", logger="judge.api.plans"):
+        stored = client.post("/canaryConfig", json=document)
+    assert stored.status_code == 200, stored.text
+    dropped = [r for r in caplog.records if r.getMessage() == "Kayenta config field dropped "
+               "on import"]
+    assert [r.detail for r in dropped] == [  # type: ignore[attr-defined]
+        f"metrics.{i}.extensions: ignored (Kayenta ignores it too; it holds no setting)"
+        for i in (0, 1)
+    ]
+
+
 def test_kayenta_results_carry_critical_and_muted(client: TestClient) -> None:
     # Kayenta's CanaryAnalysisResult has the booleans `critical` and `muted` (kayenta-core);
     # the config: one metric critical and muted, one critical only.

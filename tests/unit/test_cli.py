@@ -181,6 +181,16 @@ def test_config_validate_kayenta_config_names_obsolete_fields() -> None:
     assert "metrics.0.query.sumByFields: unknown or obsolete Kayenta field" in err
 
 
+def test_config_validate_warns_about_fields_kayenta_ignores() -> None:
+    code, out, err = run("config", "validate", FIXTURES / "kayenta" / "extensions.json")
+    assert code == 0, err
+    assert out.startswith("OK: 'with-extensions', mode kayenta, 2 metric(s)")
+    assert err.splitlines() == [
+        f"warning: metrics.{i}.extensions: ignored (Kayenta ignores it too; it holds no setting)"
+        for i in (0, 1)
+    ]
+
+
 def test_import_kayenta_prints_native_yaml_that_loads_back() -> None:
     source = FIXTURES / "kayenta" / "prometheus-full.json"
     code, out, _ = run("config", "import-kayenta", source)

@@ -15,6 +15,7 @@ from judge.config import (
     Direction,
     EffectMeasure,
     JudgeMode,
+    KayentaIgnoredFieldWarning,
     MannWhitneyTest,
     NanStrategy,
     OutlierStrategy,
@@ -317,3 +318,21 @@ def test_kayenta_rejected_configs_name_the_field() -> None:
         with pytest.raises(ValidationError) as caught:
             config_from_kayenta(json.loads((SHARED_CONFIGS / name).read_text()))
         assert path in _error_paths(caught.value), name
+
+
+def test_fields_kayenta_ignores_are_dropped_with_a_warning() -> None:
+    raw = _load("extensions.json")
+    with pytest.warns(KayentaIgnoredFieldWarning) as caught:
+        config = config_from_kayenta(raw)
+    assert [str(w.message) for w in caught] == [
+        f"metrics.{i}.extensions: ignored (Kayenta ignores it too; it holds no setting)"
+        for i in (0, 1)
+    ]
+    assert [m.name for m in config.metrics] == ["cpu", "requests"]
+    assert config.metric("cpu").groups == ("system", "example")  # a tag group: no weight
+    # Settings in the obsolete place would be lost (Kayenta loses them too): an error.
+    raw["metrics"][0]["extensions"] = {"canary": {"direction": "increase"}}
+    with pytest.raises(ValidationError) as refused:
+        config_from_kayenta(raw)
+    assert _error_paths(refused.value) == {"metrics.0.extensions"}
+    assert "move them to analysisConfigurations" in str(refused.value)
