@@ -108,6 +108,7 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     ("DELETE", "/canaryConfig/{config_id}"): ADMIN,
     ("POST", "/canary/{config_id}"): JUDGE,
     ("POST", "/canary"): JUDGE,
+    ("GET", "/canary/executions"): JUDGE,
     ("GET", "/canary/{execution_id}"): JUDGE,
     ("POST", "/judge"): JUDGE,
 }

@@ -402,6 +402,39 @@ async def start_adhoc_canary(
     )
 
 
+AD_HOC_APPLICATION = "ad-hoc"
+"""Kayenta's application of executions started without one."""
+EXECUTIONS_SCANNED = 10_000
+"""``GET /canary/executions`` pages through at most this many of the newest executions."""
+
+
+@router.get("/canary/executions", response_model=list[dict[str, Any]])
+def list_canary_executions(
+    store: StoreDep,
+    application: str | None = Query(default=None),
+    limit: int = Query(default=20, ge=1, le=1000),
+    page: int = Query(default=1, ge=1),
+    statuses: str | None = Query(
+        default=None, description="comma-separated execution statuses (RUNNING, SUCCEEDED, "
+        "TERMINAL); default: all"),
+    storage_account_name: str | None = Query(default=None, alias="storageAccountName"),
+) -> list[dict[str, Any]]:
+    """Kayenta's ``GET /canary/executions``: an application's executions (``ad-hoc`` when
+    none is given), newest first, ``limit`` a page, as ``CanaryExecutionStatusResponse`` objects.
+    ``storageAccountName`` is accepted and ignored (one store here)."""
+    wanted_application = application or AD_HOC_APPLICATION
+    wanted = {s.strip().upper() for s in (statuses or "").split(",") if s.strip()}
+    matching = []
+    for analysis in store.list_analyses(limit=EXECUTIONS_SCANNED, kind="kayenta"):
+        status = execution_status(analysis)
+        if (status["application"] or AD_HOC_APPLICATION) != wanted_application:
+            continue
+        if wanted and status["executionStatus"] not in wanted:
+            continue
+        matching.append(status)
+    return matching[(page - 1) * limit : page * limit]
+
+
 @router.get("/canary/{execution_id}", response_model=dict[str, Any])
 def get_canary(execution_id: str, store: StoreDep) -> dict[str, Any]:
     """Kayenta's ``CanaryExecutionStatusResponse`` for an execution (any analysis id works)."""

@@ -304,10 +304,21 @@ def test_kayenta_execution(client: TestClient, canary: str, classification: str)
     assert adhoc.status_code == 200
     again = _poll(client, adhoc.json()["canaryExecutionId"])["result"]["judgeResult"]
     assert again["score"]["score"] == judge_result["score"]["score"]
+    # Kayenta's list of an application's executions (ad-hoc: those started without one).
+    listed = client.get("/canary/executions", params={"application": "shop"})
+    assert listed.status_code == 200
+    assert [e["pipelineId"] for e in listed.json()] == [started.json()["canaryExecutionId"]]
+    assert listed.json()[0]["result"]["judgeResult"]["score"] == judge_result["score"]
+    adhoc_listed = client.get("/canary/executions").json()
+    assert [e["pipelineId"] for e in adhoc_listed] == [adhoc.json()["canaryExecutionId"]]
+    assert client.get("/canary/executions", params={"statuses": "RUNNING"}).json() == []
+    assert len(client.get("/canary/executions",
+                          params={"statuses": "succeeded,terminal"}).json()) == 1
+    assert client.get("/canary/executions", params={"page": 2}).json() == []
 
 
 def test_kayenta_execution_errors(client: TestClient) -> None:
-    end = datetime.now(UTC)
+    end = PINNED_NOW
     request = {
         "scopes": {
             "default": {
