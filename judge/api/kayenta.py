@@ -73,7 +73,8 @@ class _Lenient(BaseModel):
 
 
 class CanaryScopeIn(_Lenient):
-    """Kayenta's ``CanaryScope``: ``location`` (newer) or ``region`` (older, and Argo's)."""
+    """Kayenta's ``CanaryScope``: ``location`` (current Kayenta; Argo's provider sends its
+    template's ``region`` under this name) or ``region`` (older Kayenta clients)."""
 
     scope: str = Field(min_length=1)
     location: str | None = None
