@@ -63,6 +63,9 @@ __all__ = [
 
 KAYENTA_JUDGE_NAME = "NetflixACAJudge-v1.0"
 """The only Kayenta judge reproduced (``judge.name`` of an imported config)."""
+REMOTE_JUDGE_NAME = "RemoteJudge-v1.0"
+"""Kayenta's remote judge: a config naming it is judged by canary-judge (docs/recipes/
+spinnaker.md), in the mode its ``judgeConfigurations.mode`` names (``default`` when unset)."""
 KAYENTA_CONFIDENCE = 0.98
 """NetflixACAJudge's Mann-Whitney confidence level (fixed in ``NetflixACAJudge.scala``)."""
 KAYENTA_TOLERANCE = 0.25
@@ -323,23 +326,31 @@ def _metric(problems: _Problems, loc: Loc, raw: Any) -> dict[str, Any]:
     return native
 
 
-def _judge_block(problems: _Problems, raw: Any) -> None:
+def _judge_block(problems: _Problems, raw: Any) -> JudgeMode:
+    """The mode a config's ``judge`` block asks for: NetflixACAJudge is ``kayenta``; Kayenta's
+    remote judge (this service) the ``judgeConfigurations.mode`` it names."""
     judge = _mapping(problems, ("judge",), raw, "'judge'")
     problems.unknown_fields(("judge",), judge, _JUDGE)
     name = judge.get("name", KAYENTA_JUDGE_NAME)
-    if name != KAYENTA_JUDGE_NAME:
-        problems.add(
-            ("judge", "name"),
-            f"only Kayenta's {KAYENTA_JUDGE_NAME} is reproduced (mode: kayenta); "
-            "use a native config to pick another judge",
-            name,
-        )
-    _mapping(
+    options = _mapping(
         problems,
         ("judge", "judgeConfigurations"),
         judge.get("judgeConfigurations"),
         "'judgeConfigurations'",
     )
+    if name == REMOTE_JUDGE_NAME:
+        mode = _choice(problems, ("judge", "judgeConfigurations", "mode"),
+                       options.get("mode", JudgeMode.DEFAULT.value), [m.value for m in JudgeMode])
+        return JudgeMode(mode) if mode else JudgeMode.KAYENTA
+    if name != KAYENTA_JUDGE_NAME:
+        problems.add(
+            ("judge", "name"),
+            f"only Kayenta's {KAYENTA_JUDGE_NAME} is reproduced (mode: kayenta), and "
+            f"{REMOTE_JUDGE_NAME} (this service; judgeConfigurations.mode picks the judge); "
+            "use a native config to pick another judge",
+            name,
+        )
+    return JudgeMode.KAYENTA
 
 
 def kayenta_to_native(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -356,10 +367,9 @@ def kayenta_to_native(raw: Mapping[str, Any]) -> dict[str, Any]:
         problems.add((), "a Kayenta canary config is a JSON object", raw)
         problems.raise_if_any()
     problems.unknown_fields((), raw, _TOP_LEVEL)
-    if "judge" in raw:
-        _judge_block(problems, raw["judge"])
+    mode = _judge_block(problems, raw["judge"]) if "judge" in raw else JudgeMode.KAYENTA
 
-    native: dict[str, Any] = {"mode": JudgeMode.KAYENTA.value}
+    native: dict[str, Any] = {"mode": mode.value}
     for field in ("name", "description"):
         if field in raw:
             native[field] = raw[field]

@@ -336,3 +336,22 @@ def test_fields_kayenta_ignores_are_dropped_with_a_warning() -> None:
         config_from_kayenta(raw)
     assert _error_paths(refused.value) == {"metrics.0.extensions"}
     assert "move them to analysisConfigurations" in str(refused.value)
+
+
+def test_a_config_for_kayentas_remote_judge_imports_in_its_mode() -> None:
+    # docs/recipes/spinnaker.md: Kayenta configs that hand judging to this service name
+    # RemoteJudge-v1.0; `config import-kayenta` refused them (issue 16).
+    raw = _load("prometheus-full.json")
+    raw["judge"] = {"name": "RemoteJudge-v1.0", "judgeConfigurations": {"mode": "default"}}
+    config = config_from_kayenta(raw)
+    assert config.mode is JudgeMode.DEFAULT
+    assert config.extras["judge"] == raw["judge"]
+    assert config_to_kayenta(config)["judge"] == raw["judge"]
+    raw["judge"] = {"name": "RemoteJudge-v1.0", "judgeConfigurations": {}}
+    assert config_from_kayenta(raw).mode is JudgeMode.DEFAULT  # the documented default
+    raw["judge"]["judgeConfigurations"] = {"mode": "kayenta"}
+    assert config_from_kayenta(raw).mode is JudgeMode.KAYENTA
+    raw["judge"]["judgeConfigurations"] = {"mode": "bayes"}
+    with pytest.raises(ValidationError) as caught:
+        config_from_kayenta(raw)
+    assert _error_paths(caught.value) == {"judge.judgeConfigurations.mode"}
