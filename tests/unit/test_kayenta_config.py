@@ -332,8 +332,8 @@ def test_fields_kayenta_ignores_are_dropped_with_a_warning() -> None:
     assert config.metric("cpu").groups == ("system", "example")  # a tag group: no weight
     # Settings in the obsolete place would be lost (Kayenta loses them too): an error.
     raw["metrics"][0]["extensions"] = {"canary": {"direction": "increase"}}
-    with pytest.raises(ValidationError) as refused:
-        config_from_kayenta(raw)
+    with pytest.raises(ValidationError) as refused, pytest.warns(KayentaIgnoredFieldWarning):
+        config_from_kayenta(raw)  # (metrics.1's empty extensions still warns)
     assert _error_paths(refused.value) == {"metrics.0.extensions"}
     assert "move them to analysisConfigurations" in str(refused.value)
 
