@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
@@ -239,7 +240,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sources.close()
             store.close()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the package's own files: /docs works offline and behind a
+    # strict proxy (FastAPI's default loads them from a CDN).
+    app = FastAPIOffline(
+        static_url=auth.DOCS_ASSETS_PATH,
         title="canary-judge",
         version="0.1.0",
         summary="Automated canary analysis: is the canary as good as the baseline?",
