@@ -21,17 +21,19 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from judge.api import argo, auth, flagger, kayenta, native, pages
+from judge.api.bodies import FormAsJson
 from judge.api.openapi_errors import describe_errors
 from judge.api.runner import AnalysisRunner
 from judge.api.schemas import ArgoJudgeOut, FlaggerOut, HealthOut, SourceHealthOut
 from judge.api.seed import seed_demo_configs
-from judge.api.service import Services
+from judge.api.service import Services, settings_clock
 from judge.api.settings import Settings, get_settings
 from judge.api.sources import SourceRegistry
 from judge.api.store import Store, safe_url
@@ -352,7 +354,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_logging(settings.log_level, settings.log_json, redactor)
         store = await to_thread.run_sync(open_store, settings, redactor)
         sources = SourceRegistry.from_settings(settings, metrics)
-        services = Services(settings=settings, store=store, sources=sources, metrics=metrics)
+        services = Services(settings=settings, store=store, sources=sources, metrics=metrics,
+                            clock=settings_clock(settings))
         runner = AnalysisRunner(services)
         app.state.services = services
         app.state.runner = runner
@@ -377,7 +380,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sources.close()
             store.close()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the package's own files: /docs works offline and behind a
+    # strict proxy (FastAPI's default loads them from a CDN).
+    app = FastAPIOffline(
+        static_url=auth.DOCS_ASSETS_PATH,
         title="canary-judge",
         version="0.1.0",
         summary="Automated canary analysis: is the canary as good as the baseline?",
@@ -387,7 +393,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.redactor = redactor
     app.dependency_overrides[get_settings] = lambda: settings
     # Outermost last: redaction of every body, then auth (before anything reads the request),
-    # then the size limit, then unhandled errors.
+    # then the size limit, then unhandled errors, then `curl -d` bodies read as the JSON
+    # they are (innermost).
+    app.add_middleware(FormAsJson)
     app.add_middleware(InternalErrorMiddleware, metrics=metrics)
     app.add_middleware(GuardMiddleware, settings=settings)
     open_groups = [

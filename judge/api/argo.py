@@ -220,8 +220,8 @@ async def argo_judge(request: Request, services: ServicesDep) -> JSONResponse:
             services.store, services.settings, services.sources,
             config_inline=inline, config_ref=config_label, baseline=body.baseline,
             canary=body.canary, location=body.location, params=body.params,
-            lookback=body.lookback, start=body.start, end=body.end, step_seconds=body.step,
-            source=body.source, thresholds=thresholds,
+            lookback=body.lookback, now=services.clock(), start=body.start, end=body.end,
+            step_seconds=body.step, source=body.source, thresholds=thresholds,
         )
         config = plan.config
         config_label = config.name

@@ -112,6 +112,7 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     ("DELETE", "/canaryConfig/{config_id}"): ADMIN,
     ("POST", "/canary/{id}"): JUDGE,
     ("POST", "/canary"): JUDGE,
+    ("GET", "/canary/executions"): JUDGE,
     ("GET", "/canary/{id}"): JUDGE,
     ("POST", "/judge"): JUDGE,
     # Report pages (HTML; judge/api/pages.py). The login form must answer without a token.
@@ -130,6 +131,12 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/ui/logout"): OPEN,
 }
 """Every route by method and path (as OpenAPI writes it), and what it needs."""
+
+DOCS_ASSETS_PATH = "/docs-assets"
+"""Where the Swagger UI and ReDoc files are served from the package (``fastapi-offline``):
+open, as ``/docs`` is, which loads them."""
+OPEN_MOUNTS = frozenset((DOCS_ASSETS_PATH,))
+"""Static mounts (no methods, not in :data:`ROUTE_ACCESS`) anyone may read."""
 
 SCOPES: dict[str, Access] = {"judge": JUDGE, "admin": ADMIN}
 UNSCOPED = ADMIN
@@ -171,6 +178,8 @@ def flat_routes(routes: Sequence[Any]) -> list[Any]:
 def required_access(method: str, path: str) -> Access:
     """What ``method`` on the route ``path`` needs; unlisted routes need ``admin``."""
     method = "GET" if method.upper() == "HEAD" else method.upper()
+    if path in OPEN_MOUNTS and method == "GET":
+        return OPEN
     return ROUTE_ACCESS.get((method, openapi_path(path)), ADMIN)
 
 

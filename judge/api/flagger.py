@@ -105,7 +105,7 @@ def _plan(
         config_inline=None, config_ref=meta.config,
         baseline=meta.baseline or f"{hook.name}-primary", canary=meta.canary or hook.name,
         location=meta.location, params={"name": hook.name, "namespace": hook.namespace},
-        lookback=meta.lookback, step_seconds=step, source=meta.source,
+        lookback=meta.lookback, now=services.clock(), step_seconds=step, source=meta.source,
         thresholds=lambda config: _thresholds(meta, config),
         extra={"flagger": {"name": hook.name, "namespace": hook.namespace,
                            "phase": hook.phase}},

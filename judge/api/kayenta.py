@@ -83,7 +83,8 @@ def _window_required(schema: dict[str, Any]) -> None:
 
 
 class CanaryScopeIn(_Lenient):
-    """Kayenta's ``CanaryScope``: ``location`` (newer) or ``region`` (older, and Argo's)."""
+    """Kayenta's ``CanaryScope``: ``location`` (current Kayenta; Argo's provider sends its
+    template's ``region`` under this name) or ``region`` (older Kayenta clients)."""
 
     model_config = ConfigDict(json_schema_extra=_window_required)
 
@@ -434,6 +435,39 @@ async def start_adhoc_canary(
     )
 
 
+AD_HOC_APPLICATION = "ad-hoc"
+"""Kayenta's application of executions started without one."""
+EXECUTIONS_SCANNED = 10_000
+"""``GET /canary/executions`` pages through at most this many of the newest executions."""
+
+
+@router.get("/canary/executions", response_model=list[dict[str, Any]])
+def list_canary_executions(
+    store: StoreDep,
+    application: str | None = Query(default=None),
+    limit: int = Query(default=20, ge=1, le=1000),
+    page: int = Query(default=1, ge=1),
+    statuses: str | None = Query(
+        default=None, description="comma-separated execution statuses (RUNNING, SUCCEEDED, "
+        "TERMINAL); default: all"),
+    storage_account_name: str | None = Query(default=None, alias="storageAccountName"),
+) -> list[dict[str, Any]]:
+    """Kayenta's ``GET /canary/executions``: an application's executions (``ad-hoc`` when
+    none is given), newest first, ``limit`` a page, as ``CanaryExecutionStatusResponse`` objects.
+    ``storageAccountName`` is accepted and ignored (one store here)."""
+    wanted_application = application or AD_HOC_APPLICATION
+    wanted = {s.strip().upper() for s in (statuses or "").split(",") if s.strip()}
+    matching = []
+    for analysis in store.list_analyses(limit=EXECUTIONS_SCANNED, kind="kayenta"):
+        status = execution_status(analysis)
+        if (status["application"] or AD_HOC_APPLICATION) != wanted_application:
+            continue
+        if wanted and status["executionStatus"] not in wanted:
+            continue
+        matching.append(status)
+    return matching[(page - 1) * limit : page * limit]
+
+
 @router.get("/canary/{id}", response_model=dict[str, Any])
 def get_canary(
     execution_id: Annotated[str, Path(alias="id", description=_CANARY_ID)], store: StoreDep,
@@ -545,12 +579,6 @@ def _side_stats(side: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _criticality(metric: dict[str, Any]) -> str:
-    if metric.get("muted"):
-        return "report-only"
-    return "critical" if metric.get("critical") else "normal"
-
-
 def judge_result_from_dict(report: dict[str, Any], config: CanaryConfig) -> dict[str, Any]:
     """Kayenta's ``CanaryJudgeResult`` from a stored ``Report.to_dict()``."""
     results = []
@@ -581,7 +609,10 @@ def judge_result_from_dict(report: dict[str, Any], config: CanaryConfig) -> dict
                 "experimentMetadata": _side_stats(metric.get("canary") or {}),
                 "controlMetadata": _side_stats(metric.get("baseline") or {}),
                 "resultMetadata": result_metadata,
-                "criticality": _criticality(metric),
+                # Kayenta's CanaryAnalysisResult booleans (kayenta-core, since 2020; the
+                # older "criticality" string is gone from Kayenta).
+                "critical": bool(metric.get("critical")),
+                "muted": bool(metric.get("muted")),
             }
         )
     group_scores = [

@@ -252,6 +252,7 @@ async def _analysis_plan(
         start=body.start,
         end=body.end,
         default_lookback=services.settings.default_lookback,
+        now=services.clock(),
     )
     if body.scopes is not None:
         scopes = {

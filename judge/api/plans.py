@@ -8,7 +8,9 @@ unchanged.
 from __future__ import annotations
 
 import json
+import logging
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,11 +23,19 @@ from judge.analysis import analyze_async
 from judge.api.settings import Settings
 from judge.api.sources import SourceRegistry
 from judge.api.store import Store, StoredConfig
-from judge.config import CanaryConfig, ScoreThresholds, config_to_kayenta, looks_like_kayenta
+from judge.config import (
+    CanaryConfig,
+    KayentaIgnoredFieldWarning,
+    ScoreThresholds,
+    config_to_kayenta,
+    looks_like_kayenta,
+)
 from judge.errors import ConfigError, ConflictError, NotFoundError
 from judge.fetching import SeriesPairs
 from judge.ports import MetricSource, Scope, ScopePair, Scopes
 from judge.report import Report
+
+logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
 """``on_progress(done, total)``: metrics fetched so far, of all metrics."""
@@ -43,10 +53,17 @@ library's :class:`~judge.errors.ConfigError`, under the name the doors use)."""
 
 # -- configs -------------------------------------------------------------------------------------
 def parse_config_document(document: Mapping[str, Any]) -> tuple[CanaryConfig, str]:
-    """A config sent as native or Kayenta JSON (recognised by its shape), and which it was."""
+    """A config sent as native or Kayenta JSON (recognised by its shape), and which it was.
+    Fields a Kayenta import drops (Kayenta ignores them too) are logged as warnings."""
     if looks_like_kayenta(document):
         cleaned = {k: v for k, v in document.items() if k not in KAYENTA_BOOKKEEPING}
-        return CanaryConfig.from_kayenta(cleaned), "kayenta"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", KayentaIgnoredFieldWarning)
+            config = CanaryConfig.from_kayenta(cleaned)
+        for warning in caught:
+            logger.warning("Kayenta config field dropped on import",
+                           extra={"config": config.name, "detail": str(warning.message)})
+        return config, "kayenta"
     return CanaryConfig.from_dict(document), "native"
 
 
@@ -113,13 +130,16 @@ FastAPI cannot describe it by itself)."""
 
 
 async def config_document(request: Request) -> dict[str, Any]:
-    """A config sent in a request body: JSON, or YAML when the content type says so."""
+    """A config sent in a request body: JSON or YAML, whatever the content type says (``curl
+    --data-binary @checkout.yaml`` sends YAML as a form; YAML is read when JSON is not)."""
     raw = await request.body()
-    content_type = request.headers.get("content-type", "")
     try:
-        document = yaml.safe_load(raw.decode()) if "yaml" in content_type else json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise BadRequestError(f"body: not valid JSON or YAML ({exc})", "body") from exc
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        try:
+            document = yaml.safe_load(raw.decode())
+        except (UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise BadRequestError(f"body: not valid JSON or YAML ({exc})", "body") from exc
     if not isinstance(document, dict):
         raise BadRequestError("body: a config must be an object", "body")
     return document
@@ -198,9 +218,10 @@ def window(
     start: datetime | None,
     end: datetime | None,
     default_lookback: str,
-    now: datetime | None = None,
+    now: datetime,
 ) -> tuple[datetime, datetime]:
-    """``(start, end)`` from explicit bounds, or a lookback ending now."""
+    """``(start, end)`` from explicit bounds, or a lookback ending ``now`` (the service's
+    clock: :func:`judge.api.service.settings_clock`)."""
     if start is not None and end is not None:
         start, end = _aware(start), _aware(end)
         if end <= start:
@@ -208,7 +229,7 @@ def window(
         return start, end
     if start is not None or end is not None:
         raise BadRequestError("give both 'start' and 'end', or a lookback", "start")
-    finish = now or datetime.now(UTC)
+    finish = _aware(now)
     return finish - parse_duration(lookback or default_lookback), finish
 
 
@@ -327,6 +348,7 @@ def controller_plan(
     location: str | None,
     params: Mapping[str, str],
     lookback: str | None,
+    now: datetime,
     start: datetime | None = None,
     end: datetime | None = None,
     step_seconds: float | None,
@@ -336,13 +358,13 @@ def controller_plan(
     field_prefix: str = "",
 ) -> tuple[AnalysisPlan, StoredConfig | None]:
     """The checked plan of a controller's check (Argo web, Flagger): one config, one scope
-    pair, a window ending now (or ``start``..``end``). ``thresholds`` may depend on the
+    pair, a window ending ``now`` (or ``start``..``end``). ``thresholds`` may depend on the
     config (a partial override). Errors name ``field_prefix + field``."""
     config, stored = resolve_config(store, inline=config_inline, config_ref=config_ref)
     if callable(thresholds):
         thresholds = thresholds(config)
     begin, finish = window(lookback=lookback, start=start, end=end,
-                           default_lookback=settings.default_lookback)
+                           default_lookback=settings.default_lookback, now=now)
     pair = ScopePair(
         baseline=make_scope(baseline, location=location, params=params,
                             field_name=f"{field_prefix}baseline"),

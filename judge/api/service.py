@@ -8,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from anyio import to_thread
 
@@ -23,6 +24,22 @@ from judge.report import Report
 
 logger = logging.getLogger(__name__)
 
+Clock = Callable[[], datetime]
+"""What "now" is for the doors: where a lookback window ends."""
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def settings_clock(settings: Settings) -> Clock:
+    """The wall clock, or the moment ``CANARY_JUDGE_PINNED_NOW`` pins (replays, tests: the
+    same request then judges the same window whenever it is sent)."""
+    pinned = settings.pinned_now
+    if pinned is None:
+        return wall_clock
+    return lambda: pinned
+
 
 @dataclass
 class Services:
@@ -32,6 +49,8 @@ class Services:
     store: Store
     sources: SourceRegistry
     metrics: ServiceMetrics
+    clock: Clock = wall_clock
+    """Where lookback windows end (``settings_clock``)."""
     _runs: RunKeeper | None = field(default=None, repr=False)
 
     @property

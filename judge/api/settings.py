@@ -11,14 +11,24 @@ truth and a unit test checks that the document names each of them.
 
 from __future__ import annotations
 
+import difflib
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -26,7 +36,13 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+ENV_PREFIX = "CANARY_JUDGE_"
 SETTINGS_FILE_ENV = "CANARY_JUDGE_SETTINGS_FILE"
+OTHER_VARIABLES = frozenset(
+    (SETTINGS_FILE_ENV, "CANARY_JUDGE_REAL_SERIES", "CANARY_JUDGE_SAMPLE_EVERY", "CANARY_JUDGE_OUT")
+)
+"""Variables with the prefix that are not settings: the settings file, and the lab's (the
+real-noise benchmark's data folder, the tuning notebook's sampling and output folder)."""
 DEMO_SOURCE_NAME = "demo"
 
 
@@ -70,7 +86,14 @@ class _SettingsFileSource(PydanticBaseSettingsSource):
         super().__init__(settings_cls)
         self._values: dict[str, Any] = {}
         if path:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
+            try:
+                raw = yaml.safe_load(Path(path).read_text()) or {}
+            except OSError as exc:
+                raise ValueError(f"settings file {path}: {exc.strerror or exc}") from exc
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+                raise ValueError(f"settings file {path} is not valid YAML or JSON{where}") from exc
             if not isinstance(raw, dict):
                 raise ValueError(f"settings file {path} must hold a mapping at its top level")
             self._values = raw
@@ -80,6 +103,37 @@ class _SettingsFileSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(self._values)
+
+
+class _UnknownVariables(PydanticBaseSettingsSource):
+    """Every ``CANARY_JUDGE_*`` environment variable that names no setting, under its own
+    (upper-case) name: :meth:`Settings._known_names` refuses it, naming it. pydantic-settings
+    would ignore it, and a typo (``CANARY_JUDGE_PROMETEUS_URL``) would silently judge the
+    demo source's numbers."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        known = {ENV_PREFIX + name.upper() for name in self.settings_cls.model_fields}
+        known |= OTHER_VARIABLES
+        return {
+            name.upper(): None
+            for name in os.environ
+            if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+        }
+
+
+def _unknown_setting(name: str, fields: list[str]) -> str:
+    """A sentence naming an unknown setting and the nearest known one."""
+    if name.startswith(ENV_PREFIX):
+        # Compared without the prefix, which every candidate shares.
+        close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX).lower(), fields, n=1)
+        hint = f" (did you mean {ENV_PREFIX}{close[0].upper()}?)" if close else ""
+        return f"environment variable {name} is not a setting{hint}"
+    close = difflib.get_close_matches(name, fields, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{name!r} is not a setting{hint}"
 
 
 class Settings(BaseSettings):
@@ -122,6 +176,10 @@ class Settings(BaseSettings):
     """Window judged by the Argo web and Flagger endpoints when the request gives none. An hour
     at the default step is 61 points a side: per-minute metrics are autocorrelated, and the
     default judge counts them as the fewer independent points they are worth."""
+    pinned_now: AwareDatetime | None = None
+    """Lookback windows end at this moment (ISO 8601 with a zone, e.g.
+    ``2026-01-05T12:00:00Z``) instead of the wall clock's now: to replay an incident's window,
+    and for reproducible tests. Unset: the wall clock."""
     max_points_per_series: int = Field(default=11_000, gt=0)
     """Reject windows that would fetch more points than this per side (Prometheus' limit)."""
     max_concurrent_analyses: int = Field(default=4, gt=0)
@@ -160,6 +218,22 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
     """One JSON object per log line (carrying the analysis id); false: plain text."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_names(cls, values: Any) -> Any:
+        """Unknown names (a settings file's keys, ``CANARY_JUDGE_*`` variables) are errors
+        naming each, with the nearest setting: a typo must not leave a default in place."""
+        if not isinstance(values, dict):
+            return values
+        fields = list(cls.model_fields)
+        unknown = [str(name) for name in values if name not in cls.model_fields]
+        if unknown:
+            detail = "; ".join(_unknown_setting(name, fields) for name in sorted(unknown))
+            raise PydanticCustomError(
+                "unknown_setting", "{detail} (every setting: docs/service.md)", {"detail": detail}
+            )
+        return values
 
     @field_validator("api_tokens", mode="before")
     @classmethod
@@ -200,7 +274,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         file_source = _SettingsFileSource(settings_cls, os.environ.get(SETTINGS_FILE_ENV))
-        return (init_settings, env_settings, file_source)
+        return (init_settings, env_settings, file_source, _UnknownVariables(settings_cls))
 
     def secret_values(self) -> list[str]:
         """Every secret value these settings hold, for :class:`judge.redaction.Redactor`: the

@@ -610,11 +610,15 @@ class Store:
             return _analysis(row)
 
     def list_analyses(
-        self, *, limit: int = 50, status: AnalysisStatus | None = None
+        self, *, limit: int = 50, status: AnalysisStatus | None = None, kind: str | None = None
     ) -> list[StoredAnalysis]:
+        """The newest analyses first, optionally of one status and one kind (the door that
+        started them: ``kayenta``, ``argo``, ...)."""
         query = select(_AnalysisRow).order_by(_AnalysisRow.created_at.desc()).limit(limit)
         if status is not None:
             query = query.where(_AnalysisRow.status == status.value)
+        if kind is not None:
+            query = query.where(_AnalysisRow.kind == kind)
         with self._session() as session:
             return [_analysis(row) for row in session.scalars(query).all()]
 

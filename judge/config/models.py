@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from judge.config.enums import (
     Aggregate,
@@ -315,6 +316,13 @@ class ScoreThresholds(_Strict):
         return self
 
 
+def _group_mismatch(detail: str) -> PydanticCustomError:
+    # A custom error, not ValueError: the message then starts with the field it names (no
+    # "Value error, " before it); the detail goes through the context so braces in a group's
+    # name are not read as placeholders.
+    return PydanticCustomError("group_mismatch", "{detail}", {"detail": detail})
+
+
 class CanaryConfig(_Strict):
     """A whole canary config: metrics, group weights and score thresholds."""
 
@@ -371,7 +379,33 @@ class CanaryConfig(_Strict):
                     f"metric {metric.name!r} uses filter template {template!r}, "
                     f"which is not in 'templates' ({sorted(self.templates) or 'none defined'})"
                 )
+        self._check_group_names()
         return self
+
+    def _check_group_names(self) -> None:
+        """Group names in the weights and in the metrics must match where a mismatch would
+        change the score: a weighted group no metric is in (its weight is lost: the best
+        score falls below 100), and a metric none of whose groups has a weight when the
+        weights leave nothing to share (it counts for nothing). Either is almost always a typo
+        (``groups: {errors: 100}`` with a metric in ``[errros]``), and would fail every canary
+        or ignore a metric; so it is an error naming both spellings. An extra unweighted group
+        next to a weighted one (a tag, as in Kayenta's own sample configs) changes nothing."""
+        used = {group for metric in self.metrics for group in metric.groups}
+        unused = sorted(set(self.groups) - used)
+        if unused:
+            raise _group_mismatch(
+                f"groups: {unused} have a weight but no metric is in them (the metrics' groups: "
+                f"{sorted(used)}); a group's name must match a metric's 'groups' entry"
+            )
+        if self.groups and sum(self.groups.values()) >= 100.0 - 1e-9:
+            for index, metric in enumerate(self.metrics):
+                if not any(group in self.groups for group in metric.groups):
+                    raise _group_mismatch(
+                        f"metrics[{index}].groups: {list(metric.groups)} (metric "
+                        f"{metric.name!r}): no weight in 'groups' ({sorted(self.groups)}), whose "
+                        "weights already add up to 100: the metric would count for nothing; "
+                        "add a weight or fix the name"
+                    )
 
     @property
     def denominators(self) -> frozenset[str]:

@@ -166,6 +166,7 @@ def service(
         "CANARY_JUDGE_DATADOG_API_KEY": datadog.api_key,
         "CANARY_JUDGE_DATADOG_APP_KEY": datadog.application_key,
         "CANARY_JUDGE_API_TOKENS": f"{TOKEN},judge:{JUDGE_TOKEN}",
+        "CANARY_JUDGE_PINNED_NOW": NOW.isoformat(),  # lookback windows end where the data does
     }
     with ServiceProcess(env, work_dir) as process:
         auth = {"Authorization": f"Bearer {TOKEN}"}

@@ -7,6 +7,9 @@ crash: nothing gets to clean up). It can be started again on a new port with the
 ``log_level`` is uvicorn's (``info`` adds its access log: one line per request, with the path);
 ``factory`` the app factory (tests that need one more route wrap the real one, see
 ``tests/support/raising_app.py``). ``run_until_exit`` runs a service whose startup must fail.
+The service's clock is pinned (``CANARY_JUDGE_PINNED_NOW``): :data:`tests.support.clock.PINNED_NOW`
+unless ``env`` pins another moment (tests over Prometheus data written near the wall clock pin
+the moment their data ends).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.clock import PINNED_NOW
 from tests.support.prometheus import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,6 +92,7 @@ class ServiceProcess:
         env = {
             key: value for key, value in os.environ.items() if not key.startswith("CANARY_JUDGE_")
         }
+        env["CANARY_JUDGE_PINNED_NOW"] = PINNED_NOW.isoformat()
         env.update(self.env)
         env["PYTHONPATH"] = str(REPO)
         with self.log_file.open("ab") as log:

@@ -28,6 +28,7 @@ from judge.api import auth
 from judge.api.app import create_app
 from judge.api.auth import ADMIN, JUDGE, OPEN, ROUTE_ACCESS, Access, flat_routes, openapi_path
 from judge.api.settings import Settings
+from tests.support.clock import service_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,7 +44,7 @@ the report pages' login form (a browser has no token until it logs in)."""
 
 
 def _app(**settings: Any) -> FastAPI:
-    return create_app(Settings(database_url="sqlite://", log_json=False, **settings))
+    return create_app(service_settings(**settings))
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from judge.api.app import create_app
-from judge.api.settings import Settings
+from tests.support.clock import service_settings
 
 
 def _client(**settings: Any) -> TestClient:
-    return TestClient(create_app(Settings(database_url="sqlite://", log_json=False, **settings)))
+    return TestClient(create_app(service_settings(**settings)))
 
 
 @pytest.fixture
