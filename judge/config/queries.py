@@ -11,6 +11,7 @@ Kayenta query keeps every field it had; the native snake_case names are preferre
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -65,11 +66,30 @@ class PrometheusQuery(_Query):
         return self
 
 
+class DatadogRollup(StrEnum):
+    """How a Datadog query's buckets follow the scope's step (``metricsources.datadog_query``).
+
+    ``auto``: ``.rollup(avg, step)``, ``sum`` for ``.as_count()`` terms; ``avg`` / ``sum`` /
+    ``min`` / ``max`` / ``count``: that method for every term; ``none``: the query as written,
+    Datadog picks the buckets (Kayenta's behaviour).
+    """
+
+    AUTO = "auto"
+    AVG = "avg"
+    SUM = "sum"
+    MIN = "min"
+    MAX = "max"
+    COUNT = "count"
+    NONE = "none"
+
+
 class DatadogQuery(_Query):
     """A Datadog metrics query (``GET /api/v1/query``).
 
     Native: ``query: 'avg:trace.http.request.duration{service:web,version:${scope}}'``.
-    Kayenta: ``metric_name`` (Kayenta appends ``{scope}``) or ``custom_inline_template``.
+    Kayenta: ``metric_name`` (Kayenta sends ``metricName{scope}``), or a whole query from
+    ``custom_inline_template`` or ``custom_filter_template`` (a name in the config's
+    ``templates``). ``rollup``: how the buckets follow the step (:class:`DatadogRollup`).
     """
 
     type: Literal["datadog"] = "datadog"
@@ -78,13 +98,16 @@ class DatadogQuery(_Query):
     custom_filter_template: str | None = Field(default=None, alias="customFilterTemplate")
     custom_inline_template: str | None = Field(default=None, alias="customInlineTemplate")
     service_type: str | None = Field(default=None, alias="serviceType")
+    rollup: DatadogRollup = DatadogRollup.AUTO
 
     @model_validator(mode="after")
     def _one_way_to_query(self) -> DatadogQuery:
-        if not (self.query or self.metric_name or self.custom_inline_template):
+        if not (self.query or self.metric_name or self.custom_inline_template
+                or self.custom_filter_template):
             raise ValueError(
-                "a datadog query needs 'query', 'metric_name' (metricName) or "
-                "'custom_inline_template' (customInlineTemplate)"
+                "a datadog query needs 'query', 'metric_name' (metricName), "
+                "'custom_inline_template' (customInlineTemplate) or 'custom_filter_template' "
+                "(customFilterTemplate)"
             )
         return self
 
