@@ -356,6 +356,19 @@ def serve_command(
         if not settings.is_file():
             _bad_input(f"settings file {str(settings)!r} does not exist")
         os.environ["CANARY_JUDGE_SETTINGS_FILE"] = str(settings.resolve())
+    # Settings that cannot work (a Datadog site that does not exist ...) are refused here, one
+    # line each, rather than as a traceback from inside the server.
+    from judge.api.settings import Settings
+
+    try:
+        Settings()
+    except ValidationError as exc:
+        problems = _validation_problems(exc)
+        if len(problems) == 1:
+            _bad_input(f"invalid settings: {problems[0]}")
+        _bad_input("invalid settings:", problems)
+    except (OSError, yaml.YAMLError) as exc:
+        _bad_input(f"cannot read the settings: {exc}")
     # A factory, so settings are read when the server starts, not at import.
     uvicorn.run(
         "judge.api.app:create_app",

@@ -199,12 +199,12 @@ def build_source(settings: SourceSettings) -> MetricSource:
     if settings.type == "datadog":
         from metricsources.datadog import DatadogSource
 
-        assert settings.url is not None
         return DatadogSource(
             api_key=settings.api_key.get_secret_value() if settings.api_key else None,
             application_key=settings.app_key.get_secret_value() if settings.app_key else None,
             site=settings.url,
             timeout=settings.timeout_seconds,
+            max_concurrency=settings.max_concurrency,
         )
     if settings.type == "files":
         from metricsources.files import FileSource

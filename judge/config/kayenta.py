@@ -409,8 +409,9 @@ def _query_to_kayenta(metric: MetricConfig) -> dict[str, Any]:
             fields["customInlineTemplate"] = "PromQL:" + query.promql
         return fields | {"type": "prometheus"}
     if isinstance(query, DatadogQuery):
+        # Kayenta sends no rollup (Datadog picks the buckets): 'rollup' has no equivalent.
         fields = query.model_dump(
-            mode="json", by_alias=True, exclude_defaults=True, exclude={"query"}
+            mode="json", by_alias=True, exclude_defaults=True, exclude={"query", "rollup"}
         )
         if query.query is not None:
             fields["customInlineTemplate"] = query.query
