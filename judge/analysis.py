@@ -153,7 +153,9 @@ async def analyze_async(
     )
     built = build_pairs(config, fetches, combine)
     report = judge_series(built.config, built.inputs(), thresholds=thresholds)
-    return replace(report, details={**report.details, "fetch": fetch_summary(fetches)})
+    # The deadline is reported: a metric that gave up on a rate limit's reset names it too.
+    return replace(report, details={**report.details, "fetch": fetch_summary(fetches),
+                                    "fetch_deadline": deadline})
 
 
 def analyze(

@@ -138,6 +138,7 @@ def test_a_reset_past_the_deadline_fails_at_once_naming_the_deadline(
     assert "HTTP 429" in latency.reason
     assert "waiting 30 s as the source asked would pass the analysis' deadline of 2 s" \
         in latency.reason
+    assert report.details["fetch_deadline"] == 2.0
 
 
 def test_server_errors_are_retried_and_then_give_up(datadog: FakeDatadog) -> None:
