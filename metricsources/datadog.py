@@ -1,4 +1,5 @@
-"""Datadog as a metric source: the metrics query API (``GET /api/v1/query``) over httpx.
+"""Datadog as a metric source: the metrics query APIs (``GET /api/v1/query`` and
+``POST /api/v2/query/timeseries``) over httpx.
 
 Request (Datadog API reference, "Metrics: Query timeseries points", v1)::
 
@@ -8,6 +9,18 @@ Request (Datadog API reference, "Metrics: Query timeseries points", v1)::
 Answer: ``{"status": "ok", "series": [{"metric", "scope", "tag_set", "interval", "pointlist":
 [[epoch ms, value | null], ...], ...}], ...}``. Any ``status`` but ``ok`` is an error carrying
 Datadog's message (:class:`~judge.errors.QueryError`).
+
+v2 (``api: v2``; Datadog API reference, "Query timeseries data across multiple products")::
+
+    POST https://api.<site>/api/v2/query/timeseries
+    {"data": {"type": "timeseries_request", "attributes": {"from": ms, "to": ms,
+     "interval": step ms, "queries": [{"data_source": "metrics", "name", "query"}, ...],
+     "formulas": [{"formula"}]}}}
+
+Answer: ``{"data": {"type": "timeseries_response", "attributes": {"series": [{"group_tags",
+"query_index", "unit"}], "times": [ms, ...], "values": [[value | null, ...], ...]}}}`` (one
+``values`` row per series, over the shared ``times``; empty buckets left out); an ``errors``
+text is an error with that message.
 
 **The grid.** The query asks for buckets of the scope's step (``.rollup(avg, step)``, see
 :mod:`metricsources.datadog_query`); Datadog leaves empty buckets out of ``pointlist``, so
@@ -40,7 +53,7 @@ import math
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -51,7 +64,7 @@ import httpx
 import numpy as np
 
 from judge.config import CanaryConfig, MetricConfig
-from judge.config.queries import DatadogQuery, DatadogRollup
+from judge.config.queries import DatadogApi, DatadogQuery, DatadogRollup
 from judge.errors import (
     FailureKind,
     FatalSourceError,
@@ -67,7 +80,12 @@ from judge.errors import (
 from judge.ports import FetchedSeries, Scope, TaggedSeries, parse_entries
 from judge.redaction import split_userinfo
 from metricsources._http import parse_retry_after, transport_reason
-from metricsources.datadog_query import group_by_fields, render_datadog_query, with_rollup
+from metricsources.datadog_query import (
+    group_by_fields,
+    render_datadog_query,
+    render_query_text,
+    v2_queries,
+)
 from metricsources.datadog_sites import datadog_base_url, site_from_environment
 from metricsources.grid import bucket_grid, fill_grid, grid_positions
 from metricsources.ratelimit import LIMIT, PERIOD, RESET, RateBudget, RequestSlots
@@ -77,6 +95,7 @@ __all__ = [
     "DatadogSource",
     "group_by_fields",
     "parse_query_response",
+    "parse_timeseries_response",
     "render_datadog_query",
 ]
 
@@ -164,6 +183,45 @@ def parse_query_response(body: Any) -> tuple[TaggedSeries, ...]:
     return parse_entries(
         body["series"], parse,
         lambda index: f"Datadog series #{index} is not {{'pointlist': [[ms, value|null], ...]}}",
+    )
+
+
+def parse_timeseries_response(body: Any) -> tuple[TaggedSeries, ...]:
+    """Series from a ``/api/v2/query/timeseries`` answer (``null`` is NaN, times seconds);
+    an ``errors`` text raises :class:`QueryError` with it."""
+    if not isinstance(body, Mapping):
+        raise MalformedResponseError(
+            f"Datadog answered with a JSON {type(body).__name__}, expected an object with "
+            "'data'"
+        )
+    if body.get("errors"):
+        errors = body["errors"]
+        text = "; ".join(map(str, errors)) if isinstance(errors, list) else str(errors)
+        raise QueryError(f"Datadog answered with errors: {text[:300]}")
+    try:
+        attributes = body["data"]["attributes"]
+        listed, times, rows = attributes["series"], attributes["times"], attributes["values"]
+        if not (isinstance(listed, list) and isinstance(times, list)
+                and isinstance(rows, list) and len(rows) == len(listed)):
+            raise TypeError("series, times and values must be lists, one values row a series")
+        stamps = np.array([float(t) / 1000.0 for t in times], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedResponseError(
+            "Datadog answer is not {'data': {'attributes': {'series', 'times', 'values'}}}: "
+            f"{exc!r}"
+        ) from exc
+
+    def parse(pair: Any) -> TaggedSeries:
+        entry, row = pair
+        if len(row) != stamps.size:
+            raise ValueError(f"{len(row)} values for {stamps.size} times")
+        tags = dict(str(tag).partition(":")[::2] for tag in entry.get("group_tags") or ())
+        values = np.array([np.nan if v is None else float(v) for v in row], dtype=np.float64)
+        return TaggedSeries(tags=tags, timestamps=stamps.copy(), values=values)
+
+    return parse_entries(
+        zip(listed, rows, strict=True), parse,
+        lambda index: f"Datadog series #{index} does not match its 'values' row",
     )
 
 
@@ -349,8 +407,7 @@ class DatadogSource:
 
     def render(self, metric: MetricConfig, scope: Scope, config: CanaryConfig) -> str:
         query = self._query(metric)
-        text = render_datadog_query(query, scope, config.templates)
-        return with_rollup(text, _step_seconds(scope), query.rollup)
+        return render_query_text(query, scope, config.templates, _step_seconds(scope))
 
     async def fetch(
         self, metric: MetricConfig, scope: Scope, config: CanaryConfig
@@ -372,15 +429,29 @@ class DatadogSource:
                 "Datadog needs an API key and an application key: pass api_key= and "
                 "application_key=, or set DD_API_KEY and DD_APP_KEY (or DD_APPLICATION_KEY)"
             )
+
+        def ask() -> Coroutine[Any, Any, Any]:
+            if query.api is DatadogApi.V2:
+                return self._post_v2(query, scope, config, start, end, step)
+            return self._get_v1(rendered, start, end)
+
         if _ADMITTED.get():
-            body = await self._get_v1(rendered, start, end)
+            body = await ask()
         else:
             async with self.admission(None):
-                body = await self._get_v1(rendered, start, end)
-        series = parse_query_response(body)
-        interval = answer_interval(body)
-        if query.rollup is DatadogRollup.NONE:
-            step = int(interval or step)
+                body = await ask()
+        if query.api is DatadogApi.V2:
+            series = parse_timeseries_response(body)
+            interval: float | None = None
+            if query.rollup is DatadogRollup.NONE:
+                spacing = np.diff(np.unique(np.concatenate([s.timestamps for s in series]))) \
+                    if series else np.array([])
+                step = int(spacing.min()) if spacing.size else step
+        else:
+            series = parse_query_response(body)
+            interval = answer_interval(body)
+            if query.rollup is DatadogRollup.NONE:
+                step = int(interval or step)
         placed = on_requested_grid(series, _epoch(start), _epoch(end), float(step),
                                    interval=interval)
         return FetchedSeries(query=rendered, series=placed, group_by=group_by_fields(rendered))
@@ -388,6 +459,23 @@ class DatadogSource:
     async def _get_v1(self, rendered: str, start: datetime, end: datetime) -> Any:
         params = {"from": str(_epoch(start)), "to": str(_epoch(end)), "query": rendered}
         response = await self._send("GET", "/api/v1/query", params=params)
+        return self._json(response)
+
+    async def _post_v2(self, query: DatadogQuery, scope: Scope, config: CanaryConfig,
+                       start: datetime, end: datetime, step: int) -> Any:
+        named = v2_queries(query, scope, config.templates, step)
+        attributes: dict[str, Any] = {
+            "from": _epoch(start) * 1000,
+            "to": _epoch(end) * 1000,
+            "queries": [{"data_source": "metrics", "name": name, "query": text}
+                        for name, text in named],
+        }
+        if query.rollup is not DatadogRollup.NONE:
+            attributes["interval"] = step * 1000
+        if query.formula is not None:
+            attributes["formulas"] = [{"formula": query.formula}]
+        body = {"data": {"type": "timeseries_request", "attributes": attributes}}
+        response = await self._send("POST", "/api/v2/query/timeseries", json=body)
         return self._json(response)
 
     async def _send(self, method: str, path: str, **request: Any) -> httpx.Response:

@@ -26,6 +26,12 @@ bucket), and only the interval (``.rollup(60)``) for a distribution percentile (
 which has no rollup method (Datadog docs, "Rollup", and "Rollup for distributions with
 percentiles"). A query's ``rollup`` setting overrides the method, or (``none``) leaves the query
 as written and the answer on Datadog's own buckets, as Kayenta does.
+
+**v2** (:func:`v2_queries`, ``POST /api/v2/query/timeseries``): the buckets are the request's
+``interval`` (the step, in milliseconds), so ``auto`` adds no rollup; a method other than
+``auto`` / ``none`` is still written into each query. A single query is sent under the name
+``query``; named ``queries`` go with their ``formula``. The rendered text shows the formula and
+its queries: ``errors / hits with errors = sum:...; hits = sum:...``.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from judge.config.queries import DatadogQuery, DatadogRollup
+from judge.config.queries import DatadogApi, DatadogQuery, DatadogRollup
 from judge.errors import FailureKind, FatalSourceError
 from judge.ports import Scope
 from metricsources.templates import check_datadog_scope, expand_datadog
@@ -148,3 +154,34 @@ def with_rollup(query_text: str, step_seconds: int, rollup: DatadogRollup) -> st
         done = end
     pieces.append(query_text[done:])
     return "".join(pieces)
+
+
+V2_SINGLE_NAME = "query"
+"""The name a single v2 query is sent under."""
+
+
+def v2_queries(
+    query: DatadogQuery, scope: Scope, templates: Mapping[str, str], step_seconds: int
+) -> list[tuple[str, str]]:
+    """``(name, query text)`` for each query of a v2 request (see module doc)."""
+    if query.queries:
+        bindings = query_bindings(query, scope)
+        texts = [(name, expand_datadog(text, bindings)) for name, text in query.queries.items()]
+    else:
+        texts = [(V2_SINGLE_NAME, render_datadog_query(query, scope, templates))]
+    if query.rollup in (DatadogRollup.AUTO, DatadogRollup.NONE):
+        return texts
+    return [(name, with_rollup(text, step_seconds, query.rollup)) for name, text in texts]
+
+
+def render_query_text(
+    query: DatadogQuery, scope: Scope, templates: Mapping[str, str], step_seconds: int
+) -> str:
+    """What a Datadog query runs as, in one line (v1: the query; v2: formula and queries)."""
+    if query.api is DatadogApi.V1:
+        return with_rollup(render_datadog_query(query, scope, templates), step_seconds,
+                           query.rollup)
+    named = v2_queries(query, scope, templates, step_seconds)
+    if query.formula is None:
+        return named[0][1]
+    return f"{query.formula} with " + "; ".join(f"{name} = {text}" for name, text in named)

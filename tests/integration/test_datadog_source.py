@@ -17,6 +17,7 @@ from judge.analysis import analyze
 from judge.config import CanaryConfig
 from judge.errors import (
     MalformedResponseError,
+    QueryError,
     RateLimitError,
     SourceAuthError,
     SourceError,
@@ -347,3 +348,64 @@ def test_at_most_max_concurrency_requests_in_flight_per_source(datadog: FakeData
                      ScopePair(Scope("v1"), Scope("v2")), START, END, retry=FAST)
     assert all(m.classification is Classification.PASS for m in report.metrics)
     assert 1 < datadog.max_in_flight <= 3
+
+
+# -- v2: POST /api/v2/query/timeseries --------------------------------------------------------
+ERRORS = "sum:trace.http.request.errors{service:web,version:${scope}}.as_count()"
+HITS = "sum:trace.http.request.hits{service:web,version:${scope}}.as_count()"
+
+
+def test_v2_single_query_sends_the_step_as_interval_and_fills_the_grid(
+    datadog: FakeDatadog,
+) -> None:
+    datadog.add_series(GRID_QUERY.replace("${scope}", "v7"), [(T0, 3.0), (T0 + 240, 1.0)])
+    config = _grid_config(api="v2")
+    window = Scope("v7", start=START, end=START + timedelta(minutes=4))
+    fetched = asyncio.run(source_for(datadog).fetch(config.metrics[0], window, config))
+    (request,) = datadog.requests
+    assert request.path == "/api/v2/query/timeseries"
+    assert request.body == {"data": {"type": "timeseries_request", "attributes": {
+        "from": T0 * 1000, "to": (T0 + 240) * 1000, "interval": 60000,
+        "queries": [{"data_source": "metrics", "name": "query",
+                     "query": GRID_QUERY.replace("${scope}", "v7")}]}}}
+    assert request.headers["dd-api-key"] == API_KEY
+    (series,) = fetched.series
+    np.testing.assert_array_equal(series.values, [3.0, np.nan, np.nan, np.nan, 1.0])
+
+
+def test_v2_formula_over_named_queries_grouped_by_tags(datadog: FakeDatadog) -> None:
+    for version, rate in (("v1", 0.01), ("v2", 0.05)):
+        for resource in ("get_/cart", "post_/checkout"):
+            tags = (f"resource_name:{resource}",)
+            datadog.add_series(f"{ERRORS.replace('${scope}', version)} by {{resource_name}}",
+                               [(T0 + 60 * k, 100 * rate) for k in range(60)], tags=tags)
+            datadog.add_series(f"{HITS.replace('${scope}', version)} by {{resource_name}}",
+                               [(T0 + 60 * k, 100.0) for k in range(60)], tags=tags)
+    config = CanaryConfig.model_validate({"metrics": [{
+        "name": "error rate", "direction": "increase", "query": {
+            "type": "datadog", "api": "v2", "formula": "errors / hits * 100",
+            "queries": {"errors": ERRORS + " by {resource_name}",
+                        "hits": HITS + " by {resource_name}"}}}]})
+    report = analyze(config, source_for(datadog), ScopePair(Scope("v1"), Scope("v2")),
+                     START, END, retry=FAST)
+    body = datadog.requests[0].body["data"]["attributes"]
+    assert body["formulas"] == [{"formula": "errors / hits * 100"}]
+    assert [q["name"] for q in body["queries"]] == ["errors", "hits"]
+    names = sorted(m.name for m in report.metrics)
+    assert names == ["error rate{resource_name=get_/cart}",
+                     "error rate{resource_name=post_/checkout}"]
+    fetched = report.details["fetch"]["error rate"]["canary"]
+    assert fetched["query"].startswith("errors / hits * 100 with errors = sum:")
+
+
+def test_v2_errors_carry_datadogs_message(datadog: FakeDatadog) -> None:
+    recorded = json.loads((FIXTURES / "recorded_v2_bad_request.json").read_text())
+    datadog.script(Answer(status=recorded["status"],
+                          body=json.dumps(recorded["response"]).encode()))
+    config = _grid_config(api="v2")
+    window = Scope("v7", start=START, end=END)
+    with pytest.raises(QueryError, match=r'Invalid type\. Expected "timeseries_request"'):
+        asyncio.run(source_for(datadog).fetch(config.metrics[0], window, config))
+    datadog.script(Answer(body=json.dumps({"errors": "Rate of hits too low"}).encode()))
+    with pytest.raises(QueryError, match="Rate of hits too low"):
+        asyncio.run(source_for(datadog).fetch(config.metrics[0], window, config))

@@ -17,7 +17,7 @@ import pytest
 
 from judge.config import CanaryConfig
 from judge.config.queries import DatadogQuery, DatadogRollup
-from judge.errors import ConfigError, MalformedResponseError, ScopeValueError
+from judge.errors import ConfigError, MalformedResponseError, QueryError, ScopeValueError
 from judge.ports import Scope, TaggedSeries
 from metricsources.datadog import (
     MAX_POINTS,
@@ -25,6 +25,7 @@ from metricsources.datadog import (
     answer_interval,
     on_requested_grid,
     parse_query_response,
+    parse_timeseries_response,
     render_datadog_query,
 )
 from metricsources.datadog_query import with_rollup
@@ -226,3 +227,50 @@ def test_a_429_empties_the_budget_until_its_reset() -> None:
     assert budget.book().wait == 7.5
     clock.now += 7.5
     assert budget.book().wait == 0  # a new period: the limit again, minus the booking
+
+
+# -- v2 ---------------------------------------------------------------------------------------
+def test_the_recorded_v2_answer_lands_on_its_grid_with_nan_for_missing_buckets() -> None:
+    recorded = json.loads((FIXTURES / "recorded_v2_timeseries.json").read_text())
+    attributes = recorded["request"]["data"]["attributes"]
+    (series,) = parse_timeseries_response(recorded["response"])
+    assert series.values.tolist() == [1.0, 1.0, 87.0] and dict(series.tags) == {}
+    (placed,) = on_requested_grid((series,), attributes["from"] / 1000, attributes["to"] / 1000,
+                                  attributes["interval"] / 1000)
+    assert placed.values.size == 720 and np.isfinite(placed.values).sum() == 3
+    assert np.nansum(placed.values) == 89.0
+
+
+def test_v2_errors_are_errors_with_datadogs_message() -> None:
+    with pytest.raises(QueryError, match="errors: Unknown formula variable 'c'"):
+        parse_timeseries_response({"errors": "Unknown formula variable 'c'"})
+    with pytest.raises(MalformedResponseError, match="'series', 'times', 'values'"):
+        parse_timeseries_response({"data": {"attributes": {"series": []}}})
+    with pytest.raises(MalformedResponseError, match="series #0"):
+        parse_timeseries_response({"data": {"attributes": {
+            "series": [{"group_tags": []}], "times": [1000, 2000], "values": [[1.0]]}}})
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [({"queries": {"a": "avg:x{*}"}, "formula": "a"}, "are for 'api: v2'"),
+     ({"api": "v2", "queries": {"a": "avg:x{*}"}}, "needs both 'queries'"),
+     ({"api": "v2", "queries": {"a": "avg:x{*}"}, "formula": "a", "query": "avg:y{*}"},
+      "not both"),
+     ({"api": "v2", "queries": {"1a": "avg:x{*}"}, "formula": "1a"}, "query names"),
+     ({"api": "v3", "query": "avg:x{*}"}, "'v1' or 'v2'")],
+)
+def test_v2_query_configs_are_checked(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DatadogQuery.model_validate({"type": "datadog", **fields})
+
+
+def test_a_v2_formula_renders_with_its_queries_and_no_rollup() -> None:
+    config = CanaryConfig.model_validate({"metrics": [{"name": "error rate", "query": {
+        "type": "datadog", "api": "v2", "formula": "errors / hits * 100",
+        "queries": {"errors": "sum:trace.errors{version:${scope}}.as_count()",
+                    "hits": "sum:trace.hits{version:${scope}}.as_count()"}}}]})
+    source = DatadogSource(api_key="k", application_key="a", site="http://127.0.0.1:1")
+    assert source.render(config.metrics[0], Scope("v2"), config) == (
+        "errors / hits * 100 with errors = sum:trace.errors{version:v2}.as_count(); "
+        "hits = sum:trace.hits{version:v2}.as_count()")
