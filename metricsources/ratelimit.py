@@ -83,6 +83,9 @@ class RateBudget:
             self.remaining = None if self.limit is None else max(0, self.limit - booked)
             self.reset_at = self.reset_at + self.period if self.period else None
             if self.reset_at is None:
+                # Without a period the next reset is unknown: so is the budget, until the
+                # next answer announces it.
+                self.remaining = None
                 self._booked.clear()
 
     def book(self) -> Booking:

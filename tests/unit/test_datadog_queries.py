@@ -274,3 +274,15 @@ def test_a_v2_formula_renders_with_its_queries_and_no_rollup() -> None:
     assert source.render(config.metrics[0], Scope("v2"), config) == (
         "errors / hits * 100 with errors = sum:trace.errors{version:v2}.as_count(); "
         "hits = sum:trace.hits{version:v2}.as_count()")
+
+
+def test_without_a_period_the_budget_is_unknown_after_the_reset() -> None:
+    clock = Clock()
+    budget = RateBudget(clock)
+    budget.book()
+    budget.observe({"X-RateLimit-Limit": "1", "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": "2"})
+    budget.done()
+    assert [budget.book().wait for _ in range(2)] == [2.0, 2.0]
+    clock.now += 2.0
+    assert budget.book().wait == 0  # nothing announced since: go, and learn again
