@@ -409,3 +409,24 @@ def test_v2_errors_carry_datadogs_message(datadog: FakeDatadog) -> None:
     datadog.script(Answer(body=json.dumps({"errors": "Rate of hits too low"}).encode()))
     with pytest.raises(QueryError, match="Rate of hits too low"):
         asyncio.run(source_for(datadog).fetch(config.metrics[0], window, config))
+
+
+def test_the_service_wrapper_keeps_the_budget_wait_within_the_deadline(
+    datadog: FakeDatadog,
+) -> None:
+    from judge.api.sources import TimedSource
+    from judge.api.telemetry import ServiceMetrics
+
+    # The first answer says the budget is gone for 30 s; the other side must not wait for it
+    # inside its attempt (a timeout) but give up at once, naming the deadline.
+    datadog.script(Answer(headers={"X-RateLimit-Limit": "1", "X-RateLimit-Period": "60",
+                                   "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "30"}))
+    timed = TimedSource("datadog", source_for(datadog), ServiceMetrics())
+    began = time.perf_counter()
+    report = analyze(CONFIG, timed, ScopePair(Scope("v1"), Scope("v2")), START, END,
+                     retry=FAST, deadline=3.0)
+    assert time.perf_counter() - began < 2.5
+    assert len(datadog.requests) == 1
+    reason = report.metric("latency").reason
+    assert "rate limit (1 requests per 60 s) is used up" in reason
+    assert "deadline of 3 s" in reason
