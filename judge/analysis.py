@@ -158,7 +158,9 @@ async def analyze_async(
     if on_pairs is not None:
         on_pairs(built)
     report = judge_series(built.config, built.inputs(), thresholds=thresholds)
-    return replace(report, details={**report.details, "fetch": fetch_summary(fetches)})
+    # The deadline is reported: a metric that gave up on a rate limit's reset names it too.
+    return replace(report, details={**report.details, "fetch": fetch_summary(fetches),
+                                    "fetch_deadline": deadline})
 
 
 def analyze(

@@ -11,7 +11,8 @@ tree to its own answers in one place, by class::
     └── SourceError                   anything a metric source reports (its kind: FailureKind)
         ├── RetryableSourceError      worth another attempt: 5xx, 408, 429, refused, timed out
         │   ├── SourceConnectionError     no connection, or it broke (refused, reset, DNS)
-        │   └── SourceTimeoutError        the source did not answer in time
+        │   ├── SourceTimeoutError        the source did not answer in time
+        │   └── RateLimitError            429, or a rate limit known to be used up: wait
         └── FatalSourceError          retrying cannot help
             ├── SourceAuthError           401 / 403: missing or wrong credentials
             ├── QueryError                the source rejected the query (bad PromQL, 400, 422)
@@ -44,6 +45,7 @@ __all__ = [
     "MalformedResponseError",
     "NotFoundError",
     "QueryError",
+    "RateLimitError",
     "RetryableSourceError",
     "ScopeValueError",
     "SourceAuthError",
@@ -197,6 +199,13 @@ class SourceTimeoutError(RetryableSourceError):
     """The source did not answer within its timeout."""
 
     default_kind = FailureKind.TIMEOUT
+
+
+class RateLimitError(RetryableSourceError):
+    """The source's rate limit is used up (HTTP 429, or its announced budget): ``retry_after``
+    is when it comes back (Datadog's ``X-RateLimit-Reset``)."""
+
+    default_kind = FailureKind.HTTP
 
 
 class FatalSourceError(SourceError):

@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -43,6 +44,7 @@ OTHER_VARIABLES = frozenset(
 )
 """Variables with the prefix that are not settings: the settings file, and the lab's (the
 real-noise benchmark's data folder, the tuning notebook's sampling and output folder)."""
+DATADOG_KEY_ENV = ("DD_API_KEY", "DD_APP_KEY", "DD_APPLICATION_KEY")
 DEMO_SOURCE_NAME = "demo"
 
 
@@ -54,7 +56,9 @@ class SourceSettings(BaseModel):
 
     type: Literal["prometheus", "datadog", "demo", "files"]
     url: str | None = None
-    """Base URL (Prometheus: ``http://prometheus:9090``; Datadog: ``https://api.datadoghq.com``)."""
+    """Base URL (Prometheus: ``http://prometheus:9090``). Datadog: a site name as Datadog
+    writes it (``datadoghq.eu``, ``us5.datadoghq.com`` ...) or a URL (a proxy); unset, the
+    ``DD_SITE`` environment variable, else ``datadoghq.com``."""
     api_key: SecretStr | None = None
     """Datadog ``DD-API-KEY``."""
     app_key: SecretStr | None = None
@@ -69,11 +73,19 @@ class SourceSettings(BaseModel):
     """``files`` sources: a CSV / Parquet / JSON file with a ``side`` column."""
     delay_seconds: float = Field(default=0.0, ge=0)
     """Demo source only: wait this long per query (to see progress and test restarts)."""
+    max_concurrency: int = Field(default=8, gt=0)
+    """Datadog: requests in flight at most, over every analysis of the process."""
 
     @model_validator(mode="after")
     def _needs_url(self) -> SourceSettings:
-        if self.type in ("prometheus", "datadog") and not self.url:
+        if self.type == "prometheus" and not self.url:
             raise ValueError(f"a {self.type} source needs 'url'")
+        if self.type == "datadog":
+            # A bad site is refused here, at start, rather than retried as a connection error.
+            from judge.redaction import split_userinfo
+            from metricsources.datadog_sites import datadog_base_url, site_from_environment
+
+            datadog_base_url(split_userinfo(self.url or site_from_environment(os.environ))[0])
         if self.type == "files" and not self.path:
             raise ValueError("a files source needs 'path'")
         return self
@@ -257,6 +269,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _default_source_exists(self) -> Settings:
+        try:
+            # The URL shortcuts become sources here: check them now (a bad Datadog site).
+            self.source_settings()
+        except ValidationError as exc:
+            raise ValueError("; ".join(
+                str(error["msg"]).removeprefix("Value error, ") for error in exc.errors()
+            )) from None
         if self.default_source is not None and self.default_source not in self.source_settings():
             raise ValueError(
                 f"default_source {self.default_source!r} is not a configured source "
@@ -292,6 +311,10 @@ class Settings(BaseSettings):
                 if secret is not None:
                     values.append(secret.get_secret_value())
             values.extend(url_secrets(source.url))
+            if source.type == "datadog":
+                # Keys not configured here come from the environment, as Datadog's clients
+                # read them: they are secrets all the same.
+                values.extend(os.environ.get(name, "") for name in DATADOG_KEY_ENV)
         for key in (self.datadog_api_key, self.datadog_app_key):
             if key is not None:
                 values.append(key.get_secret_value())

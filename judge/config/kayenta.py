@@ -448,8 +448,11 @@ def _query_to_kayenta(metric: MetricConfig) -> dict[str, Any]:
             fields["customInlineTemplate"] = "PromQL:" + query.promql
         return fields | {"type": "prometheus"}
     if isinstance(query, DatadogQuery):
+        if query.api.value != "v1":
+            raise ConfigError(f"metric {metric.name!r}: Kayenta runs Datadog's v1 queries only")
+        # Kayenta sends no rollup (Datadog picks the buckets): 'rollup' has no equivalent.
         fields = query.model_dump(
-            mode="json", by_alias=True, exclude_defaults=True, exclude={"query"}
+            mode="json", by_alias=True, exclude_defaults=True, exclude={"query", "rollup"}
         )
         if query.query is not None:
             fields["customInlineTemplate"] = query.query

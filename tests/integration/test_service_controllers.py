@@ -255,7 +255,8 @@ def test_metrics_without_a_source_go_to_the_source_of_their_query_type(
     assert {m["name"]: m["classification"] for m in result["metrics"]} == {
         "latency": "pass", "queue depth": "pass"}
     asked = {r.params.get("query") for r in datadog.requests}
-    assert DATADOG_QUERY.replace("${scope}", "v2-good") in asked
+    # The service's step (60 s) reaches Datadog as the rollup interval.
+    assert DATADOG_QUERY.replace("${scope}", "v2-good") + ".rollup(avg, 60)" in asked
 
 
 def test_metric_source_down_is_an_error_measurement_not_a_verdict(

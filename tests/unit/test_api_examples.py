@@ -40,6 +40,11 @@ def test_settings_file(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.default_source_name() == "prometheus"
     assert set(settings.source_settings()) == {"prometheus", "datadog-eu", "demo"}
+    from judge.api.sources import build_source
+
+    # The Datadog site is named as Datadog writes it, and becomes its API host.
+    eu = build_source(settings.source_settings()["datadog-eu"])
+    assert getattr(eu, "site", None) == "https://api.datadoghq.eu"
 
 
 def _documents(name: str) -> list[dict[str, Any]]:

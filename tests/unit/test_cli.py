@@ -287,3 +287,35 @@ def test_serve_refuses_unknown_settings_in_one_line(
     assert err.startswith("error: invalid settings: max_request_bytes: Input should be a valid "
                           "integer") and err.count("\n") == 1
 
+
+@pytest.mark.parametrize(
+    ("variable", "value", "where"),
+    [("CANARY_JUDGE_DATADOG_URL", "datadoghq.co", ""),
+     ("CANARY_JUDGE_SOURCES", '{"eu": {"type": "datadog", "url": "datadoghq.eux"}}',
+      "sources.eu")],
+)
+def test_serve_refuses_a_bad_datadog_site_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, where: str
+) -> None:
+    # Refused before the server starts (it used to fail each query as UnsupportedProtocol).
+    monkeypatch.setenv(variable, value)
+    code, out, err = run("serve", "--port", "1")
+    assert code == 3 and out == ""
+    assert err.count("\n") == 1 and err.startswith(f"error: invalid settings: {where}")
+    assert "unknown Datadog site" in err and "datadoghq.eu" in err
+
+
+def test_a_datadog_source_without_url_takes_dd_site(monkeypatch: pytest.MonkeyPatch) -> None:
+    from judge.api.settings import Settings
+    from judge.api.sources import build_source
+
+    monkeypatch.setenv("DD_SITE", "ap1.datadoghq.com")
+    monkeypatch.setenv("DD_API_KEY", "dd-env-api-key")
+    settings = Settings(sources={"dd": {"type": "datadog"}})
+    source = build_source(settings.source_settings()["dd"])
+    assert getattr(source, "site", None) == "https://api.ap1.datadoghq.com"
+    # Keys read from the environment are redacted like configured ones.
+    assert "dd-env-api-key" in settings.secret_values()
+    monkeypatch.setenv("DD_SITE", "datadoghq.xyz")
+    with pytest.raises(ValueError, match=r"unknown Datadog site 'datadoghq\.xyz'"):
+        Settings(sources={"dd": {"type": "datadog"}})

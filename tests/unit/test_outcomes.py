@@ -151,7 +151,8 @@ def test_no_retry_waits_past_the_deadline_for_retry_after() -> None:
                  retry=RetryPolicy(max_attempts=3, base_delay=0.1, max_delay=60.0))
     assert time.monotonic() - began < 1.0
     reason = report.metric("m").reason
-    assert "gave up after 1 attempt: Retry-After 30 s would pass the analysis' deadline" in reason
+    assert ("gave up after 1 attempt: waiting 30 s as the source asked would pass the "
+            "analysis' deadline") in reason
     assert "(http)" in reason
     assert source.calls.count(("m", "v1")) == 1
 
