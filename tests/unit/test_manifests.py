@@ -1,0 +1,117 @@
+"""Every controller manifest under examples/ and docs/ is valid against the controller's own
+CustomResourceDefinition (vendored in tests/fixtures/crds with their licences and versions),
+offline: the CRD's ``openAPIV3Schema`` as JSON Schema, strict about unknown fields where the
+CRD does not keep them (``kubectl apply --validate=strict`` refuses those)."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CRDS = ROOT / "tests" / "fixtures" / "crds"
+CRD_FILES = ("argo-rollouts-analysis-template-crd.yaml", "argo-rollouts-rollout-crd.yaml",
+             "flagger-crd.yaml")
+
+
+def _strict(schema: Any) -> Any:
+    """The schema with ``additionalProperties: false`` wherever it lists properties and does
+    not keep unknown fields (structural schemas prune them; a typo is then silently lost)."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if ("properties" in out and "additionalProperties" not in out
+                and not out.get("x-kubernetes-preserve-unknown-fields")):
+            out["additionalProperties"] = False
+        if out.get("x-kubernetes-int-or-string"):
+            out.pop("type", None)
+            out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+def _schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """``(apiVersion, kind) -> JSON Schema`` for every served version of every vendored CRD."""
+    out = {}
+    for name in CRD_FILES:
+        for crd in yaml.safe_load_all((CRDS / name).read_text()):
+            if not crd or crd.get("kind") != "CustomResourceDefinition":
+                continue
+            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+            for version in crd["spec"]["versions"]:
+                if version.get("served", True):
+                    schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
+                    # Kubernetes checks metadata itself; the CRD leaves it open.
+                    schema.setdefault("properties", {})["metadata"] = {"type": "object"}
+                    out[(f"{group}/{version['name']}", kind)] = _strict(schema)
+    return out
+
+
+def _manifests() -> list[tuple[str, dict[str, Any]]]:
+    """Every YAML document with an apiVersion of the vendored CRDs' groups: the examples' files
+    and the ``yaml`` blocks of README.md and docs/."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    sources: list[tuple[str, str]] = [
+        (str(p.relative_to(ROOT)), p.read_text())
+        for p in sorted((ROOT / "examples").rglob("*.y*ml"))
+    ]
+    for document in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        for i, block in enumerate(re.findall(r"```yaml\n(.*?)```", document.read_text(), re.S)):
+            sources.append((f"{document.relative_to(ROOT)} block {i + 1}", block))
+    for where, text in sources:
+        try:
+            documents = list(yaml.safe_load_all(text))
+        except yaml.YAMLError:
+            continue  # not a manifest (a fragment); controller manifests parse
+        for doc in documents:
+            if isinstance(doc, dict) and str(doc.get("apiVersion", "")).startswith(
+                    ("argoproj.io/", "flagger.app/")):
+                found.append((f"{where}: {doc.get('kind')} {doc.get('metadata', {}).get('name')}",
+                              doc))
+    return found
+
+
+SCHEMAS = _schemas()
+MANIFESTS = _manifests()
+
+
+def test_the_vendored_crds_and_the_manifests_are_found() -> None:
+    assert {("argoproj.io/v1alpha1", "AnalysisTemplate"), ("argoproj.io/v1alpha1", "Rollout"),
+            ("flagger.app/v1beta1", "Canary")} <= set(SCHEMAS)
+    kinds = {doc["kind"] for _, doc in MANIFESTS}
+    assert {"AnalysisTemplate", "Rollout", "Canary"} <= kinds
+    assert len(MANIFESTS) >= 9
+
+
+@pytest.mark.parametrize(("where", "manifest"), MANIFESTS, ids=[w for w, _ in MANIFESTS])
+def test_manifest_is_valid_against_its_crd(where: str, manifest: dict[str, Any]) -> None:
+    key = (manifest["apiVersion"], manifest["kind"])
+    assert key in SCHEMAS, f"{where}: no vendored CRD serves {key}"
+    validator = jsonschema.Draft7Validator(SCHEMAS[key])
+    problems = [f"{'.'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}"
+                for e in validator.iter_errors(manifest)]
+    assert problems == [], f"{where}:\n" + "\n".join(problems)
+
+
+def test_the_check_catches_what_the_issue_reported() -> None:
+    # The Argo kayenta template without `region` in its scopes (Argo's CRD requires it), and a
+    # misspelt field, are refused.
+    template = next(doc for where, doc in MANIFESTS
+                    if "analysistemplate-kayenta" in where)
+    broken = copy.deepcopy(template)
+    provider = broken["spec"]["metrics"][0]["provider"]["kayenta"]
+    del provider["scopes"][0]["controlScope"]["region"]
+    validator = jsonschema.Draft7Validator(SCHEMAS[("argoproj.io/v1alpha1", "AnalysisTemplate")])
+    assert any("'region' is a required property" in e.message
+               for e in validator.iter_errors(broken))
+    typo = copy.deepcopy(template)
+    typo["spec"]["metrics"][0]["sucessCondition"] = typo["spec"]["metrics"][0].pop(
+        "successCondition", "true")
+    assert any("sucessCondition" in e.message for e in validator.iter_errors(typo))
