@@ -389,37 +389,47 @@ def plot_sweep(
         figure, ax = plt.subplots(figsize=(8, 5))
     else:
         figure = cast("Figure", ax.figure)
-    params = [c for c in frame.columns if c not in _RATE_COLUMNS and ":" not in c]
+    params = [c for c in frame.columns if c not in _RATE_COLUMNS and ":" not in c
+              and not c.endswith(("_low", "_high"))]
     names = _short_names(params)
+    # The Wilson intervals of both rates, when the sweep has them.
+    bounds = {axis: (f"{column}_low", f"{column}_high") for axis, column in (("x", x), ("y", y))}
+    errors = {}
+    for axis, (low_column, high_column) in bounds.items():
+        column = x if axis == "x" else y
+        if low_column in frame.columns and high_column in frame.columns:
+            errors[axis] = [frame[column] - frame[low_column],
+                            frame[high_column] - frame[column]]
+    if errors:
+        ax.errorbar(frame[x], frame[y], xerr=errors.get("x"), yerr=errors.get("y"), fmt="none",
+                    ecolor=BASELINE_COLOR, alpha=0.35, elinewidth=1, zorder=2)
     ax.scatter(frame[x], frame[y], color=BASELINE_COLOR, zorder=3, label="setting")
-    for position, (label, row) in enumerate(frame.iterrows()):
-        text = ", ".join(f"{names[p]}={_value(row[p])}" for p in params)
+    # One label per point: settings with the same two rates share it (their labels would
+    # otherwise be printed on top of each other).
+    labels: dict[tuple[float, float], list[str]] = {}
+    for _, row in frame.iterrows():
+        text = ", ".join(f"{names[p]}={_value(row[p])}" for p in params if pd.notna(row[p]))
+        labels.setdefault((float(row[x]), float(row[y])), []).append(text)
+    for position, ((px, py), texts) in enumerate(sorted(labels.items())):
+        shown = texts if len(texts) <= 3 else [*texts[:2], f"... {len(texts) - 2} more"]
         # Alternate the label above and below its point: neighbours overlap less.
-        offset = (5, 4) if position % 2 == 0 else (5, -10)
-        ax.annotate(
-            text,
-            (row[x], row[y]),
-            fontsize=7,
-            xytext=offset,
-            textcoords="offset points",
-            annotation_clip=False,
-        )
-        if highlight is not None and label == highlight:
-            ax.scatter(
-                [row[x]],
-                [row[y]],
-                s=160,
-                facecolors="none",
-                edgecolors="#c44e52",
-                lw=1.5,
-                zorder=4,
-                label="chosen",
-            )
+        offset = (5, 4) if position % 2 == 0 else (5, -10 - 8 * (len(shown) - 1))
+        ax.annotate("\n".join(shown), (px, py), fontsize=7, xytext=offset,
+                    textcoords="offset points", annotation_clip=False)
+    if highlight is not None and highlight in frame.index:
+        chosen = frame.loc[highlight]
+        ax.scatter([chosen[x]], [chosen[y]], s=160, facecolors="none", edgecolors="#c44e52", lw=1.5,
+                   zorder=4, label="chosen")
     front = _pareto_front(frame, x, y)
     ax.plot(front[x], front[y], color="#c44e52", lw=1.0, ls="--", label="Pareto front")
     ax.margins(x=0.1, y=0.1)
     low, high = ax.get_xlim()
-    ax.set_xlim(low, high + 0.35 * (high - low))  # room for the labels of the rightmost points
+    span = max(high - low, 0.05)
+    # Rates: never below 0 (the margin used to run the axis to negative rates), room on the
+    # right for the labels of the rightmost points.
+    ax.set_xlim(max(low, -0.02), high + 0.35 * span)
+    y_low, y_high = ax.get_ylim()
+    ax.set_ylim(max(y_low, -0.02), min(y_high, 1.05))
     ax.set_xlabel(x.replace("_", " "))
     ax.set_ylabel(y.replace("_", " "))
     ax.set_title(f"{y.replace('_', ' ')} vs {x.replace('_', ' ')} per setting")

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from judge import judge
-from judge.lab.backtest import backtest
+from judge.lab.backtest import backtest, sweep
 from judge.lab.plots import plot_backtest, plot_metric, plot_report, plot_sweep
 from judge.lab.scenarios import generate_canary, generate_history, history_config
 
@@ -212,3 +212,17 @@ def test_backtest_plot_shows_each_rates_interval_and_zero_rates() -> None:
     assert spans == pytest.approx(
         [float(summary.loc[k, f"{r}_{end}"]) for k, r in pairs for end in ("low", "high")])
     assert min(tops) == 0.0  # the A/A rate here: drawn as a marker at 0
+
+
+def test_sweep_plot_of_a_real_sweep_labels_settings_not_intervals() -> None:
+    history = generate_history(8, seed=2, mix={"aa": 0.5, "shifted_mean": 0.5})
+    table = sweep(history_config("kayenta"), history,
+                  {"thresholds.pass": [80.0, 90.0, 95.0]})
+    ax = plot_sweep(table).axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    # The intervals' columns are drawn as error bars, never printed as settings; settings with
+    # the same two rates share one label.
+    assert not any("_low" in t or "_high" in t for t in texts)
+    assert sum(t.count("pass=") for t in texts) == 3
+    assert len(texts) == len({(r.false_failure, r.detection) for r in table.itertuples()})
+    assert ax.get_xlim()[0] >= -0.02 and ax.get_ylim()[1] <= 1.05
