@@ -142,12 +142,26 @@ def plot_metric(
     series_ax.legend(loc="upper left", fontsize=8, frameon=False)
     series_ax.tick_params(axis="x", labelsize=7)
     timed = any(isinstance(v.index, pd.DatetimeIndex) for v in sides.values())
+    if timed:
+        # Ticks a long window can carry: the locator picks the step, the concise formatter
+        # writes each tick once (no overlapping full timestamps).
+        from matplotlib import dates as mdates
+
+        locator = mdates.AutoDateLocator(minticks=3, maxticks=7)  # type: ignore[no-untyped-call]
+        series_ax.xaxis.set_major_locator(locator)
+        formatter = mdates.ConciseDateFormatter(locator)  # type: ignore[no-untyped-call]
+        series_ax.xaxis.set_major_formatter(formatter)
     series_ax.set_xlabel("time (UTC)" if timed else "point", fontsize=8)
     series_ax.set_ylabel(unit or "value", fontsize=8)
 
-    for side, values in sides.items():
+    for row, (side, values) in enumerate(sides.items()):
         xs, ys = _ecdf(values)
-        if len(xs):
+        if len(xs) and np.ptp(xs) == 0:
+            # One value (an all-zero error count): a step would draw nothing; mark it.
+            dist_ax.plot([xs[0]], [1.0], marker="o", color=colors[side], ls="none", label=side)
+            dist_ax.text(0.03, 0.55 - 0.12 * row, f"every {side} point is {xs[0]:g}",
+                         transform=dist_ax.transAxes, fontsize=7, color=colors[side])
+        elif len(xs):
             dist_ax.step(xs, ys, where="post", color=colors[side], lw=1.1, label=side)
     dist_ax.set_title("distributions (ECDF)", fontsize=9)
     dist_ax.set_ylim(0, 1.02)

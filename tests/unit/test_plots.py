@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from judge import judge
+from judge.config import CanaryConfig
 from judge.lab.backtest import backtest, sweep
 from judge.lab.plots import plot_backtest, plot_metric, plot_report, plot_sweep
 from judge.lab.scenarios import generate_canary, generate_history, history_config
@@ -226,3 +227,21 @@ def test_sweep_plot_of_a_real_sweep_labels_settings_not_intervals() -> None:
     assert sum(t.count("pass=") for t in texts) == 3
     assert len(texts) == len({(r.false_failure, r.detection) for r in table.itertuples()})
     assert ax.get_xlim()[0] >= -0.02 and ax.get_ylim()[1] <= 1.05
+
+
+def test_metric_plot_shows_an_all_zero_metric_and_concise_time_ticks() -> None:
+    index = pd.date_range("2026-03-01T00:00:00Z", periods=1440, freq="1min")
+    baseline = pd.DataFrame({"errors": np.zeros(1440), "lat": np.linspace(1, 2, 1440)},
+                            index=index)
+    canary = baseline.copy()
+    config = CanaryConfig.from_dict({"metrics": [{"name": "errors"}, {"name": "lat"}]})
+    report = judge(config, baseline, canary)
+    figure = plot_metric(report.metric("errors"), baseline, canary)
+    series_ax, dist_ax, _ = figure.axes
+    # The distribution panel is not empty: each side's single value is marked and named.
+    assert len(dist_ax.lines) == 2
+    assert [t.get_text() for t in dist_ax.texts] == ["every baseline point is 0",
+                                                     "every canary point is 0"]
+    from matplotlib.dates import ConciseDateFormatter
+
+    assert isinstance(series_ax.xaxis.get_major_formatter(), ConciseDateFormatter)
