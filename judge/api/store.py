@@ -734,6 +734,7 @@ class Store:
             row.progress = 1.0
             row.report = report
             row.error = None
+            row.progress_detail = {}  # finished: no step in progress to describe
             row.finished_at = _now()
             return _analysis(row)
 
@@ -747,6 +748,7 @@ class Store:
             row.progress = 1.0
             row.report = report
             row.error = error
+            row.progress_detail = {}  # finished: no step in progress to describe
             row.finished_at = _now()
             return _analysis(row)
 
@@ -755,6 +757,7 @@ class Store:
             row = self._analysis_row(session, analysis_id)
             row.status = AnalysisStatus.FAILED.value
             row.error = error
+            row.progress_detail = {}  # finished: no step in progress to describe
             row.finished_at = _now()
             return _analysis(row)
 

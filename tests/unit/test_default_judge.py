@@ -229,6 +229,11 @@ def test_sequential_final_call_passes_undecided_continuous_metrics() -> None:
     assert report.verdict.value == "pass"
     assert "no evidence of a regression" in report.metric("lat").reason
     assert state.calls == 2 and len(state.metrics["lat"].canary) == 20
+    # The verdict does not claim evidence the metric did not have.
+    assert "enough evidence" not in report.reason
+    assert report.reason.startswith("Passed: no metric showed a regression. 0 of 1 passed "
+                                    "during the run") and "lat passed at the end" in report.reason
+    assert report.metric("lat").details["passed_at_end"] is True
 
 
 def test_gaussian_log_change_variance_by_simulation() -> None:

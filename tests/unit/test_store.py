@@ -63,6 +63,7 @@ def test_analysis_lifecycle(store: Store) -> None:
     done = store.mark_succeeded(created.id, {"verdict": "pass"})
     assert done.status is AnalysisStatus.SUCCEEDED
     assert done.progress == 1.0
+    assert done.progress_detail == {}  # no stale "metrics_fetched: 2" on a finished analysis
     assert done.finished_at is not None and done.finished_at.tzinfo is not None
     # Progress after the end is ignored (a late writer must not reopen a finished analysis).
     store.set_progress(created.id, 0.1, {})

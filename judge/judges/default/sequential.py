@@ -278,6 +278,10 @@ def _sequential_counts(
     return None, text, details
 
 
+_ENDED = "the run ended"
+"""How the reason of a metric passed at the end of a run begins."""
+
+
 def _final_count_evidence(
     metric: MetricConfig, test: RateRatioTest, seq: MetricSequence
 ) -> CountEvidence:
@@ -383,7 +387,7 @@ def judge_sequential(
             # The run is over and no anytime-valid sequence showed a regression: pass, as a
             # fixed-horizon test that does not reject passes.
             seq.decision = "pass"
-            seq.reason = f"the run ended with no evidence of a regression ({text})"
+            seq.reason = f"{_ENDED} with no evidence of a regression ({text})"
             seq.decided_at, seq.decided_call = len(seq.canary), new_state.calls
         if seq.decision is None and final and not continuous:
             # The run is over: the count is judged once more as a fixed-horizon test would
@@ -396,7 +400,7 @@ def judge_sequential(
                                          "difference_upper": end.difference_upper}
             if end.shown:
                 seq.decision = "pass"
-                seq.reason = ("the run ended with no evidence of a regression, and the whole "
+                seq.reason = (f"{_ENDED} with no evidence of a regression, and the whole "
                               f"run shows no material change ({text})")
                 seq.decided_at, seq.decided_call = len(seq.canary), new_state.calls
             else:
@@ -423,6 +427,10 @@ def judge_sequential(
                 f"{seq.reason}."
             )
         details["decided_call"] = seq.decided_call
+        # A pass at the end of the run (no anytime-valid test showed a regression, as a fixed
+        # test that does not reject) is not one shown early with evidence: the verdict says so.
+        details["passed_at_end"] = (seq.decision == "pass"
+                                    and (seq.reason or "").startswith(_ENDED))
         results.append(MetricResult(
             name=metric.name, classification=classification, reason=reason,
             groups=metric.groups, test=f"sequential_{test.kind}",
@@ -438,7 +446,15 @@ def judge_sequential(
                   f"{config.sequential.level:g}).")
     elif counted and len(passed) == len(counted):
         verdict, status, score = Verdict.PASS, "pass", 100.0
-        reason = "Every metric has passed with enough evidence."
+        at_end = [r.name for r in counted if r.details.get("passed_at_end")]
+        if not at_end:
+            reason = "Every metric has passed with enough evidence."
+        else:
+            early = len(counted) - len(at_end)
+            reason = (f"Passed: no metric showed a regression. {early} of {len(counted)} "
+                      "passed during the run with evidence of no material change; "
+                      f"{', '.join(at_end)} passed at the end of the run, where no test had "
+                      "found a regression (as a fixed-horizon test that does not reject).")
     elif final:
         verdict, status = Verdict.MARGINAL, "inconclusive"
         score = 100.0 * len(passed) / max(len(counted), 1)
