@@ -154,6 +154,19 @@ def _judge_chunk(
     return [judge(config, s.baseline, s.canary, thresholds=thresholds) for s in chunk]
 
 
+def _judge_on_cluster(
+    client: Any, config: CanaryConfig, scenarios: list[Scenario],
+    thresholds: Mapping[str, float] | None,
+) -> list[Report]:
+    """Chunks of canaries as tasks on a Dask cluster, gathered in order."""
+    workers = max(1, len(client.scheduler_info().get("workers", {})) or 1)
+    size = max(1, math.ceil(len(scenarios) / (workers * 4)))
+    chunks = [scenarios[i:i + size] for i in range(0, len(scenarios), size)]
+    futures = client.map(_judge_chunk, [config] * len(chunks), chunks,
+                         [thresholds] * len(chunks), pure=False)
+    return [report for part in client.gather(futures) for report in part]
+
+
 def _workers(jobs: int | None, scenarios: int) -> int:
     if jobs is not None:
         if jobs < 1:
@@ -170,6 +183,7 @@ def backtest(
     *,
     thresholds: Mapping[str, float] | None = None,
     jobs: int | None = None,
+    client: Any | None = None,
 ) -> BacktestResult:
     """Judge every scenario with ``config`` (each canary on its own, as a one-shot judgment).
 
@@ -177,6 +191,8 @@ def backtest(
     ``jobs``: worker processes; ``None`` uses every core for histories of
     :data:`PARALLEL_MIN_SCENARIOS` canaries or more (each judgment is independent, so the
     results are the same whatever the number of processes), ``1`` judges in this process.
+    ``client``: a ``dask.distributed.Client``; the canaries are then judged on its cluster
+    (chunks of them as tasks), whatever ``jobs`` says (``pip install 'canary-judge[cluster]'``).
     """
     config = config if isinstance(config, CanaryConfig) else CanaryConfig.from_dict(config)
     names = _check_names(config)
@@ -188,7 +204,9 @@ def backtest(
         seen.add(scenario.id)
     started = time.perf_counter()
     workers = _workers(jobs, len(scenarios))
-    if workers == 1:
+    if client is not None:
+        judged = _judge_on_cluster(client, config, scenarios, thresholds)
+    elif workers == 1:
         judged = _judge_chunk(config, scenarios, thresholds)
     else:
         # Contiguous chunks, a few per worker: order is kept, and the slowest chunk bounds
@@ -416,6 +434,8 @@ def sweep(
     *,
     reuse: Iterable[BacktestResult] = (),
     invalid: str = "raise",
+    jobs: int | None = None,
+    client: Any | None = None,
 ) -> pd.DataFrame:
     """Backtest every combination of ``grid`` values applied to ``base_config``.
 
@@ -437,7 +457,8 @@ def sweep(
     Settings that only change ``thresholds.*`` re-score the same per-metric results instead of
     judging again (the classification of a metric does not depend on the score thresholds).
     ``reuse``: backtests already run on the same scenarios (e.g. of the base config); a setting
-    whose config equals one of theirs takes its reports instead of judging again.
+    whose config equals one of theirs takes its reports instead of judging again. ``jobs`` and
+    ``client`` are :func:`backtest`'s (every core by default; a Dask cluster when given).
     """
     base = (
         base_config
@@ -463,7 +484,7 @@ def sweep(
         key = repr(sorted(combination.judged.items(), key=lambda item: item[0]))
         if key not in judged:
             judged[key] = next((r for r in known if r.config == config), None) or backtest(
-                config, scenarios)
+                config, scenarios, jobs=jobs, client=client)
         rescored = _rescore(config, judged[key], scenarios, combination.scored)
         rows.append({**combination.setting, **_sweep_rates(rescored)})
         verdicts.append(tuple(rescored["verdict"]))

@@ -299,3 +299,19 @@ def test_parallel_backtest_gives_the_same_results_in_order() -> None:
     assert parallel.reports[history[5].id].to_dict() == serial.reports[history[5].id].to_dict()
     with pytest.raises(ValueError, match="jobs must be >= 1"):
         backtest(config, history, jobs=0)
+
+
+def test_backtest_and_sweep_on_a_local_dask_cluster() -> None:
+    # A real dask.distributed cluster on this machine (two worker processes, loopback only;
+    # distributed comes with the dev extra, as canary-judge[cluster]).
+    import distributed
+    history = generate_history(10, seed=13)
+    config = history_config("kayenta")
+    serial = backtest(config, history, jobs=1)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        on_cluster = backtest(config, history, client=client)
+        table = sweep(config, history, {"thresholds.pass": [90.0, 95.0]}, client=client)
+    pd.testing.assert_frame_equal(serial.frame, on_cluster.frame)
+    assert list(table["thresholds.pass"]) == [90.0, 95.0]
