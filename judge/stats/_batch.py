@@ -37,6 +37,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import special
 
+from judge.stats._lockstep import lockstep_intervals
 from judge.stats._selection import PairedSamples, select_differences
 from judge.stats._wilcox import (
     IntervalSearch,
@@ -144,6 +145,7 @@ def _judge_bucket(
     high = np.empty(count)
     exact = np.zeros(count, dtype=bool)
     closed_form: list[int] = []
+    searched: list[int] = []
     for index in range(count):
         size_n, size_m = int(n[index]), int(m[index])
         canary_sorted = samples.x_full[index, :size_n]
@@ -163,11 +165,16 @@ def _judge_bucket(
             difference = float(canary_sorted[0] - baseline_sorted[0])
             estimate[index] = low[index] = high[index] = difference
         elif interval_search == "uniroot" or size_n * size_m <= BRENT_MAX_PAIRS:
-            estimate[index], low[index], high[index] = asymptotic_interval(
-                canary_sorted, baseline_sorted, confidence, correct
-            )
+            searched.append(index)
         else:
             closed_form.append(index)
+    if searched:
+        # R's root search, every pair's three roots in lock step (the same numbers as
+        # asymptotic_interval pair by pair).
+        selected = np.array(searched, dtype=np.int64)
+        estimate[selected], low[selected], high[selected] = lockstep_intervals(
+            samples.subset(selected), confidence, correct
+        )
     if closed_form:
         selected = np.array(closed_form, dtype=np.int64)
         estimate[selected], low[selected], high[selected] = _closed_form_intervals(
