@@ -36,7 +36,7 @@ from judge.stats._wilcox import ROOT_MAXITER, ROOT_TOL, asymptotic_interval
 _DBL_EPSILON = float(np.finfo(np.float64).eps)
 #: A lane's active pairs are listed once there are at most this many times (nd + md) of them,
 #: plus 64: small enough that a round over the list costs less than a dense evaluation.
-_CAP_FACTOR = 2.0
+_CAP_FACTOR = 0.5
 
 
 def lockstep_intervals(
@@ -82,7 +82,8 @@ def _no_absorption(samples: PairedSamples) -> np.ndarray:
     magnitude = np.where(valid, np.abs(values), 0.0).max(axis=1) + np.maximum(
         np.abs(samples.lowest), np.abs(samples.highest)
     )
-    return smallest_gap > 8.0 * _DBL_EPSILON * magnitude
+    safe: np.ndarray = smallest_gap > 8.0 * _DBL_EPSILON * magnitude
+    return safe
 
 
 class _LockstepSearch:
@@ -120,11 +121,11 @@ class _LockstepSearch:
         self.listed = np.zeros(lanes, dtype=bool)
         self.fixed_greater = np.zeros(lanes, dtype=np.int64)
         self.cap = (_CAP_FACTOR * (samples.nd + samples.md) + 64)[self.row]
+        # Listed pairs: their lane, and the rows canary value, baseline value, product of the
+        # multiplicities and tie term 3we(w+e) (integers below 2**53, exact in float64); one
+        # matrix so that dropping decided pairs is one compaction.
         self._pair_lane = np.zeros(0, dtype=np.int64)
-        self._pair_v = np.zeros(0)
-        self._pair_y = np.zeros(0)
-        self._pair_weight = np.zeros(0, dtype=np.int64)
-        self._pair_tie = np.zeros(0, dtype=np.int64)
+        self._pairs = np.zeros((4, 0))
 
     # ------------------------------------------------------------------ W(d) from counts
 
@@ -156,9 +157,8 @@ class _LockstepSearch:
         candidate = np.minimum(below, size_y - 1)
         hit = (baseline[candidate] == shifted) & (below < size_y)
         upto = below + hit
-        cumulative = samples.cwy[row]
         weights = samples.wx[row, :size_x]
-        smaller = cumulative[below]
+        smaller = samples.cwy[row][below]
         matched = np.where(hit, samples.wy[row, candidate], 0)
         greater = smaller @ weights
         equal = matched @ weights
@@ -180,33 +180,35 @@ class _LockstepSearch:
             order = np.argsort(rows, kind="stable")
             boundaries = np.flatnonzero(np.diff(rows[order])) + 1
             for group in np.split(dense[order], boundaries):
-                row = int(self.row[lanes[group[0]]])
-                g, e, t, below, upto = self._dense(row, shift[group])
+                owners = lanes[group]
+                g, e, t, below, upto = self._dense(int(self.row[owners[0]]), shift[group])
                 greater[group], equal[group], ties[group] = g, e, t
                 size = below.shape[1]
-                self._last_below[lanes[group], :size] = below
-                self._last_upto[lanes[group], :size] = upto
-                self._last_below_sum[lanes[group]] = below.sum(axis=1)
-                self._last_upto_sum[lanes[group]] = upto.sum(axis=1)
+                self._last_below[owners, :size] = below
+                self._last_upto[owners, :size] = upto
+                self._last_below_sum[owners] = below.sum(axis=1)
+                self._last_upto_sum[owners] = upto.sum(axis=1)
         if dense.size < lanes.size:
             listed_positions = np.flatnonzero(self.listed[lanes])
-            slot = np.full(self.lanes, -1, dtype=np.int64)
-            slot[lanes[listed_positions]] = listed_positions
-            local = slot[self._pair_lane]
-            take = local >= 0
-            owner = local[take]
-            shifted = self._pair_v[take] - shift[owner]
-            y = self._pair_y[take]
-            weight = self._pair_weight[take]
-            is_greater = shifted > y
-            is_equal = shifted == y
             size = lanes.size
+            # Pairs of lanes not evaluated now go to an extra bin that is dropped.
+            slot = np.full(self.lanes, size, dtype=np.int64)
+            slot[lanes[listed_positions]] = listed_positions
+            owner = slot[self._pair_lane]
+            values, baseline, weight, tie = self._pairs
+            shifted = values - np.append(shift, 0.0)[owner]
+            is_greater = shifted > baseline
+            is_equal = shifted == baseline
             # Sums of integers below 2**53 are exact in float64.
-            greater += np.bincount(owner[is_greater], weight[is_greater], size).astype(np.int64)
-            equal += np.bincount(owner[is_equal], weight[is_equal], size).astype(np.int64)
-            ties += np.bincount(
-                owner[is_equal], self._pair_tie[take][is_equal], size
-            ).astype(np.int64)
+            greater += np.bincount(owner, np.where(is_greater, weight, 0.0), size + 1)[
+                :size
+            ].astype(np.int64)
+            equal += np.bincount(owner, np.where(is_equal, weight, 0.0), size + 1)[
+                :size
+            ].astype(np.int64)
+            ties += np.bincount(owner, np.where(is_equal, tie, 0.0), size + 1)[:size].astype(
+                np.int64
+            )
             greater[listed_positions] += self.fixed_greater[lanes[listed_positions]]
         value: np.ndarray = self._statistic(lanes, greater, equal, ties) - self.quantile[lanes]
         return value
@@ -222,15 +224,15 @@ class _LockstepSearch:
             lane_hi[lanes] = hi
             pair_lo = lane_lo[self._pair_lane]
             pair_hi = lane_hi[self._pair_lane]
+            values, baseline, weight, _ = self._pairs
             live = ~np.isnan(pair_lo)
-            decided_greater = live & (self._pair_y < self._pair_v - pair_hi)
+            decided_greater = live & (baseline < values - pair_hi)
             self.fixed_greater += np.bincount(
-                self._pair_lane[decided_greater],
-                self._pair_weight[decided_greater],
-                self.lanes,
+                self._pair_lane, np.where(decided_greater, weight, 0.0), self.lanes
             ).astype(np.int64)
-            keep = live & ~decided_greater & ~(self._pair_y > self._pair_v - pair_lo)
-            self._keep_pairs(keep)
+            keep = live & ~decided_greater & ~(baseline > values - pair_lo)
+            self._pair_lane = self._pair_lane[keep]
+            self._pairs = self._pairs[:, keep]
         dense = lanes[~self.listed[lanes]]
         if dense.size == 0:
             return
@@ -259,19 +261,15 @@ class _LockstepSearch:
         pair_row = rows[pair_lane_local]
         w = samples.wx[pair_row, pair_canary]
         wy = samples.wy[pair_row, pair_baseline]
+        listing = np.stack([
+            samples.xv[pair_row, pair_canary],
+            samples.yv[pair_row, pair_baseline],
+            (w * wy).astype(np.float64),
+            (3 * w * wy * (w + wy)).astype(np.float64),
+        ])
         self._pair_lane = np.concatenate([self._pair_lane, chosen[pair_lane_local]])
-        self._pair_v = np.concatenate([self._pair_v, samples.xv[pair_row, pair_canary]])
-        self._pair_y = np.concatenate([self._pair_y, samples.yv[pair_row, pair_baseline]])
-        self._pair_weight = np.concatenate([self._pair_weight, w * wy])
-        self._pair_tie = np.concatenate([self._pair_tie, 3 * w * wy * (w + wy)])
+        self._pairs = np.concatenate([self._pairs, listing], axis=1)
         self.listed[chosen] = True
-
-    def _keep_pairs(self, keep: np.ndarray) -> None:
-        self._pair_lane = self._pair_lane[keep]
-        self._pair_v = self._pair_v[keep]
-        self._pair_y = self._pair_y[keep]
-        self._pair_weight = self._pair_weight[keep]
-        self._pair_tie = self._pair_tie[keep]
 
     # ------------------------------------------------------------------ Brent, vectorised
 
