@@ -194,8 +194,8 @@ def main() -> None:
     data = make_data(metrics, points)
     print(f"data: {metrics} metrics x {points} points per side, lognormal, rounded to 1e-3")
 
-    rows = sort_rows(data)
-    floor = best_time(lambda: np.sort(rows, axis=1), repeats)
+    matrix = sort_rows(data)
+    floor = best_time(lambda: np.sort(matrix, axis=1), repeats)
     ours_time = best_time(lambda: ours(data), repeats)
     results = ours(data)
 
