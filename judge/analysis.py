@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -48,6 +48,7 @@ from judge.fetching import (
     NewPoints,
     ProgressCallback,
     RetryPolicy,
+    SeriesPairs,
     build_pairs,
     fetch_metrics,
     fetch_summary,
@@ -123,6 +124,7 @@ async def analyze_async(
     combine: Combine = "mean",
     on_progress: ProgressCallback | None = None,
     deadline: float | None = None,
+    on_pairs: Callable[[SeriesPairs], None] | None = None,
 ) -> Report:
     """Fetch every metric of ``config`` for the baseline and canary scopes, and judge them.
 
@@ -136,7 +138,8 @@ async def analyze_async(
     ``deadline``: seconds the whole fetching may take (``None``: no limit beyond the attempts);
     each attempt gets what is left of it at most, and no retry starts (nor waits for a
     backoff or a ``Retry-After``) that would end past it: a metric still without data then
-    fails with kind ``timeout`` (or its last error) saying so.
+    fails with kind ``timeout`` (or its last error) saying so. ``on_pairs`` is handed the
+    fetched series as judged (the service keeps them for the report page's plots).
 
     A metric that cannot be fetched is classified ``error`` with the reason (source, query,
     kind of failure); it never fails the other metrics. When the source failed (an outage,
@@ -152,8 +155,12 @@ async def analyze_async(
         timeout=timeout, retry=retry, on_progress=on_progress, deadline=deadline,
     )
     built = build_pairs(config, fetches, combine)
+    if on_pairs is not None:
+        on_pairs(built)
     report = judge_series(built.config, built.inputs(), thresholds=thresholds)
-    return replace(report, details={**report.details, "fetch": fetch_summary(fetches)})
+    # The deadline is reported: a metric that gave up on a rate limit's reset names it too.
+    return replace(report, details={**report.details, "fetch": fetch_summary(fetches),
+                                    "fetch_deadline": deadline})
 
 
 def analyze(

@@ -13,11 +13,12 @@ Exit codes, so shell pipelines can act on a judgment:
 ====  ==========================================================================
 
 Click's own usage errors would exit with 2, which means ``fail`` here, so they are re-coded
-to 3 as well.
+to 3 as well. A reader that stops early (``canary-judge judge ... | head``) does not change the
+exit code (click would exit 1 on the broken pipe).
 
-Subcommands live on :data:`app` (``judge``) and :data:`config_app` (``config validate``,
-``config import-kayenta``, ``config export-kayenta``); another command is one more
-``@app.command()`` function.
+Subcommands live on :data:`app` (``judge``, ``report``, ``serve``) and :data:`config_app`
+(``config validate``, ``config import-kayenta``, ``config export-kayenta``); another command
+is one more ``@app.command()`` function.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ from __future__ import annotations
 import importlib
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
@@ -56,7 +61,9 @@ EXIT_CODES: Mapping[Verdict, int] = {
 }
 """Exit code of ``canary-judge judge`` per verdict."""
 EXIT_BAD_INPUT = 3
-"""Exit code for input that could not be judged (files, configs, options)."""
+"""Exit code for input that could not be judged (files, configs, options, settings)."""
+SERVER_INSTALL = "canary-judge[server]"
+"""What ``canary-judge serve`` needs installed (the ``server`` extra)."""
 
 T = TypeVar("T")
 
@@ -131,12 +138,56 @@ def _bad_input(message: str, problems: Sequence[str] = ()) -> NoReturn:
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
+@contextmanager
+def _stdout() -> Iterator[None]:
+    """Output to stdout, which a reader may close early (``| head``): the command then ends
+    with the exit code it was going to give (a verdict's), where click would exit 1."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    # Python's documented recipe (signal docs, "Note on SIGPIPE"): point stdout at devnull so
+    # the interpreter's last flush does not fail again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+class _StdoutConsole(Console):
+    """rich's console for stdout, without its exit 1 on a broken pipe (see :func:`_stdout`)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _silence_stdout()
+
+
 def _validation_problems(exc: ValidationError) -> list[str]:
     problems = []
     for error in exc.errors():
         path = ".".join(str(part) for part in error["loc"]) or "(top level)"
         problems.append(f"{path}: {error['msg']}")
     return problems
+
+
+@contextmanager
+def _import_warnings() -> Iterator[None]:
+    """Fields a Kayenta import dropped (Kayenta ignores them too), as ``warning:`` lines on
+    stderr."""
+    from judge.config import KayentaIgnoredFieldWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", KayentaIgnoredFieldWarning)
+        yield
+    console = _stderr()
+    for warning in caught:
+        if issubclass(warning.category, KayentaIgnoredFieldWarning):
+            console.print(f"[bold yellow]warning:[/] {escape(str(warning.message))}")
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename,
+                                 warning.lineno)
 
 
 def _load_config(path: Path) -> CanaryConfig:
@@ -151,7 +202,8 @@ def _load_config(path: Path) -> CanaryConfig:
         _bad_input(f"cannot read config {str(path)!r}: {exc.strerror or exc}")
     try:
         # validate_config also checks every metric's test exists in the config's mode.
-        return validate_config(CanaryConfig.parse_text(text))
+        with _import_warnings():
+            return validate_config(CanaryConfig.parse_text(text))
     except ValidationError as exc:
         _bad_input(f"invalid config {str(path)!r}:", _validation_problems(exc))
     except (yaml.YAMLError, json.JSONDecodeError, ConfigError) as exc:
@@ -229,7 +281,7 @@ def _shift(result: MetricResult) -> str:
 
 
 def _print_table(report: Report) -> None:
-    console = Console(highlight=False, soft_wrap=False)
+    console = _StdoutConsole(highlight=False, soft_wrap=False)
     style = _VERDICT_STYLES[report.verdict]
     console.print(
         f"[{style}]{report.verdict.value.upper()}[/]  score {report.score:g}  "
@@ -286,6 +338,10 @@ def judge_command(
         float | None,
         typer.Option("--marginal", help="Override the config's marginal threshold (0-100)."),
     ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write the report page (one self-contained file)."),
+    ] = None,
 ) -> None:
     """Judge a canary against its baseline (exit 0 pass, 1 marginal, 2 fail, 3 bad input)."""
     from pydantic import ValidationError
@@ -302,11 +358,112 @@ def judge_command(
     baseline_data = _read_series(baseline, "baseline")
     canary_data = _read_series(canary, "canary")
     report = judge(canary_config, baseline_data, canary_data, thresholds=thresholds)
-    if output is OutputFormat.JSON:
-        typer.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False))
-    else:
-        _print_table(report)
+    if html is not None:
+        from judge.judging import inputs_from_tables
+        from judge.pages.render import Subject, standalone_page
+        from judge.pages.series import inputs_json
+
+        subject = Subject(
+            kind="judgment", id="", title=f"{canary_config.name}: {canary.name} vs {baseline.name}",
+            status="judged", facts=(("baseline", str(baseline)), ("canary", str(canary))),
+        )
+        series = inputs_json(inputs_from_tables(canary_config, baseline_data, canary_data))
+        _write_page(html, standalone_page(subject, report.to_dict(),
+                                          config=canary_config.to_dict(), series=series))
+    with _stdout():
+        if output is OutputFormat.JSON:
+            typer.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False))
+        else:
+            _print_table(report)
     raise typer.Exit(EXIT_CODES[report.verdict])
+
+
+def _write_page(path: Path, page: str) -> None:
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        _bad_input(f"cannot write {str(path)!r}: {exc.strerror or exc}")
+    _stderr().print(f"report page written to {escape(str(path))}")
+
+
+@app.command("report")
+def report_command(
+    analysis_id: Annotated[
+        str, typer.Argument(help="An analysis id (or a sequential run id) in the store.")
+    ],
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Write the report page (one self-contained file)."),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="The service's database (default: CANARY_JUDGE_DATABASE_URL, "
+                          "else sqlite:///./canary-judge.db)."),
+    ] = None,
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = (
+        OutputFormat.TABLE
+    ),
+) -> None:
+    """Print a stored analysis' report (as the service keeps it), or write its page with
+    ``--html``. Exit codes as ``judge``: 0 pass, 1 marginal, 2 fail, 4 no verdict; 3 when the
+    id is unknown."""
+    import os
+
+    from judge.api.store import Store
+    from judge.errors import NotFoundError
+    from judge.pages.render import Subject, standalone_page
+    from judge.pages.series import state_json
+
+    series: dict[str, Any] | None
+    url = database_url or os.environ.get("CANARY_JUDGE_DATABASE_URL",
+                                         "sqlite:///./canary-judge.db")
+    store = Store(url)
+    try:
+        store.create_schema()
+        try:
+            analysis = store.get_analysis(analysis_id)
+        except NotFoundError:
+            try:
+                run = store.get_run(analysis_id)
+            except NotFoundError:
+                _bad_input(f"no analysis or sequential run with id {analysis_id!r} in {url}")
+            report, config = run.report, run.config
+            subject = Subject(kind="run", id=run.run_id, title=f"run {run.run_id}",
+                              status=run.status, facts=(("polls", str(run.calls)),))
+            series = state_json(run.state)
+            polls = [{"call": p.call, "status": p.status, "last_end": p.last_end,
+                      "created_at": p.created_at, "metrics": p.metrics}
+                     for p in store.run_polls(run.run_id)]
+        else:
+            report, config = analysis.report, analysis.config
+            subject = Subject(kind="analysis", id=analysis.id,
+                              title=f"{config.get('name', 'analysis')}: analysis {analysis.id}",
+                              status=analysis.status.value,
+                              facts=(("door", analysis.kind),
+                                     ("created", analysis.created_at.isoformat())),
+                              error=analysis.error)
+            series, polls = store.get_series(analysis.id), []
+    finally:
+        store.close()
+    if report is None:
+        _bad_input(f"{analysis_id!r} has no report yet (status {subject.status})")
+    verdict = Verdict(report.get("verdict", "error"))
+    if html is not None:
+        _write_page(html, standalone_page(subject, report, config=config, series=series,
+                                          polls=polls))
+    if output is OutputFormat.JSON:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        console = Console(highlight=False, soft_wrap=True)
+        score = report.get("score")
+        console.print(f"[bold]{escape(subject.title)}[/]: {verdict.value.upper()}"
+                      + (f" (score {score:g})" if isinstance(score, int | float) else ""))
+        console.print(escape(str(report.get("reason", ""))))
+        for metric in report.get("metrics") or ():
+            console.print(f"  {escape(str(metric.get('name')))}: "
+                          f"{escape(str(metric.get('classification')))}: "
+                          f"{escape(str(metric.get('reason', '')))}")
+    raise typer.Exit(EXIT_CODES[verdict])
 
 
 @config_app.command("validate")
@@ -316,11 +473,12 @@ def validate_command(
     """Check a config; print every problem with its path (exit 3) or a summary (exit 0)."""
     config = _load_config(path)
     groups = sorted({g for m in config.metrics for g in m.groups})
-    typer.echo(
-        f"OK: {config.name!r}, mode {config.mode.value}, {len(config.metrics)} metric(s), "
-        f"groups {', '.join(groups)}, pass {config.thresholds.pass_:g}, "
-        f"marginal {config.thresholds.marginal:g}"
-    )
+    with _stdout():
+        typer.echo(
+            f"OK: {config.name!r}, mode {config.mode.value}, {len(config.metrics)} metric(s), "
+            f"groups {', '.join(groups)}, pass {config.thresholds.pass_:g}, "
+            f"marginal {config.thresholds.marginal:g}"
+        )
 
 
 @config_app.command("import-kayenta")
@@ -339,10 +497,13 @@ def import_kayenta_command(
     except json.JSONDecodeError as exc:
         _bad_input(f"{str(path)!r} is not JSON: {exc}")
     try:
-        config = config_from_kayenta(raw)
+        with _import_warnings():
+            config = config_from_kayenta(raw)
     except ValidationError as exc:
         _bad_input(f"invalid Kayenta config {str(path)!r}:", _validation_problems(exc))
-    typer.echo(yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True), nl=False)
+    with _stdout():
+        typer.echo(yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True),
+                   nl=False)
 
 
 @config_app.command("export-kayenta")
@@ -357,7 +518,8 @@ def export_kayenta_command(
         exported = config_to_kayenta(config)
     except ConfigError as exc:
         _bad_input(f"cannot export {str(path)!r} to Kayenta: {exc}")
-    typer.echo(json.dumps(exported, indent=2))
+    with _stdout():
+        typer.echo(json.dumps(exported, indent=2))
 
 
 @app.command("serve")
@@ -369,19 +531,39 @@ def serve_command(
         typer.Option(help="Settings file (YAML or JSON); sets CANARY_JUDGE_SETTINGS_FILE."),
     ] = None,
 ) -> None:
-    """Run the HTTP service (see docs/service.md); with no settings: SQLite + demo source."""
-    import os
+    """Run the HTTP service (see docs/service.md); with no settings: SQLite + demo source.
+    Needs the ``server`` extra (``pip install 'canary-judge[server]'``)."""
+    from pydantic import ValidationError
 
-    import uvicorn
+    try:
+        import uvicorn
+
+        from judge.api.app import create_app
+        from judge.api.settings import Settings
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] in ("judge", "metricsources"):
+            raise  # a bug of ours, not a missing extra
+        _bad_input(f"the service needs the 'server' extra ({exc.name} is not installed): "
+                   f"pip install '{SERVER_INSTALL}'")
 
     if settings is not None:
         if not settings.is_file():
             _bad_input(f"settings file {str(settings)!r} does not exist")
         os.environ["CANARY_JUDGE_SETTINGS_FILE"] = str(settings.resolve())
-    # A factory, so settings are read when the server starts, not at import.
+    # Read here, so a wrong setting is one line naming it (not a traceback from the server).
+    try:
+        service_settings = Settings()
+    except ValidationError as exc:
+        problems = (
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            if error["loc"] else error["msg"]
+            for error in exc.errors(include_url=False)
+        )
+        _bad_input(f"invalid settings: {'; '.join(problems)}")
+    except ValueError as exc:  # the settings file: unreadable, not YAML, not a mapping
+        _bad_input(str(exc))
     uvicorn.run(
-        "judge.api.app:create_app",
-        factory=True,
+        create_app(service_settings),
         host=host,
         port=port,
         log_level="info",

@@ -7,10 +7,12 @@ tree to its own answers in one place, by class::
     ├── DataError                     not a series of numbers, or a state that does not fit
     ├── NotFoundError                 no config, analysis or run with that id
     ├── ConflictError                 changed since it was read (another writer saved first)
+    ├── StoreUnavailableError         the service's database did not answer (locked, unreachable)
     └── SourceError                   anything a metric source reports (its kind: FailureKind)
         ├── RetryableSourceError      worth another attempt: 5xx, 408, 429, refused, timed out
         │   ├── SourceConnectionError     no connection, or it broke (refused, reset, DNS)
-        │   └── SourceTimeoutError        the source did not answer in time
+        │   ├── SourceTimeoutError        the source did not answer in time
+        │   └── RateLimitError            429, or a rate limit known to be used up: wait
         └── FatalSourceError          retrying cannot help
             ├── SourceAuthError           401 / 403: missing or wrong credentials
             ├── QueryError                the source rejected the query (bad PromQL, 400, 422)
@@ -43,12 +45,15 @@ __all__ = [
     "MalformedResponseError",
     "NotFoundError",
     "QueryError",
+    "RateLimitError",
     "RetryableSourceError",
     "ScopeValueError",
     "SourceAuthError",
     "SourceConnectionError",
     "SourceError",
     "SourceTimeoutError",
+    "StoreUnavailableError",
+    "UnknownMetricError",
     "UnsupportedSourceError",
     "failure_kind",
 ]
@@ -75,9 +80,30 @@ class NotFoundError(JudgeError, LookupError):
     """No config, analysis or run with that id."""
 
 
+class UnknownMetricError(JudgeError, KeyError):
+    """A metric name that a report or config does not have; the message lists the names there
+    are (a ``KeyError``, so ``except KeyError`` still catches it, but readable: a bare
+    ``KeyError('tmp')`` says nothing about what would have worked)."""
+
+    def __init__(self, name: str, known: list[str], where: str) -> None:
+        super().__init__(name)
+        self.name = name
+        self.known = known
+        self.where = where
+
+    def __str__(self) -> str:
+        return f"no metric {self.name!r} in {self.where}; its metrics are {self.known}"
+
+
 class ConflictError(JudgeError):
     """Changed since it was read: another writer (a concurrent poll, a config update) saved
     first."""
+
+
+class StoreUnavailableError(JudgeError):
+    """The service's own database did not answer: locked by another process past the busy
+    timeout, unreachable, or refusing the connection. The message names the database (never its
+    password) and the cause."""
 
 
 # -- metric sources ------------------------------------------------------------------------------
@@ -173,6 +199,13 @@ class SourceTimeoutError(RetryableSourceError):
     """The source did not answer within its timeout."""
 
     default_kind = FailureKind.TIMEOUT
+
+
+class RateLimitError(RetryableSourceError):
+    """The source's rate limit is used up (HTTP 429, or its announced budget): ``retry_after``
+    is when it comes back (Datadog's ``X-RateLimit-Reset``)."""
+
+    default_kind = FailureKind.HTTP
 
 
 class FatalSourceError(SourceError):

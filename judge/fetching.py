@@ -53,6 +53,7 @@ from judge.ports import (
     FetchedSeries,
     FloatArray,
     MetricSource,
+    PacedSource,
     Scope,
     ScopePair,
     Scopes,
@@ -79,22 +80,28 @@ class RetryPolicy:
     Attempt ``n`` (1-based) failing waits ``d/2 + uniform(0, d/2)`` with
     ``d = min(max_delay, base_delay * 2**(n-1))`` (AWS Architecture Blog, "Exponential Backoff
     And Jitter", 2015): the spread keeps many metrics that failed together from retrying in
-    lock-step. A source's ``Retry-After`` replaces ``d`` (capped at ``max_delay``).
+    lock-step. A source's ``Retry-After`` (Datadog's ``X-RateLimit-Reset``) replaces ``d`` and
+    is waited in full, up to ``max_wait``: retrying earlier would land while the limit still
+    holds. The analysis' deadline bounds every wait: one that would pass it is not started,
+    and the metric fails saying so (with the deadline).
     """
 
     max_attempts: int = 3
     base_delay: float = 0.5
     max_delay: float = 10.0
+    max_wait: float = 300.0
+    """The longest a source's own ``Retry-After`` / rate-limit reset is waited (with no
+    deadline, or a deadline further away)."""
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
-        if self.base_delay < 0 or self.max_delay < 0:
-            raise ValueError("base_delay and max_delay must not be negative")
+        if self.base_delay < 0 or self.max_delay < 0 or self.max_wait < 0:
+            raise ValueError("base_delay, max_delay and max_wait must not be negative")
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         if retry_after is not None:
-            return min(retry_after, self.max_delay)
+            return min(retry_after, self.max_wait)
         ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         return float(ceiling / 2 + rng.uniform(0, ceiling / 2))
 
@@ -323,6 +330,22 @@ async def _fetch_side(
             raise _AttemptTimeoutError(limit, cut=limit < timeout) from None
         return series, time.perf_counter() - asked
 
+    async def attempt_limited() -> tuple[FetchedSeries, float]:
+        if limiter is not None:
+            async with limiter:
+                return await attempt_once()
+        return await attempt_once()
+
+    async def attempt_admitted() -> tuple[FetchedSeries, float]:
+        # A source that paces itself (a rate limit) waits here, outside the attempt's
+        # timeout, at most until the deadline (or the policy's max_wait).
+        if not isinstance(source, PacedSource):
+            return await attempt_limited()
+        remaining = left()
+        within = retry.max_wait if remaining is None else max(0.0, remaining - _DEADLINE_SLACK)
+        async with source.admission(within):
+            return await attempt_limited()
+
     attempt = 0
     error = ""
     kind = FailureKind.SOURCE.value
@@ -330,11 +353,7 @@ async def _fetch_side(
         attempt += 1
         retry_after: float | None = None
         try:
-            if limiter is not None:
-                async with limiter:
-                    series, latency = await attempt_once()
-            else:
-                series, latency = await attempt_once()
+            series, latency = await attempt_admitted()
             return done(query=query, series=series, attempts=attempt,
                         seconds=time.perf_counter() - began, latency=latency)
         except _DeadlinePassedError:
@@ -367,8 +386,8 @@ async def _fetch_side(
         pause = retry.delay(attempt, retry_after, rng)
         remaining = left()
         if remaining is not None and pause >= remaining - _DEADLINE_SLACK:
-            asked = (f"Retry-After {retry_after:g} s" if retry_after is not None
-                     else f"a {pause:.2g} s backoff")
+            asked = (f"waiting {retry_after:.3g} s as the source asked"
+                     if retry_after is not None else f"a {pause:.2g} s backoff")
             return done(query=query,
                         error=f"{error} (gave up after {_attempts(attempt)}: {asked} would "
                               f"pass the analysis' deadline of {deadline:g} s)",

@@ -14,6 +14,7 @@ pairs) into each metric's :class:`~judge.judges.common.MetricData` and hands it 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
@@ -27,6 +28,7 @@ from judge.judges.common import FetchFailure, MetricData, MetricInput, MissingSe
 from judge.judges.state import SequentialState
 from judge.report import MetricResult, Report
 from judge.scoring import resolve_thresholds
+from judge.tables import check_tables, time_warnings
 
 __all__ = [
     "FetchFailure",
@@ -150,14 +152,27 @@ def judge(
     ``thresholds`` (a ``ScoreThresholds`` or ``{"pass": 95, "marginal": 75}``) overrides the
     config's.
 
-    Bad data never raises: a missing column makes its metric ``nodata`` (``nodata_fail`` if it
-    must have data) with a reason naming the column, values that are not numbers make it
-    ``error``. An invalid config raises pydantic's ``ValidationError`` before anything is judged.
+    A call that cannot be meant raises :class:`judge.errors.DataError` saying what was expected
+    (:func:`judge.tables.check_tables`): a side that is not a table (a Series, an array), a
+    metric column that neither table has (the message lists the columns there are), one side's
+    timestamps timezone-aware and the other's naive. Bad *data* never raises: a column that one
+    side lacks makes its metric ``nodata`` (``nodata_fail`` if it must have data) with a reason
+    naming the column, values that are not numbers make it ``error``. Sides that do not overlap
+    in time are judged as independent samples, with a sentence in
+    ``report.details["warnings"]``. An invalid config raises pydantic's ``ValidationError``
+    before anything is judged.
     """
     config = validate_config(config)
     limits = resolve_thresholds(config, thresholds)
-    return judge_for(config.mode).judge(config, inputs_from_tables(config, baseline, canary),
-                                        limits)
+    check_tables(config, baseline, canary)
+    report = judge_for(config.mode).judge(config, inputs_from_tables(config, baseline, canary),
+                                          limits)
+    warnings = time_warnings(baseline, canary)
+    if not warnings:
+        return report
+    return dataclasses.replace(
+        report, details={**report.details, "warnings": [*report.details.get("warnings", ()),
+                                                        *warnings]})
 
 
 def poll(
@@ -178,6 +193,8 @@ def poll(
     :class:`judge.analysis.SequentialStatus`). Only the default judge has a sequential mode.
     """
     config = validate_config(config)
+    # A poll may bring new points for some metrics only: no column is required.
+    check_tables(config, baseline_new, canary_new, require_columns=False)
     data = inputs_from_tables(config, baseline_new, canary_new)
     new_data = {name: given for name, given in data.items() if isinstance(given, MetricData)}
     return judge_for(config.mode).poll(config, state, new_data, now=now, final=final)

@@ -25,6 +25,7 @@ such as a version or a server group), ``location``, ``start``, ``end``, ``step``
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -250,4 +251,20 @@ class MetricSource(Protocol):
         self, metric: MetricConfig, scope: Scope, config: CanaryConfig
     ) -> FetchedSeries:
         """Run the query over the scope's window. Raises :class:`SourceError` subclasses."""
+        ...
+
+
+@runtime_checkable
+class PacedSource(Protocol):
+    """A source that paces its own requests (a rate-limited API such as Datadog's).
+
+    Fetching enters :meth:`admission` around each attempt, outside the attempt's timeout, so a
+    wait for the rate limit is not mistaken for a slow answer.
+    """
+
+    def admission(self, within: float | None) -> AbstractAsyncContextManager[None]:
+        """Wait for a request slot and the rate limit's budget, then hold the slot for one
+        request. Waits at most ``within`` seconds (``None``: as long as needed); when the
+        budget comes back later than that, raises :class:`~judge.errors.RateLimitError` with
+        ``retry_after`` set, without waiting."""
         ...

@@ -7,9 +7,12 @@ form every adapter starts from; ``Report.to_frame()`` is one row per metric for 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+
+from judge.errors import UnknownMetricError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -135,6 +138,41 @@ class MetricResult:
     def to_dict(self) -> dict[str, Any]:
         return _clean(asdict(self))  # type: ignore[no-any-return]
 
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> MetricResult:
+        """Back from :meth:`to_dict` (as stored with an analysis); ``None`` numbers are NaN."""
+        def number(value: Any) -> float:
+            return math.nan if value is None else float(value)
+
+        def side(value: Any) -> SideSummary:
+            values = dict(value or {})
+            return SideSummary(
+                count=int(values.get("count") or 0),
+                **{name: number(values.get(name))
+                   for name in ("mean", "median", "std", "p90", "p99", "min", "max")},
+                nan_count=int(values.get("nan_count") or 0),
+                infinite_count=int(values.get("infinite_count") or 0),
+                outliers_removed=int(values.get("outliers_removed") or 0),
+            )
+
+        return cls(
+            name=str(raw["name"]),
+            classification=Classification(raw["classification"]),
+            reason=str(raw.get("reason", "")),
+            groups=tuple(raw.get("groups") or ("default",)),
+            test=str(raw.get("test", "mann_whitney")),
+            direction=str(raw.get("direction", "either")),
+            critical=bool(raw.get("critical", False)),
+            muted=bool(raw.get("muted", False)),
+            critical_failure=bool(raw.get("critical_failure", False)),
+            **{name: number(raw.get(name))
+               for name in ("estimate", "low", "high", "confidence", "p_value", "effect_size")},
+            effect_measure=raw.get("effect_measure"),
+            baseline=side(raw.get("baseline")),
+            canary=side(raw.get("canary")),
+            details=dict(raw.get("details") or {}),
+        )
+
 
 @dataclass(frozen=True)
 class GroupResult:
@@ -173,10 +211,80 @@ class Report:
         return self.verdict is Verdict.ERROR
 
     def metric(self, name: str) -> MetricResult:
+        """The result of metric ``name``; :class:`~judge.errors.UnknownMetricError` (a
+        ``KeyError``) listing the report's metrics when there is none."""
         for result in self.metrics:
             if result.name == name:
                 return result
-        raise KeyError(name)
+        raise UnknownMetricError(name, [m.name for m in self.metrics],
+                                 f"the report of config {self.config_name!r}")
+
+    def ordered_metrics(self) -> list[MetricResult]:
+        """The metrics as someone reading a verdict wants them: critical failures, other
+        failures, errors, then those without enough evidence, then the passes; config order
+        within each."""
+        def rank(m: MetricResult) -> int:
+            if m.critical_failure:
+                return 0
+            if m.classification is Classification.ERROR:
+                return 2
+            if m.classification.failed:
+                return 1
+            if m.classification is not Classification.PASS:
+                return 3
+            return 4
+
+        return sorted(self.metrics, key=rank)
+
+    def summary(self) -> str:
+        """A few lines for a terminal or a notebook: the verdict, score and reason, then each
+        metric that is not a pass (failures first) with its reason, and how many passed."""
+        score = "no score" if math.isnan(self.score) else f"score {self.score:g}"
+        lines = [f"{self.verdict.value.upper()} ({score}; pass >= {self.pass_threshold:g}, "
+                 f"marginal >= {self.marginal_threshold:g}) - config {self.config_name!r}, "
+                 f"{self.mode} mode", self.reason]
+        passed = 0
+        for m in self.ordered_metrics():
+            if m.classification is Classification.PASS:
+                passed += 1
+                continue
+            flag = " (critical)" if m.critical else ""
+            lines.append(f"  {m.name}{flag}: {m.classification.value} - {m.reason}")
+        lines.append(f"  {passed} of {len(self.metrics)} metrics passed.")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"Report(verdict={self.verdict.value!r}, score={self.score!r}, "
+                f"metrics={len(self.metrics)}, config_name={self.config_name!r})")
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the verdict, score and reason, then one row per metric, failures
+        first. Everything shown is escaped (metric names and reasons are user input)."""
+        from html import escape
+
+        score = "no score" if math.isnan(self.score) else f"{self.score:g}"
+        colour = {"pass": "#1a7f37", "marginal": "#9a6700", "fail": "#cf222e"}.get(
+            self.verdict.value, "#57606a")
+        rows = []
+        for m in self.ordered_metrics():
+            interval = ("" if math.isnan(m.estimate) else
+                        f"{m.estimate:.4g} [{m.low:.4g}, {m.high:.4g}]")
+            rows.append(
+                "<tr>"
+                f"<td>{escape(m.name)}{' <b>(critical)</b>' if m.critical else ''}</td>"
+                f"<td>{escape(m.classification.value)}</td>"
+                f"<td>{escape(interval)}</td>"
+                f"<td style='text-align:left'>{escape(m.reason)}</td>"
+                "</tr>")
+        return (
+            f"<div><p><b style='color:{colour}'>{escape(self.verdict.value.upper())}</b>, "
+            f"score {escape(score)} (pass &ge; {self.pass_threshold:g}, marginal &ge; "
+            f"{self.marginal_threshold:g}); config {escape(self.config_name)}, "
+            f"{escape(self.mode)} mode</p><p>{escape(self.reason)}</p>"
+            "<table><thead><tr><th>metric</th><th>classification</th>"
+            "<th>estimate [interval]</th><th>reason</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table></div>"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -4,10 +4,14 @@ Each source implements ``judge.ports.MetricSource`` (``render`` a query, ``fetch
 
 - :class:`PrometheusSource` (``metricsources.prometheus``): range queries, PromQL templates and
   Kayenta's Prometheus query config;
-- :class:`DatadogSource` (``metricsources.datadog``): ``GET /api/v1/query``;
+- :class:`DatadogSource` (``metricsources.datadog``): ``GET /api/v1/query`` and
+  ``POST /api/v2/query/timeseries``, paced by Datadog's rate limits;
 - :class:`FileSource` / :class:`FrameSource` (``metricsources.files``): CSV, Parquet, JSON and
   DataFrames;
 - :class:`DemoSource` (``metricsources.demo``): synthetic series with optional regressions.
+
+Every source answers on the scope's ``start`` / ``end`` / ``step`` grid, NaN where it had no
+point (``metricsources.grid``).
 
 Names are imported on first use (``from metricsources import PrometheusSource`` loads only the
 Prometheus client), so importing the package costs nothing. See ``docs/sources.md``.

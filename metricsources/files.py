@@ -13,7 +13,8 @@ service stores); :meth:`FrameSource.from_pair` and :meth:`FileSource.from_files`
 two sides separately and label them. A metric reads the column named by its ``ColumnQuery``
 (``column``, default: the metric's name; any other query type reads the metric's name too, so a
 Prometheus config can be replayed from an exported file). With a ``time`` column and a scope
-window, only rows with ``start <= time <= end`` are used.
+window, only rows with ``start <= time <= end`` are used, and rows on the window's grid
+(``start + k*step``) are put on it with NaN where a row is missing, as every source answers.
 
 Files: ``.csv``, ``.parquet`` (pyarrow), ``.json`` (records, ``[{"side": ..., ...}, ...]``) and
 ``.jsonl``. Read once, when the source is made.
@@ -30,6 +31,7 @@ import pandas as pd
 from judge.config import CanaryConfig, MetricConfig
 from judge.errors import BadDataError, FailureKind, FatalSourceError, QueryError
 from judge.ports import FetchedSeries, FloatArray, Scope, TaggedSeries
+from metricsources.grid import evaluation_grid, fill_grid, grid_positions
 
 BASELINE = "baseline"
 CANARY = "canary"
@@ -165,7 +167,21 @@ class FrameSource:
             )
         series = TaggedSeries(tags={}, timestamps=timestamps,
                               values=values.to_numpy(dtype=np.float64))
-        return FetchedSeries(query=rendered, series=(series,))
+        return FetchedSeries(query=rendered, series=(self._on_grid(series, scope),))
+
+    def _on_grid(self, series: TaggedSeries, scope: Scope) -> TaggedSeries:
+        """With a time column and a whole window, rows on the scope's grid (``start +
+        k*step``) are put on it with NaN for the missing ones, as every source answers; rows
+        off that grid (irregular times, another phase) are kept as they are."""
+        if self.time_column is None or scope.start is None or scope.end is None:
+            return series
+        start, end, step = scope.window()
+        grid = evaluation_grid(start.timestamp(), end.timestamp(), step.total_seconds())
+        _index, on_grid = grid_positions(grid, series.timestamps)
+        if series.timestamps.size == 0 or not on_grid.all() or \
+                np.unique(series.timestamps).size != series.timestamps.size:
+            return series
+        return fill_grid(series, grid)
 
 
 class FileSource(FrameSource):

@@ -195,11 +195,32 @@ def check_datadog_scope(value: str) -> str:
     return _datadog_value("tags")("scope", value)
 
 
+def _whole_filter_item(template: str, start: int, end: int) -> bool:
+    """Does the placeholder at ``start:end`` fill a whole item of a ``{...}`` tag filter
+    (``{${scope}}``, ``{env:prod,${scope}}``), where a tag list only adds tags to the filter?"""
+    before = template[:start].rstrip()
+    after = template[end:].lstrip()
+    inside = before.count("{") > before.count("}")
+    return inside and before.endswith(("{", ",")) and after.startswith(("}", ","))
+
+
 def expand_datadog(template: str, bindings: Mapping[str, str]) -> str:
-    """Substitute placeholders in a Datadog query; each value must be a single tag value."""
+    """Substitute placeholders in a Datadog query.
+
+    A value must be a single tag value (``version:${scope}``), except where the placeholder
+    is a whole item of a ``{...}`` filter (Kayenta's ``{${scope}}``): there a tag list such as
+    ``version:v2,region:eu`` is accepted, as Kayenta's Datadog scopes are written.
+
+    >>> expand_datadog("sum:app.errors{${scope}}", {"scope": "tag:some-tag,env:prod"})
+    'sum:app.errors{tag:some-tag,env:prod}'
+    """
     template = unescape_kayenta(template)
     _check_names(template)
-    check = _datadog_value("value")
-    return PLACEHOLDER.sub(
-        lambda m: check(m.group(1), _lookup(m.group(1), bindings, template)), template
-    )
+    value, tags = _datadog_value("value"), _datadog_value("tags")
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        check = tags if _whole_filter_item(template, match.start(), match.end()) else value
+        return check(name, _lookup(name, bindings, template))
+
+    return PLACEHOLDER.sub(substitute, template)

@@ -39,12 +39,14 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from judge.api.deps import ServicesDep
+from judge.api.links import analysis_url, run_url
+from judge.api.openapi_errors import add_component
 from judge.api.plans import BadRequestError, controller_plan
 from judge.api.runs import sequential_out
 from judge.api.schemas import ArgoJudgeOut, ArgoJudgeRequest, MetricSummaryOut
 from judge.api.sources import UnknownSourceError
 from judge.config import ScoreThresholds
-from judge.errors import ConflictError
+from judge.errors import ConflictError, StoreUnavailableError
 from judge.report import Report
 
 logger = logging.getLogger(__name__)
@@ -112,7 +114,9 @@ async def _request_fields(request: Request) -> dict[str, Any]:
     return fields
 
 
-def answer(report: Report, analysis_id: str | None, config_name: str) -> ArgoJudgeOut:
+def answer(
+    report: Report, analysis_id: str | None, config_name: str, report_url: str | None = None
+) -> ArgoJudgeOut:
     metrics = [
         MetricSummaryOut(
             name=m.name,
@@ -142,6 +146,7 @@ def answer(report: Report, analysis_id: str | None, config_name: str) -> ArgoJud
         analysis_id=analysis_id,
         failed_metrics=[m.name for m in report.metrics if m.classification.failed],
         metrics=metrics,
+        report_url=report_url,
     )
 
 
@@ -149,13 +154,55 @@ def _finite(value: float) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
 
-@router.api_route(
-    "/judge",
-    methods=["GET", "POST"],
-    response_model=ArgoJudgeOut,
-    summary="Judge a canary now (Argo Rollouts web provider); 503/504 when there is no verdict",
-    responses={503: {"model": ArgoJudgeOut}, 504: {"model": ArgoJudgeOut}},
-)
+def _given(field: dict[str, Any]) -> dict[str, Any]:
+    """A field's schema as a query parameter: a query has no null (a parameter is left out)."""
+    choices = [c for c in field.get("anyOf", []) if c.get("type") != "null"]
+    described = {k: v for k, v in field.items() if k not in ("anyOf", "default")}
+    if len(choices) == 1:
+        described.update(choices[0])
+    return described
+
+
+def describe_in_openapi(schema: dict[str, Any]) -> dict[str, Any]:
+    """What the door reads, which FastAPI cannot see (it reads the request itself, so that a
+    JSON body may overlay the query): ``GET`` takes :class:`ArgoJudgeRequest`'s fields as query
+    parameters (``pass``/``marginal`` for the thresholds, ``param.KEY`` for scope parameters),
+    ``POST`` a JSON body of that model."""
+    ref = add_component(schema, ArgoJudgeRequest)
+    fields = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
+    operations = schema["paths"]["/argo/v1/judge"]
+    required = {"config", "baseline", "canary"}
+    parameters = [
+        {"name": name, "in": "query", "required": name in required,
+         "schema": {"type": "string", "minLength": 1} if name == "config"
+         else _given(fields[name])}
+        for name in _QUERY_FIELDS
+    ]
+    parameters += [
+        {"name": name, "in": "query", "required": False,
+         "schema": {"type": "number", "minimum": 0, "maximum": 100},
+         "description": f"score threshold override: {name} (give both)"}
+        for name in ("pass", "marginal")
+    ]
+    operations["get"]["parameters"] = parameters
+    operations["post"]["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": ref}}},
+    }
+    return schema
+
+
+_JUDGE_ROUTE: dict[str, Any] = {
+    "response_model": ArgoJudgeOut,
+    "summary": "Judge a canary now (Argo Rollouts web provider); 503/504 when there is no "
+    "verdict",
+    "responses": {503: {"model": ArgoJudgeOut}, 504: {"model": ArgoJudgeOut}},
+}
+
+
+# One function, two operations (each with its own id, as OpenAPI requires).
+@router.get("/judge", operation_id="argo_judge_get", **_JUDGE_ROUTE)
+@router.post("/judge", operation_id="argo_judge_post", **_JUDGE_ROUTE)
 async def argo_judge(request: Request, services: ServicesDep) -> JSONResponse:
     """Fetch the lookback window for both scopes and judge it; see the module doc."""
     config_label: str | None = None
@@ -173,31 +220,37 @@ async def argo_judge(request: Request, services: ServicesDep) -> JSONResponse:
             services.store, services.settings, services.sources,
             config_inline=inline, config_ref=config_label, baseline=body.baseline,
             canary=body.canary, location=body.location, params=body.params,
-            lookback=body.lookback, start=body.start, end=body.end, step_seconds=body.step,
-            source=body.source, thresholds=thresholds,
+            lookback=body.lookback, now=services.clock(), start=body.start, end=body.end,
+            step_seconds=body.step, source=body.source, thresholds=thresholds,
         )
         config = plan.config
         config_label = config.name
         analysis_id: str | None
+        report_url: str
         if body.run_id is not None:
             polled = await services.runs.poll(body.run_id, plan, kind="argo", final=body.final,
                                              stored_config=stored)
             report, analysis_id = polled.report, None
+            report_url = run_url(request, body.run_id)
         elif body.final:
             raise BadRequestError("final: only for a sequential run (give run_id)", "final")
         else:
             report, analysis_id = await services.judge_now(plan, "argo")
+            report_url = analysis_url(request, analysis_id)
     except ValidationError as exc:
         return error_answer(validation_message(exc), config_label)
     except TimeoutError as exc:
         return error_answer(str(exc), config_label, TIMEOUT_STATUS)
     except (BadRequestError, UnknownSourceError, ConflictError) as exc:
         return error_answer(str(exc), config_label)
+    except StoreUnavailableError as exc:  # our database, not the request: an Error
+        logger.error("%s", exc)
+        return error_answer(str(exc), config_label, OUTAGE_STATUS)
     except Exception as exc:
         # Argo reads non-2xx as an Error measurement; a bug here must still answer in JSON.
         logger.exception("argo judge failed")
         services.metrics.request_errors.labels("argo", "internal").inc()
         return error_answer(f"internal error: {type(exc).__name__}: {exc}", config_label)
-    out = answer(report, analysis_id, config.name)
+    out = answer(report, analysis_id, config.name, report_url)
     status = OUTAGE_STATUS if report.is_error else 200
     return JSONResponse(status_code=status, content=out.model_dump(mode="json", by_alias=True))

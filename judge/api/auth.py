@@ -14,7 +14,7 @@ A token that itself contains ``:`` must be given with its scope (``admin:ab:cd``
 as ``admn:xyz`` (letters, a colon, no known scope) is refused at startup rather than read as an
 all-powerful bare token.
 
-A caller presents a token in one of three ways (the first one present is the one checked):
+A caller presents a token in one of four ways (the first one present is the one checked):
 
 1. ``Authorization: Bearer TOKEN`` (people, scripts, Argo's ``web`` provider);
 2. a path prefix ``/t/TOKEN`` before any route: ``/t/TOKEN/canaryConfig``. For callers that
@@ -23,7 +23,11 @@ A caller presents a token in one of three ways (the first one present is the one
    (``baseUrl``), Flagger's webhook ``url``. The prefix is removed before anything else sees
    the request (routing, logs, access logs);
 3. Flagger's webhook ``metadata.token`` on ``POST /flagger/v1/check`` (Flagger cannot set
-   headers); the key is removed from the body before the webhook is read.
+   headers); the key is removed from the body before the webhook is read;
+4. on the report pages only (``/`` and ``/ui/...``, all ``GET``), the cookie
+   ``canary_judge_token`` that the login form (``POST /ui/login``) sets: HttpOnly,
+   ``SameSite=Strict``, so page scripts cannot read it and other sites cannot send it. A page
+   asked for without a valid token answers 401 with the login form instead of JSON.
 
 With no tokens configured nothing is checked, and a ``/t/...`` prefix or ``metadata.token`` is
 still removed (switching auth on or off needs no change in the controllers).
@@ -106,18 +110,49 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/canaryConfig/{config_id}"): JUDGE,
     ("PUT", "/canaryConfig/{config_id}"): ADMIN,
     ("DELETE", "/canaryConfig/{config_id}"): ADMIN,
-    ("POST", "/canary/{config_id}"): JUDGE,
+    ("POST", "/canary/{id}"): JUDGE,
     ("POST", "/canary"): JUDGE,
-    ("GET", "/canary/{execution_id}"): JUDGE,
+    ("GET", "/canary/executions"): JUDGE,
+    ("GET", "/canary/{id}"): JUDGE,
     ("POST", "/judge"): JUDGE,
+    # Report pages (HTML; judge/api/pages.py). The login form must answer without a token.
+    ("GET", "/"): JUDGE,
+    ("GET", "/ui"): JUDGE,
+    ("GET", "/ui/analyses"): JUDGE,
+    ("GET", "/ui/analyses/{analysis_id}"): JUDGE,
+    ("GET", "/ui/analyses/{analysis_id}/plots/{index}.svg"): JUDGE,
+    ("GET", "/ui/runs"): JUDGE,
+    ("GET", "/ui/runs/{run_id}"): JUDGE,
+    ("GET", "/ui/runs/{run_id}/plots/{index}.svg"): JUDGE,
+    ("GET", "/ui/configs"): JUDGE,
+    ("GET", "/ui/configs/{config_id}"): JUDGE,
+    ("GET", "/ui/login"): OPEN,
+    ("POST", "/ui/login"): OPEN,
+    ("POST", "/ui/logout"): OPEN,
 }
 """Every route by method and path (as OpenAPI writes it), and what it needs."""
+
+DOCS_ASSETS_PATH = "/docs-assets"
+"""Where the Swagger UI and ReDoc files are served from the package (``fastapi-offline``):
+open, as ``/docs`` is, which loads them."""
+OPEN_MOUNTS = frozenset((DOCS_ASSETS_PATH,))
+"""Static mounts (no methods, not in :data:`ROUTE_ACCESS`) anyone may read."""
 
 SCOPES: dict[str, Access] = {"judge": JUDGE, "admin": ADMIN}
 UNSCOPED = ADMIN
 """The scope of a bare token (the format from before scopes): everything, as it was."""
 
 TOKEN_PATH_PREFIX = "/t/"
+COOKIE_NAME = "canary_judge_token"
+"""The login form's cookie, read on the report pages only (see module doc)."""
+PAGES_PREFIX = "/ui"
+LoginPage = Callable[[str, str], str]
+"""``(path asked for, message) -> HTML``: the login form a refused page answers with."""
+
+
+def is_page(path: str) -> bool:
+    """A report page's path (where the login cookie is read): ``/`` and ``/ui/...``."""
+    return path == "/" or path == PAGES_PREFIX or path.startswith(PAGES_PREFIX + "/")
 FLAGGER_CHECK = "/flagger/v1/check"
 METADATA_TOKEN_KEY = "token"
 
@@ -143,6 +178,8 @@ def flat_routes(routes: Sequence[Any]) -> list[Any]:
 def required_access(method: str, path: str) -> Access:
     """What ``method`` on the route ``path`` needs; unlisted routes need ``admin``."""
     method = "GET" if method.upper() == "HEAD" else method.upper()
+    if path in OPEN_MOUNTS and method == "GET":
+        return OPEN
     return ROUTE_ACCESS.get((method, openapi_path(path)), ADMIN)
 
 
@@ -213,8 +250,10 @@ class AuthMiddleware:
         max_body_bytes: int,
         group_of: Callable[[str], str],
         reject: Reject,
+        login_page: LoginPage | None = None,
     ) -> None:
         self.app = app
+        self.login_page = login_page
         self.tokens = parse_tokens(tokens)
         self.open_groups = frozenset(open_groups)
         self.limit = max_body_bytes
@@ -246,8 +285,10 @@ class AuthMiddleware:
         if access is OPEN:
             await self.app(scope, receive, send)
             return
+        cookie_token = _cookie(scope) if is_page(scope["path"]) else None
         presented = next(
-            (t for t in (_bearer(scope), path_token, metadata_token) if t is not None), None
+            (t for t in (_bearer(scope), path_token, metadata_token, cookie_token)
+             if t is not None), None
         )
         group = self.group_of(scope["path"])
         if presented is None:
@@ -271,10 +312,7 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
     def _scope_of(self, presented: str) -> Access | None:
-        digest = _digest(presented)
-        # Every token is compared, equal-length digests: no timing hint of which one matched.
-        matches = [(hmac.compare_digest(digest, t.digest), t.scope) for t in self.tokens]
-        return next((granted for matched, granted in matches if matched), None)
+        return token_scope(self.tokens, presented)
 
     def _route_path(self, scope: Scope) -> str | None:
         """The path template of the route this request goes to (``None``: no route). A path
@@ -292,6 +330,18 @@ class AuthMiddleware:
         return partial
 
     async def _refuse(self, send: Send, scope: Scope, status_code: int, message: str) -> None:
+        if self.login_page is not None and is_page(scope["path"]):
+            # A browser: the login form, still a 401 (nothing of the page is shown).
+            asked = scope["path"] + (f"?{scope['query_string'].decode('latin-1')}"
+                                     if scope.get("query_string") else "")
+            why = ("log in with an API token" if status_code == 401 and "missing" in message
+                   else message.split(":", 1)[0])
+            page = self.login_page(asked, why).encode()
+            await send({"type": "http.response.start", "status": status_code, "headers": [
+                (b"content-type", b"text/html; charset=utf-8"),
+                (b"content-length", str(len(page)).encode())]})
+            await send({"type": "http.response.body", "body": page})
+            return
         status, body = self.reject(scope["path"], status_code, message)
         payload = json.dumps(body).encode()
         headers = [(b"content-type", b"application/json"),
@@ -300,6 +350,30 @@ class AuthMiddleware:
             headers.append((b"www-authenticate", b"Bearer"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+
+
+def token_scope(tokens: Sequence[ApiToken], presented: str) -> Access | None:
+    """The scope ``presented`` grants among ``tokens`` (``None``: not a token of ours)."""
+    digest = _digest(presented)
+    # Every token is compared, equal-length digests: no timing hint of which one matched.
+    matches = [(hmac.compare_digest(digest, t.digest), t.scope) for t in tokens]
+    return next((granted for matched, granted in matches if matched), None)
+
+
+def _cookie(scope: Scope) -> str | None:
+    """The login cookie's token, if the request carries one."""
+    from http.cookies import CookieError, SimpleCookie
+
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"cookie":
+            jar: SimpleCookie = SimpleCookie()
+            try:
+                jar.load(value.decode("latin-1"))
+            except CookieError:
+                continue
+            if COOKIE_NAME in jar:
+                return unquote(jar[COOKIE_NAME].value)
+    return None
 
 
 def _take_path_token(scope: Scope) -> str | None:
@@ -396,10 +470,9 @@ def describe_in_openapi(schema: dict[str, Any], *, enforced: bool) -> dict[str, 
                 continue
             operation["security"] = [{"bearer": []}]
             responses = operation.setdefault("responses", {})
-            if not path.startswith("/argo/"):  # Argo's door answers 200 with verdict error
-                responses.setdefault("401", {"description": "missing or invalid API token"})
-                if access is ADMIN:
-                    responses.setdefault("403", {"description": "the token is not admin"})
+            responses.setdefault("401", {"description": "missing or invalid API token"})
+            if access is ADMIN:
+                responses.setdefault("403", {"description": "the token is not admin"})
     if enforced:
         schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
         schemes["bearer"] = {

@@ -45,19 +45,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from judge.api.argo import validation_message
 from judge.api.deps import ServicesDep
+from judge.api.links import analysis_url, run_url
 from judge.api.plans import AnalysisPlan, BadRequestError, controller_plan
 from judge.api.runs import sequential_out
 from judge.api.schemas import FlaggerHook, FlaggerMetadata, FlaggerOut
 from judge.api.sources import UnknownSourceError
 from judge.api.store import StoredConfig
 from judge.config import CanaryConfig, ScoreThresholds
-from judge.errors import ConflictError
+from judge.errors import ConflictError, StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def _plan(
         config_inline=None, config_ref=meta.config,
         baseline=meta.baseline or f"{hook.name}-primary", canary=meta.canary or hook.name,
         location=meta.location, params={"name": hook.name, "namespace": hook.namespace},
-        lookback=meta.lookback, step_seconds=step, source=meta.source,
+        lookback=meta.lookback, now=services.clock(), step_seconds=step, source=meta.source,
         thresholds=lambda config: _thresholds(meta, config),
         extra={"flagger": {"name": hook.name, "namespace": hook.namespace,
                            "phase": hook.phase}},
@@ -138,7 +139,9 @@ def _thresholds(meta: FlaggerMetadata, config: CanaryConfig) -> ScoreThresholds 
     summary="Flagger webhook: 200 when the canary passes, 412 when it does not, 503 when a "
     "metric source failed",
 )
-async def flagger_check(hook: FlaggerHook, services: ServicesDep) -> JSONResponse:
+async def flagger_check(
+    hook: FlaggerHook, services: ServicesDep, request: Request
+) -> JSONResponse:
     try:
         meta = FlaggerMetadata.model_validate(hook.metadata)
     except ValidationError as exc:
@@ -146,6 +149,7 @@ async def flagger_check(hook: FlaggerHook, services: ServicesDep) -> JSONRespons
         return _answer(400, hook, verdict="error", reason=message, error=message)
     sequential = _flag(meta.sequential) or meta.run_id is not None
     analysis_id: str | None = None
+    report_url: str
     try:
         plan, stored = _plan(hook, meta, services)
         if sequential:
@@ -160,8 +164,10 @@ async def flagger_check(hook: FlaggerHook, services: ServicesDep) -> JSONRespons
             polled = await services.runs.poll(run_id, plan, kind="flagger",
                                               stored_config=stored)
             report = polled.report
+            report_url = run_url(request, run_id)
         else:
             report, analysis_id = await services.judge_now(plan, "flagger")
+            report_url = analysis_url(request, analysis_id)
     except (BadRequestError, UnknownSourceError, ConflictError) as exc:
         return _answer(400, hook, verdict="error", reason=str(exc), error=str(exc))
     except ValidationError as exc:
@@ -169,6 +175,9 @@ async def flagger_check(hook: FlaggerHook, services: ServicesDep) -> JSONRespons
         return _answer(400, hook, verdict="error", reason=message, error=message)
     except TimeoutError as exc:
         return _answer(504, hook, verdict="error", reason=str(exc), error=str(exc))
+    except StoreUnavailableError as exc:  # our database, not the canary: no verdict
+        logger.error("%s", exc)
+        return _answer(_NO_VERDICT, hook, verdict="error", reason=str(exc), error=str(exc))
     except Exception as exc:
         logger.exception("flagger check failed")
         services.metrics.request_errors.labels("flagger", "internal").inc()
@@ -198,4 +207,5 @@ async def flagger_check(hook: FlaggerHook, services: ServicesDep) -> JSONRespons
         error=report.reason if report.is_error else None,
         analysis_id=analysis_id,
         failed_metrics=[m.name for m in report.metrics if m.classification.failed],
+        report_url=report_url,
     )

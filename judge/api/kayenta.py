@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from anyio import to_thread
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from judge.api.deps import RunnerDep, ServicesDep, StoreDep
+from judge.api.links import analysis_url
 from judge.api.plans import (
+    CONFIG_BODY,
     AnalysisPlan,
     BadRequestError,
     check_plan,
@@ -41,7 +43,7 @@ from judge.api.plans import (
     parse_config_document,
     stored_fields,
 )
-from judge.api.schemas import series_values
+from judge.api.schemas import MAX_STEP_SECONDS, series_values
 from judge.api.service import Services
 from judge.api.store import AnalysisStatus, StoredAnalysis, StoredConfig
 from judge.api.telemetry import Stopwatch
@@ -72,15 +74,26 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
+def _window_required(schema: dict[str, Any]) -> None:
+    # An execution needs each scope's window; the model lets "" through (as "not given", see
+    # _unset) so the route can name the scope that lacks one, and the schema says it plainly.
+    for name in ("start", "end"):
+        schema["properties"][name] = {"type": "string", "format": "date-time"}
+        schema.setdefault("required", []).append(name)
+
+
 class CanaryScopeIn(_Lenient):
-    """Kayenta's ``CanaryScope``: ``location`` (newer) or ``region`` (older, and Argo's)."""
+    """Kayenta's ``CanaryScope``: ``location`` (current Kayenta; Argo's provider sends its
+    template's ``region`` under this name) or ``region`` (older Kayenta clients)."""
+
+    model_config = ConfigDict(json_schema_extra=_window_required)
 
     scope: str = Field(min_length=1)
     location: str | None = None
     region: str | None = None
     start: datetime | None = None
     end: datetime | None = None
-    step: int | None = Field(default=None, gt=0, description="seconds")
+    step: int | None = Field(default=None, gt=0, le=MAX_STEP_SECONDS, description="seconds")
     extended_scope_params: dict[str, str] | None = Field(
         default=None, alias="extendedScopeParams"
     )
@@ -125,6 +138,10 @@ class CanaryAdhocExecutionRequestIn(_Lenient):
 
 class CanaryExecutionResponseOut(BaseModel):
     canaryExecutionId: str  # noqa: N815 - Kayenta's field name
+    report_url: str | None = Field(
+        default=None, description="the execution's report page (not Kayenta's; its clients "
+        "ignore fields they do not know)"
+    )
 
 
 class CanaryConfigUpdateResponseOut(BaseModel):
@@ -187,8 +204,9 @@ def is_kayenta_path(path: str) -> bool:
 def spring_error(status_code: int, message: str, path: str) -> dict[str, Any]:
     """Spring Boot's default error body, which Kayenta clients know how to show."""
     reasons = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-               413: "Payload Too Large",
-               422: "Unprocessable Entity", 500: "Internal Server Error"}
+               405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
+               422: "Unprocessable Entity", 500: "Internal Server Error",
+               503: "Service Unavailable", 504: "Gateway Timeout"}
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "status": status_code,
@@ -223,7 +241,8 @@ def get_canary_config(config_id: str, store: StoreDep) -> dict[str, Any]:
     return kayenta_document(store.get_config(config_id))
 
 
-@router.post("/canaryConfig", response_model=CanaryConfigUpdateResponseOut)
+@router.post("/canaryConfig", response_model=CanaryConfigUpdateResponseOut,
+             openapi_extra=CONFIG_BODY)
 async def create_canary_config(request: Request, store: StoreDep) -> CanaryConfigUpdateResponseOut:
     """Store a config (Kayenta JSON; native accepted too). Names must be unique per
     application, as Kayenta requires."""
@@ -245,7 +264,8 @@ async def create_canary_config(request: Request, store: StoreDep) -> CanaryConfi
     return CanaryConfigUpdateResponseOut(canaryConfigId=stored.id)
 
 
-@router.put("/canaryConfig/{config_id}", response_model=CanaryConfigUpdateResponseOut)
+@router.put("/canaryConfig/{config_id}", response_model=CanaryConfigUpdateResponseOut,
+            openapi_extra=CONFIG_BODY)
 async def update_canary_config(
     config_id: str, request: Request, store: StoreDep
 ) -> CanaryConfigUpdateResponseOut:
@@ -321,6 +341,7 @@ async def _start(
     plan: AnalysisPlan,
     execution: dict[str, Any],
     stored: StoredConfig | None,
+    request: Request,
 ) -> CanaryExecutionResponseOut:
     request_json = plan.to_json()
     request_json["extra"]["executionRequest"] = execution
@@ -335,7 +356,9 @@ async def _start(
     )
     services.metrics.analyses_started.labels("kayenta").inc()
     runner.submit(analysis.id)
-    return CanaryExecutionResponseOut(canaryExecutionId=analysis.id)
+    return CanaryExecutionResponseOut(
+        canaryExecutionId=analysis.id, report_url=analysis_url(request, analysis.id)
+    )
 
 
 def _accounts(
@@ -352,12 +375,19 @@ def _accounts(
     }
 
 
-@router.post("/canary/{config_id}", response_model=CanaryExecutionResponseOut)
+_CANARY_ID = (
+    "a config's id (POST: start an execution with it) or an execution's id (GET: its status); "
+    "one name for both, as the two share the path /canary/{id}"
+)
+
+
+@router.post("/canary/{id}", response_model=CanaryExecutionResponseOut)
 async def start_canary(
-    config_id: str,
+    config_id: Annotated[str, Path(alias="id", description=_CANARY_ID)],
     execution: CanaryExecutionRequestIn,
     services: ServicesDep,
     runner: RunnerDep,
+    request: Request,
     application: str | None = Query(default=None),
     metrics_account_name: str | None = Query(default=None, alias="metricsAccountName"),
     configuration_account_name: str | None = Query(
@@ -376,7 +406,8 @@ async def start_canary(
     accounts["parentPipelineExecutionId"] = parent_pipeline_execution_id
     plan = _plan(config, execution, services, accounts)
     return await _start(
-        services, runner, plan, execution.model_dump(mode="json", by_alias=True), stored
+        services, runner, plan, execution.model_dump(mode="json", by_alias=True), stored,
+        request,
     )
 
 
@@ -385,6 +416,7 @@ async def start_adhoc_canary(
     body: CanaryAdhocExecutionRequestIn,
     services: ServicesDep,
     runner: RunnerDep,
+    request: Request,
     application: str | None = Query(default=None),
     metrics_account_name: str | None = Query(default=None, alias="metricsAccountName"),
     storage_account_name: str | None = Query(default=None, alias="storageAccountName"),
@@ -399,13 +431,52 @@ async def start_adhoc_canary(
         plan,
         body.execution_request.model_dump(mode="json", by_alias=True),
         None,
+        request,
     )
 
 
-@router.get("/canary/{execution_id}", response_model=dict[str, Any])
-def get_canary(execution_id: str, store: StoreDep) -> dict[str, Any]:
-    """Kayenta's ``CanaryExecutionStatusResponse`` for an execution (any analysis id works)."""
-    return execution_status(store.get_analysis(execution_id))
+AD_HOC_APPLICATION = "ad-hoc"
+"""Kayenta's application of executions started without one."""
+EXECUTIONS_SCANNED = 10_000
+"""``GET /canary/executions`` pages through at most this many of the newest executions."""
+
+
+@router.get("/canary/executions", response_model=list[dict[str, Any]])
+def list_canary_executions(
+    store: StoreDep,
+    application: str | None = Query(default=None),
+    limit: int = Query(default=20, ge=1, le=1000),
+    page: int = Query(default=1, ge=1),
+    statuses: str | None = Query(
+        default=None, description="comma-separated execution statuses (RUNNING, SUCCEEDED, "
+        "TERMINAL); default: all"),
+    storage_account_name: str | None = Query(default=None, alias="storageAccountName"),
+) -> list[dict[str, Any]]:
+    """Kayenta's ``GET /canary/executions``: an application's executions (``ad-hoc`` when
+    none is given), newest first, ``limit`` a page, as ``CanaryExecutionStatusResponse`` objects.
+    ``storageAccountName`` is accepted and ignored (one store here)."""
+    wanted_application = application or AD_HOC_APPLICATION
+    wanted = {s.strip().upper() for s in (statuses or "").split(",") if s.strip()}
+    matching = []
+    for analysis in store.list_analyses(limit=EXECUTIONS_SCANNED, kind="kayenta"):
+        status = execution_status(analysis)
+        if (status["application"] or AD_HOC_APPLICATION) != wanted_application:
+            continue
+        if wanted and status["executionStatus"] not in wanted:
+            continue
+        matching.append(status)
+    return matching[(page - 1) * limit : page * limit]
+
+
+@router.get("/canary/{id}", response_model=dict[str, Any])
+def get_canary(
+    execution_id: Annotated[str, Path(alias="id", description=_CANARY_ID)], store: StoreDep,
+    request: Request,
+) -> dict[str, Any]:
+    """Kayenta's ``CanaryExecutionStatusResponse`` for an execution (any analysis id works),
+    with the execution's report page in ``report_url`` (also in ``result``)."""
+    analysis = store.get_analysis(execution_id)
+    return execution_status(analysis, report_url=analysis_url(request, analysis.id))
 
 
 def _exported(config: CanaryConfig) -> dict[str, Any]:
@@ -417,7 +488,9 @@ def _exported(config: CanaryConfig) -> dict[str, Any]:
         return config.to_dict()
 
 
-def execution_status(analysis: StoredAnalysis) -> dict[str, Any]:
+def execution_status(
+    analysis: StoredAnalysis, *, report_url: str | None = None
+) -> dict[str, Any]:
     accounts: dict[str, Any] = (analysis.request.get("extra") or {}).get("kayenta") or {}
     config = CanaryConfig.from_dict(analysis.config)
     done = analysis.status.done
@@ -445,6 +518,8 @@ def execution_status(analysis: StoredAnalysis) -> dict[str, Any]:
         "storageAccountName": accounts.get("storageAccountName"),
         "configurationAccountName": accounts.get("configurationAccountName"),
         "metricsAccountName": accounts.get("metricsAccountName"),
+        # Not Kayenta's: Argo's kayenta provider and Spinnaker ignore fields they do not know.
+        "report_url": report_url,
     }
     if analysis.started_at is not None:
         response["startTimeMillis"] = millis(analysis.started_at)
@@ -480,6 +555,7 @@ def execution_status(analysis: StoredAnalysis) -> dict[str, Any]:
         response["result"] = {
             "judgeResult": judge_result_from_dict(analysis.report, config),
             "canaryDuration": duration,
+            "report_url": report_url,
         }
     return response
 
@@ -501,12 +577,6 @@ def _side_stats(side: dict[str, Any]) -> dict[str, Any]:
             "max": _number(side.get("max")),
         }
     }
-
-
-def _criticality(metric: dict[str, Any]) -> str:
-    if metric.get("muted"):
-        return "report-only"
-    return "critical" if metric.get("critical") else "normal"
 
 
 def judge_result_from_dict(report: dict[str, Any], config: CanaryConfig) -> dict[str, Any]:
@@ -539,7 +609,10 @@ def judge_result_from_dict(report: dict[str, Any], config: CanaryConfig) -> dict
                 "experimentMetadata": _side_stats(metric.get("canary") or {}),
                 "controlMetadata": _side_stats(metric.get("baseline") or {}),
                 "resultMetadata": result_metadata,
-                "criticality": _criticality(metric),
+                # Kayenta's CanaryAnalysisResult booleans (kayenta-core, since 2020; the
+                # older "criticality" string is gone from Kayenta).
+                "critical": bool(metric.get("critical")),
+                "muted": bool(metric.get("muted")),
             }
         )
     group_scores = [

@@ -8,9 +8,12 @@ from typing import Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response, status
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from judge.api.deps import RunnerDep, ServicesDep, StoreDep
+from judge.api.links import analysis_url, run_url
 from judge.api.plans import (
+    CONFIG_BODY,
     AnalysisPlan,
     BadRequestError,
     check_plan,
@@ -44,21 +47,27 @@ from judge.ports import ScopePair
 
 router = APIRouter(prefix="/v1", tags=["native"])
 
+
+class RunIdConvertor(PathConvertor):
+    """A run id in a path: any text, slashes included (Flagger's are
+    ``namespace/name/checksum``), except one ending in ``/poll``. ``/v1/runs/x/poll`` is then the
+    poll of run ``x`` and nothing else (not also the run ``x/poll`` to GET or DELETE), so a 405
+    there names the one method it takes, and the document's paths do not overlap."""
+
+    regex = r"(?!.*/poll$).+"
+
+
+POLL_SUFFIX = "/poll"
+
+# Starlette's convertors are one registry; the routes below are compiled with this one when
+# this module is imported (a name, not a connection or a setting).
+register_url_convertor("run_id", RunIdConvertor())
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut},
     404: {"model": ErrorOut},
 }
 
-_CONFIG_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"type": "object"}},
-            "application/yaml": {"schema": {"type": "string"}},
-        },
-        "description": "a canary config, native or Kayenta JSON (or YAML)",
-    }
-}
 
 
 def _thresholds(raw: Any) -> ScoreThresholds | None:
@@ -115,7 +124,7 @@ def _config_out(stored: StoredConfig) -> ConfigOut:
     response_model=ConfigOut,
     status_code=status.HTTP_201_CREATED,
     responses=_ERRORS,
-    openapi_extra=_CONFIG_BODY,
+    openapi_extra=CONFIG_BODY,
 )
 async def create_config(request: Request, store: StoreDep) -> ConfigOut:
     """Store a config (native or Kayenta JSON, or YAML); it gets an id and version 1."""
@@ -169,7 +178,7 @@ def export_kayenta(config_id: str, store: StoreDep) -> dict[str, Any]:
 
 
 @router.put(
-    "/configs/{config_id}", response_model=ConfigOut, responses=_ERRORS, openapi_extra=_CONFIG_BODY
+    "/configs/{config_id}", response_model=ConfigOut, responses=_ERRORS, openapi_extra=CONFIG_BODY
 )
 async def update_config(config_id: str, request: Request, store: StoreDep) -> ConfigOut:
     """Store a new version of a config (earlier versions stay readable)."""
@@ -194,8 +203,9 @@ def delete_config(config_id: str, store: StoreDep) -> Response:
 
 
 # -- analyses ------------------------------------------------------------------------------------
-def analysis_out(analysis: StoredAnalysis) -> AnalysisOut:
+def analysis_out(analysis: StoredAnalysis, report_url: str | None = None) -> AnalysisOut:
     return AnalysisOut(
+        report_url=report_url,
         id=analysis.id,
         kind=analysis.kind,
         status=analysis.status.value,
@@ -242,6 +252,7 @@ async def _analysis_plan(
         start=body.start,
         end=body.end,
         default_lookback=services.settings.default_lookback,
+        now=services.clock(),
     )
     if body.scopes is not None:
         scopes = {
@@ -278,7 +289,7 @@ async def _analysis_plan(
     responses=_ERRORS,
 )
 async def start_analysis(
-    body: AnalysisRequest, services: ServicesDep, runner: RunnerDep
+    body: AnalysisRequest, services: ServicesDep, runner: RunnerDep, request: Request
 ) -> AnalysisOut:
     """Start an analysis in the background; poll ``GET /v1/analyses/{id}`` for its report."""
     plan, stored = await _analysis_plan(body, services)
@@ -293,18 +304,20 @@ async def start_analysis(
     )
     services.metrics.analyses_started.labels("native").inc()
     runner.submit(analysis.id)
-    return analysis_out(analysis)
+    return analysis_out(analysis, analysis_url(request, analysis.id))
 
 
 @router.get("/analyses/{analysis_id}", response_model=AnalysisOut, responses=_ERRORS)
-def get_analysis(analysis_id: str, store: StoreDep) -> AnalysisOut:
+def get_analysis(analysis_id: str, store: StoreDep, request: Request) -> AnalysisOut:
     """An analysis: status (queued, running, succeeded, failed), progress, and its report."""
-    return analysis_out(store.get_analysis(analysis_id))
+    analysis = store.get_analysis(analysis_id)
+    return analysis_out(analysis, analysis_url(request, analysis.id))
 
 
 @router.get("/analyses", response_model=list[AnalysisSummaryOut])
 def list_analyses(
     store: StoreDep,
+    request: Request,
     limit: int = Query(default=50, ge=1, le=1000),
     status_filter: AnalysisStatus | None = Query(default=None, alias="status"),
 ) -> list[AnalysisSummaryOut]:
@@ -320,14 +333,18 @@ def list_analyses(
             score=a.report.get("score") if a.report else None,
             created_at=a.created_at,
             finished_at=a.finished_at,
+            report_url=analysis_url(request, a.id),
         )
         for a in store.list_analyses(limit=limit, status=status_filter)
     ]
 
 
 # -- sequential runs ---------------------------------------------------------------------------
-def run_out(run: StoredRun, *, with_report: bool = True) -> RunOut:
+def run_out(
+    run: StoredRun, *, with_report: bool = True, report_url: str | None = None
+) -> RunOut:
     return RunOut(
+        report_url=report_url,
         run_id=run.run_id,
         kind=run.kind,
         status=run.status,
@@ -345,30 +362,37 @@ def run_out(run: StoredRun, *, with_report: bool = True) -> RunOut:
 
 
 @router.post("/runs/{run_id:path}/poll", response_model=RunOut, responses=_ERRORS)
-async def poll_run(run_id: str, body: RunPollRequest, services: ServicesDep) -> RunOut:
+async def poll_run(
+    run_id: str, body: RunPollRequest, services: ServicesDep, request: Request
+) -> RunOut:
     """One poll of a sequential run: judge the points since the previous poll (anytime-valid),
     store the run's state, and answer where it stands (``status``: continue, pass, fail,
     inconclusive) with the report."""
+    if run_id.endswith(POLL_SUFFIX):  # could never be read back (see RunIdConvertor)
+        raise BadRequestError(f"run id {run_id!r}: must not end in {POLL_SUFFIX!r}", "run_id")
     plan, stored = await _analysis_plan(body, services)
     result = await services.runs.poll(run_id, plan, kind="native", final=body.final,
                                      stored_config=stored)
-    return run_out(result.run)
+    return run_out(result.run, report_url=run_url(request, run_id))
 
 
-@router.get("/runs/{run_id:path}", response_model=RunOut, responses=_ERRORS)
-def get_run(run_id: str, store: StoreDep) -> RunOut:
+@router.get("/runs/{run_id:run_id}", response_model=RunOut, responses=_ERRORS)
+def get_run(run_id: str, store: StoreDep, request: Request) -> RunOut:
     """A sequential run as stored: status, calls, last judged point, last report. Run ids may
     contain ``/`` (Flagger's are ``namespace/name/checksum``)."""
-    return run_out(store.get_run(run_id))
+    return run_out(store.get_run(run_id), report_url=run_url(request, run_id))
 
 
 @router.get("/runs", response_model=list[RunOut])
-def list_runs(store: StoreDep, limit: int = Query(default=50, ge=1, le=1000)) -> list[RunOut]:
+def list_runs(
+    store: StoreDep, request: Request, limit: int = Query(default=50, ge=1, le=1000)
+) -> list[RunOut]:
     """Recent sequential runs (most recently polled first), without their reports."""
-    return [run_out(run, with_report=False) for run in store.list_runs(limit=limit)]
+    return [run_out(run, with_report=False, report_url=run_url(request, run.run_id))
+            for run in store.list_runs(limit=limit)]
 
 
-@router.delete("/runs/{run_id:path}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
+@router.delete("/runs/{run_id:run_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
 def delete_run(run_id: str, store: StoreDep) -> Response:
     """Forget a run (its next poll starts a new one)."""
     store.delete_run(run_id)

@@ -8,7 +8,9 @@ unchanged.
 from __future__ import annotations
 
 import json
+import logging
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,10 +23,19 @@ from judge.analysis import analyze_async
 from judge.api.settings import Settings
 from judge.api.sources import SourceRegistry
 from judge.api.store import Store, StoredConfig
-from judge.config import CanaryConfig, ScoreThresholds, config_to_kayenta, looks_like_kayenta
-from judge.errors import ConfigError, NotFoundError
+from judge.config import (
+    CanaryConfig,
+    KayentaIgnoredFieldWarning,
+    ScoreThresholds,
+    config_to_kayenta,
+    looks_like_kayenta,
+)
+from judge.errors import ConfigError, ConflictError, NotFoundError
+from judge.fetching import SeriesPairs
 from judge.ports import MetricSource, Scope, ScopePair, Scopes
 from judge.report import Report
+
+logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
 """``on_progress(done, total)``: metrics fetched so far, of all metrics."""
@@ -42,10 +53,17 @@ library's :class:`~judge.errors.ConfigError`, under the name the doors use)."""
 
 # -- configs -------------------------------------------------------------------------------------
 def parse_config_document(document: Mapping[str, Any]) -> tuple[CanaryConfig, str]:
-    """A config sent as native or Kayenta JSON (recognised by its shape), and which it was."""
+    """A config sent as native or Kayenta JSON (recognised by its shape), and which it was.
+    Fields a Kayenta import drops (Kayenta ignores them too) are logged as warnings."""
     if looks_like_kayenta(document):
         cleaned = {k: v for k, v in document.items() if k not in KAYENTA_BOOKKEEPING}
-        return CanaryConfig.from_kayenta(cleaned), "kayenta"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", KayentaIgnoredFieldWarning)
+            config = CanaryConfig.from_kayenta(cleaned)
+        for warning in caught:
+            logger.warning("Kayenta config field dropped on import",
+                           extra={"config": config.name, "detail": str(warning.message)})
+        return config, "kayenta"
     return CanaryConfig.from_dict(document), "native"
 
 
@@ -88,14 +106,40 @@ def resolve_config(
     return CanaryConfig.from_dict(stored.native), stored
 
 
+_CONFIG_DOCUMENT = {
+    "type": "object",
+    "required": ["metrics"],
+    "properties": {"metrics": {"type": "array", "items": {"type": "object"}}},
+    "description": "a canary config, native (docs/configuration.md) or Kayenta's JSON; what a "
+    "config means (metric names, groups, tests, thresholds) is checked when it is read, and a "
+    "config that breaks a rule gets a 400/422 naming the field",
+}
+
+CONFIG_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _CONFIG_DOCUMENT},
+            "application/yaml": {"schema": _CONFIG_DOCUMENT},
+        },
+        "description": "a canary config, native or Kayenta JSON (or the same as YAML)",
+    }
+}
+"""The request body of the routes that store a config (read by :func:`config_document`, so
+FastAPI cannot describe it by itself)."""
+
+
 async def config_document(request: Request) -> dict[str, Any]:
-    """A config sent in a request body: JSON, or YAML when the content type says so."""
+    """A config sent in a request body: JSON or YAML, whatever the content type says (``curl
+    --data-binary @checkout.yaml`` sends YAML as a form; YAML is read when JSON is not)."""
     raw = await request.body()
-    content_type = request.headers.get("content-type", "")
     try:
-        document = yaml.safe_load(raw.decode()) if "yaml" in content_type else json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise BadRequestError(f"body: not valid JSON or YAML ({exc})", "body") from exc
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        try:
+            document = yaml.safe_load(raw.decode())
+        except (UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise BadRequestError(f"body: not valid JSON or YAML ({exc})", "body") from exc
     if not isinstance(document, dict):
         raise BadRequestError("body: a config must be an object", "body")
     return document
@@ -105,12 +149,23 @@ def millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+class NoKayentaFormError(ConflictError):
+    """A stored config that Kayenta JSON cannot express (a demo or inline-data query, a test
+    Kayenta lacks): 409, as the request is fine and the config's content is what conflicts."""
+
+
 def kayenta_document(stored: StoredConfig) -> dict[str, Any]:
     """A stored config as Kayenta JSON: as it was sent, or exported from the native form."""
     if stored.original is not None and stored.original_format == "kayenta":
         document = dict(stored.original)
     else:
-        document = config_to_kayenta(CanaryConfig.from_dict(stored.native))
+        try:
+            document = config_to_kayenta(CanaryConfig.from_dict(stored.native))
+        except ConfigError as exc:
+            raise NoKayentaFormError(
+                f"config {stored.name!r} has no Kayenta form: {exc}; read it with "
+                f"GET /v1/configs/{stored.id}"
+            ) from exc
     document.update(
         name=stored.name,
         applications=list(stored.applications) or document.get("applications", []),
@@ -147,7 +202,10 @@ def parse_duration(text: str, field_name: str = "lookback") -> timedelta:
             )
     if seconds <= 0:
         raise BadRequestError(f"{field_name}: must be positive, got {text!r}", field_name)
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError as exc:  # beyond any window a source could answer
+        raise BadRequestError(f"{field_name}: {text!r} is too long", field_name) from exc
 
 
 def _aware(moment: datetime) -> datetime:
@@ -160,9 +218,10 @@ def window(
     start: datetime | None,
     end: datetime | None,
     default_lookback: str,
-    now: datetime | None = None,
+    now: datetime,
 ) -> tuple[datetime, datetime]:
-    """``(start, end)`` from explicit bounds, or a lookback ending now."""
+    """``(start, end)`` from explicit bounds, or a lookback ending ``now`` (the service's
+    clock: :func:`judge.api.service.settings_clock`)."""
     if start is not None and end is not None:
         start, end = _aware(start), _aware(end)
         if end <= start:
@@ -170,7 +229,7 @@ def window(
         return start, end
     if start is not None or end is not None:
         raise BadRequestError("give both 'start' and 'end', or a lookback", "start")
-    finish = now or datetime.now(UTC)
+    finish = _aware(now)
     return finish - parse_duration(lookback or default_lookback), finish
 
 
@@ -219,6 +278,9 @@ def make_scope(
         )
     except ConfigError as exc:
         raise BadRequestError(f"{field_name}: {exc}", field_name) from exc
+    except OverflowError as exc:  # a step no clock can count
+        raise BadRequestError(f"{field_name}.step: {step_seconds!r} is too long",
+                              f"{field_name}.step") from exc
 
 
 @dataclass(frozen=True)
@@ -286,6 +348,7 @@ def controller_plan(
     location: str | None,
     params: Mapping[str, str],
     lookback: str | None,
+    now: datetime,
     start: datetime | None = None,
     end: datetime | None = None,
     step_seconds: float | None,
@@ -295,13 +358,13 @@ def controller_plan(
     field_prefix: str = "",
 ) -> tuple[AnalysisPlan, StoredConfig | None]:
     """The checked plan of a controller's check (Argo web, Flagger): one config, one scope
-    pair, a window ending now (or ``start``..``end``). ``thresholds`` may depend on the
+    pair, a window ending ``now`` (or ``start``..``end``). ``thresholds`` may depend on the
     config (a partial override). Errors name ``field_prefix + field``."""
     config, stored = resolve_config(store, inline=config_inline, config_ref=config_ref)
     if callable(thresholds):
         thresholds = thresholds(config)
     begin, finish = window(lookback=lookback, start=start, end=end,
-                           default_lookback=settings.default_lookback)
+                           default_lookback=settings.default_lookback, now=now)
     pair = ScopePair(
         baseline=make_scope(baseline, location=location, params=params,
                             field_name=f"{field_prefix}baseline"),
@@ -387,9 +450,11 @@ async def run_plan(
     *,
     on_progress: ProgressCallback | None = None,
     deadline: float | None = None,
+    on_pairs: Callable[[SeriesPairs], None] | None = None,
 ) -> Report:
     """Fetch both sides of every metric and judge them (``judge.analysis.analyze_async``),
-    the fetching within ``deadline`` seconds (retries and backoff included)."""
+    the fetching within ``deadline`` seconds (retries and backoff included); ``on_pairs``
+    receives the series judged."""
     return await analyze_async(
         plan.config,
         routed_sources(plan, sources),
@@ -400,6 +465,7 @@ async def run_plan(
         thresholds=plan.thresholds,
         on_progress=on_progress,
         deadline=deadline,
+        on_pairs=on_pairs,
     )
 
 

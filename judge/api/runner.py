@@ -20,6 +20,8 @@ from judge.api.service import Services
 from judge.api.telemetry import Stopwatch, analysis_context
 from judge.config import CanaryConfig
 from judge.errors import NotFoundError
+from judge.fetching import SeriesPairs
+from judge.pages.series import series_json
 
 logger = logging.getLogger(__name__)
 
@@ -121,11 +123,14 @@ class AnalysisRunner:
                 extra={"kind": analysis.kind, "config": config.name, "attempt": analysis.attempts},
             )
             budget = self._services.settings.analysis_timeout_seconds
+            judged: list[SeriesPairs] = []
             report = await asyncio.wait_for(
                 run_plan(plan, self._services.sources, on_progress=on_progress,
-                         deadline=fetch_deadline(budget)),
+                         deadline=fetch_deadline(budget), on_pairs=judged.append),
                 timeout=budget,
             )
+            if judged:  # kept for the report page's plots
+                await to_thread.run_sync(store.save_series, analysis_id, series_json(judged[-1]))
         except asyncio.CancelledError:
             # Shutdown: leave it stored as running so the next start resumes it.
             logger.info("analysis interrupted by shutdown; it will be resumed at next start")

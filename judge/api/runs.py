@@ -38,11 +38,12 @@ from judge.api.plans import (
 )
 from judge.api.schemas import SequentialOut
 from judge.api.sources import SourceRegistry
-from judge.api.store import Store, StoredConfig, StoredRun
+from judge.api.store import RunPoll, Store, StoredConfig, StoredRun
 from judge.api.telemetry import ServiceMetrics, Stopwatch, analysis_context
 from judge.config import CanaryConfig, JudgeMode
 from judge.errors import NotFoundError
 from judge.judges.state import SequentialState
+from judge.pages.views import poll_summary
 from judge.report import Report
 
 logger = logging.getLogger(__name__)
@@ -199,6 +200,11 @@ class RunKeeper:
         saved = await asyncio.to_thread(
             lambda: self.store.save_run(run, previous_calls=previous.calls if previous else 0)
         )
+        # The evidence over the polls, for the run's report page.
+        await asyncio.to_thread(self.store.add_run_poll, RunPoll(
+            run_id=run_id, call=saved.calls, status=saved.status, last_end=saved.last_end,
+            metrics=poll_summary(run.report or {}), created_at=saved.updated_at,
+        ))
         return PollResult(report=report, run=saved, new_points=outcome.new_points)
 
 

@@ -9,15 +9,86 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from judge.analysis import SequentialStatus
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+MAX_STEP_SECONDS = 7 * 24 * 3600
+"""The longest step a request may ask for (a week): longer ones cannot make a series."""
+
+
+# -- rules between fields, in the published schema ------------------------------------------
+# The models' validators enforce these; the JSON Schema says them too, so a client (or a schema
+# fuzzer) knows which combinations are accepted before sending one. ``null`` counts as absent.
+def _given(name: str, json_type: str) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: {"type": json_type}}}
+
+
+def _absent(*names: str) -> dict[str, Any]:
+    return {"properties": {name: {"type": "null"} for name in names}}
+
+
+def _all_of(*parts: dict[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {"required": [], "properties": {}}
+    for part in parts:
+        merged["required"] += part.get("required", [])
+        merged["properties"].update(part.get("properties", {}))
+    if not merged["required"]:
+        del merged["required"]
+    return merged
+
+
+ONE_CONFIG: dict[str, Any] = {
+    "oneOf": [
+        _all_of(_given("config", "object"), _absent("config_id")),
+        _all_of(_given("config_id", "string"), _absent("config")),
+    ]
+}
+"""Exactly one of ``config`` (inline) and ``config_id``."""
+
+SCOPES_ONE_WAY: dict[str, Any] = {
+    "oneOf": [
+        _all_of(_given("baseline", "object"), _given("canary", "object"), _absent("scopes")),
+        _all_of(_given("scopes", "object"), _absent("baseline", "canary")),
+    ]
+}
+"""``baseline`` + ``canary``, or ``scopes``."""
+
+WINDOW_ONE_WAY: dict[str, Any] = {
+    "oneOf": [
+        _absent("start", "end"),
+        _all_of(_given("start", "string"), _given("end", "string"), _absent("lookback")),
+    ]
+}
+"""``start`` + ``end``, or a ``lookback`` (or the default one) ending now."""
+
+DURATION: dict[str, JsonValue] = {
+    "pattern": r"^(?=.*[1-9])\s*(\d+(\.\d+)?|(\d+(\.\d+)?(ms|s|m|h|d|w|MS|S|M|H|D|W))+)\s*$"
+}
+"""What ``judge.api.plans.parse_duration`` reads: ``10m``, ``1h30m``, ``90s``, ``600``, not
+zero. Published only: the route's own check answers a 400 naming the field (as before)."""
+
+
+def _rules(*rules: dict[str, Any]) -> Any:
+    def extend(schema: dict[str, Any]) -> None:
+        schema["allOf"] = [*schema.get("allOf", []), *rules]
+
+    return extend
 
 
 class _Lenient(BaseModel):
@@ -68,7 +139,7 @@ class ScopeIn(_Strict):
     location: str | None = None
     start: datetime | None = None
     end: datetime | None = None
-    step: int | None = Field(default=None, gt=0, description="seconds")
+    step: int | None = Field(default=None, gt=0, le=MAX_STEP_SECONDS, description="seconds")
     params: dict[str, str] = Field(default_factory=dict)
 
 
@@ -78,15 +149,19 @@ class ScopePairIn(_Strict):
 
 
 class ErrorOut(BaseModel):
-    """Every non-2xx answer of the native API (FastAPI's validation errors keep their shape)."""
+    """Every non-2xx answer of the native API: ``error`` says what is wrong; ``field`` names
+    the part of the request (400), ``detail`` lists each offending field (422)."""
 
     error: str
-    detail: Any = None
+    field: str | None = None
+    detail: list[dict[str, Any]] | None = None
 
 
 # -- native: judge -----------------------------------------------------------------------------
 class JudgeRequest(_Strict):
     """Judge data given inline: one list of numbers per metric and side."""
+
+    model_config = ConfigDict(json_schema_extra=_rules(ONE_CONFIG))
 
     config: dict[str, Any] | None = Field(
         default=None, description="a native or Kayenta config (or give config_id)"
@@ -163,6 +238,10 @@ class AnalysisRequest(_Strict):
     metrics' ``scope_name``. Window: ``start`` + ``end``, or ``lookback`` ending now.
     """
 
+    model_config = ConfigDict(
+        json_schema_extra=_rules(ONE_CONFIG, SCOPES_ONE_WAY, WINDOW_ONE_WAY)
+    )
+
     config: dict[str, Any] | None = None
     config_id: str | None = None
     config_version: int | None = Field(default=None, ge=1)
@@ -171,8 +250,10 @@ class AnalysisRequest(_Strict):
     scopes: dict[str, ScopePairIn] | None = None
     start: datetime | None = None
     end: datetime | None = None
-    lookback: str | None = Field(default=None, description="e.g. 10m, 1h, 90s")
-    step: int | None = Field(default=None, gt=0, description="seconds")
+    lookback: str | None = Field(
+        default=None, description="e.g. 10m, 1h, 90s", json_schema_extra=DURATION
+    )
+    step: int | None = Field(default=None, gt=0, le=MAX_STEP_SECONDS, description="seconds")
     source: str | None = Field(default=None, description="a configured metric source's name")
     thresholds: ThresholdsIn | None = None
 
@@ -232,6 +313,9 @@ class RunOut(BaseModel):
     updated_at: datetime
     sequential: SequentialOut | None = None
     report: dict[str, Any] | None = None
+    report_url: str | None = Field(
+        default=None, description="the report page of this run (CANARY_JUDGE_EXTERNAL_URL)"
+    )
 
 
 class AnalysisOut(BaseModel):
@@ -252,6 +336,9 @@ class AnalysisOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    report_url: str | None = Field(
+        default=None, description="the report page of this analysis (CANARY_JUDGE_EXTERNAL_URL)"
+    )
 
 
 class AnalysisSummaryOut(BaseModel):
@@ -264,6 +351,9 @@ class AnalysisSummaryOut(BaseModel):
     score: float | None
     created_at: datetime
     finished_at: datetime | None
+    report_url: str | None = Field(
+        default=None, description="the report page of this analysis (CANARY_JUDGE_EXTERNAL_URL)"
+    )
 
 
 # -- Argo Rollouts web provider ----------------------------------------------------------------
@@ -274,10 +364,13 @@ class ArgoJudgeRequest(_Strict):
     baseline: str = Field(min_length=1, description="baseline scope value")
     canary: str = Field(min_length=1, description="canary scope value")
     location: str | None = None
-    lookback: str | None = Field(default=None, description="window ending now, e.g. 10m")
+    lookback: str | None = Field(
+        default=None, description="window ending now, e.g. 10m",
+        json_schema_extra=DURATION,
+    )
     start: datetime | None = None
     end: datetime | None = None
-    step: int | None = Field(default=None, gt=0, description="seconds")
+    step: int | None = Field(default=None, gt=0, le=MAX_STEP_SECONDS, description="seconds")
     source: str | None = None
     params: dict[str, str] = Field(default_factory=dict)
     thresholds: ThresholdsIn | None = None
@@ -302,9 +395,10 @@ class MetricSummaryOut(BaseModel):
 
 class ArgoJudgeOut(BaseModel):
     """``verdict`` is ``pass``, ``marginal``, ``fail`` (HTTP 200) or ``error`` (HTTP 503 when a
-    metric source failed, 504 past the time budget: Argo's Error measurement; HTTP 200 for a
-    bad request: Inconclusive); the booleans make ``successCondition: result.pass`` style
-    conditions read naturally."""
+    metric source or the database failed, 504 past the time budget, 401/403 without a valid
+    token, 404/405 for a wrong URL or method, 413 for an oversized body: Argo's Error
+    measurement; HTTP 200 for a request that cannot be served: Inconclusive); the booleans
+    make ``successCondition: result.pass`` style conditions read naturally."""
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -324,19 +418,14 @@ class ArgoJudgeOut(BaseModel):
     failed_metrics: list[str] = Field(default_factory=list)
     metrics: list[MetricSummaryOut] = Field(default_factory=list)
     sequential: SequentialOut | None = None
+    report_url: str | None = Field(
+        default=None,
+        description="the report page of this analysis or sequential run "
+        "(CANARY_JUDGE_EXTERNAL_URL)",
+    )
 
 
 # -- Flagger webhook ---------------------------------------------------------------------------
-class FlaggerHook(_Lenient):
-    """Flagger's webhook payload (``CanaryWebhookPayload``)."""
-
-    name: str = Field(min_length=1)
-    namespace: str = Field(min_length=1)
-    phase: str = ""
-    checksum: str | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
-
-
 class FlaggerMetadata(_Strict):
     """The keys canary-judge reads from a webhook's ``metadata`` (all strings, as Flagger
     sends them). Unknown keys are rejected so a typo does not silently judge the wrong thing."""
@@ -367,6 +456,47 @@ class FlaggerMetadata(_Strict):
     )
 
 
+def _flagger_metadata_schema() -> dict[str, Any]:
+    """:class:`FlaggerMetadata` as JSON Schema, with ``token`` (read and removed by
+    ``judge.api.auth`` before the door sees the metadata)."""
+    schema = FlaggerMetadata.model_json_schema(by_alias=True)
+    properties: dict[str, Any] = schema["properties"]
+    for name, described in properties.items():
+        # Flagger's metadata is a map of strings: a key is given as text, or left out.
+        described.pop("anyOf", None)
+        described.pop("default", None)
+        described["type"] = "string"
+        if name == "lookback":
+            described.update(DURATION)
+        elif name == "step":
+            described["pattern"] = r"^\s*(?=.*[1-9])\d+(\.\d+)?\s*$"
+        elif name in ("pass", "marginal"):
+            described["pattern"] = r"^\s*(100(\.0+)?|\d{1,2}(\.\d+)?)\s*$"
+    properties["token"] = {
+        "type": "string",
+        "description": "an API token, for a webhook that cannot send headers",
+    }
+    return schema
+
+
+class FlaggerHook(_Lenient):
+    """Flagger's webhook payload (``CanaryWebhookPayload``). ``metadata`` is a string map to
+    Flagger; the keys canary-judge reads are :class:`FlaggerMetadata`'s (``config`` at least),
+    and that is the schema published for it."""
+
+    model_config = ConfigDict(
+        json_schema_extra=lambda schema: schema.setdefault("required", []).append("metadata")
+    )
+
+    name: str = Field(min_length=1)
+    namespace: str = Field(min_length=1)
+    phase: str = ""
+    checksum: str | None = None
+    metadata: Annotated[dict[str, str], WithJsonSchema(_flagger_metadata_schema())] = Field(
+        default_factory=dict
+    )
+
+
 class FlaggerOut(BaseModel):
     verdict: Literal["pass", "marginal", "fail", "error"]
     score: float | None = None
@@ -377,6 +507,11 @@ class FlaggerOut(BaseModel):
     analysis_id: str | None = None
     failed_metrics: list[str] = Field(default_factory=list)
     sequential: SequentialOut | None = None
+    report_url: str | None = Field(
+        default=None,
+        description="the report page of this analysis or sequential run "
+        "(CANARY_JUDGE_EXTERNAL_URL)",
+    )
 
 
 # -- health ------------------------------------------------------------------------------------

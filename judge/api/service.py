@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from anyio import to_thread
 
@@ -16,9 +18,27 @@ from judge.api.settings import Settings
 from judge.api.sources import SourceRegistry
 from judge.api.store import Store
 from judge.api.telemetry import ServiceMetrics, Stopwatch, analysis_context
+from judge.fetching import SeriesPairs
+from judge.pages.series import series_json
 from judge.report import Report
 
 logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+"""What "now" is for the doors: where a lookback window ends."""
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def settings_clock(settings: Settings) -> Clock:
+    """The wall clock, or the moment ``CANARY_JUDGE_PINNED_NOW`` pins (replays, tests: the
+    same request then judges the same window whenever it is sent)."""
+    pinned = settings.pinned_now
+    if pinned is None:
+        return wall_clock
+    return lambda: pinned
 
 
 @dataclass
@@ -29,6 +49,8 @@ class Services:
     store: Store
     sources: SourceRegistry
     metrics: ServiceMetrics
+    clock: Clock = wall_clock
+    """Where lookback windows end (``settings_clock``)."""
     _runs: RunKeeper | None = field(default=None, repr=False)
 
     @property
@@ -54,8 +76,13 @@ class Services:
         )
         await to_thread.run_sync(self.store.mark_running, stored.id)
         self.metrics.analyses_started.labels(kind).inc()
+        fetched: list[SeriesPairs] = []
         with analysis_context(stored.id):
-            report = await self._run_sync(plan, kind, stored.id)
+            report = await self._run_sync(plan, kind, stored.id, fetched.append)
+        if fetched:
+            await to_thread.run_sync(
+                self.store.save_series, stored.id, series_json(fetched[-1])
+            )
         if report.is_error:
             await to_thread.run_sync(
                 self.store.mark_error, stored.id, report.to_dict(), outcome_cause(report)
@@ -64,12 +91,16 @@ class Services:
             await to_thread.run_sync(self.store.mark_succeeded, stored.id, report.to_dict())
         return report, stored.id
 
-    async def _run_sync(self, plan: AnalysisPlan, kind: str, analysis_id: str) -> Report:
+    async def _run_sync(
+        self, plan: AnalysisPlan, kind: str, analysis_id: str,
+        on_pairs: Callable[[SeriesPairs], None],
+    ) -> Report:
         watch = Stopwatch()
         try:
             budget = self.settings.sync_timeout_seconds
             report = await asyncio.wait_for(
-                run_plan(plan, self.sources, deadline=fetch_deadline(budget)), timeout=budget
+                run_plan(plan, self.sources, deadline=fetch_deadline(budget), on_pairs=on_pairs),
+                timeout=budget,
             )
         except TimeoutError:
             message = (

@@ -11,14 +11,25 @@ truth and a unit test checks that the document names each of them.
 
 from __future__ import annotations
 
+import difflib
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -26,7 +37,14 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+ENV_PREFIX = "CANARY_JUDGE_"
 SETTINGS_FILE_ENV = "CANARY_JUDGE_SETTINGS_FILE"
+OTHER_VARIABLES = frozenset(
+    (SETTINGS_FILE_ENV, "CANARY_JUDGE_REAL_SERIES", "CANARY_JUDGE_SAMPLE_EVERY", "CANARY_JUDGE_OUT")
+)
+"""Variables with the prefix that are not settings: the settings file, and the lab's (the
+real-noise benchmark's data folder, the tuning notebook's sampling and output folder)."""
+DATADOG_KEY_ENV = ("DD_API_KEY", "DD_APP_KEY", "DD_APPLICATION_KEY")
 DEMO_SOURCE_NAME = "demo"
 
 
@@ -38,7 +56,9 @@ class SourceSettings(BaseModel):
 
     type: Literal["prometheus", "datadog", "demo", "files"]
     url: str | None = None
-    """Base URL (Prometheus: ``http://prometheus:9090``; Datadog: ``https://api.datadoghq.com``)."""
+    """Base URL (Prometheus: ``http://prometheus:9090``). Datadog: a site name as Datadog
+    writes it (``datadoghq.eu``, ``us5.datadoghq.com`` ...) or a URL (a proxy); unset, the
+    ``DD_SITE`` environment variable, else ``datadoghq.com``."""
     api_key: SecretStr | None = None
     """Datadog ``DD-API-KEY``."""
     app_key: SecretStr | None = None
@@ -53,11 +73,19 @@ class SourceSettings(BaseModel):
     """``files`` sources: a CSV / Parquet / JSON file with a ``side`` column."""
     delay_seconds: float = Field(default=0.0, ge=0)
     """Demo source only: wait this long per query (to see progress and test restarts)."""
+    max_concurrency: int = Field(default=8, gt=0)
+    """Datadog: requests in flight at most, over every analysis of the process."""
 
     @model_validator(mode="after")
     def _needs_url(self) -> SourceSettings:
-        if self.type in ("prometheus", "datadog") and not self.url:
+        if self.type == "prometheus" and not self.url:
             raise ValueError(f"a {self.type} source needs 'url'")
+        if self.type == "datadog":
+            # A bad site is refused here, at start, rather than retried as a connection error.
+            from judge.redaction import split_userinfo
+            from metricsources.datadog_sites import datadog_base_url, site_from_environment
+
+            datadog_base_url(split_userinfo(self.url or site_from_environment(os.environ))[0])
         if self.type == "files" and not self.path:
             raise ValueError("a files source needs 'path'")
         return self
@@ -70,7 +98,14 @@ class _SettingsFileSource(PydanticBaseSettingsSource):
         super().__init__(settings_cls)
         self._values: dict[str, Any] = {}
         if path:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
+            try:
+                raw = yaml.safe_load(Path(path).read_text()) or {}
+            except OSError as exc:
+                raise ValueError(f"settings file {path}: {exc.strerror or exc}") from exc
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+                raise ValueError(f"settings file {path} is not valid YAML or JSON{where}") from exc
             if not isinstance(raw, dict):
                 raise ValueError(f"settings file {path} must hold a mapping at its top level")
             self._values = raw
@@ -80,6 +115,37 @@ class _SettingsFileSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(self._values)
+
+
+class _UnknownVariables(PydanticBaseSettingsSource):
+    """Every ``CANARY_JUDGE_*`` environment variable that names no setting, under its own
+    (upper-case) name: :meth:`Settings._known_names` refuses it, naming it. pydantic-settings
+    would ignore it, and a typo (``CANARY_JUDGE_PROMETEUS_URL``) would silently judge the
+    demo source's numbers."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        known = {ENV_PREFIX + name.upper() for name in self.settings_cls.model_fields}
+        known |= OTHER_VARIABLES
+        return {
+            name.upper(): None
+            for name in os.environ
+            if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+        }
+
+
+def _unknown_setting(name: str, fields: list[str]) -> str:
+    """A sentence naming an unknown setting and the nearest known one."""
+    if name.startswith(ENV_PREFIX):
+        # Compared without the prefix, which every candidate shares.
+        close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX).lower(), fields, n=1)
+        hint = f" (did you mean {ENV_PREFIX}{close[0].upper()}?)" if close else ""
+        return f"environment variable {name} is not a setting{hint}"
+    close = difflib.get_close_matches(name, fields, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{name!r} is not a setting{hint}"
 
 
 class Settings(BaseSettings):
@@ -92,6 +158,10 @@ class Settings(BaseSettings):
     # -- storage ---------------------------------------------------------------------------
     database_url: str = "sqlite:///./canary-judge.db"
     """Any SQLAlchemy URL. SQLite by default; PostgreSQL etc. for a shared store."""
+    database_timeout_seconds: float = Field(default=10.0, gt=0)
+    """How long the database may keep the service waiting: SQLite's busy timeout (a write lock
+    another process holds), a database server's connect timeout. A database still locked or
+    unreachable after it fails startup with one log line (and a request with 503)."""
     seed_demo_configs: bool = True
     """Store the demo configs (``demo``, ``demo-kayenta``) at startup when they are missing."""
 
@@ -118,6 +188,10 @@ class Settings(BaseSettings):
     """Window judged by the Argo web and Flagger endpoints when the request gives none. An hour
     at the default step is 61 points a side: per-minute metrics are autocorrelated, and the
     default judge counts them as the fewer independent points they are worth."""
+    pinned_now: AwareDatetime | None = None
+    """Lookback windows end at this moment (ISO 8601 with a zone, e.g.
+    ``2026-01-05T12:00:00Z``) instead of the wall clock's now: to replay an incident's window,
+    and for reproducible tests. Unset: the wall clock."""
     max_points_per_series: int = Field(default=11_000, gt=0)
     """Reject windows that would fetch more points than this per side (Prometheus' limit)."""
     max_concurrent_analyses: int = Field(default=4, gt=0)
@@ -147,11 +221,31 @@ class Settings(BaseSettings):
     the webhook's ``metadata.token`` or its URL (``/t/TOKEN``)."""
     open_argo_paths: bool = False
     """Let callers without a token use ``/argo/v1/judge`` (the web provider sends headers)."""
+    external_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
+    """The service's address as people's browsers reach it (``https://canary-judge.example``,
+    a path prefix allowed): every answer's ``report_url`` starts with it. Unset: the address
+    each request was sent to."""
     max_request_bytes: int = Field(default=5_000_000, gt=0)
     """Larger request bodies are refused with 413."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
     """One JSON object per log line (carrying the analysis id); false: plain text."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_names(cls, values: Any) -> Any:
+        """Unknown names (a settings file's keys, ``CANARY_JUDGE_*`` variables) are errors
+        naming each, with the nearest setting: a typo must not leave a default in place."""
+        if not isinstance(values, dict):
+            return values
+        fields = list(cls.model_fields)
+        unknown = [str(name) for name in values if name not in cls.model_fields]
+        if unknown:
+            detail = "; ".join(_unknown_setting(name, fields) for name in sorted(unknown))
+            raise PydanticCustomError(
+                "unknown_setting", "{detail} (every setting: docs/service.md)", {"detail": detail}
+            )
+        return values
 
     @field_validator("api_tokens", mode="before")
     @classmethod
@@ -175,6 +269,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _default_source_exists(self) -> Settings:
+        try:
+            # The URL shortcuts become sources here: check them now (a bad Datadog site).
+            self.source_settings()
+        except ValidationError as exc:
+            raise ValueError("; ".join(
+                str(error["msg"]).removeprefix("Value error, ") for error in exc.errors()
+            )) from None
         if self.default_source is not None and self.default_source not in self.source_settings():
             raise ValueError(
                 f"default_source {self.default_source!r} is not a configured source "
@@ -192,7 +293,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         file_source = _SettingsFileSource(settings_cls, os.environ.get(SETTINGS_FILE_ENV))
-        return (init_settings, env_settings, file_source)
+        return (init_settings, env_settings, file_source, _UnknownVariables(settings_cls))
 
     def secret_values(self) -> list[str]:
         """Every secret value these settings hold, for :class:`judge.redaction.Redactor`: the
@@ -210,6 +311,10 @@ class Settings(BaseSettings):
                 if secret is not None:
                     values.append(secret.get_secret_value())
             values.extend(url_secrets(source.url))
+            if source.type == "datadog":
+                # Keys not configured here come from the environment, as Datadog's clients
+                # read them: they are secrets all the same.
+                values.extend(os.environ.get(name, "") for name in DATADOG_KEY_ENV)
         for key in (self.datadog_api_key, self.datadog_app_key):
             if key is not None:
                 values.append(key.get_secret_value())

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -25,7 +26,7 @@ from judge.api.settings import Settings, SourceSettings
 from judge.api.telemetry import ServiceMetrics, Stopwatch
 from judge.config import CanaryConfig, MetricConfig
 from judge.errors import OUTAGE_KINDS, ConfigError, failure_kind
-from judge.ports import FetchedSeries, MetricSource, Scope, served_query_types
+from judge.ports import FetchedSeries, MetricSource, PacedSource, Scope, served_query_types
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,16 @@ class TimedSource:
     def render(self, metric: MetricConfig, scope: Scope, config: CanaryConfig) -> str:
         return self.inner.render(metric, scope, config)
 
+    @asynccontextmanager
+    async def admission(self, within: float | None) -> AsyncIterator[None]:
+        """The inner source's pacing (:class:`judge.ports.PacedSource`), so its rate-limit
+        waits stay outside the attempt's timeout and within the deadline; none otherwise."""
+        if isinstance(self.inner, PacedSource):
+            async with self.inner.admission(within):
+                yield
+        else:
+            yield
+
     async def fetch(
         self, metric: MetricConfig, scope: Scope, config: CanaryConfig
     ) -> FetchedSeries:
@@ -199,12 +210,12 @@ def build_source(settings: SourceSettings) -> MetricSource:
     if settings.type == "datadog":
         from metricsources.datadog import DatadogSource
 
-        assert settings.url is not None
         return DatadogSource(
             api_key=settings.api_key.get_secret_value() if settings.api_key else None,
             application_key=settings.app_key.get_secret_value() if settings.app_key else None,
             site=settings.url,
             timeout=settings.timeout_seconds,
+            max_concurrency=settings.max_concurrency,
         )
     if settings.type == "files":
         from metricsources.files import FileSource

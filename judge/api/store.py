@@ -37,11 +37,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from judge.errors import ConfigError, ConflictError, NotFoundError
+from judge.errors import ConfigError, ConflictError, NotFoundError, StoreUnavailableError
 
 
 class AnalysisStatus(StrEnum):
@@ -121,6 +121,33 @@ class _AnalysisRow(_Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class _AnalysisSeriesRow(_Base):
+    """The series of one metric an analysis judged, for its report page's plots: a table of
+    its own (listing or reading analyses never loads them, an existing database gains it at
+    startup), a row per metric (a plot reads its metric's points only)."""
+
+    __tablename__ = "analysis_series"
+
+    analysis_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("analyses.id", ondelete="CASCADE"), primary_key=True
+    )
+    metric: Mapped[str] = mapped_column(String(512), primary_key=True)
+    series: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class _RunPollRow(_Base):
+    """One poll of a sequential run as it was answered: the evidence over the polls."""
+
+    __tablename__ = "sequential_run_polls"
+
+    run_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    call: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    last_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    metrics: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class _RunRow(_Base):
@@ -203,7 +230,47 @@ class StoredAnalysis:
     finished_at: datetime | None
 
 
-_Frozen = TypeVar("_Frozen", StoredConfig, StoredAnalysis, StoredRun)
+@dataclass(frozen=True)
+class AnalysisSummary:
+    """One line of a list of analyses: what the list shows, without the report or config."""
+
+    id: str
+    kind: str
+    status: AnalysisStatus
+    config_name: str | None
+    verdict: str | None
+    score: float | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line of a list of sequential runs."""
+
+    run_id: str
+    kind: str
+    status: str
+    calls: int
+    config_name: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RunPoll:
+    """One poll of a sequential run: its status and, per metric, what the poll showed
+    (``name``, ``classification``, ``estimate``, ``low``, ``high``, ``points``)."""
+
+    run_id: str
+    call: int
+    status: str
+    last_end: datetime | None
+    metrics: list[dict[str, Any]]
+    created_at: datetime
+
+
+_Frozen = TypeVar("_Frozen", StoredConfig, StoredAnalysis, StoredRun, RunPoll)
 
 
 def _frozen(cls: type[_Frozen], row: object, **overrides: Any) -> _Frozen:
@@ -238,28 +305,55 @@ def _in_memory(url: str) -> bool:
     return url in ("sqlite://", "sqlite:///:memory:")
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL mode and a busy timeout so the request threads
-    and the analysis runner can write at the same time without "database is locked".
+DEFAULT_TIMEOUT_SECONDS = 10.0
+"""How long a statement waits for a lock another connection holds (SQLite's busy timeout), or a
+connection for a database server to answer, before the store gives up."""
+
+_BEGIN_MODE = "canary_judge_begin"
+"""Execution option: how a SQLite transaction begins (``IMMEDIATE`` for a session that writes)."""
+
+
+def make_engine(url: str, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> Engine:
+    """An engine for ``url`` whose connections give up after ``timeout_seconds``.
+
+    SQLite gets WAL mode (the request threads and the analysis runner read while one writes) and
+    a busy timeout; transactions that write begin ``IMMEDIATE``, taking the write lock before
+    they read: writers then queue on the busy timeout instead of two of them reading the same
+    row and the later one failing (two PUTs of one config both reading version 3 and both
+    writing version 4, or SQLite refusing to upgrade a read snapshot another writer made stale).
+    The transaction control recipe is SQLAlchemy's for pysqlite (the driver's own begins late
+    and cannot be told how).
 
     An in-memory SQLite database lives in one connection, so every thread shares it
-    (``StaticPool``); :class:`Store` serialises its sessions on such an engine."""
+    (``StaticPool``); :class:`Store` serialises its sessions on such an engine. Database
+    servers get ``connect_timeout`` (PostgreSQL and MySQL drivers) and rows a writer means to
+    change are read ``FOR UPDATE``."""
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        connect_args: dict[str, Any] = {}
+        if url.startswith(("postgresql", "mysql", "mariadb")):
+            connect_args["connect_timeout"] = max(1, round(timeout_seconds))
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     in_memory = _in_memory(url)
     engine = create_engine(
         url,
-        connect_args={"check_same_thread": False, "timeout": 30},
+        connect_args={"check_same_thread": False, "timeout": timeout_seconds},
         poolclass=StaticPool if in_memory else None,
     )
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # No implicit BEGIN from the driver: _begin below starts every transaction.
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         if not in_memory:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get(_BEGIN_MODE, "")
+        connection.exec_driver_sql(f"BEGIN {mode}".strip())
 
     return engine
 
@@ -267,9 +361,10 @@ def make_engine(url: str) -> Engine:
 class Store:
     """Configs and analyses in one database. Thread-safe: one short session per call."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.timeout_seconds = timeout_seconds
+        self.engine = make_engine(url, timeout_seconds)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # One shared sqlite3 connection (in-memory database, StaticPool) has one transaction:
         # a request thread committing while the background runner's session is mid-statement
@@ -281,21 +376,45 @@ class Store:
         )
 
     def create_schema(self) -> None:
-        with self._lock:
-            _Base.metadata.create_all(self.engine)
+        """Create the tables that are missing. Takes the write lock first, so a database another
+        process holds locked fails here, after the timeout, with
+        :class:`~judge.errors.StoreUnavailableError`."""
+        with self._unavailable_as_error(), self._lock, self.engine.connect() as connection:
+            connection = connection.execution_options(**{_BEGIN_MODE: "IMMEDIATE"})
+            with connection.begin():
+                _Base.metadata.create_all(connection)
 
     def close(self) -> None:
         self.engine.dispose()
 
     def ping(self) -> None:
         """Raise if the database cannot be reached (used by ``/readyz``)."""
-        with self._lock, self.engine.connect() as connection:
+        with self._unavailable_as_error(), self._lock, self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
     @contextmanager
-    def _session(self) -> Iterator[Session]:
-        with self._lock, self._sessions.begin() as session:
+    def _session(self, *, write: bool = False) -> Iterator[Session]:
+        """One transaction; ``write``: one that changes rows (on SQLite it takes the write lock
+        before its first read, see :func:`make_engine`)."""
+        with self._unavailable_as_error(), self._lock, self._sessions.begin() as session:
+            if write:
+                session.connection(execution_options={_BEGIN_MODE: "IMMEDIATE"})
             yield session
+
+    @contextmanager
+    def _unavailable_as_error(self) -> Iterator[None]:
+        # The driver's "database is locked" (past the busy timeout), "unable to open database
+        # file", a refused or timed-out connection: one error that names the database and says
+        # how long it waited, never the URL's password.
+        try:
+            yield
+        except OperationalError as exc:
+            cause = (str(exc.orig) if exc.orig is not None else str(exc)).strip()
+            if "locked" in cause or "timeout" in cause:
+                cause += f" (gave up after waiting {self.timeout_seconds:g} s)"
+            raise StoreUnavailableError(
+                f"database {safe_url(self.url)} is unavailable: {cause}"
+            ) from exc
 
     def add_write_filter(self, clean: Callable[[str], str]) -> None:
         """Pass every text value written (INSERT and UPDATE parameters of every table, JSON
@@ -341,7 +460,7 @@ class Store:
             created_at=now,
             updated_at=now,
         )
-        with self._session() as session:
+        with self._config_conflicts(row.id), self._session(write=True) as session:
             if session.get(_ConfigRow, row.id) is not None:
                 raise ConfigError(f"a config with id {row.id!r} already exists")
             session.add(row)
@@ -359,9 +478,14 @@ class Store:
         original: dict[str, Any] | None = None,
         original_format: str = "native",
     ) -> StoredConfig:
-        """Store a new version of an existing config (older versions stay readable)."""
-        with self._session() as session:
-            row = session.get(_ConfigRow, config_id)
+        """Store a new version of an existing config (older versions stay readable).
+
+        Concurrent updates of one config each get their own version, one after the other: the
+        row is read under the write lock (SQLite) or ``FOR UPDATE`` (database servers), so no
+        two of them read the same version. Should a database still report a clash,
+        :class:`ConflictError` (409): nothing was changed, try again."""
+        with self._config_conflicts(config_id), self._session(write=True) as session:
+            row = session.get(_ConfigRow, config_id, with_for_update=True)
             if row is None:
                 raise NotFoundError(f"no config with id {config_id!r}")
             row.version += 1
@@ -373,6 +497,17 @@ class Store:
             row.updated_at = _now()
             session.add(_version_of(row))
             return _config(row)
+
+    @staticmethod
+    @contextmanager
+    def _config_conflicts(config_id: str) -> Iterator[None]:
+        try:
+            yield
+        except IntegrityError as exc:
+            raise ConflictError(
+                f"config {config_id!r} was changed concurrently (another writer saved first); "
+                "nothing was stored, send it again"
+            ) from exc
 
     def get_config(self, config_id: str, version: int | None = None) -> StoredConfig:
         with self._session() as session:
@@ -426,7 +561,7 @@ class Store:
             )
 
     def delete_config(self, config_id: str) -> None:
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = session.get(_ConfigRow, config_id)
             if row is None:
                 raise NotFoundError(f"no config with id {config_id!r}")
@@ -463,7 +598,7 @@ class Store:
             attempts=0,
             created_at=_now(),
         )
-        with self._session() as session:
+        with self._session(write=True) as session:
             session.add(row)
             return _analysis(row)
 
@@ -475,13 +610,87 @@ class Store:
             return _analysis(row)
 
     def list_analyses(
-        self, *, limit: int = 50, status: AnalysisStatus | None = None
+        self, *, limit: int = 50, status: AnalysisStatus | None = None, kind: str | None = None
     ) -> list[StoredAnalysis]:
+        """The newest analyses first, optionally of one status and one kind (the door that
+        started them: ``kayenta``, ``argo``, ...)."""
         query = select(_AnalysisRow).order_by(_AnalysisRow.created_at.desc()).limit(limit)
         if status is not None:
             query = query.where(_AnalysisRow.status == status.value)
+        if kind is not None:
+            query = query.where(_AnalysisRow.kind == kind)
         with self._session() as session:
             return [_analysis(row) for row in session.scalars(query).all()]
+
+    def find_analyses(
+        self,
+        *,
+        config_name: str | None = None,
+        verdict: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> list[AnalysisSummary]:
+        """Analyses newest first, filtered by config name, verdict (the report's) and creation
+        time (``since`` <= created < ``until``); only the columns a list shows are read (the
+        JSON fields by path, in the database)."""
+        name = _AnalysisRow.config["name"].as_string()
+        found_verdict = _AnalysisRow.report["verdict"].as_string()
+        query = select(
+            _AnalysisRow.id, _AnalysisRow.kind, _AnalysisRow.status, name, found_verdict,
+            _AnalysisRow.report["score"].as_float(), _AnalysisRow.created_at,
+            _AnalysisRow.finished_at,
+        )
+        if config_name:
+            query = query.where(name == config_name)
+        if verdict:
+            query = query.where(found_verdict == verdict)
+        if since is not None:
+            query = query.where(_AnalysisRow.created_at >= since)
+        if until is not None:
+            query = query.where(_AnalysisRow.created_at < until)
+        query = query.order_by(_AnalysisRow.created_at.desc(), _AnalysisRow.id)
+        with self._session() as session:
+            rows = session.execute(query.offset(offset).limit(limit)).all()
+        return [
+            AnalysisSummary(
+                id=row[0], kind=row[1], status=AnalysisStatus(row[2]), config_name=row[3],
+                verdict=row[4], score=row[5], created_at=_utc(row[6]) or row[6],
+                finished_at=_utc(row[7]),
+            )
+            for row in rows
+        ]
+
+    def save_series(self, analysis_id: str, series: dict[str, Any]) -> None:
+        """Keep the series an analysis judged (``judge.pages.series`` form: ``{"version",
+        "metrics": {name: ...}}``), replacing any from an earlier attempt."""
+        with self._session() as session:
+            session.execute(
+                delete(_AnalysisSeriesRow).where(_AnalysisSeriesRow.analysis_id == analysis_id)
+            )
+            version = series.get("version")
+            session.add_all(
+                _AnalysisSeriesRow(analysis_id=analysis_id, metric=name,
+                                   series={"version": version, "series": entry})
+                for name, entry in dict(series.get("metrics") or {}).items()
+            )
+
+    def get_series(self, analysis_id: str, metric: str | None = None) -> dict[str, Any] | None:
+        """The series an analysis judged (of one ``metric``, or all), in the form they were
+        saved in; ``None`` when none were kept (an analysis stored before the report pages,
+        or one that failed before fetching)."""
+        query = select(_AnalysisSeriesRow).where(_AnalysisSeriesRow.analysis_id == analysis_id)
+        if metric is not None:
+            query = query.where(_AnalysisSeriesRow.metric == metric)
+        with self._session() as session:
+            rows = session.scalars(query).all()
+            if not rows:
+                return None
+            return {
+                "version": rows[0].series.get("version"),
+                "metrics": {row.metric: row.series.get("series") for row in rows},
+            }
 
     def unfinished_analyses(self) -> list[StoredAnalysis]:
         """Analyses left queued or running (by a process that stopped), oldest first."""
@@ -499,7 +708,7 @@ class Store:
 
     def mark_running(self, analysis_id: str) -> StoredAnalysis:
         """Running, one more attempt, progress reset (a re-run starts over)."""
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = self._analysis_row(session, analysis_id)
             row.status = AnalysisStatus.RUNNING.value
             row.attempts += 1
@@ -509,7 +718,7 @@ class Store:
             return _analysis(row)
 
     def set_progress(self, analysis_id: str, progress: float, detail: dict[str, Any]) -> None:
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = self._analysis_row(session, analysis_id)
             if AnalysisStatus(row.status).done:
                 return
@@ -519,7 +728,7 @@ class Store:
             row.status = AnalysisStatus.RUNNING.value
 
     def mark_succeeded(self, analysis_id: str, report: dict[str, Any]) -> StoredAnalysis:
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = self._analysis_row(session, analysis_id)
             row.status = AnalysisStatus.SUCCEEDED.value
             row.progress = 1.0
@@ -532,7 +741,7 @@ class Store:
         self, analysis_id: str, report: dict[str, Any], error: str
     ) -> StoredAnalysis:
         """Ran to the end without a verdict (a metric source failed): the report, and why."""
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = self._analysis_row(session, analysis_id)
             row.status = AnalysisStatus.ERROR.value
             row.progress = 1.0
@@ -542,7 +751,7 @@ class Store:
             return _analysis(row)
 
     def mark_failed(self, analysis_id: str, error: str) -> StoredAnalysis:
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = self._analysis_row(session, analysis_id)
             row.status = AnalysisStatus.FAILED.value
             row.error = error
@@ -551,7 +760,7 @@ class Store:
 
     def requeue(self, analysis_id: str, note: str) -> StoredAnalysis:
         """Back to ``queued`` (to be resumed), keeping a note of why in the progress detail."""
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = self._analysis_row(session, analysis_id)
             row.status = AnalysisStatus.QUEUED.value
             row.progress_detail = {"note": note}
@@ -570,6 +779,54 @@ class Store:
         with self._session() as session:
             return [_run(row) for row in session.scalars(query).all()]
 
+    def find_runs(
+        self,
+        *,
+        config_name: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> list[RunSummary]:
+        """Sequential runs, most recently polled first, filtered like :meth:`find_analyses`
+        (by status and last poll time)."""
+        name = _RunRow.config["name"].as_string()
+        query = select(_RunRow.run_id, _RunRow.kind, _RunRow.status, _RunRow.calls, name,
+                       _RunRow.created_at, _RunRow.updated_at)
+        if config_name:
+            query = query.where(name == config_name)
+        if status:
+            query = query.where(_RunRow.status == status)
+        if since is not None:
+            query = query.where(_RunRow.updated_at >= since)
+        if until is not None:
+            query = query.where(_RunRow.updated_at < until)
+        query = query.order_by(_RunRow.updated_at.desc(), _RunRow.run_id)
+        with self._session() as session:
+            rows = session.execute(query.offset(offset).limit(limit)).all()
+        return [
+            RunSummary(run_id=row[0], kind=row[1], status=row[2], calls=row[3],
+                       config_name=row[4], created_at=_utc(row[5]) or row[5],
+                       updated_at=_utc(row[6]) or row[6])
+            for row in rows
+        ]
+
+    def add_run_poll(self, poll: RunPoll) -> None:
+        """Record one stored poll of a run (its call number is the run's ``calls``)."""
+        with self._session() as session:
+            session.merge(_RunPollRow(
+                run_id=poll.run_id, call=poll.call, status=poll.status,
+                last_end=poll.last_end, metrics=poll.metrics, created_at=poll.created_at,
+            ))
+
+    def run_polls(self, run_id: str) -> list[RunPoll]:
+        """The recorded polls of a run, first to last."""
+        query = (select(_RunPollRow).where(_RunPollRow.run_id == run_id)
+                 .order_by(_RunPollRow.call))
+        with self._session() as session:
+            return [_frozen(RunPoll, row) for row in session.scalars(query).all()]
+
     def save_run(self, run: StoredRun, *, previous_calls: int) -> StoredRun:
         """Insert the run (``previous_calls == 0``) or update it, only if nobody saved it since
         it was read with ``previous_calls`` calls; else :class:`ConflictError` (two polls of
@@ -580,7 +837,7 @@ class Store:
             "poll again"
         )
         try:
-            with self._session() as session:
+            with self._session(write=True) as session:
                 if previous_calls == 0:
                     session.add(_RunRow(run_id=run.run_id, created_at=_now(),
                                         updated_at=_now(), **values))
@@ -599,11 +856,12 @@ class Store:
         return self.get_run(run.run_id)
 
     def delete_run(self, run_id: str) -> None:
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = session.get(_RunRow, run_id)
             if row is None:
                 raise NotFoundError(f"no sequential run with id {run_id!r}")
             session.delete(row)
+            session.execute(delete(_RunPollRow).where(_RunPollRow.run_id == run_id))
 
     @staticmethod
     def _analysis_row(session: Session, analysis_id: str) -> _AnalysisRow:
@@ -623,3 +881,13 @@ def _version_of(row: _ConfigRow) -> _ConfigVersionRow:
         original_format=row.original_format,
         created_at=row.updated_at,
     )
+
+
+def safe_url(url: str) -> str:
+    """A database URL without its password, for logs and messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database url>"

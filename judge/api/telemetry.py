@@ -150,9 +150,26 @@ def configure_logging(level: str, as_json: bool, redactor: Redactor | None = Non
         logger.propagate = False
     for name in SERVER_LOGGERS:
         server_logger = logging.getLogger(name)
-        for old in [f for f in server_logger.filters if isinstance(f, RedactingFilter)]:
+        for old in [f for f in server_logger.filters
+                    if isinstance(f, RedactingFilter | AlreadyLoggedStartupFailure)]:
             server_logger.removeFilter(old)
         server_logger.addFilter(redacting)
+        server_logger.addFilter(AlreadyLoggedStartupFailure())
+
+
+class AlreadyLoggedStartupFailure(logging.Filter):
+    """Drops the server's traceback of a startup failure the service has already logged in one
+    line (a database that is locked or unreachable, ``judge.api.app.open_store``): uvicorn
+    prints the whole traceback of whatever stopped the app's startup, which would bury that
+    line under twenty of Starlette's."""
+
+    MARKER = "StoreUnavailableError"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        raised = record.exc_info[0] if record.exc_info else None
+        if raised is not None and raised.__name__ == self.MARKER:
+            return False
+        return self.MARKER not in str(record.msg)
 
 
 class Stopwatch:

@@ -16,7 +16,11 @@ from judge.config.enums import (
     NanStrategy,
     OutlierStrategy,
 )
-from judge.config.kayenta import config_to_kayenta, looks_like_kayenta
+from judge.config.kayenta import (
+    KayentaIgnoredFieldWarning,
+    config_to_kayenta,
+    looks_like_kayenta,
+)
 from judge.config.models import (
     CanaryConfig,
     EffectSize,
@@ -42,6 +46,7 @@ __all__ = [
     "EffectMeasure",
     "EffectSize",
     "JudgeMode",
+    "KayentaIgnoredFieldWarning",
     "MannWhitneyTest",
     "MetricConfig",
     "MetricTest",

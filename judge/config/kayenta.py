@@ -13,7 +13,11 @@ and reads ``analysisConfigurations.canary`` as an untyped map in ``NetflixACAJud
 current Kayenta reads is mapped to the native model; an unknown or obsolete one (such as the
 ``sumByFields`` of early sample configs) is an error naming its path, e.g.
 ``metrics.0.query.sumByFields``. All problems of a config are reported at once, as one
-pydantic ``ValidationError``, like a native config's.
+pydantic ``ValidationError``, like a native config's. The one exception is a field current
+Kayenta ignores and that holds no setting: a metric's ``extensions`` with only empty objects
+(``{"canary": {}}``, the pre-``analysisConfigurations`` place of its settings, still in
+Kayenta's own sample configs) is dropped with a :class:`KayentaIgnoredFieldWarning` naming it;
+with settings inside it is an error (they would be lost, as Kayenta loses them).
 
 The imported config has ``mode: kayenta``, so it is judged as NetflixACAJudge judges it
 (confidence 0.98, tolerance 0.25). Fields that do not change a judgment (``judge``,
@@ -26,6 +30,7 @@ Stackdriver, Atlas, InfluxDB, Wavefront) are kept whole as
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +55,7 @@ __all__ = [
     "KAYENTA_CONFIDENCE",
     "KAYENTA_JUDGE_NAME",
     "KAYENTA_TOLERANCE",
+    "KayentaIgnoredFieldWarning",
     "config_to_kayenta",
     "kayenta_to_native",
     "looks_like_kayenta",
@@ -57,6 +63,9 @@ __all__ = [
 
 KAYENTA_JUDGE_NAME = "NetflixACAJudge-v1.0"
 """The only Kayenta judge reproduced (``judge.name`` of an imported config)."""
+REMOTE_JUDGE_NAME = "RemoteJudge-v1.0"
+"""Kayenta's remote judge: a config naming it is judged by canary-judge (docs/recipes/
+spinnaker.md), in the mode its ``judgeConfigurations.mode`` names (``default`` when unset)."""
 KAYENTA_CONFIDENCE = 0.98
 """NetflixACAJudge's Mann-Whitney confidence level (fixed in ``NetflixACAJudge.scala``)."""
 KAYENTA_TOLERANCE = 0.25
@@ -76,6 +85,18 @@ _TOP_LEVEL = frozenset(
     ("name", "description", "applications", "metrics", "templates", "classifier", *_KEPT_TOP_LEVEL)
 )
 _METRIC = frozenset(("name", "query", "groups", "analysisConfigurations", "scopeName"))
+_IGNORED_METRIC_FIELDS = frozenset(("extensions",))
+"""Metric fields Kayenta ignores that may be dropped when they hold nothing (see module doc)."""
+
+
+class KayentaIgnoredFieldWarning(UserWarning):
+    """A field of a Kayenta config that Kayenta ignores too was dropped on import."""
+
+
+def _holds_nothing(value: Any) -> bool:
+    """Only (nested) empty objects: ``{}``, ``{"canary": {}}``."""
+    return isinstance(value, Mapping) and all(_holds_nothing(v) for v in value.values())
+
 _CANARY = frozenset(
     ("direction", "nanStrategy", "critical", "mustHaveData", "muted", "effectSize", "outliers")
 )
@@ -263,7 +284,18 @@ def _canary_settings(problems: _Problems, loc: Loc, raw: Mapping[str, Any]) -> d
 
 def _metric(problems: _Problems, loc: Loc, raw: Any) -> dict[str, Any]:
     metric = _mapping(problems, loc, raw, "a metric")
-    problems.unknown_fields(loc, metric, _METRIC)
+    for key in _IGNORED_METRIC_FIELDS & set(metric):
+        path = ".".join(str(part) for part in (*loc, key))
+        if _holds_nothing(metric[key]):
+            warnings.warn(
+                f"{path}: ignored (Kayenta ignores it too; it holds no setting)",
+                KayentaIgnoredFieldWarning, stacklevel=2,
+            )
+        else:
+            problems.add((*loc, key), f"obsolete Kayenta field {key!r} holds settings that "
+                         "current Kayenta ignores; move them to analysisConfigurations",
+                         metric[key])
+    problems.unknown_fields(loc, metric, _METRIC | _IGNORED_METRIC_FIELDS)
     native: dict[str, Any] = {}
     name = metric.get("name")
     if not isinstance(name, str) or not name:
@@ -294,23 +326,31 @@ def _metric(problems: _Problems, loc: Loc, raw: Any) -> dict[str, Any]:
     return native
 
 
-def _judge_block(problems: _Problems, raw: Any) -> None:
+def _judge_block(problems: _Problems, raw: Any) -> JudgeMode:
+    """The mode a config's ``judge`` block asks for: NetflixACAJudge is ``kayenta``; Kayenta's
+    remote judge (this service) the ``judgeConfigurations.mode`` it names."""
     judge = _mapping(problems, ("judge",), raw, "'judge'")
     problems.unknown_fields(("judge",), judge, _JUDGE)
     name = judge.get("name", KAYENTA_JUDGE_NAME)
-    if name != KAYENTA_JUDGE_NAME:
-        problems.add(
-            ("judge", "name"),
-            f"only Kayenta's {KAYENTA_JUDGE_NAME} is reproduced (mode: kayenta); "
-            "use a native config to pick another judge",
-            name,
-        )
-    _mapping(
+    options = _mapping(
         problems,
         ("judge", "judgeConfigurations"),
         judge.get("judgeConfigurations"),
         "'judgeConfigurations'",
     )
+    if name == REMOTE_JUDGE_NAME:
+        mode = _choice(problems, ("judge", "judgeConfigurations", "mode"),
+                       options.get("mode", JudgeMode.DEFAULT.value), [m.value for m in JudgeMode])
+        return JudgeMode(mode) if mode else JudgeMode.KAYENTA
+    if name != KAYENTA_JUDGE_NAME:
+        problems.add(
+            ("judge", "name"),
+            f"only Kayenta's {KAYENTA_JUDGE_NAME} is reproduced (mode: kayenta), and "
+            f"{REMOTE_JUDGE_NAME} (this service; judgeConfigurations.mode picks the judge); "
+            "use a native config to pick another judge",
+            name,
+        )
+    return JudgeMode.KAYENTA
 
 
 def kayenta_to_native(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -327,10 +367,9 @@ def kayenta_to_native(raw: Mapping[str, Any]) -> dict[str, Any]:
         problems.add((), "a Kayenta canary config is a JSON object", raw)
         problems.raise_if_any()
     problems.unknown_fields((), raw, _TOP_LEVEL)
-    if "judge" in raw:
-        _judge_block(problems, raw["judge"])
+    mode = _judge_block(problems, raw["judge"]) if "judge" in raw else JudgeMode.KAYENTA
 
-    native: dict[str, Any] = {"mode": JudgeMode.KAYENTA.value}
+    native: dict[str, Any] = {"mode": mode.value}
     for field in ("name", "description"):
         if field in raw:
             native[field] = raw[field]
@@ -409,8 +448,11 @@ def _query_to_kayenta(metric: MetricConfig) -> dict[str, Any]:
             fields["customInlineTemplate"] = "PromQL:" + query.promql
         return fields | {"type": "prometheus"}
     if isinstance(query, DatadogQuery):
+        if query.api.value != "v1":
+            raise ConfigError(f"metric {metric.name!r}: Kayenta runs Datadog's v1 queries only")
+        # Kayenta sends no rollup (Datadog picks the buckets): 'rollup' has no equivalent.
         fields = query.model_dump(
-            mode="json", by_alias=True, exclude_defaults=True, exclude={"query"}
+            mode="json", by_alias=True, exclude_defaults=True, exclude={"query", "rollup"}
         )
         if query.query is not None:
             fields["customInlineTemplate"] = query.query

@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from judge.config.enums import (
     Aggregate,
@@ -42,7 +43,7 @@ from judge.config.enums import (
 )
 from judge.config.kayenta import kayenta_to_native, looks_like_kayenta
 from judge.config.queries import ColumnQuery, Query
-from judge.errors import ConfigError
+from judge.errors import ConfigError, UnknownMetricError
 
 
 class _Strict(BaseModel):
@@ -247,6 +248,9 @@ class MetricConfig(_Strict):
     must_have_data: bool = Field(default=False, alias="mustHaveData")
     muted: bool = False
     """A muted metric is judged and reported but not scored (Kayenta's ``muted``)."""
+    unit: str | None = Field(default=None, min_length=1, max_length=32)
+    """What the values are measured in (``s``, ``ms``, ``req/min``, ``%``): shown on the
+    report page's axes and numbers. Not used in judging."""
     nan_strategy: NanStrategy = Field(default=NanStrategy.REMOVE, alias="nanStrategy")
     outliers: Outliers = Field(default_factory=Outliers)
     test: MetricTest = Field(default_factory=MannWhitneyTest)
@@ -312,6 +316,13 @@ class ScoreThresholds(_Strict):
         return self
 
 
+def _group_mismatch(detail: str) -> PydanticCustomError:
+    # A custom error, not ValueError: the message then starts with the field it names (no
+    # "Value error, " before it); the detail goes through the context so braces in a group's
+    # name are not read as placeholders.
+    return PydanticCustomError("group_mismatch", "{detail}", {"detail": detail})
+
+
 class CanaryConfig(_Strict):
     """A whole canary config: metrics, group weights and score thresholds."""
 
@@ -368,7 +379,33 @@ class CanaryConfig(_Strict):
                     f"metric {metric.name!r} uses filter template {template!r}, "
                     f"which is not in 'templates' ({sorted(self.templates) or 'none defined'})"
                 )
+        self._check_group_names()
         return self
+
+    def _check_group_names(self) -> None:
+        """Group names in the weights and in the metrics must match where a mismatch would
+        change the score: a weighted group no metric is in (its weight is lost: the best
+        score falls below 100), and a metric none of whose groups has a weight when the
+        weights leave nothing to share (it counts for nothing). Either is almost always a typo
+        (``groups: {errors: 100}`` with a metric in ``[errros]``), and would fail every canary
+        or ignore a metric; so it is an error naming both spellings. An extra unweighted group
+        next to a weighted one (a tag, as in Kayenta's own sample configs) changes nothing."""
+        used = {group for metric in self.metrics for group in metric.groups}
+        unused = sorted(set(self.groups) - used)
+        if unused:
+            raise _group_mismatch(
+                f"groups: {unused} have a weight but no metric is in them (the metrics' groups: "
+                f"{sorted(used)}); a group's name must match a metric's 'groups' entry"
+            )
+        if self.groups and sum(self.groups.values()) >= 100.0 - 1e-9:
+            for index, metric in enumerate(self.metrics):
+                if not any(group in self.groups for group in metric.groups):
+                    raise _group_mismatch(
+                        f"metrics[{index}].groups: {list(metric.groups)} (metric "
+                        f"{metric.name!r}): no weight in 'groups' ({sorted(self.groups)}), whose "
+                        "weights already add up to 100: the metric would count for nothing; "
+                        "add a weight or fix the name"
+                    )
 
     @property
     def denominators(self) -> frozenset[str]:
@@ -381,10 +418,13 @@ class CanaryConfig(_Strict):
         )
 
     def metric(self, name: str) -> MetricConfig:
+        """The metric ``name``; :class:`~judge.errors.UnknownMetricError` (a ``KeyError``)
+        listing the config's metrics when there is none."""
         for metric in self.metrics:
             if metric.name == name:
                 return metric
-        raise KeyError(name)
+        raise UnknownMetricError(name, [m.name for m in self.metrics],
+                                 f"config {self.name!r}")
 
     # -- reading -------------------------------------------------------------------------
     @classmethod

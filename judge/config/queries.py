@@ -11,6 +11,8 @@ Kayenta query keeps every field it had; the native snake_case names are preferre
 
 from __future__ import annotations
 
+import re
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -65,11 +67,47 @@ class PrometheusQuery(_Query):
         return self
 
 
+class DatadogRollup(StrEnum):
+    """How a Datadog query's buckets follow the scope's step (``metricsources.datadog_query``).
+
+    ``auto``: ``.rollup(avg, step)``, ``sum`` for ``.as_count()`` terms; ``avg`` / ``sum`` /
+    ``min`` / ``max`` / ``count``: that method for every term; ``none``: the query as written,
+    Datadog picks the buckets (Kayenta's behaviour).
+    """
+
+    AUTO = "auto"
+    AVG = "avg"
+    SUM = "sum"
+    MIN = "min"
+    MAX = "max"
+    COUNT = "count"
+    NONE = "none"
+
+
+class DatadogApi(StrEnum):
+    """Which Datadog endpoint runs a query."""
+
+    V1 = "v1"
+    """``GET /api/v1/query``: one query text (arithmetic between metrics allowed)."""
+    V2 = "v2"
+    """``POST /api/v2/query/timeseries``: named queries combined by a formula, buckets set by
+    an explicit interval (Datadog's recommended endpoint; its rate limit is less strict)."""
+
+
+_QUERY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
 class DatadogQuery(_Query):
-    """A Datadog metrics query (``GET /api/v1/query``).
+    """A Datadog metrics query.
 
     Native: ``query: 'avg:trace.http.request.duration{service:web,version:${scope}}'``.
-    Kayenta: ``metric_name`` (Kayenta appends ``{scope}``) or ``custom_inline_template``.
+    Kayenta: ``metric_name`` (Kayenta sends ``metricName{scope}``), or a whole query from
+    ``custom_inline_template`` or ``custom_filter_template`` (a name in the config's
+    ``templates``). ``rollup``: how the buckets follow the step (:class:`DatadogRollup`).
+
+    ``api: v2`` sends it to ``POST /api/v2/query/timeseries``: one query as above, or named
+    ``queries`` (each a template, e.g. ``{errors: 'sum:...{version:${scope}}.as_count()',
+    hits: '...'}``) combined by a ``formula`` (``errors / hits * 100``).
     """
 
     type: Literal["datadog"] = "datadog"
@@ -78,13 +116,37 @@ class DatadogQuery(_Query):
     custom_filter_template: str | None = Field(default=None, alias="customFilterTemplate")
     custom_inline_template: str | None = Field(default=None, alias="customInlineTemplate")
     service_type: str | None = Field(default=None, alias="serviceType")
+    rollup: DatadogRollup = DatadogRollup.AUTO
+    api: DatadogApi = DatadogApi.V1
+    queries: dict[str, str] = Field(default_factory=dict)
+    """``api: v2`` only: named query templates the ``formula`` combines."""
+    formula: str | None = None
+    """``api: v2`` only: how the named ``queries`` combine (Datadog's formula syntax)."""
 
     @model_validator(mode="after")
     def _one_way_to_query(self) -> DatadogQuery:
-        if not (self.query or self.metric_name or self.custom_inline_template):
+        single = (self.query or self.metric_name or self.custom_inline_template
+                  or self.custom_filter_template)
+        if self.queries or self.formula:
+            if self.api is not DatadogApi.V2:
+                raise ValueError("'queries' and 'formula' are for 'api: v2' (Datadog's "
+                                 "/api/v2/query/timeseries); set api: v2")
+            if not (self.queries and self.formula):
+                raise ValueError("a v2 formula query needs both 'queries' (named query "
+                                 "templates) and 'formula'; a single query goes in 'query'")
+            if single:
+                raise ValueError("give either 'queries' with a 'formula', or one query "
+                                 "('query', 'metric_name' ...), not both")
+            bad = [name for name in self.queries if not _QUERY_NAME.fullmatch(name)]
+            if bad:
+                raise ValueError(f"query names must be letters, digits and '_', starting "
+                                 f"with a letter: {', '.join(map(repr, bad))}")
+            return self
+        if not single:
             raise ValueError(
-                "a datadog query needs 'query', 'metric_name' (metricName) or "
-                "'custom_inline_template' (customInlineTemplate)"
+                "a datadog query needs 'query', 'metric_name' (metricName), "
+                "'custom_inline_template' (customInlineTemplate) or 'custom_filter_template' "
+                "(customFilterTemplate)"
             )
         return self
 

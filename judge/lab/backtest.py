@@ -17,20 +17,25 @@ setting, so the trade-off between the two rates can be read (or plotted with
 >>> from judge.lab.backtest import backtest
 >>> from judge.lab.scenarios import generate_history, history_config
 >>> result = backtest(history_config("kayenta"), generate_history(8, seed=1))
->>> sorted(result.summary().columns)[:3]
-['detection', 'fail', 'false_failure']
+>>> sorted(result.summary().columns)[:4]
+['detection', 'detection_high', 'detection_low', 'fail']
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import math
+import os
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
 import pandas as pd
+from scipy.stats import binomtest
 
 from judge.config import CanaryConfig
 from judge.judging import judge
@@ -78,7 +83,9 @@ class BacktestResult:
 
         Columns: ``label``, ``n``; ``pass``, ``marginal``, ``fail`` (share of verdicts);
         ``false_failure`` (good releases: share not passed), ``missed`` (bad releases: share
-        passed) and ``detection`` (bad: ``1 - missed``); ``target_flagged`` (bad: share whose
+        passed) and ``detection`` (bad: ``1 - missed``), the two headline rates each with its
+        Wilson 95% interval (``false_failure_low`` / ``_high``, ``detection_low`` / ``_high``:
+        a handful of canaries gives a wide one); ``target_flagged`` (bad: share whose
         regressed metric itself was classified high or low: caught for the right reason);
         ``some_nodata`` (share with at least one metric without enough data - what a judge
         should say on ``low_traffic``).
@@ -87,11 +94,14 @@ class BacktestResult:
 
     def rates(self) -> dict[str, float]:
         """The headline numbers: ``false_failure`` over good releases and ``detection`` over
-        bad ones (NaN when there are none)."""
+        bad ones (NaN when there are none), each with its Wilson 95% interval
+        (``false_failure_low`` / ``false_failure_high``, ``detection_low`` /
+        ``detection_high``)."""
         summary = self.summary()
         return {
-            "false_failure": _cell(summary, "good (all)", "false_failure"),
-            "detection": _cell(summary, "bad (all)", "detection"),
+            key: _cell(summary, row, key)
+            for row, rate in (("good (all)", "false_failure"), ("bad (all)", "detection"))
+            for key in (rate, f"{rate}_low", f"{rate}_high")
         }
 
 
@@ -133,27 +143,64 @@ def _check_names(config: CanaryConfig) -> list[str]:
     return names
 
 
+PARALLEL_MIN_SCENARIOS = 64
+"""Below this many canaries a backtest judges in this process: starting worker processes and
+shipping them the data costs more than judging a few dozen canaries."""
+
+
+def _judge_chunk(
+    config: CanaryConfig, chunk: Sequence[Scenario], thresholds: Mapping[str, float] | None
+) -> list[Report]:
+    return [judge(config, s.baseline, s.canary, thresholds=thresholds) for s in chunk]
+
+
+def _workers(jobs: int | None, scenarios: int) -> int:
+    if jobs is not None:
+        if jobs < 1:
+            raise ValueError(f"jobs must be >= 1 (or None for every core), got {jobs}")
+        return min(jobs, max(scenarios, 1))
+    if scenarios < PARALLEL_MIN_SCENARIOS:
+        return 1
+    return max(1, min(os.cpu_count() or 1, scenarios // (PARALLEL_MIN_SCENARIOS // 2)))
+
+
 def backtest(
     config: CanaryConfig | Mapping[str, Any],
     scenarios: Iterable[Scenario],
     *,
     thresholds: Mapping[str, float] | None = None,
+    jobs: int | None = None,
 ) -> BacktestResult:
     """Judge every scenario with ``config`` (each canary on its own, as a one-shot judgment).
 
     ``thresholds`` (``{"pass": .., "marginal": ..}``) overrides the config's score thresholds.
+    ``jobs``: worker processes; ``None`` uses every core for histories of
+    :data:`PARALLEL_MIN_SCENARIOS` canaries or more (each judgment is independent, so the
+    results are the same whatever the number of processes), ``1`` judges in this process.
     """
     config = config if isinstance(config, CanaryConfig) else CanaryConfig.from_dict(config)
     names = _check_names(config)
-    started = time.perf_counter()
-    reports: dict[str, Report] = {}
-    rows = []
+    scenarios = list(scenarios)
+    seen: set[str] = set()
     for scenario in scenarios:
-        if scenario.id in reports:
+        if scenario.id in seen:
             raise ValueError(f"scenarios: id {scenario.id!r} appears twice")
-        report = judge(config, scenario.baseline, scenario.canary, thresholds=thresholds)
-        reports[scenario.id] = report
-        rows.append(_row(scenario, report))
+        seen.add(scenario.id)
+    started = time.perf_counter()
+    workers = _workers(jobs, len(scenarios))
+    if workers == 1:
+        judged = _judge_chunk(config, scenarios, thresholds)
+    else:
+        # Contiguous chunks, a few per worker: order is kept, and the slowest chunk bounds
+        # the wait less than one chunk per worker would.
+        size = max(1, math.ceil(len(scenarios) / (workers * 4)))
+        chunks = [scenarios[i:i + size] for i in range(0, len(scenarios), size)]
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            judged = [report for part in pool.map(_judge_chunk, itertools.repeat(config),
+                                                  chunks, itertools.repeat(thresholds))
+                      for report in part]
+    reports = {s.id: report for s, report in zip(scenarios, judged, strict=True)}
+    rows = [_row(s, reports[s.id]) for s in scenarios]
     seconds = time.perf_counter() - started
     return BacktestResult(
         config=config, frame=_frame(rows, names), reports=reports, seconds=seconds
@@ -181,19 +228,41 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
         target_flagged = part.loc[bad, "target_classification"].isin(
             [Classification.HIGH.value, Classification.LOW.value]
         )
+        false_failures = verdicts[good] != Verdict.PASS.value
+        detected = verdicts[bad] != Verdict.PASS.value
+        ff_low, ff_high = wilson_interval(int(false_failures.sum()), len(false_failures))
+        det_low, det_high = wilson_interval(int(detected.sum()), len(detected))
         rows[name] = {
             "label": label_name if len(part) else "none",
             "n": len(part),
             "pass": _share(verdicts == Verdict.PASS.value),
             "marginal": _share(verdicts == Verdict.MARGINAL.value),
             "fail": _share(verdicts == Verdict.FAIL.value),
-            "false_failure": _share(verdicts[good] != Verdict.PASS.value),
+            "false_failure": _share(false_failures),
+            "false_failure_low": ff_low,
+            "false_failure_high": ff_high,
             "missed": _share(verdicts[bad] == Verdict.PASS.value),
-            "detection": _share(verdicts[bad] != Verdict.PASS.value),
+            "detection": _share(detected),
+            "detection_low": det_low,
+            "detection_high": det_high,
             "target_flagged": _share(target_flagged),
             "some_nodata": _share(part["nodata"] > 0),
         }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("kind")
+
+
+RATE_CONFIDENCE = 0.95
+"""Confidence of the intervals around every backtest rate: 0 false failures in 10 canaries is
+"at most about 28%", not 0."""
+
+
+def wilson_interval(count: int, n: int, confidence: float = RATE_CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval for ``count`` of ``n`` (scipy's ``binomtest(...).proportion_ci``);
+    NaN without trials."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    ci = binomtest(count, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def _share(mask: pd.Series) -> float:
@@ -267,20 +336,103 @@ def configure(base: CanaryConfig | Mapping[str, Any], setting: Mapping[str, Any]
     return CanaryConfig.from_dict(native)
 
 
+Grid = Mapping[str, Sequence[Any]]
+"""Dotted paths (see :func:`set_path`) to the values to try."""
+
+
+@dataclass(frozen=True)
+class Combination:
+    """One setting of a sweep: the values of its grid, split into what must be judged again
+    and what only re-scores."""
+
+    judged: dict[str, Any]
+    scored: dict[str, Any]
+
+    @property
+    def setting(self) -> dict[str, Any]:
+        return {**self.judged, **self.scored}
+
+
+def _grids(grid: Grid | Sequence[Grid]) -> list[Grid]:
+    grids = [grid] if isinstance(grid, Mapping) else list(grid)
+    if not grids:
+        raise ValueError("grid: give at least one path with values to try")
+    for one in grids:
+        if not isinstance(one, Mapping) or not one:
+            raise ValueError("grid: each grid is a non-empty mapping path -> values")
+        for path, values in one.items():
+            if isinstance(values, str) or not isinstance(values, Sequence) or not values:
+                raise ValueError(f"grid[{path!r}]: need a non-empty list of values")
+    return grids
+
+
+def combinations(
+    base: CanaryConfig, grid: Grid | Sequence[Grid]
+) -> tuple[list[Combination], list[tuple[dict[str, Any], str]]]:
+    """Every combination of ``grid`` (a mapping, or a list of mappings whose combinations are
+    joined, as scikit-learn's ``ParameterGrid`` does), each applied to ``base`` and validated
+    before anything is judged: ``(valid, invalid)``, ``invalid`` holding each refused setting
+    with the reason (e.g. ``thresholds.pass`` 70 below ``thresholds.marginal`` 75)."""
+    base_native = base.to_dict()
+    valid: list[Combination] = []
+    invalid: list[tuple[dict[str, Any], str]] = []
+    seen: set[str] = set()
+    for one in _grids(grid):
+        paths = list(one)
+        for values in itertools.product(*(one[p] for p in paths)):
+            setting = dict(zip(paths, values, strict=True))
+            key = repr(sorted(setting.items(), key=lambda item: item[0]))
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                configure(base_native, setting)
+            except (KeyError, ValueError) as exc:
+                # A path that fits nothing is a mistake in the grid, whatever its values.
+                if isinstance(exc, KeyError) and not isinstance(exc, ValueError):
+                    raise
+                invalid.append((setting, _reason(exc)))
+                continue
+            valid.append(Combination(
+                judged={p: v for p, v in setting.items() if not p.startswith(_THRESHOLD_PREFIX)},
+                scored={p: v for p, v in setting.items() if p.startswith(_THRESHOLD_PREFIX)},
+            ))
+    return valid, invalid
+
+
+def _reason(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(
+            f"{'.'.join(str(part) for part in e.get('loc', ())) or 'config'}: {e.get('msg')}"
+            for e in errors())
+    return " ".join(str(exc).split()) or repr(exc)
+
+
 def sweep(
     base_config: CanaryConfig | Mapping[str, Any],
     scenarios: Sequence[Scenario],
-    grid: Mapping[str, Sequence[Any]],
+    grid: Grid | Sequence[Grid],
     *,
     reuse: Iterable[BacktestResult] = (),
+    invalid: str = "raise",
 ) -> pd.DataFrame:
     """Backtest every combination of ``grid`` values applied to ``base_config``.
 
     ``grid`` maps a dotted path (see :func:`set_path`) to the values to try, e.g.
-    ``{"metrics.*.test.confidence": [0.95, 0.98, 0.99], "thresholds.pass": [90, 95]}``.
+    ``{"metrics.*.test.confidence": [0.95, 0.98, 0.99], "thresholds.pass": [90, 95]}``, or is
+    a list of such mappings (their combinations joined; paths a grid does not set keep the
+    base config's value and show as NaN). Every combination is validated before anything is
+    judged: an invalid one (``thresholds.pass`` below ``thresholds.marginal``) raises
+    ``ValueError`` listing all of them, or with ``invalid="skip"`` is left out and listed in
+    ``table.attrs["skipped"]``. A path that fits nothing in the config raises ``KeyError``.
+
     Returns one row per combination: the values (one column per path), ``false_failure``,
-    ``detection``, ``fail_on_good`` (share of good releases failed outright), and per kind
-    ``false_failure:<kind>`` (good kinds) or ``detection:<kind>`` (bad kinds).
+    ``detection`` (each with ``_low`` / ``_high``, its Wilson 95% interval), ``fail_on_good``
+    (share of good releases failed outright), and per kind ``false_failure:<kind>`` (good
+    kinds) or ``detection:<kind>`` (bad kinds). ``table.attrs["no_effect"]`` lists the paths
+    whose values never changed a verdict (with a warning): e.g. ``metrics.*.test.confidence``
+    under a family-wise correction, which sets the level itself.
 
     Settings that only change ``thresholds.*`` re-score the same per-metric results instead of
     judging again (the classification of a metric does not depend on the score thresholds).
@@ -292,30 +444,60 @@ def sweep(
         if isinstance(base_config, CanaryConfig)
         else CanaryConfig.from_dict(base_config)
     )
-    base_native = base.to_dict()
-    if not grid:
-        raise ValueError("grid: give at least one path with values to try")
-    for path, values in grid.items():
-        if isinstance(values, str) or not isinstance(values, Sequence) or not values:
-            raise ValueError(f"grid[{path!r}]: need a non-empty list of values")
-        # Fail before any judging when a path does not fit the config.
-        set_path(copy.deepcopy(base_native), path, values[0])
+    if invalid not in ("raise", "skip"):
+        raise ValueError(f"invalid: 'raise' or 'skip', got {invalid!r}")
+    valid, refused = combinations(base, grid)
+    if refused and invalid == "raise":
+        listed = "; ".join(f"{setting}: {why}" for setting, why in refused)
+        raise ValueError(f"{len(refused)} invalid combination(s) (pass invalid='skip' to leave "
+                         f"them out): {listed}")
     ids = [s.id for s in scenarios]
     # Only backtests of these scenarios, scored with their own config's thresholds (not a
     # ``thresholds=`` override), can stand in for a setting.
     known = [r for r in reuse if list(r.frame.index) == ids and _own_thresholds(r)]
-    judged_paths = [p for p in grid if not p.startswith(_THRESHOLD_PREFIX)]
-    score_paths = [p for p in grid if p.startswith(_THRESHOLD_PREFIX)]
+    judged: dict[str, BacktestResult] = {}
     rows = []
-    for judged_values in itertools.product(*(grid[p] for p in judged_paths)):
-        judged_setting = dict(zip(judged_paths, judged_values, strict=True))
-        config = configure(base_native, judged_setting)
-        result = next((r for r in known if r.config == config), None) or backtest(config, scenarios)
-        for score_values in itertools.product(*(grid[p] for p in score_paths)):
-            score_setting = dict(zip(score_paths, score_values, strict=True))
-            rescored = _rescore(config, result, scenarios, score_setting)
-            rows.append({**judged_setting, **score_setting, **_sweep_rates(rescored)})
-    return pd.DataFrame(rows)
+    verdicts = []
+    for combination in valid:
+        config = configure(base, combination.judged)
+        key = repr(sorted(combination.judged.items(), key=lambda item: item[0]))
+        if key not in judged:
+            judged[key] = next((r for r in known if r.config == config), None) or backtest(
+                config, scenarios)
+        rescored = _rescore(config, judged[key], scenarios, combination.scored)
+        rows.append({**combination.setting, **_sweep_rates(rescored)})
+        verdicts.append(tuple(rescored["verdict"]))
+    table = pd.DataFrame(rows)
+    table.attrs["skipped"] = [{**setting, "reason": why} for setting, why in refused]
+    table.attrs["no_effect"] = _no_effect(valid, verdicts)
+    if table.attrs["no_effect"]:
+        warnings.warn(
+            f"these settings changed no verdict in the sweep: {table.attrs['no_effect']} "
+            "(e.g. a test's confidence under a family-wise correction, which sets the level)",
+            stacklevel=2,
+        )
+    return table
+
+
+def _no_effect(valid: Sequence[Combination], verdicts: Sequence[tuple[Any, ...]]) -> list[str]:
+    """Paths with more than one value whose values never changed any scenario's verdict with
+    the other paths held fixed."""
+    paths = sorted({p for c in valid for p in c.setting})
+    quiet = []
+    for path in paths:
+        groups: dict[str, tuple[set[str], set[tuple[Any, ...]]]] = {}
+        for combination, outcome in zip(valid, verdicts, strict=True):
+            if path not in combination.setting:
+                continue
+            others = {p: v for p, v in combination.setting.items() if p != path}
+            values, outcomes = groups.setdefault(
+                repr(sorted(others.items(), key=lambda i: i[0])), (set(), set()))
+            values.add(repr(combination.setting[path]))
+            outcomes.add(outcome)
+        compared = [outcomes for values, outcomes in groups.values() if len(values) > 1]
+        if compared and all(len(outcomes) == 1 for outcomes in compared):
+            quiet.append(path)
+    return quiet
 
 
 def _own_thresholds(result: BacktestResult) -> bool:
@@ -348,10 +530,11 @@ def _rescore(
 def _sweep_rates(frame: pd.DataFrame) -> dict[str, float]:
     summary = summarize(frame)
     rates = {
-        "false_failure": _cell(summary, "good (all)", "false_failure"),
-        "detection": _cell(summary, "bad (all)", "detection"),
-        "fail_on_good": _cell(summary, "good (all)", "fail"),
+        key: _cell(summary, row, key)
+        for row, rate in (("good (all)", "false_failure"), ("bad (all)", "detection"))
+        for key in (rate, f"{rate}_low", f"{rate}_high")
     }
+    rates["fail_on_good"] = _cell(summary, "good (all)", "fail")
     for kind, row in summary.iterrows():
         if kind in ("good (all)", "bad (all)", "all"):
             continue

@@ -1,7 +1,8 @@
 """Plots for notebooks: the data behind a verdict, backtest rates and sweep trade-offs.
 
-matplotlib is an optional dependency (the ``notebooks`` extra): it is imported inside each
-function, so ``import judge.lab.plots`` works without it and the service never loads it.
+matplotlib is an optional dependency (the ``notebooks`` and ``server`` extras): it is imported
+inside each function, so ``import judge.lab.plots`` works without it; the service loads it only
+to draw a report page's plots (:mod:`judge.pages`, via :func:`figure_svg`).
 
 Per metric, :func:`plot_metric` draws three panels side by side:
 
@@ -10,7 +11,7 @@ Per metric, :func:`plot_metric` draws three panels side by side:
 3. **shift**: the test's estimate with its interval, against the null (0 for a shift or a
    difference, 1 for a ratio) and the band the metric may move without failing (Kayenta's
    tolerance band ``± tolerance * |shift|``, and with a config the effect-size limits as
-   shifts of the baseline mean).
+   shifts of the baseline mean, the allowed region shaded).
 
 The panel titles carry the classification; :func:`plot_report` stacks one row per metric
 under a title with the verdict and score.
@@ -34,10 +35,14 @@ if TYPE_CHECKING:
 
     from judge.lab.backtest import BacktestResult
 
-__all__ = ["plot_backtest", "plot_metric", "plot_report", "plot_sweep"]
+__all__ = [
+    "figure_svg", "plot_backtest", "plot_evidence", "plot_metric", "plot_report", "plot_sweep",
+]
 
 BASELINE_COLOR = "#4c72b0"
 CANARY_COLOR = "#dd8452"
+ALLOWED_COLOR = "#55a868"
+"""The allowed region of a shift (its effect-size limits), shaded."""
 CLASS_COLORS: Mapping[Classification, str] = {
     Classification.PASS: "#55a868",
     Classification.HIGH: "#c44e52",
@@ -98,13 +103,17 @@ def plot_metric(
     *,
     metric: MetricConfig | None = None,
     axes: Sequence[Axes] | None = None,
+    unit: str | None = None,
+    tight: bool = True,
 ) -> Figure:
     """Three panels for one judged metric (time series, ECDFs, shift with its interval).
 
     ``baseline`` / ``canary`` are the inputs given to :func:`judge.judge` (DataFrames or
     mappings); the metric's column is its ``query.column`` when ``metric`` (its config) is
-    given, else its name. Draws into ``axes`` (three of them) or a new figure; returns the
-    figure.
+    given, else its name. ``unit`` labels the value axes (default: the config's ``unit``).
+    Draws into ``axes`` (three of them) or a new figure; returns the figure. ``tight=False``
+    leaves the figure's layout to the caller (``tight_layout`` is half the drawing time of a
+    page's plot, which sets fixed margins instead).
     """
     import matplotlib.pyplot as plt
 
@@ -118,6 +127,7 @@ def plot_metric(
             raise ValueError(f"axes: need 3 axes (series, distributions, shift), got {len(axes)}")
         figure = cast("Figure", axes[0].figure)
     column = _column(result, metric)
+    unit = unit if unit is not None else (metric.unit if metric is not None else None)
     sides = {"baseline": _series(baseline, column), "canary": _series(canary, column)}
     colors = {"baseline": BASELINE_COLOR, "canary": CANARY_COLOR}
     color = CLASS_COLORS[result.classification]
@@ -131,6 +141,9 @@ def plot_metric(
     )
     series_ax.legend(loc="upper left", fontsize=8, frameon=False)
     series_ax.tick_params(axis="x", labelsize=7)
+    timed = any(isinstance(v.index, pd.DatetimeIndex) for v in sides.values())
+    series_ax.set_xlabel("time (UTC)" if timed else "point", fontsize=8)
+    series_ax.set_ylabel(unit or "value", fontsize=8)
 
     for side, values in sides.items():
         xs, ys = _ecdf(values)
@@ -138,21 +151,42 @@ def plot_metric(
             dist_ax.step(xs, ys, where="post", color=colors[side], lw=1.1, label=side)
     dist_ax.set_title("distributions (ECDF)", fontsize=9)
     dist_ax.set_ylim(0, 1.02)
+    dist_ax.set_xlabel(unit or "value", fontsize=8)
+    dist_ax.set_ylabel("share of points", fontsize=8)
 
-    _draw_shift(shift_ax, result, metric, color)
-    figure.tight_layout()
+    _draw_shift(shift_ax, result, metric, color, unit)
+    if tight:
+        figure.tight_layout()
     return figure
 
 
-def _draw_shift(ax: Axes, result: MetricResult, metric: MetricConfig | None, color: str) -> None:
+def _draw_allowed(ax: Axes, result: MetricResult, metric: MetricConfig | None, null: float,
+                  *, vertical: bool = True) -> None:
+    """Kayenta's tolerance band and the effect-size limits, the region between the limits
+    (and no change) shaded: an estimate inside it is a change the metric may make."""
+    span, line = (ax.axvspan, ax.axvline) if vertical else (ax.axhspan, ax.axhline)
+    band = result.details.get("band")
+    if isinstance(band, int | float) and math.isfinite(band) and band > 0:
+        span(null - band, null + band, color="#cccccc", alpha=0.6, label="tolerance band")
+    limits = _effect_limits(result, metric)
+    if limits:
+        edges = [position for _name, position in limits] + [null]
+        span(min(edges), max(edges), color=ALLOWED_COLOR, alpha=0.15, label="allowed change")
+    for name, position in limits:
+        line(position, color="#8172b3", lw=1.0, ls="--", label=name)
+
+
+def _draw_shift(ax: Axes, result: MetricResult, metric: MetricConfig | None, color: str,
+                unit: str | None = None) -> None:
     ratio = result.test in _RATIO_TESTS
     null = 1.0 if ratio else 0.0
     ax.axvline(null, color="black", lw=0.8, ls=":", label="no change")
-    band = result.details.get("band")
-    if isinstance(band, int | float) and math.isfinite(band) and band > 0:
-        ax.axvspan(null - band, null + band, color="#cccccc", alpha=0.6, label="tolerance band")
-    for name, position in _effect_limits(result, metric):
-        ax.axvline(position, color="#8172b3", lw=1.0, ls="--", label=name)
+    _draw_allowed(ax, result, metric, null)
+    ax.set_xlabel(
+        "ratio canary / baseline" if ratio
+        else f"shift canary - baseline{f' ({unit})' if unit else ''}",
+        fontsize=8,
+    )
     estimate, low, high = result.estimate, result.low, result.high
     if math.isfinite(estimate):
         lower = estimate - low if math.isfinite(low) else 0.0
@@ -202,7 +236,7 @@ def plot_report(
     names = [m.name for m in report.metrics] if metrics is None else list(metrics)
     if not names:
         raise ValueError("metrics: nothing to plot")
-    results = [report.metric(name) for name in names]  # KeyError names an unknown metric
+    results = [report.metric(name) for name in names]  # UnknownMetricError lists the names
     figure, grid = plt.subplots(
         len(results),
         3,
@@ -221,6 +255,105 @@ def plot_report(
     )
     figure.tight_layout(rect=(0, 0, 1, 0.97))
     return figure
+
+
+def plot_evidence(
+    result: MetricResult,
+    polls: Sequence[Mapping[str, Any]],
+    *,
+    metric: MetricConfig | None = None,
+    ax: Axes | None = None,
+    unit: str | None = None,
+    pass_margin: float | None = None,
+) -> Figure:
+    """A sequential run's evidence on one metric over its polls, with the poll that decided
+    the metric marked.
+
+    ``polls``: one mapping per poll with ``call`` and that poll's entry for the metric, as
+    :meth:`judge.api.store.Store.run_polls` keeps them: ``classification``, and either
+    ``scores`` (the default judge's anytime-valid confidence sequences of its scores, e.g.
+    ``location (high)``, in robust standard deviations; drawn against ``± pass_margin``) or an
+    ``estimate`` with ``low`` / ``high`` (a shift, drawn against the allowed change).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    if ax is None:
+        figure, ax = plt.subplots(figsize=(13, 2.6))
+    else:
+        figure = cast("Figure", ax.figure)
+    ratio = result.test in _RATIO_TESTS
+    names = list(dict.fromkeys(name for poll in polls for name in poll.get("scores") or {}))
+    scored = bool(names)
+    null = 0.0 if scored or not ratio else 1.0
+    ax.axhline(null, color="black", lw=0.8, ls=":", label="no change")
+    if scored and pass_margin is not None:
+        ax.axhspan(-pass_margin, pass_margin, color=ALLOWED_COLOR, alpha=0.15,
+                   label=f"pass margin (±{pass_margin:g})")
+    elif not scored:
+        _draw_allowed(ax, result, metric, null, vertical=False)
+    calls = [int(poll["call"]) for poll in polls]
+    lines: dict[str, list[tuple[float, float, float]]] = {}
+    if scored:
+        for name in names:
+            lines[name] = [
+                tuple(_finite(((poll.get("scores") or {}).get(name) or {}).get(k))  # type: ignore[misc]
+                      for k in ("mean", "low", "high"))
+                for poll in polls
+            ]
+    else:
+        lines["estimate"] = [
+            (_finite(poll.get("estimate")), _finite(poll.get("low")), _finite(poll.get("high")))
+            for poll in polls
+        ]
+    for position, (name, points) in enumerate(lines.items()):
+        color = _EVIDENCE_COLORS[position % len(_EVIDENCE_COLORS)]
+        means, lows, highs = zip(*points, strict=True) if points else ((), (), ())
+        ax.fill_between(calls, lows, highs, color=color, alpha=0.2)
+        ax.plot(calls, means, color=color, marker="o", ms=3, lw=1.2,
+                label=f"{name} with interval")
+    decided = next(
+        ((int(poll["call"]), str(poll["classification"])) for poll in polls
+         if poll.get("classification") in ("pass", "high", "low")), None,
+    )
+    if decided is not None:
+        ax.axvline(decided[0], color=CLASS_COLORS[Classification(decided[1])], lw=1.2,
+                   label=f"decided: {decided[1]}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if calls:
+        ax.set_xlim(min(calls) - 0.5, max(calls) + 0.5)
+    ax.set_xlabel("poll", fontsize=8)
+    if scored:
+        ax.set_ylabel("score (robust SDs)", fontsize=8)
+    else:
+        ax.set_ylabel("ratio" if ratio else f"shift{f' ({unit})' if unit else ''}", fontsize=8)
+    ax.set_title(f"{result.name}: evidence over the polls", fontsize=9, loc="left")
+    ax.legend(loc="upper left", fontsize=7, frameon=False, ncol=4)
+    return figure
+
+
+_EVIDENCE_COLORS = ("#8172b3", "#937860", "#da8bc3", "#64b5cd")
+"""Evidence lines: not the baseline's or the canary's colours, which mean the sides."""
+
+
+def _finite(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return number if math.isfinite(number) else math.nan
+
+
+def figure_svg(figure: Figure) -> str:
+    """The figure as SVG text (no creation date, so the same figure gives the same text).
+
+    Text is drawn as paths, so the SVG needs no fonts; matplotlib escapes the text it keeps in
+    comments and attributes, so a metric name cannot inject markup into a page."""
+    import io
+
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", metadata={"Date": None})
+    return buffer.getvalue()
 
 
 def _config_metric(config: CanaryConfig | None, name: str) -> MetricConfig | None:
@@ -332,7 +465,8 @@ def _pareto_front(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
 
 def plot_backtest(results: Mapping[str, BacktestResult], *, ax: Axes | None = None) -> Figure:
     """Bars per scenario kind for several backtests (e.g. ``{"default": .., "kayenta": ..}``):
-    the false-failure rate for good kinds, the detection rate for bad kinds."""
+    the false-failure rate for good kinds, the detection rate for bad kinds, each with its
+    Wilson 95% interval as an error bar (a rate of 0 shows as a marker at 0)."""
     import matplotlib.pyplot as plt
 
     if not results:
@@ -347,13 +481,21 @@ def plot_backtest(results: Mapping[str, BacktestResult], *, ax: Axes | None = No
     width = 0.8 / len(summaries)
     positions = np.arange(len(kinds))
     for i, (name, summary) in enumerate(summaries.items()):
-        heights = [
-            summary.loc[k, "false_failure"]
-            if summary.loc[k, "label"] == "good"
-            else summary.loc[k, "detection"]
-            for k in kinds
-        ]
-        ax.bar(positions + i * width, heights, width=width, label=name)
+        rates = ["false_failure" if summary.loc[k, "label"] == "good" else "detection"
+                 for k in kinds]
+        heights = np.array([summary.loc[k, r] for k, r in zip(kinds, rates, strict=True)],
+                           dtype=float)
+        low = np.array([summary.loc[k, f"{r}_low"] for k, r in zip(kinds, rates, strict=True)],
+                       dtype=float)
+        high = np.array([summary.loc[k, f"{r}_high"] for k, r in zip(kinds, rates, strict=True)],
+                        dtype=float)
+        x = positions + i * width
+        bars = ax.bar(x, heights, width=width, label=name)
+        # The Wilson 95% interval of each rate, and a marker on the bar's top so that a rate of
+        # 0 is seen as 0 (with its interval), not as a missing bar.
+        colour = bars.patches[0].get_facecolor() if bars.patches else None
+        ax.errorbar(x, heights, yerr=[heights - low, high - heights], fmt="o", markersize=3,
+                    color="black", ecolor=colour, elinewidth=1.2, capsize=3)
     ax.set_xticks(positions + width * (len(summaries) - 1) / 2)
     ax.set_xticklabels(
         [
@@ -364,7 +506,8 @@ def plot_backtest(results: Mapping[str, BacktestResult], *, ax: Axes | None = No
     )
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("rate")
-    ax.set_title("Backtest: false failures on good releases, detection of bad ones")
+    ax.set_title("Backtest: false failures on good releases, detection of bad ones "
+                 "(Wilson 95% intervals)")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return figure

@@ -73,7 +73,7 @@ import dataclasses
 import math
 import os
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -84,6 +84,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from judge.config import CanaryConfig, JudgeMode
+from judge.lab.scenarios import Label, Scenario
 
 __all__ = [
     "DEFAULT_SPEC",
@@ -113,6 +114,7 @@ __all__ = [
     "labelled_canary",
     "level_metric_names",
     "load_real_series",
+    "real_noise_history",
     "split_neighbours",
     "window_iqr",
 ]
@@ -642,6 +644,48 @@ def labelled_canary(
     :func:`canary_generators`)."""
     base_rng, kind_rng = canary_generators(seed, series.split, flavour, index, kind)
     return inject(draw_healthy(series, flavour, base_rng, spec), kind, kind_rng, spec)
+
+
+# -- as a backtest history -----------------------------------------------------------------------
+
+
+def real_noise_history(
+    series: RealSeriesSet,
+    *,
+    kinds: Sequence[Kind] = tuple(Kind),
+    flavour: Flavour = Flavour.CONCURRENT,
+    canaries: int = 20,
+    seed: int = 13,
+    spec: CanarySpec = DEFAULT_SPEC,
+) -> list[Scenario]:
+    """The benchmark's canaries as a history for :func:`judge.lab.backtest.backtest`,
+    :func:`~judge.lab.backtest.sweep` and :mod:`judge.lab.tuning`: ``canaries`` of each kind
+    (the same canaries ``benchmarks/bench_real_noise.py`` judges at this seed), labelled
+    ``good`` where a good judge promotes them and ``bad`` where it should not, ``kind`` the
+    :class:`Kind`'s value. ``meta`` has ``series`` (the real series the regressed metric, or
+    the first level metric, was drawn from: group :func:`judge.lab.tuning.split_scenarios` by it
+    to keep a series out of both halves), ``target``, ``injected``, ``flavour``, ``split`` and
+    the error rates. Draw ``series`` with :meth:`RealSeriesSet.select` to keep the held-out
+    series for the end."""
+    history = []
+    for kind in kinds:
+        for index in range(canaries):
+            canary = labelled_canary(series, kind, flavour, seed=seed, index=index, spec=spec)
+            label = canary.label
+            drawn_from = label.series_of(label.target) if label.target else label.windows[0].series
+            history.append(Scenario(
+                id=f"{kind.value}-{flavour.value}-{index:04d}",
+                kind=kind.value,
+                label=Label.GOOD if label.expected is Expected.PROMOTE else Label.BAD,
+                baseline=canary.baseline,
+                canary=canary.canary,
+                meta={"series": drawn_from, "target": label.target, "injected": label.injected,
+                      "flavour": flavour.value,
+                      "split": None if label.split is None else label.split.value,
+                      "baseline_error_rate": label.baseline_error_rate,
+                      "canary_error_rate": label.canary_error_rate},
+            ))
+    return history
 
 
 # -- the config the docs lead to ----------------------------------------------------------------

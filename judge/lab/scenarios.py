@@ -702,46 +702,68 @@ def history_config(
 
 
 def save_history(scenarios: Sequence[Scenario], directory: str | Path) -> None:
-    """Write scenarios as ``history.csv.gz`` (one row per scenario, side and minute) and
-    ``history.json`` (id, kind, label, start, meta per scenario), the layout
-    :func:`load_history` reads."""
+    """Write scenarios as ``history.csv.gz`` (one row per scenario, side and point: ``id``,
+    ``side``, ``minute`` (the point's position), ``time`` (its timestamp, ISO 8601, empty for a
+    side without a ``DatetimeIndex``) and one column per metric) and ``history.json`` (id,
+    kind, label, start, meta per scenario), the layout :func:`load_history` reads. Values are
+    written in full precision (Python's shortest round-trip repr) and each side keeps its own
+    timestamps: :func:`load_history` gives back exactly what was saved."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     index = []
     parts = []
     for scenario in scenarios:
-        start = scenario.baseline.index[0]
+        start = scenario.baseline.index[0] if len(scenario.baseline) else None
         index.append(
             {
                 "id": scenario.id,
                 "kind": str(scenario.kind),
                 "label": None if scenario.label is None else scenario.label.value,
-                "start": start.isoformat(),
+                "start": start.isoformat() if isinstance(start, pd.Timestamp) else None,
+                "columns": {str(c): str(t) for c, t in scenario.baseline.dtypes.items()},
+                "canary_columns": {str(c): str(t) for c, t in scenario.canary.dtypes.items()},
                 "meta": scenario.meta,
             }
         )
         for side, frame in (("baseline", scenario.baseline), ("canary", scenario.canary)):
             part = frame.reset_index(drop=True)
+            times = (
+                [t.isoformat() for t in frame.index]
+                if isinstance(frame.index, pd.DatetimeIndex) else [None] * len(frame)
+            )
+            part.insert(0, "time", times)
             part.insert(0, "minute", np.arange(len(frame)))
             part.insert(0, "side", side)
             part.insert(0, "id", scenario.id)
             parts.append(part)
     table = pd.concat(parts, ignore_index=True)
-    # Seven significant digits keep the file small and every value within 1e-6 relative.
     table.to_csv(
         directory / _HISTORY_SERIES,
         index=False,
-        float_format="%.7g",
         compression={"method": "gzip", "mtime": 0},
     )
     (directory / _HISTORY_INDEX).write_text(json.dumps(index, indent=1) + "\n")
 
 
-def load_history(directory: str | Path | None = None) -> list[Scenario]:
-    """The labelled history shipped with the package (or one written by :func:`save_history`).
+def _side_index(entry: Mapping[str, Any], times: Any, points: int) -> pd.Index:
+    """A side's index: its saved timestamps when the file has them (each side its own, any
+    step), else one-minute steps from the scenario's start (files written before timestamps
+    were saved, such as the shipped history), else positions."""
+    if times is not None and len(times) and pd.notna(times).all():
+        return pd.DatetimeIndex(pd.to_datetime(list(times), format="ISO8601"), name="time")
+    if entry.get("start"):
+        return pd.date_range(pd.Timestamp(entry["start"]), periods=points, freq="min",
+                             name="time")
+    return pd.RangeIndex(points)
 
-    It is ``generate_history(HISTORY_SIZE, seed=HISTORY_SEED, size_range=HISTORY_SIZE_RANGE)``
-    stored to 7 significant digits.
+
+def load_history(directory: str | Path | None = None) -> list[Scenario]:
+    """The labelled history shipped with the package (or one written by :func:`save_history`,
+    given back exactly: values in full precision, each side's own timestamps).
+
+    The shipped one is ``generate_history(HISTORY_SIZE, seed=HISTORY_SEED,
+    size_range=HISTORY_SIZE_RANGE)`` stored to 7 significant digits, before timestamps were
+    saved (its sides get one-minute steps from the scenario's start).
     """
     if directory is None:
         root = resources.files("judge.lab").joinpath(*_HISTORY_DIRECTORY)
@@ -753,20 +775,24 @@ def load_history(directory: str | Path | None = None) -> list[Scenario]:
         index_text = (directory / _HISTORY_INDEX).read_text()
         table = pd.read_csv(directory / _HISTORY_SERIES)
     entries = json.loads(index_text)
-    columns = [c for c in table.columns if c not in ("id", "side", "minute")]
+    columns = [c for c in table.columns if c not in ("id", "side", "minute", "time")]
     positions = table.groupby(["id", "side"], sort=False).indices
     order = table["minute"].to_numpy()
     arrays = {c: table[c].to_numpy() for c in columns}
+    times = table["time"].to_numpy(dtype=object) if "time" in table.columns else None
     scenarios = []
     for entry in entries:
         sides = []
         for side in ("baseline", "canary"):
             found = np.asarray(positions[(entry["id"], side)])
             rows = found[np.argsort(order[found], kind="stable")]
-            index = pd.date_range(
-                pd.Timestamp(entry["start"]), periods=len(rows), freq="min", name="time"
-            )
-            sides.append(pd.DataFrame({c: arrays[c][rows] for c in columns}, index=index))
+            index = _side_index(entry, None if times is None else times[rows], len(rows))
+            # Each side's own columns (a file of several scenarios has the union of them).
+            own = entry.get("columns" if side == "baseline" else "canary_columns")
+            frame = pd.DataFrame({c: arrays[c][rows] for c in (own or columns)}, index=index)
+            # ... with its own dtypes (integer counts stay integers when another scenario's
+            # missing column made the file's column float).
+            sides.append(frame.astype(own) if own else frame)
         scenarios.append(
             Scenario(
                 id=entry["id"],

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,8 @@ from judge.analysis import analyze
 from judge.config import CanaryConfig
 from judge.errors import (
     MalformedResponseError,
-    RetryableSourceError,
+    QueryError,
+    RateLimitError,
     SourceAuthError,
     SourceError,
     SourceTimeoutError,
@@ -27,6 +29,7 @@ from judge.report import Classification
 from metricsources.datadog import DatadogSource
 from tests.support.datadog import Answer, FakeDatadog
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "datadog"
 API_KEY = "dd-api-0123456789abcdef"
 APP_KEY = "dd-app-fedcba9876543210"
 T0 = 1714564800
@@ -68,8 +71,9 @@ def test_query_parameters_headers_and_gaps(datadog: FakeDatadog) -> None:
     fetched = fetch(source_for(datadog))
     (request,) = datadog.requests
     assert request.path == "/api/v1/query"
+    # The step (60 s by default) reaches Datadog as the rollup interval.
     assert request.params == {"from": str(T0), "to": str(T0 + 3540),
-                              "query": QUERY.replace("${scope}", "v1")}
+                              "query": QUERY.replace("${scope}", "v1") + ".rollup(avg, 60)"}
     assert request.headers["dd-api-key"] == API_KEY
     assert request.headers["dd-application-key"] == APP_KEY
     (series,) = fetched.series
@@ -102,24 +106,40 @@ def test_refused_keys_are_fatal_and_not_retried(status: int) -> None:
         assert len(fake.requests) == 3  # one direct fetch, one per side: no retries
 
 
-def test_429_is_retried_after_retry_after_within_the_cap(datadog: FakeDatadog) -> None:
-    datadog.script(Answer(status=429, headers={"Retry-After": "0.3"}))
+def test_429_waits_the_whole_reset_not_the_backoff_cap(datadog: FakeDatadog) -> None:
+    datadog.script(Answer(status=429, headers={"X-RateLimit-Reset": "0.3"}))
     source = source_for(datadog)
-    with pytest.raises(RetryableSourceError) as caught:
+    with pytest.raises(RateLimitError) as caught:
         fetch(source)
-    assert caught.value.retry_after == 0.3
-    datadog.script(Answer(status=429, headers={"Retry-After": "30"}))
-    began = time.perf_counter()
+    assert caught.value.retry_after == 0.3 and caught.value.kind == "http"
+    datadog.script(Answer(status=429, headers={"X-RateLimit-Reset": "0.6",
+                                               "Retry-After": "0.2"}))
     report = analyze(CONFIG, source, ScopePair(Scope("v1"), Scope("v2")), START, END,
-                     retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.4),
+                     retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05),
                      concurrency=1)
-    elapsed = time.perf_counter() - began
     assert report.metric("latency").classification is Classification.PASS
-    # One side waited the Retry-After of 30 s capped at max_delay (0.4 s).
-    assert 0.4 <= elapsed < 5
+    # The retry waited the whole reset (the later of the two headers), not max_delay.
+    retried = [r.at for r in datadog.requests[1:]]
+    assert max(np.diff(retried)) >= 0.6 - 0.02
     attempts = [report.details["fetch"]["latency"][side]["attempts"]
                 for side in ("baseline", "canary")]
     assert sorted(attempts) == [1, 2]
+
+
+def test_a_reset_past_the_deadline_fails_at_once_naming_the_deadline(
+    datadog: FakeDatadog,
+) -> None:
+    datadog.script(*[Answer(status=429, headers={"X-RateLimit-Reset": "30"})] * 2)
+    began = time.perf_counter()
+    report = analyze(CONFIG, source_for(datadog), ScopePair(Scope("v1"), Scope("v2")),
+                     START, END, retry=FAST, deadline=2.0)
+    assert time.perf_counter() - began < 1.5  # nobody waited for a reset it could not use
+    latency = report.metric("latency")
+    assert latency.classification is Classification.ERROR
+    assert "HTTP 429" in latency.reason
+    assert "waiting 30 s as the source asked would pass the analysis' deadline of 2 s" \
+        in latency.reason
+    assert report.details["fetch_deadline"] == 2.0
 
 
 def test_server_errors_are_retried_and_then_give_up(datadog: FakeDatadog) -> None:
@@ -141,7 +161,8 @@ def test_server_errors_are_retried_and_then_give_up(datadog: FakeDatadog) -> Non
     ("body", "message"),
     [(b"<html>gateway</html>", "not JSON"),
      (b'{"status": "ok"}', "no 'series' list"),
-     (b'{"series": [{"pointlist": [[1714564800000, "fast"]]}]}', "series #0"),
+     (b'{"status": "ok", "series": [{"pointlist": [[1714564800000, "fast"]]}]}',
+      "series #0"),
      (b"[1, 2]", "JSON list")],
 )
 def test_malformed_bodies_are_fatal_with_a_clear_message(
@@ -209,3 +230,203 @@ def test_keys_never_appear_in_logs_errors_reprs_or_results(
     assert len(messages) == 3 and "***" in messages[2]
     for text in texts:
         assert API_KEY not in text and APP_KEY not in text
+
+
+# -- the requested grid (issue 19) ------------------------------------------------------------
+GRID_QUERY = "sum:trace.http.request.errors{service:web,version:${scope}}.as_count()"
+
+
+def _grid_config(**query: object) -> CanaryConfig:
+    return CanaryConfig.model_validate(
+        {"metrics": [{"name": "errors", "direction": "increase", "nan_strategy": "replace",
+                      "query": {"type": "datadog", "query": GRID_QUERY, **query}}]})
+
+
+def test_missing_buckets_are_nan_on_the_requested_grid(datadog: FakeDatadog) -> None:
+    # Five one-minute buckets, three empty: Datadog leaves them out of the pointlist.
+    datadog.add_series(GRID_QUERY.replace("${scope}", "v7"), [(T0, 3.0), (T0 + 240, 1.0)])
+    config = _grid_config()
+    window = Scope("v7", start=START, end=START + timedelta(minutes=4))
+    fetched = asyncio.run(source_for(datadog).fetch(config.metrics[0], window, config))
+    (series,) = fetched.series
+    assert series.timestamps.tolist() == [T0 + 60 * k for k in range(5)]
+    np.testing.assert_array_equal(series.values, [3.0, np.nan, np.nan, np.nan, 1.0])
+    (request,) = datadog.requests
+    assert request.params["query"].endswith(".as_count().rollup(sum, 60)")
+
+
+def test_the_step_sets_the_buckets_datadog_rolls_up(datadog: FakeDatadog) -> None:
+    # One point a minute; a 5-minute step sums them into 5-minute buckets.
+    datadog.add_series(GRID_QUERY.replace("${scope}", "v8"),
+                       [(T0 + 60 * k, 1.0) for k in range(60)])
+    config = _grid_config()
+    window = Scope("v8", start=START, end=END, step=timedelta(minutes=5))
+    (series,) = asyncio.run(source_for(datadog).fetch(config.metrics[0], window, config)).series
+    assert series.timestamps.tolist() == [T0 + 300 * k for k in range(12)]
+    assert series.values.tolist() == [5.0] * 12
+    assert datadog.requests[-1].params["query"].endswith(".rollup(sum, 300)")
+
+
+def test_rollup_none_keeps_datadogs_own_buckets_as_kayenta_does(datadog: FakeDatadog) -> None:
+    datadog.add_series(GRID_QUERY.replace("${scope}", "v9"),
+                       [(T0 + 60 * k, 2.0) for k in range(0, 24 * 60, 7)])
+    config = _grid_config(rollup="none")
+    window = Scope("v9", start=START, end=START + timedelta(days=1))
+    (series,) = asyncio.run(source_for(datadog).fetch(config.metrics[0], window, config)).series
+    # No rollup sent: Datadog's API picks 300 s over a day; its grid, NaN where empty.
+    assert datadog.requests[-1].params["query"] == GRID_QUERY.replace("${scope}", "v9")
+    assert series.values.size == 289 and np.diff(series.timestamps).tolist() == [300.0] * 288
+    assert np.isnan(series.values).any() and np.nanmax(series.values) == 2.0
+
+
+def test_a_recorded_real_answer_replayed_through_the_server(datadog: FakeDatadog) -> None:
+    recorded = json.loads((FIXTURES / "recorded_v1_system_cpu_idle.json").read_text())
+    datadog.replay("system.cpu.idle{*}", recorded)
+    config = CanaryConfig.model_validate({"metrics": [{"name": "idle", "query": {
+        "type": "datadog", "query": "system.cpu.idle{*}", "rollup": "none"}}]})
+    window = Scope("any", start=datetime.fromtimestamp(1641343852, UTC),
+                   end=datetime.fromtimestamp(1641430252, UTC))
+    (series,) = asyncio.run(source_for(datadog).fetch(config.metrics[0], window, config)).series
+    assert series.values.size == 288 and series.timestamps[0] == 1641344100.0
+    assert series.values[0] == pytest.approx(91.4583840476142)
+
+
+def test_nan_strategy_replace_makes_missing_buckets_zeros(datadog: FakeDatadog) -> None:
+    for version, hits in (("v1", (0, 2, 5)), ("v2", (1, 3))):
+        datadog.add_series(GRID_QUERY.replace("${scope}", version),
+                           [(T0 + 60 * k, 1.0) for k in hits])
+    report = analyze(_grid_config(), source_for(datadog), ScopePair(Scope("v1"), Scope("v2")),
+                     START, START + timedelta(minutes=5), retry=FAST)
+    errors = report.metric("errors")
+    assert errors.classification is not Classification.ERROR
+    # Six buckets a side, the empty ones zeros: counts line up minute by minute.
+    assert errors.baseline.count == 6 and errors.canary.count == 6
+
+
+# -- rate limits and concurrency --------------------------------------------------------------
+def _many(datadog: FakeDatadog, count: int) -> CanaryConfig:
+    for k in range(count):
+        for version in ("v1", "v2"):
+            datadog.add_series(f"avg:m{k}{{version:{version}}}",
+                               [(T0 + 60 * p, 1.0 + (p % 3)) for p in range(60)])
+    return CanaryConfig.model_validate({"metrics": [
+        {"name": f"m{k}", "query": {"type": "datadog", "query": f"avg:m{k}{{version:${{scope}}}}"}}
+        for k in range(count)]})
+
+
+def test_requests_are_paced_by_the_announced_budget(datadog: FakeDatadog) -> None:
+    datadog.rate_limit(4, 0.5)
+    config = _many(datadog, 5)  # ten requests, four per half second
+    report = analyze(config, source_for(datadog), ScopePair(Scope("v1"), Scope("v2")),
+                     START, END, retry=FAST, deadline=20.0)
+    assert all(m.classification is Classification.PASS for m in report.metrics)
+    assert datadog.rate_limited == 0  # never sent a request the budget did not allow
+    arrivals = sorted(r.at for r in datadog.requests)
+    assert len(arrivals) == 10 and arrivals[-1] - arrivals[0] >= 2 * 0.5 - 0.05
+
+
+def test_a_429_sequence_waits_for_each_reset(datadog: FakeDatadog) -> None:
+    limited = Answer(status=429, headers={"X-RateLimit-Limit": "100", "X-RateLimit-Period": "10",
+                                          "X-RateLimit-Remaining": "0",
+                                          "X-RateLimit-Reset": "0.4"})
+    datadog.script(limited, limited)
+    report = analyze(CONFIG, source_for(datadog), ScopePair(Scope("v1"), Scope("v2")),
+                     START, END, retry=FAST, concurrency=1)
+    assert report.metric("latency").classification is Classification.PASS
+    assert len(datadog.requests) == 4
+    # Each retry of a side came after the reset it was given (the other side, booked into
+    # the next period, went at the reset too; which side met the second 429 may vary).
+    for query in {r.params["query"] for r in datadog.requests}:
+        arrivals = [r.at for r in datadog.requests if r.params["query"] == query]
+        assert (np.diff(arrivals) >= 0.4 - 0.02).all()
+
+
+def test_at_most_max_concurrency_requests_in_flight_per_source(datadog: FakeDatadog) -> None:
+    datadog.delay = 0.15
+    config = _many(datadog, 8)
+    report = analyze(config, source_for(datadog, max_concurrency=3),
+                     ScopePair(Scope("v1"), Scope("v2")), START, END, retry=FAST)
+    assert all(m.classification is Classification.PASS for m in report.metrics)
+    assert 1 < datadog.max_in_flight <= 3
+
+
+# -- v2: POST /api/v2/query/timeseries --------------------------------------------------------
+ERRORS = "sum:trace.http.request.errors{service:web,version:${scope}}.as_count()"
+HITS = "sum:trace.http.request.hits{service:web,version:${scope}}.as_count()"
+
+
+def test_v2_single_query_sends_the_step_as_interval_and_fills_the_grid(
+    datadog: FakeDatadog,
+) -> None:
+    datadog.add_series(GRID_QUERY.replace("${scope}", "v7"), [(T0, 3.0), (T0 + 240, 1.0)])
+    config = _grid_config(api="v2")
+    window = Scope("v7", start=START, end=START + timedelta(minutes=4))
+    fetched = asyncio.run(source_for(datadog).fetch(config.metrics[0], window, config))
+    (request,) = datadog.requests
+    assert request.path == "/api/v2/query/timeseries"
+    assert request.body == {"data": {"type": "timeseries_request", "attributes": {
+        "from": T0 * 1000, "to": (T0 + 240) * 1000, "interval": 60000,
+        "queries": [{"data_source": "metrics", "name": "query",
+                     "query": GRID_QUERY.replace("${scope}", "v7")}]}}}
+    assert request.headers["dd-api-key"] == API_KEY
+    (series,) = fetched.series
+    np.testing.assert_array_equal(series.values, [3.0, np.nan, np.nan, np.nan, 1.0])
+
+
+def test_v2_formula_over_named_queries_grouped_by_tags(datadog: FakeDatadog) -> None:
+    for version, rate in (("v1", 0.01), ("v2", 0.05)):
+        for resource in ("get_/cart", "post_/checkout"):
+            tags = (f"resource_name:{resource}",)
+            datadog.add_series(f"{ERRORS.replace('${scope}', version)} by {{resource_name}}",
+                               [(T0 + 60 * k, 100 * rate) for k in range(60)], tags=tags)
+            datadog.add_series(f"{HITS.replace('${scope}', version)} by {{resource_name}}",
+                               [(T0 + 60 * k, 100.0) for k in range(60)], tags=tags)
+    config = CanaryConfig.model_validate({"metrics": [{
+        "name": "error rate", "direction": "increase", "query": {
+            "type": "datadog", "api": "v2", "formula": "errors / hits * 100",
+            "queries": {"errors": ERRORS + " by {resource_name}",
+                        "hits": HITS + " by {resource_name}"}}}]})
+    report = analyze(config, source_for(datadog), ScopePair(Scope("v1"), Scope("v2")),
+                     START, END, retry=FAST)
+    body = datadog.requests[0].body["data"]["attributes"]
+    assert body["formulas"] == [{"formula": "errors / hits * 100"}]
+    assert [q["name"] for q in body["queries"]] == ["errors", "hits"]
+    names = sorted(m.name for m in report.metrics)
+    assert names == ["error rate{resource_name=get_/cart}",
+                     "error rate{resource_name=post_/checkout}"]
+    fetched = report.details["fetch"]["error rate"]["canary"]
+    assert fetched["query"].startswith("errors / hits * 100 with errors = sum:")
+
+
+def test_v2_errors_carry_datadogs_message(datadog: FakeDatadog) -> None:
+    recorded = json.loads((FIXTURES / "recorded_v2_bad_request.json").read_text())
+    datadog.script(Answer(status=recorded["status"],
+                          body=json.dumps(recorded["response"]).encode()))
+    config = _grid_config(api="v2")
+    window = Scope("v7", start=START, end=END)
+    with pytest.raises(QueryError, match=r'Invalid type\. Expected "timeseries_request"'):
+        asyncio.run(source_for(datadog).fetch(config.metrics[0], window, config))
+    datadog.script(Answer(body=json.dumps({"errors": "Rate of hits too low"}).encode()))
+    with pytest.raises(QueryError, match="Rate of hits too low"):
+        asyncio.run(source_for(datadog).fetch(config.metrics[0], window, config))
+
+
+def test_the_service_wrapper_keeps_the_budget_wait_within_the_deadline(
+    datadog: FakeDatadog,
+) -> None:
+    from judge.api.sources import TimedSource
+    from judge.api.telemetry import ServiceMetrics
+
+    # The first answer says the budget is gone for 30 s; the other side must not wait for it
+    # inside its attempt (a timeout) but give up at once, naming the deadline.
+    datadog.script(Answer(headers={"X-RateLimit-Limit": "1", "X-RateLimit-Period": "60",
+                                   "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "30"}))
+    timed = TimedSource("datadog", source_for(datadog), ServiceMetrics())
+    began = time.perf_counter()
+    report = analyze(CONFIG, timed, ScopePair(Scope("v1"), Scope("v2")), START, END,
+                     retry=FAST, deadline=3.0)
+    assert time.perf_counter() - began < 2.5
+    assert len(datadog.requests) == 1
+    reason = report.metric("latency").reason
+    assert "rate limit (1 requests per 60 s) is used up" in reason
+    assert "deadline of 3 s" in reason

@@ -120,6 +120,11 @@ def test_tuning_notebook_runs_and_saves_a_native_config(tuning_run: dict[str, An
     summary = json.loads((tuning_run["out"] / "tuning-summary.json").read_text())
     assert summary["tuned"]["false_failure"] < summary["default"]["false_failure"]
     assert str(path) in tuning_run["stdout"]
+    # The real-series section tuned on some canaries, grouped by series, and checked the
+    # choice on others and on the held-out series.
+    out = tuning_run["stdout"]
+    assert "canaries to tune on" in out and "(series on both sides: [])" in out
+    assert "chosen: {'multiple_testing.level':" in out
 
 
 @pytest.mark.slow

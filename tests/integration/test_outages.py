@@ -18,12 +18,17 @@ rejected        a query Prometheus refuses (HTTP 400, bad PromQL)           ``re
 no series       a canary scope value that matches no series (a typo)        ``no_series``
 ==============  ==========================================================  ==============
 
-Each door is called as its controller calls it (paths, bodies, client timeouts): Argo's web
-provider (10 s; fixed window and sequential run), Flagger's webhook (10 s; fixed, sequential,
-sequential promotion gate), Argo's kayenta provider / Kayenta's API (execution, polled until
-complete), and the native analysis. Windows are pinned (``start``/``end``, or Flagger's
-``lookback`` over data that ends at the module's ``NOW``); time bounds are the controllers'
-own timeouts and the documented deadline, with generous slack for a shared machine.
+Each door is called as its controller calls it (paths, bodies, client timeouts, and the way
+it carries its API token, for the service runs with tokens on): Argo's web provider (10 s;
+fixed window and sequential run; ``Authorization`` header), Flagger's webhook (10 s; fixed,
+sequential, sequential promotion gate; ``metadata.token``), Argo's kayenta provider /
+Kayenta's API (execution, polled until complete; ``/t/<token>`` in the address), and the
+native analysis (header). Every source URL carries a password; every answer of the module is
+kept, and the last test searches them, the service's log and its database files for the
+tokens and the password (items 2 and 3 of the issue, under faults). Windows are pinned
+(``start``/``end``, or Flagger's ``lookback`` ending at the module's ``NOW``, where the data
+ends and the service's clock is pinned); time bounds are the controllers' own timeouts and the
+documented deadline, with generous slack for a shared machine.
 
 The time each door took is printed at the end of the module (``pytest -s``).
 """
@@ -71,6 +76,15 @@ and the backoff between them (at most 0.5 s, then 1 s)."""
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 WINDOW_MINUTES = 30
 START = NOW - timedelta(minutes=WINDOW_MINUTES)
+
+JUDGE_TOKEN = "outage-judge-token-5c1e"
+ADMIN_TOKEN = "outage-admin-token-9d2f"
+SOURCE_PASSWORD = "outage-source-password-7b3a"
+SECRETS = (JUDGE_TOKEN, ADMIN_TOKEN, SOURCE_PASSWORD)
+JUDGE = {"Authorization": f"Bearer {JUDGE_TOKEN}"}
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+ANSWERS: list[str] = []
+"""Every answer's body (and headers) this module received, searched for secrets at the end."""
 
 LATENCY = 'avg(app_latency_ms{app="checkout",version="${scope}"})'
 ERRORS = 'avg(app_error_ratio{app="checkout",version="${scope}"})'
@@ -148,6 +162,19 @@ TIMINGS: list[tuple[str, str, float, int | str]] = []
 """(fault, door, seconds, HTTP status or final state), printed at the end of the module."""
 
 
+def _send(method: str, url: str, **options: Any) -> httpx.Response:
+    """One request, its answer kept in ``ANSWERS``."""
+    answer = httpx.request(method, url, **options)
+    ANSWERS.append(f"{answer.headers}\n{answer.text}")
+    return answer
+
+
+def _with_password(url: str) -> str:
+    """``url`` with user info: the sources send it as basic auth, which Prometheus (and the
+    fault servers) ignore, so the only thing it changes is what must never be shown."""
+    return url.replace("://", f"://outage-user:{SOURCE_PASSWORD}@", 1)
+
+
 # -- fixtures -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
@@ -184,7 +211,8 @@ def service(
     work_dir: Path = tmp_path_factory.mktemp("service")
 
     def source(url: str) -> dict[str, Any]:
-        return {"type": "prometheus", "url": url, "timeout_seconds": SOURCE_TIMEOUT}
+        return {"type": "prometheus", "url": _with_password(url),
+                "timeout_seconds": SOURCE_TIMEOUT}
 
     env = {
         "CANARY_JUDGE_DATABASE_URL": f"sqlite:///{work_dir / 'judge.db'}",
@@ -195,10 +223,12 @@ def service(
         "CANARY_JUDGE_DEFAULT_SOURCE": "prometheus",
         "CANARY_JUDGE_SOURCE_CHECK_INTERVAL_SECONDS": "1",
         "CANARY_JUDGE_SEED_DEMO_CONFIGS": "false",
+        "CANARY_JUDGE_API_TOKENS": f"judge:{JUDGE_TOKEN},admin:{ADMIN_TOKEN}",
+        "CANARY_JUDGE_PINNED_NOW": NOW.isoformat(),  # lookback windows end where the data does
     }
     with ServiceProcess(env, work_dir) as process:
         for config in (_native("checkout"), _native("checkout-broken", BROKEN)):
-            created = httpx.post(f"{process.url}/v1/configs", json=config)
+            created = _send("POST", f"{process.url}/v1/configs", json=config, headers=ADMIN)
             assert created.status_code == 201, created.text
         yield process
 
@@ -223,12 +253,12 @@ def _timed(fault: Fault, door: str, call: Callable[[], httpx.Response]) -> httpx
 
 
 def _argo_web(service: ServiceProcess, fault: Fault, **extra: Any) -> httpx.Response:
-    return httpx.post(
-        f"{service.url}/argo/v1/judge",
+    return _send(
+        "POST", f"{service.url}/argo/v1/judge",
         content=json.dumps({"config": fault.config, "baseline": "v1", "canary": fault.canary,
                             "source": fault.source, "start": START.isoformat(),
                             "end": NOW.isoformat(), "step": 60, **extra}),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **JUDGE},  # the template's headers
         timeout=ARGO_WEB_TIMEOUT,
     )
 
@@ -239,17 +269,23 @@ def _flagger(service: ServiceProcess, fault: Fault, **metadata: str) -> httpx.Re
         "checksum": uuid.uuid4().hex[:8],
         "metadata": {"config": fault.config, "baseline": "v1", "canary": fault.canary,
                      "source": fault.source, "lookback": f"{WINDOW_MINUTES}m", "step": "60",
-                     **metadata},
+                     "token": JUDGE_TOKEN, **metadata},  # Flagger cannot send headers
     }
-    return httpx.post(f"{service.url}/flagger/v1/check", json=payload, timeout=FLAGGER_TIMEOUT)
+    return _send("POST", f"{service.url}/flagger/v1/check", json=payload,
+                 timeout=FLAGGER_TIMEOUT)
+
+
+def _kayenta_address(service: ServiceProcess) -> str:
+    """What Argo's kayenta provider is given as ``address``: no headers, the token in it."""
+    return f"{service.url}/t/{JUDGE_TOKEN}"
 
 
 def _start_kayenta(service: ServiceProcess, fault: Fault) -> str:
     scope = {"scope": "v1", "region": "", "step": 60,
              "start": START.strftime("%Y-%m-%dT%H:%M:%SZ"),
              "end": NOW.strftime("%Y-%m-%dT%H:%M:%SZ")}
-    job = httpx.post(
-        f"{service.url}/canary",
+    job = _send(
+        "POST", f"{_kayenta_address(service)}/canary",
         params={"application": "checkout", "metricsAccountName": fault.source},
         json={"canaryConfig": _kayenta(fault.kayenta_latency),
               "executionRequest": {
@@ -263,8 +299,8 @@ def _start_kayenta(service: ServiceProcess, fault: Fault) -> str:
 
 
 def _start_native(service: ServiceProcess, fault: Fault) -> str:
-    created = httpx.post(
-        f"{service.url}/v1/analyses",
+    created = _send(
+        "POST", f"{service.url}/v1/analyses", headers=JUDGE,
         json={"config_id": fault.config, "baseline": {"scope": "v1"},
               "canary": {"scope": fault.canary}, "start": START.isoformat(),
               "end": NOW.isoformat(), "step": 60, "source": fault.source},
@@ -304,7 +340,8 @@ def _check_fault(service: ServiceProcess, fault: Fault) -> None:
     assert body["verdict"] == "error" and body["status"] == "error"
     assert body["pass"] is False and body["fail"] is False and body["score"] is None
     _names_the_failure(body["error"], fault)
-    analysis = httpx.get(f"{service.url}/v1/analyses/{body['analysis_id']}").json()
+    analysis = _send("GET", f"{service.url}/v1/analyses/{body['analysis_id']}",
+                     headers=JUDGE).json()
     assert analysis["status"] == "error"
 
     argo_run = _timed(fault, "argo web sequential",
@@ -327,8 +364,8 @@ def _check_fault(service: ServiceProcess, fault: Fault) -> None:
 
     # Kayenta's API (Argo's kayenta provider): complete without a score.
     execution = _until_done(
-        lambda: httpx.get(f"{service.url}/canary/{kayenta_id}",
-                          timeout=KAYENTA_TIMEOUT).json(),
+        lambda: _send("GET", f"{_kayenta_address(service)}/canary/{kayenta_id}",
+                      timeout=KAYENTA_TIMEOUT).json(),
         lambda state: bool(state["complete"]), began)
     took = (execution["endTimeMillis"] - execution["startTimeMillis"]) / 1000
     TIMINGS.append((fault.name, "kayenta execution (background)", took, execution["status"]))
@@ -341,7 +378,7 @@ def _check_fault(service: ServiceProcess, fault: Fault) -> None:
 
     # Native: analysis status "error" with the cause.
     native = _until_done(
-        lambda: httpx.get(f"{service.url}/v1/analyses/{native_id}").json(),
+        lambda: _send("GET", f"{service.url}/v1/analyses/{native_id}", headers=JUDGE).json(),
         lambda state: state["status"] not in ("queued", "running"), began)
     took = (datetime.fromisoformat(native["finished_at"])
             - datetime.fromisoformat(native["started_at"])).total_seconds()
@@ -363,7 +400,7 @@ def test_the_healthy_setup_passes_so_any_other_answer_below_is_the_faults_doing(
     assert argo.status_code == 200 and argo.json()["verdict"] == "pass", argo.text
     hook = _flagger(service, healthy)
     assert hook.status_code == 200, hook.text
-    ready = httpx.get(f"{service.url}/readyz").json()
+    ready = _send("GET", f"{service.url}/readyz").json()
     assert ready["sources"]["prometheus"]["status"] == "up"
 
 
@@ -375,7 +412,7 @@ def test_prometheus_down(service: ServiceProcess, prometheus: PrometheusServer) 
         # /readyz reports the outage and stays 200: restarting the pod cannot fix it.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            ready = httpx.get(f"{service.url}/readyz")
+            ready = _send("GET", f"{service.url}/readyz")
             if ready.json()["sources"]["prometheus"]["status"] == "down":
                 break
             time.sleep(0.2)
@@ -384,20 +421,20 @@ def test_prometheus_down(service: ServiceProcess, prometheus: PrometheusServer) 
         assert health["status"] == "down" and health["kind"] == "connect"
         assert "connection refused" in health["error"]
         assert "prometheus" in ready.json()["detail"]
-        metrics = httpx.get(f"{service.url}/metrics").text
+        metrics = _send("GET", f"{service.url}/metrics").text
         assert 'canary_judge_source_up{source="prometheus"} 0.0' in metrics
         assert 'canary_judge_analyses_finished_total{kind="argo",verdict="error"}' in metrics
     finally:
         prometheus.start()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        health = httpx.get(f"{service.url}/readyz").json()["sources"]["prometheus"]
+        health = _send("GET", f"{service.url}/readyz").json()["sources"]["prometheus"]
         if health["status"] == "up":
             break
         time.sleep(0.2)
     assert health["status"] == "up"
-    assert 'canary_judge_source_up{source="prometheus"} 1.0' in httpx.get(
-        f"{service.url}/metrics").text
+    assert 'canary_judge_source_up{source="prometheus"} 1.0' in _send(
+        "GET", f"{service.url}/metrics").text
 
 
 @pytest.mark.parametrize("fault", FAULTS[1:], ids=[f.name for f in FAULTS[1:]])
@@ -421,28 +458,32 @@ def test_retries_wait_for_retry_after(service: ServiceProcess, limited: ErrorSer
 def test_a_sequential_run_carries_on_through_an_outage(
     service: ServiceProcess, prometheus: PrometheusServer
 ) -> None:
+    # Argo's web provider with explicit windows, each poll's end two minutes on: the
+    # service's clock is pinned, so a window ending "now" would bring no new points to fetch.
     fault = Fault("down", "prometheus", FailureKind.CONNECT)
-    run_id = f"shop/checkout/{uuid.uuid4().hex[:8]}"
+    run_id = f"checkout-{uuid.uuid4().hex[:8]}"
+    first_start = NOW - timedelta(minutes=7)
 
-    def poll() -> httpx.Response:
-        # A short first window: the run is certainly undecided after the first poll.
-        return _flagger(service, fault, sequential="true", runId=run_id, lookback="3m")
+    def poll(minutes_before_now: int) -> httpx.Response:
+        end = NOW - timedelta(minutes=minutes_before_now)
+        return _argo_web(service, fault, run_id=run_id, start=first_start.isoformat(),
+                         end=end.isoformat())
 
-    first = poll()
-    assert first.status_code == 202, first.text  # undecided: a passed check, keep going
+    # A short first window (4 minutes): the run is certainly undecided after the first poll.
+    first = poll(3)
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] == "continue"
     prometheus.stop()
-    # The next poll must ask for points after the last judged one (whole seconds): a poll
-    # within the same second has nothing new to fetch and re-states the run as it is.
-    time.sleep(2)
     try:
-        during = _timed(fault, "flagger sequential (run going on)", poll)
-        assert during.status_code == 503, during.text  # was 202: an unobserved canary
+        during = _timed(fault, "argo web sequential (run going on)", lambda: poll(1))
+        assert during.status_code == 503, during.text  # an Error measurement, never a verdict
         assert during.json()["sequential"]["status"] == "error"
     finally:
         prometheus.start()
-    after = poll()
-    assert after.status_code in (200, 202), after.text
-    run = httpx.get(f"{service.url}/v1/runs/{run_id}").json()
+    after = poll(0)
+    assert after.status_code == 200, after.text
+    assert after.json()["status"] in ("continue", "pass")
+    run = _send("GET", f"{service.url}/v1/runs/{run_id}", headers=JUDGE).json()
     assert run["calls"] == 3 and run["status"] in ("continue", "pass")
 
 
@@ -462,3 +503,24 @@ def test_a_read_timeout_in_the_body_is_a_timeout_not_a_connection_failure(
             assert time.monotonic() - began < 5
         finally:
             source.close()
+
+
+def test_no_secret_left_the_service_during_the_faults(
+    service: ServiceProcess, broken: ErrorServer
+) -> None:
+    # Runs one fault itself (the others ran above when the whole module runs), then searches
+    # every answer of the module, the service's log and its database files.
+    _check_fault(service, FAULTS[2])
+    refused = _send("POST", f"{service.url}/flagger/v1/check",
+                    json={"name": "c", "namespace": "n", "metadata": {"config": "checkout",
+                                                                       "token": "wrong"}})
+    assert refused.status_code == 401  # tokens are on, and a wrong one is refused
+    assert broken.requests, "the source was not asked at all"
+    assert ANSWERS
+    for secret in SECRETS:
+        for answer in ANSWERS:
+            assert secret not in answer, (secret, answer[:500])
+        assert secret not in service.log_file.read_text(errors="replace"), secret
+        for database in service.work_dir.glob("judge.db*"):
+            assert secret.encode() not in database.read_bytes(), (secret, database.name)
+    assert "outage-user" not in service.log_file.read_text(errors="replace")

@@ -166,6 +166,7 @@ def service(
         "CANARY_JUDGE_DATADOG_API_KEY": datadog.api_key,
         "CANARY_JUDGE_DATADOG_APP_KEY": datadog.application_key,
         "CANARY_JUDGE_API_TOKENS": f"{TOKEN},judge:{JUDGE_TOKEN}",
+        "CANARY_JUDGE_PINNED_NOW": NOW.isoformat(),  # lookback windows end where the data does
     }
     with ServiceProcess(env, work_dir) as process:
         auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -222,11 +223,14 @@ def test_argo_web_provider_get_and_errors(service: ServiceProcess) -> None:
     )
     assert got.status_code == 200
     assert got.json()["verdict"] == "fail"
-    for params, headers in (({"config": "checkout"}, auth), ({"config": "checkout"}, {})):
+    # A request it cannot serve: 200 with verdict "error" (Argo: Inconclusive); without a
+    # token: the 401 itself, in the same shape (Argo: an Error measurement).
+    for params, headers, status in (({"config": "checkout"}, auth, 200),
+                                    ({"config": "checkout"}, {}, 401)):
         broken = httpx.get(
             f"{service.url}/argo/v1/judge", params=params, headers=headers, timeout=ARGO_WEB_TIMEOUT
         )
-        assert broken.status_code == 200
+        assert broken.status_code == status
         assert broken.json()["verdict"] == "error"
         assert broken.json()["error"]
 
@@ -251,7 +255,8 @@ def test_metrics_without_a_source_go_to_the_source_of_their_query_type(
     assert {m["name"]: m["classification"] for m in result["metrics"]} == {
         "latency": "pass", "queue depth": "pass"}
     asked = {r.params.get("query") for r in datadog.requests}
-    assert DATADOG_QUERY.replace("${scope}", "v2-good") in asked
+    # The service's step (60 s) reaches Datadog as the rollup interval.
+    assert DATADOG_QUERY.replace("${scope}", "v2-good") + ".rollup(avg, 60)" in asked
 
 
 def test_metric_source_down_is_an_error_measurement_not_a_verdict(

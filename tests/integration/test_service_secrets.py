@@ -158,6 +158,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, echo_proxy: str,
         "CANARY_JUDGE_DATADOG_APP_KEY": DD_APP_KEY,
         "CANARY_JUDGE_API_TOKENS": f"admin:{ADMIN},judge:{JUDGE},{LEGACY}",
         "CANARY_JUDGE_LOG_LEVEL": "DEBUG",
+        "CANARY_JUDGE_PINNED_NOW": NOW.isoformat(),  # lookback windows end where the data does
     }
     with ServiceProcess(env, work_dir, log_level="info") as process:
         yield process, Calls(process.url), work_dir, closed_port

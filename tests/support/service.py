@@ -4,7 +4,12 @@
 on a free loopback port with the given ``CANARY_JUDGE_*`` environment; ``start()`` waits until
 ``/readyz`` answers 200, ``stop()`` sends SIGTERM (a graceful shutdown), ``kill()`` SIGKILL (a
 crash: nothing gets to clean up). It can be started again on a new port with the same database.
-``log_level`` is uvicorn's (``info`` adds its access log: one line per request, with the path).
+``log_level`` is uvicorn's (``info`` adds its access log: one line per request, with the path);
+``factory`` the app factory (tests that need one more route wrap the real one, see
+``tests/support/raising_app.py``). ``run_until_exit`` runs a service whose startup must fail.
+The service's clock is pinned (``CANARY_JUDGE_PINNED_NOW``): :data:`tests.support.clock.PINNED_NOW`
+unless ``env`` pins another moment (tests over Prometheus data written near the wall clock pin
+the moment their data ends).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.clock import PINNED_NOW
 from tests.support.prometheus import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,11 +35,17 @@ class ServiceProcess:
     """One ``canary-judge`` server process (see module doc)."""
 
     def __init__(
-        self, env: Mapping[str, str], work_dir: Path, *, log_level: str = "warning"
+        self,
+        env: Mapping[str, str],
+        work_dir: Path,
+        *,
+        log_level: str = "warning",
+        factory: str = "judge.api.app:create_app",
     ) -> None:
         self.env = dict(env)
         self.work_dir = work_dir
         self.log_level = log_level
+        self.factory = factory
         self.log_file = work_dir / "service.log"
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
@@ -43,32 +55,8 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ServiceProcess:
-        self.port = free_port()
-        env = {
-            key: value for key, value in os.environ.items() if not key.startswith("CANARY_JUDGE_")
-        }
-        env.update(self.env)
-        env["PYTHONPATH"] = str(REPO)
-        with self.log_file.open("ab") as log:
-            self._process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "--factory",
-                    "judge.api.app:create_app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--log-level",
-                    self.log_level,
-                ],
-                cwd=self.work_dir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self._launch()
+        assert self._process is not None
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -81,6 +69,52 @@ class ServiceProcess:
             time.sleep(0.1)
         self.kill()
         raise RuntimeError(f"service not ready after {READY_TIMEOUT:g} s:\n{self.log()}")
+
+    def run_until_exit(self, timeout: float) -> tuple[int, float]:
+        """Start a service that is expected to stop by itself (a startup that must fail): its
+        exit status and the seconds it ran. Still running after ``timeout``: killed, and an
+        ``AssertionError``."""
+        started = time.monotonic()
+        self._launch()
+        assert self._process is not None
+        try:
+            status = self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"service still running after {timeout:g} s:\n{self.log()}"
+            ) from None
+        self._process = None
+        return status, time.monotonic() - started
+
+    def _launch(self) -> None:
+        self.port = free_port()
+        env = {
+            key: value for key, value in os.environ.items() if not key.startswith("CANARY_JUDGE_")
+        }
+        env["CANARY_JUDGE_PINNED_NOW"] = PINNED_NOW.isoformat()
+        env.update(self.env)
+        env["PYTHONPATH"] = str(REPO)
+        with self.log_file.open("ab") as log:
+            self._process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    self.factory,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    self.log_level,
+                ],
+                cwd=self.work_dir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")[-6000:] if self.log_file.exists() else ""

@@ -28,6 +28,7 @@ from judge.api import auth
 from judge.api.app import create_app
 from judge.api.auth import ADMIN, JUDGE, OPEN, ROUTE_ACCESS, Access, flat_routes, openapi_path
 from judge.api.settings import Settings
+from tests.support.clock import service_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,12 +38,13 @@ LEGACY_TOKEN = "legacy-token-c3d2"  # a bare token: the format from before scope
 TOKENS = f"judge:{JUDGE_TOKEN}, admin:{ADMIN_TOKEN}, {LEGACY_TOKEN}"
 
 MAY_BE_OPEN = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs",
-               "/docs/oauth2-redirect", "/redoc"}
-"""The ceiling of what may answer without a token: health, readiness, metrics, API docs."""
+               "/docs/oauth2-redirect", "/redoc", "/ui/login", "/ui/logout"}
+"""The ceiling of what may answer without a token: health, readiness, metrics, API docs, and
+the report pages' login form (a browser has no token until it logs in)."""
 
 
 def _app(**settings: Any) -> FastAPI:
-    return create_app(Settings(database_url="sqlite://", log_json=False, **settings))
+    return create_app(service_settings(**settings))
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +84,9 @@ def _call(client: TestClient, method: str, path: str, prefix: str = "",
 
 
 def _refused(answer: Any, path: str, status: int = 401) -> bool:
-    if path.startswith("/argo/"):  # Argo's web provider reads 200 + verdict "error"
+    if path.startswith("/argo/"):  # Argo's shape, with the refusal's status (an Error)
         body = answer.json()
-        return bool(answer.status_code == 200 and body["verdict"] == "error"
+        return bool(answer.status_code == status and body["verdict"] == "error"
                     and "token" in body["error"])
     return bool(answer.status_code == status)
 

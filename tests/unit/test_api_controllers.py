@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,26 +14,33 @@ import pytest
 from fastapi.testclient import TestClient
 
 from judge.api.app import create_app
-from judge.api.settings import Settings
+from tests.support.clock import PINNED_NOW, service_settings
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:
-    app = create_app(Settings(database_url="sqlite://", log_json=False))
+    app = create_app(service_settings())
     with TestClient(app) as test_client:
         yield test_client
 
 
 # -- Argo web ----------------------------------------------------------------------------------
+# A pinned hour: the demo source seeds its noise from the window, so a window ending "now"
+# made the good canary's verdict depend on the minute the test ran (it failed now and then).
+PINNED_HOUR = {"start": "2024-01-01T12:00:00Z", "end": "2024-01-01T13:00:00Z"}
+
+
 @pytest.mark.parametrize(("canary", "verdict"), [("canary-good", "pass"), ("canary-bad", "fail")])
 def test_argo_post_and_get(client: TestClient, canary: str, verdict: str) -> None:
     posted = client.post(
         "/argo/v1/judge",
-        json={"config": "demo", "baseline": "baseline", "canary": canary, "lookback": "1h"},
+        json={"config": "demo", "baseline": "baseline", "canary": canary, **PINNED_HOUR},
     )
     got = client.get(
         "/argo/v1/judge",
-        params={"config": "demo", "baseline": "baseline", "canary": canary, "lookback": "1h"},
+        params={"config": "demo", "baseline": "baseline", "canary": canary, **PINNED_HOUR},
     )
     for answer in (posted, got):
         assert answer.status_code == 200
@@ -126,6 +135,36 @@ def test_flagger_pass_fail_and_bad_metadata(client: TestClient) -> None:
     bad_step = client.post("/flagger/v1/check", json=_hook(config="demo", step="fast"))
     assert bad_step.status_code == 400
     assert "metadata.step" in bad_step.json()["error"]
+
+
+def test_lookback_windows_end_at_the_services_clock(client: TestClient) -> None:
+    # The clock is pinned (CANARY_JUDGE_PINNED_NOW): the same check judges the same window
+    # whenever it is sent; the fetched queries name that window.
+    expected = (f"[{(PINNED_NOW - timedelta(minutes=30)).isoformat()} .. "
+                f"{PINNED_NOW.isoformat()}, 31 points]")
+    argo = client.post("/argo/v1/judge", json={"config": "demo", "baseline": "stable",
+                                               "canary": "canary-good", "lookback": "30m"})
+    flagger = client.post("/flagger/v1/check",
+                          json=_hook(config="demo", canary="canary-good", lookback="30m"))
+    for answer in (argo, flagger):
+        stored = client.get(f"/v1/analyses/{answer.json()['analysis_id']}").json()
+        fetched = stored["report"]["details"]["fetch"]["latency"]
+        assert fetched["baseline"]["query"].endswith(expected)
+        assert fetched["canary"]["query"].endswith(expected)
+    again = client.post("/argo/v1/judge", json={"config": "demo", "baseline": "stable",
+                                                "canary": "canary-good", "lookback": "30m"})
+    assert again.json()["metrics"] == argo.json()["metrics"]
+
+
+def test_flagger_hook_sent_with_curl_data(client: TestClient) -> None:
+    # `curl -d '{...}'` as Flagger's docs test a webhook: a form content type, a JSON body.
+    answer = client.post(
+        "/flagger/v1/check",
+        content=json.dumps(_hook(config="demo", canary="canary-good", lookback="30m")),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["verdict"] == "pass"
 
 
 def test_flagger_marginal_can_be_allowed(client: TestClient) -> None:
@@ -270,10 +309,21 @@ def test_kayenta_execution(client: TestClient, canary: str, classification: str)
     assert adhoc.status_code == 200
     again = _poll(client, adhoc.json()["canaryExecutionId"])["result"]["judgeResult"]
     assert again["score"]["score"] == judge_result["score"]["score"]
+    # Kayenta's list of an application's executions (ad-hoc: those started without one).
+    listed = client.get("/canary/executions", params={"application": "shop"})
+    assert listed.status_code == 200
+    assert [e["pipelineId"] for e in listed.json()] == [started.json()["canaryExecutionId"]]
+    assert listed.json()[0]["result"]["judgeResult"]["score"] == judge_result["score"]
+    adhoc_listed = client.get("/canary/executions").json()
+    assert [e["pipelineId"] for e in adhoc_listed] == [adhoc.json()["canaryExecutionId"]]
+    assert client.get("/canary/executions", params={"statuses": "RUNNING"}).json() == []
+    assert len(client.get("/canary/executions",
+                          params={"statuses": "succeeded,terminal"}).json()) == 1
+    assert client.get("/canary/executions", params={"page": 2}).json() == []
 
 
 def test_kayenta_execution_errors(client: TestClient) -> None:
-    end = datetime.now(UTC)
+    end = PINNED_NOW
     request = {
         "scopes": {
             "default": {
@@ -310,6 +360,40 @@ def test_kayenta_execution_errors(client: TestClient) -> None:
     assert wrong_account.status_code == 400
     assert "prod-prometheus" in wrong_account.json()["message"]
     assert client.get("/canary/nope").status_code == 404
+
+
+def test_kayenta_config_with_fields_kayenta_ignores_is_stored_and_logged(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    document = json.loads((FIXTURES / "kayenta" / "extensions.json").read_text())
+    with caplog.at_level("WARNING", logger="judge.api.plans"):
+        stored = client.post("/canaryConfig", json=document)
+    assert stored.status_code == 200, stored.text
+    dropped = [r for r in caplog.records if r.getMessage() == "Kayenta config field dropped "
+               "on import"]
+    assert [r.detail for r in dropped] == [  # type: ignore[attr-defined]
+        f"metrics.{i}.extensions: ignored (Kayenta ignores it too; it holds no setting)"
+        for i in (0, 1)
+    ]
+
+
+def test_kayenta_results_carry_critical_and_muted(client: TestClient) -> None:
+    # Kayenta's CanaryAnalysisResult has the booleans `critical` and `muted` (kayenta-core);
+    # the config: one metric critical and muted, one critical only.
+    config = json.loads((FIXTURES / "kayenta" / "muted-critical.json").read_text())
+    steady = [float(v) for v in 100 + np.random.default_rng(3).normal(0, 1, 30)]
+    pairs = [{"name": name, "id": name, "tags": {},
+              "values": {"control": steady, "experiment": [v * factor for v in steady]}}
+             for name, factor in (("noisy", 1.5), ("steady", 1.0))]
+    answer = client.post("/judge", json={"canaryConfig": config, "metricSetPairList": pairs})
+    assert answer.status_code == 200, answer.text
+    by_name = {r["name"]: r for r in answer.json()["results"]}
+    assert (by_name["noisy"]["critical"], by_name["noisy"]["muted"]) == (True, True)
+    assert (by_name["steady"]["critical"], by_name["steady"]["muted"]) == (True, False)
+    assert all("criticality" not in r for r in by_name.values())  # not a Kayenta field
+    # The muted critical metric failed, yet it neither scores nor fails the canary.
+    assert by_name["noisy"]["classification"] == "High"
+    assert answer.json()["score"]["score"] == 100.0
 
 
 def test_kayenta_remote_judge(client: TestClient) -> None:
@@ -410,9 +494,7 @@ def test_synchronous_checks_answer_within_their_budget() -> None:
     # A slow source: fetching stops at the deadline (the budget less a quarter here), and the
     # answer is an error outcome naming the timeout: an Error for Argo (non-2xx), a non-2xx
     # that is not "canary failed" for Flagger.
-    slow = Settings(
-        database_url="sqlite://", log_json=False, demo_delay_seconds=3, sync_timeout_seconds=0.5
-    )
+    slow = service_settings(demo_delay_seconds=3, sync_timeout_seconds=0.5)
     with TestClient(create_app(slow)) as client:
         started = time.monotonic()
         argo = client.post(

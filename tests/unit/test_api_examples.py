@@ -40,6 +40,11 @@ def test_settings_file(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.default_source_name() == "prometheus"
     assert set(settings.source_settings()) == {"prometheus", "datadog-eu", "demo"}
+    from judge.api.sources import build_source
+
+    # The Datadog site is named as Datadog writes it, and becomes its API host.
+    eu = build_source(settings.source_settings()["datadog-eu"])
+    assert getattr(eu, "site", None) == "https://api.datadoghq.eu"
 
 
 def _documents(name: str) -> list[dict[str, Any]]:
@@ -93,7 +98,13 @@ def test_argo_kayenta_template_scopes_parse() -> None:
     }
     for scope in kayenta["scopes"]:
         for side in ("controlScope", "experimentScope"):
-            parsed = CanaryScopeIn.model_validate(_substitute(scope[side], args))
+            # Argo's ScopeDetail: scope, region and step are required by its CRD (no
+            # omitempty); the provider sends `region` to Kayenta as `location`
+            # (metricproviders/kayenta: Location: scope.ControlScope.Region).
+            assert {"scope", "region", "step"} <= set(scope[side]), side
+            sent = _substitute(scope[side], args)
+            sent["location"] = sent.pop("region")
+            parsed = CanaryScopeIn.model_validate(sent)
             assert parsed.start is not None and parsed.step == 60
     assert rollout["kind"] == "Rollout"
 
@@ -142,3 +153,18 @@ def test_flagger_sequential_metadata_is_understood() -> None:
         assert meta.sequential == "true"
     assert {h["type"]: h["metadata"].get("gate") for h in hooks} == {
         "rollout": None, "confirm-promotion": "promotion"}
+
+
+@pytest.mark.parametrize("example", ["flagger/canary.yaml", "flagger/canary-sequential.yaml"])
+def test_flagger_examples_name_the_config_that_selects_flaggers_pods(example: str) -> None:
+    # Issue 16: `config: checkout` selected version="checkout-primary", a label Flagger's pods
+    # do not carry: every hook answered 412 and every canary was rolled back.
+    configs = {CanaryConfig.load(path).name: CanaryConfig.load(path)
+               for path in (EXAMPLES / "configs").glob("*.yaml")}
+    (canary,) = _documents(example)
+    for hook in canary["spec"]["analysis"]["webhooks"]:
+        config = configs[hook["metadata"]["config"]]
+        for metric in config.metrics:
+            promql = getattr(metric.query, "promql", "")
+            assert 'pod=~"${scope}-' in promql, (hook["name"], metric.name)
+            assert 'version="${scope}"' not in promql

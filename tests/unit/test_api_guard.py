@@ -10,11 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from judge.api.app import create_app
-from judge.api.settings import Settings
+from tests.support.clock import service_settings
 
 
 def _client(**settings: Any) -> TestClient:
-    return TestClient(create_app(Settings(database_url="sqlite://", log_json=False, **settings)))
+    return TestClient(create_app(service_settings(**settings)))
 
 
 @pytest.fixture
@@ -40,9 +40,9 @@ def test_bearer_tokens_guard_every_door_by_default() -> None:
         closed = client.get("/canaryConfig")
         assert closed.status_code == 401
         assert closed.json()["status"] == 401
-        # The Argo web provider gets 200 with verdict "error" (Argo reads the reason).
+        # The Argo web door answers in its own shape, with the 401 (an Error measurement).
         argo = client.get("/argo/v1/judge", params={"config": "demo"})
-        assert argo.status_code == 200
+        assert argo.status_code == 401
         assert argo.json()["verdict"] == "error"
         assert "token" in argo.json()["error"]
         assert client.post("/flagger/v1/check", json={}).status_code == 401
@@ -88,12 +88,13 @@ def test_request_size_limit() -> None:
         assert chunked.status_code == 413
         small_chunked = client.post(
             "/v1/judge",
-            content=iter([b'{"config_id": "demo", ', b'"baseline": {}, "canary": {}}']),
+            content=iter([b'{"config": {"metrics": [{"name": "latency"}]}, "baseline": ',
+                          b'{"latency": [1, 2, 3]}, "canary": {"latency": [1, 2, 3]}}']),
             headers={"content-type": "application/json"},
         )
         assert small_chunked.status_code == 200
         argo = client.post("/argo/v1/judge", content=b"x" * 2000)
-        assert argo.status_code == 200
+        assert argo.status_code == 413
         assert argo.json()["verdict"] == "error"
 
 

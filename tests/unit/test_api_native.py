@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from judge.api.app import create_app
-from judge.api.settings import Settings
+from tests.support.clock import service_settings
 
 CONFIG = {
     "name": "inline",
@@ -26,7 +27,7 @@ CONFIG = {
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:
-    app = create_app(Settings(database_url="sqlite://", log_json=False))
+    app = create_app(service_settings())
     with TestClient(app) as test_client:
         yield test_client
 
@@ -96,6 +97,15 @@ def test_judge_with_stored_config_and_thresholds(client: TestClient) -> None:
         "canary": {m: _series(100, i + 10) for i, m in enumerate(("latency", "errors"))},
         "thresholds": {"pass": 100, "marginal": 0},
     }
+    # A metric that neither side mentions is a mistake in the call (a typo, a forgotten
+    # metric), not missing data: 422 naming it and listing what was sent.
+    missing = client.post("/v1/judge", json=data)
+    assert missing.status_code == 422
+    assert "no column 'cpu'" in missing.json()["error"]
+    assert "['errors', 'latency']" in missing.json()["error"]
+    # Saying "no data" is explicit: an empty list.
+    for side in ("baseline", "canary"):
+        data[side] |= {"cpu": [], "requests": []}
     answer = client.post("/v1/judge", json=data)
     assert answer.status_code == 200
     body = answer.json()
@@ -140,11 +150,15 @@ def test_config_crud_with_versions_and_yaml(client: TestClient) -> None:
 
 
 def test_kayenta_export_of_inline_data_config_is_refused(client: TestClient) -> None:
-    # Column queries (inline data) have no Kayenta equivalent: the export says so, as a 400.
+    # Column queries (inline data) have no Kayenta equivalent: the export says so, as a 409
+    # (the request is fine; the config's content is what conflicts with Kayenta's form).
     config_id = client.post("/v1/configs", json=CONFIG).json()["id"]
     refused = client.get(f"/v1/configs/{config_id}/kayenta")
-    assert refused.status_code == 400
-    assert "Kayenta" in refused.json()["error"]
+    assert refused.status_code == 409
+    assert "has no Kayenta form" in refused.json()["error"]
+    on_kayentas_door = client.get(f"/canaryConfig/{config_id}")
+    assert on_kayentas_door.status_code == 409
+    assert on_kayentas_door.json()["error"] == "Conflict"
 
 
 def test_config_rejects_bad_documents(client: TestClient) -> None:
@@ -215,14 +229,15 @@ def test_analysis_request_errors_name_the_field(client: TestClient) -> None:
         "/v1/analyses", json={"config_id": "demo", "baseline": {"scope": "b"}}
     )
     assert missing_canary.status_code == 422
-    assert client.get("/v1/analyses/nope").status_code == 404
+    missing = client.get("/v1/analyses/nope")
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "no analysis with id 'nope'"  # the closing quote kept
+    assert client.get("/canaryConfig/nope").json()["message"] == "no config with id 'nope'"
 
 
 def test_metric_source_down_is_an_error_never_a_verdict(client: TestClient) -> None:
     app = create_app(
-        Settings(
-            database_url="sqlite://",
-            log_json=False,
+        service_settings(
             sources={
                 "down": {"type": "prometheus", "url": "http://127.0.0.1:9", "timeout_seconds": 0.5}
             },
@@ -319,3 +334,32 @@ def test_judge_values_that_are_not_numbers_are_a_422_not_a_500(
                                             "canary": {"latency": values}})
     assert answer.status_code == 422
     assert "a metric value must be a number" in answer.json()["error"]
+
+
+CURL_DATA = {"content-type": "application/x-www-form-urlencoded"}
+"""What ``curl -d`` / ``--data-binary`` sends unless told otherwise."""
+
+
+def test_bodies_are_read_as_users_send_them(client: TestClient) -> None:
+    yaml_config = (
+        "name: sent-as-curl-data\n"
+        "metrics:\n  - name: latency\n    query: {type: demo, signal: latency}\n"
+    )
+    # A YAML config under curl's form content type, and under none at all.
+    as_form = client.post("/v1/configs", content=yaml_config, headers=CURL_DATA)
+    assert as_form.status_code == 201, as_form.text
+    assert as_form.json()["name"] == "sent-as-curl-data"
+    unlabelled = client.put(f"/v1/configs/{as_form.json()['id']}",
+                            content=yaml_config.replace("latency}", "cpu}"))
+    assert unlabelled.status_code == 200, unlabelled.text
+    assert unlabelled.json()["version"] == 2
+    # JSON under curl's form content type, to a route with a typed body.
+    judged = client.post("/v1/judge", headers=CURL_DATA, content=json.dumps(
+        {"config": CONFIG, "baseline": {"latency": [1.0, 2.0, 3.0] * 5},
+         "canary": {"latency": [1.0, 2.0, 3.0] * 5}}))
+    assert judged.status_code == 200, judged.text
+    assert judged.json()["verdict"] in ("pass", "marginal")
+    # Not JSON: refused as JSON is, saying so (never read as a form).
+    refused = client.post("/v1/judge", headers=CURL_DATA, content=b"config=demo&baseline=a")
+    assert refused.status_code == 422
+    assert "JSON decode error" in refused.text

@@ -73,3 +73,34 @@ def test_every_setting_is_documented() -> None:
     for name in Settings.model_fields:
         assert f"CANARY_JUDGE_{name.upper()}" in reference, name
     assert "CANARY_JUDGE_SETTINGS_FILE" in reference
+
+
+def test_unknown_names_are_errors_naming_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CANARY_JUDGE_PROMETEUS_URL", "http://prometheus:9090")
+    monkeypatch.setenv("canary_judge_log_levle", "debug")  # variables are case-insensitive
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    message = str(caught.value)
+    assert ("environment variable CANARY_JUDGE_LOG_LEVLE is not a setting (did you mean "
+            "CANARY_JUDGE_LOG_LEVEL?)") in message
+    assert ("environment variable CANARY_JUDGE_PROMETEUS_URL is not a setting (did you mean "
+            "CANARY_JUDGE_PROMETHEUS_URL?)") in message
+    monkeypatch.delenv("CANARY_JUDGE_PROMETEUS_URL")
+    monkeypatch.delenv("canary_judge_log_levle")
+    settings_file = tmp_path / "settings.yaml"
+    settings_file.write_text("max_concurent_analyses: 2\n")
+    monkeypatch.setenv("CANARY_JUDGE_SETTINGS_FILE", str(settings_file))
+    with pytest.raises(ValidationError, match=r"'max_concurent_analyses' is not a setting "
+                                              r"\(did you mean 'max_concurrent_analyses'\?\)"):
+        Settings()
+
+
+def test_the_labs_variables_are_not_settings_and_not_errors(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("CANARY_JUDGE_REAL_SERIES", "CANARY_JUDGE_SAMPLE_EVERY", "CANARY_JUDGE_OUT"):
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setenv("CANARY_JUDGE_LOG_LEVEL", "debug")
+    assert Settings().log_level == "DEBUG"

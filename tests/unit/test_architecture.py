@@ -157,6 +157,8 @@ LAYERS = {
     "judge.fetching": ("judge.api", "metricsources", "judge.analysis", "judge.judges.default",
                        "judge.judges.kayenta"),
     "metricsources": ("judge.api", "judge.judges", "judge.analysis"),
+    # Report pages render what the store kept; the service and the CLI hand it to them.
+    "judge.pages": ("judge.api", "metricsources", "judge.analysis", "judge.fetching"),
 }
 
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import binomtest
 
 from judge.config import CanaryConfig
 from judge.lab.backtest import (
@@ -66,7 +67,9 @@ def test_a_gross_regression_is_caught_in_its_target_and_identical_sides_pass() -
     assert result.frame.loc[bad.id, "verdict"] != "pass"
     assert result.frame.loc["identical", "verdict"] == "pass"
     rates = result.rates()
-    assert rates == {"false_failure": 0.0, "detection": 1.0}
+    assert (rates["false_failure"], rates["detection"]) == (0.0, 1.0)
+    # One canary of each: the intervals say how little that is.
+    assert rates["false_failure_high"] > 0.75 and rates["detection_low"] < 0.25
 
 
 def _frame(rows: list[tuple[str, str, str, str | None, str | None, int]]) -> pd.DataFrame:
@@ -240,7 +243,8 @@ def test_past_canaries_of_your_own_kind_backtest_like_generated_ones() -> None:
     summary = result.summary()
     assert summary.loc["past", "n"] == 2
     assert summary.loc["past", "label"] == "mixed"
-    assert result.rates() == {"false_failure": 0.0, "detection": 1.0}
+    assert {k: result.rates()[k] for k in ("false_failure", "detection")} == {
+        "false_failure": 0.0, "detection": 1.0}
     # Without a known target the row says so rather than guessing.
     assert result.frame.loc["deploy-812", "target"] is None
 
@@ -265,3 +269,33 @@ def test_canaries_with_unknown_outcome_are_shown_but_not_counted_in_the_rates() 
     assert summary.loc["good (all)", "false_failure"] == 0.0
     assert np.isnan(summary.loc["bad (all)", "detection"])
     assert summary.loc["all", "n"] == 2
+
+
+def test_every_headline_rate_comes_with_its_wilson_interval() -> None:
+    history = generate_history(10, seed=4, mix={"aa": 1.0})
+    result = backtest(history_config("default"), history)
+    rates = result.rates()
+    # 10 good canaries: even 0 false failures is "at most about 28%" at 95%.
+    assert rates["false_failure_low"] <= rates["false_failure"] <= rates["false_failure_high"]
+    count = round(rates["false_failure"] * 10)
+    ci = binomtest(count, 10).proportion_ci(confidence_level=0.95, method="wilson")
+    assert (rates["false_failure_low"], rates["false_failure_high"]) == pytest.approx(
+        (ci.low, ci.high))
+    assert rates["false_failure_high"] > 0.25
+    # No bad releases: no rate and no interval, never "0 missed".
+    assert math.isnan(rates["detection"]) and math.isnan(rates["detection_high"])
+    summary = result.summary()
+    assert {"false_failure_low", "false_failure_high", "detection_low",
+            "detection_high"} <= set(summary.columns)
+
+
+def test_parallel_backtest_gives_the_same_results_in_order() -> None:
+    history = generate_history(12, seed=9)
+    config = history_config("default")
+    serial = backtest(config, history, jobs=1)
+    parallel = backtest(config, history, jobs=2)
+    pd.testing.assert_frame_equal(serial.frame, parallel.frame)
+    assert list(parallel.reports) == [s.id for s in history]
+    assert parallel.reports[history[5].id].to_dict() == serial.reports[history[5].id].to_dict()
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        backtest(config, history, jobs=0)

@@ -169,12 +169,26 @@ def test_config_validate() -> None:
     code, _, err = run("config", "validate", FIXTURES / "configs" / "malformed-bad-direction.yaml")
     assert code == EXIT_BAD_INPUT
     assert "metrics.0.direction: Input should be 'increase', 'decrease' or 'either'" in err
+    code, _, err = run("config", "validate", FIXTURES / "configs" / "malformed-group-typo.yaml")
+    assert code == EXIT_BAD_INPUT
+    assert "groups: ['errors'] have a weight but no metric is in them" in err
+    assert "['errros', 'latency']" in err
 
 
 def test_config_validate_kayenta_config_names_obsolete_fields() -> None:
     code, _, err = run("config", "validate", FIXTURES / "kayenta" / "obsolete-fields.json")
     assert code == EXIT_BAD_INPUT
     assert "metrics.0.query.sumByFields: unknown or obsolete Kayenta field" in err
+
+
+def test_config_validate_warns_about_fields_kayenta_ignores() -> None:
+    code, out, err = run("config", "validate", FIXTURES / "kayenta" / "extensions.json")
+    assert code == 0, err
+    assert out.startswith("OK: 'with-extensions', mode kayenta, 2 metric(s)")
+    assert err.splitlines() == [
+        f"warning: metrics.{i}.extensions: ignored (Kayenta ignores it too; it holds no setting)"
+        for i in (0, 1)
+    ]
 
 
 def test_import_kayenta_prints_native_yaml_that_loads_back() -> None:
@@ -223,3 +237,85 @@ def test_console_script_in_a_subprocess(tmp_path: Path) -> None:
     )
     assert failing.returncode == EXIT_BAD_INPUT
     assert "does not exist" in failing.stderr
+
+
+@pytest.mark.parametrize("output", ["table", "json"])
+def test_a_reader_that_stops_early_keeps_the_exit_code(tmp_path: Path, output: str) -> None:
+    # `canary-judge judge ... | head`: the reader is gone before anything is written (its end
+    # of the pipe is closed at once); the exit code is still the verdict's (click gave 1).
+    script = shutil.which("canary-judge", path=str(Path(sys.executable).parent))
+    assert script is not None, "canary-judge is not installed in this environment"
+    baseline, canary = write_data(tmp_path, shift=40)
+    process = subprocess.Popen(
+        [script, "judge", "--config", str(CHECKOUT), "--baseline", str(baseline),
+         "--canary", str(canary), "--format", output],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    errors = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 2, errors  # fail: latency moved by 40
+    assert errors == ""  # no traceback, no "Exception ignored ... BrokenPipeError"
+
+
+def test_serve_refuses_unknown_settings_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = tmp_path / "settings.yaml"
+    # `serve --settings` sets the variable; monkeypatch removes it after the test.
+    monkeypatch.setenv("CANARY_JUDGE_SETTINGS_FILE", str(settings))
+    settings.write_text("databse_url: sqlite:///x.db\n")
+    code, _, err = run("serve", "--settings", settings)
+    assert code == EXIT_BAD_INPUT
+    assert err == ("error: invalid settings: 'databse_url' is not a setting (did you mean "
+                   "'database_url'?) (every setting: docs/service.md)\n")
+    settings.write_text("sources: [\n")
+    code, _, err = run("serve", "--settings", settings)
+    assert code == EXIT_BAD_INPUT
+    assert err == f"error: settings file {settings} is not valid YAML or JSON (line 2, column 1)\n"
+    monkeypatch.delenv("CANARY_JUDGE_SETTINGS_FILE")
+    monkeypatch.setenv("CANARY_JUDGE_PROMETEUS_URL", "http://prometheus:9090")
+    code, _, err = run("serve")
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1
+    assert ("environment variable CANARY_JUDGE_PROMETEUS_URL is not a setting (did you mean "
+            "CANARY_JUDGE_PROMETHEUS_URL?)") in err
+    monkeypatch.delenv("CANARY_JUDGE_PROMETEUS_URL")
+    monkeypatch.setenv("CANARY_JUDGE_MAX_REQUEST_BYTES", "lots")
+    code, _, err = run("serve")
+    assert code == EXIT_BAD_INPUT
+    assert err.startswith("error: invalid settings: max_request_bytes: Input should be a valid "
+                          "integer") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "where"),
+    [("CANARY_JUDGE_DATADOG_URL", "datadoghq.co", ""),
+     ("CANARY_JUDGE_SOURCES", '{"eu": {"type": "datadog", "url": "datadoghq.eux"}}',
+      "sources.eu")],
+)
+def test_serve_refuses_a_bad_datadog_site_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, where: str
+) -> None:
+    # Refused before the server starts (it used to fail each query as UnsupportedProtocol).
+    monkeypatch.setenv(variable, value)
+    code, out, err = run("serve", "--port", "1")
+    assert code == 3 and out == ""
+    assert err.count("\n") == 1 and err.startswith(f"error: invalid settings: {where}")
+    assert "unknown Datadog site" in err and "datadoghq.eu" in err
+
+
+def test_a_datadog_source_without_url_takes_dd_site(monkeypatch: pytest.MonkeyPatch) -> None:
+    from judge.api.settings import Settings
+    from judge.api.sources import build_source
+
+    monkeypatch.setenv("DD_SITE", "ap1.datadoghq.com")
+    monkeypatch.setenv("DD_API_KEY", "dd-env-api-key")
+    settings = Settings(sources={"dd": {"type": "datadog"}})
+    source = build_source(settings.source_settings()["dd"])
+    assert getattr(source, "site", None) == "https://api.ap1.datadoghq.com"
+    # Keys read from the environment are redacted like configured ones.
+    assert "dd-env-api-key" in settings.secret_values()
+    monkeypatch.setenv("DD_SITE", "datadoghq.xyz")
+    with pytest.raises(ValueError, match=r"unknown Datadog site 'datadoghq\.xyz'"):
+        Settings(sources={"dd": {"type": "datadog"}})

@@ -106,6 +106,15 @@ def test_cles_limits_default_to_one_half() -> None:
                                               "custom_filter_template": "t"}}]},
          "", "filter template 't'"),
         ({"mode": "fast", "metrics": [{"name": "m"}]}, "mode", "'default' or 'kayenta'"),
+        # Group names: a weight no metric uses, a metric's group that gets no weight when
+        # the weights leave nothing to share (each a typo that decides every canary).
+        ({"metrics": [{"name": "m", "groups": ["errros"]}], "groups": {"errors": 100}}, "",
+         "groups: ['errors'] have a weight but no metric is in them (the metrics' groups: "
+         "['errros'])"),
+        ({"metrics": [{"name": "a", "groups": ["lat"]}, {"name": "b", "groups": ["x"]}],
+          "groups": {"lat": 100}}, "",
+         "metrics[1].groups: ['x'] (metric 'b'): no weight in 'groups' (['lat']), whose "
+         "weights already add up to 100: the metric would count for nothing"),
     ],
 )
 def test_malformed_configs_name_the_path(raw: dict[str, Any], path: str, fragment: str) -> None:
@@ -113,6 +122,17 @@ def test_malformed_configs_name_the_path(raw: dict[str, Any], path: str, fragmen
         CanaryConfig.from_dict(raw)
     assert paths(caught.value) == [path]
     assert fragment in str(caught.value)
+
+
+def test_groups_without_a_weight_share_what_is_left() -> None:
+    config = CanaryConfig.from_dict({"groups": {"lat": 60}, "metrics": [
+        {"name": "a", "groups": ["lat"]}, {"name": "b", "groups": ["errors"]}]})
+    assert config.groups == {"lat": 60}  # 'errors' gets the other 40: valid, as in Kayenta
+    assert CanaryConfig.from_dict({"metrics": [{"name": "a", "groups": ["x"]}]}).groups == {}
+    # A second, unweighted group next to a weighted one (a tag) changes no score: allowed.
+    tagged = CanaryConfig.from_dict({"groups": {"lat": 100}, "metrics": [
+        {"name": "a", "groups": ["lat", "example"]}]})
+    assert tagged.metrics[0].groups == ("lat", "example")
 
 
 def test_malformed_fixture_files() -> None:

@@ -23,7 +23,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from judge.api.app import create_app
-from judge.api.settings import Settings
+from tests.support.clock import service_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -97,9 +97,8 @@ def _request(client: TestClient, arguments: list[str]) -> Any:
 @pytest.fixture(scope="module")
 def apps() -> Iterator[dict[str, Any]]:
     with (
-        TestClient(create_app(Settings(database_url="sqlite://", log_json=False))) as open_app,
-        TestClient(create_app(Settings(
-            database_url="sqlite://", log_json=False,
+        TestClient(create_app(service_settings())) as open_app,
+        TestClient(create_app(service_settings(
             api_tokens=f"judge:{JUDGE_TOKEN},admin:{ADMIN_TOKEN}",
         ))) as guarded,
     ):

@@ -92,13 +92,16 @@ def test_missing_column_is_nodata_naming_the_column() -> None:
 
 
 def test_missing_column_of_a_metric_that_must_have_data_fails_it() -> None:
+    # The canary stopped reporting a metric: its column is in the baseline only.
     baseline, canary = frames()
+    baseline["gone"] = baseline["latency"]
     config = CanaryConfig.model_validate(
         {"mode": "kayenta", "metrics": [{"name": "latency"},
                                         {"name": "gone", "must_have_data": True}]}
     )
     report = judge(config, baseline, canary)
     assert report.metric("gone").classification is Classification.NODATA_FAIL
+    assert "missing from the canary data" in report.metric("gone").reason
     assert report.score == 50.0
 
 

@@ -15,6 +15,7 @@ from judge.config import (
     Direction,
     EffectMeasure,
     JudgeMode,
+    KayentaIgnoredFieldWarning,
     MannWhitneyTest,
     NanStrategy,
     OutlierStrategy,
@@ -317,3 +318,40 @@ def test_kayenta_rejected_configs_name_the_field() -> None:
         with pytest.raises(ValidationError) as caught:
             config_from_kayenta(json.loads((SHARED_CONFIGS / name).read_text()))
         assert path in _error_paths(caught.value), name
+
+
+def test_fields_kayenta_ignores_are_dropped_with_a_warning() -> None:
+    raw = _load("extensions.json")
+    with pytest.warns(KayentaIgnoredFieldWarning) as caught:
+        config = config_from_kayenta(raw)
+    assert [str(w.message) for w in caught] == [
+        f"metrics.{i}.extensions: ignored (Kayenta ignores it too; it holds no setting)"
+        for i in (0, 1)
+    ]
+    assert [m.name for m in config.metrics] == ["cpu", "requests"]
+    assert config.metric("cpu").groups == ("system", "example")  # a tag group: no weight
+    # Settings in the obsolete place would be lost (Kayenta loses them too): an error.
+    raw["metrics"][0]["extensions"] = {"canary": {"direction": "increase"}}
+    with pytest.raises(ValidationError) as refused, pytest.warns(KayentaIgnoredFieldWarning):
+        config_from_kayenta(raw)  # (metrics.1's empty extensions still warns)
+    assert _error_paths(refused.value) == {"metrics.0.extensions"}
+    assert "move them to analysisConfigurations" in str(refused.value)
+
+
+def test_a_config_for_kayentas_remote_judge_imports_in_its_mode() -> None:
+    # docs/recipes/spinnaker.md: Kayenta configs that hand judging to this service name
+    # RemoteJudge-v1.0; `config import-kayenta` refused them (issue 16).
+    raw = _load("prometheus-full.json")
+    raw["judge"] = {"name": "RemoteJudge-v1.0", "judgeConfigurations": {"mode": "default"}}
+    config = config_from_kayenta(raw)
+    assert config.mode is JudgeMode.DEFAULT
+    assert config.extras["judge"] == raw["judge"]
+    assert config_to_kayenta(config)["judge"] == raw["judge"]
+    raw["judge"] = {"name": "RemoteJudge-v1.0", "judgeConfigurations": {}}
+    assert config_from_kayenta(raw).mode is JudgeMode.DEFAULT  # the documented default
+    raw["judge"]["judgeConfigurations"] = {"mode": "kayenta"}
+    assert config_from_kayenta(raw).mode is JudgeMode.KAYENTA
+    raw["judge"]["judgeConfigurations"] = {"mode": "bayes"}
+    with pytest.raises(ValidationError) as caught:
+        config_from_kayenta(raw)
+    assert _error_paths(caught.value) == {"judge.judgeConfigurations.mode"}

@@ -300,7 +300,8 @@ def _result(name: str, classification: str, group: str, *, critical: bool = Fals
 
 def _score(weights: dict[str, float], results: list[MetricResult]) -> tuple[float, Any]:
     config = CanaryConfig.model_validate(
-        {"mode": "kayenta", "groups": weights, "metrics": [{"name": r.name} for r in results]}
+        {"mode": "kayenta", "groups": weights,
+         "metrics": [{"name": r.name, "groups": list(r.groups)} for r in results]}
     )
     report = score_report(config, results, ScoreThresholds())
     return report.score, report

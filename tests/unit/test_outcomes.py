@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 
 from judge.analysis import analyze, poll_async
 from judge.api.app import create_app
-from judge.api.settings import Settings
 from judge.config import CanaryConfig
 from judge.errors import (
     OUTAGE_KINDS,
@@ -36,6 +35,7 @@ from judge.judging import poll
 from judge.ports import FetchedSeries, Scope, ScopePair
 from judge.report import Classification, Verdict
 from metricsources._http import parse_retry_after
+from tests.support.clock import service_settings
 from tests.unit.test_sources_analysis import ScriptedSource, config, series
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
@@ -151,7 +151,8 @@ def test_no_retry_waits_past_the_deadline_for_retry_after() -> None:
                  retry=RetryPolicy(max_attempts=3, base_delay=0.1, max_delay=60.0))
     assert time.monotonic() - began < 1.0
     reason = report.metric("m").reason
-    assert "gave up after 1 attempt: Retry-After 30 s would pass the analysis' deadline" in reason
+    assert ("gave up after 1 attempt: waiting 30 s as the source asked would pass the "
+            "analysis' deadline") in reason
     assert "(http)" in reason
     assert source.calls.count(("m", "v1")) == 1
 
@@ -217,8 +218,8 @@ def test_a_poll_failing_for_a_config_reason_is_not_an_outage() -> None:
 
 # -- source health in the service ---------------------------------------------------------------
 def test_readyz_shows_a_source_that_is_down_and_stays_ready() -> None:
-    settings = Settings(
-        database_url="sqlite://", log_json=False, source_check_interval_seconds=0,
+    settings = service_settings(
+        source_check_interval_seconds=0,
         sources={"prom": {"type": "prometheus", "url": "http://127.0.0.1:9",
                           "timeout_seconds": 0.5}},
     )
@@ -243,8 +244,8 @@ def test_readyz_shows_a_source_that_is_down_and_stays_ready() -> None:
 
 
 def test_the_periodic_check_probes_sources() -> None:
-    settings = Settings(
-        database_url="sqlite://", log_json=False, source_check_interval_seconds=0.1,
+    settings = service_settings(
+        source_check_interval_seconds=0.1,
         sources={"prom": {"type": "prometheus", "url": "http://127.0.0.1:9",
                           "timeout_seconds": 0.5}},
     )

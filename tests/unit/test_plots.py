@@ -192,3 +192,23 @@ def test_backtest_plot_bars_are_the_summary_rates() -> None:
         summary.loc["bad (all)", "detection"],
     ]
     assert heights == pytest.approx(expected)
+
+
+def test_backtest_plot_shows_each_rates_interval_and_zero_rates() -> None:
+    history = generate_history(8, seed=2, mix={"aa": 0.5, "shifted_mean": 0.5})
+    result = backtest(history_config("default"), history)
+    summary = result.summary()
+    ax = plot_backtest({"default": result}).axes[0]
+    # One error bar per bar: its whiskers are the Wilson interval, its marker the rate (so a
+    # rate of 0 is drawn, not an empty slot).
+    (container,) = ax.containers[1:]  # [0] the bars, [1] the error bars
+    marker_line, _caps, (whiskers,) = container.lines
+    _, tops = marker_line.get_data()
+    kinds = ["aa", "shifted_mean", "good (all)", "bad (all)"]
+    rates = ["false_failure", "detection", "false_failure", "detection"]
+    pairs = list(zip(kinds, rates, strict=True))
+    assert list(tops) == pytest.approx([summary.loc[k, r] for k, r in pairs])
+    spans = [float(v) for segment in whiskers.get_segments() for v in segment[:, 1]]
+    assert spans == pytest.approx(
+        [float(summary.loc[k, f"{r}_{end}"]) for k, r in pairs for end in ("low", "high")])
+    assert min(tops) == 0.0  # the A/A rate here: drawn as a marker at 0

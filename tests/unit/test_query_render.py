@@ -209,9 +209,13 @@ def test_datadog_kayenta_metric_name_with_scope_tags() -> None:
     assert render_datadog_query(query, Scope("version:v2,region:eu"), {}) == (
         "avg:system.cpu.user{version:v2,region:eu}"
     )
-    templated = DatadogQuery(metricName="avg:system.cpu.user", customFilterTemplate="env")
-    assert render_datadog_query(templated, Scope("version:v2", params={"env": "prod"}),
-                                {"env": "env:${env}"}) == "avg:system.cpu.user{version:v2,env:prod}"
+    # As in Kayenta, an expanded customFilterTemplate is the whole query (issue 19: it was
+    # pasted inside metricName's braces).
+    templated = DatadogQuery(metricName="avg:system.cpu.user", customFilterTemplate="cpu")
+    assert render_datadog_query(
+        templated, Scope("version:v2", params={"env": "prod"}),
+        {"cpu": "avg:system.cpu.user{${scope},env:${env}}"},
+    ) == "avg:system.cpu.user{version:v2,env:prod}"
 
 
 def test_datadog_native_query_and_inline_template() -> None:
@@ -240,7 +244,8 @@ def test_datadog_source_render_needs_no_keys_and_shows_none() -> None:
     config = _config({"type": "datadog", "query": "avg:x{version:${scope}}"})
     source = DatadogSource(api_key="dd-api-SECRET", application_key="dd-app-SECRET",
                            site="http://127.0.0.1:1")
-    assert source.render(config.metrics[0], Scope("v1"), config) == "avg:x{version:v1}"
+    assert source.render(config.metrics[0], Scope("v1"), config) == (
+        "avg:x{version:v1}.rollup(avg, 60)")
     assert "SECRET" not in repr(source) and "SECRET" not in str(vars(source))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from judge import CanaryConfig
@@ -49,3 +50,15 @@ def test_linked_files_exist() -> None:
         assert (ROOT / link).exists(), link
     for path in re.findall(r"(examples/[\w./-]+\.(?:yaml|csv))", README):
         assert (ROOT / path).exists(), path
+
+
+def test_the_python_snippets_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    # From the checkout's root, as a reader runs them (issue 16: `baseline_df` was undefined).
+    monkeypatch.chdir(ROOT)
+    snippets = _blocks("python")
+    assert snippets
+    for snippet in snippets:
+        namespace: dict[str, object] = {}
+        exec(compile(snippet, "README.md", "exec"), namespace)
+        report = namespace.get("report")
+        assert report is not None and getattr(report, "verdict", None) is not None

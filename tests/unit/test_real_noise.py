@@ -675,3 +675,20 @@ def test_public_api_judges_a_real_noise_canary(tuning: RealSeriesSet) -> None:
     canary = labelled_canary(tuning, Kind.ERROR_JUMP, Flavour.CONCURRENT, seed=SEED, index=0)
     report = judge.judge(benchmark_config(), canary.baseline, canary.canary)
     assert report.metric("errors").classification.value == "high"
+
+
+def test_real_noise_canaries_backtest_as_a_history(tuning: RealSeriesSet) -> None:
+    from judge.lab.backtest import backtest
+    from judge.lab.real_noise import real_noise_history
+    from judge.lab.scenarios import Label
+
+    history = real_noise_history(tuning, kinds=(Kind.HEALTHY, Kind.SHIFT), canaries=3)
+    assert [s.kind for s in history] == ["healthy"] * 3 + ["shift"] * 3
+    assert [s.label for s in history] == [Label.GOOD] * 3 + [Label.BAD] * 3
+    # The same canaries as the benchmark's, and every series is a tuning one.
+    same = labelled_canary(tuning, Kind.SHIFT, Flavour.CONCURRENT, seed=SEED, index=1)
+    pd.testing.assert_frame_equal(history[4].canary, same.canary)
+    assert {s.meta["series"] for s in history} <= tuning.names()
+    assert history[4].meta["target"] == same.label.target
+    result = backtest(benchmark_config(), history)
+    assert result.summary().loc["good (all)", "n"] == 3

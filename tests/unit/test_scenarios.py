@@ -18,6 +18,7 @@ from judge.lab.scenarios import (
     Family,
     Label,
     MetricSpec,
+    Scenario,
     ScenarioKind,
     generate_canary,
     generate_history,
@@ -240,10 +241,22 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     from judge.lab.scenarios import load_history, save_history
 
     history = generate_history(6, seed=4)
-    save_history(history, tmp_path)
+    # A past canary of one's own: 10-minute points, the canary a day after its baseline,
+    # values that 7 significant digits would round.
+    index = pd.date_range("2026-05-01T12:00:00Z", periods=4, freq="10min", name="time")
+    past = Scenario("deploy-9", "past", "bad",
+                    pd.DataFrame({"p99": [0.1 + 0.2, 1 / 3, 2.0**0.5, 1e-9 / 7]}, index=index),
+                    pd.DataFrame({"p99": [1.0, 2.0, 3.0, 4.0]}, index=index + pd.Timedelta("1D")))
+    save_history([*history, past], tmp_path)
     loaded = load_history(tmp_path)
-    assert [s.id for s in loaded] == [s.id for s in history]
-    pd.testing.assert_frame_equal(loaded[3].canary, history[3].canary, check_freq=False, rtol=1e-6)
+    assert [s.id for s in loaded] == [s.id for s in [*history, past]]
+    # Exactly what was saved: full precision, each side's own timestamps and step.
+    for stored, original in zip(loaded, [*history, past], strict=True):
+        for side in ("baseline", "canary"):
+            pd.testing.assert_frame_equal(getattr(stored, side), getattr(original, side),
+                                          check_freq=False, check_exact=True)
+    assert loaded[-1].canary.index[0] == pd.Timestamp("2026-05-02T12:00:00Z")
+    assert (loaded[-1].label, loaded[-1].kind) == (past.label, "past")
 
 
 def test_history_config_judges_error_counts_on_counts_in_default_mode_only() -> None:

@@ -28,8 +28,10 @@ def result(name: str, classification: str, *groups: str, muted: bool = False,
 
 def config(mode: str = "kayenta", groups: dict[str, float] | None = None, **extra: Any
            ) -> CanaryConfig:
+    # One metric in each weighted group: a weight no metric's group matches is refused.
+    metrics = [{"name": f"m-{group}", "groups": [group]} for group in groups or {}]
     return CanaryConfig.model_validate(
-        {"mode": mode, "groups": groups or {}, "metrics": [{"name": "m"}], **extra}
+        {"mode": mode, "groups": groups or {}, "metrics": metrics or [{"name": "m"}], **extra}
     )
 
 

@@ -295,14 +295,17 @@ def test_progress_is_reported_per_metric() -> None:
     assert [d for d, _ in calls] == [0, 1, 2, 3]
 
 
-def test_retry_delays_grow_with_jitter_and_honour_retry_after_within_the_cap() -> None:
-    policy = RetryPolicy(base_delay=1.0, max_delay=8.0)
+def test_retry_delays_grow_with_jitter_and_honour_retry_after_in_full() -> None:
+    policy = RetryPolicy(base_delay=1.0, max_delay=8.0, max_wait=300.0)
     rng = random.Random(1)
     delays = [policy.delay(n, None, rng) for n in (1, 2, 3, 4, 5)]
     for delay, ceiling in zip(delays, (1, 2, 4, 8, 8), strict=True):
         assert ceiling / 2 <= delay <= ceiling
     assert policy.delay(1, 3.0, rng) == 3.0
-    assert policy.delay(1, 120.0, rng) == 8.0
+    # A source's own wait (a rate limit's reset) is not cut to the backoff's cap (issue 19:
+    # retries landed while the limit still held), only to max_wait.
+    assert policy.delay(1, 120.0, rng) == 120.0
+    assert policy.delay(1, 900.0, rng) == 300.0
     with pytest.raises(ValueError, match="max_attempts"):
         RetryPolicy(max_attempts=0)
 

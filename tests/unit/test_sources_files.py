@@ -116,3 +116,19 @@ def test_analyze_a_dataframe_without_naming_scopes() -> None:
     report = analyze(config, FrameSource.from_pair(baseline, canary))
     assert report.metric("latency").classification is Classification.HIGH
     assert report.details["fetch"]["latency"]["canary"]["query"].endswith("side == 'canary'")
+
+
+def test_rows_on_the_window_grid_are_put_on_it_with_nan_for_missing_rows() -> None:
+    start = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    minutes = [0, 1, 3, 4]  # the 12:02 row is missing
+    frame = pd.DataFrame({"time": [start + timedelta(minutes=m) for m in minutes],
+                          "side": "canary", "latency": [1.0, 2.0, 4.0, 5.0]})
+    config = CanaryConfig.model_validate({"metrics": [{"name": "latency"}]})
+    source = FrameSource(frame)
+    window = Scope("canary", start=start, end=start + timedelta(minutes=4))
+    (series,) = asyncio.run(source.fetch(config.metrics[0], window, config)).series
+    np.testing.assert_array_equal(series.values, [1.0, 2.0, np.nan, 4.0, 5.0])
+    # Rows off the grid (30 s past each minute) are kept as they are.
+    shifted = frame.assign(time=frame["time"] + timedelta(seconds=30))
+    (kept,) = asyncio.run(FrameSource(shifted).fetch(config.metrics[0], window, config)).series
+    assert kept.values.tolist() == [1.0, 2.0, 4.0]

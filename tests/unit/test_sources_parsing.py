@@ -127,4 +127,14 @@ def test_datadog_error_status_and_malformed_bodies() -> None:
     with pytest.raises(MalformedResponseError, match="JSON list"):
         parse_query_response([])
     with pytest.raises(MalformedResponseError, match="#0"):
-        parse_query_response({"series": [{"pointlist": [[1, "x"]]}]})
+        parse_query_response({"status": "ok", "series": [{"pointlist": [[1, "x"]]}]})
+    with pytest.raises(MalformedResponseError, match="no 'status'"):
+        parse_query_response({"series": []})
+
+
+@pytest.mark.parametrize("status", ["warning", "", "partial"])
+def test_datadog_any_status_but_ok_is_an_error_with_its_message(status: str) -> None:
+    # Issue 19: a status other than ok/error used to give no series, silently.
+    body = {"status": status, "message": "Query timed out on some shards", "series": []}
+    with pytest.raises(QueryError, match=f"status '{status}': Query timed out on some shards"):
+        parse_query_response(body)

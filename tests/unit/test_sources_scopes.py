@@ -72,7 +72,8 @@ def test_tagged_series_checks_its_shape() -> None:
 @pytest.mark.parametrize(
     "module",
     ["judge.ports", "metricsources.templates", "metricsources.prometheus",
-     "metricsources.datadog"],
+     "metricsources.datadog", "metricsources.datadog_query", "metricsources.datadog_sites",
+     "metricsources.grid"],
 )
 def test_docstring_examples_hold(module: str) -> None:
     failures, tried = doctest.testmod(importlib.import_module(module))
