@@ -28,6 +28,7 @@ from typing import Annotated, Any
 from anyio import to_thread
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from judge.api.deps import RunnerDep, ServicesDep, StoreDep
 from judge.api.links import analysis_url
@@ -381,7 +382,19 @@ _CANARY_ID = (
 )
 
 
-@router.post("/canary/{id}", response_model=CanaryExecutionResponseOut)
+class CanaryIdConvertor(StringConvertor):
+    """A config or execution id in ``/canary/{id}``: any one segment except ``executions``,
+    which is Kayenta's list of executions (``GET /canary/executions``). Without it
+    ``/canary/executions`` also matched ``POST /canary/{id}``, so that one URL took a method
+    its documented path does not (found by Schemathesis: a 405 ``Allow`` of GET, POST)."""
+
+    regex = r"(?!executions$)[^/]+"
+
+
+register_url_convertor("canary_id", CanaryIdConvertor())
+
+
+@router.post("/canary/{id:canary_id}", response_model=CanaryExecutionResponseOut)
 async def start_canary(
     config_id: Annotated[str, Path(alias="id", description=_CANARY_ID)],
     execution: CanaryExecutionRequestIn,
@@ -468,7 +481,7 @@ def list_canary_executions(
     return matching[(page - 1) * limit : page * limit]
 
 
-@router.get("/canary/{id}", response_model=dict[str, Any])
+@router.get("/canary/{id:canary_id}", response_model=dict[str, Any])
 def get_canary(
     execution_id: Annotated[str, Path(alias="id", description=_CANARY_ID)], store: StoreDep,
     request: Request,

@@ -18,13 +18,16 @@ kept (an analysis that finished never changes; a run's key includes its poll cou
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, urlencode
 
 from anyio import to_thread
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from judge.api.auth import COOKIE_NAME, PAGES_PREFIX, parse_tokens, token_scope
@@ -128,27 +131,62 @@ def _page_links(request: Request, page: int, more: bool) -> tuple[str | None, st
 Filter = Annotated[str | None, Query(max_length=200)]
 
 
-@router.get("/analyses", response_class=HTMLResponse)
-def analyses_page(
-    request: Request,
-    store: StoreDep,
+@dataclass(frozen=True)
+class ListFilters:
+    """The filters and paging every list page takes (query parameters)."""
+
+    config: str | None
+    verdict: str | None
+    since: str | None
+    until: str | None
+    page: int
+    limit: int
+
+
+def _filters(
     config: Filter = None,
     verdict: Filter = None,
     since: Filter = None,
     until: Filter = None,
     page: Annotated[int, Query(ge=1)] = 1,
     limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE,
+) -> ListFilters:
+    return ListFilters(config, verdict, since, until, page, limit)
+
+
+FiltersDep = Annotated[ListFilters, Depends(_filters)]
+
+
+def _list_page(
+    request: Request,
+    f: ListFilters,
+    find: Callable[..., Sequence[Any]],
+    row: Callable[[Any, str], dict[str, Any]],
+    **page: Any,
 ) -> Response:
-    """Analyses newest first, filtered by config name, verdict and creation time."""
+    """One page of a list: the filters parsed, one more row than shown fetched (is there a
+    next page?), the rows built and rendered with links to the previous and next pages."""
     try:
-        start, end = _moment(since, "since"), _moment(until, "until")
+        start, end = _moment(f.since, "since"), _moment(f.until, "until")
     except ValueError as exc:
         return _bad_request(request, str(exc))
-    found = store.find_analyses(config_name=config, verdict=verdict, since=start, until=end,
-                                offset=(page - 1) * limit, limit=limit + 1)
+    found = find(config_name=f.config, since=start, until=end,
+                 offset=(f.page - 1) * f.limit, limit=f.limit + 1)
     base = base_url(request)
-    rows = [
-        {
+    previous_link, next_link = _page_links(request, f.page, len(found) > f.limit)
+    return _html(render(
+        "list.html", rows=[row(item, base) for item in found[:f.limit]], base=base, nav=True,
+        filters={"config": f.config, "verdict": f.verdict, "since": f.since, "until": f.until},
+        limit=f.limit, page=f.page, previous_link=previous_link, next_link=next_link, **page,
+    ))
+
+
+@router.get("/analyses", response_class=HTMLResponse)
+def analyses_page(request: Request, store: StoreDep, f: FiltersDep) -> Response:
+    """Analyses newest first, filtered by config name, verdict and creation time."""
+
+    def row(a: Any, base: str) -> dict[str, Any]:
+        return {
             "id": a.id,
             "verdict": a.verdict or a.status.value,
             "link": f"{base}{PAGES_PREFIX}/analyses/{quote(a.id, safe='')}",
@@ -156,39 +194,20 @@ def analyses_page(
             "cells": [a.config_name or "-", a.kind, a.verdict or "-", number(a.score),
                       a.status.value, _when(a.created_at)],
         }
-        for a in found[:limit]
-    ]
-    previous_link, next_link = _page_links(request, page, len(found) > limit)
-    return _html(render(
-        "list.html", heading="Analyses", rows=rows, base=base, nav=True,
+
+    return _list_page(
+        request, f, functools.partial(store.find_analyses, verdict=f.verdict), row,
+        heading="Analyses", verdicts=VERDICTS, verdict_label="verdict",
         columns=["analysis", "config", "door", "verdict", "score", "status", "created"],
-        filters={"config": config, "verdict": verdict, "since": since, "until": until},
-        verdicts=VERDICTS, verdict_label="verdict", limit=limit, page=page,
-        previous_link=previous_link, next_link=next_link,
-    ))
+    )
 
 
 @router.get("/runs", response_class=HTMLResponse)
-def runs_page(
-    request: Request,
-    store: StoreDep,
-    config: Filter = None,
-    verdict: Filter = None,
-    since: Filter = None,
-    until: Filter = None,
-    page: Annotated[int, Query(ge=1)] = 1,
-    limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE,
-) -> Response:
+def runs_page(request: Request, store: StoreDep, f: FiltersDep) -> Response:
     """Sequential runs, most recently polled first, filtered by config, status and time."""
-    try:
-        start, end = _moment(since, "since"), _moment(until, "until")
-    except ValueError as exc:
-        return _bad_request(request, str(exc))
-    found = store.find_runs(config_name=config, status=verdict, since=start, until=end,
-                            offset=(page - 1) * limit, limit=limit + 1)
-    base = base_url(request)
-    rows = [
-        {
+
+    def row(r: Any, base: str) -> dict[str, Any]:
+        return {
             "id": r.run_id,
             "verdict": r.status,
             "link": f"{base}{PAGES_PREFIX}/runs/{quote(r.run_id, safe='/')}",
@@ -196,16 +215,12 @@ def runs_page(
             "cells": [r.config_name or "-", r.kind, r.status, str(r.calls),
                       _when(r.created_at), _when(r.updated_at)],
         }
-        for r in found[:limit]
-    ]
-    previous_link, next_link = _page_links(request, page, len(found) > limit)
-    return _html(render(
-        "list.html", heading="Sequential runs", rows=rows, base=base, nav=True,
+
+    return _list_page(
+        request, f, functools.partial(store.find_runs, status=f.verdict), row,
+        heading="Sequential runs", verdicts=RUN_STATUSES, verdict_label="status",
         columns=["run", "config", "door", "status", "polls", "started", "last poll"],
-        filters={"config": config, "verdict": verdict, "since": since, "until": until},
-        verdicts=RUN_STATUSES, verdict_label="status", limit=limit, page=page,
-        previous_link=previous_link, next_link=next_link,
-    ))
+    )
 
 
 def _when(moment: datetime | None) -> str:

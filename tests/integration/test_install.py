@@ -34,8 +34,9 @@ COPY_IGNORES = shutil.ignore_patterns(
 )
 INSTALL_TIMEOUT = 900.0
 """pip resolving and installing numpy, scipy, pandas ... on a loaded machine."""
-DEV_ONLY = ("pytest", "mypy", "ruff", "hypothesis", "matplotlib", "ipykernel")
-"""Distributions of the dev and notebooks extras: none belongs in a serving environment."""
+DEV_ONLY = ("pytest", "mypy", "ruff", "hypothesis", "ipykernel", "selenium", "schemathesis")
+"""Distributions of the dev and notebooks extras: none belongs in a serving environment
+(matplotlib is no longer among them: the server extra draws the report pages with it)."""
 
 
 def _size_mb(path: Path) -> float:

@@ -195,7 +195,7 @@ def _every_door(call: Calls, datadog: FakeDatadog) -> None:
 
     # Native: inline judgment, a background analysis, a sequential run.
     assert call("POST", "/v1/judge", token=JUDGE, json={
-        "config_id": "demo", "baseline": {"latency": [1.0, 2.0]},
+        "config": {"metrics": [{"name": "latency"}]}, "baseline": {"latency": [1.0, 2.0]},
         "canary": {"latency": [1.0, 2.0]}}).status_code == 200
     created = call("POST", "/v1/analyses", token=LEGACY, json={
         "config_id": "secrets", "baseline": {"scope": "v1"}, "canary": {"scope": "v2"},

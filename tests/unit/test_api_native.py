@@ -355,8 +355,8 @@ def test_bodies_are_read_as_users_send_them(client: TestClient) -> None:
     assert unlabelled.json()["version"] == 2
     # JSON under curl's form content type, to a route with a typed body.
     judged = client.post("/v1/judge", headers=CURL_DATA, content=json.dumps(
-        {"config": CONFIG, "baseline": {"latency": [1.0, 2.0, 3.0] * 5},
-         "canary": {"latency": [1.0, 2.0, 3.0] * 5}}))
+        {"config": CONFIG, "baseline": {"latency": [1.0, 2.0, 3.0] * 5, "errors": [0.0] * 15},
+         "canary": {"latency": [1.0, 2.0, 3.0] * 5, "errors": [0.0] * 15}}))
     assert judged.status_code == 200, judged.text
     assert judged.json()["verdict"] in ("pass", "marginal")
     # Not JSON: refused as JSON is, saying so (never read as a form).
