@@ -33,27 +33,26 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
-import pandas as pd
 import typer
 import yaml
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from judge.config import (
-    CanaryConfig,
-    KayentaIgnoredFieldWarning,
-    ScoreThresholds,
-    config_from_kayenta,
-    config_to_kayenta,
-)
 from judge.errors import ConfigError
-from judge.judging import judge, validate_config
 from judge.report import Classification, MetricResult, Report, Verdict
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pydantic import ValidationError
+
+    from judge.config import CanaryConfig, ScoreThresholds
+
+# pandas, pydantic's models and the judges are imported by the commands that use them, so
+# `canary-judge --help` (and a shell completing it) does not wait for them.
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CODES", "app", "config_app"]
 
@@ -177,6 +176,8 @@ def _validation_problems(exc: ValidationError) -> list[str]:
 def _import_warnings() -> Iterator[None]:
     """Fields a Kayenta import dropped (Kayenta ignores them too), as ``warning:`` lines on
     stderr."""
+    from judge.config import KayentaIgnoredFieldWarning
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", KayentaIgnoredFieldWarning)
         yield
@@ -190,6 +191,11 @@ def _import_warnings() -> Iterator[None]:
 
 
 def _load_config(path: Path) -> CanaryConfig:
+    from pydantic import ValidationError
+
+    from judge.config import CanaryConfig
+    from judge.judging import validate_config
+
     try:
         text = path.read_text()
     except OSError as exc:
@@ -207,6 +213,8 @@ def _load_config(path: Path) -> CanaryConfig:
 def _read_series(path: Path, side: str) -> pd.DataFrame | dict[str, Any]:
     """A baseline or canary file: CSV (a column per metric, other columns such as a timestamp
     are ignored), Parquet, or JSON (``{metric: [values]}`` or a list of records)."""
+    import pandas as pd
+
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
@@ -336,6 +344,10 @@ def judge_command(
     ] = None,
 ) -> None:
     """Judge a canary against its baseline (exit 0 pass, 1 marginal, 2 fail, 3 bad input)."""
+    from pydantic import ValidationError
+
+    from judge.judging import judge
+
     canary_config = _load_config(config)
     thresholds: ScoreThresholds | None = None
     if pass_threshold is not None or marginal_threshold is not None:
@@ -474,6 +486,10 @@ def import_kayenta_command(
     path: Annotated[Path, typer.Argument(help="A Kayenta canary config (JSON).")],
 ) -> None:
     """Print a Kayenta canary config as a native YAML config (mode: kayenta)."""
+    from pydantic import ValidationError
+
+    from judge.config import config_from_kayenta
+
     try:
         raw = json.loads(path.read_text())
     except OSError as exc:
@@ -495,6 +511,8 @@ def export_kayenta_command(
     path: Annotated[Path, typer.Argument(help="A config (native or Kayenta).")],
 ) -> None:
     """Print a config as the JSON Kayenta stores."""
+    from judge.config import config_to_kayenta
+
     config = _load_config(path)
     try:
         exported = config_to_kayenta(config)
@@ -515,6 +533,8 @@ def serve_command(
 ) -> None:
     """Run the HTTP service (see docs/service.md); with no settings: SQLite + demo source.
     Needs the ``server`` extra (``pip install 'canary-judge[server]'``)."""
+    from pydantic import ValidationError
+
     try:
         import uvicorn
 

@@ -12,8 +12,6 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from judge.errors import UnknownMetricError
 
 if TYPE_CHECKING:
@@ -65,7 +63,9 @@ def _clean(value: Any) -> Any:
     numpy scalars (``np.int64``, ``np.bool_`` ...) become Python numbers, which ``json`` can
     write; numpy arrays become lists.
     """
-    if isinstance(value, np.generic | np.ndarray):
+    # Duck-typed (numpy scalars and arrays have ``tolist``), so that reading a report does not
+    # import numpy: the CLI's start-up pays for this module.
+    if hasattr(value, "tolist") and not isinstance(value, str | bytes):
         value = value.tolist()
     if isinstance(value, float) and not math.isfinite(value):
         return None

@@ -185,17 +185,26 @@ def summarize_side(
             infinite_count=infinite_count,
             outliers_removed=outliers_removed,
         )
-    p90, p99 = np.percentile(values, [90.0, 99.0])
+    # One sort gives the order statistics (numpy's median is the middle value, or the mean
+    # of the two middle ones: (a + b) / 2); four numpy calls fewer per side, which matters
+    # for small judgments. Mean and spread are summed over the values in their given order.
+    ordered = np.sort(values)
+    middle = n // 2
+    if n % 2:
+        median = float(ordered[middle])
+    else:
+        median = (float(ordered[middle - 1]) + float(ordered[middle])) / 2.0
+    p90, p99 = np.percentile(ordered, [90.0, 99.0])
     return SideSummary(
         count=n,
-        mean=float(np.mean(values)),
-        median=float(np.median(values)),
+        mean=float(values.mean()),
+        median=median,
         # One point has no spread: 0, as Kayenta's DescriptiveStatistics reports it.
-        std=float(np.std(values, ddof=1)) if n > 1 else 0.0,
+        std=float(values.std(ddof=1)) if n > 1 else 0.0,
         p90=float(p90),
         p99=float(p99),
-        min=float(np.min(values)),
-        max=float(np.max(values)),
+        min=float(ordered[0]),
+        max=float(ordered[-1]),
         nan_count=nan_count,
         infinite_count=infinite_count,
         outliers_removed=outliers_removed,

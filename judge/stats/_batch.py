@@ -37,6 +37,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import special
 
+from judge.stats._lockstep import lockstep_intervals
 from judge.stats._selection import PairedSamples, select_differences
 from judge.stats._wilcox import (
     IntervalSearch,
@@ -51,6 +52,10 @@ from judge.stats._wilcox import (
 #: Pairs with at most this many differences use R's root search directly: it is cheap there,
 #: and it reproduces R's numbers to the last digit.
 BRENT_MAX_PAIRS = 2_500
+#: Fewer pairs than this are searched one by one: the lock-step search's fixed cost per round
+#: (some fifty array operations) exceeds a scalar search's below it (measured: one 60 x 60
+#: pair 1.8 ms scalar, 3.5 ms in lock step; five 30 x 30 pairs faster in lock step).
+LOCKSTEP_MIN_PAIRS = 4
 #: Half a gap between the middle differences above this fraction of the data's scale (the
 #: range of the differences, at least 1) triggers a replay of R's search for the estimate.
 ESTIMATE_GAP_TOLERANCE = 1e-4
@@ -144,6 +149,7 @@ def _judge_bucket(
     high = np.empty(count)
     exact = np.zeros(count, dtype=bool)
     closed_form: list[int] = []
+    searched: list[int] = []
     for index in range(count):
         size_n, size_m = int(n[index]), int(m[index])
         canary_sorted = samples.x_full[index, :size_n]
@@ -163,11 +169,24 @@ def _judge_bucket(
             difference = float(canary_sorted[0] - baseline_sorted[0])
             estimate[index] = low[index] = high[index] = difference
         elif interval_search == "uniroot" or size_n * size_m <= BRENT_MAX_PAIRS:
-            estimate[index], low[index], high[index] = asymptotic_interval(
-                canary_sorted, baseline_sorted, confidence, correct
-            )
+            searched.append(index)
         else:
             closed_form.append(index)
+    if len(searched) >= LOCKSTEP_MIN_PAIRS:
+        # R's root search, every pair's three roots in lock step (the same numbers as
+        # asymptotic_interval pair by pair).
+        selected = np.array(searched, dtype=np.int64)
+        estimate[selected], low[selected], high[selected] = lockstep_intervals(
+            samples.subset(selected), confidence, correct
+        )
+    else:
+        for index in searched:
+            estimate[index], low[index], high[index] = asymptotic_interval(
+                samples.x_full[index, : n[index]],
+                samples.y_full[index, : m[index]],
+                confidence,
+                correct,
+            )
     if closed_form:
         selected = np.array(closed_form, dtype=np.int64)
         estimate[selected], low[selected], high[selected] = _closed_form_intervals(

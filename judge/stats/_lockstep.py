@@ -1,0 +1,379 @@
+"""R's asymptotic Hodges-Lehmann search for many pairs at once: Brent's method in lock step.
+
+:func:`judge.stats._wilcox.asymptotic_interval` runs R's ``uniroot`` (``zeroin.c``) once per
+root and pair, a scalar loop of about a dozen evaluations of ``W(d)``, each a ``searchsorted``
+of the whole canary into the whole baseline. Here the three roots (low limit, high limit,
+estimate) of every pair are *lanes* of one vectorised Brent iteration: each lane takes exactly
+the steps R's scalar code takes (same floating-point operations, same branches, as masks), so
+the roots are the same numbers to the last bit.
+
+What makes it cheap is the evaluation of ``W(d)``. It depends on ``d`` only through how each
+pair (canary value v, baseline value y) compares, ``fl(v - d)`` against ``y`` (greater, equal
+or less; the ties give the variance correction). Every later Brent iterate lies inside the
+current bracket ``[lo, hi]`` (Brent 1973, ch. 4: a step never leaves the interval between
+``b`` and ``c``), and ``fl(v - d)`` is monotone in ``d``, so a pair with ``y < fl(v - hi)`` is
+"greater" for the rest of the search and one with ``y > fl(v - lo)`` is "less". Only the pairs
+between the two, the *active* pairs, can change. While they are many a lane is evaluated
+densely (one ``searchsorted`` on the distinct values, which also tells where the bracket's ends
+fall); once at most ``cap`` remain they are listed, and every later evaluation of every such lane
+is one array operation over the listed pairs, which shrink with the bracket.
+
+Samples come as :class:`judge.stats._selection.PairedSamples` (distinct values with
+multiplicities), so heavily tied data (counts) cost their number of distinct values.
+
+Reference: Brent, R. P. (1973). Algorithms for Minimization without Derivatives, ch. 4;
+R Core Team, ``src/library/stats/src/zeroin.c`` and ``wilcox.test.default``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from judge.stats._selection import PairedSamples
+from judge.stats._wilcox import ROOT_MAXITER, ROOT_TOL, asymptotic_interval
+
+_DBL_EPSILON = float(np.finfo(np.float64).eps)
+#: A lane's active pairs are listed once there are at most this many times (nd + md) of them,
+#: plus 64: small enough that a round over the list costs less than a dense evaluation.
+_CAP_FACTOR = 0.5
+
+
+def lockstep_intervals(
+    samples: PairedSamples, confidence: float, correct: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Estimate, low and high of R's asymptotic interval for every (non-constant) pair.
+
+    The same numbers as :func:`judge.stats._wilcox.asymptotic_interval` on each pair. Pairs
+    where the shifted canary values could round onto each other (distinct values closer than a
+    few units in the last place of the shifts searched) keep the scalar search, whose grouping
+    of the shifted values is then the reference's own.
+    """
+    pairs = samples.n.size
+    estimate = np.empty(pairs)
+    low = np.empty(pairs)
+    high = np.empty(pairs)
+    safe = _no_absorption(samples)
+    for row in np.flatnonzero(~safe).tolist():
+        estimate[row], low[row], high[row] = asymptotic_interval(
+            samples.x_full[row, : samples.n[row]],
+            samples.y_full[row, : samples.m[row]],
+            confidence,
+            correct,
+        )
+    rows = np.flatnonzero(safe)
+    if rows.size:
+        search = _LockstepSearch(samples, rows, confidence, correct)
+        roots = search.run()
+        low[rows], high[rows], estimate[rows] = roots[0::3], roots[1::3], roots[2::3]
+    return estimate, low, high
+
+
+def _no_absorption(samples: PairedSamples) -> np.ndarray:
+    """Pairs whose distinct canary values stay distinct after any shift in the search.
+
+    fl(v1 - d) == fl(v2 - d) needs |v1 - v2| within an ulp of |v - d|; the reference groups the
+    shifted values as they come out, this module groups them by canary value.
+    """
+    values = samples.xv
+    valid = samples.valid_x
+    gaps = np.where(valid[:, 1:], values[:, 1:] - values[:, :-1], np.inf)
+    smallest_gap = gaps.min(axis=1, initial=np.inf)
+    magnitude = np.where(valid, np.abs(values), 0.0).max(axis=1) + np.maximum(
+        np.abs(samples.lowest), np.abs(samples.highest)
+    )
+    safe: np.ndarray = smallest_gap > 8.0 * _DBL_EPSILON * magnitude
+    return safe
+
+
+class _LockstepSearch:
+    """Lanes 3g, 3g+1, 3g+2: low limit, high limit and estimate of pair ``rows[g]``."""
+
+    def __init__(
+        self, samples: PairedSamples, rows: np.ndarray, confidence: float, correct: bool
+    ) -> None:
+        self.samples = samples
+        z_upper = -float(special.ndtri((1.0 - confidence) / 2.0))
+        lanes = 3 * rows.size
+        self.row = np.repeat(rows, 3)
+        # R: low = root(qnorm(1 - alpha/2)), high = root(-qnorm(...)), estimate without
+        # correction (f = W(d) - 0).
+        self.quantile = np.tile(np.array([z_upper, -z_upper, 0.0]), rows.size)
+        self.correct = np.tile(np.array([correct, correct, False]), rows.size)
+        self.is_limit = np.tile(np.array([True, True, False]), rows.size)
+        self.n = samples.n[self.row]
+        self.m = samples.m[self.row]
+        self.half_pairs = (self.n * self.m) / 2.0
+        self.within = samples.within_tie_sum[self.row]
+        self.lanes = lanes
+        width = samples.xv.shape[1]
+        # Where the bracket's ends fall in the distinct baseline values, per canary value:
+        # below(fl(v - hi)) and upto(fl(v - lo)); pairs in between are the active ones.
+        self.hi_below = np.zeros((lanes, width), dtype=np.int32)
+        self.lo_upto = np.zeros((lanes, width), dtype=np.int32)
+        # Their row sums: the number of active distinct pairs is lo_sum - hi_sum.
+        self.hi_sum = np.zeros(lanes, dtype=np.int64)
+        self.lo_sum = np.zeros(lanes, dtype=np.int64)
+        self._last_below = np.zeros((lanes, width), dtype=np.int32)
+        self._last_upto = np.zeros((lanes, width), dtype=np.int32)
+        self._last_below_sum = np.zeros(lanes, dtype=np.int64)
+        self._last_upto_sum = np.zeros(lanes, dtype=np.int64)
+        self.listed = np.zeros(lanes, dtype=bool)
+        self.fixed_greater = np.zeros(lanes, dtype=np.int64)
+        self.cap = (_CAP_FACTOR * (samples.nd + samples.md) + 64)[self.row]
+        # Listed pairs: their lane, and the rows canary value, baseline value, product of the
+        # multiplicities and tie term 3we(w+e) (integers below 2**53, exact in float64); one
+        # matrix so that dropping decided pairs is one compaction.
+        self._pair_lane = np.zeros(0, dtype=np.int64)
+        self._pairs = np.zeros((4, 0))
+
+    # ------------------------------------------------------------------ W(d) from counts
+
+    def _statistic(
+        self, lanes: np.ndarray, greater: np.ndarray, equal: np.ndarray, ties: np.ndarray
+    ) -> np.ndarray:
+        """R's standardised W (the reference's float operations, in the same order)."""
+        dz = (greater.astype(np.float64) + 0.5 * equal.astype(np.float64)) - self.half_pairs[lanes]
+        nx = self.n[lanes].astype(np.float64)
+        ny = self.m[lanes].astype(np.float64)
+        tie_sum = self.within[lanes] + ties
+        inner = (nx + ny + 1.0) - tie_sum / ((nx + ny) * (nx + ny - 1.0))
+        sigma = np.sqrt(np.maximum((nx * ny / 12.0) * inner, 0.0))
+        correction = np.where(self.correct[lanes], 0.5 * np.sign(dz), 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            standard = (dz - correction) / sigma
+        return np.where(sigma == 0.0, np.nan, standard)
+
+    def _dense(
+        self, row: int, shifts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Counts of one pair at several shifts: greater, equal, tie term, below, upto."""
+        samples = self.samples
+        size_x, size_y = int(samples.nd[row]), int(samples.md[row])
+        shifted = samples.xv[row, :size_x][None, :] - shifts[:, None]
+        baseline = samples.yv[row, :size_y]
+        below = np.searchsorted(baseline, shifted.ravel(), side="left").reshape(shifted.shape)
+        # The baseline values are distinct: at most one of them equals a shifted value.
+        candidate = np.minimum(below, size_y - 1)
+        hit = (baseline[candidate] == shifted) & (below < size_y)
+        upto = below + hit
+        weights = samples.wx[row, :size_x]
+        smaller = samples.cwy[row][below]
+        matched = np.where(hit, samples.wy[row, candidate], 0)
+        greater = smaller @ weights
+        equal = matched @ weights
+        # Merging a canary group of w with a baseline group of e adds (w+e)^3 - w^3 - e^3
+        # = 3we(w+e) to the sum of t^3 - t (the linear terms cancel).
+        ties = (3 * weights * matched * (weights + matched)).sum(axis=1)
+        return greater, equal, ties, below, upto
+
+    def _evaluate(self, lanes: np.ndarray, shift: np.ndarray) -> np.ndarray:
+        """f(shift) = W(shift) - quantile for ``lanes``; dense lanes also leave their
+        below/upto positions in ``_last_below``/``_last_upto``."""
+        greater = np.zeros(lanes.size, dtype=np.int64)
+        equal = np.zeros(lanes.size, dtype=np.int64)
+        ties = np.zeros(lanes.size, dtype=np.int64)
+        dense = np.flatnonzero(~self.listed[lanes])
+        if dense.size:
+            # All dense lanes of one pair share one search (a pair has up to three lanes).
+            rows = self.row[lanes[dense]]
+            order = np.argsort(rows, kind="stable")
+            boundaries = np.flatnonzero(np.diff(rows[order])) + 1
+            for group in np.split(dense[order], boundaries):
+                owners = lanes[group]
+                g, e, t, below, upto = self._dense(int(self.row[owners[0]]), shift[group])
+                greater[group], equal[group], ties[group] = g, e, t
+                size = below.shape[1]
+                self._last_below[owners, :size] = below
+                self._last_upto[owners, :size] = upto
+                self._last_below_sum[owners] = below.sum(axis=1)
+                self._last_upto_sum[owners] = upto.sum(axis=1)
+        if dense.size < lanes.size:
+            listed_positions = np.flatnonzero(self.listed[lanes])
+            size = lanes.size
+            # Pairs of lanes not evaluated now go to an extra bin that is dropped.
+            slot = np.full(self.lanes, size, dtype=np.int64)
+            slot[lanes[listed_positions]] = listed_positions
+            owner = slot[self._pair_lane]
+            values, baseline, weight, tie = self._pairs
+            shifted = values - np.append(shift, 0.0)[owner]
+            is_greater = shifted > baseline
+            is_equal = shifted == baseline
+            # Sums of integers below 2**53 are exact in float64.
+            greater += np.bincount(owner, np.where(is_greater, weight, 0.0), size + 1)[
+                :size
+            ].astype(np.int64)
+            equal += np.bincount(owner, np.where(is_equal, weight, 0.0), size + 1)[
+                :size
+            ].astype(np.int64)
+            ties += np.bincount(owner, np.where(is_equal, tie, 0.0), size + 1)[:size].astype(
+                np.int64
+            )
+            greater[listed_positions] += self.fixed_greater[lanes[listed_positions]]
+        value: np.ndarray = self._statistic(lanes, greater, equal, ties) - self.quantile[lanes]
+        return value
+
+    # ------------------------------------------------------------------ bracket bookkeeping
+
+    def _shrink(self, lanes: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+        """Drop listed pairs decided on the new bracket; list dense lanes that became small."""
+        if self._pair_lane.size:
+            lane_lo = np.full(self.lanes, np.nan)
+            lane_hi = np.full(self.lanes, np.nan)
+            lane_lo[lanes] = lo
+            lane_hi[lanes] = hi
+            pair_lo = lane_lo[self._pair_lane]
+            pair_hi = lane_hi[self._pair_lane]
+            values, baseline, weight, _ = self._pairs
+            live = ~np.isnan(pair_lo)
+            decided_greater = live & (baseline < values - pair_hi)
+            self.fixed_greater += np.bincount(
+                self._pair_lane, np.where(decided_greater, weight, 0.0), self.lanes
+            ).astype(np.int64)
+            keep = live & ~decided_greater & ~(baseline > values - pair_lo)
+            self._pair_lane = self._pair_lane[keep]
+            self._pairs = self._pairs[:, keep]
+        dense = lanes[~self.listed[lanes]]
+        if dense.size == 0:
+            return
+        samples = self.samples
+        # lo <= hi, so upto(fl(v - lo)) >= below(fl(v - hi)) for every canary value.
+        small = self.lo_sum[dense] - self.hi_sum[dense] <= self.cap[dense]
+        if not small.any():
+            return
+        chosen = dense[small]
+        rows = self.row[chosen]
+        chosen_width = np.where(
+            samples.valid_x[rows], self.lo_upto[chosen] - self.hi_below[chosen], 0
+        )
+        cumulative = np.take_along_axis(samples.cwy[rows], self.hi_below[chosen], axis=1)
+        self.fixed_greater[chosen] = np.where(
+            samples.valid_x[rows], samples.wx[rows] * cumulative, 0
+        ).sum(axis=1)
+        lane_index, canary_index = np.nonzero(chosen_width)
+        repeats = chosen_width[lane_index, canary_index]
+        pair_lane_local = np.repeat(lane_index, repeats)
+        pair_canary = np.repeat(canary_index, repeats)
+        starts = np.cumsum(repeats) - repeats
+        offset = np.arange(int(repeats.sum())) - np.repeat(starts, repeats)
+        pair_baseline = self.hi_below[chosen][lane_index, canary_index]
+        pair_baseline = np.repeat(pair_baseline, repeats) + offset
+        pair_row = rows[pair_lane_local]
+        w = samples.wx[pair_row, pair_canary]
+        wy = samples.wy[pair_row, pair_baseline]
+        listing = np.stack([
+            samples.xv[pair_row, pair_canary],
+            samples.yv[pair_row, pair_baseline],
+            (w * wy).astype(np.float64),
+            (3 * w * wy * (w + wy)).astype(np.float64),
+        ])
+        self._pair_lane = np.concatenate([self._pair_lane, chosen[pair_lane_local]])
+        self._pairs = np.concatenate([self._pairs, listing], axis=1)
+        self.listed[chosen] = True
+
+    # ------------------------------------------------------------------ Brent, vectorised
+
+    def run(self) -> np.ndarray:
+        """The root of every lane, as R's ``R_zeroin2`` finds it (see ``_wilcox.zeroin``)."""
+        samples = self.samples
+        lanes = self.lanes
+        lowest = samples.lowest[self.row]
+        highest = samples.highest[self.row]
+        everyone = np.arange(lanes)
+        f_lowest = self._evaluate(everyone, lowest)
+        self.lo_upto[:] = self._last_upto
+        self.lo_sum[:] = self._last_upto_sum
+        f_highest = self._evaluate(everyone, highest)
+        self.hi_below[:] = self._last_below
+        self.hi_sum[:] = self._last_below_sum
+
+        result = np.full(lanes, np.nan)
+        done = np.zeros(lanes, dtype=bool)
+        # R's root(): the limits return an end of the search interval when W does not cross.
+        at_lowest = self.is_limit & (f_lowest <= 0)
+        at_highest = self.is_limit & ~at_lowest & (f_highest >= 0)
+        result[at_lowest] = lowest[at_lowest]
+        result[at_highest] = highest[at_highest]
+        done |= at_lowest | at_highest
+        # zeroin's own start: a zero at an end is returned as it is.
+        a, b = lowest.copy(), highest.copy()
+        fa, fb = f_lowest.copy(), f_highest.copy()
+        c, fc = a.copy(), fa.copy()
+        for mask, value in ((~done & (fa == 0.0), a), (~done & (fb == 0.0), b)):
+            result[mask] = value[mask]
+            done |= mask
+
+        live = np.flatnonzero(~done)
+        self._shrink(live, lowest[live], highest[live])
+        for _ in range(ROOT_MAXITER + 1):
+            if live.size == 0:
+                break
+            la, lb, lc = a[live], b[live], c[live]
+            lfa, lfb, lfc = fa[live], fb[live], fc[live]
+            previous_step = lb - la
+            swap = np.abs(lfc) < np.abs(lfb)
+            la = np.where(swap, lb, la)
+            lb, lc = np.where(swap, lc, lb), np.where(swap, lb, lc)
+            lfa = np.where(swap, lfb, lfa)
+            lfb, lfc = np.where(swap, lfc, lfb), np.where(swap, lfb, lfc)
+            tol_act = 2.0 * _DBL_EPSILON * np.abs(lb) + ROOT_TOL / 2.0
+            new_step = (lc - lb) / 2.0
+            finished = (np.abs(new_step) <= tol_act) | (lfb == 0.0)
+            result[live[finished]] = lb[finished]
+            interpolate = (
+                ~finished & (np.abs(previous_step) >= tol_act) & (np.abs(lfa) > np.abs(lfb))
+            )
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                cb = lc - lb
+                secant = la == lc
+                t1_secant = lfb / lfa
+                p_secant = cb * t1_secant
+                q_secant = 1.0 - t1_secant
+                q0 = lfa / lfc
+                t1 = lfb / lfc
+                t2 = lfb / lfa
+                p_inverse = t2 * (cb * q0 * (q0 - t1) - (lb - la) * (t1 - 1.0))
+                q_inverse = (q0 - 1.0) * (t1 - 1.0) * (t2 - 1.0)
+                p = np.where(secant, p_secant, p_inverse)
+                q = np.where(secant, q_secant, q_inverse)
+                positive = p > 0.0
+                q = np.where(positive, -q, q)
+                p = np.where(positive, p, -p)
+                accept = (
+                    interpolate
+                    & (p < (0.75 * cb * q - np.abs(tol_act * q) / 2.0))
+                    & (p < np.abs(previous_step * q / 2.0))
+                )
+                new_step = np.where(accept, p / q, new_step)
+            tiny = np.abs(new_step) < tol_act
+            new_step = np.where(tiny, np.where(new_step > 0.0, tol_act, -tol_act), new_step)
+            la, lfa = lb, lfb
+            lb = lb + new_step
+            going = ~finished
+            a[live], b[live], c[live] = la, lb, lc
+            fa[live], fb[live], fc[live] = lfa, lfb, lfc
+            done[live[finished]] = True
+            live = live[going]
+            if live.size == 0:
+                break
+            lb = lb[going]
+            lfb_new = self._evaluate(live, lb)
+            fb[live] = lfb_new
+            lfc = fc[live]
+            same_sign = ((lfb_new > 0) & (lfc > 0)) | ((lfb_new < 0) & (lfc < 0))
+            c[live] = np.where(same_sign, a[live], c[live])
+            fc[live] = np.where(same_sign, fa[live], lfc)
+            # The bracket is now [b, c] in some order: b (the new point) replaced one end.
+            lc = c[live]
+            b_is_low = lc > lb
+            dense = ~self.listed[live]
+            replace_low = live[dense & b_is_low]
+            replace_high = live[dense & ~b_is_low]
+            self.lo_upto[replace_low] = self._last_upto[replace_low]
+            self.lo_sum[replace_low] = self._last_upto_sum[replace_low]
+            self.hi_below[replace_high] = self._last_below[replace_high]
+            self.hi_sum[replace_high] = self._last_below_sum[replace_high]
+            self._shrink(live, np.minimum(lb, lc), np.maximum(lb, lc))
+        unfinished = ~done
+        result[unfinished] = b[unfinished]
+        return result
