@@ -97,34 +97,48 @@ def _effect_limits(result: MetricResult, metric: MetricConfig | None) -> list[tu
 
 
 def plot_metric(
-    result: MetricResult,
+    result: MetricResult | str,
     baseline: pd.DataFrame | Mapping[str, Any],
     canary: pd.DataFrame | Mapping[str, Any],
     *,
+    report: Report | None = None,
     metric: MetricConfig | None = None,
-    axes: Sequence[Axes] | None = None,
+    axes: Sequence[Axes] | Axes | None = None,
     unit: str | None = None,
     tight: bool = True,
 ) -> Figure:
     """Three panels for one judged metric (time series, ECDFs, shift with its interval).
 
-    ``baseline`` / ``canary`` are the inputs given to :func:`judge.judge` (DataFrames or
-    mappings); the metric's column is its ``query.column`` when ``metric`` (its config) is
-    given, else its name. ``unit`` labels the value axes (default: the config's ``unit``).
-    Draws into ``axes`` (three of them) or a new figure; returns the figure. ``tight=False``
-    leaves the figure's layout to the caller (``tight_layout`` is half the drawing time of a
-    page's plot, which sets fixed margins instead).
+    ``result`` is the metric's result, or its name with ``report=`` (an unknown name lists
+    the report's metrics). ``baseline`` / ``canary`` are the inputs given to
+    :func:`judge.judge` (DataFrames or mappings); the metric's column is its ``query.column``
+    when ``metric`` (its config) is given, else its name. ``unit`` labels the value axes
+    (default: the config's ``unit``). Draws into ``axes`` (three of them; or one Axes: the time
+    series alone, e.g. one cell of the caller's grid) or a new figure; returns the figure.
+    ``tight=False`` leaves the figure's layout to the caller (``tight_layout`` is half the
+    drawing time of a page's plot, which sets fixed margins instead).
     """
     import matplotlib.pyplot as plt
+    from matplotlib.axes import Axes as AxesType
 
+    if isinstance(result, str):
+        if report is None:
+            raise ValueError(f"plot_metric({result!r}, ...): a metric name needs report= (the "
+                             "report it was judged in)")
+        result = report.metric(result)
+    single = isinstance(axes, AxesType)
     if axes is None:
         figure, created = plt.subplots(
             1, 3, figsize=(13, 3.2), gridspec_kw={"width_ratios": [2.2, 1.2, 1.2]}
         )
         axes = list(created)
+    elif isinstance(axes, AxesType):
+        figure = cast("Figure", axes.figure)
+        axes = [axes]
     else:
         if len(axes) != 3:
-            raise ValueError(f"axes: need 3 axes (series, distributions, shift), got {len(axes)}")
+            raise ValueError(f"axes: need 3 axes (series, distributions, shift) or one (the "
+                             f"series), got {len(axes)}")
         figure = cast("Figure", axes[0].figure)
     column = _column(result, metric)
     unit = unit if unit is not None else (metric.unit if metric is not None else None)
@@ -132,7 +146,7 @@ def plot_metric(
     colors = {"baseline": BASELINE_COLOR, "canary": CANARY_COLOR}
     color = CLASS_COLORS[result.classification]
 
-    series_ax, dist_ax, shift_ax = axes
+    series_ax = axes[0]
     for side, values in sides.items():
         x = values.index if isinstance(values.index, pd.DatetimeIndex) else np.arange(len(values))
         series_ax.plot(x, values.to_numpy(), color=colors[side], lw=1.1, label=side)
@@ -153,6 +167,9 @@ def plot_metric(
         series_ax.xaxis.set_major_formatter(formatter)
     series_ax.set_xlabel("time (UTC)" if timed else "point", fontsize=8)
     series_ax.set_ylabel(unit or "value", fontsize=8)
+    if single:
+        return figure
+    dist_ax, shift_ax = axes[1], axes[2]
 
     for row, (side, values) in enumerate(sides.items()):
         xs, ys = _ecdf(values)

@@ -245,3 +245,24 @@ def test_metric_plot_shows_an_all_zero_metric_and_concise_time_ticks() -> None:
     from matplotlib.dates import ConciseDateFormatter
 
     assert isinstance(series_ax.xaxis.get_major_formatter(), ConciseDateFormatter)
+
+
+def test_metric_plot_takes_a_name_and_one_axes() -> None:
+    import matplotlib.pyplot as plt
+
+    from judge.errors import UnknownMetricError
+
+    scenario = generate_canary("shifted_mean", seed=3)
+    config = history_config("default")
+    report = judge(config, scenario.baseline, scenario.canary)
+    figure, grid = plt.subplots(1, 2)
+    drawn = plot_metric("latency_p50", scenario.baseline, scenario.canary, report=report,
+                        axes=grid[1])
+    assert drawn is figure
+    assert len(grid[1].lines) == 2 and grid[1].get_title(loc="left").startswith("latency_p50: ")
+    assert not grid[0].lines  # the caller's other cell is left alone
+    with pytest.raises(UnknownMetricError, match=r"no metric 'tmp'.*latency_p50"):
+        plot_metric("tmp", scenario.baseline, scenario.canary, report=report)
+    with pytest.raises(ValueError, match="needs report="):
+        plot_metric("latency_p50", scenario.baseline, scenario.canary)
+    plt.close("all")
