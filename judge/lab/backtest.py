@@ -154,14 +154,19 @@ def _judge_chunk(
     return [judge(config, s.baseline, s.canary, thresholds=thresholds) for s in chunk]
 
 
+def _chunks(scenarios: list[Scenario], workers: int) -> list[list[Scenario]]:
+    """Contiguous chunks, a few per worker: order is kept, and the slowest chunk bounds the
+    wait less than one chunk per worker would."""
+    size = max(1, math.ceil(len(scenarios) / (max(workers, 1) * 4)))
+    return [scenarios[i:i + size] for i in range(0, len(scenarios), size)]
+
+
 def _judge_on_cluster(
     client: Any, config: CanaryConfig, scenarios: list[Scenario],
     thresholds: Mapping[str, float] | None,
 ) -> list[Report]:
     """Chunks of canaries as tasks on a Dask cluster, gathered in order."""
-    workers = max(1, len(client.scheduler_info().get("workers", {})) or 1)
-    size = max(1, math.ceil(len(scenarios) / (workers * 4)))
-    chunks = [scenarios[i:i + size] for i in range(0, len(scenarios), size)]
+    chunks = _chunks(scenarios, len(client.scheduler_info().get("workers", {})))
     futures = client.map(_judge_chunk, [config] * len(chunks), chunks,
                          [thresholds] * len(chunks), pure=False)
     return [report for part in client.gather(futures) for report in part]
@@ -209,10 +214,7 @@ def backtest(
     elif workers == 1:
         judged = _judge_chunk(config, scenarios, thresholds)
     else:
-        # Contiguous chunks, a few per worker: order is kept, and the slowest chunk bounds
-        # the wait less than one chunk per worker would.
-        size = max(1, math.ceil(len(scenarios) / (workers * 4)))
-        chunks = [scenarios[i:i + size] for i in range(0, len(scenarios), size)]
+        chunks = _chunks(scenarios, workers)
         with ProcessPoolExecutor(max_workers=workers) as pool:
             judged = [report for part in pool.map(_judge_chunk, itertools.repeat(config),
                                                   chunks, itertools.repeat(thresholds))
@@ -405,10 +407,9 @@ def combinations(
             seen.add(key)
             try:
                 configure(base_native, setting)
-            except (KeyError, ValueError) as exc:
-                # A path that fits nothing is a mistake in the grid, whatever its values.
-                if isinstance(exc, KeyError) and not isinstance(exc, ValueError):
-                    raise
+            except ValueError as exc:
+                # An invalid combination of values; a path that fits nothing (KeyError) is a
+                # mistake in the grid, whatever its values, and goes up.
                 invalid.append((setting, _reason(exc)))
                 continue
             valid.append(Combination(

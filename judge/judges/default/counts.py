@@ -9,14 +9,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
 
 from judge.config import Autocorrelation, Direction, MetricConfig, RateRatioTest
 from judge.judges.common import FloatArray
 from judge.judges.default.evaluation import Component, Evaluation
 from judge.judges.words import figure, percent
 from judge.report import Classification
-from judge.stats.counts import count_dispersion, rate_difference_upper, rate_ratio_test
+from judge.stats.counts import (
+    count_dispersion,
+    poisson_rate_bounds,
+    rate_difference_upper,
+    rate_ratio_test,
+)
 
 __all__ = [
     "EVIDENCE_CONFIDENCE",
@@ -40,11 +44,11 @@ def baseline_rate_floor(events: float, exposure: float, dispersion: float = 1.0)
     """The baseline's rate at its one-sided :data:`EVIDENCE_CONFIDENCE` lower bound (exact
     Poisson, counts tempered by the dispersion; 0 without events): what a material increase is
     measured from, so that a few baseline events do not make a high baseline rate."""
-    effective = events / dispersion
-    if effective <= 0 or exposure <= 0:
+    if exposure <= 0:
         return 0.0
-    lower = float(sps.chi2.ppf(1.0 - EVIDENCE_CONFIDENCE, 2.0 * effective) / 2.0)
-    return lower / (exposure / dispersion)
+    lower, _ = poisson_rate_bounds(events / dispersion, exposure / dispersion,
+                                   EVIDENCE_CONFIDENCE)
+    return lower
 
 
 @dataclass(frozen=True)
