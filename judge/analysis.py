@@ -198,7 +198,9 @@ class SequentialStatus(StrEnum):
     """Where a sequential run stands after a poll (``report.details["sequential"]["status"]``).
 
     ``continue``: undecided, keep polling. ``pass`` / ``fail``: decided (final).
-    ``inconclusive``: the run ended (its ``final`` poll) undecided. ``error``: this poll has no
+    ``inconclusive``: decided ``marginal`` (a person decides): the run can no longer pass but
+    what failed does not fail the canary by the config's scoring, or it ended (its ``final``
+    poll) without enough evidence. ``error``: this poll has no
     answer because a metric source failed; the run goes on (not a decision).
     """
 

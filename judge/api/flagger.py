@@ -188,9 +188,11 @@ async def flagger_check(
     if report.is_error:
         status = _NO_VERDICT
     elif summary is not None:
-        status = {"pass": 200, "fail": _FAILED, "error": _NO_VERDICT}.get(
-            summary.status, _UNDECIDED
-        )
+        # A run decided marginal (it can no longer pass, or ended without enough evidence)
+        # is a verdict like a fixed-horizon marginal one: a failed check unless allowed.
+        decided_marginal = 200 if _flag(meta.allow_marginal) else _FAILED
+        status = {"pass": 200, "fail": _FAILED, "error": _NO_VERDICT,
+                  "inconclusive": decided_marginal}.get(summary.status, _UNDECIDED)
         if status == _UNDECIDED and (meta.gate or "").strip().lower() == "promotion":
             status = _TOO_EARLY
     else:

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from judge.api.seed import demo_config
 from tests.support.service import ServiceProcess
 
 T0 = datetime(2024, 3, 4, 10, tzinfo=UTC)
@@ -148,6 +149,29 @@ def test_flagger_sequential_answers(service: ServiceProcess) -> None:
     failed = hook("canary-bad", "rev2", lookback="30m")
     assert failed.status_code == 412, failed.text
     assert failed.json()["sequential"]["status"] == "fail"
+    # Latency and four metrics that only a decrease would harm (memory grows on a bad canary),
+    # in one group: latency failing alone leaves 80 at best, so the run can no longer pass,
+    # yet it is no fail by that config's scoring. Decided marginal, it answers as a
+    # fixed-horizon marginal does: 412, or 200 with allowMarginal.
+    memory = {"query": {"type": "demo", "signal": "memory", "level": 100, "noise": 0.05},
+              "source": "demo", "direction": "decrease"}
+    one_of_five = {
+        "name": "demo-one-of-five", "thresholds": {"pass": 95, "marginal": 75},
+        "metrics": [demo_config()["metrics"][0] | {"groups": ["default"]},
+                    *({"name": f"memory_{i}"} | memory for i in range(4))],
+    }
+    created = httpx.post(f"{service.url}/v1/configs", json=one_of_five, timeout=10)
+    assert created.status_code == 201, created.text
+    marginal = hook("canary-bad", "rev3", lookback="30m", config="demo-one-of-five")
+    assert marginal.status_code == 412, marginal.text
+    body = marginal.json()
+    assert body["sequential"]["status"] == "inconclusive", body["reason"]
+    assert body["verdict"] == "marginal" and body["score"] == 80.0
+    assert body["reason"].startswith("Cannot pass any more: latency failed")
+    allowed = hook("canary-bad", "rev4", lookback="30m", config="demo-one-of-five",
+                   allowMarginal="true")
+    assert allowed.status_code == 200, allowed.text
+    assert allowed.json()["sequential"]["status"] == "inconclusive"
 
 
 def test_native_run_endpoints(service: ServiceProcess) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from judge.lab.scenarios import (
     generate_canary,
     history_config,
 )
-from judge.report import Classification, Report
+from judge.report import Classification, Report, Verdict
 from judge.stats.counts import rate_difference_upper
 from judge.stats.sequential import GAUSSIAN_LOG_CHANGE_VARIANCE, change_ratio_score
 
@@ -170,24 +171,61 @@ def test_kayenta_mode_untouched_by_default_settings() -> None:
     assert all(m.test == "mann_whitney" for m in report.metrics)
 
 
-def test_sequential_state_round_trips_and_decisions_stick() -> None:
-    config = _config()
-    scenario = generate_canary(ScenarioKind.NEW_ERRORS, seed=_seed(ScenarioKind.NEW_ERRORS, 1))
+def _poll_minutes(config: CanaryConfig, scenario: Any, stop: set[str]) -> tuple[Any, Any, int]:
     state = SequentialState.new("run-1", config.name, now="2026-01-01T00:00:00Z")
-    decided_at = None
     for minute in range(60):
         report, state = poll(
             config, SequentialState.from_json(state.to_json()),
             scenario.baseline.iloc[minute:minute + 1], scenario.canary.iloc[minute:minute + 1],
         )
-        if report.details["sequential"]["status"] == "fail":
-            decided_at = minute
-            break
-    assert decided_at is not None and decided_at < 40
+        if report.details["sequential"]["status"] in stop:
+            return report, state, minute
+    raise AssertionError(f"never reached {stop}: {report.reason}")
+
+
+def test_sequential_state_round_trips_and_decisions_stick() -> None:
+    # One metric of ten (one group, equal shares) failing leaves a score of 90: the whole-run
+    # judgment says marginal at 95 / 75, and so does the run, as soon as it cannot pass.
+    config = _config()
+    scenario = generate_canary(ScenarioKind.NEW_ERRORS, seed=_seed(ScenarioKind.NEW_ERRORS, 1))
+    assert judge(config, scenario.baseline, scenario.canary).verdict is Verdict.MARGINAL
+    report, state, decided_at = _poll_minutes(config, scenario, {"fail", "inconclusive"})
+    assert decided_at < 40
+    assert report.details["sequential"]["status"] == "inconclusive"
+    assert report.verdict is Verdict.MARGINAL and report.score == 90.0
+    assert report.reason.startswith("Cannot pass any more: errors failed")
+    assert "a person decides" in report.reason
     assert report.metric("errors").classification is Classification.HIGH
     assert json.loads(state.to_json())["metrics"]["errors"]["decision"] == "high"
     again, _ = poll(config, state, {}, {})
     assert again.metric("errors").classification is Classification.HIGH
+    assert again.details["sequential"]["status"] == "inconclusive"
+
+
+def test_sequential_failure_follows_the_configs_scoring() -> None:
+    # The same run with errors critical fails the canary the poll errors fail, as the
+    # fixed-horizon judgment does; with errors weighted 80% the score falls below marginal.
+    scenario = generate_canary(ScenarioKind.NEW_ERRORS, seed=_seed(ScenarioKind.NEW_ERRORS, 1))
+    raw = _config().to_dict()
+    for metric in raw["metrics"]:
+        if metric["name"] == "errors":
+            metric["critical"] = True
+    critical = CanaryConfig.from_dict(raw)
+    report, _, minute = _poll_minutes(critical, scenario, {"fail", "inconclusive"})
+    assert report.details["sequential"]["status"] == "fail"
+    assert report.verdict is Verdict.FAIL and report.score == 0.0
+    assert "Critical metric" in report.metric("errors").reason
+    assert report.metric("errors").critical_failure
+    raw = _config().to_dict()
+    for metric in raw["metrics"]:
+        metric["groups"] = ["errors"] if metric["name"] == "errors" else ["rest"]
+    raw["groups"] = {"errors": 80, "rest": 20}
+    weighted = CanaryConfig.from_dict(raw)
+    report, _, weighted_minute = _poll_minutes(weighted, scenario, {"fail", "inconclusive"})
+    assert weighted_minute == minute
+    assert report.details["sequential"]["status"] == "fail"
+    assert report.verdict is Verdict.FAIL and report.score < 75
+    assert report.reason.startswith("Failed (anytime-valid at level 0.05): errors.")
 
 
 def test_sequential_aa_polled_every_minute_rarely_fails() -> None:

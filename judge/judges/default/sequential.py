@@ -8,6 +8,7 @@ rate-ratio e-process for counts; :mod:`judge.stats.sequential`). Decisions are f
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -30,10 +31,11 @@ from judge.judges.default.counts import (
     more_data_words,
     no_material_change,
 )
-from judge.judges.default.decide import FLAT_BASELINE_SHARE
+from judge.judges.default.decide import FLAT_BASELINE_SHARE, state_evidence
 from judge.judges.state import MetricSequence, SequentialState
 from judge.judges.words import percent
 from judge.report import Classification, MetricResult, Report, Verdict
+from judge.scoring import score_report
 from judge.stats.autocorrelation import estimate_autocorrelation
 from judge.stats.counts import count_dispersion
 from judge.stats.sequential import (
@@ -314,6 +316,77 @@ def _broken_canary(seq: MetricSequence) -> str | None:
     return None
 
 
+def _undecided_as(results: list[MetricResult],
+                  classification: Classification) -> list[MetricResult]:
+    """``results`` with every undecided (``nodata``) scored metric given ``classification``."""
+    return [dataclasses.replace(r, classification=classification)
+            if r.classification is Classification.NODATA and not r.muted else r
+            for r in results]
+
+
+def _run_outcome(config: CanaryConfig, results: list[MetricResult],
+                 final: bool) -> tuple[Verdict, str, float, str]:
+    """The run's verdict, status, score and reason after a poll, by the config's own scoring
+    (group weights, thresholds, critical metrics) as a fixed-horizon judgment scores, so that
+    a run says ``fail`` exactly where the whole-run judgment would: a metric that failed
+    (anytime-valid) is a failure in its group, and one failed metric of eleven equally weighted
+    leaves a score of 90.9, ``marginal`` at thresholds 95 / 75, not a rollback (mark a metric
+    critical to make its failure fail the canary).
+
+    Decisions are final. With metrics still undecided the run is decided only when the
+    undecided ones cannot change the verdict's side: ``fail`` when even all of them passing
+    leaves the score below ``marginal`` (or a critical metric failed); ``inconclusive``
+    (verdict ``marginal``: a person decides) when the run can no longer pass; ``pass`` when
+    every scored metric passed. On the ``final`` poll, and once nothing is undecided, the
+    verdict is the scored one, with the default judge's evidence rules
+    (:func:`~judge.judges.default.decide.state_evidence`).
+    """
+    thresholds = config.thresholds
+    counted = [r for r in results if not r.muted]
+    failed = [r.name for r in counted if r.classification.failed]
+    passed = [r.name for r in counted if r.classification is Classification.PASS]
+    undecided = [r.name for r in counted if r.classification is Classification.NODATA]
+    level = f"anytime-valid at level {config.sequential.level:g}"
+    if counted and len(passed) == len(counted):
+        at_end = [r.name for r in counted if r.details.get("passed_at_end")]
+        if not at_end:
+            return Verdict.PASS, "pass", 100.0, "Every metric has passed with enough evidence."
+        early = len(counted) - len(at_end)
+        return Verdict.PASS, "pass", 100.0, (
+            f"Passed: no metric showed a regression. {early} of {len(counted)} passed during "
+            "the run with evidence of no material change; "
+            f"{', '.join(at_end)} passed at the end of the run, where no test had found a "
+            "regression (as a fixed-horizon test that does not reject).")
+    if final or not undecided:
+        scored = state_evidence(score_report(config, results, thresholds, nodata_limit=None))
+        status = {Verdict.PASS: "pass", Verdict.FAIL: "fail"}.get(scored.verdict,
+                                                                  "inconclusive")
+        lead = (f"Failed ({level}): {', '.join(failed)}. " if failed else
+                f"The run ended with no failure, but not enough evidence on "
+                f"{', '.join(undecided)}. " if undecided else "")
+        return scored.verdict, status, scored.score, lead + scored.reason
+    so_far = 100.0 * len(passed) / max(len(counted), 1)
+    if failed:
+        best = score_report(config, _undecided_as(results, Classification.PASS), thresholds,
+                            nodata_limit=None)
+        if best.verdict is Verdict.FAIL:
+            return Verdict.FAIL, "fail", best.score, (
+                f"Failed ({level}): {', '.join(failed)}. Even if {', '.join(undecided)} "
+                f"pass, {best.reason}")
+        if best.verdict is Verdict.MARGINAL:
+            return Verdict.MARGINAL, "inconclusive", best.score, (
+                f"Cannot pass any more: {', '.join(failed)} failed ({level}). Even if "
+                f"{', '.join(undecided)} pass, {best.reason} Not a rollback by this config's "
+                "scoring (mark a metric critical to make its failure fail the canary): a "
+                "person decides; the run stops here.")
+        return Verdict.MARGINAL, "continue", so_far, (
+            f"Undecided: {', '.join(failed)} failed ({level}), which this config's weights "
+            f"allow; {len(passed)} of {len(counted)} metrics passed so far; keep polling.")
+    return Verdict.MARGINAL, "continue", so_far, (
+        f"Undecided: {len(passed)} of {len(counted)} metrics passed so far, none failed; "
+        "keep polling.")
+
+
 def judge_sequential(
     config: CanaryConfig,
     state: SequentialState,
@@ -431,41 +504,19 @@ def judge_sequential(
         # test that does not reject) is not one shown early with evidence: the verdict says so.
         details["passed_at_end"] = (seq.decision == "pass"
                                     and (seq.reason or "").startswith(_ENDED))
+        if classification is Classification.NODATA and final and (
+                metric.critical or metric.must_have_data):
+            details["required"] = True
+        critical_failure = metric.critical and classification.failed
+        if critical_failure:
+            reason += " Critical metric: the canary fails."
         results.append(MetricResult(
             name=metric.name, classification=classification, reason=reason,
             groups=metric.groups, test=f"sequential_{test.kind}",
             direction=metric.direction.value, critical=metric.critical, muted=metric.muted,
-            confidence=1.0 - alpha, details=details,
+            confidence=1.0 - alpha, details=details, critical_failure=critical_failure,
         ))
-    counted = [r for r in results if not r.muted]
-    failed = [r.name for r in counted if r.classification.failed]
-    passed = [r.name for r in counted if r.classification is Classification.PASS]
-    if failed:
-        verdict, status, score = Verdict.FAIL, "fail", 0.0
-        reason = (f"Failed: {', '.join(failed)} (anytime-valid at level "
-                  f"{config.sequential.level:g}).")
-    elif counted and len(passed) == len(counted):
-        verdict, status, score = Verdict.PASS, "pass", 100.0
-        at_end = [r.name for r in counted if r.details.get("passed_at_end")]
-        if not at_end:
-            reason = "Every metric has passed with enough evidence."
-        else:
-            early = len(counted) - len(at_end)
-            reason = (f"Passed: no metric showed a regression. {early} of {len(counted)} "
-                      "passed during the run with evidence of no material change; "
-                      f"{', '.join(at_end)} passed at the end of the run, where no test had "
-                      "found a regression (as a fixed-horizon test that does not reject).")
-    elif final:
-        verdict, status = Verdict.MARGINAL, "inconclusive"
-        score = 100.0 * len(passed) / max(len(counted), 1)
-        undecided = [r.name for r in counted if r.classification is not Classification.PASS]
-        reason = (f"The run ended with no failure, but not enough evidence on "
-                  f"{', '.join(undecided)}.")
-    else:
-        verdict, status = Verdict.MARGINAL, "continue"
-        score = 100.0 * len(passed) / max(len(counted), 1)
-        reason = (f"Undecided: {len(passed)} of {len(counted)} metrics passed so far, none "
-                  "failed; keep polling.")
+    verdict, status, score, reason = _run_outcome(config, results, final)
     report = Report(
         verdict=verdict, score=score, reason=reason,
         pass_threshold=config.thresholds.pass_, marginal_threshold=config.thresholds.marginal,
