@@ -403,15 +403,16 @@ def judge_sequential(
     The false-failure chance over the whole run, however often it is polled, is at most
     ``config.sequential.level`` (Bonferroni over the metrics): continuous metrics through
     anytime-valid confidence sequences on paired location and spread scores, counts through
-    the rate-ratio e-process (:mod:`judge.stats.sequential`). Decisions are final. Verdict:
-    ``fail`` once a scored metric failed, ``pass`` once every scored metric passed, else
-    ``marginal`` with ``details["sequential"]["status"] == "continue"`` (keep polling).
-    Threshold tests are not sequential and are not judged here.
+    the rate-ratio e-process (:mod:`judge.stats.sequential`). Decisions are final. The
+    verdict follows the config's scoring (:func:`_run_outcome`): ``fail`` once the failed
+    metrics fail the canary, ``inconclusive`` (``marginal``) once it can no longer pass,
+    ``pass`` once every scored metric passed, else ``marginal`` with
+    ``details["sequential"]["status"] == "continue"`` (keep polling). Threshold tests are not
+    sequential and are not judged here.
 
     ``final=True`` marks the run's last call: undecided continuous metrics then pass (no
     sequence showed a regression, as a fixed test that does not reject), undecided counts stay
-    ``nodata`` ("not enough evidence"), and an undecided verdict becomes ``marginal`` with
-    status ``inconclusive``.
+    ``nodata`` ("not enough evidence"), and the run gets the scored verdict.
     """
     if state.config_name != config.name:
         raise DataError(
