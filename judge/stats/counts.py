@@ -336,9 +336,12 @@ def rate_ratio_bounds(
     confidence: float,
     dispersion: float = 1.0,
     mid_p: bool = False,
+    sides: Literal["both", "lower", "upper"] = "both",
 ) -> tuple[float, float]:
     """One-sided bounds for the rate ratio canary / baseline, each at ``confidence``: the lower
     bound (0 without canary events) and the upper bound (infinity without baseline events).
+    ``sides`` skips the bound a caller does not need (it comes back as 0 or infinity): the
+    mid-p limits are root searches, and a judge asking about one direction pays for one.
 
     From the conditional binomial share of :func:`rate_ratio_test`, on effective counts
     (``dispersion``). Exact (Clopper-Pearson, as R's one-sided ``poisson.test`` limits) by
@@ -361,8 +364,10 @@ def rate_ratio_bounds(
     x, n = canary_count / dispersion, total / dispersion
     alpha = 1.0 - confidence
     # Clopper-Pearson one-sided limits (as _share_interval, through scipy.special directly).
-    low = 0.0 if x <= 0 else float(special.betaincinv(x, n - x + 1.0, alpha))
-    high = 1.0 if x >= n else float(special.betaincinv(x + 1.0, n - x, confidence))
+    want_low, want_high = sides != "upper", sides != "lower"
+    low = 0.0 if x <= 0 or not want_low else float(special.betaincinv(x, n - x + 1.0, alpha))
+    high = (1.0 if x >= n or not want_high
+            else float(special.betaincinv(x + 1.0, n - x, confidence)))
     if mid_p:
         def below(p: float) -> float:  # P(X < x) + P(X = x) / 2 at share p, decreasing in p
             at_most = float(special.betainc(n - x, x + 1.0, 1.0 - p)) if x < n else 1.0

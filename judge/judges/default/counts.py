@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -91,10 +91,11 @@ def _shown(
     direction: Direction, test: RateRatioTest, x_c: float, x_b: float, exp_c: float,
     exp_b: float, dispersion: float, has_denominator: bool,
 ) -> tuple[bool, tuple[float, float], float | None]:
+    sides: Literal["both", "lower", "upper"] = (
+        "both" if direction.increase_matters and direction.decrease_matters
+        else "upper" if direction.increase_matters else "lower")
     low, high = rate_ratio_bounds(x_c, x_b, exp_c, exp_b, confidence=EVIDENCE_CONFIDENCE,
-                                  dispersion=dispersion, mid_p=True)
-    low = low if direction.decrease_matters else 0.0
-    high = high if direction.increase_matters else math.inf
+                                  dispersion=dispersion, mid_p=True, sides=sides)
     ratio_ok = (not direction.increase_matters or high <= test.margin) and (
         not direction.decrease_matters or low >= 1.0 / test.margin)
     difference = None

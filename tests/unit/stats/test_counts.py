@@ -195,6 +195,16 @@ def test_mid_p_ratio_bounds_solve_their_definition(canary: int, baseline: int) -
         assert low > exact_low
 
 
+
+@pytest.mark.parametrize("mid_p", [False, True])
+def test_ratio_bounds_asked_for_one_side_skip_the_other(mid_p: bool) -> None:
+    both = rate_ratio_bounds(13, 5, 1000, 1200, confidence=0.9, mid_p=mid_p)
+    assert rate_ratio_bounds(13, 5, 1000, 1200, confidence=0.9, mid_p=mid_p,
+                             sides="upper") == (0.0, both[1])
+    assert rate_ratio_bounds(13, 5, 1000, 1200, confidence=0.9, mid_p=mid_p,
+                             sides="lower") == (both[0], math.inf)
+
+
 MID_P_RATES = [(0.0005, 0.0005), (0.002, 0.002), (0.004, 0.002), (0.001, 0.0), (0.006, 0.002)]
 
 
