@@ -135,8 +135,10 @@ def read_dockerfile(path: Path = DOCKERFILE,
 
 def on_host(text: str, paths: Mapping[str, Path]) -> str:
     """``text`` with each container path of ``paths`` (and anything below it) replaced by its
-    directory on this machine; a path is replaced only as a whole path component."""
-    for container in sorted(paths, key=len, reverse=True):
-        pattern = re.compile(re.escape(container) + r"(?![\w.-])")
-        text = pattern.sub(str(paths[container]), text)
-    return text
+    directory on this machine, in one pass (a replacement is never rewritten again); a path is
+    replaced only as whole path components."""
+    if not paths:
+        return text
+    alternatives = "|".join(re.escape(c) for c in sorted(paths, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w.-])(?:{alternatives})(?![\w.-])")
+    return pattern.sub(lambda match: str(paths[match.group(0)]), text)

@@ -3,6 +3,7 @@ the image test print and check them)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -19,9 +20,11 @@ def size_mb(path: Path) -> float:
 
 
 def installed(venv: Path) -> set[str]:
-    """Lower-case names of the distributions installed in the virtual environment ``venv``."""
+    """Names of the distributions installed in the virtual environment ``venv``, normalised
+    as PEP 503 does (``prometheus_client`` is ``prometheus-client``)."""
     listed = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
         capture_output=True, text=True, check=True, timeout=120,
     ).stdout
-    return {line.split("==")[0].lower() for line in listed.splitlines() if "==" in line}
+    return {re.sub(r"[-_.]+", "-", line.split("==")[0]).lower()
+            for line in listed.splitlines() if "==" in line}

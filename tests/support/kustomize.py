@@ -21,6 +21,12 @@ from tests.support.requires import require_binary
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 OVERLAYS = ("sqlite", "postgres")
+STAND_IN_SECRET = {
+    "api-tokens": "admin:deploy-test-admin,judge:deploy-test-judge",
+    "database-url": "postgresql+psycopg://canary:password@postgres:5432/canary_judge",
+}
+"""Values for the keys of the Secret ``canary-judge`` (docs/deploy.md#secrets) in tests; the
+Datadog keys are optional."""
 
 
 def kubectl() -> str:

@@ -26,14 +26,20 @@ from pydantic import ValidationError
 from judge.api.settings import ENV_PREFIX, Settings
 from tests.support.crds import crd_problems, crd_schemas
 from tests.support.dockerfile import read_dockerfile
-from tests.support.kustomize import DEPLOY, OVERLAYS, container, one, pod_environment, render
+from tests.support.kustomize import (
+    DEPLOY,
+    OVERLAYS,
+    STAND_IN_SECRET,
+    container,
+    one,
+    pod_environment,
+    render,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.latest_version())
 """The oldest Kubernetes minor version still widely run, and the newest the package knows."""
-SECRET = {"api-tokens": "admin:deploy-test-admin,judge:deploy-test-judge",
-          "database-url": "postgresql+psycopg://canary:password@postgres:5432/canary_judge"}
-"""Stand-ins for the Secret's keys (docs/deploy.md#secrets): the Datadog keys are optional."""
+SECRET = STAND_IN_SECRET
 DOCKERFILE = read_dockerfile()
 RENDERED = {overlay: render(DEPLOY / "overlays" / overlay) for overlay in OVERLAYS}
 CRD_SCHEMAS = crd_schemas(("prometheus-operator-servicemonitor-crd.yaml",))
