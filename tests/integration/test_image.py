@@ -195,7 +195,8 @@ def test_image_commands_build_install_and_serve(image_root: Path) -> None:
         container = _Container(net, dockerfile, env, data, image_root / "run.log")
         try:
             measured["healthy_seconds"] = container.wait_healthy()
-            assert net.fetch(f"{base}/healthz") == (200, '{"status":"ok"}')
+            status, body = net.fetch(f"{base}/healthz")
+            assert status == 200 and json.loads(body)["status"] == "ok", body
             status, body = net.fetch(f"{base}/readyz")
             assert status == 200 and json.loads(body)["status"] == "ready", body
             status, body = net.fetch(

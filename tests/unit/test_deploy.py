@@ -16,11 +16,14 @@ from __future__ import annotations
 import copy
 import fnmatch
 import os
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from judge.api.settings import ENV_PREFIX, Settings
@@ -31,6 +34,7 @@ from tests.support.kustomize import (
     OVERLAYS,
     STAND_IN_SECRET,
     container,
+    kubectl,
     one,
     pod_environment,
     render,
@@ -300,3 +304,52 @@ def test_postgres_overlay_is_three_replicas_with_a_disruption_budget() -> None:
     assert budget["spec"]["maxUnavailable"] == 1
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+# -- docs/deploy.md ----------------------------------------------------------------------------
+
+DOC = ROOT / "docs" / "deploy.md"
+_BLOCK = re.compile(r"(?:^(<!-- not run:[^\n]*-->)\n)?^```(\w*)\n(.*?)^```", re.S | re.M)
+
+
+def _doc_blocks(language: str) -> list[tuple[bool, str]]:
+    """``(runnable, text)`` of each fenced block of ``language`` in docs/deploy.md."""
+    return [(not marker, text) for marker, lang, text in _BLOCK.findall(DOC.read_text())
+            if lang == language]
+
+
+def test_the_docs_commands_run_offline() -> None:
+    blocks = _doc_blocks("sh")
+    runnable = [text for ok, text in blocks if ok]
+    assert len(runnable) == 2 and len(blocks) == 5  # the others say why they are not run
+    env = {**os.environ, "PATH": f"{Path(kubectl()).parent}{os.pathsep}{os.environ['PATH']}"}
+    secret_block, check_block = runnable
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", secret_block], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    secret = yaml.safe_load(done.stdout)
+    assert secret["kind"] == "Secret" and set(secret["data"]) == {"api-tokens", "database-url"}
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", check_block], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("passed for resource deployment/canary-judge") == 2
+    assert "ERROR" not in done.stdout
+
+
+def test_the_docs_own_overlay_renders_and_its_settings_load(
+        tmp_path: Path, clean_environment: pytest.MonkeyPatch) -> None:
+    (block,) = [text for _, text in _doc_blocks("yaml")]
+    (tmp_path / "canary-judge").symlink_to(ROOT)  # "next to a checkout of this repository"
+    (tmp_path / "my-canary-judge").mkdir()
+    (tmp_path / "my-canary-judge" / "kustomization.yaml").write_text(block)
+    objects = render(tmp_path / "my-canary-judge")
+    assert {o["metadata"].get("namespace") for o in objects} == {"canary"}
+    assert container(objects)["image"] == "registry.example.com/platform/canary-judge:0.1.0"
+    for resource in objects:
+        assert _validate(resource, KUBERNETES_VERSIONS[-1]) == [], resource["kind"]
+    for name, value in pod_environment(objects, SECRET).items():
+        clean_environment.setenv(name, value)
+    settings = Settings()
+    assert settings.prometheus_url == "http://prometheus.monitoring.svc:9090"
+    assert settings.external_url == "https://canary-judge.example.com"
+    assert settings.database_url == SECRET["database-url"]
