@@ -42,7 +42,7 @@ from tests.support.kustomize import (
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.latest_version())
-"""The oldest Kubernetes minor version still widely run, and the newest the package knows."""
+"""An older minor version (clusters lag behind releases) and the newest the package knows."""
 SECRET = STAND_IN_SECRET
 DOCKERFILE = read_dockerfile()
 RENDERED = {overlay: render(DEPLOY / "overlays" / overlay) for overlay in OVERLAYS}
