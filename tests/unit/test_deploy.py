@@ -121,7 +121,8 @@ def test_dockerignore_keeps_what_the_build_copies_and_drops_the_rest() -> None:
         assert (ROOT / source).exists(), source
         assert not _ignored(source, patterns), source
     for dropped in (".git", ".venv", "tests/unit/test_deploy.py", "judge/__pycache__/x.pyc",
-                    "canary-judge.db", "canary_judge.egg-info"):
+                    "canary-judge.db", "canary_judge.egg-info", "docs/deploy.md",
+                    "deploy/base/deployment.yaml"):
         assert _ignored(dropped, patterns), dropped
 
 
