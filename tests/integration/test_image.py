@@ -119,7 +119,8 @@ def _build(dockerfile: Dockerfile, root: Path) -> tuple[Path, dict[str, float]]:
 def _image_environment(dockerfile: Dockerfile, paths: Mapping[str, Path],
                        extra: Mapping[str, str]) -> dict[str, str]:
     """The container's environment: the image's ENV (PATH first in the venv), HOME of the
-    image's user, then ``extra`` (settings, as ``docker run -e`` or a pod's env)."""
+    image's user, TMPDIR standing for the container's own /tmp, then ``extra`` (settings, as
+    ``docker run -e`` or a pod's env)."""
     env = {"PATH": IMAGE_PATH, "HOME": str(paths["/data"]), "TMPDIR": str(paths["/tmp"])}
     for name, value in dockerfile.final.env.items():
         env[name] = on_host(substitute(value, env), paths)
