@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from tests.support.clock import PINNED_NOW
+from tests.support.install import DEV_ONLY, installed, size_mb
 from tests.support.prometheus import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,21 +35,6 @@ COPY_IGNORES = shutil.ignore_patterns(
 )
 INSTALL_TIMEOUT = 900.0
 """pip resolving and installing numpy, scipy, pandas ... on a loaded machine."""
-DEV_ONLY = ("pytest", "mypy", "ruff", "hypothesis", "ipykernel", "selenium", "schemathesis")
-"""Distributions of the dev and notebooks extras: none belongs in a serving environment
-(matplotlib is no longer among them: the server extra draws the report pages with it)."""
-
-
-def _size_mb(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
-
-
-def _installed(venv: Path) -> set[str]:
-    listed = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
-        capture_output=True, text=True, check=True, timeout=120,
-    ).stdout
-    return {line.split("==")[0].lower() for line in listed.splitlines() if "==" in line}
 
 
 @pytest.mark.slow
@@ -65,9 +51,9 @@ def test_core_install_then_scripts_serve(tmp_path: Path) -> None:
     subprocess.run([env["PYTHON"], "-m", "venv", str(venv)], check=True, env=env, timeout=120)
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-e", "."],
                    cwd=project, env=env, check=True, timeout=INSTALL_TIMEOUT)
-    core_seconds, core_mb = time.monotonic() - began, _size_mb(venv)
-    installed = _installed(venv)
-    assert "canary-judge" in installed and "fastapi" not in installed
+    core_seconds, core_mb = time.monotonic() - began, size_mb(venv)
+    core = installed(venv)
+    assert "canary-judge" in core and "fastapi" not in core
 
     no_server = subprocess.run([str(venv / "bin" / "canary-judge"), "serve"], cwd=project,
                                env=env, capture_output=True, text=True, timeout=120)
@@ -106,8 +92,8 @@ def test_core_install_then_scripts_serve(tmp_path: Path) -> None:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
         log.close()
-    installed = _installed(venv)
-    assert {"fastapi", "uvicorn", "sqlalchemy"} <= installed
-    assert not installed & set(DEV_ONLY), sorted(installed & set(DEV_ONLY))
+    serving = installed(venv)
+    assert {"fastapi", "uvicorn", "sqlalchemy"} <= serving
+    assert not serving & DEV_ONLY, sorted(serving & DEV_ONLY)
     print(f"\ncore install: {core_seconds:.0f} s, .venv {core_mb:.0f} MB; scripts/serve "
-          f"(server extra + start): {serve_seconds:.0f} s, .venv {_size_mb(venv):.0f} MB")
+          f"(server extra + start): {serve_seconds:.0f} s, .venv {size_mb(venv):.0f} MB")

@@ -17,3 +17,13 @@ def require_binary(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def require_root(reason: str) -> None:
+    """Running as root (the test machines run as root). Not: ``pytest.fail`` when
+    ``CI=true``, else skip, giving ``reason``."""
+    if os.geteuid() != 0:
+        message = f"needs root: {reason}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)

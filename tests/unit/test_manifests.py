@@ -14,44 +14,9 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.support.crds import crd_problems, crd_schemas
+
 ROOT = Path(__file__).resolve().parents[2]
-CRDS = ROOT / "tests" / "fixtures" / "crds"
-CRD_FILES = ("argo-rollouts-analysis-template-crd.yaml", "argo-rollouts-rollout-crd.yaml",
-             "flagger-crd.yaml")
-
-
-def _strict(schema: Any) -> Any:
-    """The schema with ``additionalProperties: false`` wherever it lists properties and does
-    not keep unknown fields (structural schemas prune them; a typo is then silently lost)."""
-    if isinstance(schema, dict):
-        out = {k: _strict(v) for k, v in schema.items()}
-        if ("properties" in out and "additionalProperties" not in out
-                and not out.get("x-kubernetes-preserve-unknown-fields")):
-            out["additionalProperties"] = False
-        if out.get("x-kubernetes-int-or-string"):
-            out.pop("type", None)
-            out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
-        return out
-    if isinstance(schema, list):
-        return [_strict(v) for v in schema]
-    return schema
-
-
-def _schemas() -> dict[tuple[str, str], dict[str, Any]]:
-    """``(apiVersion, kind) -> JSON Schema`` for every served version of every vendored CRD."""
-    out = {}
-    for name in CRD_FILES:
-        for crd in yaml.safe_load_all((CRDS / name).read_text()):
-            if not crd or crd.get("kind") != "CustomResourceDefinition":
-                continue
-            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
-            for version in crd["spec"]["versions"]:
-                if version.get("served", True):
-                    schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
-                    # Kubernetes checks metadata itself; the CRD leaves it open.
-                    schema.setdefault("properties", {})["metadata"] = {"type": "object"}
-                    out[(f"{group}/{version['name']}", kind)] = _strict(schema)
-    return out
 
 
 def _manifests() -> list[tuple[str, dict[str, Any]]]:
@@ -78,7 +43,7 @@ def _manifests() -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
-SCHEMAS = _schemas()
+SCHEMAS = crd_schemas()
 MANIFESTS = _manifests()
 
 
@@ -92,11 +57,7 @@ def test_the_vendored_crds_and_the_manifests_are_found() -> None:
 
 @pytest.mark.parametrize(("where", "manifest"), MANIFESTS, ids=[w for w, _ in MANIFESTS])
 def test_manifest_is_valid_against_its_crd(where: str, manifest: dict[str, Any]) -> None:
-    key = (manifest["apiVersion"], manifest["kind"])
-    assert key in SCHEMAS, f"{where}: no vendored CRD serves {key}"
-    validator = jsonschema.Draft7Validator(SCHEMAS[key])
-    problems = [f"{'.'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}"
-                for e in validator.iter_errors(manifest)]
+    problems = crd_problems(SCHEMAS, manifest)
     assert problems == [], f"{where}:\n" + "\n".join(problems)
 
 
