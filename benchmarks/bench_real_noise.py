@@ -435,13 +435,17 @@ def stop_causes(outcomes: Iterable[CanaryOutcome]) -> Iterator[tuple[str, int, i
 
 def sequential_stop_causes(outcomes: Iterable[CanaryOutcome]) -> Iterator[tuple[str, int]]:
     """For canaries that should be promoted, sequential runs that did not pass, per way they
-    ended: the metrics that failed them (``fail``) or held them undecided (``inconclusive``)."""
+    ended: the metrics that failed them (``fail``), that stopped them as ``inconclusive`` (a
+    failed metric that could not fail the canary), or, for a run that ended undecided, the
+    metrics that held it. A run stopped early by one failed metric lists that metric only, not
+    every metric still undecided at that poll."""
     causes: Counter[str] = Counter()
     for o in outcomes:
         s = o.sequential
         if s is None or EXPECTED[o.kind] is not Expected.PROMOTE or s.status == "pass":
             continue
-        blamed = [b for b in s.blame if b.counted] if s.status == "fail" else list(s.blame)
+        counted = [b for b in s.blame if b.counted]
+        blamed = counted if counted or s.status == "fail" else list(s.blame)
         causes.update({f"{s.status}: {_cause(b, o)} ({o.kind.value})" for b in blamed})
     yield from causes.most_common()
 

@@ -638,6 +638,33 @@ def test_target_checks_allow_for_sampling_error_but_not_more(bench: ModuleType) 
     assert any("shift stopped: 70/100" in p for p in problems)
 
 
+
+def test_sequential_stop_causes_name_what_stopped_the_run(bench: ModuleType) -> None:
+    fixed = bench.FixedOutcome(verdict="pass", reason="", target=None)
+
+    def outcome(status: str, *blame: Any) -> Any:
+        return bench.CanaryOutcome(
+            split=Split.TUNING, flavour=Flavour.CONCURRENT, kind=Kind.HEALTHY, index=0,
+            error_rate=0.0, default=fixed, kayenta=fixed,
+            sequential=bench.SequentialOutcome(status=status, points=25, blame=blame))
+
+    high = bench.Blame("level_3", "high", "speed_7578", counted=True)
+    undecided = bench.Blame("errors", "nodata", "errors", counted=False)
+    held = bench.Blame("level_5", "nodata", "occupancy_6005", counted=False)
+    causes = dict(bench.sequential_stop_causes([
+        # stopped early by one failed metric: that metric, not what was still undecided
+        outcome("inconclusive", high, undecided),
+        # ended undecided: every metric that held it
+        outcome("inconclusive", undecided, held),
+        outcome("pass", high),
+    ]))
+    assert causes == {
+        "inconclusive: level high: speed_7578 (healthy)": 1,
+        "inconclusive: errors nodata, error rate 0.00% (healthy)": 1,
+        "inconclusive: level nodata: occupancy_6005 (healthy)": 1,
+    }
+
+
 MET_TARGETS = (
     # Issue 13 targets the default judge meets on the reduced run (the rest are in the xfail
     # test below; docs/default-judge.md has the full run and why each open one is open).
