@@ -92,6 +92,13 @@ def test_shell_blocks_follow_the_address_and_token_convention() -> None:
     assert problems == []
 
 
+def test_the_docs_show_curl_commands_with_tokens_in_headers_and_paths() -> None:
+    curls = [c.text for b in docblocks.blocks(docblocks.SHELL_LANGUAGES)
+             for c in docblocks.commands(b) if c.text.lstrip().startswith("curl ")]
+    assert len(curls) >= 6
+    assert any("/t/$TOKEN/" in c for c in curls) and any("Bearer $ADMIN_TOKEN" in c for c in curls)
+
+
 def test_shell_commands_and_their_shown_output_are_read() -> None:
     block = docblocks.Block("x.md", 1, "sh", (
         "curl -s localhost:8080/a \\\n    -d '{}'\n# {\"verdict\":\"pass\",...}\n"
