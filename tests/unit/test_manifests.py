@@ -6,7 +6,6 @@ CRD does not keep them (``kubectl apply --validate=strict`` refuses those)."""
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 from typing import Any
 
