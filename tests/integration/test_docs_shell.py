@@ -236,7 +236,7 @@ def assert_output_matches(shown: str, printed: str, context: str) -> None:
         assert problems == [], f"{context}\nshown: {shown}\n" + "\n".join(problems)
     else:
         pattern = ".*".join(re.escape(part) for part in shown.split("..."))
-        assert re.fullmatch(pattern, printed.strip()), f"{context}\nshown: {shown}"
+        assert re.fullmatch(pattern, printed.strip(), flags=re.S), f"{context}\nshown: {shown}"
 
 
 def _shown_json(text: str) -> Any:

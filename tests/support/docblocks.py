@@ -231,7 +231,12 @@ class Command:
 
 
 def commands(block: Block) -> Iterator[Command]:
-    """The commands of a shell block, each with the output and exit status the doc shows."""
+    """The commands of a shell block, each with the output and exit status the doc shows.
+    In a ``console`` block commands follow a ``$ `` prompt and the lines up to the next
+    prompt are their output."""
+    if block.language == "console":
+        yield from _console_commands(block)
+        return
     lines = block.text.splitlines()
     index = 0
     while index < len(lines):
@@ -250,6 +255,28 @@ def commands(block: Block) -> Iterator[Command]:
             index += 1
         status = _EXIT.search(text)
         yield Command(text, block.line + 1 + start, "\n".join(shown) or None,
+                      int(status.group(1)) if status else 0)
+
+
+def _console_commands(block: Block) -> Iterator[Command]:
+    lines = block.text.splitlines()
+    index = 0
+    while index < len(lines):
+        if not lines[index].startswith("$ "):
+            index += 1
+            continue
+        start = index
+        while lines[index].rstrip().endswith("\\") and index + 1 < len(lines):
+            index += 1
+        text = "\n".join([lines[start][2:], *lines[start + 1:index + 1]])
+        index += 1
+        shown = []
+        while index < len(lines) and not lines[index].startswith("$ "):
+            shown.append(lines[index])
+            index += 1
+        output = "\n".join(shown).strip()
+        status = _EXIT.search(text)
+        yield Command(text, block.line + 1 + start, output or None,
                       int(status.group(1)) if status else 0)
 
 

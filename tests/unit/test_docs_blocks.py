@@ -108,6 +108,13 @@ def test_shell_commands_and_their_shown_output_are_read() -> None:
         2, '{"verdict":"pass",...}', 0)
     assert first.text.endswith("-d '{}'")
     assert (second.line, second.expected_output, second.expected_status) == (6, None, 2)
+    console = docblocks.Block("x.md", 10, "console", (
+        "$ canary-judge config validate my-config.yaml\nOK: 'checkout', ...\n"
+        "$ echo \\\n  two\ntwo\n"), None)
+    validate, echo = docblocks.commands(console)
+    assert (validate.text, validate.line, validate.expected_output) == (
+        "canary-judge config validate my-config.yaml", 11, "OK: 'checkout', ...")
+    assert (echo.text, echo.line, echo.expected_output) == ("echo \\\n  two", 13, "two")
 
 
 # --- data blocks ------------------------------------------------------------------------------
