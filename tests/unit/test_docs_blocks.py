@@ -208,15 +208,13 @@ def _strict(schema: Any) -> Any:
     return schema
 
 
-@pytest.mark.parametrize(("where", "document"), API_BODIES, ids=[w for w, _ in API_BODIES])
-def test_documented_request_or_answer_matches_the_api(
-        openapi: dict[str, Any], where: str, document: Any) -> None:
-    """A body the docs show is valid against one of the service's request or answer models:
-    every field it names exists there, with a value of the right type."""
+def api_problems(openapi: dict[str, Any], document: Any) -> str | None:
+    """Why ``document`` is no request or answer of the API (``None``: it is one)."""
     components = _strict(openapi["components"])
     candidates = [name for name, schema in components["schemas"].items()
                   if set(document) <= set(schema.get("properties", {}))]
-    assert candidates, f"{where}: no request or answer of the API has all of {sorted(document)}"
+    if not candidates:
+        return f"no request or answer of the API has all of {sorted(document)}"
     problems = {}
     for name in candidates:
         validator = jsonschema.Draft202012Validator(
@@ -224,8 +222,26 @@ def test_documented_request_or_answer_matches_the_api(
         problems[name] = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
                           for e in validator.iter_errors(document)]
         if not problems[name]:
-            return
-    pytest.fail(f"{where}: {problems}")
+            return None
+    return str(problems)
+
+
+@pytest.mark.parametrize(("where", "document"), API_BODIES, ids=[w for w, _ in API_BODIES])
+def test_documented_request_or_answer_matches_the_api(
+        openapi: dict[str, Any], where: str, document: Any) -> None:
+    """A body the docs show is valid against one of the service's request or answer models:
+    every field it names exists there, with a value of the right type."""
+    problem = api_problems(openapi, document)
+    assert problem is None, f"{where}: {problem}"
+
+
+def test_the_api_check_catches_unknown_fields_and_wrong_types(openapi: dict[str, Any]) -> None:
+    answer = {"verdict": "fail", "score": 40.0, "failed_metrics": ["p99 latency"],
+              "metrics": [{"name": "p99 latency", "classification": "high", "low": 0.1}]}
+    assert api_problems(openapi, answer) is None
+    assert api_problems(openapi, {**answer, "scor": 40.0}) is not None
+    assert api_problems(openapi, {**answer, "metrics": [{"name": "x", "critcal": True}]})
+    assert api_problems(openapi, {**answer, "score": "high"}) is not None
 
 
 def test_documented_csv_is_a_file_source_table() -> None:
