@@ -175,7 +175,7 @@ def test_config_rejects_bad_documents(client: TestClient) -> None:
     assert "metrics" in no_metrics.json()["error"]
 
 
-def _wait(client: TestClient, analysis_id: str, timeout: float = 10.0) -> dict[str, object]:
+def _wait(client: TestClient, analysis_id: str, timeout: float = 60.0) -> dict[str, object]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body: dict[str, object] = client.get(f"/v1/analyses/{analysis_id}").json()
