@@ -1,7 +1,7 @@
 """Every ``python`` block of README.md, docs/ and examples/ runs, in a subprocess per document.
 
 A document's blocks run in order in one interpreter (one namespace, as in a notebook or a
-reader's session), from a directory holding the checkout's ``examples/``, with matplotlib's
+reader's session), from a directory linking the checkout's top-level entries, with matplotlib's
 non-interactive backend. A traceback names the document and the line of the block that failed
 (each block is compiled at its own line of its own file). Nothing is stubbed: a name a block
 uses must come from the document itself.
@@ -39,7 +39,7 @@ for block in json.loads(sys.stdin.read()):
 def test_documented_python_runs(tmp_path: Path, document: str) -> None:
     blocks = [{"path": b.path, "line": b.line, "text": b.text}
               for b in docblocks.blocks("python") if b.path == document]
-    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    docblocks.reader_checkout(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CANARY_JUDGE_")}
     env.update(MPLBACKEND="Agg", PYTHONPATH=str(ROOT),
                CANARY_JUDGE_PINNED_NOW=PINNED_NOW.isoformat())

@@ -8,15 +8,15 @@ runs against a server with API tokens set, the others against one without. Both 
 real Prometheus backfilled with the checkout service's series (tests/support/checkout_series.py),
 and the demo source, with the clock pinned at the end of that data.
 
-Each command runs in bash (``set -o pipefail``) from a directory holding the checkout's
-``examples/`` and ``.venv`` and stand-ins for the files a document names as the reader's own
-(``my-config.yaml``, ``kayenta-config.json``, ``my-kayenta-config.json``, ``settings.yaml``).
-Its exit status must be the one the doc gives (``# exits N``, else 0): curl runs with
-``--fail-with-body`` (from a ``.curlrc``), so an HTTP error is a failed command. An output the
-doc shows (``# {...}``, ``# http...``) must match what the command printed: every field shown,
-with its value (``...`` leaves out members, items, or the rest of a text). A command that starts
-a server (``canary-judge serve``, ``uvicorn``) runs on a free loopback port until it answers
-``/readyz``, then stops.
+Each command runs in bash (``set -o pipefail``) from a directory that links the checkout's
+top-level entries (``examples/``, ``deploy/``, ``.venv`` ...) and holds stand-ins for the files
+a document names as the reader's own (``my-config.yaml``, ``kayenta-config.json``,
+``my-kayenta-config.json``, ``settings.yaml``). Its exit status must be the one the doc gives
+(``# exits N``, else 0): curl runs with ``--fail-with-body`` (from a ``.curlrc``), so an HTTP
+error is a failed command. An output the doc shows (``# {...}``, ``# http...``) must match what
+the command printed: every field shown, with its value (``...`` leaves out members, items, or
+the rest of a text). A command that starts a server (``canary-judge serve``, ``uvicorn``) runs
+on a free loopback port until it answers ``/readyz``, then stops.
 """
 
 from __future__ import annotations
@@ -114,9 +114,9 @@ def servers(prometheus: PrometheusServer,
 
 def _reader_directory(work: Path, prometheus: PrometheusServer) -> Path:
     """Where a reader runs the commands: the checkout's examples and .venv, the stand-ins."""
-    work.mkdir(parents=True)
-    (work / "examples").symlink_to(ROOT / "examples")
-    (work / ".venv").symlink_to(Path(sys.prefix))
+    docblocks.reader_checkout(work)
+    if not (work / ".venv").exists():
+        (work / ".venv").symlink_to(Path(sys.prefix))
     for name, example in STAND_INS.items():
         shutil.copy(ROOT / example, work / name)
     (work / "settings.yaml").write_text(

@@ -122,6 +122,18 @@ def signature_blocks() -> list[Block]:
     return [b for b in all_blocks() if b.marker is not None and b.marker.kind == "signature"]
 
 
+def reader_checkout(work: Path) -> Path:
+    """``work`` made to look like the reader's checkout, where the docs' commands and snippets
+    run: every top-level entry of the repository linked into it (examples/, deploy/, the
+    .venv ...), so what they write (databases, reports) lands in ``work``, not the repository."""
+    work.mkdir(parents=True, exist_ok=True)
+    for entry in ROOT.iterdir():
+        if entry.name in (".git", "canary-judge.db") or (work / entry.name).exists():
+            continue
+        (work / entry.name).symlink_to(entry)
+    return work
+
+
 # --- data blocks (yaml, json) -----------------------------------------------------------------
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
