@@ -23,6 +23,7 @@ from typing import Any
 import jsonschema
 import pandas as pd
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from judge import CanaryConfig
@@ -37,8 +38,18 @@ ALL = docblocks.all_blocks()
 
 
 def _unrun(blocks: list[docblocks.Block]) -> list[str]:
-    return [f"{b.where} ({b.language or 'no language'})" for b in blocks
+    return [f"{b.where} ({b.language or 'no language'}){_parse_error(b)}" for b in blocks
             if b.marker is None and docblocks.runner(b) is None]
+
+
+def _parse_error(block: docblocks.Block) -> str:
+    if block.language not in docblocks.DATA_LANGUAGES:
+        return ""
+    try:
+        docblocks.load_data(block)
+    except (ValueError, yaml.YAMLError) as error:  # json.JSONDecodeError is a ValueError
+        return f": does not parse: {str(error).splitlines()[0]}"
+    return ""
 
 
 def test_every_block_is_run_by_a_test_or_marked_with_a_reason() -> None:
@@ -61,6 +72,8 @@ def test_a_new_unmarked_block_is_named_by_file_and_line(tmp_path: Path) -> None:
         ("README.md:3", "sh"), ("docs/new.md:3", "text"), ("docs/new.md:8", "")]
     assert found[2].marker == docblocks.Marker("not run", "a diagram")
     assert _unrun(found) == ["docs/new.md:3 (text)"]
+    broken = docblocks.Block("docs/x.md", 5, "json", '{"a": 1,, }}', None)
+    assert _unrun([broken])[0].startswith("docs/x.md:5 (json): does not parse: ")
 
 
 @pytest.mark.parametrize("line", ["<!-- not run -->", "<!-- not run: -->", "<!-- notrun: x -->",
