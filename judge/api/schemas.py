@@ -118,6 +118,11 @@ def series_values(raw: Any) -> list[float]:
     return [_to_float(v) for v in raw]
 
 
+SERIES_SCHEMA: dict[str, Any] = {"additionalProperties": {"type": "array", "items": {
+    "anyOf": [{"type": "number"}, {"type": "null"}, {"enum": ["NaN"]}]}}}
+"""What :func:`series_values` accepts, as OpenAPI shows it: a gap is ``null`` or ``"NaN"``."""
+
+
 # -- shared ------------------------------------------------------------------------------------
 class ThresholdsIn(_Strict):
     pass_: float = Field(alias="pass", ge=0, le=100)
@@ -168,8 +173,8 @@ class JudgeRequest(_Strict):
     )
     config_id: str | None = Field(default=None, description="id or name of a stored config")
     config_version: int | None = Field(default=None, ge=1)
-    baseline: dict[str, list[float]]
-    canary: dict[str, list[float]]
+    baseline: dict[str, list[float]] = Field(json_schema_extra=SERIES_SCHEMA)
+    canary: dict[str, list[float]] = Field(json_schema_extra=SERIES_SCHEMA)
     thresholds: ThresholdsIn | None = None
 
     @field_validator("baseline", "canary", mode="before")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -174,7 +175,7 @@ def test_config_rejects_bad_documents(client: TestClient) -> None:
     assert "metrics" in no_metrics.json()["error"]
 
 
-def _wait(client: TestClient, analysis_id: str, timeout: float = 10.0) -> dict[str, object]:
+def _wait(client: TestClient, analysis_id: str, timeout: float = 60.0) -> dict[str, object]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body: dict[str, object] = client.get(f"/v1/analyses/{analysis_id}").json()
@@ -265,27 +266,43 @@ def test_metric_source_down_is_an_error_never_a_verdict(client: TestClient) -> N
     assert "connection refused" in body["error"]
 
 
-class _StaggeredSource:
-    """The demo source, with each metric's fetch finishing at a different time."""
+class _GatedSource:
+    """The demo source, with the fetches of some metrics held until the test opens their gate:
+    what an analysis shows while it runs is then seen whatever the machine's load."""
 
-    def __init__(self, inner: Any, delays: dict[str, float]) -> None:
+    def __init__(self, inner: Any, gated: set[str]) -> None:
         self.inner = inner
-        self.delays = delays
+        self.gates = {name: threading.Event() for name in gated}
 
     def render(self, metric: Any, scope: Any, config: Any) -> str:
         rendered: str = self.inner.render(metric, scope, config)
         return rendered
 
     async def fetch(self, metric: Any, scope: Any, config: Any) -> Any:
-        await asyncio.sleep(self.delays[metric.name])
+        gate = self.gates.get(metric.name)
+        if gate is not None:
+            await asyncio.to_thread(gate.wait, WAIT_SECONDS)
         return await self.inner.fetch(metric, scope, config)
+
+
+WAIT_SECONDS = 60.0
+"""How long the test waits for a state it expects (only reached when it fails)."""
+
+
+def _until(client: TestClient, analysis_id: str, done: Any) -> dict[str, Any]:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        analysis: dict[str, Any] = client.get(f"/v1/analyses/{analysis_id}").json()
+        if done(analysis):
+            return analysis
+        assert time.monotonic() < deadline, analysis
+        time.sleep(0.05)
 
 
 def test_progress_is_visible_while_an_analysis_runs(client: TestClient) -> None:
     demo = client.app.state.services.sources.sources["demo"]  # type: ignore[attr-defined]
-    demo.inner = _StaggeredSource(
-        demo.inner, {"latency": 0.0, "errors": 0.8, "cpu": 1.6, "requests": 2.4}
-    )
+    gated = _GatedSource(demo.inner, {"errors", "cpu", "requests"})
+    demo.inner = gated
     started = client.post(
         "/v1/analyses",
         json={
@@ -295,18 +312,17 @@ def test_progress_is_visible_while_an_analysis_runs(client: TestClient) -> None:
             "lookback": "1h",
         },
     ).json()
-    seen: list[tuple[float, dict[str, Any]]] = []
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        analysis = client.get(f"/v1/analyses/{started['id']}").json()
-        seen.append((analysis["progress"], analysis["progress_detail"]))
-        if analysis["status"] == "succeeded":
-            break
-        time.sleep(0.1)
-    partial = [(p, d) for p, d in seen if 0 < p < 0.95]
-    assert partial, seen
-    assert all(0 < d["metrics_fetched"] < d["metrics"] == 4 for _, d in partial)
-    assert seen[-1][0] == 1.0
+    # latency is fetched, the three others wait at their gates: part of the way.
+    running = _until(client, started["id"],
+                     lambda a: (a["progress_detail"] or {}).get("metrics_fetched", 0) >= 1)
+    assert running["status"] == "running"
+    assert 0 < running["progress"] < 0.95
+    assert running["progress_detail"]["metrics_fetched"] == 1
+    assert running["progress_detail"]["metrics"] == 4
+    for gate in gated.gates.values():
+        gate.set()
+    finished = _until(client, started["id"], lambda a: a["status"] == "succeeded")
+    assert finished["progress"] == 1.0
 
 
 def test_concurrent_polls_of_one_run_count_each_point_once(client: TestClient) -> None:

@@ -21,10 +21,10 @@ from judge.config import (
     OutlierStrategy,
 )
 from judge.config.queries import DatadogQuery, PrometheusQuery, UnsupportedQuery
+from tests.support.requires import require_shared
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "kayenta"
 # Kayenta's own configs (../shared/data beside the checkout, also in CI); not copied here.
-SHARED_CONFIGS = Path(__file__).parents[2].parent / "shared" / "data" / "kayenta-configs"
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -277,12 +277,14 @@ def test_muted_critical_metric_does_not_fail_the_canary() -> None:
 
 # -- Kayenta's own configs ---------------------------------------------------------------------
 
-SHARED_MISSING = not SHARED_CONFIGS.is_dir()
+@pytest.fixture
+def shared_configs() -> Path:
+    """Kayenta's own repositories' configs (../shared/data): missing fails in CI."""
+    return require_shared("kayenta-configs")
 
 
-@pytest.mark.skipif(SHARED_MISSING, reason="../shared/data/kayenta-configs is not beside the repo")
-def test_kayenta_prometheus_integration_configs_import_and_judge() -> None:
-    paths = sorted(SHARED_CONFIGS.glob("kayenta-integration-tests__*prometheus__*.json"))
+def test_kayenta_prometheus_integration_configs_import_and_judge(shared_configs: Path) -> None:
+    paths = sorted(shared_configs.glob("kayenta-integration-tests__*prometheus__*.json"))
     assert paths
     for path in paths:
         config = config_from_kayenta(json.loads(path.read_text()))
@@ -293,10 +295,9 @@ def test_kayenta_prometheus_integration_configs_import_and_judge() -> None:
         assert report.verdict.value == "pass", path.name
 
 
-@pytest.mark.skipif(SHARED_MISSING, reason="../shared/data/kayenta-configs is not beside the repo")
-def test_kayenta_unserved_source_configs_import_keeping_queries() -> None:
+def test_kayenta_unserved_source_configs_import_keeping_queries(shared_configs: Path) -> None:
     for pattern in ("kayenta-signalfx__*", "kayenta-graphite__*", "scratch__newrelic*"):
-        for path in SHARED_CONFIGS.glob(pattern):
+        for path in shared_configs.glob(pattern):
             raw = json.loads(path.read_text())
             config = config_from_kayenta(raw)
             for metric, original in zip(config.metrics, raw["metrics"], strict=True):
@@ -307,8 +308,7 @@ def test_kayenta_unserved_source_configs_import_keeping_queries() -> None:
             assert _canonical(config_to_kayenta(config)) == _canonical(raw)
 
 
-@pytest.mark.skipif(SHARED_MISSING, reason="../shared/data/kayenta-configs is not beside the repo")
-def test_kayenta_rejected_configs_name_the_field() -> None:
+def test_kayenta_rejected_configs_name_the_field(shared_configs: Path) -> None:
     expectations = {
         "kayenta-web__canary-configs__duplicated-metric-name.json": "metrics.1.name",
         "scratch__prometheus_canary_config.json": "metrics.0.query.sumByFields",
@@ -316,7 +316,7 @@ def test_kayenta_rejected_configs_name_the_field() -> None:
     }
     for name, path in expectations.items():
         with pytest.raises(ValidationError) as caught:
-            config_from_kayenta(json.loads((SHARED_CONFIGS / name).read_text()))
+            config_from_kayenta(json.loads((shared_configs / name).read_text()))
         assert path in _error_paths(caught.value), name
 
 

@@ -6,7 +6,6 @@ CRD does not keep them (``kubectl apply --validate=strict`` refuses those)."""
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.support import docblocks
 from tests.support.crds import crd_problems, crd_schemas
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,9 +27,9 @@ def _manifests() -> list[tuple[str, dict[str, Any]]]:
         (str(p.relative_to(ROOT)), p.read_text())
         for p in sorted((ROOT / "examples").rglob("*.y*ml"))
     ]
-    for document in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
-        for i, block in enumerate(re.findall(r"```yaml\n(.*?)```", document.read_text(), re.S)):
-            sources.append((f"{document.relative_to(ROOT)} block {i + 1}", block))
+    for block in docblocks.blocks(docblocks.DATA_LANGUAGES):
+        if block.language == "yaml":
+            sources.append((block.where, block.text))
     for where, text in sources:
         try:
             documents = list(yaml.safe_load_all(text))
@@ -43,8 +43,36 @@ def _manifests() -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
+def _excerpts() -> list[tuple[str, str, Any]]:
+    """Each key of the docs' excerpts of manifests (an AnalysisTemplate's metrics, args, one
+    metric's provider, a Canary's webhooks): ``(file:line, key, value)``."""
+    found = []
+    for block in docblocks.blocks(docblocks.DATA_LANGUAGES):
+        for document in docblocks.load_data(block):
+            if docblocks.is_manifest_excerpt(document):
+                found.extend((block.where, key, value) for key, value in document.items())
+    return found
+
+
+def _part(schema: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """The schema at ``path``, without ``required``: an excerpt leaves out what it is not
+    about (unknown fields and wrong types are still errors)."""
+    for step in path:
+        schema = schema["items"] if step == "[]" else schema["properties"][step]
+    return _optional(schema)
+
+
+def _optional(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _optional(v) for k, v in schema.items() if k != "required"}
+    if isinstance(schema, list):
+        return [_optional(v) for v in schema]
+    return schema
+
+
 SCHEMAS = crd_schemas()
 MANIFESTS = _manifests()
+EXCERPTS = _excerpts()
 
 
 def test_the_vendored_crds_and_the_manifests_are_found() -> None:
@@ -59,6 +87,21 @@ def test_the_vendored_crds_and_the_manifests_are_found() -> None:
 def test_manifest_is_valid_against_its_crd(where: str, manifest: dict[str, Any]) -> None:
     problems = crd_problems(SCHEMAS, manifest)
     assert problems == [], f"{where}:\n" + "\n".join(problems)
+
+
+def test_the_docs_excerpts_are_found() -> None:
+    assert {key for _, key, _ in EXCERPTS} >= {"metrics", "provider", "webhooks"}
+
+
+@pytest.mark.parametrize(("where", "key", "excerpt"), EXCERPTS,
+                         ids=[f"{w}:{k}" for w, k, _ in EXCERPTS])
+def test_manifest_excerpt_is_valid_against_its_part_of_the_crd(
+        where: str, key: str, excerpt: Any) -> None:
+    kind, path = docblocks.EXCERPT_KEYS[key]
+    validator = jsonschema.Draft7Validator(_part(SCHEMAS[kind], path))
+    problems = [f"{'.'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}"
+                for e in validator.iter_errors(excerpt)]
+    assert problems == [], f"{where} ({kind[1]} {'.'.join(path)}):\n" + "\n".join(problems)
 
 
 def test_the_check_catches_what_the_issue_reported() -> None:

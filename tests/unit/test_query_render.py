@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -27,6 +26,7 @@ from metricsources.templates import (
     expand_promql,
     placeholders,
 )
+from tests.support.requires import require_shared
 
 INJECTION = 'x"} or vector(1) #'
 
@@ -249,13 +249,8 @@ def test_datadog_source_render_needs_no_keys_and_shows_none() -> None:
     assert "SECRET" not in repr(source) and "SECRET" not in str(vars(source))
 
 
-SHARED_CONFIGS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "kayenta-configs"
-
-
-@pytest.mark.skipif(not SHARED_CONFIGS.is_dir(),
-                    reason="shared Kayenta configs are only on the development machine")
 def test_kayentas_own_prometheus_configs_render_as_kayenta_would() -> None:
-    path = SHARED_CONFIGS / (
+    path = require_shared("kayenta-configs") / (
         "kayenta-integration-tests__canary-configs__prometheus__integration-test-cpu.json")
     imported = CanaryConfig.load(path)
     source = PrometheusSource("http://127.0.0.1:1")

@@ -3,7 +3,6 @@ contains the regression it claims (and good kinds none)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -192,13 +191,12 @@ def test_history_config_judges_every_column_in_its_bad_direction() -> None:
     assert config.metric("requests").direction is Direction.EITHER
 
 
-def test_generating_500_canaries_is_fast() -> None:
-    started = time.perf_counter()
+def test_generating_500_canaries_gives_each_its_own_series() -> None:
+    # Its speed is benchmarks/' business (a timed assertion fails on a loaded machine).
     history = generate_history(500, seed=9)
-    elapsed = time.perf_counter() - started
     assert len(history) == 500
-    # Measured ~0.6 s on the 2-core CI machine; a generous bound still catches a slow loop.
-    assert elapsed < 4.0
+    assert len({s.id for s in history}) == 500
+    assert len({float(s.canary.iloc[0, 0]) for s in history}) > 450
 
 
 def test_shipped_history_is_the_generator_at_its_seed() -> None:

@@ -19,9 +19,9 @@ from judge.errors import (
 from judge.ports import TaggedSeries
 from metricsources.datadog import parse_query_response
 from metricsources.prometheus import _classify_http_error, align_to_grid, parse_range_result
+from tests.support.requires import require_shared
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def prometheus_result(name: str) -> object:
@@ -56,10 +56,8 @@ def test_prometheus_malformed_values_and_shapes() -> None:
         parse_range_result([{"metric": {}}])
 
 
-@pytest.mark.skipif(not (SHARED / "prometheus-responses").is_dir(),
-                    reason="shared Kayenta responses are only on the development machine")
 def test_kayenta_recorded_responses_parse() -> None:
-    folder = SHARED / "prometheus-responses"
+    folder = require_shared("prometheus-responses")
 
     def load(name: str) -> tuple[TaggedSeries, ...]:
         return parse_range_result(json.loads((folder / name).read_text())["data"]["result"])
