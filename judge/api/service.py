@@ -74,7 +74,12 @@ class Services:
                 kind=kind, config=plan.config.to_dict(), request=plan.to_json()
             )
         )
-        await to_thread.run_sync(self.store.mark_running, stored.id)
+        # Leased for as long as the request may take, so no replica's scan takes it over
+        # while it runs (nor renews it: the request's budget bounds it).
+        lease = self.settings.sync_timeout_seconds + self.settings.lease_seconds
+        await to_thread.run_sync(lambda: self.store.mark_running(
+            stored.id, owner=self.settings.replica_name(), lease_seconds=lease
+        ))
         self.metrics.analyses_started.labels(kind).inc()
         fetched: list[SeriesPairs] = []
         with analysis_context(stored.id):
