@@ -58,7 +58,9 @@ class Services:
         """Sequential runs (``judge.api.runs``), polled within ``sync_timeout_seconds``."""
         if self._runs is None:
             self._runs = RunKeeper(self.store, self.sources, self.metrics,
-                                   timeout=self.settings.sync_timeout_seconds)
+                                   timeout=self.settings.sync_timeout_seconds,
+                                   replica=self.settings.replica_name(),
+                                   lease_seconds=self.settings.lease_seconds)
         return self._runs
 
     async def judge_now(self, plan: AnalysisPlan, kind: str) -> tuple[Report, str]:
