@@ -7,16 +7,17 @@ API
     ``postgresql`` package keeps off PATH; ``None`` when it is not installed.
 
 ``require_postgres() -> Path``
-    The same, or skip (locally) / fail (``CI=true``), as :func:`tests.support.requires.require_binary`.
+    The same, or skip (locally) / fail (``CI=true``), as
+    :func:`tests.support.requires.require_binary` does.
 
 ``PostgresServer()`` / ``.start()`` / ``.stop()`` / ``.create_database(name) -> url``
-    ``initdb`` (trust authentication for a superuser ``canary``) into a fresh directory under
+    ``initdb`` (trust authentication for a superuser ``pgtest``) into a fresh directory under
     the system's temp folder, then ``pg_ctl start`` listening on ``127.0.0.1:PORT`` only (its
     socket in the data directory). PostgreSQL refuses to run as root: when the tests run as
     root, every server command runs as the ``postgres`` user the Debian package creates (through
     ``runuser``), and the data directory belongs to it. ``stop()`` is ``pg_ctl stop -m
     immediate`` and removes the directory. ``create_database`` makes an empty database and
-    returns its SQLAlchemy URL (``postgresql+psycopg://canary@127.0.0.1:PORT/NAME``).
+    returns its SQLAlchemy URL (``postgresql+psycopg://pgtest@127.0.0.1:PORT/NAME``).
 
 One server per test session (``tests/conftest.py``: the ``postgres_server`` fixture), one fresh
 database per test that asks for one.
@@ -34,7 +35,8 @@ import pytest
 
 from tests.support.prometheus import free_port
 
-SUPERUSER = "canary"
+SUPERUSER = "pgtest"
+"""Its name is masked in the service's logs as a URL's user info: one no log line contains."""
 RUN_AS = "postgres"
 """The unprivileged user the server runs as when the tests run as root (Debian's package's)."""
 START_TIMEOUT = 60
