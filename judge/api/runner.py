@@ -63,7 +63,9 @@ class AnalysisRunner:
         return len(self._tasks)
 
     def submit(self, analysis_id: str) -> None:
-        """Schedule a stored (queued) analysis."""
+        """Schedule a stored (queued) analysis (once: one already scheduled here is left)."""
+        if analysis_id in self._tasks:
+            return
         task = asyncio.create_task(self._run(analysis_id), name=f"analysis-{analysis_id}")
         self._tasks[analysis_id] = task
         task.add_done_callback(lambda _t: self._tasks.pop(analysis_id, None))
@@ -93,6 +95,8 @@ class AnalysisRunner:
         resumed: list[str] = []
         for analysis in claimed:
             self._leased.add(analysis.id)
+            if analysis.id in self._tasks:
+                continue  # queued here, waiting for a slot: now leased, so nobody else takes it
             why_not = self._not_resumed(analysis)
             if why_not is not None:
                 await self._give_up(analysis, why_not)
