@@ -9,8 +9,10 @@
     ones. Also a context manager.
 
 ``submit_analyses(replicas, count) -> dict[id, expected verdict]``
-    ``count`` background analyses of the demo config over pinned windows (deterministic data:
-    ``canary-good`` passes, ``canary-bad`` fails), sent round-robin to the live replicas.
+    ``count`` background analyses over pinned windows (deterministic data: ``canary-good``
+    passes, ``canary-bad`` fails), sent round-robin to the live replicas: native analyses of
+    the demo config, and every fifth a Kayenta execution (``POST /canary/demo-kayenta``; its
+    execution id is its analysis id) over the window Kayenta's judge is tested on.
 
 ``wait_until(condition, what, deadline_seconds)``
     Poll ``condition()`` every 0.1 s until it holds; an ``AssertionError`` naming ``what``
@@ -35,6 +37,9 @@ import httpx
 from tests.support.service import ServiceProcess
 
 T0 = datetime(2024, 3, 4, 10, tzinfo=UTC)
+KAYENTA_END = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+"""The window ``tests/unit/test_api_controllers.py`` pins Kayenta executions to (Kayenta's
+judge takes autocorrelated minutes as independent: on some windows it fails a good canary)."""
 CANARIES = {"canary-good": "pass", "canary-bad": "fail"}
 
 
@@ -114,9 +119,13 @@ def submit_analyses(replicas: Replicas, count: int) -> dict[str, str]:
     live = replicas.live()
     for number in range(count):
         canary = "canary-bad" if number % 3 == 2 else "canary-good"
+        url = live[number % len(live)].url
+        if number % 5 == 4:
+            expected[_kayenta_execution(url, canary)] = CANARIES[canary]
+            continue
         start = T0 + timedelta(hours=number % 6)
         created = httpx.post(
-            f"{live[number % len(live)].url}/v1/analyses",
+            f"{url}/v1/analyses",
             json={"config_id": "demo", "baseline": {"scope": "baseline"},
                   "canary": {"scope": canary}, "start": start.isoformat(),
                   "end": (start + timedelta(hours=1)).isoformat()},
@@ -125,6 +134,25 @@ def submit_analyses(replicas: Replicas, count: int) -> dict[str, str]:
         assert created.status_code == 202, created.text
         expected[created.json()["id"]] = CANARIES[canary]
     return expected
+
+
+def _kayenta_execution(url: str, canary: str) -> str:
+    def scope(name: str) -> dict[str, Any]:
+        return {"scope": name, "region": "", "step": 60,
+                "start": (KAYENTA_END - timedelta(hours=1)).isoformat(),
+                "end": KAYENTA_END.isoformat()}
+
+    started = httpx.post(
+        f"{url}/canary/demo-kayenta",
+        params={"application": "shop", "metricsAccountName": "demo"},
+        json={"scopes": {"default": {"controlScope": scope("baseline"),
+                                     "experimentScope": scope(canary)}},
+              "thresholds": {"pass": 95, "marginal": 75}},
+        timeout=30,
+    )
+    assert started.status_code == 200, started.text
+    execution_id: str = started.json()["canaryExecutionId"]
+    return execution_id
 
 
 def wait_until(condition: Callable[[], bool], what: str, deadline_seconds: float) -> None:
