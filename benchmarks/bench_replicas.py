@@ -25,8 +25,8 @@ All figures come from the database's own timestamps (``analyses``, ``analysis_at
 On the shared 2-core development machine (defaults; docs/service.md, "Throughput"):
 
     120 analyses; demo fetch delay 0.5 s; 2 at once per replica; lease 3 s
-     1 replica,  no crash:   3.26 analyses/s, latency p50 15.55 s, p99 27.06 s, each judged once: yes
-     3 replicas, 1 killed:   7.09 analyses/s, latency p50  1.69 s, p99  7.76 s, each judged once: yes
+     1 replica,  no crash:   3.26 analyses/s, latency p50 15.55 s, p99 27.06 s, once each: yes
+     3 replicas, 1 killed:   7.09 analyses/s, latency p50  1.69 s, p99  7.76 s, once each: yes
     throughput ratio (3 replicas with a crash / 1 replica): 2.17
     takeover: 4.02 s after the kill for the last of 2 analyses the dead replica held (1.34 leases)
 """
@@ -147,7 +147,7 @@ def main() -> None:
     for label, result in ((" 1 replica,  no crash", single),
                           (f"{args.replicas:2d} replicas, 1 killed", several)):
         print(f"{label}: {result.per_second:6.2f} analyses/s, latency p50 "
-              f"{result.p50:5.2f} s, p99 {result.p99:5.2f} s, each judged once: "
+              f"{result.p50:5.2f} s, p99 {result.p99:5.2f} s, once each: "
               f"{'yes' if result.judged_once else 'NO'}")
     print(f"throughput ratio ({args.replicas} replicas with a crash / 1 replica): "
           f"{several.per_second / single.per_second:.2f}")
