@@ -160,6 +160,8 @@ class AnalysisRunner:
                 logger.exception("renewing leases failed; retrying")
                 continue
             for lost in set(leased) - held:
+                if lost not in self._leased:
+                    continue  # finished meanwhile: its lease was released, not lost
                 self._leased.discard(lost)
                 task = self._tasks.get(lost)
                 if task is not None:

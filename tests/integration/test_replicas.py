@@ -5,10 +5,11 @@ Real parts: a PostgreSQL server (``tests/support/postgres.py``) and three ``cana
 server processes (``tests/support/replicas.py``) with a 3 s lease, over the demo source with
 pinned windows (each fetch waits 1 s and a replica runs one analysis at a time, so each has
 many seconds of work queued when the crash comes, however slowly the load is sent). A bounded
-load of background analyses and Kayenta executions is spread over the replicas; one replica is SIGKILLed while it
-holds a running analysis, then restarted as a new pod; meanwhile sequential runs are polled
-through two replicas at once for every window. The test waits on the database's state with
-generous deadlines and asserts no timings: ``benchmarks/bench_replicas.py`` measures them.
+load of background analyses and Kayenta executions is spread over the replicas; one replica is
+SIGKILLed while it holds a running analysis, then restarted as a new pod; meanwhile sequential
+runs are polled through two replicas at once for every window. The test waits on the
+database's state with generous deadlines and asserts no timings
+(``benchmarks/bench_replicas.py`` measures them).
 """
 
 from __future__ import annotations
