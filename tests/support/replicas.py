@@ -62,6 +62,9 @@ class Replicas:
             "CANARY_JUDGE_DEMO_DELAY_SECONDS": str(demo_delay),
             "CANARY_JUDGE_MAX_CONCURRENT_ANALYSES": str(max_concurrent),
             "CANARY_JUDGE_SOURCE_CHECK_INTERVAL_SECONDS": "0",
+            # A poll may wait for another replica's poll of its run, on a busy machine: a
+            # generous budget, so the test never hinges on timing.
+            "CANARY_JUDGE_SYNC_TIMEOUT_SECONDS": "40",
         }
         self.work_dir = work_dir
         self.names = [f"replica-{index}" for index in range(count)]
@@ -170,7 +173,7 @@ def poll_run(url: str, run_id: str, minute: int) -> tuple[int, dict[str, Any]]:
         json={"config_id": "demo", "baseline": {"scope": "stable"},
               "canary": {"scope": "canary-good"}, "start": T0.isoformat(),
               "end": (T0 + timedelta(minutes=minute)).isoformat()},
-        timeout=30,
+        timeout=60,
     )
     return answer.status_code, answer.json()
 
