@@ -49,12 +49,14 @@ if TYPE_CHECKING:
     import pandas as pd
     from pydantic import ValidationError
 
+    from judge.api.settings import Settings
+    from judge.api.store import Store
     from judge.config import CanaryConfig, ScoreThresholds
 
 # pandas, pydantic's models and the judges are imported by the commands that use them, so
 # `canary-judge --help` (and a shell completing it) does not wait for them.
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_CODES", "app", "config_app"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_CODES", "app", "config_app", "db_app"]
 
 EXIT_CODES: Mapping[Verdict, int] = {
     Verdict.PASS: 0, Verdict.MARGINAL: 1, Verdict.FAIL: 2, Verdict.ERROR: 4,
@@ -119,6 +121,12 @@ config_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(config_app, name="config")
+db_app = typer.Typer(
+    cls=_BadInputGroup,
+    help="The service's database: apply schema migrations, show the schema's revision.",
+    no_args_is_help=True,
+)
+app.add_typer(db_app, name="db")
 
 
 class OutputFormat(StrEnum):
@@ -533,26 +541,40 @@ def serve_command(
 ) -> None:
     """Run the HTTP service (see docs/service.md); with no settings: SQLite + demo source.
     Needs the ``server`` extra (``pip install 'canary-judge[server]'``)."""
-    from pydantic import ValidationError
-
     try:
         import uvicorn
 
         from judge.api.app import create_app
-        from judge.api.settings import Settings
     except ModuleNotFoundError as exc:
         if (exc.name or "").partition(".")[0] in ("judge", "metricsources"):
             raise  # a bug of ours, not a missing extra
         _bad_input(f"the service needs the 'server' extra ({exc.name} is not installed): "
                    f"pip install '{SERVER_INSTALL}'")
 
-    if settings is not None:
-        if not settings.is_file():
-            _bad_input(f"settings file {str(settings)!r} does not exist")
-        os.environ["CANARY_JUDGE_SETTINGS_FILE"] = str(settings.resolve())
     # Read here, so a wrong setting is one line naming it (not a traceback from the server).
+    service_settings = _service_settings(settings)
+    uvicorn.run(
+        create_app(service_settings),
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=True,
+    )
+
+
+def _service_settings(settings_file: Path | None) -> Settings:
+    """The service's settings (environment, and ``settings_file`` if given); a wrong one is one
+    line naming it."""
+    from pydantic import ValidationError
+
+    from judge.api.settings import Settings
+
+    if settings_file is not None:
+        if not settings_file.is_file():
+            _bad_input(f"settings file {str(settings_file)!r} does not exist")
+        os.environ["CANARY_JUDGE_SETTINGS_FILE"] = str(settings_file.resolve())
     try:
-        service_settings = Settings()
+        return Settings()
     except ValidationError as exc:
         problems = (
             f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
@@ -562,10 +584,75 @@ def serve_command(
         _bad_input(f"invalid settings: {'; '.join(problems)}")
     except ValueError as exc:  # the settings file: unreadable, not YAML, not a mapping
         _bad_input(str(exc))
-    uvicorn.run(
-        create_app(service_settings),
-        host=host,
-        port=port,
-        log_level="info",
-        proxy_headers=True,
-    )
+
+
+_DATABASE_URL_HELP = ("SQLAlchemy URL of the database; default: the service's "
+                      "(CANARY_JUDGE_DATABASE_URL, or the settings file's database_url).")
+
+
+def _open_store(database_url: str | None, settings_file: Path | None) -> Store:
+    try:
+        from judge.api.store import Store
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] in ("judge", "metricsources"):
+            raise
+        _bad_input(f"the database commands need the 'server' extra ({exc.name} is not "
+                   f"installed): pip install '{SERVER_INSTALL}'")
+    if database_url is None:
+        settings = _service_settings(settings_file)
+        return Store(settings.database_url, timeout_seconds=settings.database_timeout_seconds)
+    return Store(database_url)
+
+
+@db_app.command("upgrade")
+def db_upgrade_command(
+    database_url: Annotated[str | None, typer.Option(help=_DATABASE_URL_HELP)] = None,
+    settings: Annotated[Path | None, typer.Option(help="Settings file (YAML or JSON).")] = None,
+) -> None:
+    """Apply the schema migrations the database lacks (the service does it at startup too;
+    replicas starting together take turns). A database made by a release before migrations is
+    adopted with its data."""
+    from judge.api.migrations.run import head_revision
+    from judge.api.store import safe_url
+    from judge.errors import StoreUnavailableError
+
+    store = _open_store(database_url, settings)
+    try:
+        before = store.schema_revision()
+        store.create_schema()
+        after = store.schema_revision()
+    except StoreUnavailableError as exc:
+        _bad_input(str(exc))
+    finally:
+        store.close()
+    with _stdout():
+        where = safe_url(store.url)
+        if before == after:
+            typer.echo(f"{where}: already at revision {after} (head {head_revision()})")
+        else:
+            typer.echo(f"{where}: upgraded from revision {before or 'none'} to {after}")
+
+
+@db_app.command("current")
+def db_current_command(
+    database_url: Annotated[str | None, typer.Option(help=_DATABASE_URL_HELP)] = None,
+    settings: Annotated[Path | None, typer.Option(help="Settings file (YAML or JSON).")] = None,
+) -> None:
+    """Show the schema revision the database is at, and this release's newest; exit status 1
+    when the database is behind (``canary-judge db upgrade`` brings it up)."""
+    from judge.api.migrations.run import head_revision
+    from judge.api.store import safe_url
+    from judge.errors import StoreUnavailableError
+
+    store = _open_store(database_url, settings)
+    try:
+        current = store.schema_revision()
+    except StoreUnavailableError as exc:
+        _bad_input(str(exc))
+    finally:
+        store.close()
+    head = head_revision()
+    with _stdout():
+        typer.echo(f"{safe_url(store.url)}: revision {current or 'none'} (head {head})")
+    if current != head:
+        raise typer.Exit(1)

@@ -299,6 +299,30 @@ class Report:
             "details": _clean(self.details),
         }
 
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Report:
+        """Back from :meth:`to_dict` (a stored answer given again, e.g. a repeated poll of a
+        sequential run); a ``None`` score is NaN."""
+        thresholds = dict(raw.get("thresholds") or {})
+        score = raw.get("score")
+        return cls(
+            verdict=Verdict(raw["verdict"]),
+            score=math.nan if score is None else float(score),
+            reason=str(raw.get("reason", "")),
+            pass_threshold=float(thresholds.get("pass", math.nan)),
+            marginal_threshold=float(thresholds.get("marginal", math.nan)),
+            metrics=tuple(MetricResult.from_dict(m) for m in raw.get("metrics") or ()),
+            groups=tuple(
+                GroupResult(name=str(g["name"]),
+                            score=math.nan if g.get("score") is None else float(g["score"]),
+                            weight=float(g.get("weight", 1.0)), counts=dict(g.get("counts") or {}))
+                for g in raw.get("groups") or ()
+            ),
+            mode=str(raw.get("mode", "default")),
+            config_name=str(raw.get("config_name", "canary")),
+            details=dict(raw.get("details") or {}),
+        )
+
     def to_frame(self) -> pd.DataFrame:
         """One row per metric: classification, reason, estimate, interval, effect size, and
         count/mean/median of each side."""

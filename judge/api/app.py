@@ -326,7 +326,9 @@ def open_store(settings: Settings, redactor: Redactor) -> Store:
     database and why (:class:`StoreUnavailableError`; uvicorn then exits with status 3)."""
     database = safe_url(settings.database_url)
     try:
-        store = Store(settings.database_url, timeout_seconds=settings.database_timeout_seconds)
+        store = Store(settings.database_url, timeout_seconds=settings.database_timeout_seconds,
+                      pool_size=settings.database_pool_size,
+                      max_overflow=settings.database_max_overflow)
     except Exception as exc:  # a URL SQLAlchemy cannot use, a driver that is not installed
         logger.critical("cannot start: database %s: %s: %s", database, type(exc).__name__, exc)
         raise StoreUnavailableError(f"database {database}: {exc}") from None

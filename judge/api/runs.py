@@ -11,6 +11,13 @@ module keeps the runs in the store:
   points it judged before (:func:`judge.fetching.new_points`: none counted twice, however the
   polls and windows overlap), judges the new ones and stores the new state with a
   compare-and-set on the call count, so two polls of one run at once cannot both count;
+- polls are idempotent by window end: a poll whose window ends no later than the stored
+  answer's (``poll_end``; and is not final when that one was not) gets the stored answer back,
+  with no fetch and no points added, unless that answer had a failed fetch (then it is
+  retried). Polls of one run from several replicas take turns under a lease on the run
+  (:meth:`judge.api.store.Store.claim_run`); the one that waited finds the answer stored and
+  gives it, so both callers get the same answer. Two first polls at once both judge, one is
+  stored, and the other answers what was stored;
 - a restart loses nothing: the next poll reads the stored state and carries on.
 
 A metric whose fetch fails adds no points: the run never passes because of it, a ``final`` poll
@@ -41,12 +48,15 @@ from judge.api.sources import SourceRegistry
 from judge.api.store import RunPoll, Store, StoredConfig, StoredRun
 from judge.api.telemetry import ServiceMetrics, Stopwatch, analysis_context
 from judge.config import CanaryConfig, JudgeMode
-from judge.errors import NotFoundError
+from judge.errors import ConflictError, NotFoundError
 from judge.judges.state import SequentialState
 from judge.pages.views import poll_summary
 from judge.report import Report
 
 logger = logging.getLogger(__name__)
+
+_LEASE_RETRY_SECONDS = 0.05
+"""How often a poll waiting for another replica's poll of the same run asks again."""
 
 @dataclass(frozen=True)
 class PollResult:
@@ -64,12 +74,22 @@ class RunKeeper:
     store's compare-and-set guards runs shared by several processes)."""
 
     def __init__(
-        self, store: Store, sources: SourceRegistry, metrics: ServiceMetrics, *, timeout: float
+        self,
+        store: Store,
+        sources: SourceRegistry,
+        metrics: ServiceMetrics,
+        *,
+        timeout: float,
+        replica: str = "local",
+        lease_seconds: float = 30.0,
     ) -> None:
         self.store = store
         self.sources = sources
         self.metrics = metrics
         self.timeout = timeout
+        self.replica = replica
+        self.lease_seconds = timeout + lease_seconds
+        """A poll's lease on its run outlasts the poll's budget: it is never renewed."""
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         """Per run id: its lock and how many polls hold or wait for it (dropped at zero, so
         the map does not grow with every run ever polled)."""
@@ -144,10 +164,54 @@ class RunKeeper:
         final: bool,
         stored_config: StoredConfig | None,
     ) -> PollResult:
+        previous = await self._stored(run_id)
+        if _answered(previous, plan.end, final):
+            assert previous is not None
+            return _stored_answer(previous)
+        leased = previous is not None
+        if leased:
+            await self._lease(run_id)
+            previous = await self._stored(run_id)  # as the poll before this one left it
+            if _answered(previous, plan.end, final):
+                await asyncio.to_thread(self.store.release_run, run_id, self.replica)
+                assert previous is not None
+                return _stored_answer(previous)
         try:
-            previous: StoredRun | None = await asyncio.to_thread(self.store.get_run, run_id)
+            return await self._judge(run_id, plan, kind, final, stored_config, previous)
+        except ConflictError:
+            # Another replica's poll of the same run was stored first: its answer, if it
+            # covers this window, is this poll's too.
+            again = await self._stored(run_id)
+            if _answered(again, plan.end, final):
+                assert again is not None
+                return _stored_answer(again)
+            raise
+        finally:
+            if leased:  # saved polls released it already; this covers the rest
+                await asyncio.to_thread(self.store.release_run, run_id, self.replica)
+
+    async def _stored(self, run_id: str) -> StoredRun | None:
+        try:
+            return await asyncio.to_thread(self.store.get_run, run_id)
         except NotFoundError:
-            previous = None
+            return None
+
+    async def _lease(self, run_id: str) -> None:
+        """Wait until this replica holds the run's lease (the caller's timeout bounds it)."""
+        while not await asyncio.to_thread(
+            self.store.claim_run, run_id, self.replica, self.lease_seconds
+        ):
+            await asyncio.sleep(_LEASE_RETRY_SECONDS)
+
+    async def _judge(
+        self,
+        run_id: str,
+        plan: AnalysisPlan,
+        kind: str,
+        final: bool,
+        stored_config: StoredConfig | None,
+        previous: StoredRun | None,
+    ) -> PollResult:
         if previous is None:
             config = plan.config
             if config.mode is not JudgeMode.DEFAULT:
@@ -196,6 +260,8 @@ class RunKeeper:
             report=report.to_dict(),
             created_at=previous.created_at if previous else datetime.now(UTC),
             updated_at=datetime.now(UTC),
+            poll_end=plan.end,
+            poll_final=final,
         )
         saved = await asyncio.to_thread(
             lambda: self.store.save_run(run, previous_calls=previous.calls if previous else 0)
@@ -204,9 +270,25 @@ class RunKeeper:
         await asyncio.to_thread(self.store.add_run_poll, RunPoll(
             run_id=run_id, call=saved.calls, status=saved.status, last_end=saved.last_end,
             metrics=poll_summary(run.report or {}), created_at=saved.updated_at,
+            poll_end=plan.end, poll_final=final,
         ))
         return PollResult(report=report, run=saved, new_points=outcome.new_points)
 
+
+
+def _answered(run: StoredRun | None, end: datetime, final: bool) -> bool:
+    """Whether ``run``'s stored answer is the answer to a poll up to ``end``: it covers the
+    window (:meth:`StoredRun.answers`) and no fetch of it failed (a failed fetch added no
+    points; asking again retries it)."""
+    if run is None or not run.answers(end, final):
+        return False
+    sequential = dict((run.report or {}).get("details") or {}).get("sequential") or {}
+    return not sequential.get("fetch_errors")
+
+
+def _stored_answer(run: StoredRun) -> PollResult:
+    """The stored answer, given again: nothing fetched, no points added."""
+    return PollResult(report=Report.from_dict(run.report or {}), run=run, new_points=0)
 
 
 def sequential_out(report: Report | Mapping[str, Any]) -> SequentialOut | None:

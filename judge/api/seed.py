@@ -11,7 +11,7 @@ from typing import Any
 
 from judge.api.store import Store
 from judge.config import CanaryConfig
-from judge.errors import NotFoundError
+from judge.errors import ConfigError, ConflictError, NotFoundError
 
 _METRICS: list[dict[str, Any]] = [
     {
@@ -75,11 +75,14 @@ def seed_demo_configs(store: Store) -> list[str]:
         try:
             store.find_config(config.name)
         except NotFoundError:
-            store.create_config(
-                name=config.name,
-                native=config.to_dict(),
-                applications=config.applications,
-                config_id=config.name,
-            )
+            try:
+                store.create_config(
+                    name=config.name,
+                    native=config.to_dict(),
+                    applications=config.applications,
+                    config_id=config.name,
+                )
+            except (ConfigError, ConflictError):
+                continue  # another replica starting at the same moment stored it first
             added.append(config.name)
     return added

@@ -58,7 +58,9 @@ class Services:
         """Sequential runs (``judge.api.runs``), polled within ``sync_timeout_seconds``."""
         if self._runs is None:
             self._runs = RunKeeper(self.store, self.sources, self.metrics,
-                                   timeout=self.settings.sync_timeout_seconds)
+                                   timeout=self.settings.sync_timeout_seconds,
+                                   replica=self.settings.replica_name(),
+                                   lease_seconds=self.settings.lease_seconds)
         return self._runs
 
     async def judge_now(self, plan: AnalysisPlan, kind: str) -> tuple[Report, str]:
@@ -74,7 +76,12 @@ class Services:
                 kind=kind, config=plan.config.to_dict(), request=plan.to_json()
             )
         )
-        await to_thread.run_sync(self.store.mark_running, stored.id)
+        # Leased for as long as the request may take, so no replica's scan takes it over
+        # while it runs (nor renews it: the request's budget bounds it).
+        lease = self.settings.sync_timeout_seconds + self.settings.lease_seconds
+        await to_thread.run_sync(lambda: self.store.mark_running(
+            stored.id, owner=self.settings.replica_name(), lease_seconds=lease
+        ))
         self.metrics.analyses_started.labels(kind).inc()
         fetched: list[SeriesPairs] = []
         with analysis_context(stored.id):

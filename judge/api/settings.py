@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     """How long the database may keep the service waiting: SQLite's busy timeout (a write lock
     another process holds), a database server's connect timeout. A database still locked or
     unreachable after it fails startup with one log line (and a request with 503)."""
+    database_pool_size: int = Field(default=5, ge=1)
+    """Database servers: connections each process keeps open. Several replicas share the
+    server's ``max_connections``: replicas x (pool size + overflow) must stay under it."""
+    database_max_overflow: int = Field(default=10, ge=0)
+    """Database servers: connections opened beyond the pool under load, closed after."""
     seed_demo_configs: bool = True
     """Store the demo configs (``demo``, ``demo-kayenta``) at startup when they are missing."""
 
@@ -208,6 +213,13 @@ class Settings(BaseSettings):
     """At startup, re-run analyses a stopped process left queued/running (else mark failed)."""
     max_resume_attempts: int = Field(default=3, ge=1)
     """An analysis interrupted this many times is marked failed instead of re-run."""
+    replica_id: str | None = Field(default=None, min_length=1, max_length=200)
+    """This process' name in the leases it holds on shared work (each replica's must differ).
+    Unset: the host name and process id (``replica_name()``)."""
+    lease_seconds: float = Field(default=30.0, ge=1)
+    """How long a replica's claim on an analysis (or a sequential run's poll) holds without
+    renewal. A running replica renews its leases every third of it; a replica that died loses
+    them after at most this long, and another replica resumes the work."""
 
     # -- HTTP ------------------------------------------------------------------------------
     api_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = ()
@@ -321,6 +333,14 @@ class Settings(BaseSettings):
         for url in (self.prometheus_url, self.datadog_url, self.database_url):
             values.extend(url_secrets(url))
         return [value for value in values if value]
+
+    def replica_name(self) -> str:
+        """``replica_id``, else ``<host name>-<process id>`` (a pod's name is its host name)."""
+        if self.replica_id:
+            return self.replica_id
+        import socket
+
+        return f"{socket.gethostname()}-{os.getpid()}"
 
     def source_settings(self) -> dict[str, SourceSettings]:
         """Every named source: explicit ``sources``, the URL shortcuts, and demo."""

@@ -1,9 +1,20 @@
 """Persistent store of canary configs (with versions) and analyses (with status and report).
 
-SQLAlchemy 2.0 on any database URL; SQLite by default. Everything an analysis needs to be
-re-run (the config snapshot and the request) is stored when it is created, so a process that
-dies mid-analysis loses nothing: at startup the runner finds it ``queued``/``running`` and
-re-runs it or marks it failed (see ``judge.api.runner``).
+SQLAlchemy 2.0 on any database URL; SQLite by default, PostgreSQL for several replicas. The
+schema is Alembic's (``judge.api.migrations``), applied by :meth:`Store.create_schema`.
+Everything an analysis needs to be re-run (the config snapshot and the request) is stored when
+it is created, so a process that dies mid-analysis loses nothing.
+
+Several processes may share one database: a replica *claims* an analysis before running it
+(:meth:`Store.claim_analysis`), which gives it a lease (its replica id and an expiry) that it
+renews while it runs (:meth:`Store.renew_leases`). A claim is a read of the row under a lock
+(``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's write lock, taken before the read) and a
+write in the same transaction, so two replicas never both hold one analysis. A replica that
+dies stops renewing; once its leases expire, another replica's scan takes the work over
+(:meth:`Store.claim_abandoned`, ``FOR UPDATE SKIP LOCKED``: scanners never wait on each other).
+Each claim is recorded in ``analysis_attempts``; a result is only written by the lease's holder
+(else :class:`LeaseLostError`). Sequential runs are polled under a lease too
+(:meth:`Store.claim_run`).
 
 Rows never leave this module: methods return frozen dataclasses, so callers cannot touch a
 session or trigger lazy loads.
@@ -17,21 +28,25 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
     Integer,
     String,
     Text,
+    and_,
     create_engine,
     delete,
     event,
+    false,
+    or_,
     select,
     text,
     update,
@@ -104,6 +119,9 @@ class _ConfigVersionRow(_Base):
 
 
 class _AnalysisRow(_Base):
+    """An analysis. ``lease_owner``/``lease_expires_at``: the replica that has it claimed and
+    until when (``None``: nobody, e.g. queued)."""
+
     __tablename__ = "analyses"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -121,6 +139,26 @@ class _AnalysisRow(_Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True, index=True
+    )
+
+
+class _AnalysisAttemptRow(_Base):
+    """One claim of an analysis by a replica, and how it ended (``outcome`` is the status it
+    left; ``None`` while running, or when the replica died or lost the lease)."""
+
+    __tablename__ = "analysis_attempts"
+
+    analysis_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("analyses.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    replica_id: Mapped[str] = mapped_column(String(255))
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class _AnalysisSeriesRow(_Base):
@@ -148,6 +186,8 @@ class _RunPollRow(_Base):
     last_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     metrics: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    poll_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    poll_final: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
 
 
 class _RunRow(_Base):
@@ -169,6 +209,12 @@ class _RunRow(_Base):
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    lease_owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    poll_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    poll_final: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
 
 
 @dataclass(frozen=True)
@@ -177,7 +223,9 @@ class StoredRun:
     config snapshot taken at the first poll (a config updated mid-run does not change the
     test); ``window_start`` where the run's data begins; ``last_end`` the newest point already
     judged (``None`` before any), so the next poll judges only later points; ``calls`` counts
-    stored polls (and guards against two polls of one run saving over each other)."""
+    stored polls (and guards against two polls of one run saving over each other);
+    ``poll_end``/``poll_final`` the window end (and finality) of the poll whose answer is
+    ``report``: a poll that asks for no later window gets that answer again."""
 
     run_id: str
     kind: str
@@ -193,6 +241,14 @@ class StoredRun:
     report: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
+    poll_end: datetime | None = None
+    poll_final: bool = False
+
+    def answers(self, end: datetime, final: bool) -> bool:
+        """Whether the stored answer covers a poll up to ``end`` (``final`` or not): its
+        window reaches as far, and a final poll was already made when one is asked for."""
+        poll_end = _utc(self.poll_end)
+        return poll_end is not None and end <= poll_end and (self.poll_final or not final)
 
 
 @dataclass(frozen=True)
@@ -228,6 +284,26 @@ class StoredAnalysis:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    lease_owner: str | None = None
+    """The replica that has it claimed (``None``: nobody)."""
+    lease_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisAttempt:
+    """One claim of an analysis by a replica (see :class:`_AnalysisAttemptRow`)."""
+
+    analysis_id: str
+    attempt: int
+    replica_id: str
+    claimed_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+
+
+class LeaseLostError(ConflictError):
+    """The replica no longer holds the analysis' lease (it expired and another replica took
+    the analysis over): its result is not stored."""
 
 
 @dataclass(frozen=True)
@@ -268,9 +344,11 @@ class RunPoll:
     last_end: datetime | None
     metrics: list[dict[str, Any]]
     created_at: datetime
+    poll_end: datetime | None = None
+    poll_final: bool = False
 
 
-_Frozen = TypeVar("_Frozen", StoredConfig, StoredAnalysis, StoredRun, RunPoll)
+_Frozen = TypeVar("_Frozen", StoredConfig, StoredAnalysis, StoredRun, RunPoll, AnalysisAttempt)
 
 
 def _frozen(cls: type[_Frozen], row: object, **overrides: Any) -> _Frozen:
@@ -294,7 +372,8 @@ def _analysis(row: _AnalysisRow) -> StoredAnalysis:
 
 
 _RUN_FIELDS = ("kind", "config_id", "config_version", "config", "request", "state", "status",
-               "calls", "window_start", "last_end", "report")
+               "calls", "window_start", "last_end", "report", "poll_end", "poll_final")
+_UNFINISHED = (AnalysisStatus.QUEUED.value, AnalysisStatus.RUNNING.value)
 
 
 def _run(row: _RunRow) -> StoredRun:
@@ -309,11 +388,24 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 """How long a statement waits for a lock another connection holds (SQLite's busy timeout), or a
 connection for a database server to answer, before the store gives up."""
 
+_MIGRATION_LOCK_KEY = 0x63616E617279  # "canary": any constant the replicas agree on
+"""PostgreSQL advisory lock held while migrating."""
+
 _BEGIN_MODE = "canary_judge_begin"
 """Execution option: how a SQLite transaction begins (``IMMEDIATE`` for a session that writes)."""
 
 
-def make_engine(url: str, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> Engine:
+DEFAULT_POOL_SIZE = 5
+DEFAULT_MAX_OVERFLOW = 10
+
+
+def make_engine(
+    url: str,
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+    *,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    max_overflow: int = DEFAULT_MAX_OVERFLOW,
+) -> Engine:
     """An engine for ``url`` whose connections give up after ``timeout_seconds``.
 
     SQLite gets WAL mode (the request threads and the analysis runner read while one writes) and
@@ -326,13 +418,17 @@ def make_engine(url: str, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> E
 
     An in-memory SQLite database lives in one connection, so every thread shares it
     (``StaticPool``); :class:`Store` serialises its sessions on such an engine. Database
-    servers get ``connect_timeout`` (PostgreSQL and MySQL drivers) and rows a writer means to
-    change are read ``FOR UPDATE``."""
+    servers get ``connect_timeout`` (PostgreSQL and MySQL drivers), a pool of ``pool_size``
+    connections kept open plus ``max_overflow`` opened under load (each replica's share of the
+    server's ``max_connections``), waiting ``timeout_seconds`` for a free one; rows a writer
+    means to change are read ``FOR UPDATE``."""
     if not url.startswith("sqlite"):
         connect_args: dict[str, Any] = {}
         if url.startswith(("postgresql", "mysql", "mariadb")):
             connect_args["connect_timeout"] = max(1, round(timeout_seconds))
-        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args,
+                             pool_size=pool_size, max_overflow=max_overflow,
+                             pool_timeout=timeout_seconds)
     in_memory = _in_memory(url)
     engine = create_engine(
         url,
@@ -361,10 +457,18 @@ def make_engine(url: str, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> E
 class Store:
     """Configs and analyses in one database. Thread-safe: one short session per call."""
 
-    def __init__(self, url: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        max_overflow: int = DEFAULT_MAX_OVERFLOW,
+    ) -> None:
         self.url = url
         self.timeout_seconds = timeout_seconds
-        self.engine = make_engine(url, timeout_seconds)
+        self.engine = make_engine(url, timeout_seconds, pool_size=pool_size,
+                                  max_overflow=max_overflow)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # One shared sqlite3 connection (in-memory database, StaticPool) has one transaction:
         # a request thread committing while the background runner's session is mid-statement
@@ -376,13 +480,35 @@ class Store:
         )
 
     def create_schema(self) -> None:
-        """Create the tables that are missing. Takes the write lock first, so a database another
-        process holds locked fails here, after the timeout, with
-        :class:`~judge.errors.StoreUnavailableError`."""
+        """Bring the schema to this release's (Alembic's migrations, ``judge.api.migrations``):
+        an empty database gets every table, one a release before migrations made is adopted
+        (see revision 0001), an older revision is upgraded. One transaction, under a lock that
+        makes replicas starting together migrate one after the other: SQLite's write lock
+        (taken first, so a database another process holds locked fails here, after the
+        timeout, with :class:`~judge.errors.StoreUnavailableError`), a PostgreSQL advisory
+        lock."""
+        from judge.api.migrations.run import upgrade
+
+        with self._migration() as connection:
+            upgrade(connection)
+
+    def schema_revision(self) -> str | None:
+        """The migration revision the database is at (``None``: none applied)."""
+        from judge.api.migrations.run import current_revision
+
+        with self._unavailable_as_error(), self._lock, self.engine.connect() as connection:
+            return current_revision(connection)
+
+    @contextmanager
+    def _migration(self) -> Iterator[Any]:
         with self._unavailable_as_error(), self._lock, self.engine.connect() as connection:
             connection = connection.execution_options(**{_BEGIN_MODE: "IMMEDIATE"})
             with connection.begin():
-                _Base.metadata.create_all(connection)
+                if connection.dialect.name == "postgresql":
+                    # Held to the end of the transaction: the next replica migrates after.
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                       {"key": _MIGRATION_LOCK_KEY})
+                yield connection
 
     def close(self) -> None:
         self.engine.dispose()
@@ -693,72 +819,160 @@ class Store:
             }
 
     def unfinished_analyses(self) -> list[StoredAnalysis]:
-        """Analyses left queued or running (by a process that stopped), oldest first."""
+        """Analyses left queued or running, oldest first."""
         query = (
             select(_AnalysisRow)
-            .where(
-                _AnalysisRow.status.in_(
-                    [AnalysisStatus.QUEUED.value, AnalysisStatus.RUNNING.value]
-                )
-            )
+            .where(_AnalysisRow.status.in_(_UNFINISHED))
             .order_by(_AnalysisRow.created_at)
         )
         with self._session() as session:
             return [_analysis(row) for row in session.scalars(query).all()]
 
-    def mark_running(self, analysis_id: str) -> StoredAnalysis:
-        """Running, one more attempt, progress reset (a re-run starts over)."""
+    def mark_running(
+        self, analysis_id: str, *, owner: str | None = None, lease_seconds: float = 0.0
+    ) -> StoredAnalysis:
+        """Running, one more attempt (recorded with the ``owner`` replica), progress reset (a
+        re-run starts over); with an ``owner``, leased to it for ``lease_seconds`` whatever
+        lease it had (a synchronous analysis, run by the request that created it)."""
         with self._session(write=True) as session:
             row = self._analysis_row(session, analysis_id)
-            row.status = AnalysisStatus.RUNNING.value
-            row.attempts += 1
-            row.progress = 0.0
-            row.progress_detail = {}
-            row.started_at = _now()
+            self._start_attempt(session, row, owner, lease_seconds)
             return _analysis(row)
 
-    def set_progress(self, analysis_id: str, progress: float, detail: dict[str, Any]) -> None:
+    def claim_analysis(
+        self, analysis_id: str, owner: str, lease_seconds: float
+    ) -> StoredAnalysis | None:
+        """Claim an unfinished analysis for replica ``owner`` and run it (as
+        :meth:`mark_running`, with a lease of ``lease_seconds``), unless another replica's
+        lease on it is still valid or it is done: then ``None`` (someone else runs or ran it).
+        The row is read locked (``FOR UPDATE``; SQLite's write lock), so of two replicas
+        claiming at once one gets it."""
+        with self._session(write=True) as session:
+            row = session.get(_AnalysisRow, analysis_id, with_for_update=True)
+            if row is None:
+                raise NotFoundError(f"no analysis with id {analysis_id!r}")
+            if AnalysisStatus(row.status).done or not self._claimable(row, owner, _now()):
+                return None
+            self._start_attempt(session, row, owner, lease_seconds)
+            return _analysis(row)
+
+    def claim_abandoned(
+        self, owner: str, lease_seconds: float, *, limit: int
+    ) -> list[StoredAnalysis]:
+        """Take over at most ``limit`` unfinished analyses nobody is working on, oldest first:
+        those whose lease expired (their replica died or hung) and those left queued without
+        a lease for longer than a lease (their replica died before it ran them, or has more
+        queued than it can run). They become leased to ``owner`` (status and attempts as they
+        were: the caller re-runs them with :meth:`claim_analysis`, or fails them). Rows other
+        replicas are claiming at the same moment are skipped (``SKIP LOCKED``), not waited
+        for."""
+        if limit <= 0:
+            return []
+        now = _now()
+        abandoned = or_(
+            _AnalysisRow.lease_expires_at < now,
+            and_(_AnalysisRow.lease_owner.is_(None),
+                 _AnalysisRow.created_at < now - timedelta(seconds=lease_seconds)),
+        )
+        query = (
+            select(_AnalysisRow)
+            .where(_AnalysisRow.status.in_(_UNFINISHED), abandoned)
+            .order_by(_AnalysisRow.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self._session(write=True) as session:
+            rows = session.scalars(query).all()
+            for row in rows:
+                row.lease_owner = owner
+                row.lease_expires_at = now + timedelta(seconds=lease_seconds)
+            return [_analysis(row) for row in rows]
+
+    def renew_leases(
+        self, owner: str, analysis_ids: Sequence[str], lease_seconds: float
+    ) -> set[str]:
+        """Extend ``owner``'s leases on these analyses; the ids it still holds (a lease that
+        expired and was taken over is not renewed: its runner should stop)."""
+        if not analysis_ids:
+            return set()
+        held = (_AnalysisRow.id.in_(list(analysis_ids)), _AnalysisRow.lease_owner == owner,
+                _AnalysisRow.status.in_(_UNFINISHED))
+        with self._session(write=True) as session:
+            session.execute(
+                update(_AnalysisRow).where(*held)
+                .values(lease_expires_at=_now() + timedelta(seconds=lease_seconds))
+            )
+            return set(session.scalars(select(_AnalysisRow.id).where(*held)).all())
+
+    def release_leases(self, owner: str) -> int:
+        """Let ``owner``'s unfinished analyses go at once (a graceful shutdown: another
+        replica, or this one restarted, resumes them without waiting for the leases to
+        expire). How many were released."""
+        now = _now()
+        with self._session(write=True) as session:
+            released = session.execute(
+                update(_AnalysisRow)
+                .where(_AnalysisRow.lease_owner == owner, _AnalysisRow.status.in_(_UNFINISHED))
+                .values(lease_expires_at=now - timedelta(seconds=1))
+            )
+            return int(getattr(released, "rowcount", 0) or 0)
+
+    def analysis_attempts(self, analysis_id: str | None = None) -> list[AnalysisAttempt]:
+        """The recorded claims (of one analysis, or all), in order."""
+        query = select(_AnalysisAttemptRow).order_by(
+            _AnalysisAttemptRow.analysis_id, _AnalysisAttemptRow.attempt
+        )
+        if analysis_id is not None:
+            query = query.where(_AnalysisAttemptRow.analysis_id == analysis_id)
+        with self._session() as session:
+            return [_frozen(AnalysisAttempt, row) for row in session.scalars(query).all()]
+
+    def set_progress(
+        self, analysis_id: str, progress: float, detail: dict[str, Any], *,
+        owner: str | None = None,
+    ) -> None:
+        """Store progress (ignored once the analysis is done, or, with an ``owner``, when that
+        replica no longer holds it)."""
         with self._session(write=True) as session:
             row = self._analysis_row(session, analysis_id)
             if AnalysisStatus(row.status).done:
+                return
+            if owner is not None and row.lease_owner != owner:
                 return
             row.progress = max(0.0, min(1.0, progress))
             row.progress_detail = detail
             # A re-queued analysis being resumed reports progress, so it is running again.
             row.status = AnalysisStatus.RUNNING.value
 
-    def mark_succeeded(self, analysis_id: str, report: dict[str, Any]) -> StoredAnalysis:
+    def mark_succeeded(
+        self, analysis_id: str, report: dict[str, Any], *, owner: str | None = None
+    ) -> StoredAnalysis:
+        """Judged. With an ``owner``: only if that replica still holds the lease, else
+        :class:`LeaseLostError` and nothing is written (the same for the other ends)."""
         with self._session(write=True) as session:
-            row = self._analysis_row(session, analysis_id)
-            row.status = AnalysisStatus.SUCCEEDED.value
+            row = self._finishing(session, analysis_id, owner, AnalysisStatus.SUCCEEDED)
             row.progress = 1.0
             row.report = report
             row.error = None
-            row.progress_detail = {}  # finished: no step in progress to describe
-            row.finished_at = _now()
             return _analysis(row)
 
     def mark_error(
-        self, analysis_id: str, report: dict[str, Any], error: str
+        self, analysis_id: str, report: dict[str, Any], error: str, *, owner: str | None = None
     ) -> StoredAnalysis:
         """Ran to the end without a verdict (a metric source failed): the report, and why."""
         with self._session(write=True) as session:
-            row = self._analysis_row(session, analysis_id)
-            row.status = AnalysisStatus.ERROR.value
+            row = self._finishing(session, analysis_id, owner, AnalysisStatus.ERROR)
             row.progress = 1.0
             row.report = report
             row.error = error
-            row.progress_detail = {}  # finished: no step in progress to describe
-            row.finished_at = _now()
             return _analysis(row)
 
-    def mark_failed(self, analysis_id: str, error: str) -> StoredAnalysis:
+    def mark_failed(
+        self, analysis_id: str, error: str, *, owner: str | None = None
+    ) -> StoredAnalysis:
         with self._session(write=True) as session:
-            row = self._analysis_row(session, analysis_id)
-            row.status = AnalysisStatus.FAILED.value
+            row = self._finishing(session, analysis_id, owner, AnalysisStatus.FAILED)
             row.error = error
-            row.progress_detail = {}  # finished: no step in progress to describe
-            row.finished_at = _now()
             return _analysis(row)
 
     def requeue(self, analysis_id: str, note: str) -> StoredAnalysis:
@@ -768,6 +982,52 @@ class Store:
             row.status = AnalysisStatus.QUEUED.value
             row.progress_detail = {"note": note}
             return _analysis(row)
+
+    @staticmethod
+    def _claimable(row: _AnalysisRow, owner: str, now: datetime) -> bool:
+        expires = _utc(row.lease_expires_at)
+        return row.lease_owner in (None, owner) or expires is None or expires < now
+
+    @staticmethod
+    def _start_attempt(
+        session: Session, row: _AnalysisRow, owner: str | None, lease_seconds: float
+    ) -> None:
+        now = _now()
+        row.status = AnalysisStatus.RUNNING.value
+        row.attempts += 1
+        row.progress = 0.0
+        row.progress_detail = {}
+        row.started_at = now
+        row.lease_owner = owner
+        row.lease_expires_at = now + timedelta(seconds=lease_seconds) if owner else None
+        session.add(_AnalysisAttemptRow(
+            analysis_id=row.id, attempt=row.attempts, replica_id=owner or "", claimed_at=now,
+        ))
+
+    def _finishing(
+        self, session: Session, analysis_id: str, owner: str | None, status: AnalysisStatus
+    ) -> _AnalysisRow:
+        """The row, locked, set to ``status`` (lease released, attempt closed); see
+        :meth:`mark_succeeded` for ``owner``."""
+        row = session.get(_AnalysisRow, analysis_id, with_for_update=True)
+        if row is None:
+            raise NotFoundError(f"no analysis with id {analysis_id!r}")
+        if owner is not None and (row.lease_owner != owner or AnalysisStatus(row.status).done):
+            raise LeaseLostError(
+                f"analysis {analysis_id!r} is no longer leased to replica {owner!r} "
+                f"(now {row.lease_owner or 'nobody'}, {row.status}); its result was not stored"
+            )
+        now = _now()
+        row.status = status.value
+        row.progress_detail = {}  # finished: no step in progress to describe
+        row.finished_at = now
+        row.lease_owner = None
+        row.lease_expires_at = None
+        attempt = session.get(_AnalysisAttemptRow, (analysis_id, row.attempts))
+        if attempt is not None and attempt.finished_at is None:
+            attempt.finished_at = now
+            attempt.outcome = status.value
+        return row
 
     # -- sequential runs -------------------------------------------------------------------
     def get_run(self, run_id: str) -> StoredRun:
@@ -821,6 +1081,7 @@ class Store:
             session.merge(_RunPollRow(
                 run_id=poll.run_id, call=poll.call, status=poll.status,
                 last_end=poll.last_end, metrics=poll.metrics, created_at=poll.created_at,
+                poll_end=poll.poll_end, poll_final=poll.poll_final,
             ))
 
     def run_polls(self, run_id: str) -> list[RunPoll]:
@@ -850,13 +1111,40 @@ class Store:
                     changed = session.execute(
                         update(_RunRow)
                         .where(_RunRow.run_id == run.run_id, _RunRow.calls == previous_calls)
-                        .values(updated_at=_now(), **values)
+                        .values(updated_at=_now(), lease_owner=None, lease_expires_at=None,
+                                **values)
                     )
                     if getattr(changed, "rowcount", 1) != 1:
                         raise conflict
         except IntegrityError as exc:  # the first poll of a run, twice at once
             raise conflict from exc
         return self.get_run(run.run_id)
+
+    def claim_run(self, run_id: str, owner: str, lease_seconds: float) -> bool:
+        """Lease a stored run to replica ``owner`` for one poll, unless another replica's
+        lease on it is valid (a compare-and-set: one statement). ``True`` when ``owner`` holds
+        it now, or the run is not stored yet (its first poll is guarded by the insert)."""
+        now = _now()
+        with self._session(write=True) as session:
+            changed = session.execute(
+                update(_RunRow)
+                .where(_RunRow.run_id == run_id,
+                       or_(_RunRow.lease_owner.is_(None), _RunRow.lease_owner == owner,
+                           _RunRow.lease_expires_at < now))
+                .values(lease_owner=owner,
+                        lease_expires_at=now + timedelta(seconds=lease_seconds))
+            )
+            if getattr(changed, "rowcount", 1) == 1:
+                return True
+            return session.get(_RunRow, run_id) is None
+
+    def release_run(self, run_id: str, owner: str) -> None:
+        """Give up ``owner``'s lease on a run (a poll that ended without saving)."""
+        with self._session(write=True) as session:
+            session.execute(
+                update(_RunRow).where(_RunRow.run_id == run_id, _RunRow.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=None)
+            )
 
     def delete_run(self, run_id: str) -> None:
         with self._session(write=True) as session:

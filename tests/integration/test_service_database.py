@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.postgres import require_postgres
+from tests.support.prometheus import free_port
 from tests.support.service import ServiceProcess
 
 TIMEOUT = 2.0
@@ -102,6 +104,27 @@ def test_an_unreachable_database_fails_startup_at_once_with_one_line(tmp_path: P
     assert [line["message"] for line in failures] == [
         f"cannot start: database sqlite:///{missing} is unavailable: unable to open database file"
     ]
+
+
+def test_an_unreachable_postgresql_fails_startup_with_one_line(tmp_path: Path) -> None:
+    require_postgres()  # the driver and the dialect, as a deployment on PostgreSQL has them
+    port = free_port()  # nobody listens there
+    database = f"postgresql+psycopg://judge@127.0.0.1:{port}/judge"
+    service = ServiceProcess(_env(database), tmp_path)
+
+    status, _seconds = service.run_until_exit(TIMEOUT + START_SLACK)
+
+    assert status == EXIT_STARTUP_FAILED
+    log = service.log_file.read_text()
+    assert "Traceback" not in log, log
+    failures = [line for line in _failure_lines(service) if line["level"] == "CRITICAL"]
+    assert len(failures) == 1, log
+    message = str(failures[0]["message"])
+    # The URL's user info is masked (it may carry a password).
+    assert message.startswith(
+        f"cannot start: database postgresql+psycopg://***@127.0.0.1:{port}/judge is unavailable: "
+    ), message
+    assert "connection" in message.lower(), message
 
 
 WRITES: list[tuple[str, str, dict[str, Any]]] = [

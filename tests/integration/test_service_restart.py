@@ -4,7 +4,8 @@ The real server process runs slow analyses (the demo source waits 3 s per fetch)
 (SIGKILL, a crash) or stopped (SIGTERM) while one runs, and started again on the same SQLite
 file. Configs, their versions and finished analyses must be intact; the interrupted analysis is
 resumed and finishes (``attempts`` 2), or, with resuming switched off, is marked failed saying
-why.
+why. A killed process' leases are taken over once they expire (``CANARY_JUDGE_LEASE_SECONDS``
+is 3 s here); a stopped one releases them at once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import httpx
 from tests.support.service import ServiceProcess
 
 FETCH_DELAY = "3"
+LEASE_SECONDS = "3"
 
 
 def _start_analysis(service: ServiceProcess, canary: str) -> str:
@@ -58,6 +60,7 @@ def test_restart_mid_analysis_loses_nothing(tmp_path: Path) -> None:
     env = {
         "CANARY_JUDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'judge.db'}",
         "CANARY_JUDGE_DEMO_DELAY_SECONDS": FETCH_DELAY,
+        "CANARY_JUDGE_LEASE_SECONDS": LEASE_SECONDS,
     }
     service = ServiceProcess(env, tmp_path).start()
     try:
@@ -108,6 +111,7 @@ def test_repeatedly_interrupted_analysis_is_marked_failed(tmp_path: Path) -> Non
         "CANARY_JUDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'judge.db'}",
         "CANARY_JUDGE_DEMO_DELAY_SECONDS": FETCH_DELAY,
         "CANARY_JUDGE_MAX_RESUME_ATTEMPTS": "1",
+        "CANARY_JUDGE_LEASE_SECONDS": LEASE_SECONDS,
     }
     service = ServiceProcess(env, tmp_path).start()
     try:
@@ -115,7 +119,7 @@ def test_repeatedly_interrupted_analysis_is_marked_failed(tmp_path: Path) -> Non
         _wait_for(service, analysis_id, {"running"})
         service.kill()
         service = ServiceProcess(env, tmp_path).start()
-        failed = _get(service, analysis_id)
+        failed = _wait_for(service, analysis_id, {"failed", "succeeded"})
         assert failed["status"] == "failed"
         assert "after 1 attempt(s)" in failed["error"]
     finally:

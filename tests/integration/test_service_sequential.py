@@ -93,13 +93,14 @@ def test_a_good_canary_passes_and_the_run_survives_a_restart(service: ServicePro
     assert body["status"] == "pass", body["reason"]
     assert minute > restart_at, "the run should still be undecided when the server restarts"
     assert {m["classification"] for m in body["metrics"]} == {"pass"}
-    # A poll for the same moment judges nothing new: no point counted twice.
+    # A poll for the same moment (a retry, or another replica's poll) gets the same answer:
+    # no point counted twice, no call counted.
     repeat = _poll(service, run_id, "canary-good", minute)
-    assert repeat["sequential"]["new_points"] == 0
-    assert repeat["sequential"]["points"] == minute + 1
+    assert repeat["sequential"] == body["sequential"]
+    assert (repeat["status"], repeat["score"]) == (body["status"], body["score"])
     stored = httpx.get(f"{service.url}/v1/runs/{run_id}", timeout=10).json()
     assert stored["status"] == "pass"
-    assert stored["calls"] == minute + 1
+    assert stored["calls"] == minute
     assert stored["config_name"] == "demo"
     assert stored["last_point"].startswith((T0 + timedelta(minutes=minute)).isoformat()[:16])
 

@@ -4,7 +4,8 @@
 Racing ``PUT /v1/configs/{id}`` and ``PUT /canaryConfig/{id}`` (the Kayenta door writes the same
 store) gave 500 ``IntegrityError`` in 40-65% of the calls, and the connection was reset so the
 next keep-alive request on it failed. Now every racing write is either a clean new version or
-a 409 that changed nothing, and the version history has no gaps and no lost or doubled writes.
+a 409 that changed nothing, and the version history has no gaps and no lost or doubled writes
+(on SQLite and on a real PostgreSQL server).
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ def _config(marker: int) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    work_dir: Path = tmp_path_factory.mktemp("writes")
-    env = {"CANARY_JUDGE_DATABASE_URL": f"sqlite:///{work_dir / 'judge.db'}"}
-    with ServiceProcess(env, work_dir) as running:
+@pytest.fixture
+def service(database_url: str, tmp_path: Path) -> Iterator[ServiceProcess]:
+    """The service on a SQLite file, then on PostgreSQL (``database_url``)."""
+    env = {"CANARY_JUDGE_DATABASE_URL": database_url}
+    with ServiceProcess(env, tmp_path) as running:
         yield running
 
 

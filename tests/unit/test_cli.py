@@ -319,3 +319,25 @@ def test_a_datadog_source_without_url_takes_dd_site(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("DD_SITE", "datadoghq.xyz")
     with pytest.raises(ValueError, match=r"unknown Datadog site 'datadoghq\.xyz'"):
         Settings(sources={"dd": {"type": "datadog"}})
+
+
+def test_db_commands_upgrade_and_report_the_revision(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'judge.db'}"
+    behind = RUNNER.invoke(app, ["db", "current", "--database-url", url])
+    assert behind.exit_code == 1  # an empty database is behind this release
+    assert behind.output.strip() == f"{url}: revision none (head 0002)"
+    upgraded = RUNNER.invoke(app, ["db", "upgrade", "--database-url", url])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert upgraded.output.strip() == f"{url}: upgraded from revision none to 0002"
+    again = RUNNER.invoke(app, ["db", "upgrade", "--database-url", url])
+    assert again.output.strip() == f"{url}: already at revision 0002 (head 0002)"
+    current = RUNNER.invoke(app, ["db", "current", "--database-url", url])
+    assert (current.exit_code, current.output.strip()) == (0, f"{url}: revision 0002 (head 0002)")
+
+
+def test_db_commands_name_a_database_they_cannot_open(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'missing' / 'judge.db'}"
+    result = RUNNER.invoke(app, ["db", "upgrade", "--database-url", url])
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert f"database {url} is unavailable: unable to open database file" in result.output
+    assert "Traceback" not in result.output

@@ -244,3 +244,16 @@ def test_a_test_the_mode_does_not_have_is_a_config_error() -> None:
         judge(config, {"errors": [1, 2, 3]}, {"errors": [1, 2, 3]})
     assert caught.value.errors()[0]["loc"] == ("metrics", 0, "test", "kind")
     assert "no classifier for mode 'kayenta' and test 'rate_ratio'" in str(caught.value)
+
+
+def test_a_report_comes_back_from_its_dict() -> None:
+    """``Report.from_dict`` (a stored answer given again) inverts ``to_dict``."""
+    from judge.report import Report
+
+    baseline, canary = frames(latency_shift=30)
+    report = judge(kayenta_config(), baseline, canary)
+    stored = json.loads(json.dumps(report.to_dict()))  # as a JSON column hands it back
+    again = Report.from_dict(stored)
+    assert again.to_dict() == stored
+    assert (again.verdict, again.score, again.metric("latency").classification) == (
+        Verdict.FAIL, 50.0, Classification.HIGH)

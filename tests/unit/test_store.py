@@ -1,22 +1,30 @@
-"""The SQLAlchemy store: config versions, lookups by name, analysis states, resumable work."""
+"""The SQLAlchemy store: config versions, lookups by name, analysis states, resumable work,
+claims and leases shared by replicas.
+
+Every test that takes ``store`` runs twice: on a SQLite file and on a real PostgreSQL server
+(``database_url`` in ``tests/conftest.py``), with the schema made by the migrations.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from judge.api.store import AnalysisStatus, Store, StoredRun
+from judge.api.store import AnalysisStatus, LeaseLostError, Store, StoredRun
 from judge.errors import ConflictError, NotFoundError
 
 
 @pytest.fixture
-def store() -> Store:
-    created = Store("sqlite://")
+def store(database_url: str) -> Iterator[Store]:
+    created = Store(database_url)
     created.create_schema()
-    return created
+    yield created
+    created.close()
 
 
 def test_config_versions(store: Store) -> None:
@@ -154,3 +162,105 @@ def test_sequential_runs_are_saved_with_a_compare_and_set(store: Store) -> None:
     store.delete_run("rollout-7")
     with pytest.raises(NotFoundError):
         store.get_run("rollout-7")
+
+
+def test_a_claimed_analysis_is_run_by_one_replica(store: Store) -> None:
+    created = store.create_analysis(kind="native", config={}, request={})
+    first = store.claim_analysis(created.id, "replica-a", 30)
+    assert first is not None and first.attempts == 1 and first.lease_owner == "replica-a"
+    assert first.status is AnalysisStatus.RUNNING
+    assert store.claim_analysis(created.id, "replica-b", 30) is None  # a valid lease
+    assert store.claim_abandoned("replica-b", 30, limit=10) == []
+    # Only the holder stores a result.
+    with pytest.raises(LeaseLostError, match="replica-b"):
+        store.mark_succeeded(created.id, {"verdict": "pass"}, owner="replica-b")
+    done = store.mark_succeeded(created.id, {"verdict": "pass"}, owner="replica-a")
+    assert done.status is AnalysisStatus.SUCCEEDED and done.lease_owner is None
+    assert store.claim_analysis(created.id, "replica-b", 30) is None  # done: nothing to claim
+    [attempt] = store.analysis_attempts(created.id)
+    assert (attempt.replica_id, attempt.attempt, attempt.outcome) == ("replica-a", 1, "succeeded")
+
+
+def test_an_expired_lease_is_taken_over(store: Store) -> None:
+    created = store.create_analysis(kind="kayenta", config={}, request={})
+    assert store.claim_analysis(created.id, "dead", 0.2) is not None
+    store.set_progress(created.id, 0.5, {"metrics_fetched": 1}, owner="dead")
+    time.sleep(0.3)  # the dead replica renews nothing; its lease runs out
+    assert store.renew_leases("other", [created.id], 30) == set()  # not other's to renew
+    [taken] = store.claim_abandoned("survivor", 30, limit=10)
+    assert (taken.id, taken.lease_owner, taken.attempts) == (created.id, "survivor", 1)
+    assert store.renew_leases("dead", [created.id], 30) == set()  # lost: its runner stops
+    # The dead replica's late writes change nothing.
+    store.set_progress(created.id, 0.9, {"metrics_fetched": 2}, owner="dead")
+    assert store.get_analysis(created.id).progress == 0.5
+    with pytest.raises(LeaseLostError):
+        store.mark_failed(created.id, "late", owner="dead")
+    rerun = store.claim_analysis(created.id, "survivor", 30)
+    assert rerun is not None and rerun.attempts == 2 and rerun.progress == 0.0
+    assert store.renew_leases("survivor", [created.id], 30) == {created.id}
+    store.mark_succeeded(created.id, {"verdict": "pass"}, owner="survivor")
+    attempts = store.analysis_attempts(created.id)
+    assert [(a.replica_id, a.outcome) for a in attempts] == [
+        ("dead", None), ("survivor", "succeeded")
+    ]
+
+
+def test_queued_work_without_a_lease_is_taken_over_after_a_lease(store: Store) -> None:
+    created = store.create_analysis(kind="native", config={}, request={})
+    assert store.claim_abandoned("other", 30, limit=10) == []  # its creator runs it soon
+    time.sleep(1.1)
+    assert [a.id for a in store.claim_abandoned("other", 1, limit=10)] == [created.id]
+
+
+def test_released_leases_are_taken_over_at_once(store: Store) -> None:
+    ids = [store.create_analysis(kind="native", config={}, request={}).id for _ in range(3)]
+    for analysis_id in ids:
+        assert store.claim_analysis(analysis_id, "stopping", 30) is not None
+    assert store.release_leases("stopping") == 3
+    taken = store.claim_abandoned("next", 30, limit=2)
+    assert [a.id for a in taken] == ids[:2]  # oldest first, at most the limit
+    assert [a.id for a in store.claim_abandoned("next", 30, limit=5)] == ids[2:]
+
+
+def test_concurrent_claims_give_each_analysis_to_one_replica(store: Store) -> None:
+    ids = [store.create_analysis(kind="native", config={}, request={}).id for _ in range(20)]
+    won: dict[str, list[str]] = {}
+    errors: list[str] = []
+
+    def claim(replica: str) -> None:
+        try:
+            for analysis_id in ids:
+                if store.claim_analysis(analysis_id, replica, 30) is not None:
+                    won.setdefault(analysis_id, []).append(replica)
+        except Exception as exc:  # collected: an exception in a thread would be lost
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=claim, args=(f"replica-{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(won) == sorted(ids)
+    assert all(len(replicas) == 1 for replicas in won.values()), won
+
+
+def test_a_run_is_polled_under_one_replicas_lease(store: Store) -> None:
+    assert store.claim_run("rollout-7", "replica-a", 30)  # not stored yet: the insert guards
+    store.save_run(_run(1), previous_calls=0)
+    assert store.claim_run("rollout-7", "replica-a", 30)
+    assert not store.claim_run("rollout-7", "replica-b", 30)
+    store.release_run("rollout-7", "replica-a")
+    assert store.claim_run("rollout-7", "replica-b", 30)
+    store.save_run(_run(2), previous_calls=1)  # a saved poll lets the run go
+    assert store.claim_run("rollout-7", "replica-a", 30)
+
+
+def test_a_stored_answer_covers_polls_up_to_its_window_end() -> None:
+    end = datetime(2024, 3, 4, 11, tzinfo=UTC)
+    run = StoredRun(**{**vars(_run(1)), "poll_end": end, "poll_final": False})
+    assert run.answers(end, final=False)
+    assert run.answers(datetime(2024, 3, 4, 10, 30, tzinfo=UTC), final=False)
+    assert not run.answers(datetime(2024, 3, 4, 11, 1, tzinfo=UTC), final=False)
+    assert not run.answers(end, final=True)  # a final poll was not made yet
+    assert not _run(1).answers(end, final=False)  # stored before poll ends were kept
