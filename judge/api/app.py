@@ -385,7 +385,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 health_watch.cancel()
                 await asyncio.gather(health_watch, return_exceptions=True)
             await runner.stop()
-            await to_thread.run_sync(judges.close)
+            await judges.aclose()
             sources.close()
             store.close()
 

@@ -12,9 +12,9 @@ Why not ``concurrent.futures.ProcessPoolExecutor``: it moves every task through 
 threads of the service's process (a queue feeder and a result manager), which take the GIL
 from the event loop at each hand-over; measured on ``POST /v1/judge`` (5 metrics x 30 points),
 the event loop's ``submit`` alone waited 1.4 ms a request for it on a busy 2-core machine.
-Here each worker has its own pipe, the event loop writes the task to an idle worker's pipe
-and waits for the answer with ``loop.add_reader`` (no thread at all), and a worker that dies
-is known by its own pipe, so only the judgment it held fails.
+Here each worker has its own socket (a socket pair) that the event loop reads and writes as
+streams (no thread at all), and a worker that dies is known by its own socket closing, so only
+the judgment it held fails.
 
 The workers are started by a *forkserver* that has imported the judge once (a worker starts
 in milliseconds with everything imported): forking the service's own process would copy its
@@ -37,11 +37,13 @@ import logging
 import multiprocessing
 import os
 import pickle
+import select
 import signal
+import socket
+import struct
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -124,38 +126,58 @@ def portable(exc: BaseException) -> BaseException:
     return exc
 
 
-def serve(connection: Connection) -> None:
+_HEADER = struct.Struct("!Q")
+"""Each message on a worker's socket: its length (8 bytes, big-endian), then a pickle."""
+
+
+def serve(channel: socket.socket) -> None:
     """A worker's life: read a task, judge it, answer (the answer or the exception), until
-    the service closes its end of the pipe."""
+    the service closes its end of the socket."""
     # Ctrl-C in a terminal reaches the whole process group: the service stops its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    incoming = channel.makefile("rb")
     while True:
-        try:
-            task = connection.recv_bytes()
-        except (EOFError, OSError):
+        header = incoming.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            return
+        (size,) = _HEADER.unpack(header)
+        task = incoming.read(size)
+        if len(task) < size:
             return
         try:
             answer: tuple[bool, Any] = (True, judge_to_json(*pickle.loads(task)))
         except Exception as exc:
             answer = (False, portable(exc))
-        connection.send_bytes(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+        payload = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        channel.sendall(_HEADER.pack(len(payload)) + payload)
 
 
 @dataclass
 class _Worker:
     process: BaseProcess
-    connection: Connection
+    channel: socket.socket
+    """The service's end of a socket pair; the worker holds the other."""
+    streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    """The channel on the event loop (made at first use)."""
+
+    def dead(self) -> bool:
+        """Known dead: exited, or its end of the socket closed (a process's sockets close as
+        it dies, before anyone can see it gone)."""
+        if not self.process.is_alive():
+            return True
+        readable, _, _ = select.select([self.channel], [], [], 0)
+        return bool(readable)  # an idle worker sends nothing: readable is end of file
 
 
 class _WorkerDiedError(Exception):
-    """The worker's pipe closed: it is dead."""
+    """The worker's socket closed while it held a judgment: it died."""
 
 
 class JudgePool:
     """``workers`` judging processes (0: judge in the service's own process); see module doc.
 
-    ``start()`` before the first judgment, ``close()`` at the end (both blocking: call them off
-    the event loop); :meth:`judge` from the event loop that ``start()`` was awaited for.
+    ``start()`` before the first judgment and ``close()`` at the end (both blocking: call them
+    off the event loop); :meth:`judge` on the one event loop that serves.
     """
 
     def __init__(self, workers: int) -> None:
@@ -174,11 +196,11 @@ class JudgePool:
         return self.pids()
 
     def pids(self) -> list[int]:
-        """The live workers' process ids."""
+        """The workers' process ids."""
         return [worker.process.pid for worker in self._all if worker.process.pid is not None]
 
     def _spawn(self) -> _Worker:
-        ours, theirs = self._context.Pipe(duplex=True)
+        ours, theirs = socket.socketpair()
         process = self._context.Process(
             target=serve, args=(theirs,), name="canary-judge-worker", daemon=True
         )
@@ -187,7 +209,7 @@ class JudgePool:
         return _Worker(process, ours)
 
     def _queue(self) -> asyncio.Queue[_Worker]:
-        # Made on first use, on the event loop that judges (not the one start() ran near).
+        # Made on first use, on the event loop that judges.
         if self._idle is None:
             self._idle = asyncio.Queue()
             for worker in self._all:
@@ -203,7 +225,9 @@ class JudgePool:
     def _retire(self, worker: _Worker) -> None:
         if worker in self._all:
             self._all.remove(worker)
-        worker.connection.close()
+        if worker.streams is not None:
+            worker.streams[1].close()
+        worker.channel.close()
         if worker.process.is_alive():
             worker.process.kill()
         worker.process.join(timeout=1)
@@ -225,35 +249,27 @@ class JudgePool:
                             protocol=pickle.HIGHEST_PROTOCOL)
         idle = self._queue()
         worker = await idle.get()
-        sent = False
         try:
-            if not worker.process.is_alive():
-                worker = await self._died_idle(worker)
-            try:
-                worker.connection.send_bytes(task)
-            except OSError:  # its end of the pipe is closed: it died after the check
-                worker = await self._died_idle(worker)
-                worker.connection.send_bytes(task)
-            sent = True
-            ok, answer = await self._answer(worker)
+            if worker.dead():
+                logger.warning("a judging worker had died while idle; it has been replaced",
+                               extra={"exit_code": worker.process.exitcode})
+                worker = await self._replace(worker)
+            ok, answer = await self._exchange(worker, task)
         except _WorkerDiedError:
+            await asyncio.sleep(0)  # let its exit status arrive, for the log
             code = worker.process.exitcode
             worker = await self._replace(worker)
             idle.put_nowait(worker)
             logger.error("a judging worker died while judging; it has been replaced",
                          extra={"exit_code": code})
             raise JudgeWorkerError(
-                f"the judging worker process died while judging this request (exit code "
-                f"{code}: killed, or out of memory); it has been replaced: send the request "
-                "again"
+                "the judging worker process died while judging this request (killed, or out "
+                "of memory); it has been replaced: send the request again"
             ) from None
         except asyncio.CancelledError:
-            if sent:
-                # Abandoned mid-judgment: the worker's answer is on its way and must not be
-                # read as the next request's; it is read (and dropped) in the background.
-                asyncio.get_running_loop().create_task(self._drain(worker))
-            else:
-                idle.put_nowait(worker)
+            # Abandoned mid-exchange (shutdown): what the worker still sends must not be read
+            # as the next request's answer, so it is replaced.
+            asyncio.get_running_loop().create_task(self._renew(worker))
             raise
         except BaseException:
             idle.put_nowait(worker)
@@ -264,46 +280,38 @@ class JudgePool:
         judged: Judged = answer
         return judged
 
-    async def _died_idle(self, worker: _Worker) -> _Worker:
-        logger.warning("a judging worker had died while idle; it has been replaced",
-                       extra={"exit_code": worker.process.exitcode})
-        return await self._replace(worker)
-
-    async def _answer(self, worker: _Worker) -> tuple[bool, Any]:
-        """The worker's answer, awaited on the event loop (``_WorkerDiedError`` at end of file)."""
-        loop = asyncio.get_running_loop()
-        readable: asyncio.Future[None] = loop.create_future()
-        descriptor = worker.connection.fileno()
-
-        def ready() -> None:
-            if not readable.done():
-                readable.set_result(None)
-
-        loop.add_reader(descriptor, ready)
+    async def _exchange(self, worker: _Worker, task: bytes) -> tuple[bool, Any]:
+        """Send the task, await the answer (``_WorkerDiedError`` when the socket closes)."""
+        if worker.streams is None:
+            worker.streams = await asyncio.open_connection(sock=worker.channel)
+        reader, writer = worker.streams
         try:
-            await readable
-        finally:
-            loop.remove_reader(descriptor)
-        try:
-            # The worker writes its whole answer at once: reading it does not wait on judging.
-            raw = worker.connection.recv_bytes()
-        except (EOFError, OSError):
-            raise _WorkerDiedError from None
+            writer.write(_HEADER.pack(len(task)) + task)
+            await writer.drain()
+            (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
+            raw = await reader.readexactly(size)
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            raise _WorkerDiedError from exc
         answer: tuple[bool, Any] = pickle.loads(raw)
         return answer
 
-    async def _drain(self, worker: _Worker) -> None:
-        try:
-            await self._answer(worker)
-        except _WorkerDiedError:
-            worker = await self._replace(worker)
-        self._queue().put_nowait(worker)
+    async def _renew(self, worker: _Worker) -> None:
+        self._queue().put_nowait(await self._replace(worker))
+
+    async def aclose(self) -> None:
+        """Stop the workers, from the event loop that judged (its sockets are closed there)."""
+        for worker in self._all:
+            if worker.streams is not None:
+                worker.streams[1].close()
+                worker.streams = None
+        await to_thread.run_sync(self.close)
 
     def close(self) -> None:
-        """Stop the workers: each ends when its pipe closes (killed if it is still judging)."""
+        """Stop the workers: each ends when its socket closes (killed if still judging).
+        Blocking; on a pool that judged on an event loop, :meth:`aclose` instead."""
         workers, self._all = self._all, []
         for worker in workers:
-            worker.connection.close()
+            worker.channel.close()
         for worker in workers:
             worker.process.join(timeout=2)
             if worker.process.is_alive():
