@@ -126,7 +126,8 @@ class AnalysisRunner:
             judged: list[SeriesPairs] = []
             report = await asyncio.wait_for(
                 run_plan(plan, self._services.sources, on_progress=on_progress,
-                         deadline=fetch_deadline(budget), on_pairs=judged.append),
+                         deadline=fetch_deadline(budget), on_pairs=judged.append,
+                         judge_with=self._services.judges.judge_series),
                 timeout=budget,
             )
             if judged:  # kept for the report page's plots

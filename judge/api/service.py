@@ -102,7 +102,8 @@ class Services:
         try:
             budget = self.settings.sync_timeout_seconds
             report = await asyncio.wait_for(
-                run_plan(plan, self.sources, deadline=fetch_deadline(budget), on_pairs=on_pairs),
+                run_plan(plan, self.sources, deadline=fetch_deadline(budget), on_pairs=on_pairs,
+                         judge_with=self.judges.judge_series),
                 timeout=budget,
             )
         except TimeoutError:

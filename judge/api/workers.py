@@ -42,15 +42,18 @@ import signal
 import socket
 import struct
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anyio import to_thread
 
 from judge.config import CanaryConfig, ScoreThresholds
 from judge.errors import ConfigError, DataError, JudgeError, NotFoundError
+
+if TYPE_CHECKING:
+    from judge.report import Report
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +110,16 @@ def judge_to_json(
     return Judged(body, report.verdict.value, time.perf_counter() - started)
 
 
+def judge_inputs(
+    config: CanaryConfig, inputs: Mapping[str, Any], thresholds: ScoreThresholds | None
+) -> Report:
+    """Judge fetched series (``judge.judging.judge_series``): an analysis' judgment, in a
+    worker (see :meth:`JudgePool.judge_series`)."""
+    from judge.judging import judge_series
+
+    return judge_series(config, inputs, thresholds=thresholds)
+
+
 def portable(exc: BaseException) -> BaseException:
     """``exc``, or an exception that says the same and survives pickling: one whose
     constructor takes other arguments than its ``args`` cannot be rebuilt in the service's
@@ -131,8 +144,8 @@ _HEADER = struct.Struct("!Q")
 
 
 def serve(channel: socket.socket) -> None:
-    """A worker's life: read a task, judge it, answer (the answer or the exception), until
-    the service closes its end of the socket."""
+    """A worker's life: read a task (a module-level function and its arguments), run it,
+    answer (its result or its exception), until the service closes its end of the socket."""
     # Ctrl-C in a terminal reaches the whole process group: the service stops its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     incoming = channel.makefile("rb")
@@ -145,7 +158,8 @@ def serve(channel: socket.socket) -> None:
         if len(task) < size:
             return
         try:
-            answer: tuple[bool, Any] = (True, judge_to_json(*pickle.loads(task)))
+            function, arguments = pickle.loads(task)
+            answer: tuple[bool, Any] = (True, function(*arguments))
         except Exception as exc:
             answer = (False, portable(exc))
         payload = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
@@ -241,12 +255,25 @@ class JudgePool:
     ) -> Judged:
         """Judge in a worker and await the answer (in-process: in a thread); the arguments
         are :func:`judge_to_json`'s."""
+        judged: Judged = await self.run(judge_to_json, native_json, baseline, canary, thresholds)
+        return judged
+
+    async def judge_series(
+        self, config: CanaryConfig, inputs: Mapping[str, Any],
+        thresholds: ScoreThresholds | None,
+    ) -> Report:
+        """An analysis' judgment of its fetched series, in a worker (:func:`judge_inputs`);
+        the shape ``judge.analysis.analyze_async`` takes as ``judge_with``."""
+        report: Report = await self.run(judge_inputs, config, inputs, thresholds)
+        return report
+
+    async def run(self, function: Callable[..., Any], *arguments: Any) -> Any:
+        """``function(*arguments)`` in a worker, awaited (in-process: in a thread).
+        ``function`` must be a module-level function, and its arguments and result
+        picklable."""
         if not self.workers:
-            return await to_thread.run_sync(
-                judge_to_json, native_json, baseline, canary, thresholds
-            )
-        task = pickle.dumps((native_json, baseline, canary, thresholds),
-                            protocol=pickle.HIGHEST_PROTOCOL)
+            return await to_thread.run_sync(function, *arguments)
+        task = pickle.dumps((function, arguments), protocol=pickle.HIGHEST_PROTOCOL)
         idle = self._queue()
         worker = await idle.get()
         try:
@@ -277,8 +304,7 @@ class JudgePool:
         idle.put_nowait(worker)
         if not ok:
             raise answer
-        judged: Judged = answer
-        return judged
+        return answer
 
     async def _exchange(self, worker: _Worker, task: bytes) -> tuple[bool, Any]:
         """Send the task, await the answer (``_WorkerDiedError`` when the socket closes)."""
