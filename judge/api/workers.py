@@ -3,10 +3,10 @@
 A judgment is pure CPU (numpy and Python). Run on the event loop it stalls every other
 request; run in a thread it still holds the GIL most of the time, so one process judges on
 one core however many the machine has. :class:`JudgePool` sends each judgment of
-``POST /v1/judge`` to one of ``judge_workers`` processes (default: the cores this process may
-run on) and awaits its answer, so the event loop keeps answering (``/healthz``, polls, other
-requests) while every core judges. The worker also serialises the report: the answer comes
-back as the JSON bytes to send.
+``POST /v1/judge`` and of an analysis to one of ``judge_workers`` processes (default: the cores
+this process may run on) and awaits its answer, so the event loop keeps answering
+(``/healthz``, polls, other requests) while every core judges. For ``POST /v1/judge`` the
+worker also serialises the report: the answer comes back as the JSON bytes to send.
 
 Why not ``concurrent.futures.ProcessPoolExecutor``: it moves every task through two helper
 threads of the service's process (a queue feeder and a result manager), which take the GIL
@@ -198,8 +198,10 @@ class JudgePool:
         if workers < 0:
             raise ValueError(f"judge_workers must be >= 0, got {workers}")
         self.workers = workers
-        self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(_PRELOAD)
+        # In-process (0) needs no start method: the forkserver is a POSIX one.
+        self._context = multiprocessing.get_context("forkserver") if workers else None
+        if self._context is not None:
+            self._context.set_forkserver_preload(_PRELOAD)
         self._all: list[_Worker] = []
         self._idle: asyncio.Queue[_Worker] | None = None
 
@@ -214,6 +216,7 @@ class JudgePool:
         return [worker.process.pid for worker in self._all if worker.process.pid is not None]
 
     def _spawn(self) -> _Worker:
+        assert self._context is not None, "an in-process pool has no workers to start"
         ours, theirs = socket.socketpair()
         process = self._context.Process(
             target=serve, args=(theirs,), name="canary-judge-worker", daemon=True
