@@ -126,10 +126,11 @@ class AnalysisRunner:
             saving: list[asyncio.Task[None]] = []
 
             def keep_series(pairs: SeriesPairs) -> None:
-                # Kept for the report page's plots, stored while a worker judges them (the
-                # JSON of a day of points for a hundred metrics is a third of a second).
+                # Kept for the report page's plots, made and stored on a thread while a
+                # worker judges them (a day of points for a hundred metrics is a third of a
+                # second of JSON).
                 task = asyncio.create_task(to_thread.run_sync(
-                    store.save_series, analysis_id, series_json(pairs)))
+                    lambda: store.save_series(analysis_id, series_json(pairs))))
                 task.add_done_callback(lambda done: done.cancelled() or done.exception())
                 saving.append(task)
 
