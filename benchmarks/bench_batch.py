@@ -26,7 +26,8 @@ numbers of our judge are checked against R's on the metrics R ran.
 Run: ``.venv/bin/python benchmarks/bench_batch.py`` (``--quick`` for a smaller, faster run).
 Targets (issue 6): 500 x 1440 at least 100x faster than R's loop and within 10x of the sort.
 Targets (issue 18): the whole Kayenta-mode judgment within 10x of the sort floor, the whole
-default judge within 20x.
+default judge within 20x; the peak memory of a whole judgment (``tracemalloc``) within 5x the
+input arrays' size.
 """
 
 from __future__ import annotations
@@ -136,6 +137,22 @@ def whole_judgment(data: np.ndarray, config: CanaryConfig) -> Report:
     """A whole judgment (``judge_series``): tests, decisions, reasons, score."""
     series = {f"m{k}": (data[k, 1], data[k, 0]) for k in range(data.shape[0])}
     return judge_series(config, series)
+
+
+def peak_memory(action: Callable[[], object]) -> int:
+    """Bytes allocated at the peak of ``action`` beyond what was allocated before it
+    (``tracemalloc``, which numpy reports its arrays' buffers to)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        action()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak - before
 
 
 def naive_one(canary: np.ndarray, baseline: np.ndarray) -> tuple[float, float, float, float]:
@@ -270,6 +287,14 @@ def main() -> None:
         print(
             f"largest |ours - R| in estimate and limits over {r_metrics} metrics: "
             f"{agreement:.2e} ({agreement_scaled:.1e} of the range of the differences)"
+        )
+
+    for mode in ("default", "kayenta"):
+        peak = peak_memory(partial(whole_judgment, data, judge_config(metrics, mode)))
+        print(
+            f"peak memory of the whole {mode}-mode judgment: {peak / 1e6:.1f} MB, "
+            f"{peak / data.nbytes:.1f}x the input arrays ({data.nbytes / 1e6:.1f} MB; "
+            "target: within 5x)"
         )
 
     print()

@@ -67,6 +67,10 @@ from judge.scoring import error_outcome
 if TYPE_CHECKING:
     from judge.config import CanaryConfig, ScoreThresholds
     from judge.report import Report
+    # Where an analysis judges what it fetched: ``(config, inputs, thresholds) -> report``.
+    JudgeSeries = Callable[
+        [CanaryConfig, Mapping[str, Any], ScoreThresholds | None], Coroutine[Any, Any, Report]
+    ]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -125,6 +129,7 @@ async def analyze_async(
     on_progress: ProgressCallback | None = None,
     deadline: float | None = None,
     on_pairs: Callable[[SeriesPairs], None] | None = None,
+    judge_with: JudgeSeries | None = None,
 ) -> Report:
     """Fetch every metric of ``config`` for the baseline and canary scopes, and judge them.
 
@@ -140,6 +145,8 @@ async def analyze_async(
     backoff or a ``Retry-After``) that would end past it: a metric still without data then
     fails with kind ``timeout`` (or its last error) saying so. ``on_pairs`` is handed the
     fetched series as judged (the service keeps them for the report page's plots).
+    ``judge_with(config, inputs, thresholds)`` judges them elsewhere (the service: in a worker
+    process, ``judge.api.workers``); by default :func:`judge.judging.judge_series`, here.
 
     A metric that cannot be fetched is classified ``error`` with the reason (source, query,
     kind of failure); it never fails the other metrics. When the source failed (an outage,
@@ -157,7 +164,10 @@ async def analyze_async(
     built = build_pairs(config, fetches, combine)
     if on_pairs is not None:
         on_pairs(built)
-    report = judge_series(built.config, built.inputs(), thresholds=thresholds)
+    if judge_with is None:
+        report = judge_series(built.config, built.inputs(), thresholds=thresholds)
+    else:
+        report = await judge_with(built.config, built.inputs(), thresholds)
     # The deadline is reported: a metric that gave up on a rate limit's reset names it too.
     return replace(report, details={**report.details, "fetch": fetch_summary(fetches),
                                     "fetch_deadline": deadline})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -57,12 +57,30 @@ class Verdict(StrEnum):
     ERROR = "error"
 
 
+_AS_IS = frozenset({str, int, bool, type(None)})
+
+
 def _clean(value: Any) -> Any:
     """JSON has no NaN or infinity: make them ``None`` so every adapter emits valid JSON.
 
     numpy scalars (``np.int64``, ``np.bool_`` ...) become Python numbers, which ``json`` can
-    write; numpy arrays become lists.
+    write; numpy arrays become lists; dataclasses (the report's own parts) become dicts of
+    their fields, as ``dataclasses.asdict`` makes them.
     """
+    # One walk, the common exact types first: a report has hundreds of numbers, and
+    # dataclasses.asdict deep-copies each before this would read it again (most of what
+    # serialising a small judgment cost).
+    kind = type(value)
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind in _AS_IS:
+        return value
+    if kind is dict:
+        return {k: _clean(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_clean(v) for v in value]
+    if hasattr(kind, "__dataclass_fields__") and not isinstance(value, type):
+        return {f.name: _clean(getattr(value, f.name)) for f in fields(value)}
     # Duck-typed (numpy scalars and arrays have ``tolist``), so that reading a report does not
     # import numpy: the CLI's start-up pays for this module.
     if hasattr(value, "tolist") and not isinstance(value, str | bytes):
@@ -136,7 +154,7 @@ class MetricResult:
     """Test-specific extras (method, thresholds compared, correction applied ...)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(asdict(self))  # type: ignore[no-any-return]
+        return _clean(self)  # type: ignore[no-any-return]
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> MetricResult:
@@ -185,7 +203,7 @@ class GroupResult:
     """How many metrics of the group had each classification."""
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(asdict(self))  # type: ignore[no-any-return]
+        return _clean(self)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from judge.api.settings import Settings, get_settings
 from judge.api.sources import SourceRegistry
 from judge.api.store import Store, safe_url
 from judge.api.telemetry import ServiceMetrics, configure_logging
+from judge.api.workers import JudgePool, JudgeWorkerError, available_cores
 from judge.errors import (
     ConfigError,
     ConflictError,
@@ -277,7 +278,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         return reply(request, 422, summary, detail=cleaned)
 
     async def unavailable(request: Request, exc: Exception) -> Response:
-        # The database, not the request: 503 on every door (Argo: an Error measurement).
+        # The database or a judging worker, not the request: 503 on every door (Argo: an Error
+        # measurement).
         logger.error("%s", exc)
         return reply(request, 503, str(exc), keep_status=True)
 
@@ -313,6 +315,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(ConflictError, conflict)
     app.add_exception_handler(StoreUnavailableError, unavailable)
+    app.add_exception_handler(JudgeWorkerError, unavailable)
     app.add_exception_handler(StarletteHTTPException, routing)
     app.add_exception_handler(TimeoutError, timed_out)
     app.add_exception_handler(ValidationError, invalid)
@@ -356,8 +359,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_logging(settings.log_level, settings.log_json, redactor)
         store = await to_thread.run_sync(open_store, settings, redactor)
         sources = SourceRegistry.from_settings(settings, metrics)
+        judges = JudgePool(
+            available_cores() if settings.judge_workers is None else settings.judge_workers
+        )
+        # Workers started now, each with the judge imported: the first requests do not pay it.
+        workers = await to_thread.run_sync(judges.start)
         services = Services(settings=settings, store=store, sources=sources, metrics=metrics,
-                            clock=settings_clock(settings))
+                            clock=settings_clock(settings), judges=judges)
         runner = AnalysisRunner(services)
         app.state.services = services
         app.state.runner = runner
@@ -370,7 +378,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         logger.info(
             "canary-judge ready",
             extra={"database": safe_url(settings.database_url), "sources": sources.names(),
-                   "default_source": sources.default_name},
+                   "default_source": sources.default_name, "judge_workers": workers},
         )
         try:
             yield
@@ -379,6 +387,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 health_watch.cancel()
                 await asyncio.gather(health_watch, return_exceptions=True)
             await runner.stop()
+            await judges.aclose()
             sources.close()
             store.close()
 

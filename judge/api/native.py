@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from judge.api.plans import (
     config_document,
     kayenta_document,
     make_scope,
+    parse_config_document,
     resolve_config,
     stored_fields,
     window,
@@ -41,8 +43,7 @@ from judge.api.schemas import (
 )
 from judge.api.service import Services
 from judge.api.store import AnalysisStatus, StoredAnalysis, StoredConfig, StoredRun
-from judge.api.telemetry import Stopwatch
-from judge.config import ScoreThresholds
+from judge.config import CanaryConfig, ScoreThresholds
 from judge.ports import ScopePair
 
 router = APIRouter(prefix="/v1", tags=["native"])
@@ -77,14 +78,30 @@ def _thresholds(raw: Any) -> ScoreThresholds | None:
 
 
 # -- judge ---------------------------------------------------------------------------------------
-@router.post("/judge", response_model=ReportOut, responses=_ERRORS)
-def judge_inline(body: JudgeRequest, services: ServicesDep) -> Response:
-    """Judge baseline and canary data given inline (one list of numbers per metric)."""
-    from judge.judging import judge
+@functools.lru_cache(maxsize=128)
+def _inline_config(document_json: str) -> tuple[CanaryConfig, str]:
+    """An inline config read once: a caller sends the same config with every request, and
+    reading it is most of what a small judgment costs besides the judging. Also its native
+    JSON, which the judging worker reads (:func:`judge.api.workers.config_of`)."""
+    config, _ = parse_config_document(json.loads(document_json))
+    return config, json.dumps(config.to_dict(), sort_keys=True)
 
-    config, _ = resolve_config(
-        services.store, inline=body.config, config_ref=body.config_id, version=body.config_version
-    )
+
+@router.post("/judge", response_model=ReportOut, responses=_ERRORS)
+async def judge_inline(body: JudgeRequest, request: Request) -> Response:
+    """Judge baseline and canary data given inline (one list of numbers per metric)."""
+    services: Services = request.app.state.services
+    if body.config is not None:
+        config, native_json = _inline_config(json.dumps(body.config, sort_keys=True))
+    else:
+        # A stored config: the database is blocking I/O, kept off the event loop.
+        config, _ = await to_thread.run_sync(
+            lambda: resolve_config(
+                services.store, inline=None, config_ref=body.config_id,
+                version=body.config_version,
+            )
+        )
+        native_json = json.dumps(config.to_dict(), sort_keys=True)
     # A misspelt name would otherwise just leave its metric without data: say so instead.
     known = {metric.column for metric in config.metrics}
     for side, series in (("baseline", body.baseline), ("canary", body.canary)):
@@ -96,13 +113,17 @@ def judge_inline(body: JudgeRequest, services: ServicesDep) -> Response:
                 side,
             )
     services.metrics.analyses_started.labels("judge").inc()
-    watch = Stopwatch()
-    report = judge(config, body.baseline, body.canary, thresholds=_thresholds(body.thresholds))
-    services.metrics.judge_seconds.labels("judge").observe(watch.seconds)
-    services.metrics.analyses_finished.labels("judge", report.verdict.value).inc()
-    # Serialised directly: Report.to_dict() is already JSON-ready, and validating it again
+    thresholds = (
+        None if body.thresholds is None
+        else (body.thresholds.pass_, body.thresholds.marginal)
+    )
+    # Judged in a worker process (judge_workers), so this event loop keeps serving.
+    judged = await services.judges.judge(native_json, body.baseline, body.canary, thresholds)
+    services.metrics.judge_seconds.labels("judge").observe(judged.seconds)
+    services.metrics.analyses_finished.labels("judge", judged.verdict).inc()
+    # The worker serialised Report.to_dict() (already JSON-ready); validating it again
     # against ReportOut (which documents it) would cost more than the HTTP layer itself.
-    return Response(json.dumps(report.to_dict()), media_type="application/json")
+    return Response(judged.body, media_type="application/json")
 
 
 # -- configs -------------------------------------------------------------------------------------

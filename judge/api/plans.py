@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from fastapi import Request
@@ -44,6 +44,9 @@ ProgressCallback = Callable[[int, int], None]
 KAYENTA_BOOKKEEPING = frozenset(
     ("id", "createdTimestamp", "updatedTimestamp", "createdTimestampIso", "updatedTimestampIso")
 )
+
+if TYPE_CHECKING:
+    from judge.analysis import JudgeSeries
 
 
 BadRequestError = ConfigError
@@ -451,10 +454,12 @@ async def run_plan(
     on_progress: ProgressCallback | None = None,
     deadline: float | None = None,
     on_pairs: Callable[[SeriesPairs], None] | None = None,
+    judge_with: JudgeSeries | None = None,
 ) -> Report:
     """Fetch both sides of every metric and judge them (``judge.analysis.analyze_async``),
     the fetching within ``deadline`` seconds (retries and backoff included); ``on_pairs``
-    receives the series judged."""
+    receives the series judged, ``judge_with`` judges them (the service: its judging
+    workers)."""
     return await analyze_async(
         plan.config,
         routed_sources(plan, sources),
@@ -466,6 +471,7 @@ async def run_plan(
         on_progress=on_progress,
         deadline=deadline,
         on_pairs=on_pairs,
+        judge_with=judge_with,
     )
 
 

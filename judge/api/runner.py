@@ -223,14 +223,25 @@ class AnalysisRunner:
                 extra={"kind": analysis.kind, "config": config.name, "attempt": analysis.attempts},
             )
             budget = self._services.settings.analysis_timeout_seconds
-            judged: list[SeriesPairs] = []
+            saving: list[asyncio.Task[None]] = []
+
+            def keep_series(pairs: SeriesPairs) -> None:
+                # Kept for the report page's plots, made and stored on a thread while a
+                # worker judges them (a day of points for a hundred metrics is a third of a
+                # second of JSON).
+                task = asyncio.create_task(to_thread.run_sync(
+                    lambda: store.save_series(analysis_id, series_json(pairs))))
+                task.add_done_callback(lambda done: done.cancelled() or done.exception())
+                saving.append(task)
+
             report = await asyncio.wait_for(
                 run_plan(plan, self._services.sources, on_progress=on_progress,
-                         deadline=fetch_deadline(budget), on_pairs=judged.append),
+                         deadline=fetch_deadline(budget), on_pairs=keep_series,
+                         judge_with=self._services.judges.judge_series),
                 timeout=budget,
             )
-            if judged:  # kept for the report page's plots
-                await to_thread.run_sync(store.save_series, analysis_id, series_json(judged[-1]))
+            for task in saving:
+                await task
         except asyncio.CancelledError:
             # Shutdown (or a lease lost): leave it stored as running; whoever holds it next
             # resumes it.

@@ -111,10 +111,21 @@ def _to_float(value: Any) -> float:
     return float(value)
 
 
+_FLOAT = frozenset({float})
+_NUMBER = frozenset({float, int})
+
+
 def series_values(raw: Any) -> list[float]:
     """A list of numbers where ``null`` / ``"NaN"`` become NaN; anything else is an error."""
     if not isinstance(raw, list):
         raise ValueError("expected a list of numbers")
+    # Nearly every list holds plain numbers only: their set of types (made in C) instead of a
+    # Python call per value.
+    kinds = set(map(type, raw))
+    if kinds <= _FLOAT:
+        return raw
+    if kinds <= _NUMBER:
+        return [float(v) for v in raw]
     return [_to_float(v) for v in raw]
 
 

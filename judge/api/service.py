@@ -18,6 +18,7 @@ from judge.api.settings import Settings
 from judge.api.sources import SourceRegistry
 from judge.api.store import Store
 from judge.api.telemetry import ServiceMetrics, Stopwatch, analysis_context
+from judge.api.workers import JudgePool
 from judge.fetching import SeriesPairs
 from judge.pages.series import series_json
 from judge.report import Report
@@ -51,6 +52,8 @@ class Services:
     metrics: ServiceMetrics
     clock: Clock = wall_clock
     """Where lookback windows end (``settings_clock``)."""
+    judges: JudgePool = field(default_factory=lambda: JudgePool(0))
+    """Where ``POST /v1/judge`` judges (``judge_workers`` processes; :mod:`judge.api.workers`)."""
     _runs: RunKeeper | None = field(default=None, repr=False)
 
     @property
@@ -106,7 +109,8 @@ class Services:
         try:
             budget = self.settings.sync_timeout_seconds
             report = await asyncio.wait_for(
-                run_plan(plan, self.sources, deadline=fetch_deadline(budget), on_pairs=on_pairs),
+                run_plan(plan, self.sources, deadline=fetch_deadline(budget), on_pairs=on_pairs,
+                         judge_with=self.judges.judge_series),
                 timeout=budget,
             )
         except TimeoutError:

@@ -199,6 +199,10 @@ class Settings(BaseSettings):
     and for reproducible tests. Unset: the wall clock."""
     max_points_per_series: int = Field(default=11_000, gt=0)
     """Reject windows that would fetch more points than this per side (Prometheus' limit)."""
+    judge_workers: int | None = Field(default=None, ge=0)
+    """Processes that judge ``POST /v1/judge`` requests off the event loop
+    (:mod:`judge.api.workers`). Unset: one per core this process may use; 0: judge in the
+    service's own process (one core)."""
     max_concurrent_analyses: int = Field(default=4, gt=0)
     """Background analyses running at once; more wait queued."""
     analysis_timeout_seconds: float = Field(default=600.0, gt=0)

@@ -45,7 +45,16 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
+
 TimeArray = npt.NDArray[np.datetime64]
+
+BATCH_ROWS = 64
+"""Metrics a batched test takes at once at most (the default judge's evaluation, Kayenta's
+Mann-Whitney). Every row is judged on its own (a batch of one gives the same numbers), and
+the intermediate arrays of a batch (ranks, pairwise selections, quantiles: several times its
+input each) would otherwise be held for all metrics at once: 64 rows keep the per-call
+overhead amortised, and the peak memory of 500 metrics x 1,440 points a side about 4x the
+input instead of 14-26x (benchmarks/bench_batch.py)."""
 
 
 def _times_of(values: Any) -> TimeArray | None:

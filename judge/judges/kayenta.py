@@ -48,6 +48,7 @@ from judge.config import (
 from judge.errors import ConfigError
 from judge.judges.base import finish_report
 from judge.judges.common import (
+    BATCH_ROWS,
     MetricData,
     MetricInput,
     Prepared,
@@ -229,20 +230,24 @@ def _decide(p: Prepared, mw: MannWhitneyResult) -> MetricResult:
 
 
 def _test_all(pending: list[Prepared]) -> list[MannWhitneyResult]:
-    """Every pending metric's test, one batched call per confidence level (one in practice:
-    Kayenta judges at 98%)."""
+    """Every pending metric's test, batched calls per confidence level (one in practice:
+    Kayenta judges at 98%) of at most ``BATCH_ROWS`` metrics."""
     outcomes: dict[int, MannWhitneyResult] = {}
     levels: dict[float, list[int]] = {}
     for index, p in enumerate(pending):
         assert isinstance(p.metric.test, MannWhitneyTest)
         levels.setdefault(p.metric.test.confidence, []).append(index)
-    for confidence, members in levels.items():
-        # R's algorithm as Kayenta runs it: asymptotic, continuity-corrected, R's root search.
-        results = mann_whitney_many(
-            [(pending[i].canary, pending[i].baseline) for i in members],
-            confidence=confidence, correct=True, method="asymptotic", interval_search="uniroot",
-        )
-        outcomes.update(zip(members, results, strict=True))
+    for confidence, level in levels.items():
+        for first in range(0, len(level), BATCH_ROWS):
+            members = level[first:first + BATCH_ROWS]
+            # R's algorithm as Kayenta runs it: asymptotic, continuity-corrected, R's root
+            # search.
+            results = mann_whitney_many(
+                [(pending[i].canary, pending[i].baseline) for i in members],
+                confidence=confidence, correct=True, method="asymptotic",
+                interval_search="uniroot",
+            )
+            outcomes.update(zip(members, results, strict=True))
     return [outcomes[i] for i in range(len(pending))]
 
 

@@ -18,8 +18,9 @@ PINNED_NOW = datetime(2026, 1, 5, 14, 0, tzinfo=UTC)
 
 def service_settings(**overrides: Any) -> Settings:
     """In-process service settings for tests: an in-memory store, plain logs, the pinned
-    clock (each overridable)."""
+    clock, judging in the test's own process (no worker processes: they are the integration
+    tests' part, tests/integration/test_judge_workers.py); each overridable."""
     values: dict[str, Any] = {"database_url": "sqlite://", "log_json": False,
-                              "pinned_now": PINNED_NOW}
+                              "pinned_now": PINNED_NOW, "judge_workers": 0}
     values.update(overrides)
     return Settings(**values)

@@ -54,6 +54,12 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The server's process id (its judging workers are its descendants)."""
+        assert self._process is not None, "the service is not running"
+        return self._process.pid
+
     def start(self) -> ServiceProcess:
         self._launch()
         assert self._process is not None

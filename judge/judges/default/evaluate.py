@@ -34,7 +34,7 @@ from judge.config import (
     RateRatioTest,
 )
 from judge.errors import ConfigError
-from judge.judges.common import FloatArray, Prepared
+from judge.judges.common import BATCH_ROWS, FloatArray, Prepared
 from judge.judges.default.counts import evaluate_rate_ratio
 from judge.judges.default.evaluation import Component, Evaluation
 from judge.judges.words import figure, percent
@@ -126,50 +126,61 @@ def evaluate_mann_whitney_many(items: Sequence[Prepared]) -> list[Evaluation | s
         assert isinstance(test, MannWhitneyTest)
         key = (p.canary.size, p.baseline.size, test.confidence, test.autocorrelation)
         groups.setdefault(key, []).append(index)
-    for (n_c, n_b, confidence, setting), members in groups.items():
-        c_rows = np.stack([items[i].canary for i in members])
-        b_rows = np.stack([items[i].baseline for i in members])
-        rows = len(members)
-        if setting is Autocorrelation.NONE:
-            phi_c = phi_b = point_c = point_b = np.zeros(rows)
-            methods = ["none (points treated as independent)"] * rows
-        else:
-            raw = raw_autocorrelation_rows(c_rows, b_rows)
-            phi_c, phi_b = raw.raised(PHI_MARGIN)
-            point_c, point_b = raw.raised(0.0)
-            methods = [raw.method_of(i) for i in range(rows)]
-        f_c, f_b = ar1_variance_factor_rows(phi_c), ar1_variance_factor_rows(phi_b)
-        # The spread check allows for the same margin-raised autocorrelation as the location
-        # test: on real series (bursts, regime changes) its point estimate let healthy
-        # canaries fail (real-noise benchmark, independent flavour: most of those failures).
-        tails = spread_tail_rows(c_rows, b_rows, point_c, point_b,
-                                 spread_phi_c=phi_c, spread_phi_b=phi_b)
-        # Time-aligned metrics are compared minute by minute (what both sides share cancels);
-        # the others, or too few aligned pairs, take the unpaired tests.
-        paired = np.zeros(rows, dtype=bool)
-        for local, index in enumerate(members):
-            evaluation = _paired_evaluation(items[index], tails, local)
-            if evaluation is not None:
-                out[index], paired[local] = evaluation, True
-        enough = np.minimum(n_c / f_c, n_b / f_b) >= MIN_EFFECTIVE_POINTS
-        for local in np.flatnonzero(~enough & ~paired).tolist():
-            out[members[local]] = _too_few_sentence(
-                n_c, n_b, n_c / f_c[local], n_b / f_b[local], phi_c[local], phi_b[local])
-        kept = np.flatnonzero(enough & ~paired)
-        if kept.size == 0:
-            continue
-        c_k, b_k = c_rows[kept], b_rows[kept]
-        shifts = shift_test_rows(c_k, b_k, confidence=confidence,
-                                 factor_canary=f_c[kept], factor_baseline=f_b[kept])
-        mean_c, mean_b = c_k.mean(axis=1), b_k.mean(axis=1)
-        for position, local in enumerate(kept.tolist()):
-            p = items[members[local]]
-            out[members[local]] = _mann_whitney_evaluation(
-                p, shifts[position], methods[local], float(phi_c[local]),
-                float(phi_b[local]), tails, local, float(mean_c[position]),
-                float(mean_b[position]),
-            )
+    for (n_c, n_b, confidence, setting), group in groups.items():
+        for first in range(0, len(group), BATCH_ROWS):
+            _evaluate_rows(items, group[first:first + BATCH_ROWS], n_c, n_b, confidence,
+                           setting, out)
     return [ev if ev is not None else "Not evaluated" for ev in out]
+
+
+def _evaluate_rows(
+    items: Sequence[Prepared], members: list[int], n_c: int, n_b: int, confidence: float,
+    setting: Autocorrelation, out: list[Evaluation | str | None],
+) -> None:
+    """:func:`evaluate_mann_whitney_many` of ``members`` (same sizes and options) into
+    ``out``."""
+    c_rows = np.stack([items[i].canary for i in members])
+    b_rows = np.stack([items[i].baseline for i in members])
+    rows = len(members)
+    if setting is Autocorrelation.NONE:
+        phi_c = phi_b = point_c = point_b = np.zeros(rows)
+        methods = ["none (points treated as independent)"] * rows
+    else:
+        raw = raw_autocorrelation_rows(c_rows, b_rows)
+        phi_c, phi_b = raw.raised(PHI_MARGIN)
+        point_c, point_b = raw.raised(0.0)
+        methods = [raw.method_of(i) for i in range(rows)]
+    f_c, f_b = ar1_variance_factor_rows(phi_c), ar1_variance_factor_rows(phi_b)
+    # The spread check allows for the same margin-raised autocorrelation as the location
+    # test: on real series (bursts, regime changes) its point estimate let healthy
+    # canaries fail (real-noise benchmark, independent flavour: most of those failures).
+    tails = spread_tail_rows(c_rows, b_rows, point_c, point_b,
+                             spread_phi_c=phi_c, spread_phi_b=phi_b)
+    # Time-aligned metrics are compared minute by minute (what both sides share cancels);
+    # the others, or too few aligned pairs, take the unpaired tests.
+    paired = np.zeros(rows, dtype=bool)
+    for local, index in enumerate(members):
+        evaluation = _paired_evaluation(items[index], tails, local)
+        if evaluation is not None:
+            out[index], paired[local] = evaluation, True
+    enough = np.minimum(n_c / f_c, n_b / f_b) >= MIN_EFFECTIVE_POINTS
+    for local in np.flatnonzero(~enough & ~paired).tolist():
+        out[members[local]] = _too_few_sentence(
+            n_c, n_b, n_c / f_c[local], n_b / f_b[local], phi_c[local], phi_b[local])
+    kept = np.flatnonzero(enough & ~paired)
+    if kept.size == 0:
+        return
+    c_k, b_k = c_rows[kept], b_rows[kept]
+    shifts = shift_test_rows(c_k, b_k, confidence=confidence,
+                             factor_canary=f_c[kept], factor_baseline=f_b[kept])
+    mean_c, mean_b = c_k.mean(axis=1), b_k.mean(axis=1)
+    for position, local in enumerate(kept.tolist()):
+        p = items[members[local]]
+        out[members[local]] = _mann_whitney_evaluation(
+            p, shifts[position], methods[local], float(phi_c[local]),
+            float(phi_b[local]), tails, local, float(mean_c[position]),
+            float(mean_b[position]),
+        )
 
 
 def _too_few_sentence(

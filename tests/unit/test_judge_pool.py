@@ -1,0 +1,71 @@
+"""``judge.api.workers`` without worker processes (those are tests/integration/
+test_judge_workers.py): the in-process pool answers as the judge does, and errors raised in a
+worker reach the service as an exception of the same kind and message."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pickle
+
+import pytest
+
+from judge.api.workers import JudgePool, judge_to_json, portable
+from judge.config import CanaryConfig
+from judge.errors import ConfigError, DataError, JudgeError, UnknownMetricError
+from judge.judging import judge
+
+CONFIG = CanaryConfig.from_dict({"name": "pool", "metrics": [
+    {"name": "latency", "direction": "increase"}, {"name": "errors", "direction": "increase"}]})
+BASELINE = {"latency": [float(100 + k % 7) for k in range(40)],
+            "errors": [float(k % 3) for k in range(40)]}
+CANARY = {"latency": [float(130 + k % 7) for k in range(40)],
+          "errors": [float(k % 3) for k in range(40)]}
+
+
+def test_in_process_pool_answers_the_judges_report_as_json() -> None:
+    native = json.dumps(CONFIG.to_dict())
+    judged = asyncio.run(JudgePool(0).judge(native, BASELINE, CANARY, (90.0, 50.0)))
+    expected = judge(CONFIG, BASELINE, CANARY, thresholds={"pass": 90, "marginal": 50})
+    assert json.loads(judged.body) == json.loads(json.dumps(expected.to_dict()))
+    # One metric of two fails: score 50, marginal under these thresholds (fail under the
+    # config's own 95/75).
+    assert judged.verdict == expected.verdict.value == "marginal"
+    assert judged.seconds > 0
+    assert JudgePool(0).start() == []
+
+
+def test_pool_size_cannot_be_negative() -> None:
+    with pytest.raises(ValueError, match="judge_workers must be >= 0, got -1"):
+        JudgePool(-1)
+
+
+def test_a_picklable_error_crosses_as_it_is() -> None:
+    error = ConfigError("metrics.0.name: empty", "metrics")
+    crossed = pickle.loads(pickle.dumps(portable(error)))
+    assert type(crossed) is ConfigError
+    assert str(crossed) == "metrics.0.name: empty" and crossed.field == "metrics"
+
+
+def test_an_error_that_cannot_be_rebuilt_keeps_its_message_and_kind() -> None:
+    # Its constructor takes (name, known, where): unpickling it would call it with one.
+    error = UnknownMetricError("latncy", ["latency", "errors"], "the report")
+    with pytest.raises(TypeError):
+        pickle.loads(pickle.dumps(error))
+    crossed = pickle.loads(pickle.dumps(portable(error)))
+    assert isinstance(crossed, JudgeError) and str(crossed) == str(error)
+    assert isinstance(pickle.loads(pickle.dumps(portable(DataError("x")))), DataError)
+    other = portable(_UnpicklableError("a", "b"))
+    assert isinstance(other, RuntimeError) and str(other) == "_UnpicklableError: ('a', 'b')"
+
+
+def test_a_worker_raises_what_the_judge_raises() -> None:
+    native = json.dumps({**CONFIG.to_dict(), "metrics": [
+        *CONFIG.to_dict()["metrics"], {"name": "absent", "direction": "increase"}]})
+    with pytest.raises(DataError, match="absent"):
+        judge_to_json(native, BASELINE, CANARY, None)
+
+
+class _UnpicklableError(Exception):
+    def __init__(self, first: str, second: str) -> None:
+        super().__init__((first, second))
