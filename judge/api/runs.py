@@ -165,26 +165,23 @@ class RunKeeper:
         stored_config: StoredConfig | None,
     ) -> PollResult:
         previous = await self._stored(run_id)
-        if _answered(previous, plan.end, final):
-            assert previous is not None
-            return _stored_answer(previous)
+        if (answer := _stored_answer(previous, plan.end, final)) is not None:
+            return answer
         leased = previous is not None
         if leased:
             await self._lease(run_id)
             previous = await self._stored(run_id)  # as the poll before this one left it
-            if _answered(previous, plan.end, final):
+            if (answer := _stored_answer(previous, plan.end, final)) is not None:
                 await asyncio.to_thread(self.store.release_run, run_id, self.replica)
-                assert previous is not None
-                return _stored_answer(previous)
+                return answer
         try:
             return await self._judge(run_id, plan, kind, final, stored_config, previous)
         except ConflictError:
             # Another replica's poll of the same run was stored first: its answer, if it
             # covers this window, is this poll's too.
-            again = await self._stored(run_id)
-            if _answered(again, plan.end, final):
-                assert again is not None
-                return _stored_answer(again)
+            answer = _stored_answer(await self._stored(run_id), plan.end, final)
+            if answer is not None:
+                return answer
             raise
         finally:
             if leased:  # saved polls released it already; this covers the rest
@@ -286,8 +283,11 @@ def _answered(run: StoredRun | None, end: datetime, final: bool) -> bool:
     return not sequential.get("fetch_errors")
 
 
-def _stored_answer(run: StoredRun) -> PollResult:
-    """The stored answer, given again: nothing fetched, no points added."""
+def _stored_answer(run: StoredRun | None, end: datetime, final: bool) -> PollResult | None:
+    """The stored answer given again when it answers a poll up to ``end`` (nothing fetched,
+    no points added); ``None`` when the poll has to judge."""
+    if run is None or not _answered(run, end, final):
+        return None
     return PollResult(report=Report.from_dict(run.report or {}), run=run, new_points=0)
 
 
