@@ -125,18 +125,27 @@ def portable(exc: BaseException) -> BaseException:
     constructor takes other arguments than its ``args`` cannot be rebuilt in the service's
     process. A :class:`JudgeError` keeps its kind (its nearest base among ``ConfigError``,
     ``DataError``, ``NotFoundError``) and so its HTTP status."""
+    if _crosses(exc):
+        return exc
+    if isinstance(exc, JudgeError):
+        for base in (ConfigError, DataError, NotFoundError):
+            if isinstance(exc, base):
+                same = base(str(exc))
+                # Its fields (a ConfigError's ``field``) where they cross too.
+                same.__dict__.update(
+                    {k: v for k, v in getattr(exc, "__dict__", {}).items() if _crosses(v)})
+                return same
+        return JudgeError(str(exc))
+    return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+def _crosses(value: object) -> bool:
+    """Whether ``value`` survives a pickle round trip (the way to the service's process)."""
     try:
-        pickle.loads(pickle.dumps(exc))
+        pickle.loads(pickle.dumps(value))
     except Exception:
-        if isinstance(exc, JudgeError):
-            for base in (ConfigError, DataError, NotFoundError):
-                if isinstance(exc, base):
-                    same = base(str(exc))
-                    same.__dict__.update(getattr(exc, "__dict__", {}))
-                    return same
-            return JudgeError(str(exc))
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
-    return exc
+        return False
+    return True
 
 
 _HEADER = struct.Struct("!Q")
