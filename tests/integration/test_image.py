@@ -9,12 +9,17 @@
    network: only loopback); its ``HEALTHCHECK`` command passes once it is up and fails once it
    is stopped; ``/healthz``, ``/readyz`` and a demo judgment answer;
 4. the same with the pod environment the ``sqlite`` overlay renders (deploy/): ready, tokens in
-   force, ``/metrics`` open to the ServiceMonitor's scrapes, the database on the volume.
+   force, ``/metrics`` open to the ServiceMonitor's scrapes, the database on the volume;
+5. the same with the ``postgres`` overlay's pod environment, its Secret's ``database-url`` naming
+   a real PostgreSQL server in the container's network: ready, the schema migrated to Alembic's
+   head at startup, a judgment stored under a lease named after the pod, and as many judging
+   worker processes as the CPU limit has cores (the Downward API's value).
 
 Container paths (``/wheels``, ``/opt/venv``, ``/data``, ``/tmp``) become directories of the
 test (``tests/support/dockerfile.on_host``). What this does not run: ``docker build`` itself
 (the base image, ``useradd``, BuildKit's bind mount) — docs/deploy.md says so. The time and
-size of each step, and the server's memory, are printed (``pytest -s``).
+size of each step, and the server's memory, are printed (``pytest -s``). The build runs once
+for the module's tests.
 """
 
 from __future__ import annotations
@@ -28,15 +33,25 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.support.clock import PINNED_NOW
 from tests.support.dockerfile import Dockerfile, on_host, read_dockerfile, substitute
 from tests.support.install import DEV_ONLY, installed, size_mb
-from tests.support.kustomize import DEPLOY, STAND_IN_SECRET, pod_environment, render
+from tests.support.kustomize import (
+    DEPLOY,
+    STAND_IN_POD_NAME,
+    STAND_IN_SECRET,
+    container,
+    pod_environment,
+    render,
+)
 from tests.support.netns import PrivateNetwork
+from tests.support.postgres import PostgresServer
 from tests.support.requires import require_binary, require_root
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,15 +64,28 @@ START_TIMEOUT = 120.0
 UID = 10001
 
 
-@pytest.fixture
-def image_root() -> Iterator[Path]:
-    """A directory the image's user can reach (pytest's tmp_path is under a root-only 0700
-    directory), removed afterwards."""
+@dataclass(frozen=True)
+class _Built:
+    """The image's build, run on this machine: its root directory, the Dockerfile, the runtime's
+    virtual environment, and the build's measurements."""
+
+    root: Path
+    dockerfile: Dockerfile
+    venv: Path
+    measured: dict[str, float]
+
+
+@pytest.fixture(scope="module")
+def built() -> Iterator[_Built]:
+    """Steps 1 and 2, once for the module, in a directory the image's user can reach (pytest's
+    tmp_path is under a root-only 0700 directory), removed afterwards."""
     require_root(f"runs the image's command as uid {UID}")
     root = Path(tempfile.mkdtemp(prefix="canary-judge-image-"))
     root.chmod(0o755)
     try:
-        yield root
+        dockerfile = read_dockerfile()
+        venv, measured = _build(dockerfile, root)
+        yield _Built(root, dockerfile, venv, measured)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -167,6 +195,11 @@ class _Container:
         line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
         return int(line.split()[1]) / 1024
 
+    def descendants(self) -> list[psutil.Process]:
+        """Every process the container's command started (the judging workers' forkserver,
+        the workers)."""
+        return psutil.Process(self.process.pid).children(recursive=True)
+
     def stop(self) -> None:
         """SIGTERM, as Docker and the kubelet stop a container; it must shut down gracefully
         (uvicorn re-raises the signal once done, so the status may be the signal's)."""
@@ -178,15 +211,15 @@ class _Container:
 
 
 @pytest.mark.slow
-def test_image_commands_build_install_and_serve(image_root: Path) -> None:
-    dockerfile = read_dockerfile()
+def test_image_commands_build_install_and_serve(built: _Built) -> None:
+    dockerfile, venv, image_root = built.dockerfile, built.venv, built.root
+    measured = dict(built.measured)
     port = dockerfile.final.expose[0]
     base = f"http://127.0.0.1:{port}"
-    venv, measured = _build(dockerfile, image_root)
 
     distributions = installed(venv)
-    assert {"canary-judge", "fastapi", "uvicorn", "sqlalchemy", "prometheus-client"} <= (
-        distributions)
+    assert {"canary-judge", "fastapi", "uvicorn", "sqlalchemy", "prometheus-client", "alembic",
+            "psycopg", "psycopg-binary"} <= distributions  # one image for both overlays
     assert not distributions & DEV_ONLY, sorted(distributions & DEV_ONLY)
     assert "pyarrow" not in distributions and "distributed" not in distributions
 
@@ -251,3 +284,75 @@ def test_image_commands_build_install_and_serve(image_root: Path) -> None:
             container.stop()
     assert (pod_data / "canary-judge.db").stat().st_uid == UID
     print("\nimage commands: " + ", ".join(f"{k} {v:.0f}" for k, v in measured.items()))
+
+
+_INLINE_CONFIG = {
+    "name": "checkout-image-test",
+    "metrics": [
+        {"name": "error ratio", "direction": "increase",
+         "query": {"type": "prometheus", "promql": 'sum(rate(errors{version="${scope}"}[2m]))'}},
+    ],
+}
+
+
+@pytest.mark.slow
+def test_image_command_serves_the_postgres_overlay_pod(built: _Built) -> None:
+    dockerfile, venv, image_root = built.dockerfile, built.venv, built.root
+    base = f"http://127.0.0.1:{dockerfile.final.expose[0]}"
+    pod_data = _owned_directory(image_root / "pg-pod-data")
+    pod_tmp = _owned_directory(image_root / "pg-pod-tmp", 0o1777)
+    paths = {"/opt/venv": venv, "/data": pod_data, "/tmp": pod_tmp}
+    objects = render(DEPLOY / "overlays" / "postgres")
+    from judge.api.migrations.run import head_revision
+
+    # PostgreSQL in the container's own network (nothing else could reach it), a fresh
+    # database named in the Secret's database-url as an operator's would be.
+    with PrivateNetwork() as net, PostgresServer(network=net) as server:
+        url = server.create_database("canary_judge")
+        pod_env = pod_environment(objects, {**STAND_IN_SECRET, "database-url": url})
+        env = _image_environment(dockerfile, paths, pod_env)
+        assert env["CANARY_JUDGE_DATABASE_URL"] == url
+        assert env["CANARY_JUDGE_REPLICA_ID"] == STAND_IN_POD_NAME
+        cpu_limit = container(objects)["resources"]["limits"]["cpu"]
+        assert env["CANARY_JUDGE_JUDGE_WORKERS"] == cpu_limit == "2"
+        assert server.query("canary_judge", "SELECT count(*) FROM pg_tables "
+                            "WHERE schemaname = 'public'") == [["0"]]
+        container_ = _Container(net, dockerfile, env, pod_data, image_root / "pg-pod.log")
+        try:
+            healthy = container_.wait_healthy()
+            status, body = net.fetch(f"{base}/readyz")
+            assert status == 200 and json.loads(body)["database"] == "ok", body
+            # Migrated at startup: Alembic's head revision, the store's tables.
+            assert server.query("canary_judge", "SELECT version_num FROM alembic_version") == [
+                [head_revision()]]
+            tables = {row[0] for row in server.query(
+                "canary_judge", "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+            assert {"configs", "analyses", "analysis_attempts", "sequential_runs"} <= tables
+            # One judging worker per core of the CPU limit: the forkserver's children.
+            (forkserver,) = [p for p in psutil.Process(container_.process.pid).children()
+                             if "forkserver" in " ".join(p.cmdline())]
+            assert len(forkserver.children()) == int(cpu_limit)
+            # A judgment through Argo's door: the Prometheus the ConfigMap names is not
+            # reachable from here, so its metric is marked failed and the answer is an error,
+            # stored all the same, by this pod's lease.
+            headers = {"content-type": "application/json",
+                       "authorization": "Bearer deploy-test-judge"}
+            request = {"config": _INLINE_CONFIG, "baseline": "stable", "canary": "canary"}
+            status, body = net.fetch(f"{base}/argo/v1/judge", method="POST",
+                                     body=json.dumps(request), headers=headers)
+            answer = json.loads(body)
+            assert answer["config"] == _INLINE_CONFIG["name"], body
+            tree_mb = container_.rss_mb() + sum(
+                p.memory_info().rss for p in container_.descendants()) / 2**20
+        finally:
+            container_.stop()
+        rows = server.query("canary_judge", "SELECT a.id, a.kind, a.status, t.replica_id, "
+                            "a.report IS NOT NULL FROM analyses a "
+                            "JOIN analysis_attempts t ON t.analysis_id = a.id")
+        print(f"\npostgres pod: status {status}, rows {rows}, answer {body[:300]}")
+        assert len(rows) == 1, rows
+        _id, kind, stored_status, replica, has_report = rows[0]
+        assert (kind, replica, has_report) == ("argo", STAND_IN_POD_NAME, "t"), rows
+        assert stored_status in ("succeeded", "failed"), rows
+    print(f"postgres pod: healthy after {healthy:.0f} s, {tree_mb:.0f} MB resident with "
+          f"{cpu_limit} judging workers and the forkserver")
