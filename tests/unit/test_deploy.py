@@ -392,6 +392,7 @@ def test_the_docs_own_overlay_renders_and_its_settings_load(
     objects = render(tmp_path / "my-canary-judge")
     assert {o["metadata"].get("namespace") for o in objects} == {"canary"}
     assert container(objects)["image"] == "registry.example.com/platform/canary-judge:0.1.0"
+    assert one(objects, "Deployment")["spec"]["replicas"] == 5  # N replicas of the postgres one
     for resource in objects:
         assert _validate(resource, KUBERNETES_VERSIONS[-1]) == [], resource["kind"]
     for name, value in pod_environment(objects, SECRET).items():
@@ -400,3 +401,4 @@ def test_the_docs_own_overlay_renders_and_its_settings_load(
     assert settings.prometheus_url == "http://prometheus.monitoring.svc:9090"
     assert settings.external_url == "https://canary-judge.example.com"
     assert settings.database_url == SECRET["database-url"]
+    assert settings.replica_name() == STAND_IN_POD_NAME and settings.judge_workers == 2
