@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -97,13 +98,32 @@ def _owned_directory(path: Path, mode: int = 0o755) -> Path:
     return path
 
 
+def _reachable_by_everyone(path: Path) -> bool:
+    """Whether any user may run ``path``: it and every directory above it executable by
+    others."""
+    return all(part.stat().st_mode & stat.S_IXOTH for part in (path, *path.parents))
+
+
+def _image_python() -> Path:
+    """The interpreter standing for the python image's, which its unprivileged user can run:
+    this test's base interpreter, else Debian's (``scripts/setup`` installs its venv module).
+    The service re-executes it as uid 10001 for its judging workers' forkserver, so one in a
+    directory only root may enter (a pyenv build in root's home) would not do."""
+    base = Path(getattr(sys, "_base_executable", None) or sys.executable).resolve()
+    for candidate in (base, Path("/usr/bin/python3").resolve()):
+        if candidate.is_file() and _reachable_by_everyone(candidate):
+            return candidate
+    pytest.fail(f"no Python interpreter uid {UID} may run ({base} is not one): "
+                "scripts/setup installs Debian's python3-venv")
+
+
 def _build_environment(root: Path) -> dict[str, str]:
     """This machine's environment (its pip configuration reaches the package index) without
-    this test's virtual environment or settings; ``python`` is the base interpreter, as the
-    python image's is."""
+    this test's virtual environment or settings; ``python`` an interpreter the image's user can
+    run, as the python image's is."""
     bin_dir = root / "python-image-bin"
     bin_dir.mkdir()
-    (bin_dir / "python").symlink_to(getattr(sys, "_base_executable", None) or sys.executable)
+    (bin_dir / "python").symlink_to(_image_python())
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("CANARY_JUDGE_", "VIRTUAL_ENV", "PYTHON"))}
     env["PATH"] = f"{bin_dir}:{IMAGE_PATH}"
