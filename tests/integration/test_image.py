@@ -373,6 +373,7 @@ def test_image_command_serves_the_postgres_overlay_pod(built: _Built) -> None:
         assert len(rows) == 1, rows
         _id, kind, stored_status, replica, has_report = rows[0]
         assert (kind, replica, has_report) == ("argo", STAND_IN_POD_NAME, "t"), rows
-        assert stored_status in ("succeeded", "failed"), rows
+        # Judged to its end: no verdict, because its source failed (not a failed run).
+        assert stored_status == "error" and answer["verdict"] == "error", rows
     print(f"postgres pod: healthy after {healthy:.0f} s, {tree_mb:.0f} MB resident with "
           f"{cpu_limit} judging workers and the forkserver")
