@@ -37,6 +37,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 
@@ -53,6 +54,7 @@ from tests.support.kustomize import (
 )
 from tests.support.netns import PrivateNetwork
 from tests.support.postgres import PostgresServer
+from tests.support.prometheus import PrometheusServer, Sample, backfill
 from tests.support.requires import require_binary, require_root
 
 REPO = Path(__file__).resolve().parents[2]
@@ -309,10 +311,20 @@ def test_image_commands_build_install_and_serve(built: _Built) -> None:
 _INLINE_CONFIG = {
     "name": "checkout-image-test",
     "metrics": [
-        {"name": "error ratio", "direction": "increase",
-         "query": {"type": "prometheus", "promql": 'sum(rate(errors{version="${scope}"}[2m]))'}},
+        {"name": "p99 latency", "direction": "increase",
+         "query": {"type": "prometheus", "promql": 'latency_p99_seconds{version="${scope}"}'}},
     ],
 }
+
+
+def _latency_samples() -> list[Sample]:
+    """Two hours of per-minute p99 latencies up to the pinned now, the same distribution for
+    baseline and canary (seeded): a canary that passes."""
+    rng = np.random.default_rng(18)
+    end = int(PINNED_NOW.timestamp())
+    return [Sample("latency_p99_seconds", {"version": version}, end - 60 * k,
+                   float(0.25 + 0.01 * rng.standard_normal()))
+            for version in ("stable", "canary") for k in range(121)]
 
 
 @pytest.mark.slow
@@ -325,11 +337,20 @@ def test_image_command_serves_the_postgres_overlay_pod(built: _Built) -> None:
     objects = render(DEPLOY / "overlays" / "postgres")
     from judge.api.migrations.run import head_revision
 
-    # PostgreSQL in the container's own network (nothing else could reach it), a fresh
-    # database named in the Secret's database-url as an operator's would be.
-    with PrivateNetwork() as net, PostgresServer(network=net) as server:
+    tsdb = image_root / "pg-pod-prometheus" / "tsdb"
+    tsdb.mkdir(parents=True)
+    backfill(_latency_samples(), tsdb)
+    # PostgreSQL and Prometheus in the container's own network (nothing else could reach
+    # them), a fresh database named in the Secret's database-url as an operator's would be.
+    with (PrivateNetwork() as net, PostgresServer(network=net) as server,
+          PrometheusServer(tsdb, network=net) as prometheus):
         url = server.create_database("canary_judge")
         pod_env = pod_environment(objects, {**STAND_IN_SECRET, "database-url": url})
+        # What an operator's overlay changes (docs/deploy.md): their Prometheus; and the clock
+        # pinned to the samples' hour.
+        assert pod_env["CANARY_JUDGE_PROMETHEUS_URL"].startswith("http://prometheus-operated.")
+        pod_env |= {"CANARY_JUDGE_PROMETHEUS_URL": prometheus.url,
+                    "CANARY_JUDGE_PINNED_NOW": PINNED_NOW.isoformat()}
         env = _image_environment(dockerfile, paths, pod_env)
         assert env["CANARY_JUDGE_DATABASE_URL"] == url
         assert env["CANARY_JUDGE_REPLICA_ID"] == STAND_IN_POD_NAME
@@ -352,28 +373,26 @@ def test_image_command_serves_the_postgres_overlay_pod(built: _Built) -> None:
             (forkserver,) = [p for p in psutil.Process(container_.process.pid).children()
                              if "forkserver" in " ".join(p.cmdline())]
             assert len(forkserver.children()) == int(cpu_limit)
-            # A judgment through Argo's door: the Prometheus the ConfigMap names is not
-            # reachable from here, so its metric is marked failed and the answer is an error,
-            # stored all the same, by this pod's lease.
+            # A judgment through Argo's door, fetched from Prometheus, judged by a worker and
+            # stored under this pod's lease.
             headers = {"content-type": "application/json",
                        "authorization": "Bearer deploy-test-judge"}
             request = {"config": _INLINE_CONFIG, "baseline": "stable", "canary": "canary"}
             status, body = net.fetch(f"{base}/argo/v1/judge", method="POST",
                                      body=json.dumps(request), headers=headers)
             answer = json.loads(body)
-            assert answer["config"] == _INLINE_CONFIG["name"], body
-            tree_mb = container_.rss_mb() + sum(
-                p.memory_info().rss for p in container_.descendants()) / 2**20
+            assert status == 200 and answer["verdict"] == "pass", body
+            # Proportional set sizes: pages the forked workers share with the forkserver are
+            # counted once, as the pod's memory cgroup counts them.
+            processes = [psutil.Process(container_.process.pid), *container_.descendants()]
+            tree_mb = sum(p.memory_full_info().pss for p in processes) / 2**20
+            rss_mb = sum(p.memory_info().rss for p in processes) / 2**20
         finally:
             container_.stop()
         rows = server.query("canary_judge", "SELECT a.id, a.kind, a.status, t.replica_id, "
                             "a.report IS NOT NULL FROM analyses a "
                             "JOIN analysis_attempts t ON t.analysis_id = a.id")
-        print(f"\npostgres pod: status {status}, rows {rows}, answer {body[:300]}")
-        assert len(rows) == 1, rows
-        _id, kind, stored_status, replica, has_report = rows[0]
-        assert (kind, replica, has_report) == ("argo", STAND_IN_POD_NAME, "t"), rows
-        # Judged to its end: no verdict, because its source failed (not a failed run).
-        assert stored_status == "error" and answer["verdict"] == "error", rows
-    print(f"postgres pod: healthy after {healthy:.0f} s, {tree_mb:.0f} MB resident with "
-          f"{cpu_limit} judging workers and the forkserver")
+        assert rows == [[answer["analysis_id"], "argo", "succeeded", STAND_IN_POD_NAME, "t"]]
+    print(f"\npostgres pod: healthy after {healthy:.0f} s; after a judgment {len(processes)} "
+          f"processes ({cpu_limit} judging workers), {tree_mb:.0f} MB proportional set size "
+          f"({rss_mb:.0f} MB resident summed over them)")
