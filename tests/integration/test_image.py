@@ -41,6 +41,7 @@ import numpy as np
 import psutil
 import pytest
 
+from judge.api.migrations.run import head_revision
 from tests.support.clock import PINNED_NOW
 from tests.support.dockerfile import Dockerfile, on_host, read_dockerfile, substitute
 from tests.support.install import DEV_ONLY, installed, size_mb
@@ -335,8 +336,6 @@ def test_image_command_serves_the_postgres_overlay_pod(built: _Built) -> None:
     pod_tmp = _owned_directory(image_root / "pg-pod-tmp", 0o1777)
     paths = {"/opt/venv": venv, "/data": pod_data, "/tmp": pod_tmp}
     objects = render(DEPLOY / "overlays" / "postgres")
-    from judge.api.migrations.run import head_revision
-
     tsdb = image_root / "pg-pod-prometheus" / "tsdb"
     tsdb.mkdir(parents=True)
     backfill(_latency_samples(), tsdb)
