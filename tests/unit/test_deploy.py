@@ -32,12 +32,15 @@ from tests.support.dockerfile import read_dockerfile
 from tests.support.kustomize import (
     DEPLOY,
     OVERLAYS,
+    STAND_IN_POD_NAME,
     STAND_IN_SECRET,
     container,
+    cpu_cores,
     kubectl,
     one,
     pod_environment,
     render,
+    resource_field,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -251,6 +254,49 @@ def test_the_pod_environment_is_accepted_by_the_settings(
         assert settings.database_url.removeprefix("sqlite:///").startswith(mounts["data"] + "/")
     else:
         assert settings.database_url == SECRET["database-url"]
+        # Leases named after the pod (unique among live pods), held 30 s without renewal.
+        assert settings.replica_name() == STAND_IN_POD_NAME
+        assert settings.lease_seconds == 30
+    # One judging worker per core of the CPU limit: the base's 2.
+    assert settings.judge_workers == 2
+
+
+def _workers_env(spec: dict[str, Any]) -> dict[str, Any]:
+    (entry,) = [e for e in spec["env"] if e["name"] == f"{ENV_PREFIX}JUDGE_WORKERS"]
+    return dict(entry["valueFrom"]["resourceFieldRef"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_judging_workers_follow_the_cpu_limit(overlay: str) -> None:
+    spec = container(RENDERED[overlay])
+    # The container's own limit in whole cores, never the node's CPUs (what the Downward API
+    # gives for a limit the container does not set, and what the service would count).
+    assert _workers_env(spec) == {"containerName": spec["name"], "resource": "limits.cpu",
+                                  "divisor": "1"}
+    assert "cpu" in spec["resources"]["limits"]
+    assert cpu_cores(spec["resources"]["limits"]["cpu"]) >= cpu_cores(
+        spec["resources"]["requests"]["cpu"])
+
+
+@pytest.mark.parametrize(("limit", "workers"), [
+    ("2", 2), ("250m", 1), ("1", 1), ("1500m", 2), ("1.5", 2), ("4", 4), ("100m", 1)])
+def test_a_cpu_limit_becomes_a_whole_number_of_workers_that_the_settings_take(
+        limit: str, workers: int, clean_environment: pytest.MonkeyPatch) -> None:
+    """The Downward API rounds a fraction of a core up, so any limit gives at least one
+    worker; the settings read the value the kubelet writes."""
+    spec = copy.deepcopy(container(RENDERED["sqlite"]))
+    spec["resources"]["limits"]["cpu"] = limit
+    value = resource_field(spec, _workers_env(spec))
+    assert value == str(workers)
+    clean_environment.setenv(f"{ENV_PREFIX}JUDGE_WORKERS", value)
+    assert Settings().judge_workers == workers >= 1
+
+
+def test_a_workers_reference_without_a_cpu_limit_is_refused() -> None:
+    spec = copy.deepcopy(container(RENDERED["sqlite"]))
+    del spec["resources"]["limits"]["cpu"]
+    with pytest.raises(AssertionError, match="node's allocatable CPU"):
+        resource_field(spec, _workers_env(spec))
 
 
 def _service_link_variables(service: dict[str, Any]) -> dict[str, str]:
@@ -346,6 +392,7 @@ def test_the_docs_own_overlay_renders_and_its_settings_load(
     objects = render(tmp_path / "my-canary-judge")
     assert {o["metadata"].get("namespace") for o in objects} == {"canary"}
     assert container(objects)["image"] == "registry.example.com/platform/canary-judge:0.1.0"
+    assert one(objects, "Deployment")["spec"]["replicas"] == 5  # N replicas of the postgres one
     for resource in objects:
         assert _validate(resource, KUBERNETES_VERSIONS[-1]) == [], resource["kind"]
     for name, value in pod_environment(objects, SECRET).items():
@@ -354,3 +401,4 @@ def test_the_docs_own_overlay_renders_and_its_settings_load(
     assert settings.prometheus_url == "http://prometheus.monitoring.svc:9090"
     assert settings.external_url == "https://canary-judge.example.com"
     assert settings.database_url == SECRET["database-url"]
+    assert settings.replica_name() == STAND_IN_POD_NAME and settings.judge_workers == 2
