@@ -191,7 +191,16 @@ def test_the_pages_of_real_analyses_in_chromium(
     browser.get(f"{service.url}/ui/analyses")
     assert browser.find_element(By.CSS_SELECTOR, "h1").text == "Log in"
     browser.find_element(By.NAME, "token").send_keys(TOKEN)
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    login_page = browser.find_element(By.CSS_SELECTOR, "h1")
     browser.find_element(By.CSS_SELECTOR, "form.login button").click()
+    # A click does not wait for the page it leads to (get() does): wait for the login page to
+    # go, or a loaded machine reads the old page or none at all.
+    WebDriverWait(browser, 60).until(expected_conditions.staleness_of(login_page))
+    WebDriverWait(browser, 60).until(
+        lambda driver: driver.find_elements(By.CSS_SELECTOR, "h1"))
     assert browser.find_element(By.CSS_SELECTOR, "h1").text == "Analyses"
     rows = browser.find_elements(By.CSS_SELECTOR, "#list tbody tr[data-id]")
     assert len(rows) == 2  # the run's polls are runs, not analyses
