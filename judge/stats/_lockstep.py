@@ -69,12 +69,17 @@ def lockstep_intervals(
         )
     rows = np.flatnonzero(safe)
     if rows.size:
-        cells = 3 * rows.size * int(samples.nd[rows].max()) * int(samples.md[rows].max())
-        kind = _BroadcastSearch if cells <= _BROADCAST_MAX_CELLS else _LockstepSearch
+        kind = _BroadcastSearch if fits_broadcast(samples, rows) else _LockstepSearch
         search = kind(samples, rows, confidence, correct)
         roots = search.run()
         low[rows], high[rows], estimate[rows] = roots[0::3], roots[1::3], roots[2::3]
     return estimate, low, high
+
+
+def fits_broadcast(samples: PairedSamples, rows: np.ndarray) -> bool:
+    """Whether the pairs ``rows`` are few and small enough for :class:`_BroadcastSearch`."""
+    cells = 3 * rows.size * int(samples.nd[rows].max()) * int(samples.md[rows].max())
+    return cells <= _BROADCAST_MAX_CELLS
 
 
 def _no_absorption(samples: PairedSamples) -> np.ndarray:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from judge.stats import _lockstep
+from judge.stats import _lockstep, mann_whitney_many
 from judge.stats._lockstep import _BroadcastSearch, _LockstepSearch, lockstep_intervals
 from judge.stats._selection import PairedSamples
 from judge.stats._wilcox import asymptotic_interval, zeroin
@@ -103,3 +103,12 @@ def test_zeroin_returns_an_end_that_is_a_zero() -> None:
     assert zeroin(lambda shift: shift - 1.0, 0.0, 1.0, -1.0, 0.0, 1e-4, 1000) == 1.0
     root = zeroin(lambda shift: shift * shift - 2.0, 0.0, 2.0, -2.0, 2.0, 1e-12, 1000)
     assert abs(root - 2.0**0.5) < 1e-9
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_two_or_three_small_pairs_give_the_scalar_numbers(count: int) -> None:
+    pairs = _small_pairs(7, count)
+    results = mann_whitney_many(pairs, confidence=0.95, correct=True, method="asymptotic")
+    for (canary, baseline), result in zip(pairs, results, strict=True):
+        expected = asymptotic_interval(np.sort(canary), np.sort(baseline), 0.95, True)
+        assert (result.estimate, result.low, result.high) == expected
