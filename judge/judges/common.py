@@ -27,6 +27,7 @@ from judge.config import JudgeMode, MetricConfig, NanStrategy, OutlierStrategy
 from judge.errors import DataError
 from judge.report import Classification, MetricResult, SideSummary
 from judge.stats import apply_nan_strategy, remove_outliers_iqr
+from judge.stats._descriptive import sorted_quantile
 
 __all__ = [
     "FetchFailure",
@@ -203,15 +204,14 @@ def summarize_side(
         median = float(ordered[middle])
     else:
         median = (float(ordered[middle - 1]) + float(ordered[middle])) / 2.0
-    p90, p99 = np.percentile(ordered, [90.0, 99.0])
     return SideSummary(
         count=n,
         mean=float(values.mean()),
         median=median,
         # One point has no spread: 0, as Kayenta's DescriptiveStatistics reports it.
         std=float(values.std(ddof=1)) if n > 1 else 0.0,
-        p90=float(p90),
-        p99=float(p99),
+        p90=sorted_quantile(ordered, 90.0 / 100.0),
+        p99=sorted_quantile(ordered, 99.0 / 100.0),
         min=float(ordered[0]),
         max=float(ordered[-1]),
         nan_count=nan_count,

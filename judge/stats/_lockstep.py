@@ -27,16 +27,22 @@ R Core Team, ``src/library/stats/src/zeroin.c`` and ``wilcox.test.default``.
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 import numpy as np
 from scipy import special
 
 from judge.stats._selection import PairedSamples
-from judge.stats._wilcox import ROOT_MAXITER, ROOT_TOL, asymptotic_interval
+from judge.stats._wilcox import ROOT_MAXITER, ROOT_TOL, asymptotic_interval, zeroin_steps
 
 _DBL_EPSILON = float(np.finfo(np.float64).eps)
 #: A lane's active pairs are listed once there are at most this many times (nd + md) of them,
 #: plus 64: small enough that a round over the list costs less than a dense evaluation.
 _CAP_FACTOR = 0.5
+#: Searches whose every lane compares all its pairs in one array of at most this many cells
+#: (lanes x distinct canary values x distinct baseline values, padded) skip the bracket
+#: bookkeeping: for a few small pairs it costs more than the comparisons it saves.
+_BROADCAST_MAX_CELLS = 250_000
 
 
 def lockstep_intervals(
@@ -63,10 +69,17 @@ def lockstep_intervals(
         )
     rows = np.flatnonzero(safe)
     if rows.size:
-        search = _LockstepSearch(samples, rows, confidence, correct)
+        kind = _BroadcastSearch if fits_broadcast(samples, rows) else _LockstepSearch
+        search = kind(samples, rows, confidence, correct)
         roots = search.run()
         low[rows], high[rows], estimate[rows] = roots[0::3], roots[1::3], roots[2::3]
     return estimate, low, high
+
+
+def fits_broadcast(samples: PairedSamples, rows: np.ndarray) -> bool:
+    """Whether the pairs ``rows`` are few and small enough for :class:`_BroadcastSearch`."""
+    cells = 3 * rows.size * int(samples.nd[rows].max()) * int(samples.md[rows].max())
+    return cells <= _BROADCAST_MAX_CELLS
 
 
 def _no_absorption(samples: PairedSamples) -> np.ndarray:
@@ -376,4 +389,81 @@ class _LockstepSearch:
             self._shrink(live, np.minimum(lb, lc), np.maximum(lb, lc))
         unfinished = ~done
         result[unfinished] = b[unfinished]
+        return result
+
+
+class _BroadcastSearch(_LockstepSearch):
+    """The same roots for few small pairs, where the array bookkeeping of a round (some sixty
+    numpy calls on a handful of lanes) costs more than the arithmetic it vectorises.
+
+    Each lane runs R's scalar Brent iteration itself (:func:`judge.stats._wilcox.zeroin_steps`,
+    the steps of the reference, on Python floats); only the evaluations are batched: every round
+    compares each waiting lane's distinct shifted canary values with all its distinct baseline
+    values in one padded array. The counts are those of the dense evaluation (baseline weight
+    below or equal to each ``fl(v - d)``, times the canary multiplicities; padding weighs 0), so
+    ``W(d)`` and the roots are the same numbers.
+    """
+
+    def __init__(
+        self, samples: PairedSamples, rows: np.ndarray, confidence: float, correct: bool
+    ) -> None:
+        super().__init__(samples, rows, confidence, correct)
+        width_x, width_y = int(samples.nd[rows].max()), int(samples.md[rows].max())
+        self._xv = samples.xv[self.row, :width_x]
+        # Multiplicities as floats: the sums below are of integers under 2**53, exact in
+        # float64 in any order, and float matrix products are the fast ones.
+        self._wx = samples.wx[self.row, :width_x].astype(np.float64)
+        self._yv = samples.yv[self.row, :width_y]
+        self._wy = samples.wy[self.row, :width_y, None].astype(np.float64)
+
+    def _evaluate(self, lanes: np.ndarray, shift: np.ndarray) -> np.ndarray:
+        shifted = (self._xv[lanes] - shift[:, None])[:, :, None]
+        baseline = self._yv[lanes][:, None, :]
+        weights_y = self._wy[lanes]
+        # Per canary value: the baseline weight below it and equal to it.
+        smaller = np.matmul((baseline < shifted).astype(np.float64), weights_y)[:, :, 0]
+        matched = np.matmul((baseline == shifted).astype(np.float64), weights_y)[:, :, 0]
+        weights = self._wx[lanes]
+        greater = (smaller * weights).sum(axis=1).astype(np.int64)
+        equal = (matched * weights).sum(axis=1).astype(np.int64)
+        ties = (3.0 * weights * matched * (weights + matched)).sum(axis=1).astype(np.int64)
+        value: np.ndarray = self._statistic(lanes, greater, equal, ties) - self.quantile[lanes]
+        return value
+
+    def run(self) -> np.ndarray:
+        everyone = np.arange(self.lanes)
+        lowest = self.samples.lowest[self.row]
+        highest = self.samples.highest[self.row]
+        f_lowest = self._evaluate(everyone, lowest).tolist()
+        f_highest = self._evaluate(everyone, highest).tolist()
+        result = np.full(self.lanes, np.nan)
+        searches: dict[int, Generator[float, float, float]] = {}
+        waiting: dict[int, float] = {}
+        for lane, (is_limit, low, high) in enumerate(
+            zip(self.is_limit.tolist(), lowest.tolist(), highest.tolist(), strict=True)
+        ):
+            # R's root(): the limits return an end of the search interval when W does not cross.
+            if is_limit and f_lowest[lane] <= 0:
+                result[lane] = low
+            elif is_limit and f_highest[lane] >= 0:
+                result[lane] = high
+            else:
+                steps = zeroin_steps(
+                    low, high, f_lowest[lane], f_highest[lane], ROOT_TOL, ROOT_MAXITER
+                )
+                try:
+                    waiting[lane] = next(steps)
+                    searches[lane] = steps
+                except StopIteration as stop:
+                    result[lane] = stop.value
+        while waiting:
+            lanes = np.fromiter(waiting, dtype=np.int64, count=len(waiting))
+            shifts = np.fromiter(waiting.values(), dtype=np.float64, count=len(waiting))
+            values = self._evaluate(lanes, shifts).tolist()
+            for lane, value in zip(lanes.tolist(), values, strict=True):
+                try:
+                    waiting[lane] = searches[lane].send(value)
+                except StopIteration as stop:
+                    result[lane] = stop.value
+                    del waiting[lane]
         return result

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -407,7 +407,23 @@ def zeroin(
     Bisection combined with linear or inverse quadratic interpolation; returns ``b`` once the
     bracket [b, c] has half-width at most 2 eps |b| + tol/2. Kept step by step like R's so the
     root lands where R's does when the root is not unique (a flat stretch of a step function).
+    The steps are :func:`zeroin_steps`; this feeds them ``function``'s values.
     """
+    steps = zeroin_steps(lower, upper, f_lower, f_upper, tol, maxiter)
+    try:
+        shift = next(steps)
+        while True:
+            shift = steps.send(function(shift))
+    except StopIteration as stop:
+        root: float = stop.value
+        return root
+
+
+def zeroin_steps(
+    lower: float, upper: float, f_lower: float, f_upper: float, tol: float, maxiter: int
+) -> Generator[float, float, float]:
+    """:func:`zeroin` as a generator: yields each point to evaluate, is sent the function's
+    value there, and returns the root (so that many searches can share batched evaluations)."""
     a, b = lower, upper
     fa, fb = f_lower, f_upper
     c, fc = a, fa
@@ -446,7 +462,7 @@ def zeroin(
             new_step = tol_act if new_step > 0.0 else -tol_act
         a, fa = b, fb
         b += new_step
-        fb = function(b)
+        fb = yield b
         if (fb > 0 and fc > 0) or (fb < 0 and fc < 0):
             c, fc = a, fa
     return b

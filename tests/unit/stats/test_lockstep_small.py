@@ -1,0 +1,114 @@
+"""Few small pairs take the broadcast search (judge.stats._lockstep._BroadcastSearch): R's
+scalar Brent steps per lane, evaluations batched by comparing every shifted canary value with
+every baseline value. It must give, bit for bit, what the scalar reference
+(judge.stats._wilcox.asymptotic_interval) and the bracket-tracking lock-step search give.
+
+The data exercise each branch: continuous and rounded values, heavy ties (counts), one side
+constant, separated samples (limits at an end of the search interval), pairs of different
+sizes in one batch (padding), and an estimate that lands exactly on an end (a zero of W there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from judge.stats import _lockstep, mann_whitney_many
+from judge.stats._lockstep import _BroadcastSearch, _LockstepSearch, lockstep_intervals
+from judge.stats._selection import PairedSamples
+from judge.stats._wilcox import asymptotic_interval, zeroin
+
+
+def _small_pairs(seed: int, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    generator = np.random.default_rng(seed)
+    pairs = []
+    for index in range(count):
+        n, m = (int(size) for size in generator.integers(2, 50, size=2))
+        kind = index % 6
+        if kind == 0:
+            canary, baseline = generator.normal(0.2, 1, n), generator.normal(0, 1, m)
+        elif kind == 1:
+            canary = np.round(generator.lognormal(3, 0.3, n), 1)
+            baseline = np.round(generator.lognormal(3.05, 0.3, m), 1)
+        elif kind == 2:
+            canary = generator.poisson(2.0, n).astype(float)
+            baseline = generator.poisson(2.5, m).astype(float)
+        elif kind == 3:
+            canary = generator.integers(0, 3, n).astype(float)
+            baseline = np.where(np.arange(m) < m // 2, 1.0, 0.0)
+        elif kind == 4:
+            canary, baseline = generator.normal(100, 1, n), generator.normal(0, 1, m)
+        else:
+            canary = np.full(n, 3.0)
+            baseline = np.round(generator.normal(3, 1, m), 2)
+        pairs.append((canary, baseline))
+    return pairs
+
+
+def _samples(pairs: list[tuple[np.ndarray, np.ndarray]]) -> PairedSamples:
+    n = np.array([canary.size for canary, _ in pairs])
+    m = np.array([baseline.size for _, baseline in pairs])
+    canaries = np.full((len(pairs), int(n.max())), np.inf)
+    baselines = np.full((len(pairs), int(m.max())), np.inf)
+    for row, (canary, baseline) in enumerate(pairs):
+        canaries[row, : canary.size] = np.sort(canary)
+        baselines[row, : baseline.size] = np.sort(baseline)
+    return PairedSamples(canaries, n, baselines, m)
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+@pytest.mark.parametrize(("confidence", "correct"), [(0.98, True), (0.95, False)])
+def test_broadcast_search_equals_the_scalar_and_the_lockstep_search(
+    seed: int, confidence: float, correct: bool
+) -> None:
+    pairs = _small_pairs(seed, 12)
+    samples = _samples(pairs)
+    rows = np.arange(len(pairs))
+    broadcast = _BroadcastSearch(samples, rows, confidence, correct).run()
+    tracked = _LockstepSearch(samples, rows, confidence, correct).run()
+    assert broadcast.tolist() == tracked.tolist()
+    for row, (canary, baseline) in enumerate(pairs):
+        estimate, low, high = asymptotic_interval(
+            np.sort(canary), np.sort(baseline), confidence, correct
+        )
+        assert broadcast[3 * row : 3 * row + 3].tolist() == [low, high, estimate]
+
+
+def test_small_batches_take_the_broadcast_search_and_large_ones_do_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    taken: list[str] = []
+    for kind in (_BroadcastSearch, _LockstepSearch):
+        original = kind.run
+
+        def run(
+            self: _LockstepSearch,
+            original: Callable[[_LockstepSearch], np.ndarray] = original,
+        ) -> np.ndarray:
+            taken.append(type(self).__name__)
+            return original(self)
+
+        monkeypatch.setattr(kind, "run", run)
+    small = _samples(_small_pairs(6, 5))
+    lockstep_intervals(small, 0.95, True)
+    monkeypatch.setattr(_lockstep, "_BROADCAST_MAX_CELLS", 0)
+    lockstep_intervals(small, 0.95, True)
+    assert taken == ["_BroadcastSearch", "_LockstepSearch"]
+
+
+def test_zeroin_returns_an_end_that_is_a_zero() -> None:
+    assert zeroin(lambda shift: shift, 0.0, 1.0, 0.0, 1.0, 1e-4, 1000) == 0.0
+    assert zeroin(lambda shift: shift - 1.0, 0.0, 1.0, -1.0, 0.0, 1e-4, 1000) == 1.0
+    root = zeroin(lambda shift: shift * shift - 2.0, 0.0, 2.0, -2.0, 2.0, 1e-12, 1000)
+    assert abs(root - 2.0**0.5) < 1e-9
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_two_or_three_small_pairs_give_the_scalar_numbers(count: int) -> None:
+    pairs = _small_pairs(7, count)
+    results = mann_whitney_many(pairs, confidence=0.95, correct=True, method="asymptotic")
+    for (canary, baseline), result in zip(pairs, results, strict=True):
+        expected = asymptotic_interval(np.sort(canary), np.sort(baseline), 0.95, True)
+        assert (result.estimate, result.low, result.high) == expected
