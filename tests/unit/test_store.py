@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from judge.api.store import AnalysisStatus, LeaseLostError, RunPoll, Store, StoredRun
-from judge.errors import ConflictError, NotFoundError
+from judge.errors import ConflictError, NotFoundError, StoreUnavailableError
 
 
 @pytest.fixture
@@ -177,6 +177,27 @@ def test_writes_wait_for_another_writer_instead_of_failing_at_once(tmp_path: Pat
     assert [poll.call for poll in store.run_polls("rollout-7")] == [1]
     assert store.get_series(analysis.id) == {"version": 1, "metrics": {"m": {"x": [1]}}}
     store.close()
+
+
+def test_a_lock_sqlite_would_not_wait_for_is_not_reported_as_a_timeout(tmp_path: Path) -> None:
+    """The error says SQLite gave up at once, not "after waiting 10 s": the report of the
+    failure above blamed a writer holding the lock for the whole timeout."""
+    store = Store(f"sqlite:///{tmp_path / 'judge.db'}")
+    store.create_schema()
+    other = sqlite3.connect(tmp_path / "judge.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with (pytest.raises(StoreUnavailableError) as raised, store._unavailable_as_error(),
+              store.engine.connect() as connection, connection.begin()):
+            connection.execute(text("SELECT count(*) FROM analyses")).all()  # reads, then...
+            connection.execute(text("DELETE FROM analyses"))  # ...cannot wait to write
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        store.close()
+    message = str(raised.value)
+    assert "is unavailable: database is locked (after " in message, message
+    assert "s, without waiting the 10 s allowed)" in message, message
 
 
 def _run(calls: int, state: str = "{}") -> StoredRun:
