@@ -23,6 +23,7 @@ session or trigger lazy loads.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -394,6 +395,12 @@ _MIGRATION_LOCK_KEY = 0x63616E617279  # "canary": any constant the replicas agre
 _BEGIN_MODE = "canary_judge_begin"
 """Execution option: how a SQLite transaction begins (``IMMEDIATE`` for a session that writes)."""
 
+_READ = "DEFERRED"
+"""How a session that only reads begins (no lock until its first read)."""
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+"""Statements that take SQLite's write lock (refused in a session that reads)."""
+
 
 DEFAULT_POOL_SIZE = 5
 DEFAULT_MAX_OVERFLOW = 10
@@ -449,7 +456,24 @@ def make_engine(
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
         mode = connection.get_execution_options().get(_BEGIN_MODE, "")
+        connection.info[_BEGIN_MODE] = mode
         connection.exec_driver_sql(f"BEGIN {mode}".strip())
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _writes_hold_the_lock(
+        connection: Any, _cursor: Any, statement: str, *_args: Any
+    ) -> None:
+        # A transaction begun DEFERRED that reads and then writes cannot wait for another
+        # connection's write lock: SQLite answers "database is locked" at once, whatever the
+        # busy timeout (and so when another writer committed since its read). A write in a
+        # session that said it reads is a store method that forgot ``_session(write=True)``:
+        # it fails on every call, not only when another writer happens to be busy.
+        if (connection.info.get(_BEGIN_MODE) == _READ
+                and statement.lstrip()[:7].upper().startswith(_WRITES)):
+            raise RuntimeError(
+                "a write in a session that reads (use Store._session(write=True)): "
+                f"{statement.strip()[:60]}"
+            )
 
     return engine
 
@@ -521,10 +545,10 @@ class Store:
     @contextmanager
     def _session(self, *, write: bool = False) -> Iterator[Session]:
         """One transaction; ``write``: one that changes rows (on SQLite it takes the write lock
-        before its first read, see :func:`make_engine`)."""
+        before its first read, see :func:`make_engine`; a session that does not say so is
+        refused any write)."""
         with self._unavailable_as_error(), self._lock, self._sessions.begin() as session:
-            if write:
-                session.connection(execution_options={_BEGIN_MODE: "IMMEDIATE"})
+            session.connection(execution_options={_BEGIN_MODE: "IMMEDIATE" if write else _READ})
             yield session
 
     @contextmanager
@@ -532,11 +556,18 @@ class Store:
         # The driver's "database is locked" (past the busy timeout), "unable to open database
         # file", a refused or timed-out connection: one error that names the database and says
         # how long it waited, never the URL's password.
+        began = time.monotonic()
         try:
             yield
         except OperationalError as exc:
             cause = (str(exc.orig) if exc.orig is not None else str(exc)).strip()
-            if "locked" in cause or "timeout" in cause:
+            waited = time.monotonic() - began
+            if "locked" in cause and waited < self.timeout_seconds:
+                # SQLite gave up without waiting (a lock it cannot wait for): say so, not
+                # that the lock was held for the whole timeout.
+                cause += (f" (after {waited:.2f} s, without waiting the "
+                          f"{self.timeout_seconds:g} s allowed)")
+            elif "locked" in cause or "timeout" in cause:
                 cause += f" (gave up after waiting {self.timeout_seconds:g} s)"
             raise StoreUnavailableError(
                 f"database {safe_url(self.url)} is unavailable: {cause}"
@@ -791,7 +822,7 @@ class Store:
     def save_series(self, analysis_id: str, series: dict[str, Any]) -> None:
         """Keep the series an analysis judged (``judge.pages.series`` form: ``{"version",
         "metrics": {name: ...}}``), replacing any from an earlier attempt."""
-        with self._session() as session:
+        with self._session(write=True) as session:
             session.execute(
                 delete(_AnalysisSeriesRow).where(_AnalysisSeriesRow.analysis_id == analysis_id)
             )
@@ -1077,7 +1108,7 @@ class Store:
 
     def add_run_poll(self, poll: RunPoll) -> None:
         """Record one stored poll of a run (its call number is the run's ``calls``)."""
-        with self._session() as session:
+        with self._session(write=True) as session:
             session.merge(_RunPollRow(
                 run_id=poll.run_id, call=poll.call, status=poll.status,
                 last_end=poll.last_end, metrics=poll.metrics, created_at=poll.created_at,

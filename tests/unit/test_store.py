@@ -7,16 +7,18 @@ Every test that takes ``store`` runs twice: on a SQLite file and on a real Postg
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event, text
 
-from judge.api.store import AnalysisStatus, LeaseLostError, Store, StoredRun
-from judge.errors import ConflictError, NotFoundError
+from judge.api.store import AnalysisStatus, LeaseLostError, RunPoll, Store, StoredRun
+from judge.errors import ConflictError, NotFoundError, StoreUnavailableError
 
 
 @pytest.fixture
@@ -137,6 +139,65 @@ def test_in_memory_store_is_safe_across_threads() -> None:
     assert errors == []
     assert len(store.list_analyses(limit=1000)) == 400
     assert all(a.status is AnalysisStatus.SUCCEEDED for a in store.list_analyses(limit=1000))
+
+
+def test_writes_wait_for_another_writer_instead_of_failing_at_once(tmp_path: Path) -> None:
+    """Every write takes SQLite's write lock before it reads: one that read first (a merge's
+    SELECT, then its INSERT) cannot wait for another connection's write lock and failed at
+    once with "database is locked", however long the busy timeout (a Flagger sequential poll
+    answered 503 with it while a background analysis was writing its progress)."""
+    url = f"sqlite:///{tmp_path / 'judge.db'}"
+    store = Store(url)
+    store.create_schema()
+    analysis = store.create_analysis(kind="native", config={}, request={})
+    store.save_run(_run(1), previous_calls=0)
+    moment = datetime(2024, 3, 4, 10, tzinfo=UTC)
+    writes: list[Callable[[], object]] = [
+        lambda: store.add_run_poll(RunPoll(run_id="rollout-7", call=1, status="continue",
+                                           last_end=moment, metrics=[], created_at=moment)),
+        lambda: store.save_series(analysis.id, {"version": 1, "metrics": {"m": {"x": [1]}}}),
+    ]
+    for write in writes:
+        other = sqlite3.connect(tmp_path / "judge.db", isolation_level=None,
+                                check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another process' writer holds the lock...
+        release = threading.Timer(0.3, other.execute, ("COMMIT",))
+
+        def started(*_args: object, release: threading.Timer = release) -> None:
+            if not release.is_alive() and not release.finished.is_set():
+                release.start()  # ...until this write has begun
+
+        event.listen(store.engine, "before_cursor_execute", started)
+        try:
+            write()
+        finally:
+            event.remove(store.engine, "before_cursor_execute", started)
+            release.join()
+            other.close()
+    assert [poll.call for poll in store.run_polls("rollout-7")] == [1]
+    assert store.get_series(analysis.id) == {"version": 1, "metrics": {"m": {"x": [1]}}}
+    store.close()
+
+
+def test_a_lock_sqlite_would_not_wait_for_is_not_reported_as_a_timeout(tmp_path: Path) -> None:
+    """The error says SQLite gave up at once, not "after waiting 10 s": the report of the
+    failure above blamed a writer holding the lock for the whole timeout."""
+    store = Store(f"sqlite:///{tmp_path / 'judge.db'}")
+    store.create_schema()
+    other = sqlite3.connect(tmp_path / "judge.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with (pytest.raises(StoreUnavailableError) as raised, store._unavailable_as_error(),
+              store.engine.connect() as connection, connection.begin()):
+            connection.execute(text("SELECT count(*) FROM analyses")).all()  # reads, then...
+            connection.execute(text("DELETE FROM analyses"))  # ...cannot wait to write
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        store.close()
+    message = str(raised.value)
+    assert "is unavailable: database is locked (after " in message, message
+    assert "s, without waiting the 10 s allowed)" in message, message
 
 
 def _run(calls: int, state: str = "{}") -> StoredRun:
