@@ -56,7 +56,7 @@ STAND_INS = {
 }
 """Files a document names as the reader's own -> the example that stands in for them."""
 SERVER_COMMAND = re.compile(r"^\s*(canary-judge serve|uvicorn)\b")
-READY_TIMEOUT = 60.0
+READY_TIMEOUT = 120.0  # a wait (returns once ready); the CI machine may be loaded
 COMMAND_TIMEOUT = 120.0
 
 DOCUMENTS = sorted({b.path for b in docblocks.blocks(docblocks.SHELL_LANGUAGES)})
