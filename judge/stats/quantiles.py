@@ -410,6 +410,46 @@ def outlier_fences(pooled: npt.ArrayLike, *, fence: float = OUTLIER_FENCE) -> tu
     return median - fence * scale, median + fence * scale
 
 
+def cluster_variance_factor_rows(
+    canary_exceeds: npt.ArrayLike, baseline_exceeds: npt.ArrayLike
+) -> FloatArray:
+    """Per row of two boolean 2-d arrays (points beyond a threshold, in time order, one row
+    per metric): ``sum S_j^2 / sum S_j`` over the runs of consecutive exceedances of both
+    sides (runs declustering with run length 1: each run is one cluster; Coles 2001, *An
+    Introduction to Statistical Modeling of Extreme Values*, §5.3.2), 1 for a row without
+    exceedances.
+
+    Why this number: when whole clusters fall to one side or the other at random, the
+    canary's count is a sum of cluster sizes, whose variance is ``sum S_j^2`` times what a
+    binomial count of ``sum S_j`` independent exceedances has; the ratio is that variance
+    factor. Isolated exceedances give 1; one regime block of ten consecutive minutes beyond
+    the fence counts as one cluster of ten (factor 10).
+
+    >>> cluster_variance_factor_rows([[1, 1, 1, 1, 0, 0]], [[0, 0, 0, 0, 0, 0]]).tolist()
+    [4.0]
+    >>> cluster_variance_factor_rows([[1, 0, 1, 0, 1, 0]], [[0, 1, 0, 0, 0, 0]]).tolist()
+    [1.0]
+    """
+    c = np.atleast_2d(np.asarray(canary_exceeds, dtype=bool))
+    b = np.atleast_2d(np.asarray(baseline_exceeds, dtype=bool))
+    rows = c.shape[0]
+    squares = np.zeros(rows)
+    counts = np.zeros(rows)
+    for side in (c, b):
+        # Runs from the steps of the zero-padded indicator: starts (+1) and ends (-1) come in
+        # the same row-major order, so the k-th start and the k-th end bound the k-th run.
+        padded = np.zeros((rows, side.shape[1] + 2), dtype=np.int8)
+        padded[:, 1:-1] = side
+        steps = np.diff(padded, axis=1)
+        start_row, start_col = np.nonzero(steps == 1)
+        _, end_col = np.nonzero(steps == -1)
+        lengths = (end_col - start_col).astype(np.float64)
+        squares += np.bincount(start_row, weights=lengths * lengths, minlength=rows)
+        counts += np.bincount(start_row, weights=lengths, minlength=rows)
+    out: FloatArray = np.divide(squares, counts, out=np.ones(rows), where=counts > 0)
+    return out
+
+
 def outlier_test_rows(
     canary_rows: npt.ArrayLike,
     baseline_rows: npt.ArrayLike,
@@ -418,6 +458,7 @@ def outlier_test_rows(
     phi_canary: npt.ArrayLike = 0.0,
     phi_baseline: npt.ArrayLike = 0.0,
     fence: float = OUTLIER_FENCE,
+    declustered: bool = True,
 ) -> ExceedanceRows:
     """Does the canary have more *outlier points* (beyond the pooled outlier fence, above for
     ``upper``) than the baseline? For every row pair at once.
@@ -431,6 +472,11 @@ def outlier_test_rows(
     dependence of the indicators is the Gaussian-copula factor of
     :func:`exceedance_variance_factor` at the observed pooled outlier share, from each side's
     ``phi``; with the finite-population factor as in :func:`tail_test`.
+
+    With ``declustered`` (the default) the factor is at least the clustering the exceedances
+    themselves show (:func:`cluster_variance_factor_rows`): on real series a regime change
+    puts whole stretches beyond the fence, runs the Gaussian AR(1) model (whose extremes are
+    nearly independent) does not expect. Scattered outlier minutes keep the model's factor.
     """
     c = np.atleast_2d(np.asarray(canary_rows, dtype=np.float64))
     b = np.atleast_2d(np.asarray(baseline_rows, dtype=np.float64))
@@ -442,12 +488,11 @@ def outlier_test_rows(
     low, high = outlier_fences(np.concatenate([c, b], axis=1), fence=fence)
     if tail == "upper":
         threshold = high
-        a = np.sum(c > high[:, None], axis=1)
-        d = np.sum(b > high[:, None], axis=1)
+        beyond_c, beyond_b = c > high[:, None], b > high[:, None]
     else:
         threshold = low
-        a = np.sum(c < low[:, None], axis=1)
-        d = np.sum(b < low[:, None], axis=1)
+        beyond_c, beyond_b = c < low[:, None], b < low[:, None]
+    a, d = np.sum(beyond_c, axis=1), np.sum(beyond_b, axis=1)
     phi_c = np.broadcast_to(np.asarray(phi_canary, dtype=np.float64), (rows,))
     phi_b = np.broadcast_to(np.asarray(phi_baseline, dtype=np.float64), (rows,))
     total, exceeding = c.shape[1] + b.shape[1], a + d
@@ -465,8 +510,12 @@ def outlier_test_rows(
                          for p, q in zip(phi_c.tolist(), share.tolist(), strict=True)])
     factor_b = np.array([factor(p, 1.0 - q)
                          for p, q in zip(phi_b.tolist(), share.tolist(), strict=True)])
+    factor_ab = np.maximum(factor_c, factor_b)
+    if declustered:
+        # Floored at the model: the observed runs can only widen, never narrow, the allowance.
+        factor_ab = np.maximum(factor_ab, cluster_variance_factor_rows(beyond_c, beyond_b))
     finite_population = (total - exceeding) / (total - 1.0) if total > 1 else np.ones(rows)
-    dispersion = np.maximum(1.0, np.maximum(factor_c, factor_b) * finite_population)
+    dispersion = np.maximum(1.0, factor_ab * finite_population)
     p_value = upper_tail_rows(a / dispersion, exceeding / dispersion, c.shape[1] / total)
     return ExceedanceRows(threshold, a.astype(np.int64), d.astype(np.int64),
                           np.where(exceeding > 0, p_value, 1.0))
