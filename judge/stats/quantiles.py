@@ -43,11 +43,7 @@ import numpy.typing as npt
 from scipy import stats as sps
 from scipy.special import ndtri, owens_t
 
-from judge.stats.autocorrelation import (
-    lag1_autocorrelation_rows,
-    rank_sum_rows,
-    shift_p_values_rows,
-)
+from judge.stats.autocorrelation import rank_sum_rows, shift_p_values_rows
 from judge.stats.counts import upper_tail_rows
 
 Tail = Literal["upper", "lower"]
@@ -525,24 +521,6 @@ def outlier_test_rows(
                           np.where(exceeding > 0, p_value, 1.0))
 
 
-def observed_deviation_factor_rows(rows: npt.ArrayLike) -> FloatArray:
-    """Per row (a series in time order): the AR(1) variance factor ``(1 + r) / (1 - r)`` of
-    the row's absolute deviations from its median, ``r`` their own lag-1 autocorrelation on
-    ranks (bias-corrected, clipped to [0, 0.95]).
-
-    The spread test's model factor takes the deviations' dependence from the series' ``phi``
-    (``phi^2`` bounds it for a Gaussian AR(1) series). A side made of stretches from two
-    regimes (a level change) has deviations that stay large for a whole stretch, far more
-    dependent than ``phi^2`` says; this is what they show themselves. A wider spread scales
-    every deviation alike and leaves ``r`` as it was.
-    """
-    x = np.atleast_2d(np.asarray(rows, dtype=np.float64))
-    deviations = np.abs(x - np.median(x, axis=1, keepdims=True))
-    r = np.clip(lag1_autocorrelation_rows(deviations), 0.0, 0.95)
-    out: FloatArray = (1.0 + r) / (1.0 - r)
-    return out
-
-
 @dataclass(frozen=True)
 class SpreadTailRows:
     """Spread and tail statistics of a group of metrics (arrays, one entry per metric)."""
@@ -571,7 +549,6 @@ def spread_tail_rows(
     *,
     spread_phi_c: FloatArray | None = None,
     spread_phi_b: FloatArray | None = None,
-    observed_dependence: bool = True,
 ) -> SpreadTailRows:
     """The spread test and both tail tests of the default judge's ``mann_whitney`` metric for
     every row (metric) of ``c`` (canary) and ``b`` (baseline), with descriptive spreads.
@@ -589,10 +566,6 @@ def spread_tail_rows(
     clipped_b = np.clip(phi_b if spread_phi_b is None else spread_phi_b, 0.0, 0.95)
     f_c = (1.0 + clipped_c**2) / (1.0 - clipped_c**2)
     f_b = (1.0 + clipped_b**2) / (1.0 - clipped_b**2)
-    if observed_dependence:
-        # Floored at the model: the deviations' own dependence can only widen the allowance.
-        f_c = np.maximum(f_c, observed_deviation_factor_rows(c))
-        f_b = np.maximum(f_b, observed_deviation_factor_rows(b))
     spread_p = spread_p_values_rows(c, b, factor_canary=f_c, factor_baseline=f_b)
     med_c, med_b = np.median(c, axis=1), np.median(b, axis=1)
     mad_c = np.median(np.abs(c - med_c[:, None]), axis=1)
