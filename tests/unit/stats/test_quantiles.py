@@ -93,3 +93,45 @@ def test_outlier_test_counts_points_beyond_the_pooled_fence() -> None:
     # Stronger serial dependence makes the same counts less surprising.
     strong = outlier_test_rows(canary[:1], base[:1], phi_canary=0.7, phi_baseline=0.7)
     assert strong.p_value[0] > result.p_value[0]
+
+
+def test_cluster_factor_counts_runs_of_exceedances() -> None:
+    from judge.stats.quantiles import cluster_variance_factor_rows
+
+    isolated = np.zeros((1, 60), dtype=bool)
+    isolated[0, ::6] = True  # ten exceedances, none next to another
+    block = np.zeros((1, 60), dtype=bool)
+    block[0, 20:30] = True  # ten exceedances in one run: one regime block
+    none = np.zeros((1, 60), dtype=bool)
+    factors = cluster_variance_factor_rows(
+        np.concatenate([isolated, block, none]), np.concatenate([none, none, none]))
+    assert factors.tolist() == [1.0, 10.0, 1.0]
+    # Runs of 3 and 1 on the canary and one of 2 on the baseline: (9 + 1 + 4) / 6.
+    canary = np.array([[1, 1, 1, 0, 0, 1, 0, 0]], dtype=bool)
+    baseline = np.array([[0, 0, 0, 0, 0, 0, 1, 1]], dtype=bool)
+    assert cluster_variance_factor_rows(canary, baseline)[0] == pytest.approx(14 / 6)
+
+
+def test_outlier_test_declusters_a_regime_block_and_keeps_scattered_outliers() -> None:
+    from judge.stats.quantiles import outlier_test_rows
+
+    rng = np.random.default_rng(13)
+    base = rng.normal(100.0, 5.0, (2, 60))
+    canary = rng.normal(100.0, 5.0, (2, 60))
+    canary[0, 10:22] = 160.0 + rng.normal(0.0, 5.0, 12)  # a regime block of twelve minutes
+    canary[1, ::5] = 160.0 + rng.normal(0.0, 5.0, 12)  # twelve scattered slow minutes
+    # Points the model takes as independent (phi 0): twelve of twelve outliers on the canary.
+    kwargs = {"phi_canary": 0.0, "phi_baseline": 0.0}
+    model = outlier_test_rows(canary, base, declustered=False, **kwargs)
+    declustered = outlier_test_rows(canary, base, **kwargs)
+    assert model.canary_exceedances.tolist() == declustered.canary_exceedances.tolist()
+    # Both rows are equally surprising to the Gaussian AR(1) model ...
+    assert model.p_value[0] < 1e-3 and model.p_value[1] < 1e-3
+    # ... the block is one cluster of twelve: a far smaller effective count, no longer a
+    # finding at the judge's per-check levels; the scattered minutes keep the model's p-value.
+    assert declustered.p_value[0] > 0.05
+    assert declustered.p_value[1] == model.p_value[1]
+    # With no run longer than one the result is exactly the model's (same rows as before).
+    plain = outlier_test_rows(canary[1:], base[1:], **kwargs)
+    assert plain.p_value[0] == outlier_test_rows(canary[1:], base[1:], declustered=False,
+                                                 **kwargs).p_value[0]
