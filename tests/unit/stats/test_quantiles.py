@@ -95,21 +95,25 @@ def test_outlier_test_counts_points_beyond_the_pooled_fence() -> None:
     assert strong.p_value[0] > result.p_value[0]
 
 
-def test_cluster_factor_counts_runs_of_exceedances() -> None:
-    from judge.stats.quantiles import cluster_variance_factor_rows
+def test_exceedance_dependence_factor_sees_runs_not_scattered_points() -> None:
+    from judge.stats.quantiles import exceedance_dependence_factor_rows
 
     isolated = np.zeros((1, 60), dtype=bool)
     isolated[0, ::6] = True  # ten exceedances, none next to another
     block = np.zeros((1, 60), dtype=bool)
     block[0, 20:30] = True  # ten exceedances in one run: one regime block
     none = np.zeros((1, 60), dtype=bool)
-    factors = cluster_variance_factor_rows(
+    factors = exceedance_dependence_factor_rows(
         np.concatenate([isolated, block, none]), np.concatenate([none, none, none]))
-    assert factors.tolist() == [1.0, 10.0, 1.0]
-    # Runs of 3 and 1 on the canary and one of 2 on the baseline: (9 + 1 + 4) / 6.
-    canary = np.array([[1, 1, 1, 0, 0, 1, 0, 0]], dtype=bool)
-    baseline = np.array([[0, 0, 0, 0, 0, 0, 1, 1]], dtype=bool)
-    assert cluster_variance_factor_rows(canary, baseline)[0] == pytest.approx(14 / 6)
+    assert factors[0] == 1.0 and factors[2] == 1.0
+    # 9 neighbouring pairs against 59 p^2 = 1.64 expected: r = 0.898, (1 + r) / (1 - r).
+    assert factors[1] == pytest.approx(18.67, abs=0.01)
+    # Independent exceedances at the canary's own (higher) rate read as no dependence: each
+    # side is centred on its own share, so more outliers on one side is not a cluster.
+    rng = np.random.default_rng(5)
+    canary = rng.uniform(size=(400, 60)) < 0.15
+    baseline = rng.uniform(size=(400, 60)) < 0.02
+    assert np.median(exceedance_dependence_factor_rows(canary, baseline)) == 1.0
 
 
 def test_outlier_test_declusters_a_regime_block_and_keeps_scattered_outliers() -> None:
