@@ -25,6 +25,9 @@ of ``|X_t|`` at lag ``k`` is ``g(phi^k)`` with ``g(r) = (r asin r + sqrt(1 - r^2
 ``(1 + phi) / (1 - phi)``. Exceedance indicators have their own factor, computed exactly for the
 Gaussian case from bivariate normal orthant probabilities (:func:`exceedance_variance_factor`);
 ``phi`` estimated on ranks makes both apply to any increasing transform of a Gaussian series.
+Real series are not Gaussian AR(1): a regime change puts whole stretches beyond a threshold,
+so the outlier test's factor is never below the one the exceedance indicators show
+themselves (:func:`exceedance_dependence_factor_rows`).
 
 Each side's quantile also gets a distribution-free interval from order statistics
 (:func:`quantile_interval`: ``[x_(l), x_(u)]`` with ``l, u`` from Binomial(n_eff, q) quantiles,
