@@ -516,7 +516,7 @@ def outlier_test_rows(
                          for p, q in zip(phi_b.tolist(), share.tolist(), strict=True)])
     factor_ab = np.maximum(factor_c, factor_b)
     if declustered:
-        # Floored at the model: the observed runs can only widen, never narrow, the allowance.
+        # Floored at the model: the indicators' own dependence can only widen the allowance.
         factor_ab = np.maximum(factor_ab, exceedance_dependence_factor_rows(beyond_c, beyond_b))
     finite_population = (total - exceeding) / (total - 1.0) if total > 1 else np.ones(rows)
     dispersion = np.maximum(1.0, factor_ab * finite_population)
