@@ -78,7 +78,7 @@ def test_outlier_test_counts_points_beyond_the_pooled_fence() -> None:
     rng = np.random.default_rng(4)
     base = rng.normal(100.0, 5.0, (3, 60))
     canary = rng.normal(100.0, 5.0, (3, 60))
-    canary[0, :12] = 160.0  # twelve spike minutes: far beyond median + 3 robust SD
+    canary[0, ::5] = 160.0  # twelve scattered spike minutes: far beyond median + 3 robust SD
     result = outlier_test_rows(canary, base, tail="upper", phi_canary=0.3, phi_baseline=0.3)
     low, high = outlier_fences(np.concatenate([canary, base], axis=1))
     assert np.all(result.threshold == high) and np.all(low < high)
@@ -93,3 +93,49 @@ def test_outlier_test_counts_points_beyond_the_pooled_fence() -> None:
     # Stronger serial dependence makes the same counts less surprising.
     strong = outlier_test_rows(canary[:1], base[:1], phi_canary=0.7, phi_baseline=0.7)
     assert strong.p_value[0] > result.p_value[0]
+
+
+def test_exceedance_dependence_factor_sees_runs_not_scattered_points() -> None:
+    from judge.stats.quantiles import exceedance_dependence_factor_rows
+
+    isolated = np.zeros((1, 60), dtype=bool)
+    isolated[0, ::6] = True  # ten exceedances, none next to another
+    block = np.zeros((1, 60), dtype=bool)
+    block[0, 20:30] = True  # ten exceedances in one run: one regime block
+    none = np.zeros((1, 60), dtype=bool)
+    factors = exceedance_dependence_factor_rows(
+        np.concatenate([isolated, block, none]), np.concatenate([none, none, none]))
+    assert factors[0] == 1.0 and factors[2] == 1.0
+    # 9 neighbouring pairs against 59 p^2 = 1.64 expected: r = 0.898, (1 + r) / (1 - r).
+    assert factors[1] == pytest.approx(18.67, abs=0.01)
+    # Independent exceedances at the canary's own (higher) rate read as no dependence: each
+    # side is centred on its own share, so more outliers on one side is not a cluster.
+    rng = np.random.default_rng(5)
+    canary = rng.uniform(size=(400, 60)) < 0.15
+    baseline = rng.uniform(size=(400, 60)) < 0.02
+    assert np.median(exceedance_dependence_factor_rows(canary, baseline)) == 1.0
+
+
+def test_outlier_test_declusters_a_regime_block_and_keeps_scattered_outliers() -> None:
+    from judge.stats.quantiles import outlier_test_rows
+
+    rng = np.random.default_rng(13)
+    base = rng.normal(100.0, 5.0, (2, 60))
+    canary = rng.normal(100.0, 5.0, (2, 60))
+    canary[0, 10:22] = 160.0 + rng.normal(0.0, 5.0, 12)  # a regime block of twelve minutes
+    canary[1, ::5] = 160.0 + rng.normal(0.0, 5.0, 12)  # twelve scattered slow minutes
+    # Points the model takes as independent (phi 0): twelve of twelve outliers on the canary.
+    kwargs = {"phi_canary": 0.0, "phi_baseline": 0.0}
+    model = outlier_test_rows(canary, base, declustered=False, **kwargs)
+    declustered = outlier_test_rows(canary, base, **kwargs)
+    assert model.canary_exceedances.tolist() == declustered.canary_exceedances.tolist()
+    # Both rows are equally surprising to the Gaussian AR(1) model ...
+    assert model.p_value[0] < 1e-3 and model.p_value[1] < 1e-3
+    # ... the block is one cluster of twelve: a far smaller effective count, no longer a
+    # finding at the judge's per-check levels; the scattered minutes keep the model's p-value.
+    assert declustered.p_value[0] > 0.05
+    assert declustered.p_value[1] == model.p_value[1]
+    # With no run longer than one the result is exactly the model's (same rows as before).
+    plain = outlier_test_rows(canary[1:], base[1:], **kwargs)
+    assert plain.p_value[0] == outlier_test_rows(canary[1:], base[1:], declustered=False,
+                                                 **kwargs).p_value[0]
