@@ -377,10 +377,12 @@ class PrometheusSource:
         try:
             # As PrometheusConnect.custom_query_range asks: whole seconds, the client's
             # session, headers and auth.
+            params: dict[str, str | int] = {
+                "query": query, "start": round(start.timestamp()),
+                "end": round(end.timestamp()), "step": _step_text(step),
+            }
             answer = self._session.get(
-                f"{self.url}/api/v1/query_range",
-                params={"query": query, "start": round(start.timestamp()),
-                        "end": round(end.timestamp()), "step": _step_text(step)},
+                f"{self.url}/api/v1/query_range", params=params,
                 headers=self._client.headers, auth=self._client.auth, timeout=self.timeout,
             )
             if answer.status_code != 200:

@@ -41,9 +41,10 @@ def _fetch(url: str) -> FetchedSeries:
 
 def _failure(status: int, body: bytes, headers: dict[str, str] | None = None
              ) -> tuple[SourceError, ErrorServer]:
-    with ErrorServer(status, body=body, headers=headers) as server:
-        with pytest.raises(SourceError) as caught:
-            _fetch(server.url)
+    with ErrorServer(status, body=body, headers=headers) as server, pytest.raises(
+        SourceError
+    ) as caught:
+        _fetch(server.url)
     return caught.value, server
 
 
