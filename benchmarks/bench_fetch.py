@@ -8,7 +8,10 @@ loopback); the real service (its own process, temp SQLite) is asked for the anal
 ``succeeded``. Printed, as medians over ``--runs``:
 
 - end to end: from the POST to the answer saying ``succeeded`` (and the service's own
-  ``created_at`` -> ``finished_at``);
+  ``created_at`` -> ``finished_at``), and of that the fetching: the slowest side's
+  ``seconds`` in the report's ``details.fetch`` (all sides start together, so about the
+  time from the first query sent to the last answer parsed); the rest is judging in a
+  worker, storing the series and the report, and polling;
 - the judgment alone: ``judge.judging.judge`` in this process, on the same series;
 - the slowest single range query: each of the 200 queries sent alone (httpx, keep-alive),
   its answer read whole;
@@ -196,9 +199,10 @@ def _real_config(metrics: int) -> dict[str, Any]:
     ]}
 
 
-def _analysis_seconds(service_url: str, request: dict[str, Any]) -> tuple[float, float]:
-    """One analysis: seconds from the POST to the answer saying it succeeded, and the service's
-    own created_at -> finished_at."""
+def _analysis_seconds(service_url: str, request: dict[str, Any]
+                      ) -> tuple[float, float, float]:
+    """One analysis: seconds from the POST to the answer saying it succeeded, the service's
+    own created_at -> finished_at, and its fetching (the slowest side)."""
     import httpx
 
     with httpx.Client(base_url=service_url, timeout=120) as client:
@@ -220,7 +224,9 @@ def _analysis_seconds(service_url: str, request: dict[str, Any]) -> tuple[float,
         raise SystemExit(f"{len(errors)} metrics without data: {errors[:3]}")
     served = (datetime.fromisoformat(analysis["finished_at"])
               - datetime.fromisoformat(analysis["created_at"])).total_seconds()
-    return elapsed, served
+    fetching = max(side["seconds"] for fetched in analysis["report"]["details"]["fetch"].values()
+                   for side in (fetched["baseline"], fetched["canary"]))
+    return elapsed, served, fetching
 
 
 def _queries(prometheus_url: str, metrics: int, points: int
@@ -282,11 +288,13 @@ def run_real(metrics: int, points: int, runs: int) -> None:
     slowest = min(latencies)  # the slowest query of the quieter of two passes
     end_to_end = statistics.median(t[0] for t in timings)
     served = statistics.median(t[1] for t in timings)
+    fetching = statistics.median(t[2] for t in timings)
     budget = judgment + 3 * slowest + 0.1
     print(f"whole analysis against a real Prometheus (loopback): {metrics} metrics x {points} "
           f"points a side, {2 * metrics} range queries; medians of {runs} run(s)")
     print(f"end to end (POST /v1/analyses -> succeeded): {end_to_end:.3f} s "
-          f"(service's created_at -> finished_at: {served:.3f} s)")
+          f"(service's created_at -> finished_at: {served:.3f} s; of which fetching "
+          f"{fetching:.3f} s)")
     print(f"judgment alone (judge.judging.judge, in-process): {judgment:.3f} s")
     print(f"slowest single range query: {1000 * slowest:.1f} ms")
     print(f"ratio end to end / (judgment + 3 x slowest query + 100 ms = {budget:.3f} s): "

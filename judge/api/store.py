@@ -22,6 +22,7 @@ session or trigger lazy loads.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -33,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -406,6 +408,25 @@ DEFAULT_POOL_SIZE = 5
 DEFAULT_MAX_OVERFLOW = 10
 
 
+class _SeriesDocument(dict[str, Any]):
+    """A stored metric's series (:meth:`Store.save_series`), written by :func:`_json_dumps`
+    with orjson: a hundred metrics of a day at one-minute steps are 576,000 numbers, which
+    the standard library turns into JSON in about a quarter of a second of CPU (orjson: a
+    tenth of that), on a core the analysis' judgment needs at the same moment."""
+
+
+def _json_dumps(value: Any) -> str:
+    """The engine's JSON serialiser: the standard library's (SQLAlchemy's default) for every
+    column but the series, whose documents hold only strings, finite floats and nulls
+    (``judge.pages.series``), which orjson writes alike."""
+    if isinstance(value, _SeriesDocument):
+        try:
+            return orjson.dumps(value).decode()
+        except orjson.JSONEncodeError:
+            pass  # e.g. a non-str key or an int beyond 64 bits: what json.dumps still writes
+    return json.dumps(value)
+
+
 def make_engine(
     url: str,
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
@@ -435,12 +456,13 @@ def make_engine(
             connect_args["connect_timeout"] = max(1, round(timeout_seconds))
         return create_engine(url, pool_pre_ping=True, connect_args=connect_args,
                              pool_size=pool_size, max_overflow=max_overflow,
-                             pool_timeout=timeout_seconds)
+                             pool_timeout=timeout_seconds, json_serializer=_json_dumps)
     in_memory = _in_memory(url)
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": timeout_seconds},
         poolclass=StaticPool if in_memory else None,
+        json_serializer=_json_dumps,
     )
 
     @event.listens_for(engine, "connect")
@@ -829,7 +851,7 @@ class Store:
             version = series.get("version")
             session.add_all(
                 _AnalysisSeriesRow(analysis_id=analysis_id, metric=name,
-                                   series={"version": version, "series": entry})
+                                   series=_SeriesDocument(version=version, series=entry))
                 for name, entry in dict(series.get("metrics") or {}).items()
             )
 

@@ -325,3 +325,38 @@ def test_a_stored_answer_covers_polls_up_to_its_window_end() -> None:
     assert not run.answers(datetime(2024, 3, 4, 11, 1, tzinfo=UTC), final=False)
     assert not run.answers(end, final=True)  # a final poll was not made yet
     assert not _run(1).answers(end, final=False)  # stored before poll ends were kept
+
+
+def test_series_round_trip_through_the_fast_encoder(store: Store) -> None:
+    """Series documents are written with orjson (``_json_dumps``): what comes back is what
+    went in, nulls (NaN points), untimed sides, error entries and odd names included; a
+    document orjson refuses (an int key) is written by the standard library instead."""
+    analysis = store.create_analysis(kind="native", config={}, request={})
+    series = {"version": 1, "metrics": {
+        "p99 latency \u00b5s": {"baseline": {"t": [1714564800.0, 1714564860.5], "v": [0.1, None]},
+                                "canary": {"t": None, "v": [1e-300, 1.7976931348623157e308]}},
+        'errors{code="5xx"}': {"error": "source 'prometheus' (http): HTTP 503"},
+        "odd": {"baseline": {"t": [], "v": []}, "canary": {"t": [0.0], "v": [-0.0]},
+                "extra": {7: "int key"}},
+    }}
+    store.save_series(analysis.id, series)
+    stored = store.get_series(analysis.id)
+    assert stored is not None
+    assert stored["metrics"]["odd"]["extra"] == {"7": "int key"}  # as json.dumps writes it
+    stored["metrics"]["odd"]["extra"] = {7: "int key"}
+    assert stored == series
+    assert store.get_series(analysis.id, 'errors{code="5xx"}') == {
+        "version": 1, "metrics": {'errors{code="5xx"}': series["metrics"]['errors{code="5xx"}']}}
+
+
+def test_other_json_columns_keep_the_standard_encoder() -> None:
+    """Only series documents take the orjson path: every other JSON value is written as
+    ``json.dumps`` writes it (NaN included), byte for byte."""
+    import json
+
+    from judge.api.store import _json_dumps, _SeriesDocument
+
+    report = {"score": float("nan"), "metrics": [{"name": "m", "mean": 1.5}], "\u00e9": None}
+    assert _json_dumps(report) == json.dumps(report)
+    assert _json_dumps(_SeriesDocument(version=1, series={"v": [1.5, None]})) == (
+        '{"version":1,"series":{"v":[1.5,null]}}')
