@@ -43,7 +43,8 @@ import numpy.typing as npt
 from scipy import stats as sps
 from scipy.special import ndtri, owens_t
 
-from judge.stats.autocorrelation import rank_sum_rows, shift_p_values_rows
+from judge.stats._ranks import rank_sum_statistics_rows
+from judge.stats.autocorrelation import shift_p_values_rows
 from judge.stats.counts import upper_tail_rows
 
 Tail = Literal["upper", "lower"]
@@ -384,7 +385,7 @@ def spread_p_values_rows(
     dev_b = np.sort(np.abs(b - np.median(b, axis=1, keepdims=True)), axis=1)
     f_c = np.broadcast_to(np.asarray(factor_canary, dtype=np.float64), (rows,))
     f_b = np.broadcast_to(np.asarray(factor_baseline, dtype=np.float64), (rows,))
-    statistic, tie_sum, _ = rank_sum_rows(dev_c, dev_b)
+    statistic, tie_sum = rank_sum_statistics_rows(dev_c, dev_b)
     _, p_greater, _, _ = shift_p_values_rows(
         statistic, tie_sum, c.shape[1], b.shape[1], f_c, f_b
     )
