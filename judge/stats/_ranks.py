@@ -90,7 +90,8 @@ def rank_sum_statistics_rows(
     rank_sum = np.where(order < n_c, average, 0.0).sum(axis=1)
     statistic: FloatArray = rank_sum - n_c * (n_c + 1) / 2.0
     cubes = (length * length * length - length).astype(np.float64)
-    tie_sum: FloatArray = np.bincount(first // width, weights=cubes, minlength=rows)
+    tie_sum = np.asarray(np.bincount(first // width, weights=cubes, minlength=rows),
+                         dtype=np.float64)
     return statistic, tie_sum
 
 
