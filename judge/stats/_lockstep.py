@@ -431,11 +431,17 @@ class _BroadcastSearch(_LockstepSearch):
         weights_y = self._wy[lanes]
         # Per canary value: the baseline weight below it and equal to it.
         smaller = np.matmul((baseline < shifted).astype(np.float64), weights_y)[:, :, 0]
-        matched = np.matmul((baseline == shifted).astype(np.float64), weights_y)[:, :, 0]
         weights = self._wx[lanes]
         greater = (smaller * weights).sum(axis=1).astype(np.int64)
-        equal = (matched * weights).sum(axis=1).astype(np.int64)
-        ties = (3.0 * weights * matched * (weights + matched)).sum(axis=1).astype(np.int64)
+        same = baseline == shifted
+        if same.any():
+            matched = np.matmul(same.astype(np.float64), weights_y)[:, :, 0]
+            equal = (matched * weights).sum(axis=1).astype(np.int64)
+            ties = (3.0 * weights * matched * (weights + matched)).sum(axis=1).astype(np.int64)
+        else:
+            # A shift rarely lands a canary value exactly on a baseline value: then nothing
+            # is tied across the samples (the counts would be zeros), and half the work goes.
+            equal = ties = np.zeros(lanes.size, dtype=np.int64)
         value: np.ndarray = self._statistic(lanes, greater, equal, ties) - self.quantile[lanes]
         return value
 
