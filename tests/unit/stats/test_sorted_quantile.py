@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from judge.stats._descriptive import sorted_quantile
+from judge.stats._descriptive import median_rows, sorted_quantile, sorted_quantile_rows
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.1, 0.25, 0.5, 0.9, 0.99, 1.0])
@@ -26,8 +26,6 @@ def test_equals_numpy_linear_quantile(fraction: float) -> None:
 
 
 def test_row_medians_and_quantiles_are_numpys_to_the_bit() -> None:
-    from judge.stats._descriptive import median_rows, sorted_quantile_rows
-
     generator = np.random.default_rng(20_261_203)
     for trial in range(1_000):
         rows, size = int(generator.integers(1, 6)), int(generator.integers(1, 300))
