@@ -56,11 +56,16 @@ def average_ranks_rows(values: npt.ArrayLike) -> FloatArray:
     if width == 0:
         return np.empty((rows, 0))
     order = np.argsort(matrix, axis=1, kind="stable")
-    ordered = np.take_along_axis(matrix, order, axis=1)
+    row_index = np.arange(rows)[:, None]
+    ordered = matrix[row_index, order]
+    ranks = np.empty((rows, width))
+    if not (ordered[:, 1:] == ordered[:, :-1]).any():
+        # No ties (the usual case for measured values): ranks are the sorted positions + 1.
+        ranks[row_index, order] = np.arange(1.0, width + 1.0)
+        return ranks
     first, length, run_of_cell = _runs(ordered)
     average = (first % width) + (length - 1) / 2.0 + 1.0
-    ranks = np.empty((rows, width))
-    np.put_along_axis(ranks, order, average[run_of_cell].reshape(rows, width), axis=1)
+    ranks[row_index, order] = average[run_of_cell].reshape(rows, width)
     return ranks
 
 
@@ -84,7 +89,12 @@ def rank_sum_statistics_rows(
     pooled = np.concatenate([canary_rows, baseline_rows], axis=1)
     width = pooled.shape[1]
     order = np.argsort(pooled, axis=1, kind="stable")
-    ordered = np.take_along_axis(pooled, order, axis=1)
+    ordered = pooled[np.arange(rows)[:, None], order]
+    if not (ordered[:, 1:] == ordered[:, :-1]).any():
+        # No ties: the canary's ranks are its sorted positions + 1, and no tie term.
+        positions = np.arange(1.0, width + 1.0)
+        untied: FloatArray = np.where(order < n_c, positions, 0.0).sum(axis=1)
+        return untied - n_c * (n_c + 1) / 2.0, np.zeros(rows)
     first, length, run_of_cell = _runs(ordered)
     average = ((first % width) + (length - 1) / 2.0 + 1.0)[run_of_cell].reshape(rows, width)
     rank_sum = np.where(order < n_c, average, 0.0).sum(axis=1)
