@@ -424,15 +424,29 @@ class _BroadcastSearch(_LockstepSearch):
         self._wx = samples.wx[self.row, :width_x].astype(np.float64)
         self._yv = samples.yv[self.row, :width_y]
         self._wy = samples.wy[self.row, :width_y, None].astype(np.float64)
+        # Untied samples (every multiplicity 1, padding aside): the counts are plain counts of
+        # comparisons, no weighted products needed.
+        self._untied = bool(np.all(samples.untied[rows]))
+        valid_x = samples.valid_x[self.row, :width_x]
+        # Canary padding (value 0, weight 0) only where pairs have different sizes.
+        self._valid_x = None if bool(valid_x.all()) else valid_x[:, :, None]
 
     def _evaluate(self, lanes: np.ndarray, shift: np.ndarray) -> np.ndarray:
         shifted = (self._xv[lanes] - shift[:, None])[:, :, None]
         baseline = self._yv[lanes][:, None, :]
         weights_y = self._wy[lanes]
-        # Per canary value: the baseline weight below it and equal to it.
-        smaller = np.matmul((baseline < shifted).astype(np.float64), weights_y)[:, :, 0]
+        if self._untied:
+            # Baseline padding (+inf) is never below a shifted value; canary padding may be,
+            # and the weighted form gives it weight 0: here it is masked out.
+            below = baseline < shifted
+            if self._valid_x is not None:
+                below &= self._valid_x[lanes]
+            greater = below.sum(axis=(1, 2), dtype=np.int64)
+        else:
+            # Per canary value: the baseline weight below it.
+            smaller = np.matmul((baseline < shifted).astype(np.float64), weights_y)[:, :, 0]
+            greater = (smaller * self._wx[lanes]).sum(axis=1).astype(np.int64)
         weights = self._wx[lanes]
-        greater = (smaller * weights).sum(axis=1).astype(np.int64)
         same = baseline == shifted
         if same.any():
             matched = np.matmul(same.astype(np.float64), weights_y)[:, :, 0]
