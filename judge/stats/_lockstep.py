@@ -127,6 +127,9 @@ class _LockstepSearch:
         self._tie_divisor = (nx + ny) * (nx + ny - 1.0)
         self._sigma_scale = nx * ny / 12.0
         self._half_correction = np.where(self.correct, 0.5, 0.0)
+        # sigma when nothing ties across the samples (the within-sample ties only).
+        self._sigma_within = np.sqrt(np.maximum(
+            self._sigma_scale * (self._points_plus_one - self.within / self._tie_divisor), 0.0))
         self.lanes = lanes
         width = samples.xv.shape[1]
         # Where the bracket's ends fall in the distinct baseline values, per canary value:
@@ -162,6 +165,16 @@ class _LockstepSearch:
         sigma = np.sqrt(np.maximum(self._sigma_scale[lanes] * inner, 0.0))
         # 0.5 sign(dz) where corrected; elsewhere 0 * sign(dz), a zero, subtracts nothing.
         corrected = dz - self._half_correction[lanes] * np.sign(dz)
+        standard: np.ndarray = np.divide(corrected, sigma, out=np.full(dz.shape, np.nan),
+                                         where=sigma != 0.0)
+        return standard
+
+    def _statistic_untied_across(self, lanes: np.ndarray, greater: np.ndarray) -> np.ndarray:
+        """:meth:`_statistic` when no canary value ties with a baseline value (``equal`` and
+        ``ties`` 0): adding those zeros changes no bit, and sigma is the lane's constant."""
+        dz = greater.astype(np.float64) - self.half_pairs[lanes]
+        corrected = dz - self._half_correction[lanes] * np.sign(dz)
+        sigma = self._sigma_within[lanes]
         standard: np.ndarray = np.divide(corrected, sigma, out=np.full(dz.shape, np.nan),
                                          where=sigma != 0.0)
         return standard
@@ -434,7 +447,6 @@ class _BroadcastSearch(_LockstepSearch):
     def _evaluate(self, lanes: np.ndarray, shift: np.ndarray) -> np.ndarray:
         shifted = (self._xv[lanes] - shift[:, None])[:, :, None]
         baseline = self._yv[lanes][:, None, :]
-        weights_y = self._wy[lanes]
         if self._untied:
             # Baseline padding (+inf) is never below a shifted value; canary padding may be,
             # and the weighted form gives it weight 0: here it is masked out.
@@ -444,18 +456,19 @@ class _BroadcastSearch(_LockstepSearch):
             greater = below.sum(axis=(1, 2), dtype=np.int64)
         else:
             # Per canary value: the baseline weight below it.
-            smaller = np.matmul((baseline < shifted).astype(np.float64), weights_y)[:, :, 0]
-            greater = (smaller * self._wx[lanes]).sum(axis=1).astype(np.int64)
-        weights = self._wx[lanes]
+            smaller = np.matmul((baseline < shifted).astype(np.float64), self._wy[lanes])
+            greater = (smaller[:, :, 0] * self._wx[lanes]).sum(axis=1).astype(np.int64)
         same = baseline == shifted
-        if same.any():
-            matched = np.matmul(same.astype(np.float64), weights_y)[:, :, 0]
-            equal = (matched * weights).sum(axis=1).astype(np.int64)
-            ties = (3.0 * weights * matched * (weights + matched)).sum(axis=1).astype(np.int64)
-        else:
+        if not same.any():
             # A shift rarely lands a canary value exactly on a baseline value: then nothing
-            # is tied across the samples (the counts would be zeros), and half the work goes.
-            equal = ties = np.zeros(lanes.size, dtype=np.int64)
+            # is tied across the samples, and sigma is the lane's constant.
+            untied: np.ndarray = (self._statistic_untied_across(lanes, greater)
+                                  - self.quantile[lanes])
+            return untied
+        weights = self._wx[lanes]
+        matched = np.matmul(same.astype(np.float64), self._wy[lanes])[:, :, 0]
+        equal = (matched * weights).sum(axis=1).astype(np.int64)
+        ties = (3.0 * weights * matched * (weights + matched)).sum(axis=1).astype(np.int64)
         value: np.ndarray = self._statistic(lanes, greater, equal, ties) - self.quantile[lanes]
         return value
 
