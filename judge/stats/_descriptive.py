@@ -186,12 +186,16 @@ def summarize(values: npt.ArrayLike) -> Summary:
 
 
 def median_rows(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """``np.median(values, axis=1)`` of a finite 2-d array, to the bit, from one row sort.
+    """``np.median(values, axis=1)`` of a 2-d array, to the bit, from one row partition.
 
     numpy's median is the middle value, or the mean of the two middle ones (their sum halved),
     after a partition, as here; a small judgment asks for about ten row medians, and numpy's
     call (partition, mean, NaN check) costs several times this.
     """
+    if np.isnan(values).any():
+        # numpy's answer for a row with NaN is NaN; partitioning would sort NaN to the end.
+        nan_aware: npt.NDArray[np.float64] = np.median(values, axis=1)
+        return nan_aware
     middle, odd = divmod(values.shape[1], 2)
     part = np.partition(values, middle if odd else [middle - 1, middle], axis=1)
     return sorted_median_rows(part)

@@ -37,3 +37,5 @@ def test_row_medians_and_quantiles_are_numpys_to_the_bit() -> None:
         for fraction in (0.01, 0.1, 0.25, 0.5, 0.9, 0.99, float(generator.uniform())):
             assert np.array_equal(sorted_quantile_rows(ordered, fraction),
                                   np.quantile(values, fraction, axis=1))
+    with_nan = np.array([[1.0, np.nan, 3.0], [1.0, 2.0, 3.0]])
+    assert np.array_equal(median_rows(with_nan), np.median(with_nan, axis=1), equal_nan=True)
