@@ -75,3 +75,31 @@ def test_differences_are_formed_in_chunks_with_the_same_result(
 def test_docstring_examples_hold() -> None:
     failures, tried = doctest.testmod(_ranks)
     assert tried > 0 and failures == 0
+
+
+def test_small_unpadded_buckets_take_the_pooled_ranks_with_the_same_numbers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from judge.stats import _batch  # the module whose name is replaced
+
+    generator = np.random.default_rng(11)
+    canary = np.sort(np.round(generator.lognormal(3.0, 0.3, (5, 30)), 1), axis=1)
+    baseline = np.sort(np.round(generator.lognormal(3.0, 0.3, (5, 30)), 1), axis=1)
+    samples = PairedSamples(canary, np.full(5, 30), baseline, np.full(5, 30))
+    pooled: list[bool] = []
+    original = rank_sum_statistics_rows
+
+    def recording(c: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pooled.append(True)
+        return original(c, b)
+
+    monkeypatch.setattr(_batch, "rank_sum_statistics_rows", recording)
+    statistic, tie_sum = _batch._bucket_rank_statistics(samples)
+    expected_statistic, expected_tie_sum = _rank_statistics(samples)
+    assert pooled == [True]
+    assert np.array_equal(statistic, expected_statistic)
+    assert tie_sum.dtype == expected_tie_sum.dtype
+    assert np.array_equal(tie_sum, expected_tie_sum)
+    padded = PairedSamples(canary, np.array([30, 29, 30, 30, 30]), baseline, np.full(5, 30))
+    _batch._bucket_rank_statistics(padded)
+    assert pooled == [True]  # padded rows keep the per-pair count
