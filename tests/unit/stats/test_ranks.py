@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from judge.stats import _ranks
+from judge.stats import _batch, _ranks
 from judge.stats._batch import _rank_statistics
 from judge.stats._ranks import (
     average_ranks_rows,
@@ -80,8 +80,6 @@ def test_docstring_examples_hold() -> None:
 def test_small_unpadded_buckets_take_the_pooled_ranks_with_the_same_numbers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from judge.stats import _batch  # the module whose name is replaced
-
     generator = np.random.default_rng(11)
     canary = np.sort(np.round(generator.lognormal(3.0, 0.3, (5, 30)), 1), axis=1)
     baseline = np.sort(np.round(generator.lognormal(3.0, 0.3, (5, 30)), 1), axis=1)
