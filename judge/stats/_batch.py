@@ -38,6 +38,7 @@ import numpy as np
 from scipy import special
 
 from judge.stats._lockstep import fits_broadcast, lockstep_intervals
+from judge.stats._ranks import rank_sum_statistics_rows
 from judge.stats._selection import PairedSamples, select_differences
 from judge.stats._wilcox import (
     IntervalSearch,
@@ -142,7 +143,7 @@ def _judge_bucket(
     samples = PairedSamples(
         _sorted_rows(canaries, int(n.max())), n, _sorted_rows(baselines, int(m.max())), m
     )
-    statistic, tie_sum = _rank_statistics(samples)
+    statistic, tie_sum = _bucket_rank_statistics(samples)
     sigma = _sigma(n, m, tie_sum)
     p_value = _asymptotic_p_values(statistic, n, m, sigma, correct)
 
@@ -214,6 +215,24 @@ def _judge_bucket(
 
 
 # ----------------------------------------------------------------------- rank statistics
+
+
+#: Buckets of unpadded rows with at most this many values take the pooled-rank form of the
+#: rank statistics (a few whole-array calls; measured 14 us against 99 us for five 30 x 30
+#: pairs); larger ones the per-pair count, faster there (64 x 1,440: 4.7 ms against 16 ms).
+_POOLED_RANKS_MAX_CELLS = 10_000
+
+
+def _bucket_rank_statistics(samples: PairedSamples) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_rank_statistics`, from the pooled ranks
+    (:func:`judge.stats._ranks.rank_sum_statistics_rows`, the same numbers) for small buckets
+    of pairs of one size."""
+    unpadded = (int(samples.n.min()) == samples.x_full.shape[1]
+                and int(samples.m.min()) == samples.y_full.shape[1])
+    if unpadded and samples.x_full.size + samples.y_full.size <= _POOLED_RANKS_MAX_CELLS:
+        statistic, tie_sum = rank_sum_statistics_rows(samples.x_full, samples.y_full)
+        return statistic, tie_sum.astype(np.int64)
+    return _rank_statistics(samples)
 
 
 def _rank_statistics(samples: PairedSamples) -> tuple[np.ndarray, np.ndarray]:

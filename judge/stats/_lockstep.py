@@ -118,6 +118,18 @@ class _LockstepSearch:
         self.m = samples.m[self.row]
         self.half_pairs = (self.n * self.m) / 2.0
         self.within = samples.within_tie_sum[self.row]
+        # The parts of R's sigma that do not depend on d, computed once per lane with the
+        # reference's operations (so the same numbers): a round then costs a dozen numpy
+        # calls fewer, which is most of a small search's time.
+        nx = self.n.astype(np.float64)
+        ny = self.m.astype(np.float64)
+        self._points_plus_one = nx + ny + 1.0
+        self._tie_divisor = (nx + ny) * (nx + ny - 1.0)
+        self._sigma_scale = nx * ny / 12.0
+        self._half_correction = np.where(self.correct, 0.5, 0.0)
+        # sigma when nothing ties across the samples (the within-sample ties only).
+        self._sigma_within = np.sqrt(np.maximum(
+            self._sigma_scale * (self._points_plus_one - self.within / self._tie_divisor), 0.0))
         self.lanes = lanes
         width = samples.xv.shape[1]
         # Where the bracket's ends fall in the distinct baseline values, per canary value:
@@ -145,17 +157,27 @@ class _LockstepSearch:
     def _statistic(
         self, lanes: np.ndarray, greater: np.ndarray, equal: np.ndarray, ties: np.ndarray
     ) -> np.ndarray:
-        """R's standardised W (the reference's float operations, in the same order)."""
+        """R's standardised W (the reference's float operations, in the same order; NaN where
+        sigma is 0)."""
         dz = (greater.astype(np.float64) + 0.5 * equal.astype(np.float64)) - self.half_pairs[lanes]
-        nx = self.n[lanes].astype(np.float64)
-        ny = self.m[lanes].astype(np.float64)
         tie_sum = self.within[lanes] + ties
-        inner = (nx + ny + 1.0) - tie_sum / ((nx + ny) * (nx + ny - 1.0))
-        sigma = np.sqrt(np.maximum((nx * ny / 12.0) * inner, 0.0))
-        correction = np.where(self.correct[lanes], 0.5 * np.sign(dz), 0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            standard = (dz - correction) / sigma
-        return np.where(sigma == 0.0, np.nan, standard)
+        inner = self._points_plus_one[lanes] - tie_sum / self._tie_divisor[lanes]
+        sigma = np.sqrt(np.maximum(self._sigma_scale[lanes] * inner, 0.0))
+        # 0.5 sign(dz) where corrected; elsewhere 0 * sign(dz), a zero, subtracts nothing.
+        corrected = dz - self._half_correction[lanes] * np.sign(dz)
+        standard: np.ndarray = np.divide(corrected, sigma, out=np.full(dz.shape, np.nan),
+                                         where=sigma != 0.0)
+        return standard
+
+    def _statistic_untied_across(self, lanes: np.ndarray, greater: np.ndarray) -> np.ndarray:
+        """:meth:`_statistic` when no canary value ties with a baseline value (``equal`` and
+        ``ties`` 0): adding those zeros changes no bit, and sigma is the lane's constant."""
+        dz = greater.astype(np.float64) - self.half_pairs[lanes]
+        corrected = dz - self._half_correction[lanes] * np.sign(dz)
+        sigma = self._sigma_within[lanes]
+        standard: np.ndarray = np.divide(corrected, sigma, out=np.full(dz.shape, np.nan),
+                                         where=sigma != 0.0)
+        return standard
 
     def _dense(
         self, row: int, shifts: np.ndarray
@@ -415,16 +437,36 @@ class _BroadcastSearch(_LockstepSearch):
         self._wx = samples.wx[self.row, :width_x].astype(np.float64)
         self._yv = samples.yv[self.row, :width_y]
         self._wy = samples.wy[self.row, :width_y, None].astype(np.float64)
+        # Untied samples (every multiplicity 1, padding aside): the counts are plain counts of
+        # comparisons, no weighted products needed.
+        self._untied = bool(np.all(samples.untied[rows]))
+        valid_x = samples.valid_x[self.row, :width_x]
+        # Canary padding (value 0, weight 0) only where pairs have different sizes.
+        self._valid_x = None if bool(valid_x.all()) else valid_x[:, :, None]
 
     def _evaluate(self, lanes: np.ndarray, shift: np.ndarray) -> np.ndarray:
         shifted = (self._xv[lanes] - shift[:, None])[:, :, None]
         baseline = self._yv[lanes][:, None, :]
-        weights_y = self._wy[lanes]
-        # Per canary value: the baseline weight below it and equal to it.
-        smaller = np.matmul((baseline < shifted).astype(np.float64), weights_y)[:, :, 0]
-        matched = np.matmul((baseline == shifted).astype(np.float64), weights_y)[:, :, 0]
+        if self._untied:
+            # Baseline padding (+inf) is never below a shifted value; canary padding may be,
+            # and the weighted form gives it weight 0: here it is masked out.
+            below = baseline < shifted
+            if self._valid_x is not None:
+                below &= self._valid_x[lanes]
+            greater = below.sum(axis=(1, 2), dtype=np.int64)
+        else:
+            # Per canary value: the baseline weight below it.
+            smaller = np.matmul((baseline < shifted).astype(np.float64), self._wy[lanes])
+            greater = (smaller[:, :, 0] * self._wx[lanes]).sum(axis=1).astype(np.int64)
+        same = baseline == shifted
+        if not same.any():
+            # A shift rarely lands a canary value exactly on a baseline value: then nothing
+            # is tied across the samples, and sigma is the lane's constant.
+            untied: np.ndarray = (self._statistic_untied_across(lanes, greater)
+                                  - self.quantile[lanes])
+            return untied
         weights = self._wx[lanes]
-        greater = (smaller * weights).sum(axis=1).astype(np.int64)
+        matched = np.matmul(same.astype(np.float64), self._wy[lanes])[:, :, 0]
         equal = (matched * weights).sum(axis=1).astype(np.int64)
         ties = (3.0 * weights * matched * (weights + matched)).sum(axis=1).astype(np.int64)
         value: np.ndarray = self._statistic(lanes, greater, equal, ties) - self.quantile[lanes]

@@ -139,8 +139,15 @@ def upper_tail_rows(x: npt.ArrayLike, n: npt.ArrayLike, p: npt.ArrayLike) -> Flo
     xs = np.asarray(x, dtype=np.float64)
     ns = np.asarray(n, dtype=np.float64)
     positive = xs > 0
-    safe = np.where(positive, xs, 1.0)
-    values = sps.beta.cdf(p, safe, np.where(positive, ns - xs + 1.0, 1.0))
+    a = np.where(positive, xs, 1.0)
+    b = np.where(positive, ns - xs + 1.0, 1.0)
+    # scipy.stats.beta.cdf(p, a, b) is special.betainc(a, b, p) after argument checks that
+    # cost more than the function at a small judgment's sizes: called directly, with the
+    # distribution's answers outside its domain (NaN for a or b <= 0; 0 below the support
+    # and 1 above it).
+    values = np.where((a > 0) & (b > 0),
+                      special.betainc(a, b, np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)),
+                      math.nan)
     out: FloatArray = np.where(positive, values, 1.0)
     return out
 

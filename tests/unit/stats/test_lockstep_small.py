@@ -112,3 +112,23 @@ def test_two_or_three_small_pairs_give_the_scalar_numbers(count: int) -> None:
     for (canary, baseline), result in zip(pairs, results, strict=True):
         expected = asymptotic_interval(np.sort(canary), np.sort(baseline), 0.95, True)
         assert (result.estimate, result.low, result.high) == expected
+
+
+@pytest.mark.parametrize("sizes", [(30, 30), (2, 49)])
+def test_untied_pairs_count_comparisons_with_the_same_numbers(sizes: tuple[int, int]) -> None:
+    # Continuous values only: the broadcast search counts comparisons without weights, also
+    # with pairs of different sizes (padding) when the sizes differ.
+    generator = np.random.default_rng(20_261_203)
+    pairs = []
+    for index in range(8):
+        n, m = (sizes[0], sizes[0]) if sizes[0] == sizes[1] else (
+            int(generator.integers(*sizes)), int(generator.integers(*sizes)))
+        pairs.append((generator.normal(0.3 * (index % 3), 1, n), generator.normal(0, 1, m)))
+    samples = _samples(pairs)
+    assert bool(samples.untied.all())
+    search = _BroadcastSearch(samples, np.arange(len(pairs)), 0.98, True)
+    assert search._untied
+    roots = search.run()
+    for row, (canary, baseline) in enumerate(pairs):
+        estimate, low, high = asymptotic_interval(np.sort(canary), np.sort(baseline), 0.98, True)
+        assert roots[3 * row : 3 * row + 3].tolist() == [low, high, estimate]

@@ -1,0 +1,136 @@
+"""Ranks, rank sums and small difference order statistics for many rows at once.
+
+Small judgments (a few metrics of a few dozen points) are dominated by per-call overhead:
+scipy's ``rankdata`` checks its arguments and a per-row Python loop pays numpy's call cost
+once per metric. These helpers do each job in a handful of whole-array numpy calls, with the
+same numbers as the general routines they stand in for: average ranks and rank sums are
+half-integers and tie sums integers, exact in float64, so any order of summation gives the
+same bits; an order statistic of the pairwise differences is one of the differences whatever
+finds it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Pairs with at most this many differences (n_c * n_b) have them all formed and sorted
+#: (:func:`sorted_difference_order_statistics`) instead of selected by counting
+#: (:func:`judge.stats._selection.select_differences`), whose fixed cost of some hundred
+#: numpy calls is far more than sorting a few thousand numbers (measured: five 30 x 30 pairs
+#: 40 us sorted against 1.1 ms counted; one 100 x 100 pair 0.4 ms against 1.2 ms).
+SORT_DIFFERENCES_MAX_PAIRS = 10_000
+#: Largest matrix of differences (cells) formed at once: rows are handled in chunks below it.
+_SORT_DIFFERENCES_CHUNK_CELLS = 1_000_000
+
+
+def _runs(ordered: FloatArray) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp],
+                                        npt.NDArray[np.intp]]:
+    """Runs of equal values in each row of a row-sorted matrix, flattened row after row:
+    ``(first, length, run_of_cell)``: each run's first flat position, its length, and for
+    every cell the index of its run."""
+    rows, width = ordered.shape
+    starts = np.empty((rows, width), dtype=bool)
+    starts[:, 0] = True
+    np.not_equal(ordered[:, 1:], ordered[:, :-1], out=starts[:, 1:])
+    flat_starts = starts.ravel()
+    first = np.flatnonzero(flat_starts)
+    length = np.diff(first, append=rows * width)
+    run_of_cell = np.cumsum(flat_starts) - 1
+    return first, length, run_of_cell
+
+
+def average_ranks_rows(values: npt.ArrayLike) -> FloatArray:
+    """``scipy.stats.rankdata(values, axis=1)`` (average ranks, 1-based) of a finite 2-d array.
+
+    The same numbers: a run of ties at 0-based sorted positions ``s..e`` gets
+    ``(s + e) / 2 + 1``, a half-integer computed exactly either way.
+
+    >>> average_ranks_rows([[3.0, 1.0, 3.0, 2.0]]).tolist()
+    [[3.5, 1.0, 3.5, 2.0]]
+    """
+    matrix = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    rows, width = matrix.shape
+    if width == 0:
+        return np.empty((rows, 0))
+    order = np.argsort(matrix, axis=1, kind="stable")
+    row_index = np.arange(rows)[:, None]
+    ordered = matrix[row_index, order]
+    ranks = np.empty((rows, width))
+    if not (ordered[:, 1:] == ordered[:, :-1]).any():
+        # No ties (the usual case for measured values): ranks are the sorted positions + 1.
+        ranks[row_index, order] = np.arange(1.0, width + 1.0)
+        return ranks
+    first, length, run_of_cell = _runs(ordered)
+    average = (first % width) + (length - 1) / 2.0 + 1.0
+    ranks[row_index, order] = average[run_of_cell].reshape(rows, width)
+    return ranks
+
+
+def rank_sum_statistics_rows(
+    canary_rows: FloatArray, baseline_rows: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Mann-Whitney ``U`` of the canary (pairs where it is larger, ties one half) and the tie
+    term ``sum(t^3 - t)`` of the pooled sample, for every row pair of two finite 2-d arrays
+    (rows of one array have one length; they need not be sorted).
+
+    ``U`` is the canary's rank sum in the pooled sample less ``n_c (n_c + 1) / 2`` (Hollander &
+    Wolfe 1999, sec. 4.1): a sum of half-integers, so exactly the count
+    ``#{canary > baseline} + #{canary = baseline} / 2`` that
+    :func:`judge.stats._batch._rank_statistics` forms pair by pair.
+
+    >>> u, ties = rank_sum_statistics_rows(np.array([[2.0, 3.0]]), np.array([[1.0, 2.0]]))
+    >>> u.tolist(), ties.tolist()
+    ([3.5], [6.0])
+    """
+    rows, n_c = canary_rows.shape
+    pooled = np.concatenate([canary_rows, baseline_rows], axis=1)
+    width = pooled.shape[1]
+    order = np.argsort(pooled, axis=1, kind="stable")
+    ordered = pooled[np.arange(rows)[:, None], order]
+    if not (ordered[:, 1:] == ordered[:, :-1]).any():
+        # No ties: the canary's ranks are its sorted positions + 1, and no tie term.
+        positions = np.arange(1.0, width + 1.0)
+        untied: FloatArray = np.where(order < n_c, positions, 0.0).sum(axis=1)
+        return untied - n_c * (n_c + 1) / 2.0, np.zeros(rows)
+    first, length, run_of_cell = _runs(ordered)
+    average = ((first % width) + (length - 1) / 2.0 + 1.0)[run_of_cell].reshape(rows, width)
+    rank_sum = np.where(order < n_c, average, 0.0).sum(axis=1)
+    statistic: FloatArray = rank_sum - n_c * (n_c + 1) / 2.0
+    cubes = (length * length * length - length).astype(np.float64)
+    tie_sum = np.asarray(np.bincount(first // width, weights=cubes, minlength=rows),
+                         dtype=np.float64)
+    return statistic, tie_sum
+
+
+def sorted_difference_order_statistics(
+    canary_rows: FloatArray, baseline_rows: FloatArray, ranks: npt.NDArray[np.int64]
+) -> tuple[FloatArray, FloatArray]:
+    """The ``ranks[g, t]``-th and ``(ranks[g, t] + 1)``-th smallest of the differences
+    ``canary_i - baseline_j`` of every row pair ``g`` (1-based ranks in ``[1, n_c n_b]``; the
+    second is +inf at ``n_c n_b``), by forming and sorting them: what
+    :func:`judge.stats._selection.select_differences` returns, for pairs of at most
+    :data:`SORT_DIFFERENCES_MAX_PAIRS` differences.
+
+    >>> sorted_difference_order_statistics(np.array([[1.0, 5.0]]), np.array([[0.0, 2.0]]),
+    ...                                    np.array([[1, 4]]))
+    (array([[-1.,  5.]]), array([[ 1., inf]]))
+    """
+    rows, n_c = canary_rows.shape
+    pairs = n_c * baseline_rows.shape[1]
+    value = np.empty(ranks.shape)
+    following = np.empty(ranks.shape)
+    chunk = max(1, _SORT_DIFFERENCES_CHUNK_CELLS // max(pairs, 1))
+    for start in range(0, rows, chunk):
+        stop = min(start + chunk, rows)
+        differences = (canary_rows[start:stop, :, None]
+                       - baseline_rows[start:stop, None, :]).reshape(stop - start, pairs)
+        differences.sort(axis=1)
+        # One +inf column past the largest difference: the rank after the last.
+        padded = np.concatenate([differences, np.full((stop - start, 1), np.inf)], axis=1)
+        wanted = ranks[start:stop]
+        value[start:stop] = np.take_along_axis(padded, wanted - 1, axis=1)
+        following[start:stop] = np.take_along_axis(padded, wanted, axis=1)
+    return value, following
