@@ -50,6 +50,7 @@ from tests.support.kustomize import (
     STAND_IN_POD_NAME,
     STAND_IN_SECRET,
     container,
+    memory_bytes,
     pod_environment,
     render,
 )
@@ -388,6 +389,9 @@ def test_image_command_serves_the_postgres_overlay_pod(built: _Built) -> None:
             rss_mb = sum(p.memory_info().rss for p in processes) / 2**20
         finally:
             container_.stop()
+        # The manifest's memory request must cover what the pod was measured to hold.
+        request_mb = memory_bytes(container(objects)["resources"]["requests"]["memory"]) / 2**20
+        assert tree_mb < request_mb, (tree_mb, request_mb)
         rows = server.query("canary_judge", "SELECT a.id, a.kind, a.status, t.replica_id, "
                             "a.report IS NOT NULL FROM analyses a "
                             "JOIN analysis_attempts t ON t.analysis_id = a.id")

@@ -39,6 +39,8 @@ _DECIMAL_SUFFIX = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-
                    "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"),
                    "T": Decimal("1e12"), "P": Decimal("1e15"), "E": Decimal("1e18")}
 _CPU_QUANTITY = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([numkMGTPE]?)")
+_BINARY_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_MEMORY_QUANTITY = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|[kMGTPE]?)")
 
 
 def kubectl() -> str:
@@ -78,6 +80,16 @@ def cpu_cores(quantity: str | int | float) -> Decimal:
     match = _CPU_QUANTITY.fullmatch(str(quantity))
     assert match, f"not a CPU quantity: {quantity!r}"
     return Decimal(match.group(1)) * _DECIMAL_SUFFIX[match.group(2)]
+
+
+def memory_bytes(quantity: str | int) -> Decimal:
+    """A memory quantity as Kubernetes writes one (``512Mi``, ``1Gi``, ``400M``, ``1048576``)
+    in bytes: binary and decimal suffixes (``m``, a thousandth of a byte, is refused)."""
+    match = _MEMORY_QUANTITY.fullmatch(str(quantity))
+    assert match, f"not a memory quantity: {quantity!r}"
+    number, suffix = match.groups()
+    factor = _BINARY_SUFFIX.get(suffix) or _DECIMAL_SUFFIX[suffix]
+    return Decimal(number) * factor
 
 
 def resource_field(spec: Mapping[str, Any], ref: Mapping[str, Any]) -> str:

@@ -37,6 +37,7 @@ from tests.support.kustomize import (
     container,
     cpu_cores,
     kubectl,
+    memory_bytes,
     one,
     pod_environment,
     render,
@@ -276,6 +277,21 @@ def test_judging_workers_follow_the_cpu_limit(overlay: str) -> None:
     assert "cpu" in spec["resources"]["limits"]
     assert cpu_cores(spec["resources"]["limits"]["cpu"]) >= cpu_cores(
         spec["resources"]["requests"]["cpu"])
+    assert memory_bytes(spec["resources"]["limits"]["memory"]) >= memory_bytes(
+        spec["resources"]["requests"]["memory"])
+
+
+@pytest.mark.parametrize(("quantity", "expected"), [
+    ("512Mi", 512 * 2**20), ("1Gi", 2**30), ("400M", 400 * 10**6), ("1048576", 2**20),
+    ("1.5Gi", 3 * 2**29), ("128k", 128_000)])
+def test_memory_quantities_read_as_kubernetes_reads_them(quantity: str, expected: int) -> None:
+    assert memory_bytes(quantity) == expected
+
+
+@pytest.mark.parametrize("quantity", ["512MB", "1g", "Mi", "5m", "-1Gi"])
+def test_a_malformed_memory_quantity_is_refused(quantity: str) -> None:
+    with pytest.raises(AssertionError, match="not a memory quantity"):
+        memory_bytes(quantity)
 
 
 @pytest.mark.parametrize(("limit", "workers"), [
