@@ -99,6 +99,25 @@ def _no_absorption(samples: PairedSamples) -> np.ndarray:
     return safe
 
 
+class _DenseTables:
+    """Per pair: distinct canary values padded with -inf, and the distinct baseline values
+    (+inf past the end), the baseline weight below each and each one's multiplicity, as flat
+    rows of ``stride`` = width + 1 (one more +inf / total / 0 column, so below = md is a
+    valid position)."""
+
+    def __init__(self, samples: PairedSamples) -> None:
+        self.canary = np.where(samples.valid_x, samples.xv, -np.inf)
+        pairs, width = samples.yv.shape
+        self.stride = width + 1
+        baseline = np.full((pairs, self.stride), np.inf)
+        baseline[:, :width] = samples.yv
+        weight = np.zeros((pairs, self.stride), dtype=np.int64)
+        weight[:, :width] = samples.wy
+        self.baseline = baseline.ravel()
+        self.weight = weight.ravel()
+        self.cumulative = samples.cwy.ravel()
+
+
 class _LockstepSearch:
     """Lanes 3g, 3g+1, 3g+2: low limit, high limit and estimate of pair ``rows[g]``."""
 
@@ -180,27 +199,76 @@ class _LockstepSearch:
         return standard
 
     def _dense(
-        self, row: int, shifts: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Counts of one pair at several shifts: greater, equal, tie term, below, upto."""
+        self, lanes: np.ndarray, shifts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Counts of ``lanes`` at ``shifts`` from whole samples: greater, equal and tie term.
+
+        Also leaves each lane's below(fl(v - shift)) and upto(fl(v - shift)) per distinct
+        canary value, and their sums, in ``_last_below``/``_last_upto``. The only per-pair
+        call is one ``searchsorted`` of the pair's shifted canary values (all its lanes at
+        once) into its distinct baseline values; everything else is whole-array arithmetic
+        over all the lanes.
+        """
         samples = self.samples
-        size_x, size_y = int(samples.nd[row]), int(samples.md[row])
-        shifted = samples.xv[row, :size_x][None, :] - shifts[:, None]
-        baseline = samples.yv[row, :size_y]
-        below = np.searchsorted(baseline, shifted.ravel(), side="left").reshape(shifted.shape)
-        # The baseline values are distinct: at most one of them equals a shifted value.
-        candidate = np.minimum(below, size_y - 1)
-        hit = (baseline[candidate] == shifted) & (below < size_y)
-        upto = below + hit
-        weights = samples.wx[row, :size_x]
-        smaller = samples.cwy[row][below]
-        matched = np.where(hit, samples.wy[row, candidate], 0)
-        greater = smaller @ weights
-        equal = matched @ weights
-        # Merging a canary group of w with a baseline group of e adds (w+e)^3 - w^3 - e^3
-        # = 3we(w+e) to the sum of t^3 - t (the linear terms cancel).
-        ties = (3 * weights * matched * (weights + matched)).sum(axis=1)
-        return greater, equal, ties, below, upto
+        tables = self._tables()
+        rows = self.row[lanes]
+        # Lanes of one pair side by side (sorted by pair): one search for all of them. The
+        # searches' lanes come in pair order already; others are sorted and restored.
+        order: np.ndarray | None = None
+        if rows.size > 1 and bool((rows[1:] < rows[:-1]).any()):
+            order = np.argsort(rows, kind="stable")
+            lanes, shifts, rows = lanes[order], shifts[order], rows[order]
+        # Canary padding is -inf: below it nothing, and it equals no baseline value.
+        shifted = tables.canary[rows] - shifts[:, None]
+        below = np.zeros(shifted.shape, dtype=np.int64)
+        boundaries = np.flatnonzero(rows[1:] != rows[:-1]) + 1
+        starts = np.concatenate([[0], boundaries])
+        for start, end, row, nx, ny in zip(
+            starts.tolist(), np.append(boundaries, rows.size).tolist(), rows[starts].tolist(),
+            samples.nd[rows[starts]].tolist(), samples.md[rows[starts]].tolist(), strict=True,
+        ):
+            below[start:end, :nx] = np.searchsorted(
+                samples.yv[row, :ny], shifted[start:end, :nx], side="left"
+            )
+        # Flat positions in the baseline tables (rows gathered without copying them); the
+        # extra +inf column makes below = md a valid position. The baseline values are
+        # distinct: at most one of them equals a shifted value.
+        position = below + (rows * tables.stride)[:, None]
+        hit = tables.baseline[position] == shifted
+        below_sum = below.sum(axis=1)
+        hit_count = hit.sum(axis=1)
+        if bool(samples.untied[rows].all()):
+            # Every multiplicity 1: the baseline weight below a value is its position (and
+            # the canary padding adds 0), a merged tie group of 1 + 1 adds 3*1*1*2 = 6.
+            greater, equal, ties = below_sum, hit_count, 6 * hit_count
+        else:
+            weights = samples.wx[rows]
+            greater = (tables.cumulative[position] * weights).sum(axis=1)
+            equal = np.zeros(rows.size, dtype=np.int64)
+            ties = np.zeros(rows.size, dtype=np.int64)
+            if bool(hit_count.any()):
+                matched = np.where(hit, tables.weight[position], 0)
+                equal = (matched * weights).sum(axis=1)
+                # Merging a canary group of w with a baseline group of e adds
+                # (w+e)^3 - w^3 - e^3 = 3we(w+e) to the sum of t^3 - t.
+                ties = (3 * weights * matched * (weights + matched)).sum(axis=1)
+        self._last_below[lanes] = below
+        self._last_upto[lanes] = below + hit
+        self._last_below_sum[lanes] = below_sum
+        self._last_upto_sum[lanes] = below_sum + hit_count
+        if order is None:
+            return greater, equal, ties
+        restore = np.empty_like(order)
+        restore[order] = np.arange(order.size)
+        return greater[restore], equal[restore], ties[restore]
+
+    def _tables(self) -> _DenseTables:
+        """The pairs' values laid out for :meth:`_dense` (built at its first use)."""
+        tables: _DenseTables | None = getattr(self, "_dense_tables", None)
+        if tables is None:
+            tables = _DenseTables(self.samples)
+            self._dense_tables = tables
+        return tables
 
     def _evaluate(self, lanes: np.ndarray, shift: np.ndarray) -> np.ndarray:
         """f(shift) = W(shift) - quantile for ``lanes``; dense lanes also leave their
@@ -210,19 +278,7 @@ class _LockstepSearch:
         ties = np.zeros(lanes.size, dtype=np.int64)
         dense = np.flatnonzero(~self.listed[lanes])
         if dense.size:
-            # All dense lanes of one pair share one search (a pair has up to three lanes).
-            rows = self.row[lanes[dense]]
-            order = np.argsort(rows, kind="stable")
-            boundaries = np.flatnonzero(np.diff(rows[order])) + 1
-            for group in np.split(dense[order], boundaries):
-                owners = lanes[group]
-                g, e, t, below, upto = self._dense(int(self.row[owners[0]]), shift[group])
-                greater[group], equal[group], ties[group] = g, e, t
-                size = below.shape[1]
-                self._last_below[owners, :size] = below
-                self._last_upto[owners, :size] = upto
-                self._last_below_sum[owners] = below.sum(axis=1)
-                self._last_upto_sum[owners] = upto.sum(axis=1)
+            greater[dense], equal[dense], ties[dense] = self._dense(lanes[dense], shift[dense])
         if dense.size < lanes.size:
             listed_positions = np.flatnonzero(self.listed[lanes])
             size = lanes.size
@@ -246,6 +302,19 @@ class _LockstepSearch:
             )
             greater[listed_positions] += self.fixed_greater[lanes[listed_positions]]
         value: np.ndarray = self._statistic(lanes, greater, equal, ties) - self.quantile[lanes]
+        return value
+
+    def _evaluate_shared(self, shift: np.ndarray) -> np.ndarray:
+        """:meth:`_evaluate` of every lane at a shift its pair's three lanes share (an end of
+        the search interval): the counts are searched once per pair, not once per lane."""
+        first = np.arange(0, self.lanes, 3)
+        counts = self._dense(first, shift[first])
+        for last in (self._last_below, self._last_upto, self._last_below_sum,
+                     self._last_upto_sum):
+            last[:] = np.repeat(last[first], 3, axis=0)
+        greater, equal, ties = (np.repeat(count, 3) for count in counts)
+        everyone = np.arange(self.lanes)
+        value: np.ndarray = self._statistic(everyone, greater, equal, ties) - self.quantile
         return value
 
     # ------------------------------------------------------------------ bracket bookkeeping
@@ -314,11 +383,10 @@ class _LockstepSearch:
         lanes = self.lanes
         lowest = samples.lowest[self.row]
         highest = samples.highest[self.row]
-        everyone = np.arange(lanes)
-        f_lowest = self._evaluate(everyone, lowest)
+        f_lowest = self._evaluate_shared(lowest)
         self.lo_upto[:] = self._last_upto
         self.lo_sum[:] = self._last_upto_sum
-        f_highest = self._evaluate(everyone, highest)
+        f_highest = self._evaluate_shared(highest)
         self.hi_below[:] = self._last_below
         self.hi_sum[:] = self._last_below_sum
 
