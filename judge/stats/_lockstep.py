@@ -100,22 +100,15 @@ def _no_absorption(samples: PairedSamples) -> np.ndarray:
 
 
 class _DenseTables:
-    """Per pair: distinct canary values padded with -inf, and the distinct baseline values
-    (+inf past the end), the baseline weight below each and each one's multiplicity, as flat
-    rows of ``stride`` = width + 1 (one more +inf / total / 0 column, so below = md is a
-    valid position)."""
+    """Per pair, the distinct baseline values and their multiplicities with one more column
+    (+inf / 0) past the widest row, so that below = md is a valid position."""
 
     def __init__(self, samples: PairedSamples) -> None:
-        self.canary = np.where(samples.valid_x, samples.xv, -np.inf)
         pairs, width = samples.yv.shape
-        self.stride = width + 1
-        baseline = np.full((pairs, self.stride), np.inf)
-        baseline[:, :width] = samples.yv
-        weight = np.zeros((pairs, self.stride), dtype=np.int64)
-        weight[:, :width] = samples.wy
-        self.baseline = baseline.ravel()
-        self.weight = weight.ravel()
-        self.cumulative = samples.cwy.ravel()
+        self.baseline = np.full((pairs, width + 1), np.inf)
+        self.baseline[:, :width] = samples.yv
+        self.weight = np.zeros((pairs, width + 1), dtype=np.int64)
+        self.weight[:, :width] = samples.wy
 
 
 class _LockstepSearch:
@@ -204,63 +197,60 @@ class _LockstepSearch:
         """Counts of ``lanes`` at ``shifts`` from whole samples: greater, equal and tie term.
 
         Also leaves each lane's below(fl(v - shift)) and upto(fl(v - shift)) per distinct
-        canary value, and their sums, in ``_last_below``/``_last_upto``. The only per-pair
-        call is one ``searchsorted`` of the pair's shifted canary values (all its lanes at
-        once) into its distinct baseline values; everything else is whole-array arithmetic
-        over all the lanes.
+        canary value, and their sums, in ``_last_below``/``_last_upto``. Pair by pair (all
+        its lanes in one ``searchsorted``): a pair's rows stay in cache, which measured faster
+        than whole-array operations over all lanes (each a pass over megabytes); a pair costs
+        one search and a handful of array calls, the tie terms only where a shifted canary
+        value meets a baseline value.
         """
         samples = self.samples
         tables = self._tables()
+        greater = np.zeros(lanes.size, dtype=np.int64)
+        equal = np.zeros(lanes.size, dtype=np.int64)
+        ties = np.zeros(lanes.size, dtype=np.int64)
         rows = self.row[lanes]
-        # Lanes of one pair side by side (sorted by pair): one search for all of them. The
-        # searches' lanes come in pair order already; others are sorted and restored.
-        order: np.ndarray | None = None
-        if rows.size > 1 and bool((rows[1:] < rows[:-1]).any()):
-            order = np.argsort(rows, kind="stable")
-            lanes, shifts, rows = lanes[order], shifts[order], rows[order]
-        # Canary padding is -inf: below it nothing, and it equals no baseline value.
-        shifted = tables.canary[rows] - shifts[:, None]
-        below = np.zeros(shifted.shape, dtype=np.int64)
-        boundaries = np.flatnonzero(rows[1:] != rows[:-1]) + 1
+        order = np.argsort(rows, kind="stable")
+        sorted_rows = rows[order]
+        boundaries = np.flatnonzero(sorted_rows[1:] != sorted_rows[:-1]) + 1
         starts = np.concatenate([[0], boundaries])
-        for start, end, row, nx, ny in zip(
-            starts.tolist(), np.append(boundaries, rows.size).tolist(), rows[starts].tolist(),
-            samples.nd[rows[starts]].tolist(), samples.md[rows[starts]].tolist(), strict=True,
+        for start, end, row, nx, ny, untied in zip(
+            starts.tolist(),
+            np.append(boundaries, rows.size).tolist(),
+            sorted_rows[starts].tolist(),
+            samples.nd[sorted_rows[starts]].tolist(),
+            samples.md[sorted_rows[starts]].tolist(),
+            samples.untied[sorted_rows[starts]].tolist(),
+            strict=True,
         ):
-            below[start:end, :nx] = np.searchsorted(
-                samples.yv[row, :ny], shifted[start:end, :nx], side="left"
-            )
-        # Flat positions in the baseline tables (rows gathered without copying them); the
-        # extra +inf column makes below = md a valid position. The baseline values are
-        # distinct: at most one of them equals a shifted value.
-        position = below + (rows * tables.stride)[:, None]
-        hit = tables.baseline[position] == shifted
-        below_sum = below.sum(axis=1)
-        hit_count = hit.sum(axis=1)
-        if bool(samples.untied[rows].all()):
-            # Every multiplicity 1: the baseline weight below a value is its position (and
-            # the canary padding adds 0), a merged tie group of 1 + 1 adds 3*1*1*2 = 6.
-            greater, equal, ties = below_sum, hit_count, 6 * hit_count
-        else:
-            weights = samples.wx[rows]
-            greater = (tables.cumulative[position] * weights).sum(axis=1)
-            equal = np.zeros(rows.size, dtype=np.int64)
-            ties = np.zeros(rows.size, dtype=np.int64)
-            if bool(hit_count.any()):
-                matched = np.where(hit, tables.weight[position], 0)
-                equal = (matched * weights).sum(axis=1)
+            group = order[start:end]
+            owners = lanes[group]
+            shifted = samples.xv[row, :nx] - shifts[group, None]
+            below = np.searchsorted(samples.yv[row, :ny], shifted, side="left")
+            # The baseline row ends with +inf (so below = md is a valid position); its values
+            # are distinct: at most one of them equals a shifted value.
+            hit = tables.baseline[row][below] == shifted
+            below_sum = below.sum(axis=1)
+            self._last_below[owners, :nx] = below
+            self._last_below_sum[owners] = below_sum
+            if untied:
+                # Every multiplicity 1: the baseline weight below a value is its position.
+                greater[group] = below_sum
+            else:
+                greater[group] = samples.cwy[row][below] @ samples.wx[row, :nx]
+            if hit.any():
+                hits = hit.sum(axis=1)
+                weights = samples.wx[row, :nx]
+                matched = np.where(hit, tables.weight[row][below], 0)
+                equal[group] = matched @ weights
                 # Merging a canary group of w with a baseline group of e adds
                 # (w+e)^3 - w^3 - e^3 = 3we(w+e) to the sum of t^3 - t.
-                ties = (3 * weights * matched * (weights + matched)).sum(axis=1)
-        self._last_below[lanes] = below
-        self._last_upto[lanes] = below + hit
-        self._last_below_sum[lanes] = below_sum
-        self._last_upto_sum[lanes] = below_sum + hit_count
-        if order is None:
-            return greater, equal, ties
-        restore = np.empty_like(order)
-        restore[order] = np.arange(order.size)
-        return greater[restore], equal[restore], ties[restore]
+                ties[group] = (3 * weights * matched * (weights + matched)).sum(axis=1)
+                self._last_upto[owners, :nx] = below + hit
+                self._last_upto_sum[owners] = below_sum + hits
+            else:
+                self._last_upto[owners, :nx] = below
+                self._last_upto_sum[owners] = below_sum
+        return greater, equal, ties
 
     def _tables(self) -> _DenseTables:
         """The pairs' values laid out for :meth:`_dense` (built at its first use)."""
