@@ -28,6 +28,7 @@ R Core Team, ``src/library/stats/src/zeroin.c`` and ``wilcox.test.default``.
 from __future__ import annotations
 
 from collections.abc import Generator
+from functools import cached_property
 
 import numpy as np
 from scipy import special
@@ -204,7 +205,7 @@ class _LockstepSearch:
         value meets a baseline value.
         """
         samples = self.samples
-        tables = self._tables()
+        tables = self._tables
         greater = np.zeros(lanes.size, dtype=np.int64)
         equal = np.zeros(lanes.size, dtype=np.int64)
         ties = np.zeros(lanes.size, dtype=np.int64)
@@ -252,13 +253,11 @@ class _LockstepSearch:
                 self._last_upto_sum[owners] = below_sum
         return greater, equal, ties
 
+    @cached_property
     def _tables(self) -> _DenseTables:
-        """The pairs' values laid out for :meth:`_dense` (built at its first use)."""
-        tables: _DenseTables | None = getattr(self, "_dense_tables", None)
-        if tables is None:
-            tables = _DenseTables(self.samples)
-            self._dense_tables = tables
-        return tables
+        """The pairs' values laid out for :meth:`_dense`, built at its first use (the
+        broadcast search of small calls never needs them)."""
+        return _DenseTables(self.samples)
 
     def _evaluate(self, lanes: np.ndarray, shift: np.ndarray) -> np.ndarray:
         """f(shift) = W(shift) - quantile for ``lanes``; dense lanes also leave their
