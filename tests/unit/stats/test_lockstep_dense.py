@@ -1,7 +1,8 @@
-"""The lock-step search's whole-array evaluation of W(d) (judge.stats._lockstep._dense, with
-the ends of the search interval counted once per pair) counts what a brute-force comparison of
-every shifted canary value with every baseline value counts, and the roots it leads to are the
-scalar reference's (judge.stats._wilcox.asymptotic_interval), bit for bit.
+"""The lock-step search's dense evaluation of W(d) (judge.stats._lockstep._LockstepSearch._dense:
+plain counts for untied pairs, tie terms only where values meet, the ends of the search
+interval counted once per pair) counts what a brute-force comparison of every shifted canary
+value with every baseline value counts, and the roots it leads to are the scalar reference's
+(judge.stats._wilcox.asymptotic_interval), bit for bit.
 
 Counts are checked on their own (untied samples, which take the plain-count branch; tied ones,
 with shifts landing exactly on differences so that values tie across the samples; lanes handed
