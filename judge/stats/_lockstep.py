@@ -28,6 +28,7 @@ R Core Team, ``src/library/stats/src/zeroin.c`` and ``wilcox.test.default``.
 from __future__ import annotations
 
 from collections.abc import Generator
+from functools import cached_property
 
 import numpy as np
 from scipy import special
@@ -97,6 +98,18 @@ def _no_absorption(samples: PairedSamples) -> np.ndarray:
     )
     safe: np.ndarray = smallest_gap > 8.0 * _DBL_EPSILON * magnitude
     return safe
+
+
+class _DenseTables:
+    """Per pair, the distinct baseline values and their multiplicities with one more column
+    (+inf / 0) past the widest row, so that below = md is a valid position."""
+
+    def __init__(self, samples: PairedSamples) -> None:
+        pairs, width = samples.yv.shape
+        self.baseline = np.full((pairs, width + 1), np.inf)
+        self.baseline[:, :width] = samples.yv
+        self.weight = np.zeros((pairs, width + 1), dtype=np.int64)
+        self.weight[:, :width] = samples.wy
 
 
 class _LockstepSearch:
@@ -180,27 +193,71 @@ class _LockstepSearch:
         return standard
 
     def _dense(
-        self, row: int, shifts: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Counts of one pair at several shifts: greater, equal, tie term, below, upto."""
+        self, lanes: np.ndarray, shifts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Counts of ``lanes`` at ``shifts`` from whole samples: greater, equal and tie term.
+
+        Also leaves each lane's below(fl(v - shift)) and upto(fl(v - shift)) per distinct
+        canary value, and their sums, in ``_last_below``/``_last_upto``. Pair by pair (all
+        its lanes in one ``searchsorted``): a pair's rows stay in cache, which measured faster
+        than whole-array operations over all lanes (each a pass over megabytes); a pair costs
+        one search and a handful of array calls, the tie terms only where a shifted canary
+        value meets a baseline value.
+        """
         samples = self.samples
-        size_x, size_y = int(samples.nd[row]), int(samples.md[row])
-        shifted = samples.xv[row, :size_x][None, :] - shifts[:, None]
-        baseline = samples.yv[row, :size_y]
-        below = np.searchsorted(baseline, shifted.ravel(), side="left").reshape(shifted.shape)
-        # The baseline values are distinct: at most one of them equals a shifted value.
-        candidate = np.minimum(below, size_y - 1)
-        hit = (baseline[candidate] == shifted) & (below < size_y)
-        upto = below + hit
-        weights = samples.wx[row, :size_x]
-        smaller = samples.cwy[row][below]
-        matched = np.where(hit, samples.wy[row, candidate], 0)
-        greater = smaller @ weights
-        equal = matched @ weights
-        # Merging a canary group of w with a baseline group of e adds (w+e)^3 - w^3 - e^3
-        # = 3we(w+e) to the sum of t^3 - t (the linear terms cancel).
-        ties = (3 * weights * matched * (weights + matched)).sum(axis=1)
-        return greater, equal, ties, below, upto
+        tables = self._tables
+        greater = np.zeros(lanes.size, dtype=np.int64)
+        equal = np.zeros(lanes.size, dtype=np.int64)
+        ties = np.zeros(lanes.size, dtype=np.int64)
+        rows = self.row[lanes]
+        order = np.argsort(rows, kind="stable")
+        sorted_rows = rows[order]
+        boundaries = np.flatnonzero(sorted_rows[1:] != sorted_rows[:-1]) + 1
+        starts = np.concatenate([[0], boundaries])
+        for start, end, row, nx, ny, untied in zip(
+            starts.tolist(),
+            np.append(boundaries, rows.size).tolist(),
+            sorted_rows[starts].tolist(),
+            samples.nd[sorted_rows[starts]].tolist(),
+            samples.md[sorted_rows[starts]].tolist(),
+            samples.untied[sorted_rows[starts]].tolist(),
+            strict=True,
+        ):
+            group = order[start:end]
+            owners = lanes[group]
+            shifted = samples.xv[row, :nx] - shifts[group, None]
+            below = np.searchsorted(samples.yv[row, :ny], shifted, side="left")
+            # The baseline row ends with +inf (so below = md is a valid position); its values
+            # are distinct: at most one of them equals a shifted value.
+            hit = tables.baseline[row][below] == shifted
+            below_sum = below.sum(axis=1)
+            self._last_below[owners, :nx] = below
+            self._last_below_sum[owners] = below_sum
+            if untied:
+                # Every multiplicity 1: the baseline weight below a value is its position.
+                greater[group] = below_sum
+            else:
+                greater[group] = samples.cwy[row][below] @ samples.wx[row, :nx]
+            if hit.any():
+                hits = hit.sum(axis=1)
+                weights = samples.wx[row, :nx]
+                matched = np.where(hit, tables.weight[row][below], 0)
+                equal[group] = matched @ weights
+                # Merging a canary group of w with a baseline group of e adds
+                # (w+e)^3 - w^3 - e^3 = 3we(w+e) to the sum of t^3 - t.
+                ties[group] = (3 * weights * matched * (weights + matched)).sum(axis=1)
+                self._last_upto[owners, :nx] = below + hit
+                self._last_upto_sum[owners] = below_sum + hits
+            else:
+                self._last_upto[owners, :nx] = below
+                self._last_upto_sum[owners] = below_sum
+        return greater, equal, ties
+
+    @cached_property
+    def _tables(self) -> _DenseTables:
+        """The pairs' values laid out for :meth:`_dense`, built at its first use (the
+        broadcast search of small calls never needs them)."""
+        return _DenseTables(self.samples)
 
     def _evaluate(self, lanes: np.ndarray, shift: np.ndarray) -> np.ndarray:
         """f(shift) = W(shift) - quantile for ``lanes``; dense lanes also leave their
@@ -210,19 +267,7 @@ class _LockstepSearch:
         ties = np.zeros(lanes.size, dtype=np.int64)
         dense = np.flatnonzero(~self.listed[lanes])
         if dense.size:
-            # All dense lanes of one pair share one search (a pair has up to three lanes).
-            rows = self.row[lanes[dense]]
-            order = np.argsort(rows, kind="stable")
-            boundaries = np.flatnonzero(np.diff(rows[order])) + 1
-            for group in np.split(dense[order], boundaries):
-                owners = lanes[group]
-                g, e, t, below, upto = self._dense(int(self.row[owners[0]]), shift[group])
-                greater[group], equal[group], ties[group] = g, e, t
-                size = below.shape[1]
-                self._last_below[owners, :size] = below
-                self._last_upto[owners, :size] = upto
-                self._last_below_sum[owners] = below.sum(axis=1)
-                self._last_upto_sum[owners] = upto.sum(axis=1)
+            greater[dense], equal[dense], ties[dense] = self._dense(lanes[dense], shift[dense])
         if dense.size < lanes.size:
             listed_positions = np.flatnonzero(self.listed[lanes])
             size = lanes.size
@@ -246,6 +291,19 @@ class _LockstepSearch:
             )
             greater[listed_positions] += self.fixed_greater[lanes[listed_positions]]
         value: np.ndarray = self._statistic(lanes, greater, equal, ties) - self.quantile[lanes]
+        return value
+
+    def _evaluate_shared(self, shift: np.ndarray) -> np.ndarray:
+        """:meth:`_evaluate` of every lane at a shift its pair's three lanes share (an end of
+        the search interval): the counts are searched once per pair, not once per lane."""
+        first = np.arange(0, self.lanes, 3)
+        counts = self._dense(first, shift[first])
+        for last in (self._last_below, self._last_upto, self._last_below_sum,
+                     self._last_upto_sum):
+            last[:] = np.repeat(last[first], 3, axis=0)
+        greater, equal, ties = (np.repeat(count, 3) for count in counts)
+        everyone = np.arange(self.lanes)
+        value: np.ndarray = self._statistic(everyone, greater, equal, ties) - self.quantile
         return value
 
     # ------------------------------------------------------------------ bracket bookkeeping
@@ -314,11 +372,10 @@ class _LockstepSearch:
         lanes = self.lanes
         lowest = samples.lowest[self.row]
         highest = samples.highest[self.row]
-        everyone = np.arange(lanes)
-        f_lowest = self._evaluate(everyone, lowest)
+        f_lowest = self._evaluate_shared(lowest)
         self.lo_upto[:] = self._last_upto
         self.lo_sum[:] = self._last_upto_sum
-        f_highest = self._evaluate(everyone, highest)
+        f_highest = self._evaluate_shared(highest)
         self.hi_below[:] = self._last_below
         self.hi_sum[:] = self._last_below_sum
 

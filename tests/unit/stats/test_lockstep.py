@@ -17,33 +17,11 @@ from judge.stats import mann_whitney_many
 from judge.stats._lockstep import _no_absorption, lockstep_intervals
 from judge.stats._selection import PairedSamples
 from judge.stats._wilcox import asymptotic_interval
+from tests.support.stat_pairs import mixed_pairs
 
 
 def _mixed_pairs(seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    generator = np.random.default_rng(seed)
-    pairs = []
-    for index in range(120):
-        n, m = (int(size) for size in generator.integers(2, 700, size=2))
-        kind = index % 6
-        if kind == 0:
-            canary, baseline = generator.normal(0.2, 1, n), generator.normal(0, 1, m)
-        elif kind == 1:
-            canary = np.round(generator.lognormal(3, 0.5, n), 1)
-            baseline = np.round(generator.lognormal(3.05, 0.5, m), 1)
-        elif kind == 2:
-            canary = generator.poisson(2.0, n).astype(float)
-            baseline = generator.poisson(2.5, m).astype(float)
-        elif kind == 3:
-            canary = generator.integers(0, 3, n).astype(float)
-            baseline = np.where(np.arange(m) < m // 2, 1.0, 0.0)
-        elif kind == 4:
-            # Separated samples: the limits stop at an end of the search interval.
-            canary, baseline = generator.normal(100, 1, n), generator.normal(0, 1, m)
-        else:
-            canary = np.full(n, 3.0)
-            baseline = np.round(generator.normal(3, 1, m), 2)
-        pairs.append((canary, baseline))
-    return pairs
+    return mixed_pairs(seed, count=120, largest=700, lognormal_sigma=0.5)
 
 
 @pytest.mark.parametrize("seed", [1, 2])

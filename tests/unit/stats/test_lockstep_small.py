@@ -19,32 +19,11 @@ from judge.stats import _lockstep, mann_whitney_many
 from judge.stats._lockstep import _BroadcastSearch, _LockstepSearch, lockstep_intervals
 from judge.stats._selection import PairedSamples
 from judge.stats._wilcox import asymptotic_interval, zeroin
+from tests.support.stat_pairs import mixed_pairs
 
 
 def _small_pairs(seed: int, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    generator = np.random.default_rng(seed)
-    pairs = []
-    for index in range(count):
-        n, m = (int(size) for size in generator.integers(2, 50, size=2))
-        kind = index % 6
-        if kind == 0:
-            canary, baseline = generator.normal(0.2, 1, n), generator.normal(0, 1, m)
-        elif kind == 1:
-            canary = np.round(generator.lognormal(3, 0.3, n), 1)
-            baseline = np.round(generator.lognormal(3.05, 0.3, m), 1)
-        elif kind == 2:
-            canary = generator.poisson(2.0, n).astype(float)
-            baseline = generator.poisson(2.5, m).astype(float)
-        elif kind == 3:
-            canary = generator.integers(0, 3, n).astype(float)
-            baseline = np.where(np.arange(m) < m // 2, 1.0, 0.0)
-        elif kind == 4:
-            canary, baseline = generator.normal(100, 1, n), generator.normal(0, 1, m)
-        else:
-            canary = np.full(n, 3.0)
-            baseline = np.round(generator.normal(3, 1, m), 2)
-        pairs.append((canary, baseline))
-    return pairs
+    return mixed_pairs(seed, count=count, largest=50, lognormal_sigma=0.3)
 
 
 def _samples(pairs: list[tuple[np.ndarray, np.ndarray]]) -> PairedSamples:
