@@ -392,7 +392,8 @@ def _tail_components(
             f"the canary is more spread out (median absolute deviation {figure(mad_c)}"
             f" vs {figure(mad_b)}; its {half} half is {figure(ratio)}x as wide)"
         )
-        immaterial = _spread_immaterial(metric, t, row, half)
+        short = _spread_immaterial(metric, t, row, half)
+        immaterial = f"{sentence}, but {short}" if short else ""
     else:
         # Not wider on a side that matters: the component stays in the count (so the
         # Bonferroni split does not depend on the data) but cannot fail the metric.
@@ -443,8 +444,9 @@ def _spread_immaterial(metric: MetricConfig, t: SpreadTailRows, row: int, half: 
     quantile, word = ("p90", "above") if half == "upper" else ("p10", "below")
     return (
         f"the canary's {quantile} is only {figure(reach)}x as far {word} the baseline's median "
-        f"as the baseline's {quantile} (its values do not reach beyond the baseline's; a wider "
-        f"{half} half counts from spread_reach {test.spread_reach:g}x)"
+        f"as the baseline's {quantile}, and a wider {half} half fails from spread_reach "
+        f"{test.spread_reach:g}x (1x: the canary's values reach beyond the baseline's "
+        f"{quantile})"
     )
 
 
