@@ -323,9 +323,10 @@ def _shift_evaluation(
     summary: str,
     details: dict[str, Any],
 ) -> Evaluation:
-    """A ``mann_whitney`` metric's evaluation from its components: material when the worst
-    component is not the location check, or the effect size is beyond the allowed limit in
-    its direction (or undefined)."""
+    """A ``mann_whitney`` metric's evaluation from its components, material as its worst
+    component is: the location check when the effect size is beyond the allowed limit in its
+    direction (or undefined), the spread check when the canary reaches ``spread_reach`` (see
+    :func:`_spread_immaterial`), the tail checks always."""
     limits = test.effect_size
     worst = min(components, key=lambda comp: comp.p_value)
     material = not worst.immaterial
