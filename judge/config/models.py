@@ -120,6 +120,11 @@ class MannWhitneyTest(_Strict):
     tails: bool = True
     """Default mode only: also compare the tails that matter for the direction (a wider
     spread or heavier tail with an unchanged median fails the metric)."""
+    spread_reach: float = Field(default=1.0, gt=0)
+    """Default mode only, with ``tails``: a wider spread fails the metric only when the
+    canary's p90 (p10 for decreases) is at least this many times as far from the baseline's
+    median as the baseline's p90 (p10) is: 1, the default, asks that its values reach beyond
+    the baseline's (``docs/default-judge.md``, "Spread and tails")."""
 
 
 class RelativeBound(_Strict):

@@ -536,6 +536,12 @@ class SpreadTailRows:
     mad_b: FloatArray
     upper_ratio: FloatArray
     lower_ratio: FloatArray
+    upper_reach: FloatArray
+    """How far the canary's p90 reaches above the *baseline's* median, as a multiple of the
+    baseline's upper half (p90 - median): above 1 when the canary's upper values go beyond the
+    baseline's p90 (``nan`` when the baseline's upper half is 0)."""
+    lower_reach: FloatArray
+    """The same below the baseline's median, with p10."""
     spread_factor: FloatArray
     exceedances: dict[str, ExceedanceRows]
     sizes: tuple[int, int]
@@ -589,5 +595,7 @@ def spread_tail_rows(
         spread_p=spread_p, mad_c=mad_c, mad_b=mad_b,
         upper_ratio=_ratio_rows(q_c[1] - med_c, q_b[1] - med_b),
         lower_ratio=_ratio_rows(med_c - q_c[0], med_b - q_b[0]),
+        upper_reach=_ratio_rows(q_c[1] - med_b, q_b[1] - med_b),
+        lower_reach=_ratio_rows(med_b - q_c[0], med_b - q_b[0]),
         spread_factor=f_c, exceedances=exceedances, sizes=(c.shape[1], b.shape[1]),
     )

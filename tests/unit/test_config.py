@@ -55,6 +55,7 @@ def test_defaults() -> None:
     assert metric.outliers.strategy is OutlierStrategy.KEEP and metric.outliers.factor == 3.0
     assert isinstance(metric.test, MannWhitneyTest)
     assert (metric.test.confidence, metric.test.tolerance) == (0.98, 0.25)
+    assert (metric.test.tails, metric.test.spread_reach) == (True, 1.0)
     assert metric.test.effect_size.measure is EffectMeasure.MEAN_RATIO
 
 
@@ -87,6 +88,10 @@ def test_cles_limits_default_to_one_half() -> None:
         ({"metrics": [{"name": "m", "test": {"kind": "bayes"}}]}, "metrics.0.test", "bayes"),
         ({"metrics": [{"name": "m", "test": {"confidence": 1.5}}]},
          "metrics.0.test.mann_whitney.confidence", "less than 1"),
+        ({"metrics": [{"name": "m", "test": {"spread_reach": 0}}]},
+         "metrics.0.test.mann_whitney.spread_reach", "greater than 0"),
+        ({"metrics": [{"name": "m", "test": {"spread_reach": "wide"}}]},
+         "metrics.0.test.mann_whitney.spread_reach", "valid number"),
         ({"metrics": [{"name": "m", "test": {"kind": "threshold"}}]},
          "metrics.0.test.threshold", "needs 'max', 'min' or 'relative'"),
         ({"metrics": [{"name": "m", "test": {"kind": "threshold", "aggregate": "percentile",

@@ -11,6 +11,7 @@ import pytest
 from judge.config import CanaryConfig
 from judge.errors import DataError
 from judge.judges.state import SequentialState
+from judge.judges.words import figure
 from judge.judging import judge, poll
 from judge.lab.scenarios import (
     MEANINGFUL_SIZE,
@@ -162,6 +163,49 @@ def test_spread_change_with_same_median_caught_by_spread_check() -> None:
     decrease = CanaryConfig.from_dict({"metrics": [{"name": "lat", "direction": "decrease"}]})
     assert judge(decrease, {"lat": base}, {"lat": canary}).metric("lat").classification in (
         Classification.LOW, Classification.PASS)
+
+
+def _reach_config(reach: float | None = None) -> CanaryConfig:
+    test: dict[str, Any] = {} if reach is None else {"spread_reach": reach}
+    return CanaryConfig.from_dict(
+        {"metrics": [{"name": "lat", "direction": "increase", "test": test}]})
+
+
+def test_a_wider_upper_half_below_the_baselines_p90_passes_as_not_material() -> None:
+    # A canary lower than its baseline most of the time, its upper half three times as wide
+    # from its own median, yet its p90 below the baseline's: no value higher than the
+    # baseline's, so not a spread regression (the rule of the spread check's reach).
+    rng = np.random.default_rng(5)
+    base = rng.normal(100.0, 1.0, 240)
+    canary = rng.normal(96.0, 3.0, 240)
+    result = judge(_reach_config(), {"lat": base}, {"lat": canary}).metric("lat")
+    assert result.classification is Classification.PASS
+    details = result.details["default_judge"]
+    assert details["worst"] == "spread" and details["adjusted_p_value"] <= 0.02
+    assert details["material"] is False
+    spread = result.details["tails"]["spread"]
+    assert spread["upper_half_ratio"] > 2.0 and spread["upper_reach"] < 1.0
+    assert "but not material: the canary is more spread out" in result.reason
+    assert f"its upper half is {figure(spread['upper_half_ratio'])}x as wide" in result.reason
+    assert "but the canary's p90 is only" in result.reason
+    assert f"only {figure(spread['upper_reach'])}x as far above" in result.reason
+    assert "fails from spread_reach 1x" in result.reason and "passes" in result.reason
+
+
+def test_a_wider_upper_half_beyond_the_baselines_p90_fails_unless_reach_asks_more() -> None:
+    rng = np.random.default_rng(6)
+    base = rng.normal(100.0, 1.0, 240)
+    canary = rng.normal(100.0, 2.0, 240)  # twice as wide: its p90 about 2x as far out
+    failed = judge(_reach_config(), {"lat": base}, {"lat": canary}).metric("lat")
+    assert failed.classification is Classification.HIGH
+    reach = failed.details["tails"]["spread"]["upper_reach"]
+    assert 1.5 < reach < 2.5 and failed.details["default_judge"]["material"] is True
+    assert "more spread out" in failed.reason and "Fails" in failed.reason
+    # A team that counts only widenings reaching three baseline half-widths out.
+    lenient = judge(_reach_config(3.0), {"lat": base}, {"lat": canary}).metric("lat")
+    assert lenient.classification is Classification.PASS
+    assert f"only {figure(reach)}x" in lenient.reason
+    assert "fails from spread_reach 3x" in lenient.reason
 
 
 def test_kayenta_mode_untouched_by_default_settings() -> None:

@@ -89,9 +89,9 @@ def tuning(real_series: RealSeriesSet) -> RealSeriesSet:
     return real_series.select(Split.TUNING)
 
 
-def _load_bench() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_real_noise.py"
-    spec = importlib.util.spec_from_file_location("bench_real_noise", path)
+def _load_bench(name: str = "bench_real_noise") -> ModuleType:
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     # dataclasses look their module up in sys.modules while the module is executed
@@ -723,3 +723,34 @@ def test_real_noise_canaries_backtest_as_a_history(tuning: RealSeriesSet) -> Non
     assert history[4].meta["target"] == same.label.target
     result = backtest(benchmark_config(), history)
     assert result.summary().loc["good (all)", "n"] == 3
+
+
+def test_spread_statistics_follow_the_reach_rule(tuning: RealSeriesSet) -> None:
+    # benchmarks/real_noise_spread.py on the first healthy independent canaries of the
+    # benchmark: canary 24 has a level metric three times as wide above its own median
+    # (machine_temperature_system_failure) whose p90 stays below the baseline's: significant,
+    # passed as not material. Every significant spread component fails exactly when it reaches
+    # beyond the baseline's p90 (spread_reach 1, the default).
+    script = _load_bench("real_noise_spread")
+    rows = list(script.spread_rows(tuning, Kind.HEALTHY, Flavour.INDEPENDENT, 25, SEED))
+    assert rows, "no significant spread component among the first 25 canaries"
+    for row in rows:
+        assert row.adjusted_p_value <= 0.02 and row.upper_ratio > 1.0
+        assert (row.classification == "high") == (not row.reach < 1.0), row
+    passed = [r for r in rows if r.classification == "pass"]
+    assert any(r.index == 24 and r.median_shift < -1.0 and r.reach < 1.0 for r in passed)
+    text = script.format_rows(rows) + "\n" + script.summary(rows, Kind.HEALTHY)
+    assert "| reach |" in text and "passed as not material" in text
+
+
+def test_spread_statistics_script_runs(
+    tuning: RealSeriesSet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = _load_bench("real_noise_spread")
+    assert script.main(["--canaries", "2", "--series", str(default_series_path())]) == 0
+    out = capsys.readouterr().out
+    assert "Spread components found significant (tuning series, 2 canaries" in out
+    for flavour in ("concurrent", "independent"):
+        assert f"{flavour}, healthy:" in out and f"{flavour}, spread:" in out
+    with pytest.raises(SystemExit):
+        script.main(["--canaries", "0"])

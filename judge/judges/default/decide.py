@@ -92,9 +92,11 @@ def _result(p: Prepared, ev: Evaluation | str, decision: Decision) -> MetricResu
         )
     elif significant:
         classification = Classification.PASS
+        why = ev.immaterial or (
+            f"the effect size {figure(ev.effect_size)} is within the allowed limit")
         reason = (
-            f"{ev.summary}. Significant ({p_text}, {decision.rule}) but not material: the "
-            f"effect size {figure(ev.effect_size)} is within the allowed limit; passes."
+            f"{ev.summary}. Significant ({p_text}, {decision.rule}) but not material: "
+            f"{why}; passes."
         )
     elif ev.evidence is not None:
         return nodata_result(

@@ -20,6 +20,10 @@ class Component:
     side: Classification
     p_value: float
     sentence: str
+    immaterial: str = ""
+    """Why a failure in this component would not be material (empty: it would be). Used by
+    the spread check's reach rule; the location check's effect-size limits are applied to the
+    whole evaluation instead."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,9 @@ class Evaluation:
     effect_size: float = math.nan
     effect_measure: str | None = None
     material: bool = True
+    immaterial: str = ""
+    """When ``material`` is false: why, as a sentence for the reason (empty: the effect size is
+    within the allowed limit)."""
     evidence: str | None = None
     summary: str = ""
     details: dict[str, Any] = field(default_factory=dict)
