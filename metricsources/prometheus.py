@@ -374,23 +374,34 @@ class PrometheusSource:
         return tuple(align_to_grid(s, start_s, step_s, count) for s in series)
 
     def _query_range(self, query: str, start: datetime, end: datetime, step: timedelta) -> Any:
+        # As PrometheusConnect.custom_query_range asks: whole seconds.
+        params: dict[str, str | int] = {
+            "query": query, "start": round(start.timestamp()),
+            "end": round(end.timestamp()), "step": _step_text(step),
+        }
+        body = self._get("/api/v1/query_range", params, self.timeout)
         try:
-            # As PrometheusConnect.custom_query_range asks: whole seconds, the client's
-            # session, headers and auth.
-            params: dict[str, str | int] = {
-                "query": query, "start": round(start.timestamp()),
-                "end": round(end.timestamp()), "step": _step_text(step),
-            }
+            return body["data"]["result"]
+        except (KeyError, TypeError) as exc:
+            raise self._malformed("a range-query result", exc) from exc
+
+    def _get(self, path: str, params: Mapping[str, str | int], timeout: float) -> Any:
+        """``GET`` one API path on the client's session (its headers, auth, TLS and pool) and
+        its answer parsed with orjson; every failure as this package's :class:`SourceError`.
+
+        requests' own errors come first: some are ``ValueError`` too (``InvalidURL``,
+        ``InvalidHeader``), and they say the request could not be made, not that an answer
+        was malformed."""
+        try:
             answer = self._session.get(
-                f"{self.url}/api/v1/query_range", params=params,
-                headers=self._client.headers, auth=self._client.auth, timeout=self.timeout,
+                self.url + path, params=params, headers=self._client.headers,
+                auth=self._client.auth, timeout=timeout,
             )
             if answer.status_code != 200:
                 raise self._answer_error(answer)
-            # orjson.JSONDecodeError is a ValueError: a body that is not JSON is malformed.
-            return orjson.loads(answer.content)["data"]["result"]
+            content = answer.content
         except requests.Timeout as exc:
-            raise self._timeout_error(exc) from exc
+            raise self._timeout_error(exc, timeout) from exc
         except requests.exceptions.SSLError as exc:
             # A certificate that does not verify will not verify on the next attempt either.
             raise FatalSourceError(
@@ -400,28 +411,40 @@ class PrometheusSource:
             ) from exc
         except requests.ConnectionError as exc:
             if is_read_timeout(exc):
-                raise self._timeout_error(exc) from exc
+                raise self._timeout_error(exc, timeout) from exc
             raise SourceConnectionError(
                 f"cannot connect to Prometheus at {self.url}: {transport_reason(exc)}"
             ) from exc
-        except (ValueError, KeyError, TypeError) as exc:
-            # A body that is not JSON, or JSON without data.result.
-            raise MalformedResponseError(
-                f"Prometheus at {self.url} answered with a body that is not a range-query "
-                f"result: {exc!r}"
-            ) from exc
         except requests.RequestException as exc:
+            if isinstance(exc, ValueError):
+                # InvalidURL, InvalidHeader ...: the request cannot be made, on any attempt.
+                # Named by type only: requests' message can quote a header's value.
+                raise FatalSourceError(
+                    f"request to Prometheus at {self.url} cannot be made: "
+                    f"{type(exc).__name__}", kind=FailureKind.CONNECT,
+                ) from exc
             raise SourceConnectionError(
                 f"request to Prometheus at {self.url} failed: {transport_reason(exc)}"
             ) from exc
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError as exc:
+            raise self._malformed("JSON", exc) from exc
 
-    def _timeout_error(self, exc: requests.RequestException) -> SourceTimeoutError:
+    def _malformed(self, expected: str, exc: Exception) -> MalformedResponseError:
+        return MalformedResponseError(
+            f"Prometheus at {self.url} answered with a body that is not {expected}: {exc!r}"
+        )
+
+    def _timeout_error(
+        self, exc: requests.RequestException, timeout: float
+    ) -> SourceTimeoutError:
         if isinstance(exc, requests.ConnectTimeout):
             return SourceTimeoutError(
-                f"no connection to Prometheus at {self.url} within {self.timeout:g} s"
+                f"no connection to Prometheus at {self.url} within {timeout:g} s"
             )
         return SourceTimeoutError(
-            f"Prometheus at {self.url} did not answer within {self.timeout:g} s"
+            f"Prometheus at {self.url} did not answer within {timeout:g} s"
         )
 
     async def probe(self, timeout: float | None = None) -> None:
@@ -434,36 +457,11 @@ class PrometheusSource:
         await loop.run_in_executor(self._executor, self._probe, limit)
 
     def _probe(self, timeout: float) -> None:
+        body = self._get("/api/v1/query", {"query": "1"}, timeout)
         try:
-            answer = self._session.get(  # the client's session: same auth, TLS and pool
-                f"{self.url}/api/v1/query", params={"query": "1"},
-                headers=self._client.headers, auth=self._client.auth, timeout=timeout,
-            )
-        except requests.Timeout as exc:
-            raise SourceTimeoutError(
-                f"Prometheus at {self.url} did not answer within {timeout:g} s"
-            ) from exc
-        except requests.exceptions.SSLError as exc:
-            raise FatalSourceError(
-                f"TLS with Prometheus at {self.url} failed: {_ssl_reason(exc)}",
-                kind=FailureKind.CONNECT,
-            ) from exc
-        except requests.RequestException as exc:
-            if is_read_timeout(exc):
-                raise SourceTimeoutError(
-                    f"Prometheus at {self.url} did not answer within {timeout:g} s"
-                ) from exc
-            raise SourceConnectionError(
-                f"cannot connect to Prometheus at {self.url}: {transport_reason(exc)}"
-            ) from exc
-        if answer.status_code != 200:
-            raise self._answer_error(answer)
-        try:
-            answer.json()["data"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise MalformedResponseError(
-                f"Prometheus at {self.url} answered a query with a body that is not its API's"
-            ) from exc
+            body["data"]
+        except (KeyError, TypeError) as exc:
+            raise self._malformed("its API's answer to a query", exc) from exc
 
 
 def _ssl_reason(exc: BaseException) -> str:

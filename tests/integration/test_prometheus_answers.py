@@ -14,6 +14,8 @@ import pytest
 
 from judge.config import CanaryConfig
 from judge.errors import (
+    FailureKind,
+    FatalSourceError,
     MalformedResponseError,
     QueryError,
     RetryableSourceError,
@@ -97,3 +99,50 @@ def test_error_statuses_are_classified(status: int, kind: type[SourceError]) -> 
     error, _ = _failure(status, b'{"status": "error", "errorType": "bad_data", "error": "no"}')
     assert type(error) is kind and error.status == status
     assert "bad_data: no" in str(error)
+
+
+@pytest.mark.parametrize(("url", "headers", "reason"), [
+    ("http://127.0.0.1:{port}", {"Authorization": "Bearer s3cret\n"}, "InvalidHeader"),
+    ("http://127.0.0.1:99999", None, "InvalidURL"),
+])
+def test_a_request_that_cannot_be_made_is_a_request_error_not_a_malformed_answer(
+    url: str, headers: dict[str, str] | None, reason: str
+) -> None:
+    # requests' InvalidHeader / InvalidURL are ValueErrors too: they must not read as a
+    # malformed body (nor be retried, nor quote the header's value).
+    with ErrorServer(200, body=b'{"status": "success", "data": {}}') as server:
+        source = PrometheusSource(url.format(port=server.url.rsplit(":", 1)[1]),
+                                  headers=headers, timeout=5)
+        scope = Scope("v1").with_window(START, START + timedelta(minutes=2),
+                                        timedelta(minutes=1))
+        try:
+            with pytest.raises(FatalSourceError) as fetched:
+                asyncio.run(source.fetch(CONFIG.metrics[0], scope, CONFIG))
+            with pytest.raises(FatalSourceError) as probed:
+                asyncio.run(source.probe())
+        finally:
+            source.close()
+    for caught in (fetched, probed):
+        assert not isinstance(caught.value, MalformedResponseError)
+        assert caught.value.kind is FailureKind.CONNECT
+        expected = f"request to Prometheus at {source.url} cannot be made: {reason}"
+        assert str(caught.value) == expected
+        assert "s3cret" not in str(caught.value)
+    assert server.requests == []  # nothing was sent
+
+
+def test_the_probe_reads_the_same_answers_as_a_fetch() -> None:
+    with ErrorServer(200, body=b"<html>not the API</html>") as server:
+        source = PrometheusSource(server.url, timeout=5)
+        try:
+            with pytest.raises(MalformedResponseError, match="not JSON"):
+                asyncio.run(source.probe())
+        finally:
+            source.close()
+    with ErrorServer(200, body=b'{"status": "success"}') as server:
+        source = PrometheusSource(server.url, timeout=5)
+        try:
+            with pytest.raises(MalformedResponseError, match="its API's answer to a query"):
+                asyncio.run(source.probe())
+        finally:
+            source.close()
