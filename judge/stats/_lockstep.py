@@ -28,6 +28,7 @@ R Core Team, ``src/library/stats/src/zeroin.c`` and ``wilcox.test.default``.
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -471,6 +472,20 @@ class _LockstepSearch:
         return result
 
 
+@dataclass(frozen=True)
+class _Gathered:
+    """The rows of :class:`_BroadcastSearch`'s per-lane arrays for one set of waiting lanes."""
+
+    xv: np.ndarray
+    baseline: np.ndarray
+    valid_x: np.ndarray | None
+    half_pairs: np.ndarray
+    half_correction: np.ndarray
+    sigma: np.ndarray
+    sigma_nonzero: bool
+    quantile: np.ndarray
+
+
 class _BroadcastSearch(_LockstepSearch):
     """The same roots for few small pairs, where the array bookkeeping of a round (some sixty
     numpy calls on a handful of lanes) costs more than the arithmetic it vectorises.
@@ -500,16 +515,39 @@ class _BroadcastSearch(_LockstepSearch):
         valid_x = samples.valid_x[self.row, :width_x]
         # Canary padding (value 0, weight 0) only where pairs have different sizes.
         self._valid_x = None if bool(valid_x.all()) else valid_x[:, :, None]
+        self._gathered_key = b""
+        self._gathered: _Gathered | None = None
+
+    def _gather(self, lanes: np.ndarray) -> _Gathered:
+        """The waiting lanes' rows of the per-lane arrays, kept while the waiting set stays the
+        same (most rounds: a lane leaves only when its root is found), which saves a round
+        some ten fancy-indexing calls."""
+        key = lanes.tobytes()
+        if self._gathered is None or key != self._gathered_key:
+            sigma = self._sigma_within[lanes]
+            self._gathered = _Gathered(
+                xv=self._xv[lanes],
+                baseline=self._yv[lanes][:, None, :],
+                valid_x=None if self._valid_x is None else self._valid_x[lanes],
+                half_pairs=self.half_pairs[lanes],
+                half_correction=self._half_correction[lanes],
+                sigma=sigma,
+                sigma_nonzero=bool(np.all(sigma != 0.0)),
+                quantile=self.quantile[lanes],
+            )
+            self._gathered_key = key
+        return self._gathered
 
     def _evaluate(self, lanes: np.ndarray, shift: np.ndarray) -> np.ndarray:
-        shifted = (self._xv[lanes] - shift[:, None])[:, :, None]
-        baseline = self._yv[lanes][:, None, :]
+        gathered = self._gather(lanes)
+        shifted = (gathered.xv - shift[:, None])[:, :, None]
+        baseline = gathered.baseline
         if self._untied:
             # Baseline padding (+inf) is never below a shifted value; canary padding may be,
             # and the weighted form gives it weight 0: here it is masked out.
             below = baseline < shifted
-            if self._valid_x is not None:
-                below &= self._valid_x[lanes]
+            if gathered.valid_x is not None:
+                below &= gathered.valid_x
             greater = below.sum(axis=(1, 2), dtype=np.int64)
         else:
             # Per canary value: the baseline weight below it.
@@ -519,9 +557,16 @@ class _BroadcastSearch(_LockstepSearch):
         if not same.any():
             # A shift rarely lands a canary value exactly on a baseline value: then nothing
             # is tied across the samples, and sigma is the lane's constant.
-            untied: np.ndarray = (self._statistic_untied_across(lanes, greater)
-                                  - self.quantile[lanes])
-            return untied
+            if not gathered.sigma_nonzero:
+                untied: np.ndarray = (self._statistic_untied_across(lanes, greater)
+                                      - gathered.quantile)
+                return untied
+            # _statistic_untied_across on the gathered rows; with every sigma nonzero its
+            # masked division is the plain one (the same bits).
+            dz = greater.astype(np.float64) - gathered.half_pairs
+            corrected = dz - gathered.half_correction * np.sign(dz)
+            fast: np.ndarray = corrected / gathered.sigma - gathered.quantile
+            return fast
         weights = self._wx[lanes]
         matched = np.matmul(same.astype(np.float64), self._wy[lanes])[:, :, 0]
         equal = (matched * weights).sum(axis=1).astype(np.int64)
