@@ -484,6 +484,8 @@ class _Gathered:
     sigma: np.ndarray
     sigma_nonzero: bool
     quantile: np.ndarray
+    wx: np.ndarray
+    table_row: np.ndarray
 
 
 class _BroadcastSearch(_LockstepSearch):
@@ -517,6 +519,22 @@ class _BroadcastSearch(_LockstepSearch):
         self._valid_x = None if bool(valid_x.all()) else valid_x[:, :, None]
         self._gathered_key = b""
         self._gathered: _Gathered | None = None
+        # Rank table: the distinct baseline values of all the pairs, sorted (``_union``), and
+        # per lane the baseline weight below each of them (``_below``, row-major, one row of
+        # len(_union) + 2 per lane: column g holds the weight of the lane's values of union
+        # rank below g). Then the weight below (or up to) fl(v - d) is one search of the
+        # union and one lookup, some ten numpy calls a round on a few hundred values instead
+        # of comparing every shifted canary value with every baseline value (about 40 us a
+        # round for 5 pairs of 30; the counts are the same integers).
+        valid_y = np.arange(width_y)[None, :] < samples.md[self.row, None]
+        self._union = np.unique(self._yv[valid_y])
+        columns = self._union.size + 2
+        table = np.zeros((self.lanes, columns))
+        ranks = np.searchsorted(self._union, self._yv) + 1
+        table[np.arange(self.lanes)[:, None], np.where(valid_y, ranks, columns - 1)] = np.where(
+            valid_y, self._wy[:, :, 0], 0.0)
+        self._below = np.cumsum(table, axis=1).ravel()
+        self._table_row = np.arange(self.lanes) * columns
 
     def _gather(self, lanes: np.ndarray) -> _Gathered:
         """The waiting lanes' rows of the per-lane arrays, kept while the waiting set stays the
@@ -534,11 +552,15 @@ class _BroadcastSearch(_LockstepSearch):
                 sigma=sigma,
                 sigma_nonzero=bool(np.all(sigma != 0.0)),
                 quantile=self.quantile[lanes],
+                wx=self._wx[lanes],
+                table_row=self._table_row[lanes][:, None],
             )
             self._gathered_key = key
         return self._gathered
 
-    def _evaluate(self, lanes: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    def _evaluate_broadcast(self, lanes: np.ndarray, shift: np.ndarray) -> np.ndarray:
+        """W(d) - quantile from comparing every shifted canary value with every baseline
+        value: the general routine :meth:`_evaluate` counts the same from its rank table."""
         gathered = self._gather(lanes)
         shifted = (gathered.xv - shift[:, None])[:, :, None]
         baseline = gathered.baseline
@@ -572,6 +594,34 @@ class _BroadcastSearch(_LockstepSearch):
         equal = (matched * weights).sum(axis=1).astype(np.int64)
         ties = (3.0 * weights * matched * (weights + matched)).sum(axis=1).astype(np.int64)
         value: np.ndarray = self._statistic(lanes, greater, equal, ties) - self.quantile[lanes]
+        return value
+
+    def _evaluate(self, lanes: np.ndarray, shift: np.ndarray) -> np.ndarray:
+        gathered = self._gather(lanes)
+        shifted = gathered.xv - shift[:, None]
+        # Baseline weight below and up to each fl(v - d): the union rank g of fl(v - d) (the
+        # number of union values below it, or up to it) picks the lane's cumulative weight.
+        below = self._below[gathered.table_row + np.searchsorted(self._union, shifted, "left")]
+        upto = self._below[gathered.table_row + np.searchsorted(self._union, shifted, "right")]
+        # Integers under 2**53 in float64: exact in any order; canary padding weighs 0.
+        weights = gathered.wx
+        greater = (below * weights).sum(axis=1).astype(np.int64)
+        matched = upto - below
+        if not matched.any():
+            # Nothing tied across the samples: sigma is the lane's constant.
+            if not gathered.sigma_nonzero:
+                untied: np.ndarray = (self._statistic_untied_across(lanes, greater)
+                                      - gathered.quantile)
+                return untied
+            # _statistic_untied_across on the gathered rows; with every sigma nonzero its
+            # masked division is the plain one (the same bits).
+            dz = greater.astype(np.float64) - gathered.half_pairs
+            corrected = dz - gathered.half_correction * np.sign(dz)
+            fast: np.ndarray = corrected / gathered.sigma - gathered.quantile
+            return fast
+        equal = (matched * weights).sum(axis=1).astype(np.int64)
+        ties = (3.0 * weights * matched * (weights + matched)).sum(axis=1).astype(np.int64)
+        value: np.ndarray = self._statistic(lanes, greater, equal, ties) - gathered.quantile
         return value
 
     def run(self) -> np.ndarray:
