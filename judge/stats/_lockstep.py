@@ -528,6 +528,7 @@ class _BroadcastSearch(_LockstepSearch):
         # round for 5 pairs of 30; the counts are the same integers).
         valid_y = np.arange(width_y)[None, :] < samples.md[self.row, None]
         self._union = np.unique(self._yv[valid_y])
+        self._union_end = np.append(self._union, np.inf)
         columns = self._union.size + 2
         table = np.zeros((self.lanes, columns))
         ranks = np.searchsorted(self._union, self._yv) + 1
@@ -601,8 +602,12 @@ class _BroadcastSearch(_LockstepSearch):
         shifted = gathered.xv - shift[:, None]
         # Baseline weight below and up to each fl(v - d): the union rank g of fl(v - d) (the
         # number of union values below it, or up to it) picks the lane's cumulative weight.
-        below = self._below[gathered.table_row + np.searchsorted(self._union, shifted, "left")]
-        upto = self._below[gathered.table_row + np.searchsorted(self._union, shifted, "right")]
+        # The union's values are distinct: the rank up to fl(v - d) is the rank below it plus
+        # one where fl(v - d) is a union value (``_union_end`` ends with +inf, never hit).
+        rank = np.searchsorted(self._union, shifted, "left")
+        at = gathered.table_row + rank
+        below = self._below[at]
+        upto = self._below[at + (self._union_end[rank] == shifted)]
         # Integers under 2**53 in float64: exact in any order; canary padding weighs 0.
         weights = gathered.wx
         greater = (below * weights).sum(axis=1).astype(np.int64)
