@@ -442,8 +442,10 @@ def exceedance_dependence_factor_rows(
     denominator: FloatArray | None = None
     for side in (canary_exceeds, baseline_exceeds):
         x = np.atleast_2d(np.asarray(side, dtype=bool))
-        share = x.mean(axis=1)
-        pairs = np.sum(x[:, 1:] & x[:, :-1], axis=1).astype(np.float64)
+        # x.mean(axis=1) without its wrapper: numpy sums booleans in float64 and divides by
+        # the count (the same bits).
+        share = np.add.reduce(x, axis=1, dtype=np.float64) / x.shape[1]
+        pairs = np.add.reduce(x[:, 1:] & x[:, :-1], axis=1, dtype=np.float64)
         lags = x.shape[1] - 1
         num = pairs - lags * share * share
         den = lags * share * (1.0 - share)
@@ -451,7 +453,7 @@ def exceedance_dependence_factor_rows(
         denominator = den if denominator is None else denominator + den
     assert numerator is not None and denominator is not None
     r = np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
-    r = np.clip(r, 0.0, 0.95)
+    r = np.minimum(np.maximum(r, 0.0), 0.95)  # np.clip, without its wrapper
     out: FloatArray = (1.0 + r) / (1.0 - r)
     return out
 
@@ -591,8 +593,9 @@ def spread_tail_rows(
     needs more, and the default judge passes it its margin-raised estimate
     (``docs/default-judge.md``, real-noise benchmark).
     """
-    clipped_c = np.clip(phi_c if spread_phi_c is None else spread_phi_c, 0.0, 0.95)
-    clipped_b = np.clip(phi_b if spread_phi_b is None else spread_phi_b, 0.0, 0.95)
+    # np.clip, without its wrapper (a small judgment's clips cost more in the call).
+    clipped_c = np.minimum(np.maximum(phi_c if spread_phi_c is None else spread_phi_c, 0.0), 0.95)
+    clipped_b = np.minimum(np.maximum(phi_b if spread_phi_b is None else spread_phi_b, 0.0), 0.95)
     f_c = (1.0 + clipped_c**2) / (1.0 - clipped_c**2)
     f_b = (1.0 + clipped_b**2) / (1.0 - clipped_b**2)
     spread_p = spread_p_values_rows(c, b, factor_canary=f_c, factor_baseline=f_b)
