@@ -608,11 +608,13 @@ class _BroadcastSearch(_LockstepSearch):
         at = gathered.table_row + rank
         below = self._below[at]
         upto = self._below[at + (self._union_end[rank] == shifted)]
-        # Integers under 2**53 in float64: exact in any order; canary padding weighs 0.
+        # Integers under 2**53 in float64: exact in any order; canary padding weighs 0. (The
+        # reductions are ndarray.sum's and .any's without their Python wrappers; matched is
+        # never negative, so its maximum is positive exactly where any is true.)
         weights = gathered.wx
-        greater = (below * weights).sum(axis=1).astype(np.int64)
+        greater = np.add.reduce(below * weights, axis=1).astype(np.int64)
         matched = upto - below
-        if not matched.any():
+        if not np.maximum.reduce(matched, axis=None) > 0.0:
             # Nothing tied across the samples: sigma is the lane's constant.
             if not gathered.sigma_nonzero:
                 untied: np.ndarray = (self._statistic_untied_across(lanes, greater)
@@ -624,8 +626,8 @@ class _BroadcastSearch(_LockstepSearch):
             corrected = dz - gathered.half_correction * np.sign(dz)
             fast: np.ndarray = corrected / gathered.sigma - gathered.quantile
             return fast
-        equal = (matched * weights).sum(axis=1).astype(np.int64)
-        ties = (3.0 * weights * matched * (weights + matched)).sum(axis=1).astype(np.int64)
+        equal = np.add.reduce(matched * weights, axis=1).astype(np.int64)
+        ties = np.add.reduce(3.0 * weights * matched * (weights + matched), axis=1).astype(np.int64)
         value: np.ndarray = self._statistic(lanes, greater, equal, ties) - gathered.quantile
         return value
 
