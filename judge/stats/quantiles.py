@@ -48,6 +48,7 @@ from scipy.special import ndtri, owens_t
 
 from judge.stats._descriptive import median_rows, sorted_median_rows, sorted_quantile_rows
 from judge.stats._ranks import rank_sum_statistics_rows
+from judge.stats._validation import per_row
 from judge.stats.autocorrelation import shift_p_values_rows
 from judge.stats.counts import upper_tail_rows
 
@@ -355,8 +356,8 @@ def exceedance_test_rows(
     else:
         a = np.sum(c < threshold[:, None], axis=1)
         d = np.sum(b < threshold[:, None], axis=1)
-    f_c = np.broadcast_to(np.asarray(factor_canary, dtype=np.float64), (rows,))
-    f_b = np.broadcast_to(np.asarray(factor_baseline, dtype=np.float64), (rows,))
+    f_c = per_row(factor_canary, rows)
+    f_b = per_row(factor_baseline, rows)
     total, exceeding = c.shape[1] + b.shape[1], a + d
     # Conditional binomial on effective counts (module docstring): exceedances play the part
     # of events, each side's size the part of exposure. Sampling without replacement (the
@@ -387,8 +388,8 @@ def spread_p_values_rows(
     rows = c.shape[0]
     dev_c = np.sort(np.abs(c - median_rows(c)[:, None]), axis=1)
     dev_b = np.sort(np.abs(b - median_rows(b)[:, None]), axis=1)
-    f_c = np.broadcast_to(np.asarray(factor_canary, dtype=np.float64), (rows,))
-    f_b = np.broadcast_to(np.asarray(factor_baseline, dtype=np.float64), (rows,))
+    f_c = per_row(factor_canary, rows)
+    f_b = per_row(factor_baseline, rows)
     statistic, tie_sum = rank_sum_statistics_rows(dev_c, dev_b)
     _, p_greater, _, _ = shift_p_values_rows(
         statistic, tie_sum, c.shape[1], b.shape[1], f_c, f_b
@@ -514,8 +515,8 @@ def _outlier_rows_beyond(
     else:
         beyond_c, beyond_b = c < threshold[:, None], b < threshold[:, None]
     a, d = np.sum(beyond_c, axis=1), np.sum(beyond_b, axis=1)
-    phi_c = np.broadcast_to(np.asarray(phi_canary, dtype=np.float64), (rows,))
-    phi_b = np.broadcast_to(np.asarray(phi_baseline, dtype=np.float64), (rows,))
+    phi_c = per_row(phi_canary, rows)
+    phi_b = per_row(phi_baseline, rows)
     total, exceeding = c.shape[1] + b.shape[1], a + d
     if not exceeding.any():
         # No row has a point beyond its fence: every p-value is 1 (the general path's
