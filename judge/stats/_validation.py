@@ -61,3 +61,14 @@ def check_bool(value: object, name: str) -> bool:
     if not isinstance(value, bool | np.bool_):
         raise ValueError(f"`{name}` must be True or False; got {value!r}")
     return bool(value)
+
+
+def per_row(values: npt.ArrayLike, rows: int) -> npt.NDArray[np.float64]:
+    """``np.broadcast_to(np.asarray(values, dtype=np.float64), (rows,))``, but an array that
+    already holds one float per row is returned as it is: broadcast_to's Python wrapper costs
+    a small judgment several microseconds a call (the same values either way)."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.shape == (rows,):
+        return array
+    out: npt.NDArray[np.float64] = np.broadcast_to(array, (rows,))
+    return out

@@ -48,6 +48,7 @@ from judge.stats._ranks import (
     sorted_difference_order_statistics,
 )
 from judge.stats._selection import PairedSamples, select_differences
+from judge.stats._validation import per_row
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -411,8 +412,8 @@ def shift_test_rows(
     _check_rows(c, b, confidence)
     rows, n_c = c.shape
     n_b = b.shape[1]
-    f_c = np.broadcast_to(np.asarray(factor_canary, dtype=np.float64), (rows,))
-    f_b = np.broadcast_to(np.asarray(factor_baseline, dtype=np.float64), (rows,))
+    f_c = per_row(factor_canary, rows)
+    f_b = per_row(factor_baseline, rows)
     pairs = n_c * n_b
     small = pairs <= SORT_DIFFERENCES_MAX_PAIRS
     if small:

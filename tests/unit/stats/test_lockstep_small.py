@@ -111,3 +111,31 @@ def test_untied_pairs_count_comparisons_with_the_same_numbers(sizes: tuple[int, 
     for row, (canary, baseline) in enumerate(pairs):
         estimate, low, high = asymptotic_interval(np.sort(canary), np.sort(baseline), 0.98, True)
         assert roots[3 * row : 3 * row + 3].tolist() == [low, high, estimate]
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_rank_table_evaluation_equals_the_broadcast_comparison(seed: int) -> None:
+    # The broadcast search counts from its rank table (_evaluate); comparing every shifted
+    # canary value with every baseline value (_evaluate_broadcast) must give the same bits,
+    # also where fl(v - d) lands on baseline values (ties across the samples), with padding,
+    # and for waiting sets of every size.
+    pairs = _small_pairs(seed, 6)
+    samples = _samples(pairs)
+    search = _BroadcastSearch(samples, np.arange(len(pairs)), 0.95, True)
+    generator = np.random.default_rng(seed)
+    everyone = np.arange(search.lanes)
+    landing = np.array([float(samples.xv[row, 0] - samples.yv[row, 0]) for row in search.row])
+    checked_ties = False
+    for round_ in range(60):
+        lanes = np.sort(generator.choice(everyone, int(generator.integers(1, search.lanes + 1)),
+                                         replace=False))
+        low, high = samples.lowest[search.row[lanes]], samples.highest[search.row[lanes]]
+        shifts = low + generator.random(lanes.size) * (high - low)
+        if round_ % 3 == 0:
+            shifts = landing[lanes]  # v - d exactly a baseline value: a tie across
+        fast = search._evaluate(lanes, shifts)
+        general = search._evaluate_broadcast(lanes, shifts)
+        assert fast.view(np.int64).tolist() == general.view(np.int64).tolist()
+        shifted = samples.xv[search.row[lanes], :, None] - shifts[:, None, None]
+        checked_ties |= bool((shifted == samples.yv[search.row[lanes], None, :]).any())
+    assert checked_ties

@@ -139,3 +139,35 @@ def test_outlier_test_declusters_a_regime_block_and_keeps_scattered_outliers() -
     plain = outlier_test_rows(canary[1:], base[1:], **kwargs)
     assert plain.p_value[0] == outlier_test_rows(canary[1:], base[1:], declustered=False,
                                                  **kwargs).p_value[0]
+
+
+@pytest.mark.parametrize("tail", ["upper", "lower"])
+def test_spread_tail_rows_gives_outlier_test_rows_numbers_and_skips_empty_tails(
+    tail: str,
+) -> None:
+    # spread_tail_rows computes the pooled fences once for both tails, and a tail where no
+    # row has a point beyond its fence skips the factors: both give the general routine's
+    # numbers to the bit (row 0 has spikes on both sides, rows 1-2 are bounded noise).
+    from judge.stats.quantiles import outlier_test_rows, spread_tail_rows
+
+    rng = np.random.default_rng(18)
+    # Uniform noise: nothing beyond median +- 3 robust SD (about +-2.2 half-widths).
+    base = rng.uniform(95.0, 105.0, (3, 60))
+    canary = rng.uniform(95.0, 105.0, (3, 60))
+    canary[0, ::6] = 160.0
+    canary[0, 3::6] = 40.0
+    phi_c, phi_b = np.array([0.3, 0.1, 0.5]), np.array([0.2, 0.4, 0.0])
+    rows = spread_tail_rows(canary, base, phi_c, phi_b)
+    general = outlier_test_rows(canary, base, tail=tail,  # type: ignore[arg-type]
+                                phi_canary=phi_c, phi_baseline=phi_b)
+    fast = rows.exceedances[tail]
+    for field in ("threshold", "canary_exceedances", "baseline_exceedances", "p_value"):
+        assert getattr(fast, field).tobytes() == getattr(general, field).tobytes(), field
+    assert general.canary_exceedances[0] > 0 and general.p_value[0] < 1.0
+    # Rows 1-2 alone (no point beyond either fence: the skipping path) against their
+    # entries in the batch (the path with the factors).
+    alone = outlier_test_rows(canary[1:], base[1:], tail=tail,  # type: ignore[arg-type]
+                              phi_canary=phi_c[1:], phi_baseline=phi_b[1:])
+    assert int(alone.canary_exceedances.sum() + alone.baseline_exceedances.sum()) == 0
+    assert alone.p_value.tobytes() == general.p_value[1:].tobytes()
+    assert alone.threshold.tobytes() == general.threshold[1:].tobytes()
