@@ -559,6 +559,21 @@ class _BroadcastSearch(_LockstepSearch):
             self._gathered_key = key
         return self._gathered
 
+    def _untied_value(
+        self, lanes: np.ndarray, gathered: _Gathered, greater: np.ndarray
+    ) -> np.ndarray:
+        """W(d) - quantile when nothing is tied across the samples (sigma is the lane's
+        constant): :meth:`_statistic_untied_across` on the gathered rows; with every sigma
+        nonzero its masked division is the plain one (the same bits)."""
+        if not gathered.sigma_nonzero:
+            untied: np.ndarray = (self._statistic_untied_across(lanes, greater)
+                                  - gathered.quantile)
+            return untied
+        dz = greater.astype(np.float64) - gathered.half_pairs
+        corrected = dz - gathered.half_correction * np.sign(dz)
+        fast: np.ndarray = corrected / gathered.sigma - gathered.quantile
+        return fast
+
     def _evaluate_broadcast(self, lanes: np.ndarray, shift: np.ndarray) -> np.ndarray:
         """W(d) - quantile from comparing every shifted canary value with every baseline
         value: the general routine :meth:`_evaluate` counts the same from its rank table."""
@@ -580,16 +595,7 @@ class _BroadcastSearch(_LockstepSearch):
         if not same.any():
             # A shift rarely lands a canary value exactly on a baseline value: then nothing
             # is tied across the samples, and sigma is the lane's constant.
-            if not gathered.sigma_nonzero:
-                untied: np.ndarray = (self._statistic_untied_across(lanes, greater)
-                                      - gathered.quantile)
-                return untied
-            # _statistic_untied_across on the gathered rows; with every sigma nonzero its
-            # masked division is the plain one (the same bits).
-            dz = greater.astype(np.float64) - gathered.half_pairs
-            corrected = dz - gathered.half_correction * np.sign(dz)
-            fast: np.ndarray = corrected / gathered.sigma - gathered.quantile
-            return fast
+            return self._untied_value(lanes, gathered, greater)
         weights = self._wx[lanes]
         matched = np.matmul(same.astype(np.float64), self._wy[lanes])[:, :, 0]
         equal = (matched * weights).sum(axis=1).astype(np.int64)
@@ -616,16 +622,7 @@ class _BroadcastSearch(_LockstepSearch):
         matched = upto - below
         if not np.maximum.reduce(matched, axis=None) > 0.0:
             # Nothing tied across the samples: sigma is the lane's constant.
-            if not gathered.sigma_nonzero:
-                untied: np.ndarray = (self._statistic_untied_across(lanes, greater)
-                                      - gathered.quantile)
-                return untied
-            # _statistic_untied_across on the gathered rows; with every sigma nonzero its
-            # masked division is the plain one (the same bits).
-            dz = greater.astype(np.float64) - gathered.half_pairs
-            corrected = dz - gathered.half_correction * np.sign(dz)
-            fast: np.ndarray = corrected / gathered.sigma - gathered.quantile
-            return fast
+            return self._untied_value(lanes, gathered, greater)
         equal = np.add.reduce(matched * weights, axis=1).astype(np.int64)
         ties = np.add.reduce(3.0 * weights * matched * (weights + matched), axis=1).astype(np.int64)
         value: np.ndarray = self._statistic(lanes, greater, equal, ties) - gathered.quantile

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from judge.stats._selection import PairedSamples
+
 
 def mixed_pairs(
     seed: int, count: int, largest: int, lognormal_sigma: float
@@ -39,3 +41,16 @@ def mixed_pairs(
             baseline = np.round(generator.normal(3, 1, m), 2)
         pairs.append((canary, baseline))
     return pairs
+
+
+def paired_samples(pairs: list[tuple[np.ndarray, np.ndarray]]) -> PairedSamples:
+    """``pairs`` as the searches take them: each side sorted, padded with +inf to the longest
+    side of the batch."""
+    n = np.array([canary.size for canary, _ in pairs])
+    m = np.array([baseline.size for _, baseline in pairs])
+    canaries = np.full((len(pairs), int(n.max())), np.inf)
+    baselines = np.full((len(pairs), int(m.max())), np.inf)
+    for row, (canary, baseline) in enumerate(pairs):
+        canaries[row, : canary.size] = np.sort(canary)
+        baselines[row, : baseline.size] = np.sort(baseline)
+    return PairedSamples(canaries, n, baselines, m)

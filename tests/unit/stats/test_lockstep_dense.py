@@ -16,20 +16,8 @@ import numpy as np
 import pytest
 
 from judge.stats._lockstep import _LockstepSearch
-from judge.stats._selection import PairedSamples
 from judge.stats._wilcox import asymptotic_interval
-from tests.support.stat_pairs import mixed_pairs
-
-
-def _samples(pairs: list[tuple[np.ndarray, np.ndarray]]) -> PairedSamples:
-    n = np.array([canary.size for canary, _ in pairs])
-    m = np.array([baseline.size for _, baseline in pairs])
-    canaries = np.full((len(pairs), int(n.max())), np.inf)
-    baselines = np.full((len(pairs), int(m.max())), np.inf)
-    for row, (canary, baseline) in enumerate(pairs):
-        canaries[row, : canary.size] = np.sort(canary)
-        baselines[row, : baseline.size] = np.sort(baseline)
-    return PairedSamples(canaries, n, baselines, m)
+from tests.support.stat_pairs import mixed_pairs, paired_samples
 
 
 def _brute_counts(canary: np.ndarray, baseline: np.ndarray, shift: float) -> tuple[int, int, int]:
@@ -78,7 +66,7 @@ def test_dense_counts_are_the_brute_force_counts(kind: str) -> None:
         if kind == "untied"
         else mixed_pairs(12, count=12, largest=300, lognormal_sigma=0.5)
     )
-    samples = _samples(pairs)
+    samples = paired_samples(pairs)
     assert bool(samples.untied.all()) == (kind == "untied")
     search = _LockstepSearch(samples, np.arange(len(pairs)), 0.98, True)
     # Lanes out of pair order, some pairs with several lanes, some with none.
@@ -105,7 +93,7 @@ def test_dense_counts_are_the_brute_force_counts(kind: str) -> None:
 
 def test_shared_ends_count_as_each_lane_would() -> None:
     pairs = mixed_pairs(15, count=12, largest=200, lognormal_sigma=0.5)
-    samples = _samples(pairs)
+    samples = paired_samples(pairs)
     rows = np.arange(len(pairs))
     shared = _LockstepSearch(samples, rows, 0.95, True)
     each = _LockstepSearch(samples, rows, 0.95, True)
@@ -150,7 +138,7 @@ def test_lockstep_roots_equal_the_scalar_search(
         pairs = mixed_pairs(17, count=18, largest=400, lognormal_sigma=0.5)
     else:
         pairs = _untied_pairs(18, 10)
-    samples = _samples(pairs)
+    samples = paired_samples(pairs)
     roots = _LockstepSearch(samples, np.arange(len(pairs)), confidence, correct).run()
     for row, (canary, baseline) in enumerate(pairs):
         estimate, low, high = asymptotic_interval(

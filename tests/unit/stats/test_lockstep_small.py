@@ -17,24 +17,12 @@ import pytest
 
 from judge.stats import _lockstep, mann_whitney_many
 from judge.stats._lockstep import _BroadcastSearch, _LockstepSearch, lockstep_intervals
-from judge.stats._selection import PairedSamples
 from judge.stats._wilcox import asymptotic_interval, zeroin
-from tests.support.stat_pairs import mixed_pairs
+from tests.support.stat_pairs import mixed_pairs, paired_samples
 
 
 def _small_pairs(seed: int, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return mixed_pairs(seed, count=count, largest=50, lognormal_sigma=0.3)
-
-
-def _samples(pairs: list[tuple[np.ndarray, np.ndarray]]) -> PairedSamples:
-    n = np.array([canary.size for canary, _ in pairs])
-    m = np.array([baseline.size for _, baseline in pairs])
-    canaries = np.full((len(pairs), int(n.max())), np.inf)
-    baselines = np.full((len(pairs), int(m.max())), np.inf)
-    for row, (canary, baseline) in enumerate(pairs):
-        canaries[row, : canary.size] = np.sort(canary)
-        baselines[row, : baseline.size] = np.sort(baseline)
-    return PairedSamples(canaries, n, baselines, m)
 
 
 @pytest.mark.parametrize("seed", [3, 4, 5])
@@ -43,7 +31,7 @@ def test_broadcast_search_equals_the_scalar_and_the_lockstep_search(
     seed: int, confidence: float, correct: bool
 ) -> None:
     pairs = _small_pairs(seed, 12)
-    samples = _samples(pairs)
+    samples = paired_samples(pairs)
     rows = np.arange(len(pairs))
     broadcast = _BroadcastSearch(samples, rows, confidence, correct).run()
     tracked = _LockstepSearch(samples, rows, confidence, correct).run()
@@ -70,7 +58,7 @@ def test_small_batches_take_the_broadcast_search_and_large_ones_do_not(
             return original(self)
 
         monkeypatch.setattr(kind, "run", run)
-    small = _samples(_small_pairs(6, 5))
+    small = paired_samples(_small_pairs(6, 5))
     lockstep_intervals(small, 0.95, True)
     monkeypatch.setattr(_lockstep, "_BROADCAST_MAX_CELLS", 0)
     lockstep_intervals(small, 0.95, True)
@@ -103,7 +91,7 @@ def test_untied_pairs_count_comparisons_with_the_same_numbers(sizes: tuple[int, 
         n, m = (sizes[0], sizes[0]) if sizes[0] == sizes[1] else (
             int(generator.integers(*sizes)), int(generator.integers(*sizes)))
         pairs.append((generator.normal(0.3 * (index % 3), 1, n), generator.normal(0, 1, m)))
-    samples = _samples(pairs)
+    samples = paired_samples(pairs)
     assert bool(samples.untied.all())
     search = _BroadcastSearch(samples, np.arange(len(pairs)), 0.98, True)
     assert search._untied
@@ -120,7 +108,7 @@ def test_rank_table_evaluation_equals_the_broadcast_comparison(seed: int) -> Non
     # also where fl(v - d) lands on baseline values (ties across the samples), with padding,
     # and for waiting sets of every size.
     pairs = _small_pairs(seed, 6)
-    samples = _samples(pairs)
+    samples = paired_samples(pairs)
     search = _BroadcastSearch(samples, np.arange(len(pairs)), 0.95, True)
     generator = np.random.default_rng(seed)
     everyone = np.arange(search.lanes)
