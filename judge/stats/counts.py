@@ -460,9 +460,10 @@ def count_dispersion(
     share (daily cycles, traffic swings), so only the extra variation *between* the sides counts.
     Otherwise each side is modelled with its own constant rate. The Pearson statistic over its
     degrees of freedom estimates the dispersion (McCullagh & Nelder 1989, §4.5); the lag-1
-    autocorrelation ``phi`` of the Pearson residuals multiplies it by ``(1+phi)/(1-phi)``, the
-    long-run variance factor of an AR(1) series (Box, Jenkins & Reinsel, *Time Series
-    Analysis*, §2.1), since the test sums correlated intervals.
+    autocorrelation ``phi`` of the Pearson residuals (on the time grid: an interval without
+    events counts as a residual of 0, so lag 1 pairs neighbouring intervals) multiplies it by
+    ``(1+phi)/(1-phi)``, the long-run variance factor of an AR(1) series (Box, Jenkins &
+    Reinsel, *Time Series Analysis*, §2.1), since the test sums correlated intervals.
 
     Fewer than 3 informative intervals give ``dispersion = 1`` (no evidence either way).
     """
@@ -493,6 +494,13 @@ def count_dispersion(
         keep = variance > 0
         residuals = (canary[valid][keep] - expected[keep]) / np.sqrt(variance[keep])
         df = residuals.size - 1
+        # For the lag-1 autocorrelation, the residuals on the time grid: an interval without
+        # events (or exposure) carries no information and counts as a residual of 0, so that
+        # "lag 1" pairs neighbouring intervals. Dropping those intervals instead paired events
+        # minutes apart, and on sparse counts (a dozen intervals with an error among 60) the
+        # noisy estimate only ever inflated the dispersion (issue 13, seventh round).
+        on_grid = np.zeros(canary.size)
+        on_grid[np.flatnonzero(valid)[keep]] = residuals
     else:
         parts = []
         for counts, exposures in ((canary, canary_exp), (baseline, baseline_exp)):
@@ -504,12 +512,13 @@ def count_dispersion(
             parts.append((counts[keep] - expected[keep]) / np.sqrt(expected[keep]))
         residuals = np.concatenate(parts) if parts else np.empty(0)
         df = residuals.size - len(parts)
+        on_grid = residuals
     if df < 2:
         return DispersionEstimate(
             pearson=1.0, phi=0.0, dispersion=1.0, intervals=int(residuals.size)
         )
     pearson = float(np.dot(residuals, residuals)) / df
-    phi = _lag1(residuals)
+    phi = _lag1(on_grid)
     dispersion = max(1.0, pearson * (1.0 + phi) / (1.0 - phi))
     return DispersionEstimate(
         pearson=pearson, phi=phi, dispersion=dispersion, intervals=int(residuals.size)

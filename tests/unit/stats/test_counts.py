@@ -99,6 +99,27 @@ def test_dispersion_near_one_for_poisson_and_large_for_bursty_counts() -> None:
     assert count_dispersion(bursty[0], bursty[1]).dispersion > 3.0
 
 
+def test_dispersion_pairs_neighbouring_intervals_not_neighbouring_events() -> None:
+    # Sparse errors: an event every fourth minute, four on the canary, then four on the
+    # baseline, and so on. Listed without the empty minutes those residuals look
+    # strongly autocorrelated; on the time grid no two of them are neighbours, and an interval
+    # without events says nothing about dependence.
+    canary, baseline = np.zeros(60), np.zeros(60)
+    for event, minute in enumerate(range(0, 60, 4)):
+        side = canary if event % 8 < 4 else baseline
+        side[minute] = 1.0
+    estimate = count_dispersion(canary, baseline)
+    assert estimate.phi == 0.0
+    assert estimate.intervals == 15
+    # The same events in consecutive minutes are runs: the dependence shows and inflates.
+    packed_c, packed_b = np.zeros(60), np.zeros(60)
+    for event in range(15):
+        (packed_c if event % 8 < 4 else packed_b)[event] = 1.0
+    packed = count_dispersion(packed_c, packed_b)
+    assert packed.phi > 0.3
+    assert packed.dispersion > estimate.dispersion
+
+
 def test_poisson_false_positive_rate_near_nominal() -> None:
     rng = np.random.default_rng(11)
     rejections = 0
