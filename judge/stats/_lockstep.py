@@ -477,8 +477,6 @@ class _Gathered:
     """The rows of :class:`_BroadcastSearch`'s per-lane arrays for one set of waiting lanes."""
 
     xv: np.ndarray
-    baseline: np.ndarray
-    valid_x: np.ndarray | None
     half_pairs: np.ndarray
     half_correction: np.ndarray
     sigma: np.ndarray
@@ -494,10 +492,10 @@ class _BroadcastSearch(_LockstepSearch):
 
     Each lane runs R's scalar Brent iteration itself (:func:`judge.stats._wilcox.zeroin_steps`,
     the steps of the reference, on Python floats); only the evaluations are batched: every round
-    compares each waiting lane's distinct shifted canary values with all its distinct baseline
-    values in one padded array. The counts are those of the dense evaluation (baseline weight
-    below or equal to each ``fl(v - d)``, times the canary multiplicities; padding weighs 0), so
-    ``W(d)`` and the roots are the same numbers.
+    looks up, for each waiting lane's distinct shifted canary values, the baseline weight below
+    and up to them in a rank table built once (see ``__init__``). The counts are those of the
+    dense evaluation (baseline weight below or equal to each ``fl(v - d)``, times the canary
+    multiplicities; padding weighs 0), so ``W(d)`` and the roots are the same numbers.
     """
 
     def __init__(
@@ -507,16 +505,9 @@ class _BroadcastSearch(_LockstepSearch):
         width_x, width_y = int(samples.nd[rows].max()), int(samples.md[rows].max())
         self._xv = samples.xv[self.row, :width_x]
         # Multiplicities as floats: the sums below are of integers under 2**53, exact in
-        # float64 in any order, and float matrix products are the fast ones.
+        # float64 in any order.
         self._wx = samples.wx[self.row, :width_x].astype(np.float64)
-        self._yv = samples.yv[self.row, :width_y]
-        self._wy = samples.wy[self.row, :width_y, None].astype(np.float64)
-        # Untied samples (every multiplicity 1, padding aside): the counts are plain counts of
-        # comparisons, no weighted products needed.
-        self._untied = bool(np.all(samples.untied[rows]))
-        valid_x = samples.valid_x[self.row, :width_x]
-        # Canary padding (value 0, weight 0) only where pairs have different sizes.
-        self._valid_x = None if bool(valid_x.all()) else valid_x[:, :, None]
+        yv = samples.yv[self.row, :width_y]
         self._gathered_key = b""
         self._gathered: _Gathered | None = None
         # Rank table: the distinct baseline values of all the pairs, sorted (``_union``), and
@@ -527,13 +518,13 @@ class _BroadcastSearch(_LockstepSearch):
         # of comparing every shifted canary value with every baseline value (about 40 us a
         # round for 5 pairs of 30; the counts are the same integers).
         valid_y = np.arange(width_y)[None, :] < samples.md[self.row, None]
-        self._union = np.unique(self._yv[valid_y])
+        self._union = np.unique(yv[valid_y])
         self._union_end = np.append(self._union, np.inf)
         columns = self._union.size + 2
         table = np.zeros((self.lanes, columns))
-        ranks = np.searchsorted(self._union, self._yv) + 1
+        ranks = np.searchsorted(self._union, yv) + 1
         table[np.arange(self.lanes)[:, None], np.where(valid_y, ranks, columns - 1)] = np.where(
-            valid_y, self._wy[:, :, 0], 0.0)
+            valid_y, samples.wy[self.row, :width_y], 0.0)
         self._below = np.cumsum(table, axis=1).ravel()
         self._table_row = np.arange(self.lanes) * columns
 
@@ -546,8 +537,6 @@ class _BroadcastSearch(_LockstepSearch):
             sigma = self._sigma_within[lanes]
             self._gathered = _Gathered(
                 xv=self._xv[lanes],
-                baseline=self._yv[lanes][:, None, :],
-                valid_x=None if self._valid_x is None else self._valid_x[lanes],
                 half_pairs=self.half_pairs[lanes],
                 half_correction=self._half_correction[lanes],
                 sigma=sigma,
@@ -558,50 +547,6 @@ class _BroadcastSearch(_LockstepSearch):
             )
             self._gathered_key = key
         return self._gathered
-
-    def _untied_value(
-        self, lanes: np.ndarray, gathered: _Gathered, greater: np.ndarray
-    ) -> np.ndarray:
-        """W(d) - quantile when nothing is tied across the samples (sigma is the lane's
-        constant): :meth:`_statistic_untied_across` on the gathered rows; with every sigma
-        nonzero its masked division is the plain one (the same bits)."""
-        if not gathered.sigma_nonzero:
-            untied: np.ndarray = (self._statistic_untied_across(lanes, greater)
-                                  - gathered.quantile)
-            return untied
-        dz = greater.astype(np.float64) - gathered.half_pairs
-        corrected = dz - gathered.half_correction * np.sign(dz)
-        fast: np.ndarray = corrected / gathered.sigma - gathered.quantile
-        return fast
-
-    def _evaluate_broadcast(self, lanes: np.ndarray, shift: np.ndarray) -> np.ndarray:
-        """W(d) - quantile from comparing every shifted canary value with every baseline
-        value: the general routine :meth:`_evaluate` counts the same from its rank table."""
-        gathered = self._gather(lanes)
-        shifted = (gathered.xv - shift[:, None])[:, :, None]
-        baseline = gathered.baseline
-        if self._untied:
-            # Baseline padding (+inf) is never below a shifted value; canary padding may be,
-            # and the weighted form gives it weight 0: here it is masked out.
-            below = baseline < shifted
-            if gathered.valid_x is not None:
-                below &= gathered.valid_x
-            greater = below.sum(axis=(1, 2), dtype=np.int64)
-        else:
-            # Per canary value: the baseline weight below it.
-            smaller = np.matmul((baseline < shifted).astype(np.float64), self._wy[lanes])
-            greater = (smaller[:, :, 0] * self._wx[lanes]).sum(axis=1).astype(np.int64)
-        same = baseline == shifted
-        if not same.any():
-            # A shift rarely lands a canary value exactly on a baseline value: then nothing
-            # is tied across the samples, and sigma is the lane's constant.
-            return self._untied_value(lanes, gathered, greater)
-        weights = self._wx[lanes]
-        matched = np.matmul(same.astype(np.float64), self._wy[lanes])[:, :, 0]
-        equal = (matched * weights).sum(axis=1).astype(np.int64)
-        ties = (3.0 * weights * matched * (weights + matched)).sum(axis=1).astype(np.int64)
-        value: np.ndarray = self._statistic(lanes, greater, equal, ties) - self.quantile[lanes]
-        return value
 
     def _evaluate(self, lanes: np.ndarray, shift: np.ndarray) -> np.ndarray:
         gathered = self._gather(lanes)
@@ -621,8 +566,18 @@ class _BroadcastSearch(_LockstepSearch):
         greater = np.add.reduce(below * weights, axis=1).astype(np.int64)
         matched = upto - below
         if not np.maximum.reduce(matched, axis=None) > 0.0:
-            # Nothing tied across the samples: sigma is the lane's constant.
-            return self._untied_value(lanes, gathered, greater)
+            # A shift rarely lands a canary value exactly on a baseline value: then nothing
+            # is tied across the samples, and sigma is the lane's constant.
+            if not gathered.sigma_nonzero:
+                untied: np.ndarray = (self._statistic_untied_across(lanes, greater)
+                                      - gathered.quantile)
+                return untied
+            # _statistic_untied_across on the gathered rows; with every sigma nonzero its
+            # masked division is the plain one (the same bits).
+            dz = greater.astype(np.float64) - gathered.half_pairs
+            corrected = dz - gathered.half_correction * np.sign(dz)
+            fast: np.ndarray = corrected / gathered.sigma - gathered.quantile
+            return fast
         equal = np.add.reduce(matched * weights, axis=1).astype(np.int64)
         ties = np.add.reduce(3.0 * weights * matched * (weights + matched), axis=1).astype(np.int64)
         value: np.ndarray = self._statistic(lanes, greater, equal, ties) - gathered.quantile

@@ -83,8 +83,8 @@ def test_two_or_three_small_pairs_give_the_scalar_numbers(count: int) -> None:
 
 @pytest.mark.parametrize("sizes", [(30, 30), (2, 49)])
 def test_untied_pairs_count_comparisons_with_the_same_numbers(sizes: tuple[int, int]) -> None:
-    # Continuous values only: the broadcast search counts comparisons without weights, also
-    # with pairs of different sizes (padding) when the sizes differ.
+    # Continuous values only (every multiplicity 1): R's numbers, also with pairs of
+    # different sizes (padding) when the sizes differ.
     generator = np.random.default_rng(20_261_203)
     pairs = []
     for index in range(8):
@@ -93,20 +93,18 @@ def test_untied_pairs_count_comparisons_with_the_same_numbers(sizes: tuple[int, 
         pairs.append((generator.normal(0.3 * (index % 3), 1, n), generator.normal(0, 1, m)))
     samples = paired_samples(pairs)
     assert bool(samples.untied.all())
-    search = _BroadcastSearch(samples, np.arange(len(pairs)), 0.98, True)
-    assert search._untied
-    roots = search.run()
+    roots = _BroadcastSearch(samples, np.arange(len(pairs)), 0.98, True).run()
     for row, (canary, baseline) in enumerate(pairs):
         estimate, low, high = asymptotic_interval(np.sort(canary), np.sort(baseline), 0.98, True)
         assert roots[3 * row : 3 * row + 3].tolist() == [low, high, estimate]
 
 
 @pytest.mark.parametrize("seed", [3, 8])
-def test_rank_table_evaluation_equals_the_broadcast_comparison(seed: int) -> None:
-    # The broadcast search counts from its rank table (_evaluate); comparing every shifted
-    # canary value with every baseline value (_evaluate_broadcast) must give the same bits,
-    # also where fl(v - d) lands on baseline values (ties across the samples), with padding,
-    # and for waiting sets of every size.
+def test_rank_table_evaluation_equals_the_dense_counts(seed: int) -> None:
+    # The broadcast search counts from its rank table (_evaluate); the lock-step search's
+    # dense counts (one searchsorted per pair, checked against brute force in
+    # test_lockstep_dense.py) must give the same bits, also where fl(v - d) lands on baseline
+    # values (ties across the samples), with padding, and for waiting sets of every size.
     pairs = _small_pairs(seed, 6)
     samples = paired_samples(pairs)
     search = _BroadcastSearch(samples, np.arange(len(pairs)), 0.95, True)
@@ -122,7 +120,7 @@ def test_rank_table_evaluation_equals_the_broadcast_comparison(seed: int) -> Non
         if round_ % 3 == 0:
             shifts = landing[lanes]  # v - d exactly a baseline value: a tie across
         fast = search._evaluate(lanes, shifts)
-        general = search._evaluate_broadcast(lanes, shifts)
+        general = _LockstepSearch._evaluate(search, lanes, shifts)
         assert fast.view(np.int64).tolist() == general.view(np.int64).tolist()
         shifted = samples.xv[search.row[lanes], :, None] - shifts[:, None, None]
         checked_ties |= bool((shifted == samples.yv[search.row[lanes], None, :]).any())
