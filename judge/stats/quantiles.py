@@ -49,7 +49,7 @@ from scipy.special import ndtri, owens_t
 from judge.stats._descriptive import median_rows, sorted_median_rows, sorted_quantile_rows
 from judge.stats._ranks import rank_sum_statistics_rows
 from judge.stats._validation import per_row
-from judge.stats.autocorrelation import shift_p_values_rows
+from judge.stats.autocorrelation import PHI_CAP, shift_p_values_rows
 from judge.stats.counts import upper_tail_rows
 
 Tail = Literal["upper", "lower"]
@@ -416,6 +416,14 @@ def outlier_fences(pooled: npt.ArrayLike, *, fence: float = OUTLIER_FENCE) -> tu
     return median - fence * scale, median + fence * scale
 
 
+def _clip_phi_rows(phi: npt.ArrayLike) -> FloatArray:
+    """``np.clip(phi, 0, PHI_CAP)`` without its Python wrapper (a small judgment's clips cost
+    more in the call than in the arithmetic); the same values (0.0 where np.clip gives -0.0,
+    which only ever feeds ``(1 + r) / (1 - r)`` and ``r**2``)."""
+    out: FloatArray = np.minimum(np.maximum(phi, 0.0), PHI_CAP)
+    return out
+
+
 def exceedance_dependence_factor_rows(
     canary_exceeds: npt.ArrayLike, baseline_exceeds: npt.ArrayLike
 ) -> FloatArray:
@@ -454,7 +462,7 @@ def exceedance_dependence_factor_rows(
         denominator = den if denominator is None else denominator + den
     assert numerator is not None and denominator is not None
     r = np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
-    r = np.minimum(np.maximum(r, 0.0), 0.95)  # np.clip, without its wrapper
+    r = _clip_phi_rows(r)
     out: FloatArray = (1.0 + r) / (1.0 - r)
     return out
 
@@ -594,9 +602,8 @@ def spread_tail_rows(
     needs more, and the default judge passes it its margin-raised estimate
     (``docs/default-judge.md``, real-noise benchmark).
     """
-    # np.clip, without its wrapper (a small judgment's clips cost more in the call).
-    clipped_c = np.minimum(np.maximum(phi_c if spread_phi_c is None else spread_phi_c, 0.0), 0.95)
-    clipped_b = np.minimum(np.maximum(phi_b if spread_phi_b is None else spread_phi_b, 0.0), 0.95)
+    clipped_c = _clip_phi_rows(phi_c if spread_phi_c is None else spread_phi_c)
+    clipped_b = _clip_phi_rows(phi_b if spread_phi_b is None else spread_phi_b)
     f_c = (1.0 + clipped_c**2) / (1.0 - clipped_c**2)
     f_b = (1.0 + clipped_b**2) / (1.0 - clipped_b**2)
     spread_p = spread_p_values_rows(c, b, factor_canary=f_c, factor_baseline=f_b)
