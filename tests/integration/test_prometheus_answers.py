@@ -131,18 +131,15 @@ def test_a_request_that_cannot_be_made_is_a_request_error_not_a_malformed_answer
     assert server.requests == []  # nothing was sent
 
 
-def test_the_probe_reads_the_same_answers_as_a_fetch() -> None:
-    with ErrorServer(200, body=b"<html>not the API</html>") as server:
+@pytest.mark.parametrize(("body", "problem"), [
+    (b"<html>not the API</html>", "not JSON"),
+    (b'{"status": "success"}', "its API's answer to a query"),
+])
+def test_the_probe_reads_the_same_answers_as_a_fetch(body: bytes, problem: str) -> None:
+    with ErrorServer(200, body=body) as server:
         source = PrometheusSource(server.url, timeout=5)
         try:
-            with pytest.raises(MalformedResponseError, match="not JSON"):
-                asyncio.run(source.probe())
-        finally:
-            source.close()
-    with ErrorServer(200, body=b'{"status": "success"}') as server:
-        source = PrometheusSource(server.url, timeout=5)
-        try:
-            with pytest.raises(MalformedResponseError, match="its API's answer to a query"):
+            with pytest.raises(MalformedResponseError, match=problem):
                 asyncio.run(source.probe())
         finally:
             source.close()
