@@ -47,6 +47,7 @@ import judge
 from judge.config import CanaryConfig, JudgeMode
 from judge.judges.state import SequentialState
 from judge.lab.real_noise import (
+    BENCHMARK_SEED,
     DEFAULT_SPEC,
     EXPECTED,
     KIND_DESCRIPTIONS,
@@ -92,7 +93,6 @@ def poll_sequential(
 
 # -- one canary ---------------------------------------------------------------------------------
 
-DEFAULT_SEED = 13
 POLL_EVERY = 5
 """Points between two polls of a sequential run (a poll every 5 minutes)."""
 
@@ -244,7 +244,7 @@ class Settings:
     """Canaries per kind, flavour and split."""
     sequential_canaries: int | None = None
     """Of those, how many also run in sequential mode (``None``: all; 0: none)."""
-    seed: int = DEFAULT_SEED
+    seed: int = BENCHMARK_SEED
     splits: tuple[Split, ...] = (Split.TUNING, Split.HELD_OUT)
     flavours: tuple[Flavour, ...] = (Flavour.CONCURRENT, Flavour.INDEPENDENT)
     kinds: tuple[Kind, ...] = tuple(Kind)
@@ -485,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--canaries", type=int, default=50,
                         help="canaries per kind, flavour and split (default 50)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--seed", type=int, default=BENCHMARK_SEED)
     parser.add_argument("--flavour", choices=("both", *(f.value for f in Flavour)),
                         default="both")
     parser.add_argument("--points", type=int, default=DEFAULT_SPEC.points,

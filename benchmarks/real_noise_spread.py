@@ -29,6 +29,7 @@ import numpy as np
 import judge
 from judge.config import JudgeMode
 from judge.lab.real_noise import (
+    BENCHMARK_SEED,
     Flavour,
     Kind,
     LabelledCanary,
@@ -39,9 +40,6 @@ from judge.lab.real_noise import (
     level_metric_names,
     load_real_series,
 )
-
-DEFAULT_SEED = 13
-"""The real-noise benchmark's seed: the same canaries as ``bench_real_noise.py``."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--canaries", type=int, default=100,
                         help="canaries per kind and flavour (default 100)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--seed", type=int, default=BENCHMARK_SEED)
     parser.add_argument("--split", choices=[s.value for s in Split], default=Split.TUNING.value)
     parser.add_argument("--series", default=None, help="folder of the real series (default: "
                         "$CANARY_JUDGE_REAL_SERIES or ../shared/data/real-series)")

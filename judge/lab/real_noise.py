@@ -87,6 +87,7 @@ from judge.config import CanaryConfig, JudgeMode
 from judge.lab.scenarios import Label, Scenario
 
 __all__ = [
+    "BENCHMARK_SEED",
     "DEFAULT_SPEC",
     "EXPECTED",
     "HELD_OUT_SERIES",
@@ -216,6 +217,10 @@ HELD_OUT_SERIES: frozenset[str] = frozenset(
     {"speed_t4013", "ec2_network_in_5abac7", "Twitter_volume_IBM"}
 )
 """Series kept out of tuning (two level series, one traffic series), reported separately."""
+
+BENCHMARK_SEED = 13
+"""The seed of the real-noise benchmark's canaries (``benchmarks/bench_real_noise.py`` and the
+scripts that look into the same canaries, such as ``benchmarks/real_noise_spread.py``)."""
 
 
 @dataclass(frozen=True)
