@@ -107,6 +107,9 @@ class Blame:
     counted: bool
     """It counts against the canary: classified ``high`` / ``low`` / ``nodata_fail`` /
     ``error``, or a critical metric that did not pass (an unscored ``nodata`` does not)."""
+    low_traffic: bool = False
+    """Its reason names low traffic as the cause (counts: not even 0 events against 0 would
+    have been enough evidence at the canary's traffic)."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,8 @@ class CanaryOutcome:
 def _blame(report: Report, canary: LabelledCanary) -> tuple[Blame, ...]:
     return tuple(
         Blame(m.name, m.classification.value, canary.label.series_of(m.name),
-              m.classification.failed or m.critical_failure)
+              m.classification.failed or m.critical_failure,
+              m.reason.startswith("Low traffic"))
         for m in report.metrics
         if m.classification is not Classification.PASS
     )
@@ -404,7 +408,8 @@ def _metric_family(metric: str) -> str:
 def _cause(blame: Blame, outcome: CanaryOutcome) -> str:
     family = _metric_family(blame.metric)
     if family == "errors":
-        return f"errors {blame.classification}, error rate {outcome.error_rate:.2%}"
+        low = ", low traffic" if blame.low_traffic else ""
+        return f"errors {blame.classification}, error rate {outcome.error_rate:.2%}{low}"
     return f"{family} {blame.classification}: {blame.series}"
 
 

@@ -445,6 +445,37 @@ def _lag1(residuals: FloatArray) -> float:
     return min(max(sample_autocorrelation(residuals), 0.0), 0.95)
 
 
+def _conditional_pearson(
+    canary: FloatArray, n: FloatArray, p: FloatArray, residuals: FloatArray, variance: FloatArray
+) -> float:
+    """The Pearson statistic over its degrees of freedom for the canary's share of each
+    interval's events, made robust to sparse counts (issue 13, eighth round).
+
+    An interval with a single event is a Bernoulli trial: its variance is fixed by its mean, so
+    it cannot be overdispersed (for ungrouped binary data the Pearson statistic says nothing
+    about dispersion: McCullagh & Nelder §4.5), and its squared residual only adds noise, much
+    of it when the exposures are split unevenly (one event on the side with an eighth of the
+    minute's requests is a squared residual of 8). It counts at its null expectation ``1 - h``
+    (``h`` its leverage in the fitted ratio, its share of the variance), so all-single-event
+    counts give exactly 1. A few events at a lopsided share are nearly as skewed (1 against 1
+    where the canary is expected to take 99% is a squared residual of 48): an interval with
+    several events counts its squared residual less the skewness term ``(1 - 2p)(x - np) /
+    (np(1 - p))``, ``V'(mu)(x - mu) / V(mu)`` for the binomial, the correction for sparse data
+    of Farrington (1996, JRSS B 58) and Fletcher (2012, Biometrika 99). The term has mean 0,
+    so the estimate stays unbiased, and it cancels most of the skew (1 against 1 above counts
+    about 0, 2 against 0 about 1); for a single event it would give exactly 1.
+    """
+    if n.size < 2:
+        return 1.0
+    leverage = variance / variance.sum()
+    terms = 1.0 - leverage
+    several = n > 1
+    skew = (1.0 - 2.0 * p[several]) * (canary[several] - n[several] * p[several]) \
+        / variance[several]
+    terms[several] = residuals[several] ** 2 - skew
+    return max(float(terms.sum()) / (n.size - 1), 0.0)
+
+
 def count_dispersion(
     canary_counts: npt.ArrayLike,
     baseline_counts: npt.ArrayLike,
@@ -494,6 +525,9 @@ def count_dispersion(
         keep = variance > 0
         residuals = (canary[valid][keep] - expected[keep]) / np.sqrt(variance[keep])
         df = residuals.size - 1
+        pearson = _conditional_pearson(
+            canary[valid][keep], n[valid][keep], p[keep], residuals, variance[keep]
+        )
         # For the lag-1 autocorrelation, the residuals on the time grid: an interval without
         # events (or exposure) carries no information and counts as a residual of 0, so that
         # "lag 1" pairs neighbouring intervals. Dropping those intervals instead paired events
@@ -513,11 +547,11 @@ def count_dispersion(
         residuals = np.concatenate(parts) if parts else np.empty(0)
         df = residuals.size - len(parts)
         on_grid = residuals
+        pearson = float(np.dot(residuals, residuals)) / df if df > 0 else 1.0
     if df < 2:
         return DispersionEstimate(
             pearson=1.0, phi=0.0, dispersion=1.0, intervals=int(residuals.size)
         )
-    pearson = float(np.dot(residuals, residuals)) / df
     phi = _lag1(on_grid)
     dispersion = max(1.0, pearson * (1.0 + phi) / (1.0 - phi))
     return DispersionEstimate(

@@ -105,6 +105,9 @@ def test_low_traffic_says_not_enough_evidence_for_counts() -> None:
     errors = report.metric("errors")
     assert errors.classification is Classification.NODATA
     assert "Not enough evidence" in errors.reason
+    # The cause is named: at this traffic not even 0 errors against 0 would do.
+    assert errors.reason.startswith("Low traffic: ")
+    assert "even with no events on either side" in errors.reason
     # The verdict says so too: a pass on the rest is not a confident pass on the counts.
     assert report.verdict.value != "fail"
     assert "not enough evidence on" in report.reason.lower() and "errors" in report.reason
@@ -463,6 +466,9 @@ def test_an_unexplained_error_increase_is_marginal_and_says_why() -> None:
     assert report.verdict.value == "marginal"
     assert "at 90% confidence the rate ratio is not shown at most 3" in errors.reason
     assert "not even 1000 times this traffic would show it" in errors.reason
+    # 3,720 requests a side is not low traffic (0 errors against 0 would pass): the counts
+    # are what is ambiguous, and the reason does not blame the traffic.
+    assert "Low traffic" not in errors.reason
 
 
 def test_sequential_final_poll_passes_a_count_the_whole_run_shows_small() -> None:

@@ -153,6 +153,30 @@ def no_material_change(
                          direction.increase_matters, direction.decrease_matters)
 
 
+def _low_traffic_words(
+    direction: Direction,
+    test: RateRatioTest,
+    canary_exposure: float,
+    baseline_exposure: float,
+    has_denominator: bool,
+) -> str:
+    """"Low traffic: ..." when the traffic alone explains the missing evidence: not even 0 events
+    against 0 would show the canary's rate within ``negligible_rate`` of the baseline's. It
+    depends on the requests, not on the events seen: 5 errors against 2 in 2,900 requests a side
+    are ambiguous counts at a normal traffic, 0 against 0 in 195 requests is low traffic. Only
+    for a rate with a denominator and the difference route (increases, ``negligible_rate`` > 0):
+    without them there is no traffic that makes 0 against 0 enough."""
+    if not has_denominator or test.negligible_rate <= 0 or direction is not Direction.INCREASE:
+        return ""
+    zero = no_material_change(direction, test, 0.0, 0.0, canary_exposure, baseline_exposure)
+    if zero.shown or zero.needed_scale is None:
+        return ""
+    needed = math.ceil(zero.needed_scale * canary_exposure)
+    return (f"Low traffic: {canary_exposure:g} canary requests cannot show the canary's rate at "
+            f"most {percent(test.negligible_rate)} above the baseline's even with no events on "
+            f"either side (about {needed:g} are needed). ")
+
+
 def more_data_words(evidence: CountEvidence, intervals: int, exposure: float, unit: str) -> str:
     """How much more traffic would show what ``evidence`` could not, in words ("" if shown)."""
     if evidence.shown:
@@ -229,8 +253,7 @@ def evaluate_rate_ratio(
         more = more_data_words(evidence_check, canary.size, exp_c, unit)
     evidence = None
     if not ruled_out:
-        low_traffic = (f"Low traffic: {x_c:g} canary events in {exp_c:g} {unit}. "
-                       if has_denominator and x_c + x_b < 10 else "")
+        low_traffic = _low_traffic_words(metric.direction, test, exp_c, exp_b, has_denominator)
         confidence = f"{EVIDENCE_CONFIDENCE * 100:g}%"
         evidence = (
             f"{low_traffic}Not enough evidence: {interval}; at {confidence} confidence the "

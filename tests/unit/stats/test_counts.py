@@ -120,6 +120,57 @@ def test_dispersion_pairs_neighbouring_intervals_not_neighbouring_events() -> No
     assert packed.dispersion > estimate.dispersion
 
 
+def test_single_event_intervals_say_nothing_about_dispersion() -> None:
+    # Sparse errors with the exposures split unevenly minute by minute (independent traffic):
+    # every interval with an event has exactly one, a Bernoulli trial whose variance its mean
+    # fixes. Its squared residual is counted at its null expectation, so the Pearson
+    # statistic is exactly 1 (before: one event on a side with an eighth of the minute's
+    # requests was a squared residual of 8, and 2 against 3 events gave a dispersion of 4.75).
+    canary_exp = np.where(np.arange(60) % 2 == 0, 10.0, 80.0)
+    baseline_exp = canary_exp[::-1].copy()
+    canary, baseline = np.zeros(60), np.zeros(60)
+    canary[[4, 30]] = 1.0              # on the canary's 10-request minutes
+    baseline[[11, 25, 51]] = 1.0       # on the baseline's 80-request minutes
+    estimate = count_dispersion(canary, baseline, canary_exp, baseline_exp)
+    assert estimate.pearson == pytest.approx(1.0, abs=1e-12)
+    assert estimate.dispersion == pytest.approx(1.0, abs=1e-12)
+    assert estimate.intervals == 5
+    # 1 against 1 in a minute where the canary's share of the requests is 99% (the baseline
+    # had one request): a squared residual of about 80 that is skew, not dispersion (plain Pearson
+    # 8.2 over 12 intervals); less the skewness term it counts about 0.
+    lopsided_c, lopsided_b = np.zeros(60), np.zeros(60)
+    lopsided_c[[0, 3, 6, 9, 12, 15, 18, 21, 24, 27]] = 1.0
+    lopsided_b[[0, 33, 40]] = 1.0
+    exposures_b = np.full(60, 50.0)
+    exposures_b[0] = 1.0
+    lopsided = count_dispersion(lopsided_c, lopsided_b, np.full(60, 50.0), exposures_b)
+    assert lopsided.pearson < 1.0 and lopsided.dispersion == 1.0
+    # Several events in one interval can show a burst: those still move the estimate.
+    canary[4], baseline[11] = 6.0, 6.0
+    canary[30] = 0.0
+    assert count_dispersion(canary, baseline, canary_exp, baseline_exp).pearson > 2.0
+
+
+def test_sparse_counts_dispersion_is_unbiased_and_steadier() -> None:
+    # Binomial errors at 0.2% on uneven per-minute traffic (the real-noise benchmark's
+    # independent canaries): the Pearson statistic averages about 1, and the dispersion
+    # rarely inflates by more than a third.
+    rng = np.random.default_rng(8)
+    pearsons, inflated = [], 0
+    for _ in range(400):
+        canary_exp = rng.poisson(rng.gamma(2.0, 32.5, 60)).astype(float) + 1.0
+        baseline_exp = rng.poisson(rng.gamma(2.0, 32.5, 60)).astype(float) + 1.0
+        estimate = count_dispersion(
+            rng.binomial(canary_exp.astype(np.int64), 0.002),
+            rng.binomial(baseline_exp.astype(np.int64), 0.002),
+            canary_exp, baseline_exp,
+        )
+        pearsons.append(estimate.pearson)
+        inflated += estimate.dispersion > 4 / 3
+    assert float(np.mean(pearsons)) == pytest.approx(1.0, abs=0.05)
+    assert inflated / 400 < 0.15
+
+
 def test_poisson_false_positive_rate_near_nominal() -> None:
     rng = np.random.default_rng(11)
     rejections = 0
