@@ -457,6 +457,21 @@ def test_similar_error_counts_pass_on_evidence_of_no_material_increase() -> None
                               dispersion=errors.details["dispersion"]["dispersion"]))
 
 
+def test_low_traffic_is_named_by_the_requests_not_by_the_errors() -> None:
+    # 0 errors against 0 is evidence enough from about ln 5 / 0.2% = 805 canary requests
+    # (mid-p 90% bound): 780 a side are low traffic, and the reason says how many would do;
+    # 840 pass.
+    low = judge(_errors_config(), _counts(0, per_minute=13), _counts(0, per_minute=13))
+    errors = low.metric("errors")
+    assert errors.classification is Classification.NODATA
+    assert errors.reason.startswith(
+        "Low traffic: 780 canary requests cannot show the canary's rate at most 0.2% above the "
+        "baseline's even with no events on either side (about 805 are needed). Not enough "
+        "evidence: "), errors.reason
+    enough = judge(_errors_config(), _counts(0, per_minute=14), _counts(0, per_minute=14))
+    assert enough.metric("errors").classification is Classification.PASS
+
+
 def test_an_unexplained_error_increase_is_marginal_and_says_why() -> None:
     # 16 against 5: not significant at the judge's level, not shown small either; and at
     # these rates the difference is itself material, so more traffic would not help.

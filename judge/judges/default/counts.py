@@ -168,10 +168,11 @@ def _low_traffic_words(
     without them there is no traffic that makes 0 against 0 enough."""
     if not has_denominator or test.negligible_rate <= 0 or direction is not Direction.INCREASE:
         return ""
-    zero = no_material_change(direction, test, 0.0, 0.0, canary_exposure, baseline_exposure)
-    if zero.shown or zero.needed_scale is None:
+    if no_material_change(direction, test, 0.0, 0.0, canary_exposure, baseline_exposure).shown:
         return ""
-    needed = math.ceil(zero.needed_scale * canary_exposure)
+    # 0 against 0: the difference's bound is the canary's own upper bound, lambda_0 / requests.
+    needed = math.ceil(poisson_rate_bounds(0.0, 1.0, EVIDENCE_CONFIDENCE, mid_p=True)[1]
+                       / test.negligible_rate)
     return (f"Low traffic: {canary_exposure:g} canary requests cannot show the canary's rate at "
             f"most {percent(test.negligible_rate)} above the baseline's even with no events on "
             f"either side (about {needed:g} are needed). ")
