@@ -69,8 +69,10 @@ class EffectSize(_Strict):
 
     With ``meanRatio``, ``allowed_increase: 1.1`` means the canary's mean may be up to 10% above
     the baseline's before an increase fails the metric; 1.0 (the default) lets any significant
-    increase fail it. ``critical_*`` apply instead to critical metrics. With ``cles`` the limits
-    are probabilities (0.5 = no effect).
+    increase fail it (in Kayenta mode, as Kayenta does, only when the ratio is at least 1; in
+    default mode whatever the ratio, which must not veto the rank test's estimate).
+    ``critical_*`` apply instead to critical metrics. With ``cles`` the limits are
+    probabilities (0.5 = no effect).
     """
 
     measure: EffectMeasure = EffectMeasure.MEAN_RATIO

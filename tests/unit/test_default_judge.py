@@ -174,6 +174,30 @@ def _reach_config(reach: float | None = None) -> CanaryConfig:
         {"metrics": [{"name": "lat", "direction": "increase", "test": test}]})
 
 
+def test_a_shift_fails_at_the_neutral_effect_size_whatever_the_means_say() -> None:
+    # Every canary minute 10 above the baseline's typical value, while the baseline drew three
+    # big spikes: the ratio of means is below 1. At the default (neutral) limit any significant
+    # shift counts, so the means do not veto the rank test's own estimate; a limit the config
+    # sets is still read on its effect size, and Kayenta mode keeps Kayenta's rule.
+    rng = np.random.default_rng(4)
+    baseline = rng.normal(100.0, 5.0, 60)
+    baseline[[10, 30, 50]] += 400.0
+    canary = rng.normal(110.0, 5.0, 60)
+    raw = {"metrics": [{"name": "latency", "direction": "increase",
+                        "test": {"kind": "mann_whitney", "tails": False}}]}
+    shifted = judge(CanaryConfig.from_dict(raw), {"latency": baseline}, {"latency": canary})
+    latency = shifted.metric("latency")
+    assert latency.effect_size is not None and latency.effect_size < 1.0
+    assert latency.classification is Classification.HIGH, latency.reason
+    raw["metrics"][0]["test"]["effect_size"] = {"allowed_increase": 1.05}
+    limited = judge(CanaryConfig.from_dict(raw), {"latency": baseline}, {"latency": canary})
+    assert limited.metric("latency").classification is Classification.PASS
+    assert "not material" in limited.metric("latency").reason
+    kayenta = judge(CanaryConfig.from_dict({**raw, "mode": "kayenta"}), {"latency": baseline},
+                    {"latency": canary})
+    assert kayenta.metric("latency").classification is Classification.PASS
+
+
 def test_a_wider_upper_half_below_the_baselines_p90_passes_as_not_material() -> None:
     # A canary lower than its baseline most of the time, its upper half three times as wide
     # from its own median, yet its p90 below the baseline's: no value higher than the
