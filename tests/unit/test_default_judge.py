@@ -510,6 +510,43 @@ def test_an_unexplained_error_increase_is_marginal_and_says_why() -> None:
     assert "Low traffic" not in errors.reason
 
 
+def _polled(config: CanaryConfig, baseline: dict[str, np.ndarray],
+            canary: dict[str, np.ndarray]) -> tuple[Report, int]:
+    # Polled every 5 points up to 60, final on the last poll; stops when the run is decided.
+    state = SequentialState.new("run", config.name)
+    for start in range(0, 60, 5):
+        report, state = poll(config, state,
+                             {k: v[start:start + 5] for k, v in baseline.items()},
+                             {k: v[start:start + 5] for k, v in canary.items()},
+                             final=start == 55)
+        if report.details["sequential"]["status"] != "continue":
+            return report, start + 5
+    raise AssertionError("the final poll always ends a run")
+
+
+def test_sequential_final_poll_judges_the_undecided_as_a_fixed_horizon_test_would() -> None:
+    # A shift of one standard deviation of the noise: too small for the anytime-valid
+    # sequences within the hour, too large for them to rule out. At the end the whole run is
+    # judged once as the fixed-horizon judge judges it, which fails it: the run ends at least
+    # as strict as a one-shot judgment of its data. The same run without the shift passes.
+    config = CanaryConfig.from_dict({"metrics": [
+        {"name": "latency", "direction": "increase"}, {"name": "cpu", "direction": "increase"}]})
+    rng = np.random.default_rng(21)
+    baseline = {"latency": rng.normal(100, 5, 60), "cpu": rng.normal(50, 5, 60)}
+    canary = {"latency": rng.normal(105, 5, 60), "cpu": rng.normal(50, 5, 60)}
+    report, points = _polled(config, baseline, canary)
+    latency = report.metric("latency")
+    assert points == 60
+    assert latency.classification is Classification.HIGH, latency.reason
+    assert "whole run judged as one fixed-horizon test shows a regression" in latency.reason
+    assert latency.details["whole_run"]["classification"] == "high"
+    assert judge(config, baseline, canary).metric("latency").classification \
+        is Classification.HIGH
+    assert "plus at most 0.02 for the final call" in report.details["sequential"]["sentence"]
+    healthy, _ = _polled(config, baseline, {**canary, "latency": canary["latency"] - 5.0})
+    assert healthy.details["sequential"]["status"] == "pass"
+
+
 def test_sequential_final_poll_passes_a_count_the_whole_run_shows_small() -> None:
     # 0.2% errors on both sides, polled every 5 minutes: the e-processes cannot rule out a
     # doubling within the hour, but at the end the whole run bounds the increase below the

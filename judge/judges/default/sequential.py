@@ -18,20 +18,21 @@ import numpy as np
 from judge.config import (
     Autocorrelation,
     CanaryConfig,
+    JudgeMode,
     MetricConfig,
     QuantileTest,
     RateRatioTest,
     ThresholdTest,
 )
 from judge.errors import DataError
-from judge.judges.common import FloatArray, MetricData, MetricInput, as_values
+from judge.judges.common import FloatArray, MetricData, MetricInput, as_values, prepare_all
 from judge.judges.default.counts import (
     CountEvidence,
     baseline_rate_floor,
     more_data_words,
     no_material_change,
 )
-from judge.judges.default.decide import FLAT_BASELINE_SHARE, state_evidence
+from judge.judges.default.decide import FLAT_BASELINE_SHARE, finish_default, plan, state_evidence
 from judge.judges.state import MetricSequence, SequentialState
 from judge.judges.words import percent
 from judge.report import Classification, MetricResult, Report, Verdict
@@ -387,6 +388,82 @@ def _run_outcome(config: CanaryConfig, results: list[MetricResult],
         "keep polling.")
 
 
+def _metric_result(
+    metric: MetricConfig,
+    seq: MetricSequence,
+    details: dict[str, Any],
+    text: str,
+    broken: str | None,
+    final: bool,
+    alpha: float,
+) -> MetricResult:
+    """A metric's result at this poll, from its sequence's decision (``None``: undecided)."""
+    if seq.decision is None and final and broken is not None:
+        classification = Classification.NODATA
+        details["required"] = True
+        reason = (f"Not enough evidence by the end of the run: {broken}; verdict at most "
+                  "marginal.")
+    elif seq.decision is None and final:
+        classification = Classification.NODATA
+        reason = (f"Not enough evidence by the end of the run: {text}; the count could "
+                  "neither fail nor be shown small enough to pass.")
+    elif seq.decision is None:
+        classification = Classification.NODATA
+        reason = f"Undecided so far (keep polling): {text}."
+    else:
+        classification = Classification(seq.decision)
+        reason = (
+            f"Decided at call {seq.decided_call} after {seq.decided_at} points: "
+            f"{seq.reason}."
+        )
+    details["decided_call"] = seq.decided_call
+    # A pass at the end of the run (no anytime-valid test showed a regression, as a fixed
+    # test that does not reject) is not one shown early with evidence: the verdict says so.
+    details["passed_at_end"] = (seq.decision == "pass"
+                                and (seq.reason or "").startswith(_ENDED))
+    if classification is Classification.NODATA and final and (
+            metric.critical or metric.must_have_data):
+        details["required"] = True
+    critical_failure = metric.critical and classification.failed
+    if critical_failure:
+        reason += " Critical metric: the canary fails."
+    return MetricResult(
+        name=metric.name, classification=classification, reason=reason,
+        groups=metric.groups, test=f"sequential_{metric.test.kind}",
+        direction=metric.direction.value, critical=metric.critical, muted=metric.muted,
+        confidence=1.0 - alpha, details=details, critical_failure=critical_failure,
+    )
+
+
+def _whole_run_look(
+    config: CanaryConfig, metrics: list[MetricConfig], sequences: Mapping[str, MetricSequence]
+) -> dict[str, MetricResult]:
+    """The continuous metrics no sequence decided, judged once more on the whole run as the
+    fixed-horizon default judge judges a finished canary: the same tests (time-aligned, the
+    sequences being paired minute by minute), the same family-wise correction over these
+    metrics at ``config.multiple_testing.level``. Done once, at the end, it is one more
+    fixed-horizon test: a healthy run is failed by luck at most the sequential level plus
+    that level, and a run ends at least as strict as a one-shot judgment of its data."""
+    minutes = [np.arange(len(sequences[m.name].canary), dtype=np.float64) * 60.0
+               for m in metrics]
+    data: dict[str, MetricInput] = {
+        m.name: MetricData.from_epoch(np.asarray(sequences[m.name].baseline),
+                                      np.asarray(sequences[m.name].canary), t, t)
+        for m, t in zip(metrics, minutes, strict=True)
+    }
+    look = config.model_copy(update={"metrics": tuple(metrics)})
+    done, prepared = prepare_all(look.metrics, JudgeMode.DEFAULT, data)
+    tested = []
+    for p in prepared:
+        decided = plan(p)
+        if decided is None:
+            tested.append(p)
+        else:
+            done[p.metric.name] = decided
+    results, _ = finish_default(look, done, tested, data)
+    return {r.name: r for r in results}
+
+
 def judge_sequential(
     config: CanaryConfig,
     state: SequentialState,
@@ -410,9 +487,11 @@ def judge_sequential(
     ``details["sequential"]["status"] == "continue"`` (keep polling). Threshold tests are not
     sequential and are not judged here.
 
-    ``final=True`` marks the run's last call: undecided continuous metrics then pass (no
-    sequence showed a regression, as a fixed test that does not reject), undecided counts stay
-    ``nodata`` ("not enough evidence"), and the run gets the scored verdict.
+    ``final=True`` marks the run's last call: the continuous metrics no sequence decided are
+    judged once on the whole run as the fixed-horizon judge would (:func:`_whole_run_look`)
+    and pass unless that shows a regression, undecided counts pass on evidence of no material
+    change over the whole run or stay ``nodata`` ("not enough evidence"), and the run gets the
+    scored verdict.
     """
     if state.config_name != config.name:
         raise DataError(
@@ -427,6 +506,7 @@ def judge_sequential(
     scored = [m for m in testable if not m.muted]
     alpha = config.sequential.level / max(len(scored), 1)
     results: list[MetricResult] = []
+    ending: list[MetricConfig] = []
     for metric in testable:
         seq = new_state.metrics.setdefault(metric.name, MetricSequence())
         given = new_data.get(metric.name)
@@ -459,10 +539,12 @@ def judge_sequential(
             text = seq.reason or ""
         if seq.decision is None and final and continuous and broken is None:
             # The run is over and no anytime-valid sequence showed a regression: pass, as a
-            # fixed-horizon test that does not reject passes.
+            # fixed-horizon test that does not reject passes, unless the whole run judged as
+            # one fixed-horizon test shows one (below, for all such metrics together).
             seq.decision = "pass"
             seq.reason = f"{_ENDED} with no evidence of a regression ({text})"
             seq.decided_at, seq.decided_call = len(seq.canary), new_state.calls
+            ending.append(metric)
         if seq.decision is None and final and not continuous:
             # The run is over: the count is judged once more as a fixed-horizon test would
             # judge the whole run, and passes on the same evidence (no material change shown at
@@ -482,41 +564,25 @@ def judge_sequential(
                     end, len(seq.canary),
                     float(sum(seq.canary_exposure)) if seq.canary_exposure else len(seq.canary),
                     "requests" if seq.canary_exposure else "intervals")
-        if seq.decision is None and final and broken is not None:
-            classification = Classification.NODATA
-            details["required"] = True
-            reason = (f"Not enough evidence by the end of the run: {broken}; verdict at most "
-                      "marginal.")
-        elif seq.decision is None and final:
-            classification = Classification.NODATA
-            reason = (f"Not enough evidence by the end of the run: {text}; the count could "
-                      "neither fail nor be shown small enough to pass.")
-        elif seq.decision is None:
-            classification = Classification.NODATA
-            reason = f"Undecided so far (keep polling): {text}."
-        else:
-            classification = Classification(seq.decision)
-            reason = (
-                f"Decided at call {seq.decided_call} after {seq.decided_at} points: "
-                f"{seq.reason}."
-            )
-        details["decided_call"] = seq.decided_call
-        # A pass at the end of the run (no anytime-valid test showed a regression, as a fixed
-        # test that does not reject) is not one shown early with evidence: the verdict says so.
-        details["passed_at_end"] = (seq.decision == "pass"
-                                    and (seq.reason or "").startswith(_ENDED))
-        if classification is Classification.NODATA and final and (
-                metric.critical or metric.must_have_data):
-            details["required"] = True
-        critical_failure = metric.critical and classification.failed
-        if critical_failure:
-            reason += " Critical metric: the canary fails."
-        results.append(MetricResult(
-            name=metric.name, classification=classification, reason=reason,
-            groups=metric.groups, test=f"sequential_{test.kind}",
-            direction=metric.direction.value, critical=metric.critical, muted=metric.muted,
-            confidence=1.0 - alpha, details=details, critical_failure=critical_failure,
-        ))
+        results.append(_metric_result(metric, seq, details, text, broken, final, alpha))
+    if ending:
+        # One fixed-horizon look at the whole run for the continuous metrics that ended
+        # undecided: a regression the sequences were too slow for still stops the run.
+        look = _whole_run_look(config, ending, new_state.metrics)
+        by_name = {r.name: i for i, r in enumerate(results)}
+        for metric in ending:
+            fixed = look[metric.name]
+            seq = new_state.metrics[metric.name]
+            i = by_name[metric.name]
+            details = dict(results[i].details)
+            details["whole_run"] = {"classification": fixed.classification.value,
+                                    "p_value": fixed.p_value, "reason": fixed.reason}
+            if fixed.classification in (Classification.HIGH, Classification.LOW):
+                seq.decision = fixed.classification.value
+                seq.reason = (f"{_ENDED} undecided by the sequences, and the whole run judged "
+                              f"as one fixed-horizon test shows a regression: {fixed.reason}")
+            results[i] = _metric_result(metric, seq, details, seq.reason or "", None, final,
+                                        alpha)
     verdict, status, score, reason = _run_outcome(config, results, final)
     report = Report(
         verdict=verdict, score=score, reason=reason,
@@ -528,7 +594,9 @@ def judge_sequential(
             "alpha_per_metric": alpha, "correction": "bonferroni",
             "sentence": (f"Anytime-valid: the chance that some metric ever fails by luck in "
                          f"this run is at most {config.sequential.level:g}, however often it "
-                         "is polled."),
+                         "is polled, plus at most "
+                         f"{config.multiple_testing.level:g} for the final call's one "
+                         "fixed-horizon look at the metrics still undecided."),
         }},
     )
     return report, new_state
