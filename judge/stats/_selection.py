@@ -29,7 +29,7 @@ _MAX_ROUNDS = 200
 _SAMPLE_SIZE = 2_048
 _SAMPLE_SEED = 20_240_601
 #: Probes sit this fraction of the bracket's count either side of the interpolated target.
-_INTERPOLATION_MARGIN = 0.005
+_INTERPOLATION_MARGIN = 0.001
 #: A bracket is listed once it holds at most this many times (nd + md) distinct pairs, plus 64.
 _CAP_FACTOR = 0.25
 #: Largest padded listing matrix (cells) sorted in one piece.
@@ -210,10 +210,13 @@ def select_differences(samples: PairedSamples, ranks: np.ndarray) -> tuple[np.nd
             )
         previous_size = size
         counts, distinct_counts, below = samples.count(shifts, rows)
-        for probe_number in range(2):
-            columns = slice(probe_number * targets, (probe_number + 1) * targets)
-            shift = shifts[:, columns]
-            count = counts[:, columns]
+        # Every probe narrows every target of its pair that it falls inside, not only the one
+        # it was aimed at: a pair's targets (the interval's ends and the median) lie close
+        # together, so the first round's probes for one target cut the others' brackets about
+        # fourfold and the second round's interpolation is then close enough to finish.
+        for column in range(shifts.shape[1]):
+            shift = shifts[:, column, None]
+            count = counts[:, column, None]
             still = active[rows] & (shift > lo[rows]) & (shift < hi[rows])
             up = still & (count < ranks[rows])
             down = still & ~up
@@ -223,10 +226,10 @@ def select_differences(samples: PairedSamples, ranks: np.ndarray) -> tuple[np.nd
             ):
                 local, target = np.nonzero(moved)
                 group = rows[local]
-                bound[group, target] = shift[local, target]
-                bound_count[group, target] = count[local, target]
-                bound_distinct[group, target] = distinct_counts[:, columns][local, target]
-                bound_below[group, target] = below[local, probe_number * targets + target]
+                bound[group, target] = shifts[local, column]
+                bound_count[group, target] = counts[local, column]
+                bound_distinct[group, target] = distinct_counts[local, column]
+                bound_below[group, target] = below[local, column]
     return _list_candidates(samples, ranks, hi, count_lo, below_lo, below_hi)
 
 
@@ -275,7 +278,7 @@ def _interpolated_probes(
     width = hi - lo
     target = ranks - count_lo
     # Aim a little wider than the cap: the count is only locally linear in the shift.
-    spread = np.maximum(delta / 4.0, _INTERPOLATION_MARGIN * span)
+    spread = np.maximum(delta / 16.0, _INTERPOLATION_MARGIN * span)
     first = np.where(stalled, 1.0 / 3.0, np.clip((target - spread) / span, 0.0, 1.0))
     second = np.where(stalled, 2.0 / 3.0, np.clip((target + spread) / span, 0.0, 1.0))
     probes = []
