@@ -29,9 +29,13 @@ _MAX_ROUNDS = 200
 _SAMPLE_SIZE = 2_048
 _SAMPLE_SEED = 20_240_601
 #: Probes sit this fraction of the bracket's count either side of the interpolated target.
-_INTERPOLATION_MARGIN = 0.001
+_INTERPOLATION_MARGIN = 0.005
 #: A bracket is listed once it holds at most this many times (nd + md) distinct pairs, plus 64.
 _CAP_FACTOR = 0.25
+#: Listed differences of tied values are repeated by their weights (products of
+#: multiplicities) unless that makes a bracket's list more than this many times the longest
+#: list of distinct pairs.
+_REPEAT_WEIGHTS_MAX_FACTOR = 2
 #: Largest padded listing matrix (cells) sorted in one piece.
 _LISTING_CHUNK_CELLS = 4_000_000
 
@@ -278,7 +282,7 @@ def _interpolated_probes(
     width = hi - lo
     target = ranks - count_lo
     # Aim a little wider than the cap: the count is only locally linear in the shift.
-    spread = np.maximum(delta / 16.0, _INTERPOLATION_MARGIN * span)
+    spread = np.maximum(delta / 4.0, _INTERPOLATION_MARGIN * span)
     first = np.where(stalled, 1.0 / 3.0, np.clip((target - spread) / span, 0.0, 1.0))
     second = np.where(stalled, 2.0 / 3.0, np.clip((target + spread) / span, 0.0, 1.0))
     probes = []
@@ -340,8 +344,11 @@ def _pick(
 ) -> None:
     """Fill value/following for a chunk of brackets from a padded, row-sorted matrix.
 
-    Where every listed difference has weight 1 a plain row sort suffices; where some come from
-    tied values the weights (products of multiplicities) are carried along and accumulated.
+    A difference of tied values stands for as many pairs as the product of their
+    multiplicities (its weight). Where the weights add up to little more than the listed
+    differences, each is repeated that many times and a plain row sort reads off the ranks;
+    otherwise (few distinct values, many ties: counts) the weights are carried through the
+    sort and accumulated.
     """
     width_x = lengths.shape[1]
     flat_lengths = lengths.ravel()
@@ -352,47 +359,48 @@ def _pick(
     total = int(cell_lengths.sum())
     cell_local, cell_row = np.divmod(cells, width_x)
     cell_start = np.cumsum(cell_lengths) - cell_lengths
-    segment_length = lengths.sum(axis=1)
-    segment_start = np.cumsum(segment_length) - segment_length
-    listed = np.arange(total)
+    cell_group = segment[cell_local] // targets
+    # Flat positions in the padded value matrices: one gather each instead of 2-d indexing.
+    canary_at = np.repeat(cell_group * samples.xv.shape[1] + cell_row, cell_lengths)
+    baseline_at = np.repeat(cell_group * samples.yv.shape[1] + first.ravel()[cells] - cell_start,
+                            cell_lengths) + np.arange(total)
     local = np.repeat(cell_local, cell_lengths)
-    row = np.repeat(cell_row, cell_lengths)
-    column = np.repeat(first.ravel()[cells] - cell_start, cell_lengths) + listed
-    position = listed - segment_start[local]
-    group = segment[local] // targets
-    differences = samples.xv[group, row] - samples.yv[group, column]
-    weights = samples.wx[group, row] * samples.wy[group, column]
+    differences = samples.xv.ravel()[canary_at] - samples.yv.ravel()[baseline_at]
+    weights = samples.wx.ravel()[canary_at] * samples.wy.ravel()[baseline_at]
+    listed_length = np.bincount(local, minlength=segment.size)
+    segment_length = listed_length
+    carried = False
+    if weights.max() > 1:
+        weighted_length = np.bincount(local, weights=weights, minlength=segment.size)
+        # Repeating must not widen the padded matrix much beyond what the caller sized.
+        carried = weighted_length.max() > _REPEAT_WEIGHTS_MAX_FACTOR * listed_length.max()
+        if not carried:
+            differences = np.repeat(differences, weights)
+            local = np.repeat(local, weights)
+            segment_length = np.bincount(local, minlength=segment.size)
+    segment_start = np.cumsum(segment_length) - segment_length
+    position = np.arange(local.size) - segment_start[local]
     width = int(segment_length.max())
     matrix = np.full((segment.size, width), np.inf)
     matrix[local, position] = differences
     nonempty = segment_length > 0
     index = np.clip(need - 1, 0, None)
     index_next = np.clip(need, 0, None)
-    heavy = weights > 1
-    if not heavy.any():
+    if not carried:
         matrix.sort(axis=1)
     else:
-        # Brackets holding differences of tied values carry their weights (products of
-        # multiplicities) through the sort and accumulate them.
-        weighted = np.zeros(segment.size, dtype=bool)
-        weighted[local[heavy]] = True
-        plain = np.flatnonzero(~weighted)
-        matrix[plain] = np.sort(matrix[plain], axis=1)
-        chosen_rows = np.flatnonzero(weighted)
         weight_matrix = np.zeros((segment.size, width), dtype=np.int64)
         weight_matrix[local, position] = weights
-        order = np.argsort(matrix[chosen_rows], axis=1)
-        matrix[chosen_rows] = np.take_along_axis(matrix[chosen_rows], order, axis=1)
-        sorted_weights = np.take_along_axis(weight_matrix[chosen_rows], order, axis=1)
-        cumulative = np.cumsum(sorted_weights, axis=1)
-        index[chosen_rows] = (cumulative < need[chosen_rows, None]).sum(axis=1)
-        index_next[chosen_rows] = (cumulative < need[chosen_rows, None] + 1).sum(axis=1)
+        order = np.argsort(matrix, axis=1)
+        matrix = np.take_along_axis(matrix, order, axis=1)
+        cumulative = np.cumsum(np.take_along_axis(weight_matrix, order, axis=1), axis=1)
+        index = (cumulative < need[:, None]).sum(axis=1)
+        index_next = (cumulative < need[:, None] + 1).sum(axis=1)
     chosen = np.take_along_axis(matrix, np.minimum(index, width - 1)[:, None], axis=1)[:, 0]
     value[segment] = np.where(nonempty, chosen, np.nan)
     chosen_next = np.take_along_axis(matrix, np.minimum(index_next, width - 1)[:, None], axis=1)
-    following[segment] = np.where(
-        nonempty & (index_next < segment_length), chosen_next[:, 0], np.nan
-    )
+    following[segment] = np.where(nonempty & (index_next < segment_length), chosen_next[:, 0],
+                                  np.nan)
 
 
 def _smallest_above(samples: PairedSamples, below_hi: np.ndarray) -> np.ndarray:
