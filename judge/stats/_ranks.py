@@ -61,14 +61,28 @@ def average_ranks_rows(values: npt.ArrayLike) -> FloatArray:
     order = np.argsort(matrix, axis=1)
     row_index = np.arange(rows)[:, None]
     ordered = matrix[row_index, order]
+    positions = np.arange(1.0, width + 1.0)
     ranks = np.empty((rows, width))
-    if not (ordered[:, 1:] == ordered[:, :-1]).any():
+    tied = np.flatnonzero(ordered[:, 1:] == ordered[:, :-1])
+    if tied.size == 0:
         # No ties (the usual case for measured values): ranks are the sorted positions + 1.
-        ranks[row_index, order] = np.arange(1.0, width + 1.0)
+        ranks[row_index, order] = positions
         return ranks
-    first, length, run_of_cell = _runs(ordered)
-    average = (first % width) + (length - 1) / 2.0 + 1.0
-    ranks[row_index, order] = average[run_of_cell].reshape(rows, width)
+    # Sorted positions + 1, then the cells of each run of ties get its average: only the
+    # tied neighbours are visited (measured values have few).
+    sorted_ranks = np.empty((rows, width))
+    sorted_ranks[:] = positions
+    row, column = np.divmod(tied, width - 1)
+    left = row * width + column  # flat index of the first cell of each tied neighbour pair
+    new_run = np.ones(tied.size, dtype=bool)
+    np.not_equal(np.diff(left), 1, out=new_run[1:])
+    run = np.cumsum(new_run) - 1
+    ends = np.append(new_run[1:], True)
+    average = ((column[new_run] + (column[ends] + 1)) / 2.0 + 1.0)[run]
+    cells = sorted_ranks.reshape(-1)
+    cells[left] = average
+    cells[left + 1] = average
+    ranks[row_index, order] = sorted_ranks
     return ranks
 
 
