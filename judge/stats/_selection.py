@@ -46,25 +46,26 @@ def _distinct_rows(
     """Distinct values of each sorted row (its first ``sizes[g]`` entries) and their counts.
 
     Returns ``(values, counts, distinct)``: padded matrices (``padding`` / 0 past the end) and
-    the number of distinct values per row. Vectorised: runs start where a value differs from
-    its left neighbour, and a run's count is the distance from its start to its end.
+    the number of distinct values per row. Vectorised on flat indices: runs start where a
+    value differs from its left neighbour, and a run's count is the distance from its start
+    to the next start or the row's end.
     """
     rows, width = sorted_rows.shape
-    valid = np.arange(width)[None, :] < sizes[:, None]
-    starts = valid.copy()
+    starts = np.arange(width)[None, :] < sizes[:, None]
     starts[:, 1:] &= sorted_rows[:, 1:] != sorted_rows[:, :-1]
-    ends = valid.copy()
-    ends[:, :-1] &= starts[:, 1:] | ~valid[:, 1:]
     distinct = starts.sum(axis=1)
     width_distinct = max(int(distinct.max()), 1)
-    run = np.cumsum(starts, axis=1) - 1
-    row_of_start, column_of_start = np.nonzero(starts)
+    flat_start = np.flatnonzero(starts)
+    row = flat_start // width
+    run = np.arange(flat_start.size) - (np.cumsum(distinct) - distinct)[row]
+    cell = row * width_distinct + run
     values = np.full((rows, width_distinct), padding)
-    values[row_of_start, run[row_of_start, column_of_start]] = sorted_rows[starts]
+    values.reshape(-1)[cell] = sorted_rows.reshape(-1)[flat_start]
+    next_start = np.empty_like(flat_start)
+    next_start[:-1] = flat_start[1:]
+    next_start[-1:] = rows * width
     counts = np.zeros((rows, width_distinct), dtype=np.int64)
-    counts[row_of_start, run[row_of_start, column_of_start]] = (
-        np.flatnonzero(ends) - np.flatnonzero(starts) + 1
-    )
+    counts.reshape(-1)[cell] = np.minimum(next_start, row * width + sizes[row]) - flat_start
     return values, counts, distinct.astype(np.int64)
 
 

@@ -62,3 +62,30 @@ def test_selection_is_the_sorted_differences(
             canary, baseline, ranks)
         assert value.tobytes() == expected_value.tobytes()
         assert following.tobytes() == expected_following.tobytes()
+
+
+def test_distinct_values_and_counts_are_numpys_unique() -> None:
+    # The flat-index tables of distinct values (padded rows of several lengths, ties from
+    # counts to none) against np.unique of each row's values, padding included.
+    generator = np.random.default_rng(18)
+    for trial in range(300):
+        rows, width = int(generator.integers(1, 6)), int(generator.integers(1, 60))
+        if trial % 3 == 0:
+            values = generator.integers(0, 4, (rows, width)).astype(np.float64)
+        elif trial % 3 == 1:
+            values = np.round(generator.normal(size=(rows, width)), 1)
+        else:
+            values = generator.normal(size=(rows, width))
+        sizes = generator.integers(1, width + 1, rows)
+        padded = np.sort(np.where(np.arange(width) < sizes[:, None], values, np.inf), axis=1)
+        for padding in (0.0, np.inf):
+            distinct_values, counts, distinct = _selection._distinct_rows(padded, sizes, padding)
+            assert distinct_values.shape == counts.shape == (rows, int(distinct.max()))
+            for row in range(rows):
+                unique, unique_counts = np.unique(padded[row, : sizes[row]], return_counts=True)
+                assert distinct[row] == unique.size
+                # Equal values (-0.0 and 0.0 from rounding are one value), not their bits.
+                assert np.array_equal(distinct_values[row, : unique.size], unique)
+                assert np.array_equal(counts[row, : unique.size], unique_counts)
+                assert np.all(distinct_values[row, unique.size:] == padding)
+                assert not counts[row, unique.size:].any()
