@@ -32,6 +32,10 @@ _SAMPLE_SEED = 20_240_601
 _INTERPOLATION_MARGIN = 0.005
 #: A bracket is listed once it holds at most this many times (nd + md) distinct pairs, plus 64.
 _CAP_FACTOR = 0.25
+#: Listed differences of tied values are repeated by their weights (products of
+#: multiplicities) unless that makes a bracket's list more than this many times the longest
+#: list of distinct pairs.
+_REPEAT_WEIGHTS_MAX_FACTOR = 2
 #: Largest padded listing matrix (cells) sorted in one piece.
 _LISTING_CHUNK_CELLS = 4_000_000
 
@@ -42,25 +46,26 @@ def _distinct_rows(
     """Distinct values of each sorted row (its first ``sizes[g]`` entries) and their counts.
 
     Returns ``(values, counts, distinct)``: padded matrices (``padding`` / 0 past the end) and
-    the number of distinct values per row. Vectorised: runs start where a value differs from
-    its left neighbour, and a run's count is the distance from its start to its end.
+    the number of distinct values per row. Vectorised on flat indices: runs start where a
+    value differs from its left neighbour, and a run's count is the distance from its start
+    to the next start or the row's end.
     """
     rows, width = sorted_rows.shape
-    valid = np.arange(width)[None, :] < sizes[:, None]
-    starts = valid.copy()
+    starts = np.arange(width)[None, :] < sizes[:, None]
     starts[:, 1:] &= sorted_rows[:, 1:] != sorted_rows[:, :-1]
-    ends = valid.copy()
-    ends[:, :-1] &= starts[:, 1:] | ~valid[:, 1:]
     distinct = starts.sum(axis=1)
     width_distinct = max(int(distinct.max()), 1)
-    run = np.cumsum(starts, axis=1) - 1
-    row_of_start, column_of_start = np.nonzero(starts)
+    flat_start = np.flatnonzero(starts)
+    row = flat_start // width
+    run = np.arange(flat_start.size) - (np.cumsum(distinct) - distinct)[row]
+    cell = row * width_distinct + run
     values = np.full((rows, width_distinct), padding)
-    values[row_of_start, run[row_of_start, column_of_start]] = sorted_rows[starts]
+    values.reshape(-1)[cell] = sorted_rows.reshape(-1)[flat_start]
+    next_start = np.empty_like(flat_start)
+    next_start[:-1] = flat_start[1:]
+    next_start[-1:] = rows * width
     counts = np.zeros((rows, width_distinct), dtype=np.int64)
-    counts[row_of_start, run[row_of_start, column_of_start]] = (
-        np.flatnonzero(ends) - np.flatnonzero(starts) + 1
-    )
+    counts.reshape(-1)[cell] = np.minimum(next_start, row * width + sizes[row]) - flat_start
     return values, counts, distinct.astype(np.int64)
 
 
@@ -210,10 +215,13 @@ def select_differences(samples: PairedSamples, ranks: np.ndarray) -> tuple[np.nd
             )
         previous_size = size
         counts, distinct_counts, below = samples.count(shifts, rows)
-        for probe_number in range(2):
-            columns = slice(probe_number * targets, (probe_number + 1) * targets)
-            shift = shifts[:, columns]
-            count = counts[:, columns]
+        # Every probe narrows every target of its pair that it falls inside, not only the one
+        # it was aimed at: a pair's targets (the interval's ends and the median) lie close
+        # together, so the first round's probes for one target cut the others' brackets about
+        # fourfold and the second round's interpolation is then close enough to finish.
+        for column in range(shifts.shape[1]):
+            shift = shifts[:, column, None]
+            count = counts[:, column, None]
             still = active[rows] & (shift > lo[rows]) & (shift < hi[rows])
             up = still & (count < ranks[rows])
             down = still & ~up
@@ -223,10 +231,10 @@ def select_differences(samples: PairedSamples, ranks: np.ndarray) -> tuple[np.nd
             ):
                 local, target = np.nonzero(moved)
                 group = rows[local]
-                bound[group, target] = shift[local, target]
-                bound_count[group, target] = count[local, target]
-                bound_distinct[group, target] = distinct_counts[:, columns][local, target]
-                bound_below[group, target] = below[local, probe_number * targets + target]
+                bound[group, target] = shifts[local, column]
+                bound_count[group, target] = counts[local, column]
+                bound_distinct[group, target] = distinct_counts[local, column]
+                bound_below[group, target] = below[local, column]
     return _list_candidates(samples, ranks, hi, count_lo, below_lo, below_hi)
 
 
@@ -337,8 +345,11 @@ def _pick(
 ) -> None:
     """Fill value/following for a chunk of brackets from a padded, row-sorted matrix.
 
-    Where every listed difference has weight 1 a plain row sort suffices; where some come from
-    tied values the weights (products of multiplicities) are carried along and accumulated.
+    A difference of tied values stands for as many pairs as the product of their
+    multiplicities (its weight). Where the weights add up to little more than the listed
+    differences, each is repeated that many times and a plain row sort reads off the ranks;
+    otherwise (few distinct values, many ties: counts) the weights are carried through the
+    sort and accumulated.
     """
     width_x = lengths.shape[1]
     flat_lengths = lengths.ravel()
@@ -349,47 +360,48 @@ def _pick(
     total = int(cell_lengths.sum())
     cell_local, cell_row = np.divmod(cells, width_x)
     cell_start = np.cumsum(cell_lengths) - cell_lengths
-    segment_length = lengths.sum(axis=1)
-    segment_start = np.cumsum(segment_length) - segment_length
-    listed = np.arange(total)
+    cell_group = segment[cell_local] // targets
+    # Flat positions in the padded value matrices: one gather each instead of 2-d indexing.
+    canary_at = np.repeat(cell_group * samples.xv.shape[1] + cell_row, cell_lengths)
+    baseline_at = np.repeat(cell_group * samples.yv.shape[1] + first.ravel()[cells] - cell_start,
+                            cell_lengths) + np.arange(total)
     local = np.repeat(cell_local, cell_lengths)
-    row = np.repeat(cell_row, cell_lengths)
-    column = np.repeat(first.ravel()[cells] - cell_start, cell_lengths) + listed
-    position = listed - segment_start[local]
-    group = segment[local] // targets
-    differences = samples.xv[group, row] - samples.yv[group, column]
-    weights = samples.wx[group, row] * samples.wy[group, column]
+    differences = samples.xv.ravel()[canary_at] - samples.yv.ravel()[baseline_at]
+    weights = samples.wx.ravel()[canary_at] * samples.wy.ravel()[baseline_at]
+    listed_length = np.bincount(local, minlength=segment.size)
+    segment_length = listed_length
+    carried = False
+    if weights.max() > 1:
+        weighted_length = np.bincount(local, weights=weights, minlength=segment.size)
+        # Repeating must not widen the padded matrix much beyond what the caller sized.
+        carried = weighted_length.max() > _REPEAT_WEIGHTS_MAX_FACTOR * listed_length.max()
+        if not carried:
+            differences = np.repeat(differences, weights)
+            local = np.repeat(local, weights)
+            segment_length = np.bincount(local, minlength=segment.size)
+    segment_start = np.cumsum(segment_length) - segment_length
+    position = np.arange(local.size) - segment_start[local]
     width = int(segment_length.max())
     matrix = np.full((segment.size, width), np.inf)
     matrix[local, position] = differences
     nonempty = segment_length > 0
     index = np.clip(need - 1, 0, None)
     index_next = np.clip(need, 0, None)
-    heavy = weights > 1
-    if not heavy.any():
+    if not carried:
         matrix.sort(axis=1)
     else:
-        # Brackets holding differences of tied values carry their weights (products of
-        # multiplicities) through the sort and accumulate them.
-        weighted = np.zeros(segment.size, dtype=bool)
-        weighted[local[heavy]] = True
-        plain = np.flatnonzero(~weighted)
-        matrix[plain] = np.sort(matrix[plain], axis=1)
-        chosen_rows = np.flatnonzero(weighted)
         weight_matrix = np.zeros((segment.size, width), dtype=np.int64)
         weight_matrix[local, position] = weights
-        order = np.argsort(matrix[chosen_rows], axis=1)
-        matrix[chosen_rows] = np.take_along_axis(matrix[chosen_rows], order, axis=1)
-        sorted_weights = np.take_along_axis(weight_matrix[chosen_rows], order, axis=1)
-        cumulative = np.cumsum(sorted_weights, axis=1)
-        index[chosen_rows] = (cumulative < need[chosen_rows, None]).sum(axis=1)
-        index_next[chosen_rows] = (cumulative < need[chosen_rows, None] + 1).sum(axis=1)
+        order = np.argsort(matrix, axis=1)
+        matrix = np.take_along_axis(matrix, order, axis=1)
+        cumulative = np.cumsum(np.take_along_axis(weight_matrix, order, axis=1), axis=1)
+        index = (cumulative < need[:, None]).sum(axis=1)
+        index_next = (cumulative < need[:, None] + 1).sum(axis=1)
     chosen = np.take_along_axis(matrix, np.minimum(index, width - 1)[:, None], axis=1)[:, 0]
     value[segment] = np.where(nonempty, chosen, np.nan)
     chosen_next = np.take_along_axis(matrix, np.minimum(index_next, width - 1)[:, None], axis=1)
-    following[segment] = np.where(
-        nonempty & (index_next < segment_length), chosen_next[:, 0], np.nan
-    )
+    following[segment] = np.where(nonempty & (index_next < segment_length), chosen_next[:, 0],
+                                  np.nan)
 
 
 def _smallest_above(samples: PairedSamples, below_hi: np.ndarray) -> np.ndarray:

@@ -171,3 +171,34 @@ def test_spread_tail_rows_gives_outlier_test_rows_numbers_and_skips_empty_tails(
     assert int(alone.canary_exceedances.sum() + alone.baseline_exceedances.sum()) == 0
     assert alone.p_value.tobytes() == general.p_value[1:].tobytes()
     assert alone.threshold.tobytes() == general.threshold[1:].tobytes()
+
+
+@pytest.mark.parametrize("sizes", [(60, 60), (61, 44), (1440, 1440)])
+@pytest.mark.parametrize("tied", [False, True])
+def test_spread_tail_rows_from_one_sort_gives_the_general_routines_numbers(
+    sizes: tuple[int, int], tied: bool,
+) -> None:
+    # spread_tail_rows sorts each side once and reads the medians, the sorted deviations, the
+    # MADs and the pooled fences off the sorted rows: the numbers of spread_p_values_rows,
+    # median_rows and outlier_fences (which partition and sort again), to the bit.
+    from judge.stats._descriptive import median_rows
+    from judge.stats.quantiles import outlier_fences, spread_p_values_rows, spread_tail_rows
+
+    rng = np.random.default_rng(1_800 + sizes[0])
+    canary = rng.lognormal(3.0, 0.4, (5, sizes[0]))
+    base = rng.lognormal(3.0, 0.3, (5, sizes[1]))
+    if tied:
+        canary, base = np.round(canary), np.round(base)
+    phi_c, phi_b = rng.uniform(0.0, 0.9, 5), rng.uniform(0.0, 0.9, 5)
+    rows = spread_tail_rows(canary, base, phi_c, phi_b, spread_phi_c=phi_c + 0.05,
+                            spread_phi_b=phi_b)
+    f_c = (1.0 + (phi_c + 0.05) ** 2) / (1.0 - (phi_c + 0.05) ** 2)
+    f_b = (1.0 + phi_b**2) / (1.0 - phi_b**2)
+    spread = spread_p_values_rows(canary, base, factor_canary=f_c, factor_baseline=f_b)
+    assert rows.spread_p.tobytes() == spread.tobytes()
+    for side, mad in ((canary, rows.mad_c), (base, rows.mad_b)):
+        general = median_rows(np.abs(side - median_rows(side)[:, None]))
+        assert mad.tobytes() == general.tobytes()
+    low, high = outlier_fences(np.concatenate([canary, base], axis=1))
+    assert rows.exceedances["lower"].threshold.tobytes() == low.tobytes()
+    assert rows.exceedances["upper"].threshold.tobytes() == high.tobytes()

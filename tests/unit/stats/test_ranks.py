@@ -59,6 +59,23 @@ def test_same_numbers_as_the_general_routines(kind: str) -> None:
             assert np.array_equal(fast_following, following)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_long_rows_give_the_general_routines_numbers(kind: str) -> None:
+    # Long rows take numpy's SIMD quicksort, whose order of ties differs from a stable sort:
+    # the average ranks must not depend on it; and the runs of ties, found from the tied
+    # neighbours only, give the rank sums and tie terms of the per-pair counts.
+    generator = np.random.default_rng(18)
+    values = _rows(kind, generator, 4, 2_000)
+    assert np.array_equal(average_ranks_rows(values), sps.rankdata(values, axis=1))
+    canary = np.sort(_rows(kind, generator, 4, 1_440), axis=1)
+    baseline = np.sort(_rows(kind, generator, 4, 1_300), axis=1)
+    samples = PairedSamples(canary, np.full(4, 1_440), baseline, np.full(4, 1_300))
+    statistic, tie_sum = _rank_statistics(samples)
+    fast_statistic, fast_tie_sum = rank_sum_statistics_rows(canary, baseline)
+    assert fast_statistic.tobytes() == statistic.tobytes()
+    assert fast_tie_sum.tobytes() == tie_sum.astype(np.float64).tobytes()
+
+
 def test_differences_are_formed_in_chunks_with_the_same_result(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
