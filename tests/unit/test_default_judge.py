@@ -552,27 +552,16 @@ def test_sequential_final_poll_passes_a_count_the_whole_run_shows_small() -> Non
     # doubling within the hour, but at the end the whole run bounds the increase below the
     # negligible rate (the same evidence rule as the fixed-horizon judge), so the run passes.
     config = _errors_config()
-    base, canary = _counts(8), _counts(7)
-    state = SequentialState.new("run", config.name)
-    for start in range(0, 60, 5):
-        report, state = poll(config, state,
-                             {k: v[start:start + 5] for k, v in base.items()},
-                             {k: v[start:start + 5] for k, v in canary.items()},
-                             final=start == 55)
-        if start < 55:
-            assert report.details["sequential"]["status"] == "continue"
+    base = _counts(8)
+    report, points = _polled(config, base, _counts(7))
+    assert points == 60  # undecided ("continue") at every poll before the last
     errors = report.metric("errors")
     assert report.details["sequential"]["status"] == "pass", errors.reason
     assert "the whole run shows no material change" in errors.reason
     assert errors.details["final_evidence"]["shown"] is True
     # With the canary's errors doubled the end cannot show it: not a pass, and never a fail.
-    state = SequentialState.new("run2", config.name)
-    canary = _counts(16)
-    for start in range(0, 60, 5):
-        report, state = poll(config, state,
-                             {k: v[start:start + 5] for k, v in base.items()},
-                             {k: v[start:start + 5] for k, v in canary.items()},
-                             final=start == 55)
+    report, points = _polled(config, base, _counts(16))
+    assert points == 60
     assert report.details["sequential"]["status"] == "inconclusive"
     assert "more intervals at this traffic" in report.metric("errors").reason \
         or "not even" in report.metric("errors").reason
