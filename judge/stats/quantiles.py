@@ -418,7 +418,12 @@ def outlier_fences(pooled: npt.ArrayLike, *, fence: float = OUTLIER_FENCE) -> tu
     ``median -+ fence * 1.4826 * MAD``."""
     x = np.atleast_2d(np.asarray(pooled, dtype=np.float64))
     median = median_rows(x)
-    scale = 1.4826 * median_rows(np.abs(x - median[:, None]))
+    return _fences(median, median_rows(np.abs(x - median[:, None])), fence)
+
+
+def _fences(median: FloatArray, mad: FloatArray, fence: float) -> tuple[FloatArray, FloatArray]:
+    """``median -+ fence * 1.4826 * mad``: Hampel's fences from a median and its MAD."""
+    scale = 1.4826 * mad
     return median - fence * scale, median + fence * scale
 
 
@@ -634,9 +639,8 @@ def spread_tail_rows(
     # Two sorted runs: numpy's stable sort (timsort) merges them in linear time.
     pooled = np.sort(np.concatenate([sorted_c, sorted_b], axis=1), axis=1, kind="stable")
     pooled_median, pooled_deviations = _sorted_deviations(pooled)
-    scale = 1.4826 * sorted_median_rows(pooled_deviations)
     # outlier_test_rows for both tails from one computation of the pooled fences.
-    low, high = pooled_median - OUTLIER_FENCE * scale, pooled_median + OUTLIER_FENCE * scale
+    low, high = _fences(pooled_median, sorted_median_rows(pooled_deviations), OUTLIER_FENCE)
     exceedances = {
         "upper": _outlier_rows_beyond(c, b, high, "upper", phi_c, phi_b, True),
         "lower": _outlier_rows_beyond(c, b, low, "lower", phi_c, phi_b, True),

@@ -16,11 +16,10 @@ from typing import Any, ClassVar
 
 from judge.config import CanaryConfig, JudgeMode, MetricConfig, ScoreThresholds
 from judge.judges.base import finish_report
-from judge.judges.common import MetricData, MetricInput, Prepared, prepare, prepare_all
-from judge.judges.default.decide import decide_alone, finish_default, plan, state_evidence
+from judge.judges.common import MetricData, MetricInput, prepare
+from judge.judges.default.decide import decide_alone, judge_metrics, state_evidence, untested
 from judge.judges.default.sequential import judge_sequential
 from judge.judges.state import SequentialState
-from judge.judges.threshold import judge_threshold
 from judge.report import MetricResult, Report
 
 __all__ = ["DefaultJudge"]
@@ -38,16 +37,8 @@ class DefaultJudge:
     def judge(
         self, config: CanaryConfig, data: Mapping[str, MetricInput], thresholds: ScoreThresholds
     ) -> Report:
-        done, prepared = prepare_all(config.metrics, self.mode, data)
-        tested: list[Prepared] = []
-        for p in prepared:
-            decided = self._without_test(p)
-            if decided is None:
-                tested.append(p)
-            else:
-                done[p.metric.name] = decided
         # Tested together: vectorised over metrics, then the family-wise correction.
-        ordered, details = finish_default(config, done, tested, data)
+        ordered, details = judge_metrics(config, data)
         # No data is not evidence of harm: no forced 0 for many nodata metrics; the verdict is
         # held at marginal instead (state_evidence).
         report = finish_report(config, ordered, data, thresholds, details, nodata_limit=None)
@@ -57,7 +48,7 @@ class DefaultJudge:
         prepared = prepare(metric, self.mode, baseline, canary)
         if isinstance(prepared, MetricResult):
             return prepared
-        decided = self._without_test(prepared)
+        decided = untested(prepared)
         return decided if decided is not None else decide_alone(prepared)
 
     def poll(
@@ -65,9 +56,3 @@ class DefaultJudge:
         new_data: Mapping[str, MetricData], *, now: str | None = None, final: bool = False,
     ) -> tuple[Report, SequentialState]:
         return judge_sequential(config, state, new_data, now=now, final=final)
-
-    @staticmethod
-    def _without_test(p: Prepared) -> MetricResult | None:
-        if p.metric.test.kind == "threshold":
-            return judge_threshold(p)
-        return plan(p)

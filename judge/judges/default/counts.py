@@ -168,7 +168,7 @@ def _low_traffic_words(
     without them there is no traffic that makes 0 against 0 enough."""
     if not has_denominator or test.negligible_rate <= 0 or direction is not Direction.INCREASE:
         return ""
-    if no_material_change(direction, test, 0.0, 0.0, canary_exposure, baseline_exposure).shown:
+    if _shown(direction, test, 0.0, 0.0, canary_exposure, baseline_exposure, 1.0, True)[0]:
         return ""
     # 0 against 0: the difference's bound is the canary's own upper bound, lambda_0 / requests.
     needed = math.ceil(poisson_rate_bounds(0.0, 1.0, EVIDENCE_CONFIDENCE, mid_p=True)[1]

@@ -37,14 +37,24 @@ from judge.judges.common import (
     as_values,
     empty_sides,
     nodata_result,
+    prepare_all,
 )
 from judge.judges.default.evaluate import evaluate, evaluate_mann_whitney_many
 from judge.judges.default.evaluation import Evaluation
+from judge.judges.threshold import judge_threshold
 from judge.judges.words import figure
 from judge.report import Classification, MetricResult, Report, Verdict
 from judge.stats.multiple import correct
 
-__all__ = ["Decision", "decide_alone", "finish_default", "plan", "state_evidence"]
+__all__ = [
+    "Decision",
+    "decide_alone",
+    "finish_default",
+    "judge_metrics",
+    "plan",
+    "state_evidence",
+    "untested",
+]
 
 _TESTED = "default_judge"
 """Key under ``MetricResult.details`` holding what :func:`finish_default` needs."""
@@ -190,6 +200,32 @@ def plan(p: Prepared) -> MetricResult | None:
             "canary.",
             required=True, **sides)
     return None
+
+
+def untested(p: Prepared) -> MetricResult | None:
+    """A metric's result when it needs none of the default judge's tests: a threshold test's,
+    or :func:`plan`'s; else ``None``."""
+    if p.metric.test.kind == "threshold":
+        return judge_threshold(p)
+    return plan(p)
+
+
+def judge_metrics(
+    config: CanaryConfig, data: Mapping[str, MetricInput]
+) -> tuple[list[MetricResult], dict[str, Any]]:
+    """Every metric of ``config`` judged on ``data`` as the fixed-horizon default judge does:
+    cleaned (:func:`~judge.judges.common.prepare_all`), decided without a test where there is
+    nothing to test (:func:`untested`), the rest tested together and corrected family-wise
+    (:func:`finish_default`, whose results and details it returns)."""
+    done, prepared = prepare_all(config.metrics, JudgeMode.DEFAULT, data)
+    tested: list[Prepared] = []
+    for p in prepared:
+        decided = untested(p)
+        if decided is None:
+            tested.append(p)
+        else:
+            done[p.metric.name] = decided
+    return finish_default(config, done, tested, data)
 
 
 def decide_alone(p: Prepared) -> MetricResult:

@@ -18,21 +18,20 @@ import numpy as np
 from judge.config import (
     Autocorrelation,
     CanaryConfig,
-    JudgeMode,
     MetricConfig,
     QuantileTest,
     RateRatioTest,
     ThresholdTest,
 )
 from judge.errors import DataError
-from judge.judges.common import FloatArray, MetricData, MetricInput, as_values, prepare_all
+from judge.judges.common import FloatArray, MetricData, MetricInput, as_values
 from judge.judges.default.counts import (
     CountEvidence,
     baseline_rate_floor,
     more_data_words,
     no_material_change,
 )
-from judge.judges.default.decide import FLAT_BASELINE_SHARE, finish_default, plan, state_evidence
+from judge.judges.default.decide import FLAT_BASELINE_SHARE, judge_metrics, state_evidence
 from judge.judges.state import MetricSequence, SequentialState
 from judge.judges.words import percent
 from judge.report import Classification, MetricResult, Report, Verdict
@@ -444,23 +443,13 @@ def _whole_run_look(
     metrics at ``config.multiple_testing.level``. Done once, at the end, it is one more
     fixed-horizon test: a healthy run is failed by luck at most the sequential level plus
     that level, and a run ends at least as strict as a one-shot judgment of its data."""
-    minutes = [np.arange(len(sequences[m.name].canary), dtype=np.float64) * 60.0
-               for m in metrics]
-    data: dict[str, MetricInput] = {
-        m.name: MetricData.from_epoch(np.asarray(sequences[m.name].baseline),
-                                      np.asarray(sequences[m.name].canary), t, t)
-        for m, t in zip(metrics, minutes, strict=True)
-    }
-    look = config.model_copy(update={"metrics": tuple(metrics)})
-    done, prepared = prepare_all(look.metrics, JudgeMode.DEFAULT, data)
-    tested = []
-    for p in prepared:
-        decided = plan(p)
-        if decided is None:
-            tested.append(p)
-        else:
-            done[p.metric.name] = decided
-    results, _ = finish_default(look, done, tested, data)
+    data: dict[str, MetricInput] = {}
+    for m in metrics:
+        seq = sequences[m.name]
+        minutes = np.arange(len(seq.canary), dtype=np.float64) * 60.0  # the pairs, in order
+        data[m.name] = MetricData.from_epoch(np.asarray(seq.baseline), np.asarray(seq.canary),
+                                             minutes, minutes)
+    results, _ = judge_metrics(config.model_copy(update={"metrics": tuple(metrics)}), data)
     return {r.name: r for r in results}
 
 
