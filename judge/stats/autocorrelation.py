@@ -380,9 +380,11 @@ def shift_p_values_rows(
     factor_baseline: FloatArray,
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """``(z, p_greater, p_less, sd)`` of the inflated-variance test for every row (module
-    docstring; ``p = 1`` both ways when every value is tied)."""
-    if np.any(factor_canary < 1.0) or np.any(factor_baseline < 1.0):
-        raise ValueError("variance factors must be >= 1")
+    docstring; ``p = 1`` both ways when every value is tied). A factor below 1 is a variance
+    smaller than the independent samples' one: time-aligned sides whose shared swings cancel
+    (:func:`judge.stats.paired.aligned_rank_sum_rows`)."""
+    if np.any(factor_canary <= 0.0) or np.any(factor_baseline <= 0.0):
+        raise ValueError("variance factors must be > 0")
     total = n_c + n_b
     variance = n_c * n_b / 12.0 * ((total + 1.0) - tie_sum / (total * (total - 1.0)))
     inflation = (factor_canary / n_c + factor_baseline / n_b) / (1.0 / n_c + 1.0 / n_b)

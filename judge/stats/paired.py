@@ -41,13 +41,17 @@ import numpy.typing as npt
 from scipy import stats as sps
 from scipy.special import ndtr, ndtri
 
-from judge.stats.autocorrelation import PHI_CAP, lag1_autocorrelation
+from judge.stats._ranks import average_ranks_rows
+from judge.stats.autocorrelation import PHI_CAP, lag1_autocorrelation, lag1_autocorrelation_rows
 
 __all__ = [
+    "AlignedRankSum",
     "PairedShiftResult",
     "PairedSpreadResult",
+    "aligned_rank_sum_rows",
     "paired_shift_test",
     "paired_spread_test",
+    "rank_correlation_rows",
     "residual_phi",
 ]
 
@@ -217,3 +221,99 @@ def paired_spread_test(
     kappa = (1.0 + phi) / (1.0 - phi)
     z = float(np.dot(terms, ranks)) / math.sqrt(kappa * float(np.dot(ranks, ranks)))
     return PairedSpreadResult(p_wider=float(ndtr(-z)), z=z, pairs=n, phi=phi)
+
+
+@dataclass(frozen=True)
+class AlignedRankSum:
+    """The Mann-Whitney statistic's null variance from time-aligned minutes, per row."""
+
+    factor: FloatArray
+    """Its variance over the usual (tie-corrected) permutation variance of ``U``: below 1 when
+    the sides share the load's swings, about the AR(1) factor of the minutes' rank
+    differences when they do not."""
+    phi: FloatArray
+    """Lag-1 autocorrelation allowed for (margin included, in ``[0, PHI_CAP]``)."""
+    differing: npt.NDArray[np.int64]
+    """Minutes whose two pooled ranks differ (the sign flips that carry information)."""
+
+
+def aligned_rank_sum_rows(
+    canary_rows: npt.ArrayLike, baseline_rows: npt.ArrayLike, *, margin: float = 1.0
+) -> AlignedRankSum:
+    """Mann-Whitney on time-aligned sides with the variance the minutes give.
+
+    Rank all ``2 n`` points of a row together; ``D_t = R(canary_t) - R(baseline_t)``. The
+    rank-sum statistic is ``sum_t D_t`` up to constants (``2 U - n^2 = sum_t D_t``). With
+    nothing changed the sides are exchangeable minute by minute (module doc), so given the
+    pairs each ``D_t`` has a random sign, and ``sum_t D_t`` has variance ``kappa sum_t D_t^2``,
+    ``kappa`` the AR(1) factor of the ``D_t``'s residuals (:func:`residual_phi`, with the
+    pair's mean rank as the level, vectorised here). That is the usual test's statistic with a
+    variance that lets the load both sides saw cancel: where the sides swing together the
+    ``D_t`` are small and the test sees a shift the unpaired variance hides; with independent
+    noise ``E[D_t^2]`` is twice the pooled ranks' variance and the factor is about ``kappa``,
+    the unpaired test's power. Unlike the signed-rank test of the raw differences it needs no
+    correlation between the sides to be worth using.
+
+    Returned as a factor on the tie-corrected variance of ``U``,
+    ``n^2 / (2n (2n - 1)) sum (R - mean R)^2``, so the Hodges-Lehmann interval and p-values
+    of :func:`judge.stats.autocorrelation.shift_test_rows` take it as they take the AR(1)
+    factors of unpaired sides (a factor per side, the same on both).
+
+    >>> load = [10.0, 30.0, 12.0, 28.0, 11.0, 31.0, 13.0, 29.0, 10.5, 30.5, 12.5, 28.5]
+    >>> canary = [v + 1.0 for v in load]
+    >>> r = aligned_rank_sum_rows([canary], [load], margin=0.0)
+    >>> bool(r.factor[0] < 0.2), int(r.differing[0])
+    (True, 12)
+    """
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    c = np.atleast_2d(np.asarray(canary_rows, dtype=np.float64))
+    b = np.atleast_2d(np.asarray(baseline_rows, dtype=np.float64))
+    if c.shape != b.shape:
+        raise ValueError(f"canary and baseline rows must be aligned, got {c.shape} and {b.shape}")
+    rows, n = c.shape
+    if n < 5:
+        raise ValueError(f"need at least 5 aligned minutes, got {n}")
+    pooled = average_ranks_rows(np.concatenate([c, b], axis=1))
+    rank_c, rank_b = pooled[:, :n], pooled[:, n:]
+    d = rank_c - rank_b
+    level = (rank_c + rank_b) / 2.0
+    # Residuals of d on (1, level - median(level), t), every row at once (normal equations;
+    # pinv, since a row whose pairs all sit at one level has a singular design).
+    design = np.stack([np.ones_like(level), level - np.median(level, axis=1, keepdims=True),
+                       np.broadcast_to(np.arange(n) - (n - 1) / 2.0, level.shape)], axis=2)
+    gram = np.einsum("rti,rtj->rij", design, design)
+    coefficients = np.einsum("rij,rj->ri", np.linalg.pinv(gram),
+                             np.einsum("rti,rt->ri", design, d))
+    residuals = d - np.einsum("rti,ri->rt", design, coefficients)
+    flat = np.ptp(residuals, axis=1) <= 1e-9 * np.maximum(np.abs(d).max(axis=1), 1.0)
+    phi = np.minimum(np.maximum(lag1_autocorrelation_rows(residuals), 0.0), PHI_CAP)
+    phi = np.where(flat, 0.0, phi)
+    phi = np.minimum(phi + margin * np.sqrt(np.maximum(1.0 - phi * phi, 0.0) / n), PHI_CAP)
+    phi = np.where(flat, 0.0, phi)
+    kappa = (1.0 + phi) / (1.0 - phi)
+    total = 2 * n
+    centred = pooled - (total + 1) / 2.0
+    variance_u = n * n / (total * (total - 1.0)) * np.einsum("ij,ij->i", centred, centred)
+    # Var(sum D) = 4 Var(U).
+    factor = np.divide(kappa * np.einsum("ij,ij->i", d, d), 4.0 * variance_u,
+                       out=np.zeros(rows), where=variance_u > 0)
+    return AlignedRankSum(factor=factor, phi=phi,
+                          differing=np.count_nonzero(d, axis=1).astype(np.int64))
+
+
+def rank_correlation_rows(canary_rows: npt.ArrayLike, baseline_rows: npt.ArrayLike) -> FloatArray:
+    """Spearman's rank correlation of every row pair of two aligned finite 2-d arrays (each
+    side ranked within its row); NaN for a row where a side is constant.
+
+    >>> rank_correlation_rows([[1.0, 2.0, 3.0, 4.0]], [[10.0, 30.0, 20.0, 40.0]]).round(2).tolist()
+    [0.8]
+    """
+    c = average_ranks_rows(canary_rows)
+    b = average_ranks_rows(baseline_rows)
+    c = c - c.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    scale = np.sqrt(np.einsum("ij,ij->i", c, c) * np.einsum("ij,ij->i", b, b))
+    out: FloatArray = np.divide(np.einsum("ij,ij->i", c, b), scale,
+                                out=np.full(scale.shape, np.nan), where=scale > 0)
+    return out

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats as sps
 
 from judge.config import (
@@ -43,12 +44,18 @@ from judge.stats import cles
 from judge.stats.autocorrelation import (
     AutocorrelationEstimate,
     ShiftResult,
+    ar1_variance_factor,
     ar1_variance_factor_rows,
     estimate_autocorrelation,
     raw_autocorrelation_rows,
     shift_test_rows,
 )
-from judge.stats.paired import paired_shift_test, paired_spread_test
+from judge.stats.paired import (
+    aligned_rank_sum_rows,
+    paired_shift_test,
+    paired_spread_test,
+    rank_correlation_rows,
+)
 from judge.stats.quantiles import (
     OUTLIER_FENCE,
     SpreadTailRows,
@@ -163,10 +170,22 @@ def _evaluate_rows(
         evaluation = _paired_evaluation(items[index], tails, local)
         if evaluation is not None:
             out[index], paired[local] = evaluation, True
-    enough = np.minimum(n_c / f_c, n_b / f_b) >= MIN_EFFECTIVE_POINTS
+    aligned = _aligned_variance(items, members, c_rows, b_rows, paired, setting)
+    if aligned is not None:
+        chosen, factor, phi_d = aligned
+        f_c, f_b, phi_c, phi_b = f_c.copy(), f_b.copy(), phi_c.copy(), phi_b.copy()
+        f_c[chosen] = f_b[chosen] = factor
+        for local, phi in zip(chosen.tolist(), phi_d.tolist(), strict=True):
+            methods[local] = ALIGNED_METHOD
+            phi_c[local] = phi_b[local] = phi
+    # Effective points come from the dependence alone: an aligned factor also holds the
+    # spread of the rank differences, which a large shift widens.
+    dependence_c, dependence_b = ar1_variance_factor_rows(phi_c), ar1_variance_factor_rows(phi_b)
+    enough = np.minimum(n_c / dependence_c, n_b / dependence_b) >= MIN_EFFECTIVE_POINTS
     for local in np.flatnonzero(~enough & ~paired).tolist():
         out[members[local]] = _too_few_sentence(
-            n_c, n_b, n_c / f_c[local], n_b / f_b[local], phi_c[local], phi_b[local])
+            n_c, n_b, n_c / dependence_c[local], n_b / dependence_b[local], phi_c[local],
+            phi_b[local])
     kept = np.flatnonzero(enough & ~paired)
     if kept.size == 0:
         return
@@ -181,6 +200,49 @@ def _evaluate_rows(
             float(phi_b[local]), tails, local, float(mean_c[position]),
             float(mean_b[position]),
         )
+
+
+ALIGNED_METHOD = (
+    "time-aligned minutes: the rank sum's variance from the minute-by-minute differences of "
+    "the pooled ranks, lag-1 of their residuals"
+)
+
+
+def _aligned_variance(
+    items: Sequence[Prepared], members: list[int], c_rows: FloatArray, b_rows: FloatArray,
+    paired: npt.NDArray[np.bool_], setting: Autocorrelation,
+) -> tuple[npt.NDArray[np.intp], FloatArray, FloatArray] | None:
+    """For the unpaired rows whose sides cover the same minutes point for point, the rank
+    sum's variance factor from those minutes (:func:`judge.stats.paired.
+    aligned_rank_sum_rows`) and its autocorrelation: ``(rows, factor, phi)``.
+
+    Why: sides that run at once share the load's swings; the rank-sum test's usual variance
+    (inflated by each side's own autocorrelation) counts those swings as noise twice, which
+    holds back shifts and ramps on exactly the metrics that move with the load (real-noise
+    benchmark, concurrent canaries). With the minutes' own variance they cancel. ``None``
+    where no row qualifies: not aligned, points dropped on one side, autocorrelation "none"
+    (points taken as independent: the usual test), or fewer than :data:`MIN_PAIRS` minutes
+    whose ranks differ, or sides that do not move together (a rank correlation of 0 or
+    less: nothing shared to cancel, and the minutes' variance would only add the noise of
+    its own autocorrelation estimate; on the benchmark's independent canaries, with
+    no shared load, the choice made no difference beyond sampling error)."""
+    if setting is Autocorrelation.NONE:
+        return None
+    n = c_rows.shape[1]
+    candidates = np.array([
+        local for local, index in enumerate(members)
+        if not paired[local] and (pairs := items[index].paired) is not None
+        and pairs[0].size == n == b_rows.shape[1]
+    ], dtype=np.intp)
+    if candidates.size == 0 or n < MIN_PAIRS:
+        return None
+    c_rows, b_rows = c_rows[candidates], b_rows[candidates]
+    result = aligned_rank_sum_rows(c_rows, b_rows, margin=PHI_MARGIN)
+    usable = ((result.differing >= MIN_PAIRS) & (result.factor > 0)
+              & (rank_correlation_rows(c_rows, b_rows) > 0.0))
+    if not np.any(usable):
+        return None
+    return candidates[usable], result.factor[usable], result.phi[usable]
 
 
 def _too_few_sentence(
@@ -226,13 +288,21 @@ def _mann_whitney_evaluation(
             "method": method,
             "phi_baseline": phi_b,
             "phi_canary": phi_c,
-            "effective_baseline": loc.effective_baseline,
-            "effective_canary": loc.effective_canary,
+            "effective_baseline": loc.baseline_size / ar1_variance_factor(phi_b),
+            "effective_canary": loc.canary_size / ar1_variance_factor(phi_c),
             "variance_inflation": loc.inflation,
         },
         "location": {"estimate": loc.estimate, "low": loc.low, "high": loc.high,
                      "p_greater": loc.p_greater, "p_less": loc.p_less, "z": loc.z},
     }
+    title = "Mann-Whitney with autocorrelation correction"
+    if method == ALIGNED_METHOD:
+        title = (f"Mann-Whitney on {loc.canary_size} time-aligned minutes (baseline and canary at "
+                 "the same minutes; variance from their rank differences, "
+                 "autocorrelation-corrected)")
+        details["pairing"] = {"used": False, "aligned_variance": True,
+                              "pairs": loc.canary_size, "phi": phi_c,
+                              "variance_factor": loc.inflation}
     if test.tails:
         details["tails"] = _tail_components(metric, tails, row, components)
     limits = test.effect_size
@@ -243,7 +313,7 @@ def _mann_whitney_evaluation(
         effect = mean_c / mean_b if mean_b != 0 else math.nan
     return _shift_evaluation(
         test, components, effect, (loc.estimate, loc.low, loc.high),
-        f"Mann-Whitney with autocorrelation correction: {interval}", details,
+        f"{title}: {interval}", details,
     )
 
 

@@ -7,8 +7,20 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 
-from judge.stats.paired import paired_shift_test, paired_spread_test, residual_phi
+from judge.stats.autocorrelation import (
+    ar1_variance_factor_rows,
+    raw_autocorrelation_rows,
+    shift_test_rows,
+)
+from judge.stats.paired import (
+    aligned_rank_sum_rows,
+    paired_shift_test,
+    paired_spread_test,
+    rank_correlation_rows,
+    residual_phi,
+)
 
 # x <- c(101,99,104,98,107,103,100,110,102,105,99,108,104,101,106)
 # y <- c(100,100,101,99,103,100,101,104,100,101,100,103,102,100,102)
@@ -102,3 +114,89 @@ def test_residual_phi_ignores_a_level_dependent_change() -> None:
     for t in range(1, 120):
         noise[t] = 0.8 * noise[t - 1] + rng.normal()
     assert residual_phi(noise, rng.normal(size=120), margin=0.0) > 0.55
+
+
+def _ar1(rng: np.random.Generator, rows: int, phi: float, n: int = 60) -> np.ndarray:
+    shock = rng.normal(size=(rows, n))
+    out = np.zeros_like(shock)
+    out[:, 0] = shock[:, 0]
+    for t in range(1, n):
+        out[:, t] = phi * out[:, t - 1] + math.sqrt(1 - phi * phi) * shock[:, t]
+    return out
+
+
+def test_aligned_rank_sum_is_the_sign_flip_variance_of_the_rank_sum() -> None:
+    # Row by row against the definition: pooled ranks, D_t = R(canary_t) - R(baseline_t),
+    # kappa from the residual phi of D on the pair's mean rank, factor = kappa sum D^2 over
+    # 4 Var(U) (tie-corrected); with that factor the rank-sum z is sum D / sqrt(kappa sum D^2).
+    rng = np.random.default_rng(8)
+    load = np.cumsum(rng.normal(size=(6, 40)), axis=1)
+    canary = np.round(load + rng.normal(size=(6, 40)), 1)  # rounded: ties in the pooled ranks
+    baseline = np.round(load + rng.normal(size=(6, 40)) + 0.3, 1)
+    result = aligned_rank_sum_rows(canary, baseline)
+    shifts = shift_test_rows(canary, baseline, factor_canary=result.factor,
+                             factor_baseline=result.factor)
+    for row in range(6):
+        pooled = sps.rankdata(np.concatenate([canary[row], baseline[row]]))
+        d = pooled[:40] - pooled[40:]
+        phi = residual_phi(d, (pooled[:40] + pooled[40:]) / 2.0, 1.0)
+        kappa = (1 + phi) / (1 - phi)
+        total = 80
+        variance_u = 40 * 40 / (total * (total - 1)) * float(np.sum((pooled - 40.5) ** 2))
+        assert result.phi[row] == pytest.approx(phi, abs=1e-12)
+        assert result.factor[row] == pytest.approx(kappa * float(d @ d) / (4 * variance_u),
+                                                   rel=1e-12)
+        assert result.differing[row] == np.count_nonzero(d)
+        assert shifts[row].z == pytest.approx(d.sum() / math.sqrt(kappa * float(d @ d)),
+                                              rel=1e-9)
+
+
+def test_aligned_rank_sum_holds_its_size_and_sees_what_shared_swings_hide() -> None:
+    # Sides that share a slow load but carry their own AR(1) noise (phi 0.5), loosely enough
+    # that half of them correlate below 0.5 (where the signed-rank test is not used): 400
+    # canaries at a fixed seed. With nothing changed the one-sided test at 1% rejects about
+    # 1% (3 here); the unpaired test with each side's own autocorrelation counts the shared
+    # swings as noise and sees a half-sigma shift 7 times where the minutes' variance sees it
+    # 56 times.
+    rng = np.random.default_rng(20261203)
+    load = 1.5 * _ar1(rng, 400, 0.95)
+    baseline = load + _ar1(rng, 400, 0.5)
+    same = load + _ar1(rng, 400, 0.5)
+    assert 0.4 < float(np.median(rank_correlation_rows(same, baseline))) < 0.6
+
+    def rejections(canary: np.ndarray) -> tuple[int, int]:
+        aligned = aligned_rank_sum_rows(canary, baseline)
+        with_minutes = shift_test_rows(canary, baseline, factor_canary=aligned.factor,
+                                       factor_baseline=aligned.factor)
+        phi_c, phi_b = raw_autocorrelation_rows(canary, baseline).raised(1.0)
+        unpaired = shift_test_rows(canary, baseline,
+                                   factor_canary=ar1_variance_factor_rows(phi_c),
+                                   factor_baseline=ar1_variance_factor_rows(phi_b))
+        return (sum(r.p_greater < 0.01 for r in with_minutes),
+                sum(r.p_greater < 0.01 for r in unpaired))
+
+    aligned_null, _ = rejections(same)
+    assert aligned_null <= 8
+    aligned_shift, unpaired_shift = rejections(same + 0.5)
+    assert aligned_shift >= 40 and aligned_shift >= 4 * unpaired_shift
+
+
+def test_aligned_rank_sum_refuses_what_it_cannot_read() -> None:
+    with pytest.raises(ValueError, match="aligned"):
+        aligned_rank_sum_rows([[1.0] * 10], [[1.0] * 9])
+    with pytest.raises(ValueError, match="at least 5"):
+        aligned_rank_sum_rows([[1.0, 2.0]], [[2.0, 1.0]])
+    same = aligned_rank_sum_rows([np.arange(10.0)], [np.arange(10.0)])
+    # Every minute tied with its pair: no sign carries information.
+    assert (same.differing[0], same.factor[0], same.phi[0]) == (0, 0.0, 0.0)
+
+
+def test_rank_correlation_rows_is_spearman_row_by_row() -> None:
+    rng = np.random.default_rng(4)
+    canary = np.round(rng.normal(size=(5, 30)), 1)
+    baseline = np.round(canary + rng.normal(size=(5, 30)), 1)
+    got = rank_correlation_rows(canary, baseline)
+    for row in range(5):
+        expected = sps.spearmanr(canary[row], baseline[row]).statistic
+        assert got[row] == pytest.approx(expected, rel=1e-12)
+    assert math.isnan(rank_correlation_rows([[1.0, 1.0, 1.0]], [[1.0, 2.0, 3.0]])[0])
