@@ -238,7 +238,8 @@ class AlignedRankSum:
 
 
 def aligned_rank_sum_rows(
-    canary_rows: npt.ArrayLike, baseline_rows: npt.ArrayLike, *, margin: float = 1.0
+    canary_rows: npt.ArrayLike, baseline_rows: npt.ArrayLike, *, margin: float = 1.0,
+    independent: bool = False,
 ) -> AlignedRankSum:
     """Mann-Whitney on time-aligned sides with the variance the minutes give.
 
@@ -257,7 +258,8 @@ def aligned_rank_sum_rows(
     Returned as a factor on the tie-corrected variance of ``U``,
     ``n^2 / (2n (2n - 1)) sum (R - mean R)^2``, so the Hodges-Lehmann interval and p-values
     of :func:`judge.stats.autocorrelation.shift_test_rows` take it as they take the AR(1)
-    factors of unpaired sides (a factor per side, the same on both).
+    factors of unpaired sides (a factor per side, the same on both). ``independent=True``
+    takes the minutes as independent (``kappa = 1``).
 
     >>> load = [10.0, 30.0, 12.0, 28.0, 11.0, 31.0, 13.0, 29.0, 10.5, 30.5, 12.5, 28.5]
     >>> canary = [v + 1.0 for v in load]
@@ -290,7 +292,7 @@ def aligned_rank_sum_rows(
     phi = np.minimum(np.maximum(lag1_autocorrelation_rows(residuals), 0.0), PHI_CAP)
     phi = np.where(flat, 0.0, phi)
     phi = np.minimum(phi + margin * np.sqrt(np.maximum(1.0 - phi * phi, 0.0) / n), PHI_CAP)
-    phi = np.where(flat, 0.0, phi)
+    phi = np.where(flat | independent, 0.0, phi)
     kappa = (1.0 + phi) / (1.0 - phi)
     total = 2 * n
     centred = pooled - (total + 1) / 2.0

@@ -611,7 +611,7 @@ def test_aligned_sides_that_share_the_load_loosely_use_the_minutes_variance() ->
     assert aligned.classification is Classification.HIGH
     assert aligned.reason.startswith("Mann-Whitney on 60 time-aligned minutes")
     pairing = aligned.details["pairing"]
-    assert pairing["used"] is False and pairing["aligned_variance"] is True
+    assert pairing["used"] is True and pairing["spread_test"] == "unpaired"
     assert 0 < pairing["phi"] < 0.5 and pairing["variance_factor"] < 1.5
     # The same values without timestamps: the unpaired test, which cannot see it.
     unpaired = judge(config, {"lat": base}, {"lat": canary}).metric("lat")
@@ -623,3 +623,27 @@ def test_aligned_sides_that_share_the_load_loosely_use_the_minutes_variance() ->
     assert judge(kayenta, pd.DataFrame({"lat": base}, index=index),
                  pd.DataFrame({"lat": canary}, index=index)).metric("lat").to_dict() == judge(
         kayenta, {"lat": base}, {"lat": canary}).metric("lat").to_dict()
+
+
+def test_closely_aligned_sides_take_the_time_aligned_spread_test_and_survive_a_missed_scrape(
+) -> None:
+    # Sides that move together closely (rank correlation about 0.9): the location test uses
+    # the minutes' variance and the spread test is the time-aligned one, which sees a canary
+    # twice as far from the common level. Two minutes the canary did not report (a missed
+    # scrape) leave 58 shared minutes, still compared minute by minute.
+    rng = np.random.default_rng(3)
+    level = 100 + 20 * np.sin(np.linspace(0, 4 * math.pi, 60)) + rng.normal(0, 3, 60)
+    base = level + rng.normal(0, 1, 60)
+    wider = 100 + 2 * (level - 100) + rng.normal(0, 1, 60)
+    wider[[10, 40]] = np.nan
+    index = pd.date_range("2026-03-01T00:00:00Z", periods=60, freq="1min")
+    config = CanaryConfig.from_dict({"metrics": [{"name": "lat", "direction": "increase"}]})
+    result = judge(config, pd.DataFrame({"lat": base}, index=index),
+                   pd.DataFrame({"lat": wider}, index=index)).metric("lat")
+    assert result.classification is Classification.HIGH
+    assert result.reason.startswith("Mann-Whitney on 58 time-aligned minutes")
+    assert "more spread out" in result.reason
+    pairing = result.details["pairing"]
+    assert pairing["used"] is True and pairing["minutes"] == 58
+    assert pairing["spread_test"] == "time-aligned"
+    assert result.details["tails"]["spread"]["paired"] is True

@@ -4,7 +4,9 @@ direction that matters", with its estimate, interval and the sentences that expl
 :mod:`judge.judges.default.decide`.
 
 - ``mann_whitney``: Mann-Whitney / Hodges-Lehmann shift with the variance inflated by the
-  AR(1) long-run factor (:func:`judge.stats.autocorrelation.shift_test`), plus, with
+  AR(1) long-run factor (:func:`judge.stats.autocorrelation.shift_test`), or, for sides
+  observed at the same minutes that move together, the variance of those minutes
+  (:func:`judge.stats.paired.aligned_rank_sum_rows`), plus, with
   ``tails: true``, a spread check (rank test on absolute deviations from each side's median)
   and a tail check (more outlier minutes beyond the pooled Hampel fence,
   :func:`judge.stats.quantiles.outlier_test_rows`) on the side(s) the direction cares about
@@ -20,11 +22,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as sps
 
 from judge.config import (
     Autocorrelation,
@@ -40,7 +42,6 @@ from judge.judges.default.counts import evaluate_rate_ratio
 from judge.judges.default.evaluation import Component, Evaluation
 from judge.judges.words import figure, percent
 from judge.report import Classification
-from judge.stats import cles
 from judge.stats.autocorrelation import (
     AutocorrelationEstimate,
     ShiftResult,
@@ -52,7 +53,6 @@ from judge.stats.autocorrelation import (
 )
 from judge.stats.paired import (
     aligned_rank_sum_rows,
-    paired_shift_test,
     paired_spread_test,
     rank_correlation_rows,
 )
@@ -76,17 +76,18 @@ MIN_EFFECTIVE_POINTS = 2.0
 enough evidence". Kayenta gives confident verdicts on a handful of correlated points."""
 
 MIN_PAIRS = 10
-"""Fewer time-aligned pairs than this: the unpaired tests are used (a signed-rank test on a
-handful of pairs says little, and the unpaired tests know how to say "not enough evidence")."""
+"""Fewer time-aligned minutes (or minutes whose pooled ranks differ) than this: the unpaired
+tests are used (the signs of a handful of minutes say little, and the unpaired tests know how
+to say "not enough evidence")."""
 
 PAIRING_MIN_CORRELATION = 0.5
-"""Aligned sides are compared minute by minute only when they move together: a rank correlation
-of at least this. Both comparisons are valid either way (the sides are exchangeable when
-nothing changed); the choice is about power. Pairing removes the shared variation (variance
-``1 - rho`` of the unpaired one for a shift), while sides with independent noise lose the
-unpaired spread test's strength: on the synthetic AR(1) scenarios (independent noise on each
-side) the paired tests caught 78% of meaningful shifts and 47% of wider spreads where the
-unpaired ones caught 90% and 95%."""
+"""Aligned sides that move together this closely (rank correlation) also take the time-aligned
+spread test instead of the unpaired one. Both are valid either way (the sides are
+exchangeable when nothing changed); the choice is about power: sides with independent noise
+lose the unpaired spread test's strength (on the synthetic AR(1) scenarios, independent noise
+on each side, the time-aligned spread test caught 47% of wider spreads where the unpaired one
+caught 95%). The location test needs no such threshold: the rank sum with its minutes'
+variance (:func:`_aligned_rows`) has the unpaired test's power on independent noise."""
 
 PHI_MARGIN = 1.0
 """Standard errors added to the estimated lag-1 autocorrelation for the location test. With 60
@@ -127,6 +128,7 @@ def evaluate_mann_whitney_many(items: Sequence[Prepared]) -> list[Evaluation | s
     metric is a group of one, so the per-metric path gives the same numbers.
     """
     out: list[Evaluation | str | None] = [None] * len(items)
+    items = [_on_shared_minutes(p) for p in items]
     groups: dict[tuple[int, int, float, Autocorrelation], list[int]] = {}
     for index, p in enumerate(items):
         test = p.metric.test
@@ -138,6 +140,19 @@ def evaluate_mann_whitney_many(items: Sequence[Prepared]) -> list[Evaluation | s
             _evaluate_rows(items, group[first:first + BATCH_ROWS], n_c, n_b, confidence,
                            setting, out)
     return [ev if ev is not None else "Not evaluated" for ev in out]
+
+
+def _on_shared_minutes(p: Prepared) -> Prepared:
+    """An aligned metric with minutes that only one side reports (a missed scrape), whose
+    shared minutes move together: judged on the shared minutes, so that the time-aligned
+    comparison still applies (:func:`_aligned_rows`). Otherwise as it is."""
+    if p.paired is None:
+        return p
+    baseline, canary = p.paired
+    if (baseline.size == p.baseline.size == p.canary.size or baseline.size < MIN_PAIRS
+            or not rank_correlation_rows(canary[None, :], baseline[None, :])[0] > 0.0):
+        return p
+    return replace(p, baseline=baseline, canary=canary)
 
 
 def _evaluate_rows(
@@ -163,30 +178,28 @@ def _evaluate_rows(
     # canaries fail (real-noise benchmark, independent flavour: most of those failures).
     tails = spread_tail_rows(c_rows, b_rows, point_c, point_b,
                              spread_phi_c=phi_c, spread_phi_b=phi_b)
-    # Time-aligned metrics are compared minute by minute (what both sides share cancels);
-    # the others, or too few aligned pairs, take the unpaired tests.
-    paired = np.zeros(rows, dtype=bool)
-    for local, index in enumerate(members):
-        evaluation = _paired_evaluation(items[index], tails, local)
-        if evaluation is not None:
-            out[index], paired[local] = evaluation, True
-    aligned = _aligned_variance(items, members, c_rows, b_rows, paired, setting)
+    # Time-aligned metrics that move together take the variance of their minutes (what both
+    # sides share cancels) and, when they move together closely, the time-aligned spread test.
+    aligned = _aligned_rows(items, members, c_rows, b_rows, setting)
+    paired_spreads: dict[int, float] = {}
     if aligned is not None:
-        chosen, factor, phi_d = aligned
         f_c, f_b, phi_c, phi_b = f_c.copy(), f_b.copy(), phi_c.copy(), phi_b.copy()
-        f_c[chosen] = f_b[chosen] = factor
-        for local, phi in zip(chosen.tolist(), phi_d.tolist(), strict=True):
+        f_c[aligned.rows] = f_b[aligned.rows] = aligned.factor
+        for position, local in enumerate(aligned.rows.tolist()):
             methods[local] = ALIGNED_METHOD
-            phi_c[local] = phi_b[local] = phi
+            phi_c[local] = phi_b[local] = aligned.phi[position]
+            if aligned.close[position] and items[members[local]].metric.test.tails:
+                paired_spreads[local] = paired_spread_test(
+                    c_rows[local], b_rows[local], margin=PHI_MARGIN).p_wider
     # Effective points come from the dependence alone: an aligned factor also holds the
     # spread of the rank differences, which a large shift widens.
     dependence_c, dependence_b = ar1_variance_factor_rows(phi_c), ar1_variance_factor_rows(phi_b)
     enough = np.minimum(n_c / dependence_c, n_b / dependence_b) >= MIN_EFFECTIVE_POINTS
-    for local in np.flatnonzero(~enough & ~paired).tolist():
+    for local in np.flatnonzero(~enough).tolist():
         out[members[local]] = _too_few_sentence(
             n_c, n_b, n_c / dependence_c[local], n_b / dependence_b[local], phi_c[local],
             phi_b[local])
-    kept = np.flatnonzero(enough & ~paired)
+    kept = np.flatnonzero(enough)
     if kept.size == 0:
         return
     c_k, b_k = c_rows[kept], b_rows[kept]
@@ -198,7 +211,7 @@ def _evaluate_rows(
         out[members[local]] = _mann_whitney_evaluation(
             p, shifts[position], methods[local], float(phi_c[local]),
             float(phi_b[local]), tails, local, float(mean_c[position]),
-            float(mean_b[position]),
+            float(mean_b[position]), paired_spreads.get(local),
         )
 
 
@@ -208,41 +221,51 @@ ALIGNED_METHOD = (
 )
 
 
-def _aligned_variance(
+@dataclass(frozen=True)
+class _Aligned:
+    rows: npt.NDArray[np.intp]
+    factor: FloatArray
+    phi: FloatArray
+    close: npt.NDArray[np.bool_]
+    """Rank correlation at least :data:`PAIRING_MIN_CORRELATION`: the time-aligned spread
+    test applies."""
+
+
+def _aligned_rows(
     items: Sequence[Prepared], members: list[int], c_rows: FloatArray, b_rows: FloatArray,
-    paired: npt.NDArray[np.bool_], setting: Autocorrelation,
-) -> tuple[npt.NDArray[np.intp], FloatArray, FloatArray] | None:
-    """For the unpaired rows whose sides cover the same minutes point for point, the rank
-    sum's variance factor from those minutes (:func:`judge.stats.paired.
-    aligned_rank_sum_rows`) and its autocorrelation: ``(rows, factor, phi)``.
+    setting: Autocorrelation,
+) -> _Aligned | None:
+    """The rows whose sides cover the same minutes point for point and move together, with
+    the rank sum's variance factor from those minutes (:func:`judge.stats.paired.
+    aligned_rank_sum_rows`), its autocorrelation (0 with ``autocorrelation: none``) and
+    whether they move together closely enough for the time-aligned spread test.
 
     Why: sides that run at once share the load's swings; the rank-sum test's usual variance
     (inflated by each side's own autocorrelation) counts those swings as noise twice, which
     holds back shifts and ramps on exactly the metrics that move with the load (real-noise
-    benchmark, concurrent canaries). With the minutes' own variance they cancel. ``None``
-    where no row qualifies: not aligned, points dropped on one side, autocorrelation "none"
-    (points taken as independent: the usual test), or fewer than :data:`MIN_PAIRS` minutes
-    whose ranks differ, or sides that do not move together (a rank correlation of 0 or
-    less: nothing shared to cancel, and the minutes' variance would only add the noise of
-    its own autocorrelation estimate; on the benchmark's independent canaries, with
-    no shared load, the choice made no difference beyond sampling error)."""
-    if setting is Autocorrelation.NONE:
-        return None
+    benchmark, concurrent canaries). With the minutes' own variance they cancel. Left to the
+    unpaired test: not aligned, fewer than :data:`MIN_PAIRS` minutes whose ranks differ, or
+    sides that do not move together (a rank correlation of 0 or less: nothing shared to
+    cancel, and the minutes' variance would only add the noise of its own autocorrelation
+    estimate; on the benchmark's independent canaries, with no shared load, the choice made
+    no difference beyond sampling error)."""
     n = c_rows.shape[1]
     candidates = np.array([
         local for local, index in enumerate(members)
-        if not paired[local] and (pairs := items[index].paired) is not None
-        and pairs[0].size == n == b_rows.shape[1]
+        if (pairs := items[index].paired) is not None and pairs[0].size == n == b_rows.shape[1]
     ], dtype=np.intp)
     if candidates.size == 0 or n < MIN_PAIRS:
         return None
     c_rows, b_rows = c_rows[candidates], b_rows[candidates]
-    result = aligned_rank_sum_rows(c_rows, b_rows, margin=PHI_MARGIN)
-    usable = ((result.differing >= MIN_PAIRS) & (result.factor > 0)
-              & (rank_correlation_rows(c_rows, b_rows) > 0.0))
+    result = aligned_rank_sum_rows(c_rows, b_rows, margin=PHI_MARGIN,
+                                   independent=setting is Autocorrelation.NONE)
+    correlation = rank_correlation_rows(c_rows, b_rows)
+    usable = (result.differing >= MIN_PAIRS) & (result.factor > 0) & (correlation > 0.0)
     if not np.any(usable):
         return None
-    return candidates[usable], result.factor[usable], result.phi[usable]
+    return _Aligned(rows=candidates[usable], factor=result.factor[usable],
+                    phi=result.phi[usable],
+                    close=correlation[usable] >= PAIRING_MIN_CORRELATION)
 
 
 def _too_few_sentence(
@@ -269,6 +292,7 @@ def _mann_whitney_evaluation(
     row: int,
     mean_c: float,
     mean_b: float,
+    paired_spread: float | None = None,
 ) -> Evaluation:
     metric, test = p.metric, p.metric.test
     assert isinstance(test, MannWhitneyTest)
@@ -300,11 +324,15 @@ def _mann_whitney_evaluation(
         title = (f"Mann-Whitney on {loc.canary_size} time-aligned minutes (baseline and canary at "
                  "the same minutes; variance from their rank differences, "
                  "autocorrelation-corrected)")
-        details["pairing"] = {"used": False, "aligned_variance": True,
-                              "pairs": loc.canary_size, "phi": phi_c,
-                              "variance_factor": loc.inflation}
+        details["pairing"] = {
+            "used": True, "minutes": loc.canary_size, "phi": phi_c,
+            "variance_factor": loc.inflation,
+            "effective_pairs": loc.canary_size / ar1_variance_factor(phi_c),
+            "spread_test": "time-aligned" if paired_spread is not None else "unpaired",
+        }
     if test.tails:
-        details["tails"] = _tail_components(metric, tails, row, components)
+        details["tails"] = _tail_components(metric, tails, row, components,
+                                            paired_spread=paired_spread)
     limits = test.effect_size
     if limits.measure is EffectMeasure.CLES:
         # U / (n_c n_b) is P(canary > baseline) + P(tie) / 2 over all pairs.
@@ -314,74 +342,6 @@ def _mann_whitney_evaluation(
     return _shift_evaluation(
         test, components, effect, (loc.estimate, loc.low, loc.high),
         f"{title}: {interval}", details,
-    )
-
-
-def _pairable(p: Prepared) -> bool:
-    """Compared minute by minute: aligned, enough pairs, and the sides move together (their
-    rank correlation at least :data:`PAIRING_MIN_CORRELATION`)."""
-    if p.paired is None or p.paired[0].size < MIN_PAIRS:
-        return False
-    baseline, canary = p.paired
-    if np.ptp(baseline) == 0.0 or np.ptp(canary) == 0.0:
-        return False
-    return float(sps.spearmanr(baseline, canary).statistic) >= PAIRING_MIN_CORRELATION
-
-
-def _paired_evaluation(p: Prepared, tails: SpreadTailRows, row: int) -> Evaluation | None:
-    """The time-aligned tests of one ``mann_whitney`` metric: signed-rank shift of the
-    minute-by-minute differences, and with ``tails`` the paired spread test plus the unpaired
-    tail checks (an outlier minute is an outlier whatever the other side did). ``None``: not
-    to be compared minute by minute (not aligned, the sides do not move together, or too few
-    pairs differ to test their signs: the unpaired tests then judge it)."""
-    if not _pairable(p):
-        return None
-    metric, test = p.metric, p.metric.test
-    assert isinstance(test, MannWhitneyTest) and p.paired is not None
-    baseline, canary = p.paired
-    independent = test.autocorrelation is Autocorrelation.NONE
-    loc = paired_shift_test(canary, baseline, confidence=test.confidence, margin=PHI_MARGIN,
-                            independent=independent)
-    effective = loc.pairs / loc.inflation
-    if effective < MIN_EFFECTIVE_POINTS:
-        return None
-    interval = (
-        f"shift {figure(loc.estimate, signed=True)}, {test.confidence * 100:g}% CI "
-        f"[{figure(loc.low, signed=True)}, {figure(loc.high, signed=True)}]"
-    )
-    components: list[Component] = []
-    if metric.direction.increase_matters:
-        components.append(Component("location", Classification.HIGH, loc.p_greater,
-                                    f"the canary is above the baseline minute by minute "
-                                    f"({interval})"))
-    if metric.direction.decrease_matters:
-        components.append(Component("location", Classification.LOW, loc.p_less,
-                                    f"the canary is below the baseline minute by minute "
-                                    f"({interval})"))
-    details: dict[str, Any] = {
-        "pairing": {"used": True, "pairs": loc.pairs, "equal_pairs": loc.zeros,
-                    "phi": loc.phi, "variance_inflation": loc.inflation,
-                    "effective_pairs": effective},
-        "location": {"estimate": loc.estimate, "low": loc.low, "high": loc.high,
-                     "p_greater": loc.p_greater, "p_less": loc.p_less, "z": loc.z},
-    }
-    if test.tails:
-        # The spread test allows for the shift test's dependence (its residuals are the same);
-        # with autocorrelation "none" that is still estimated, as the spread test always did.
-        spread = paired_spread_test(canary, baseline, margin=PHI_MARGIN,
-                                    phi=None if independent else loc.phi)
-        details["tails"] = _tail_components(metric, tails, row, components,
-                                            paired_spread=spread.p_wider)
-    limits = test.effect_size
-    if limits.measure is EffectMeasure.CLES:
-        effect = float(cles(p.canary, p.baseline))
-    else:
-        mean_b = p.baseline_summary.mean
-        effect = p.canary_summary.mean / mean_b if mean_b != 0 else math.nan
-    return _shift_evaluation(
-        test, components, effect, (loc.estimate, loc.low, loc.high),
-        (f"Wilcoxon signed-rank on {loc.pairs} time-aligned pairs (baseline and canary at the "
-         f"same minutes; autocorrelation-corrected): {interval}"), details,
     )
 
 
