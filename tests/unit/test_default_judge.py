@@ -594,6 +594,17 @@ def test_count_evidence_passes_a_material_increase_about_one_time_in_ten() -> No
     assert shown(0.0005, 0.0005) >= 0.94
 
 
+LAT_INCREASE = CanaryConfig.from_dict({"metrics": [{"name": "lat", "direction": "increase"}]})
+
+
+def _lat_on_minutes(base: np.ndarray, canary: np.ndarray, config: CanaryConfig = LAT_INCREASE
+                    ) -> Any:
+    """The ``lat`` metric judged with both sides on the same 60 minutes (a DatetimeIndex)."""
+    index = pd.date_range("2026-03-01T00:00:00Z", periods=60, freq="1min")
+    return judge(config, pd.DataFrame({"lat": base}, index=index),
+                 pd.DataFrame({"lat": canary}, index=index)).metric("lat")
+
+
 def test_aligned_sides_that_share_the_load_loosely_use_the_minutes_variance() -> None:
     # Both sides follow one load (a daily swing and a drift) with their own noise, loosely
     # (rank correlation 0.38, below the signed-rank test's 0.5), and the canary ramps up by
@@ -604,24 +615,20 @@ def test_aligned_sides_that_share_the_load_loosely_use_the_minutes_variance() ->
     load = 20 * np.sin(np.linspace(0, 2 * math.pi, 60)) + np.cumsum(rng.normal(0, 2, 60))
     base = 200 + load + rng.normal(0, 12, 60)
     canary = 200 + load + rng.normal(0, 12, 60) + np.linspace(0, 18, 60)
-    index = pd.date_range("2026-03-01T00:00:00Z", periods=60, freq="1min")
-    config = CanaryConfig.from_dict({"metrics": [{"name": "lat", "direction": "increase"}]})
-    aligned = judge(config, pd.DataFrame({"lat": base}, index=index),
-                    pd.DataFrame({"lat": canary}, index=index)).metric("lat")
+    aligned = _lat_on_minutes(base, canary)
     assert aligned.classification is Classification.HIGH
     assert aligned.reason.startswith("Mann-Whitney on 60 time-aligned minutes")
     pairing = aligned.details["pairing"]
     assert pairing["used"] is True and pairing["spread_test"] == "unpaired"
     assert 0 < pairing["phi"] < 0.5 and pairing["variance_factor"] < 1.5
     # The same values without timestamps: the unpaired test, which cannot see it.
-    unpaired = judge(config, {"lat": base}, {"lat": canary}).metric("lat")
+    unpaired = judge(LAT_INCREASE, {"lat": base}, {"lat": canary}).metric("lat")
     assert unpaired.classification is Classification.PASS
     assert unpaired.reason.startswith("Mann-Whitney with autocorrelation correction")
     assert "pairing" not in unpaired.details
     # Kayenta mode keeps Kayenta's test whatever the timestamps.
-    kayenta = CanaryConfig.from_dict({**config.to_dict(), "mode": "kayenta"})
-    assert judge(kayenta, pd.DataFrame({"lat": base}, index=index),
-                 pd.DataFrame({"lat": canary}, index=index)).metric("lat").to_dict() == judge(
+    kayenta = CanaryConfig.from_dict({**LAT_INCREASE.to_dict(), "mode": "kayenta"})
+    assert _lat_on_minutes(base, canary, kayenta).to_dict() == judge(
         kayenta, {"lat": base}, {"lat": canary}).metric("lat").to_dict()
 
 
@@ -636,10 +643,7 @@ def test_closely_aligned_sides_take_the_time_aligned_spread_test_and_survive_a_m
     base = level + rng.normal(0, 1, 60)
     wider = 100 + 2 * (level - 100) + rng.normal(0, 1, 60)
     wider[[10, 40]] = np.nan
-    index = pd.date_range("2026-03-01T00:00:00Z", periods=60, freq="1min")
-    config = CanaryConfig.from_dict({"metrics": [{"name": "lat", "direction": "increase"}]})
-    result = judge(config, pd.DataFrame({"lat": base}, index=index),
-                   pd.DataFrame({"lat": wider}, index=index)).metric("lat")
+    result = _lat_on_minutes(base, wider)
     assert result.classification is Classification.HIGH
     assert result.reason.startswith("Mann-Whitney on 58 time-aligned minutes")
     assert "more spread out" in result.reason
