@@ -31,6 +31,7 @@ sequential runs than fixed-horizon canaries), ``--points`` per side, ``--seed``,
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -38,7 +39,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 import pandas as pd
 from scipy.stats import binomtest
@@ -61,6 +62,7 @@ from judge.lab.real_noise import (
     benchmark_config,
     labelled_canary,
     load_real_series,
+    with_overrides,
 )
 from judge.report import Classification, Report
 
@@ -219,9 +221,10 @@ def evaluate(job: Job, context: Context) -> CanaryOutcome:
 _WORKER_CONTEXT: Context | None = None
 
 
-def _init_worker(path: str | None, seed: int, spec: CanarySpec, splits: tuple[Split, ...]) -> None:
+def _init_worker(path: str | None, seed: int, spec: CanarySpec, splits: tuple[Split, ...],
+                 overrides: tuple[tuple[str, Any], ...]) -> None:
     global _WORKER_CONTEXT
-    _WORKER_CONTEXT = make_context(load_real_series(path), seed, spec, splits)
+    _WORKER_CONTEXT = make_context(load_real_series(path), seed, spec, splits, overrides)
 
 
 def _evaluate_in_worker(job: Job) -> CanaryOutcome:
@@ -230,11 +233,14 @@ def _evaluate_in_worker(job: Job) -> CanaryOutcome:
 
 
 def make_context(
-    series: RealSeriesSet, seed: int, spec: CanarySpec, splits: Iterable[Split]
+    series: RealSeriesSet, seed: int, spec: CanarySpec, splits: Iterable[Split],
+    overrides: tuple[tuple[str, Any], ...] = (),
 ) -> Context:
+    """``overrides``: settings of the default-mode config (:func:`judge.lab.real_noise.
+    with_overrides`); Kayenta mode stays the reference it is."""
     return Context(
         series={split: series.select(split) for split in splits}, seed=seed, spec=spec,
-        default=benchmark_config(JudgeMode.DEFAULT, spec),
+        default=with_overrides(benchmark_config(JudgeMode.DEFAULT, spec), dict(overrides)),
         kayenta=benchmark_config(JudgeMode.KAYENTA, spec),
     )
 
@@ -254,6 +260,8 @@ class Settings:
     kinds: tuple[Kind, ...] = tuple(Kind)
     spec: CanarySpec = DEFAULT_SPEC
     jobs: int = 2
+    overrides: tuple[tuple[str, Any], ...] = ()
+    """Settings of the default-mode config (``--set``)."""
 
     def jobs_list(self) -> list[Job]:
         sequential = (self.canaries if self.sequential_canaries is None
@@ -287,11 +295,12 @@ def run(settings: Settings, series: RealSeriesSet | None = None, path: str | Non
     jobs = settings.jobs_list()
     if settings.jobs <= 1:
         context = make_context(series if series is not None else load_real_series(path),
-                               settings.seed, settings.spec, settings.splits)
+                               settings.seed, settings.spec, settings.splits,
+                               settings.overrides)
         return _with_progress((evaluate(job, context) for job in jobs), len(jobs), progress)
     with ProcessPoolExecutor(
         max_workers=settings.jobs, initializer=_init_worker,
-        initargs=(path, settings.seed, settings.spec, settings.splits),
+        initargs=(path, settings.seed, settings.spec, settings.splits, settings.overrides),
     ) as pool:
         return _with_progress(pool.map(_evaluate_in_worker, jobs, chunksize=4), len(jobs),
                               progress)
@@ -477,6 +486,16 @@ def target_table(rows_of: Sequence[CanaryOutcome]) -> str:
     return "\n".join(out)
 
 
+def _parse_setting(text: str) -> tuple[str, Any]:
+    path, sep, value = text.partition("=")
+    if not sep or not path:
+        raise argparse.ArgumentTypeError(f"--set: expected KEY=VALUE, got {text!r}")
+    try:
+        return path, json.loads(value)
+    except json.JSONDecodeError:
+        return path, value
+
+
 def _parse_kinds(text: str) -> tuple[Kind, ...]:
     try:
         return tuple(Kind(k.strip()) for k in text.split(",") if k.strip())
@@ -508,7 +527,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="folder of the real series (default: $CANARY_JUDGE_REAL_SERIES "
                              "or ../shared/data/real-series)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--set", type=_parse_setting, action="append", default=[],
+                        metavar="KEY=VALUE", dest="overrides",
+                        help="a setting of the default-mode config, e.g. "
+                             "multiple_testing.level=0.05 or "
+                             "metrics.errors.test.negligible_rate=0.005 (repeatable; "
+                             "metrics.*.… sets every metric)")
     args = parser.parse_args(argv)
+    try:
+        with_overrides(benchmark_config(), dict(args.overrides))
+    except ValueError as exc:
+        parser.error(f"--set: {exc}")
 
     splits = ((Split.HELD_OUT,) if args.holdout_only else
               (Split.TUNING,) if args.tuning_only else (Split.TUNING, Split.HELD_OUT))
@@ -517,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         canaries=args.canaries,
         sequential_canaries=0 if args.sequential == "off" else args.sequential_canaries,
         seed=args.seed, splits=splits, flavours=flavours, kinds=args.kinds,
-        spec=CanarySpec(points=args.points), jobs=args.jobs,
+        spec=CanarySpec(points=args.points), jobs=args.jobs, overrides=tuple(args.overrides),
     )
     try:
         load_real_series(args.series)
@@ -529,6 +558,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = summarise(outcomes)
     print(f"Real-noise benchmark: {args.canaries} canaries per row, seed {args.seed}, "
           f"{args.points} points a side, sequential polls every {POLL_EVERY} points")
+    if args.overrides:
+        print("Default-mode config changed: "
+              + ", ".join(f"{path} = {json.dumps(value)}" for path, value in args.overrides))
     print(format_tables(rows, args.points))
     for split in splits:
         mine = [o for o in outcomes if o.split is split]

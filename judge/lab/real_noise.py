@@ -118,6 +118,7 @@ __all__ = [
     "real_noise_history",
     "split_neighbours",
     "window_iqr",
+    "with_overrides",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -720,3 +721,44 @@ def benchmark_config(
             {"name": "requests", "direction": "decrease"},
         ],
     })
+
+
+def with_overrides(config: CanaryConfig, overrides: Mapping[str, Any]) -> CanaryConfig:
+    """``config`` with some fields set, for measuring what a setting buys on the benchmark
+    (``bench_real_noise.py --set``): dotted paths into the config's mapping, where a segment
+    after ``metrics`` names a metric (``*``: every metric), e.g.
+    ``{"multiple_testing.level": 0.05, "metrics.errors.test.negligible_rate": 0.005}``. The
+    result is validated like any config, so a misspelt field is named.
+
+    >>> changed = with_overrides(benchmark_config(), {"multiple_testing.level": 0.05})
+    >>> changed.multiple_testing.level
+    0.05
+    >>> with_overrides(benchmark_config(), {"metrics.latency.critical": True})
+    Traceback (most recent call last):
+    ...
+    ValueError: metrics.latency.critical: no metric 'latency' (the config has level_1, ...)
+    """
+    raw = config.to_dict()
+    for path, value in overrides.items():
+        parts = path.split(".")
+        targets: list[dict[str, Any]] = [raw]
+        position = 0
+        while position < len(parts) - 1:
+            key = parts[position]
+            if key == "metrics":
+                name = parts[position + 1]
+                metrics = [m for t in targets for m in t["metrics"]
+                           if name == "*" or m["name"] == name]
+                if not metrics:
+                    names = [m["name"] for m in raw["metrics"]]
+                    raise ValueError(f"{path}: no metric {name!r} (the config has "
+                                     f"{names[0]}, ...)")
+                targets, position = metrics, position + 2
+                continue
+            targets = [t.setdefault(key, {}) for t in targets]
+            position += 1
+        if position != len(parts) - 1:
+            raise ValueError(f"{path}: a path ends in a field, not in a metric")
+        for target in targets:
+            target[parts[-1]] = value
+    return CanaryConfig.from_dict(raw)

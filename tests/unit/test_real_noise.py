@@ -45,6 +45,7 @@ from judge.lab.real_noise import (
     load_real_series,
     split_neighbours,
     window_iqr,
+    with_overrides,
 )
 
 SEED = BENCHMARK_SEED
@@ -426,6 +427,47 @@ def test_benchmark_configs() -> None:
     assert (default.thresholds.pass_, default.thresholds.marginal) == (95, 75)
     assert default.metric("requests").direction.value == "decrease"
     assert {default.metric(m).direction.value for m in level_metric_names()} == {"increase"}
+
+
+def test_config_overrides_set_fields_and_name_what_is_wrong() -> None:
+    changed = with_overrides(benchmark_config(), {
+        "multiple_testing.level": 0.05,
+        "metrics.errors.test.negligible_rate": 0.005,
+        "metrics.*.critical": False,
+    })
+    assert changed.multiple_testing.level == 0.05
+    errors = changed.metric("errors").test
+    assert isinstance(errors, RateRatioTest) and errors.negligible_rate == 0.005
+    assert not any(m.critical for m in changed.metrics)
+    # Untouched fields keep their values, and the original config is not changed.
+    assert errors.margin == 3.0 and benchmark_config().metric("errors").critical
+    with pytest.raises(ValueError, match="no metric 'latency'"):
+        with_overrides(benchmark_config(), {"metrics.latency.critical": True})
+    with pytest.raises(ValueError, match="negligble_rate"):
+        with_overrides(benchmark_config(), {"metrics.errors.test.negligble_rate": 0.005})
+    with pytest.raises(ValueError, match="ends in a field"):
+        with_overrides(benchmark_config(), {"metrics.errors": {}})
+
+
+def test_benchmark_set_changes_the_default_config_only(
+    bench: ModuleType, tuning: RealSeriesSet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --set reaches the judged config (a family level of 0.5: the healthy canary's level
+    # metrics are tested at 25 times the default's level) and the printed header; Kayenta mode
+    # is the reference and keeps its config.
+    overrides = (("multiple_testing.level", 0.45),)
+    context = bench.make_context(load_real_series(str(default_series_path())), SEED,
+                                 CanarySpec(), (Split.TUNING,), overrides)
+    assert context.default.multiple_testing.level == 0.45
+    assert context.kayenta == benchmark_config(JudgeMode.KAYENTA)
+    assert bench.main(["--canaries", "1", "--kinds", "healthy", "--tuning-only",
+                       "--sequential", "off", "--jobs", "1",
+                       "--series", str(default_series_path()),
+                       "--set", "multiple_testing.level=0.45"]) == 0
+    assert "Default-mode config changed: multiple_testing.level = 0.45" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main(["--set", "metrics.latency.critical=true"])
+    assert "no metric 'latency'" in capsys.readouterr().err
 
 
 # -- the reduced benchmark run ------------------------------------------------------------------
