@@ -79,13 +79,19 @@ def test_three_replicas_run_each_analysis_once_through_a_crash(
         assert {a: f.status for a, f in finished.items()} == {
             a: AnalysisStatus.SUCCEEDED for a in expected}
         assert {a: (f.report or {}).get("verdict") for a, f in finished.items()} == expected
-        # Judged to the end exactly once: one finished attempt per analysis; the only attempts
-        # that never finished are the killed replica's.
+        # Judged to the end exactly once: one finished attempt per analysis; the attempts that
+        # never finished are the killed replica's, and any whose lease lapsed on a starved
+        # machine (a busy 2-core box can hold a lease renewal past its 3 s): those were taken
+        # over and finished by another replica, as the lease is for.
         attempts = [a for a in store.analysis_attempts() if a.analysis_id in expected]
         ended = Counter(a.analysis_id for a in attempts if a.outcome is not None)
         assert ended == Counter(list(expected)), ended
         unfinished = [a for a in attempts if a.outcome is None]
-        assert {a.replica_id for a in unfinished} == {"replica-0"}
+        assert "replica-0" in {a.replica_id for a in unfinished}
+        finisher = {a.analysis_id: a.replica_id for a in attempts if a.outcome is not None}
+        for attempt in unfinished:
+            if attempt.replica_id != "replica-0":
+                assert finisher[attempt.analysis_id] != attempt.replica_id, attempt
         # What replica-0 held when it died was taken over and finished by another replica.
         assert held
         for analysis_id in held:

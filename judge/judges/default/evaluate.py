@@ -87,8 +87,9 @@ spread test instead of the unpaired one. Both are valid either way (the sides ar
 exchangeable when nothing changed); the choice is about power: sides with independent noise
 lose the unpaired spread test's strength (on the synthetic AR(1) scenarios, independent noise
 on each side, the time-aligned spread test caught 47% of wider spreads where the unpaired one
-caught 95%). The location test needs no such threshold: the rank sum with its minutes'
-variance (:func:`_aligned_rows`) has the unpaired test's power on independent noise."""
+caught 95%). The location test only needs the sides to share some load
+(:func:`shares_load`): the rank sum with its minutes' variance (:func:`_aligned_rows`) has
+the unpaired test's power on independent noise."""
 
 PHI_MARGIN = 1.0
 """Standard errors added to the estimated lag-1 autocorrelation for the location test. With 60
