@@ -11,6 +11,7 @@ is expected to fail until the judge meets them.
 
 from __future__ import annotations
 
+import doctest
 import importlib.util
 import os
 import sys
@@ -447,6 +448,13 @@ def test_config_overrides_set_fields_and_name_what_is_wrong() -> None:
         with_overrides(benchmark_config(), {"metrics.errors.test.negligble_rate": 0.005})
     with pytest.raises(ValueError, match="ends in a field"):
         with_overrides(benchmark_config(), {"metrics.errors": {}})
+
+
+def test_real_noise_docstring_examples_hold() -> None:
+    import judge.lab.real_noise as module
+
+    failures, tried = doctest.testmod(module)
+    assert tried > 0 and failures == 0
 
 
 def test_benchmark_set_changes_the_default_config_only(

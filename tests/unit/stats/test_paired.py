@@ -3,6 +3,7 @@ size, what each test sees and what it must not."""
 
 from __future__ import annotations
 
+import doctest
 import math
 
 import numpy as np
@@ -200,3 +201,10 @@ def test_rank_correlation_rows_is_spearman_row_by_row() -> None:
         expected = sps.spearmanr(canary[row], baseline[row]).statistic
         assert got[row] == pytest.approx(expected, rel=1e-12)
     assert math.isnan(rank_correlation_rows([[1.0, 1.0, 1.0]], [[1.0, 2.0, 3.0]])[0])
+
+
+def test_docstring_examples_hold() -> None:
+    import judge.stats.paired as module
+
+    failures, tried = doctest.testmod(module)
+    assert tried > 0 and failures == 0
