@@ -42,7 +42,11 @@ from scipy import stats as sps
 from scipy.special import ndtr, ndtri
 
 from judge.stats._ranks import average_ranks_rows
-from judge.stats.autocorrelation import PHI_CAP, lag1_autocorrelation, lag1_autocorrelation_rows
+from judge.stats.autocorrelation import (
+    PHI_CAP,
+    _raise_by_margin_rows,
+    lag1_autocorrelation_rows,
+)
 
 __all__ = [
     "AlignedRankSum",
@@ -53,6 +57,7 @@ __all__ = [
     "paired_spread_test",
     "rank_correlation_rows",
     "residual_phi",
+    "residual_phi_rows",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -105,20 +110,28 @@ def _differences(canary: npt.ArrayLike, baseline: npt.ArrayLike) -> tuple[FloatA
 def residual_phi(d: FloatArray, level: FloatArray, margin: float) -> float:
     """The lag-1 autocorrelation allowed for: of the residuals of ``d`` on ``(1, level -
     median(level), t)`` (see the module doc), plus ``margin`` standard errors, in
-    ``[0, PHI_CAP]``."""
-    n = d.size
-    if n < 5:
+    ``[0, PHI_CAP]`` (:func:`residual_phi_rows` of one row; ``PHI_CAP`` below 5 points)."""
+    if d.size < 5:
         return PHI_CAP
-    centred = level - np.median(level)
-    minutes = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
-    design = np.column_stack([np.ones(n), centred, minutes])
-    coefficients, *_ = np.linalg.lstsq(design, d, rcond=None)
-    residuals = d - design @ coefficients
-    if np.ptp(residuals) == 0.0:
-        return 0.0
-    phi = min(max(lag1_autocorrelation(residuals), 0.0), PHI_CAP)
-    se = math.sqrt(max(1.0 - phi * phi, 0.0) / n)
-    return min(phi + margin * se, PHI_CAP)
+    return float(residual_phi_rows(d[None, :], level[None, :], margin)[0])
+
+
+def residual_phi_rows(d: FloatArray, level: FloatArray, margin: float) -> FloatArray:
+    """:func:`residual_phi` of every row of two 2-d arrays at once (at least 5 columns): the
+    least-squares fit by its normal equations, every row together (``pinv``, since a row whose
+    pairs all sit at one level has a singular design). A row whose residuals are flat (within
+    rounding of the fit) has nothing to correlate: 0."""
+    n = d.shape[1]
+    design = np.stack([np.ones_like(level), level - np.median(level, axis=1, keepdims=True),
+                       np.broadcast_to(np.arange(n) - (n - 1) / 2.0, level.shape)], axis=2)
+    gram = np.einsum("rti,rtj->rij", design, design)
+    coefficients = np.einsum("rij,rj->ri", np.linalg.pinv(gram),
+                             np.einsum("rti,rt->ri", design, d))
+    residuals = d - np.einsum("rti,ri->rt", design, coefficients)
+    flat = np.ptp(residuals, axis=1) <= 1e-9 * np.maximum(np.abs(d).max(axis=1), 1.0)
+    phi = _raise_by_margin_rows(lag1_autocorrelation_rows(residuals), n, margin)
+    out: FloatArray = np.where(flat, 0.0, phi)
+    return out
 
 
 def _validate(confidence: float, margin: float) -> None:
@@ -279,20 +292,8 @@ def aligned_rank_sum_rows(
     pooled = average_ranks_rows(np.concatenate([c, b], axis=1))
     rank_c, rank_b = pooled[:, :n], pooled[:, n:]
     d = rank_c - rank_b
-    level = (rank_c + rank_b) / 2.0
-    # Residuals of d on (1, level - median(level), t), every row at once (normal equations;
-    # pinv, since a row whose pairs all sit at one level has a singular design).
-    design = np.stack([np.ones_like(level), level - np.median(level, axis=1, keepdims=True),
-                       np.broadcast_to(np.arange(n) - (n - 1) / 2.0, level.shape)], axis=2)
-    gram = np.einsum("rti,rtj->rij", design, design)
-    coefficients = np.einsum("rij,rj->ri", np.linalg.pinv(gram),
-                             np.einsum("rti,rt->ri", design, d))
-    residuals = d - np.einsum("rti,ri->rt", design, coefficients)
-    flat = np.ptp(residuals, axis=1) <= 1e-9 * np.maximum(np.abs(d).max(axis=1), 1.0)
-    phi = np.minimum(np.maximum(lag1_autocorrelation_rows(residuals), 0.0), PHI_CAP)
-    phi = np.where(flat, 0.0, phi)
-    phi = np.minimum(phi + margin * np.sqrt(np.maximum(1.0 - phi * phi, 0.0) / n), PHI_CAP)
-    phi = np.where(flat | independent, 0.0, phi)
+    phi = (np.zeros(rows) if independent
+           else residual_phi_rows(d, (rank_c + rank_b) / 2.0, margin))
     kappa = (1.0 + phi) / (1.0 - phi)
     total = 2 * n
     centred = pooled - (total + 1) / 2.0

@@ -267,11 +267,14 @@ def _aligned_rows(
     ], dtype=np.intp)
     if candidates.size == 0 or n < MIN_PAIRS:
         return None
-    c_rows, b_rows = c_rows[candidates], b_rows[candidates]
-    result = aligned_rank_sum_rows(c_rows, b_rows, margin=PHI_MARGIN,
+    correlation = rank_correlation_rows(c_rows[candidates], b_rows[candidates])
+    moving = correlation > shares_load(n)
+    candidates, correlation = candidates[moving], correlation[moving]
+    if candidates.size == 0:
+        return None
+    result = aligned_rank_sum_rows(c_rows[candidates], b_rows[candidates], margin=PHI_MARGIN,
                                    independent=setting is Autocorrelation.NONE)
-    correlation = rank_correlation_rows(c_rows, b_rows)
-    usable = (result.differing >= MIN_PAIRS) & (result.factor > 0) & (correlation > shares_load(n))
+    usable = (result.differing >= MIN_PAIRS) & (result.factor > 0)
     if not np.any(usable):
         return None
     return _Aligned(rows=candidates[usable], factor=result.factor[usable],
