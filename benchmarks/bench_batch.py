@@ -19,6 +19,10 @@ prints times as ratios:
   and the whole Kayenta-mode judgment on the same data, with a scaling table for the default
   judge.
 
+With numba installed (the ``fast`` extra), the whole judgments use the compiled merge counts
+(``judge.stats._compiled``); they are also timed with ``CANARY_JUDGE_COMPILED=0``, repeats
+alternated, and the ratio printed.
+
 Times are the best of several repeats, both wall clock and CPU time of this process (the CPU
 ratio is the steadier one on a shared machine); R's loop runs once and reports both too. The
 numbers of our judge are checked against R's on the metrics R ran.
@@ -33,6 +37,7 @@ input arrays' size.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import tempfile
@@ -47,7 +52,7 @@ from scipy import special, stats
 from judge.config import CanaryConfig
 from judge.judging import judge_series
 from judge.report import Report
-from judge.stats import MannWhitneyResult, mann_whitney_many
+from judge.stats import MannWhitneyResult, _compiled, mann_whitney_many
 
 CONFIDENCE = 0.98
 SEED = 20_240_601
@@ -114,6 +119,29 @@ def best_time(action: Callable[[], object], repeats: int) -> Timing:
         wall = min(wall, time.perf_counter() - started_wall)
         cpu = min(cpu, time.process_time() - started_cpu)
     return Timing(wall, cpu)
+
+
+def with_and_without_kernels(
+    action: Callable[[], object], repeats: int
+) -> tuple[Timing, Timing | None]:
+    """Best times of ``action`` with the compiled counts (``judge.stats._compiled``) and in
+    numpy, their repeats alternated so both meet the same machine; the second is None when
+    the kernels are not there (numba not installed, or ``CANARY_JUDGE_COMPILED=0``)."""
+    action()  # loads (and on a first run compiles) the kernels if they are there
+    if not _compiled.loaded():
+        return best_time(action, repeats), None
+    compiled = numpy_only = Timing(float("inf"), float("inf"))
+    for _ in range(repeats):
+        with_kernels = best_time(action, 1)
+        os.environ["CANARY_JUDGE_COMPILED"] = "0"
+        try:
+            without = best_time(action, 1)
+        finally:
+            del os.environ["CANARY_JUDGE_COMPILED"]
+        compiled = Timing(min(compiled.wall, with_kernels.wall), min(compiled.cpu,
+                                                                     with_kernels.cpu))
+        numpy_only = Timing(min(numpy_only.wall, without.wall), min(numpy_only.cpu, without.cpu))
+    return compiled, numpy_only
 
 
 def ours(data: np.ndarray) -> list[MannWhitneyResult]:
@@ -235,10 +263,10 @@ def main() -> None:
         agreement = float(gaps.max())
         agreement_scaled = float((gaps / np.maximum(scale, 1.0)[:, None]).max())
 
-    default_time = best_time(partial(whole_judgment, data, judge_config(metrics, "default")),
-                             repeats)
-    kayenta_time = best_time(partial(whole_judgment, data, judge_config(metrics, "kayenta")),
-                             repeats)
+    default_time, default_numpy = with_and_without_kernels(
+        partial(whole_judgment, data, judge_config(metrics, "default")), repeats)
+    kayenta_time, kayenta_numpy = with_and_without_kernels(
+        partial(whole_judgment, data, judge_config(metrics, "kayenta")), repeats)
     rows: list[tuple[str, Timing]] = [
         ("numpy.sort, row-wise, of all values (floor)", floor),
         ("ours: mann_whitney_many", ours_time),
@@ -275,6 +303,16 @@ def main() -> None:
         f"kayenta-mode judgment / sort floor: {kayenta_time.wall / floor.wall:.1f}x wall, "
         f"{kayenta_time.cpu / floor.cpu:.1f}x cpu (target: within 10x)"
     )
+    if default_numpy is not None and kayenta_numpy is not None:
+        print(
+            "without / with the compiled counts (CANARY_JUDGE_COMPILED=0 against the fast "
+            f"extra, alternated): default judge {default_numpy.cpu / default_time.cpu:.2f}x "
+            f"cpu ({default_numpy.cpu:.3f} s), kayenta mode "
+            f"{kayenta_numpy.cpu / kayenta_time.cpu:.2f}x cpu ({kayenta_numpy.cpu:.3f} s)"
+        )
+    else:
+        print("compiled counts: numba not installed (the fast extra) or switched off; "
+              "everything above ran in numpy")
     if r_time is not None:
         print(
             f"R loop / default judge: {r_time.wall / default_time.wall:.0f}x wall, "

@@ -34,6 +34,7 @@ from functools import cached_property
 import numpy as np
 from scipy import special
 
+from judge.stats import _compiled
 from judge.stats._selection import PairedSamples
 from judge.stats._wilcox import ROOT_MAXITER, ROOT_TOL, asymptotic_interval, zeroin_steps
 
@@ -206,11 +207,20 @@ class _LockstepSearch:
         value meets a baseline value.
         """
         samples = self.samples
-        tables = self._tables
         greater = np.zeros(lanes.size, dtype=np.int64)
         equal = np.zeros(lanes.size, dtype=np.int64)
         ties = np.zeros(lanes.size, dtype=np.int64)
         rows = self.row[lanes]
+        work = int((samples.nd[rows] + samples.md[rows]).sum())
+        compiled = _compiled.kernels(work)
+        if compiled is not None:
+            compiled.root_counts(
+                samples.xv, samples.wx, samples.nd, samples.yv, samples.md, samples.wy,
+                samples.cwy, samples.untied, self.row, lanes, shifts, greater, equal, ties,
+                self._last_below, self._last_upto, self._last_below_sum, self._last_upto_sum,
+            )
+            return greater, equal, ties
+        tables = self._tables
         order = np.argsort(rows, kind="stable")
         sorted_rows = rows[order]
         boundaries = np.flatnonzero(sorted_rows[1:] != sorted_rows[:-1]) + 1

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from judge.stats import _compiled
+
 #: Pairs whose distinct canary x distinct baseline values are at most this many are counted by
 #: broadcasting (no Python loop); larger ones by one ``searchsorted`` call per pair and round.
 _BROADCAST_MAX_CELLS = 4_096
@@ -152,11 +154,19 @@ class PairedSamples:
                 axis=2
             )
             return weighted, distinct, below
+        distinct = np.empty(shifts.shape, dtype=np.int64)
+        weighted = np.empty(shifts.shape, dtype=np.int64)
+        work = shifts.shape[1] * int((self.nd[rows] + self.md[rows]).sum())
+        compiled = _compiled.kernels(work)
+        if compiled is not None:
+            compiled.selection_counts(
+                self.xv, self.wx, self.nd, self.yv, self.md, self.cwy, self.m, self.untied,
+                rows, shifts, below, weighted, distinct,
+            )
+            return weighted, distinct, below
         # One searchsorted per pair: its rows are contiguous and stay in cache, which measured
         # faster than one search over all pairs (and keeps the comparisons exact); the sums
         # are cheaper here too than over the padded matrices.
-        distinct = np.empty(shifts.shape, dtype=np.int64)
-        weighted = np.empty(shifts.shape, dtype=np.int64)
         canary_rows, baseline_rows, canary_counts = self._rows()
         for position, row in enumerate(rows.tolist()):
             canary, baseline = canary_rows[row], baseline_rows[row]
@@ -317,10 +327,19 @@ def _list_candidates(
     need = (ranks - count_lo).reshape(segments)
     value = np.full(segments, np.nan)
     following = np.full(segments, np.nan)
-    chunk = max(1, _LISTING_CHUNK_CELLS // max(int(segment_length.max()), 1))
-    for start in range(0, segments, chunk):
-        part = np.arange(start, min(start + chunk, segments))
-        _pick(samples, targets, part, lengths[part], first[part], need[part], value, following)
+    compiled = _compiled.kernels(int(segment_length.sum()))
+    if compiled is not None:
+        compiled.bracket_picks(
+            samples.xv, samples.wx, samples.nd, samples.yv, samples.wy,
+            np.repeat(np.arange(groups), targets), first,
+            below_lo.reshape(segments, width_x).astype(np.int64), need, value, following,
+        )
+    else:
+        chunk = max(1, _LISTING_CHUNK_CELLS // max(int(segment_length.max()), 1))
+        for start in range(0, segments, chunk):
+            part = np.arange(start, min(start + chunk, segments))
+            _pick(samples, targets, part, lengths[part], first[part], need[part], value,
+                  following)
     value = value.reshape(groups, targets)
     following = following.reshape(groups, targets)
     # An empty bracket cannot hold the rank (it only happens when lo and hi are adjacent

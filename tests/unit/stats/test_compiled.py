@@ -1,0 +1,241 @@
+"""The compiled merge counts (judge.stats._compiled, judge.stats._kernels) give what the numpy
+paths give, to the bit, and are loaded only when a call is large enough to pay for them.
+
+Each comparison runs the same call twice: once with the kernels forced on for every size (the
+thresholds set to zero), once with ``CANARY_JUDGE_COMPILED=0``. The batches mix untied pairs,
+rounded ones that tie across the samples, heavy count ties, separated samples and a constant
+canary (``tests.support.stat_pairs``), and sizes large enough for ``PairedSamples.count``'s
+per-pair path. Whole reports are compared too, in both judging modes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import judge.stats as stats_package
+from judge.stats import _compiled
+from judge.stats._lockstep import _LockstepSearch, lockstep_intervals
+from judge.stats._selection import _BROADCAST_MAX_CELLS, select_differences
+from judge.stats._wilcox import asymptotic_interval
+from tests.support.stat_pairs import mixed_pairs, paired_samples
+
+
+@pytest.fixture
+def compiled_always(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Kernels loaded and used for calls of any size (the module's state restored after)."""
+    monkeypatch.setattr(_compiled, "_state", {"kernels": None, "failed": False, "work": 0})
+    monkeypatch.setattr(_compiled, "LOAD_WORK", 0)
+    monkeypatch.setattr(_compiled, "USE_WORK", 0)
+    monkeypatch.delenv("CANARY_JUDGE_COMPILED", raising=False)
+    assert _compiled.load() is not None, "numba (the fast extra, in dev) must be installed"
+    yield
+
+
+def _both(monkeypatch: pytest.MonkeyPatch, call: Any) -> tuple[Any, Any]:
+    """``call()`` with the kernels, then in numpy."""
+    compiled = call()
+    monkeypatch.setenv("CANARY_JUDGE_COMPILED", "0")
+    numpy_result = call()
+    monkeypatch.delenv("CANARY_JUDGE_COMPILED")
+    return compiled, numpy_result
+
+
+def _batch(seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    generator = np.random.default_rng(seed)
+    pairs = mixed_pairs(seed, count=18, largest=400, lognormal_sigma=0.5)
+    # Untied pairs wide enough for the per-pair counting path, and one-point sides.
+    pairs += [(generator.normal(0.3, 1, 300), generator.normal(0, 1, 280)) for _ in range(3)]
+    pairs += [(np.array([0.5]), generator.normal(0, 1, 90)), (generator.normal(0, 1, 70),
+                                                              np.array([2.0]))]
+    return pairs
+
+
+@pytest.mark.usefixtures("compiled_always")
+@pytest.mark.parametrize("seed", [21, 22])
+def test_selection_counts_are_numpys(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    pairs = _batch(seed)
+    samples = paired_samples(pairs)
+    rows = np.flatnonzero(samples.nd * samples.md > 0)
+    generator = np.random.default_rng(seed)
+    shifts = np.stack([
+        np.concatenate([
+            # Exact differences (values tie across the samples) and anywhere in the range.
+            [pairs[row][0][0] - pairs[row][1][-1], np.median(pairs[row][0]) - pairs[row][1][0]],
+            generator.uniform(samples.lowest[row] - 1, samples.highest[row] + 1, 5),
+        ])
+        for row in rows.tolist()
+    ])
+    assert int(samples.nd.max()) * int(samples.md.max()) > _BROADCAST_MAX_CELLS
+    compiled, numpy_result = _both(monkeypatch, lambda: samples.count(shifts, rows))
+    for ours, theirs in zip(compiled, numpy_result, strict=True):
+        assert ours.dtype == theirs.dtype
+        assert np.array_equal(ours, theirs)
+
+
+@pytest.mark.usefixtures("compiled_always")
+@pytest.mark.parametrize("seed", [23, 24])
+def test_selected_differences_are_numpys_and_the_sorted_differences(
+    monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    pairs = _batch(seed)
+    samples = paired_samples(pairs)
+    total = (samples.n * samples.m)
+    generator = np.random.default_rng(seed)
+    ranks = np.stack([
+        np.array([1, size, max(1, size // 2), *generator.integers(1, size + 1, 3)])
+        for size in total.tolist()
+    ])
+    (value, following), (numpy_value, numpy_following) = _both(
+        monkeypatch, lambda: select_differences(samples, ranks)
+    )
+    assert np.array_equal(value, numpy_value)
+    assert np.array_equal(following, numpy_following)
+    for row, (canary, baseline) in enumerate(pairs):
+        differences = np.sort((canary[:, None] - baseline[None, :]).ravel())
+        assert value[row].tolist() == differences[ranks[row] - 1].tolist()
+
+
+@pytest.mark.usefixtures("compiled_always")
+@pytest.mark.parametrize("kind", ["untied", "tied"])
+def test_dense_root_counts_are_numpys(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    if kind == "untied":
+        generator = np.random.default_rng(25)
+        pairs = [(generator.normal(0.2, 1, 250), generator.normal(0, 1, 230)) for _ in range(6)]
+    else:
+        pairs = mixed_pairs(26, count=12, largest=300, lognormal_sigma=0.5)
+    samples = paired_samples(pairs)
+    generator = np.random.default_rng(27)
+
+    def counts() -> tuple[np.ndarray, ...]:
+        search = _LockstepSearch(samples, np.arange(len(pairs)), 0.98, True)
+        lanes = generator.permutation(search.lanes)[: 2 * len(pairs)]
+        shifts = np.array([
+            pairs[lane // 3][0][lane % 7 % pairs[lane // 3][0].size]
+            - pairs[lane // 3][1][lane % 5 % pairs[lane // 3][1].size]
+            if lane % 2 else generator.uniform(samples.lowest[lane // 3],
+                                               samples.highest[lane // 3])
+            for lane in lanes.tolist()
+        ])
+        greater, equal, ties = search._dense(lanes, shifts)
+        return (lanes, shifts, greater, equal, ties, search._last_below, search._last_upto,
+                search._last_below_sum, search._last_upto_sum)
+
+    state = generator.bit_generator.state
+    compiled = counts()
+    generator.bit_generator.state = state  # the same lanes and shifts for the numpy run
+    monkeypatch.setenv("CANARY_JUDGE_COMPILED", "0")
+    numpy_result = counts()
+    for ours, theirs in zip(compiled, numpy_result, strict=True):
+        assert np.array_equal(ours, theirs)
+    assert kind == "untied" or bool(compiled[3].any())  # exact differences met values
+
+
+@pytest.mark.usefixtures("compiled_always")
+@pytest.mark.parametrize(("confidence", "correct"), [(0.98, True), (0.9, False)])
+def test_interval_roots_are_the_scalar_reference(confidence: float, correct: bool) -> None:
+    pairs = _batch(28)
+    samples = paired_samples(pairs)
+    estimate, low, high = lockstep_intervals(samples, confidence, correct)
+    for row, (canary, baseline) in enumerate(pairs):
+        if np.ptp(canary) == 0 and np.ptp(baseline) == 0:
+            continue
+        expected = asymptotic_interval(np.sort(canary), np.sort(baseline), confidence, correct)
+        assert [estimate[row], low[row], high[row]] == list(expected)
+
+
+def _judgment(mode: str) -> dict[str, Any]:
+    """A whole judgment of 30 latency-like metrics x 400 points (some shifted, rounded so
+    values tie), as the report's JSON."""
+    from judge.config import CanaryConfig
+    from judge.judging import judge_series
+
+    generator = np.random.default_rng(29)
+    test: dict[str, object] = {"kind": "mann_whitney"}
+    if mode == "default":
+        test["tails"] = True
+    config = CanaryConfig.from_dict({
+        "name": "compiled", "mode": mode,
+        "metrics": [{"name": f"m{k}", "direction": "increase", "test": test} for k in range(30)],
+    })
+    series = {}
+    for k in range(30):
+        baseline = np.round(np.exp(3 + 0.5 * generator.standard_normal(400)), 2)
+        canary = np.round(np.exp(3 + 0.05 * (k % 3) + 0.5 * generator.standard_normal(400)), 2)
+        series[f"m{k}"] = (baseline, canary)
+    report: dict[str, Any] = judge_series(config, series).to_dict()
+    return report
+
+
+@pytest.mark.usefixtures("compiled_always")
+@pytest.mark.parametrize("mode", ["default", "kayenta"])
+def test_whole_reports_are_numpys(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    compiled, numpy_result = _both(monkeypatch, lambda: _judgment(mode))
+    assert compiled == numpy_result
+
+
+def test_small_calls_do_not_load_and_the_switch_turns_them_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_compiled, "_state", {"kernels": None, "failed": False, "work": 0})
+    monkeypatch.delenv("CANARY_JUDGE_COMPILED", raising=False)
+    # However many, calls below USE_WORK neither load nor count.
+    for _ in range(10 * _compiled.LOAD_WORK // _compiled.USE_WORK):
+        assert _compiled.kernels(_compiled.USE_WORK - 1) is None
+    assert not _compiled.loaded() and _compiled._state["work"] == 0
+    monkeypatch.setenv("CANARY_JUDGE_COMPILED", "0")
+    assert not _compiled.enabled()
+    assert _compiled.kernels(10 * _compiled.LOAD_WORK) is None
+    assert _compiled._state["work"] == 0
+    monkeypatch.delenv("CANARY_JUDGE_COMPILED")
+    # Larger calls run in numpy until LOAD_WORK has been done there, then load the kernels.
+    assert _compiled.kernels(_compiled.LOAD_WORK // 2) is None
+    assert _compiled.kernels(_compiled.LOAD_WORK // 2 - 1) is None
+    loaded = _compiled.kernels(_compiled.USE_WORK)
+    assert loaded is not None
+    # Once loaded, calls from USE_WORK on use them, smaller ones stay in numpy.
+    assert _compiled.kernels(_compiled.USE_WORK) is loaded
+    assert _compiled.kernels(_compiled.USE_WORK - 1) is None
+
+
+def test_without_numba_everything_stays_in_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_compiled, "_state", {"kernels": None, "failed": False, "work": 0})
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
+    monkeypatch.delitem(sys.modules, "judge.stats._kernels", raising=False)
+    monkeypatch.delattr(stats_package, "_kernels", raising=False)  # import it afresh
+    assert _compiled.kernels(10 * _compiled.LOAD_WORK) is None
+    assert not _compiled.enabled()
+    pairs = _batch(30)
+    estimate, low, high = lockstep_intervals(paired_samples(pairs), 0.98, True)
+    canary, baseline = pairs[0]
+    assert [estimate[0], low[0], high[0]] == list(
+        asymptotic_interval(np.sort(canary), np.sort(baseline), 0.98, True)
+    )
+
+
+def test_a_fresh_process_loads_the_kernels_for_a_large_call_only() -> None:
+    script = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from judge.stats import _compiled\n"
+        "from judge.stats._lockstep import lockstep_intervals\n"
+        "from tests.support.stat_pairs import paired_samples\n"
+        "rng = np.random.default_rng(31)\n"
+        "small = paired_samples([(rng.normal(0, 1, 60), rng.normal(0, 1, 60))] * 3)\n"
+        "lockstep_intervals(small, 0.98, True)\n"
+        "print('numba' in sys.modules)\n"
+        "large = paired_samples([(rng.normal(0, 1, 1440), rng.normal(0, 1, 1440))] * 200)\n"
+        "lockstep_intervals(large, 0.98, True)\n"
+        "print('numba' in sys.modules, _compiled._state['kernels'] is not None)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300,
+        cwd=Path(__file__).resolve().parents[3],
+    )
+    assert result.stdout.split("\n")[:2] == ["False", "True True"]
