@@ -3,7 +3,10 @@
 Each kernel walks a pair's sorted distinct canary values and its sorted distinct baseline
 values together: ``below`` (the number of baseline values ``< fl(v - d)``, what
 ``searchsorted(baseline, v - d, side="left")`` returns) only grows with v, so a pointer that
-never moves back finds every position in one pass over both rows.
+never moves back finds every position in one pass over both rows. The kernels spell the
+merge out each (``duplicates`` pairs them): a shared helper writing the positions first and
+summing them in a second pass made the root search's counts 15-20% slower (0.20-0.22 s
+against 0.17-0.18 on 500 x 1,440).
 """
 
 from __future__ import annotations
