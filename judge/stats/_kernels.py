@@ -181,3 +181,48 @@ def _root_counts(
 
 
 root_counts = _compile(_root_counts)
+
+
+def _sorted_deviations(ordered: np.ndarray, median: np.ndarray, out: np.ndarray) -> None:
+    """out[r] = ``np.sort(np.abs(ordered[r] - median[r]))`` for rows sorted ascending without
+    NaN: the values below the median, read downwards, give |x - m| ascending, those from it
+    upwards too, and one merge of the two orders them."""
+    rows, n = ordered.shape
+    for r in range(rows):
+        m = median[r]
+        j = np.searchsorted(ordered[r], m)
+        i = j - 1
+        for t in range(n):
+            # abs(x - m) exactly as numpy computes it (x - m alone would keep -0.0 - 0.0's
+            # sign).
+            above = abs(ordered[r, j] - m) if j < n else np.inf
+            below = abs(ordered[r, i] - m) if i >= 0 else np.inf
+            if j < n and (i < 0 or above <= below):
+                out[r, t] = above
+                j += 1
+            else:
+                out[r, t] = below
+                i -= 1
+
+
+sorted_deviations = _compile(_sorted_deviations)
+
+
+def _merge_rows(first: np.ndarray, second: np.ndarray, out: np.ndarray) -> None:
+    """out[r] = the rows first[r] and second[r], each sorted ascending without NaN, merged (what
+    a stable sort of their concatenation gives: on equal values first's come first)."""
+    rows, n = first.shape
+    m = second.shape[1]
+    for r in range(rows):
+        i = 0
+        j = 0
+        for t in range(n + m):
+            if i < n and (j >= m or first[r, i] <= second[r, j]):
+                out[r, t] = first[r, i]
+                i += 1
+            else:
+                out[r, t] = second[r, j]
+                j += 1
+
+
+merge_rows = _compile(_merge_rows)

@@ -150,6 +150,38 @@ def test_interval_roots_are_the_scalar_reference(confidence: float, correct: boo
         assert [estimate[row], low[row], high[row]] == list(expected)
 
 
+@pytest.mark.usefixtures("compiled_always")
+def test_sorted_deviations_and_pooled_rows_are_numpys() -> None:
+    from judge.stats.quantiles import _pooled_rows, _sorted_deviations
+
+    generator = np.random.default_rng(32)
+    for trial in range(300):
+        rows, n, m = (int(v) for v in generator.integers(1, 60, size=3))
+        rows = rows % 5 + 1
+        x = np.round(generator.normal(0, 1, (rows, n)), int(generator.integers(0, 3)))
+        y = np.round(generator.normal(0, 1, (rows, m)), 1)
+        if trial % 3 == 0:  # signed zeros: |x - m| must not keep -0.0 - 0.0's sign
+            x[:, : n // 2] = -0.0 if trial % 2 else 0.0
+            y[:, : m // 2] = -0.0
+        x, y = np.sort(x, axis=1), np.sort(y, axis=1)
+        if trial % 7 == 0:
+            x[:, 0], x[:, -1] = -np.inf, np.inf
+        median, deviations = _sorted_deviations(x)
+        with np.errstate(invalid="ignore"):  # inf - inf where the median is infinite
+            expected = np.sort(np.abs(x - median[:, None]), axis=1)
+        assert deviations.tobytes() == expected.tobytes()
+        pooled = np.sort(np.concatenate([x, y], axis=1), axis=1, kind="stable")
+        assert _pooled_rows(x, y).tobytes() == pooled.tobytes()
+    # Rows with NaN (sorted last) stay in numpy, which orders them as it always has.
+    with_nan = np.sort(np.array([[1.0, np.nan, 3.0, 0.5, 0.7]]), axis=1)
+    median, deviations = _sorted_deviations(with_nan)
+    expected = np.sort(np.abs(with_nan - median[:, None]), axis=1)
+    assert median.tolist() == [1.0] and np.isnan(deviations[0, -1])
+    assert np.array_equal(deviations, expected, equal_nan=True)
+    assert np.array_equal(_pooled_rows(with_nan, with_nan), np.sort(
+        np.concatenate([with_nan, with_nan], axis=1), axis=1, kind="stable"), equal_nan=True)
+
+
 def _judgment(mode: str) -> dict[str, Any]:
     """A whole judgment of 30 latency-like metrics x 400 points (some shifted, rounded so
     values tie), as the report's JSON."""
