@@ -10,7 +10,10 @@ The canary values are sorted and ``fl(v - d)`` is monotone in v, so the position
 right: one merge of the two sorted rows gives them all in O(n + m), a few ns a value compiled.
 The kernels compute the same integers as the numpy code (the same float subtraction, the same
 strict comparison as ``searchsorted(side="left")``), so every result is the same to the bit;
-``tests/unit/stats/test_compiled.py`` holds them to the numpy paths.
+``tests/unit/stats/test_compiled.py`` holds them to the numpy paths. Two more merges serve the
+default judge's spread and tail checks (``quantiles._sorted_deviations``, ``_pooled_rows``):
+sorted absolute deviations from a sorted row's median, and two sorted rows merged, each
+linear where numpy sorts.
 
 Loading costs something (importing numba, then each kernel from its on-disk cache, or compiling
 it the first time: about a second). A process therefore loads the kernels only once it has done
