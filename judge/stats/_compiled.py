@@ -55,11 +55,11 @@ def loaded() -> bool:
 def kernels(work: int) -> ModuleType | None:
     """The kernels module for a call of ``work`` comparisons, or None to stay in numpy (which
     loads them once the process has done LOAD_WORK in numpy)."""
-    loaded: ModuleType | None = _state["kernels"]
     if work < USE_WORK or not enabled():
         return None
-    if loaded is not None:
-        return loaded
+    present: ModuleType | None = _state["kernels"]
+    if present is not None:
+        return present
     _state["work"] += work
     if _state["work"] < LOAD_WORK:
         return None
@@ -74,5 +74,6 @@ def kernels(work: int) -> ModuleType | None:
 
 
 def load() -> ModuleType | None:
-    """Load the kernels now (e.g. in a worker at start, so no judgment pays for it)."""
+    """Load the kernels now, whatever work this process has done (None without numba or
+    switched off)."""
     return kernels(LOAD_WORK)

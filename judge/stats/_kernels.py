@@ -116,7 +116,6 @@ def _bracket_picks(
 bracket_picks = _compile(_bracket_picks)
 
 
-
 def _root_counts(
     xv: np.ndarray,
     wx: np.ndarray,

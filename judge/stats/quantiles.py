@@ -434,8 +434,8 @@ def _sorted_deviations(ordered: FloatArray) -> tuple[FloatArray, FloatArray]:
     middle values, the same multiset of deviations), without a partition of the rows (numpy's
     SIMD sort of a row takes about half its partition's time)."""
     median = sorted_median_rows(ordered)
-    compiled = _compiled.kernels(ordered.size) if _without_nan(ordered) else None
-    if compiled is not None:
+    compiled = _compiled.kernels(ordered.size)
+    if compiled is not None and _without_nan(ordered):
         # Linear instead of a sort (judge.stats._compiled): the same numbers, to the bit.
         deviations = np.empty(ordered.shape)
         compiled.sorted_deviations(np.ascontiguousarray(ordered), median, deviations)
@@ -444,15 +444,15 @@ def _sorted_deviations(ordered: FloatArray) -> tuple[FloatArray, FloatArray]:
 
 
 def _without_nan(ordered: FloatArray) -> bool:
-    """Rows sorted ascending hold no NaN (numpy sorts NaN last)."""
+    """Rows sorted ascending hold no NaN (numpy sorts NaN last); asked only where the kernels
+    would run, so small judgments do not pay for the check."""
     return ordered.size == 0 or not bool(np.isnan(ordered[:, -1]).any())
 
 
 def _pooled_rows(sorted_c: FloatArray, sorted_b: FloatArray) -> FloatArray:
     """Each row of sorted_c merged with the same row of sorted_b: the pooled sample, sorted."""
-    compiled = (_compiled.kernels(sorted_c.size + sorted_b.size)
-                if _without_nan(sorted_c) and _without_nan(sorted_b) else None)
-    if compiled is not None:
+    compiled = _compiled.kernels(sorted_c.size + sorted_b.size)
+    if compiled is not None and _without_nan(sorted_c) and _without_nan(sorted_b):
         pooled = np.empty((sorted_c.shape[0], sorted_c.shape[1] + sorted_b.shape[1]))
         compiled.merge_rows(np.ascontiguousarray(sorted_c), np.ascontiguousarray(sorted_b),
                             pooled)
