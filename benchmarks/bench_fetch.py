@@ -15,7 +15,10 @@ loopback); the real service (its own process, temp SQLite) is asked for the anal
 - the judgment alone: ``judge.judging.judge`` in this process, on the same series;
 - the slowest single range query: each of the 200 queries sent alone (httpx, keep-alive),
   its answer read whole;
-- the ratio end to end / (judgment + 3 x slowest query + 100 ms), issue 18's target <= 1.
+- the ratio end to end / (judgment + 3 x slowest query + 100 ms), issue 18's target <= 1;
+- the CPU seconds one analysis costs, by process (the service's own, its judging workers',
+  Prometheus'), and what they imply: no schedule on this machine's cores can end the
+  analysis sooner than their sum / cores (the work, spread perfectly, in parallel).
 
 ``--slow-server`` instead runs the comparison of concurrent and sequential fetching against a
 local server speaking Prometheus' range-query API that waits ``--delay`` seconds per answer
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -258,7 +262,7 @@ def run_real(metrics: int, points: int, runs: int) -> None:
 
     from judge.judging import judge
     from tests.support.prometheus import PrometheusServer, backfill
-    from tests.support.service import ServiceProcess
+    from tests.support.service import ServiceProcess, cpu_seconds
 
     config_document = _real_config(metrics)
     end = REAL_START + timedelta(minutes=points - 1)
@@ -276,7 +280,9 @@ def run_real(metrics: int, points: int, runs: int) -> None:
                    "CANARY_JUDGE_SOURCE_CHECK_INTERVAL_SECONDS": "0"}
             with ServiceProcess(env, work_dir) as service:
                 _analysis_seconds(service.url, request)  # warm-up: imports, connections
+                before = (*cpu_seconds(service.pid), sum(cpu_seconds(prometheus.pid)))
                 timings = [_analysis_seconds(service.url, request) for _ in range(runs)]
+                after = (*cpu_seconds(service.pid), sum(cpu_seconds(prometheus.pid)))
             latencies = [max(latencies, default=0.0),
                          max(_queries(prometheus.url, metrics, points)[0])]
     judged = []
@@ -299,6 +305,13 @@ def run_real(metrics: int, points: int, runs: int) -> None:
     print(f"slowest single range query: {1000 * slowest:.1f} ms")
     print(f"ratio end to end / (judgment + 3 x slowest query + 100 ms = {budget:.3f} s): "
           f"{end_to_end / budget:.2f} (target <= 1)")
+    server, workers, prometheus_cpu = ((b - a) / runs for a, b in zip(before, after, strict=True))
+    total = server + workers + prometheus_cpu
+    cores = os.cpu_count() or 1
+    print(f"CPU per analysis: service {server:.3f} s (fetching, parsing, storing), its judging "
+          f"workers {workers:.3f} s, Prometheus {prometheus_cpu:.3f} s; total {total:.3f} s, "
+          f"so at least {total / cores:.3f} s end to end on {cores} cores "
+          f"({total / cores / budget:.2f} x the budget)")
 
 
 @contextmanager

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import statistics
 import subprocess
@@ -206,20 +205,6 @@ def _measure(commands: list[list[str]], timeout: float) -> list[dict[str, Any]]:
     return [_result(process, timeout) for process in processes]
 
 
-def _cpu_seconds(pid: int) -> tuple[float, float]:
-    """CPU seconds (user + system) used so far by the server process and by its descendants
-    (the forkserver and the judging workers, which live as long as the server)."""
-    import psutil
-
-    server = psutil.Process(pid)
-    own = sum(server.cpu_times()[:2])
-    descendants = 0.0
-    for child in server.children(recursive=True):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            descendants += sum(child.cpu_times()[:2])
-    return own, descendants
-
-
 def _in_process_ms(body: dict[str, Any], repeats: int = 30) -> tuple[float, float]:
     """Median wall and CPU milliseconds of ``judge.judging.judge`` on the same body, without
     HTTP: the floor. CPU time is the steadier on a shared machine."""
@@ -240,7 +225,7 @@ def _in_process_ms(body: dict[str, Any], repeats: int = 30) -> tuple[float, floa
 
 def _driver_main(args: argparse.Namespace) -> None:
     from judge.api.workers import available_cores
-    from tests.support.service import ServiceProcess
+    from tests.support.service import ServiceProcess, cpu_seconds
 
     body = judge_body(args.mode, args.metrics, args.points)
     cores = available_cores()
@@ -262,14 +247,14 @@ def _driver_main(args: argparse.Namespace) -> None:
             [health] = _measure(
                 [_client_command(health_url, None, args, concurrency=args.concurrency)], timeout
             )
-            before = _cpu_seconds(service.pid)
+            before = cpu_seconds(service.pid)
             judged, probe = _measure(
                 [_client_command(judge_url, body_file, args, concurrency=args.concurrency),
                  _client_command(health_url, None, args, concurrency=1,
                                  pause_ms=args.probe_interval)],
                 timeout,
             )
-            after = _cpu_seconds(service.pid)
+            after = cpu_seconds(service.pid)
     # Measured after the load, in this process: the machine as loaded as it was meanwhile.
     floor_ms, floor_cpu_ms = _in_process_ms(body)
     loop_cpu_ms = 1000 * (after[0] - before[0]) / judged["requests"]

@@ -133,6 +133,43 @@ def rank_sum_statistics_rows(
     return statistic, tie_sum
 
 
+def squared_rank_statistics_rows(
+    canary_rows: FloatArray, baseline_rows: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Conover's squared-ranks statistic for every row pair of two finite 2-d arrays (rows
+    of one array have one length; sorted rows are merged in linear time): the canary's sum of
+    squared average ranks in the pooled row, centred on its mean under exchangeability, and
+    the permutation variance of that sum (Conover, *Practical Nonparametric Statistics*, 3rd
+    ed., 1999, section 5.3, with ties: average ranks, squared).
+
+    >>> centred, variance = squared_rank_statistics_rows(np.array([[3.0, 4.0]]),
+    ...                                                  np.array([[1.0, 2.0]]))
+    >>> centred.tolist(), variance.tolist()
+    ([10.0], [43.0])
+    """
+    rows, n_c = canary_rows.shape
+    pooled = np.concatenate([canary_rows, baseline_rows], axis=1)
+    width = pooled.shape[1]
+    order = np.argsort(pooled, axis=1, kind="stable")
+    sorted_ranks = np.empty((rows, width))
+    sorted_ranks[:] = np.arange(1.0, width + 1.0)
+    runs = _tie_runs(pooled[np.arange(rows)[:, None], order])
+    if runs is not None:
+        _, first, last, run_of_pair, left = runs
+        average = ((first + last) / 2.0 + 1.0)[run_of_pair]
+        cells = sorted_ranks.reshape(-1)
+        cells[left] = average
+        cells[left + 1] = average
+    scores = sorted_ranks * sorted_ranks
+    mean = scores.mean(axis=1)
+    canary_sum = np.where(order < n_c, scores, 0.0).sum(axis=1)
+    spread = scores - mean[:, None]
+    n_b = width - n_c
+    variance = (n_c * n_b / (width * (width - 1.0))) * np.einsum("ij,ij->i", spread, spread)
+    centred: FloatArray = canary_sum - n_c * mean
+    return centred, variance
+
+
 def sorted_difference_order_statistics(
     canary_rows: FloatArray, baseline_rows: FloatArray, ranks: npt.NDArray[np.int64]
 ) -> tuple[FloatArray, FloatArray]:

@@ -371,6 +371,15 @@ def _check_rows(c: FloatArray, b: FloatArray, confidence: float) -> None:
         raise ValueError("canary and baseline must be finite (handle NaN before the test)")
 
 
+def two_sample_inflation(
+    factor_canary: FloatArray, factor_baseline: FloatArray, n_c: int, n_b: int
+) -> FloatArray:
+    """The factor on a two-sample rank statistic's variance when each side's points are
+    dependent (each side's variance factor weighted by its share of ``1/n_c + 1/n_b``)."""
+    out: FloatArray = (factor_canary / n_c + factor_baseline / n_b) / (1.0 / n_c + 1.0 / n_b)
+    return out
+
+
 def shift_p_values_rows(
     statistic: FloatArray,
     tie_sum: FloatArray,
@@ -387,7 +396,7 @@ def shift_p_values_rows(
         raise ValueError("variance factors must be > 0")
     total = n_c + n_b
     variance = n_c * n_b / 12.0 * ((total + 1.0) - tie_sum / (total * (total - 1.0)))
-    inflation = (factor_canary / n_c + factor_baseline / n_b) / (1.0 / n_c + 1.0 / n_b)
+    inflation = two_sample_inflation(factor_canary, factor_baseline, n_c, n_b)
     sd = np.sqrt(np.maximum(variance * inflation, 0.0))
     positive = sd > 0
     z = np.divide(statistic - n_c * n_b / 2.0, sd, out=np.zeros_like(sd), where=positive)
@@ -448,7 +457,7 @@ def shift_test_rows(
     estimate = (value[:, 2] + middle_high) / 2.0
     low = np.where(bounded, value[:, 0], -math.inf)
     high = np.where(bounded, value[:, 1], math.inf)
-    inflation = (f_c / n_c + f_b / n_b) / (1.0 / n_c + 1.0 / n_b)
+    inflation = two_sample_inflation(f_c, f_b, n_c, n_b)
     return [
         ShiftResult(
             estimate=float(estimate[i]), low=float(low[i]), high=float(high[i]),

@@ -14,9 +14,16 @@ tools here:
   exceedances and with serially correlated points. The binomial stands in for the
   hypergeometric of the exact test; its larger variance is corrected by the finite-population
   factor ``(N - K) / (N - 1)`` within the effective counts.
-- :func:`spread_test` is a rank test on absolute deviations from each side's own median (the
-  rank version of Brown & Forsythe 1974, "Robust tests for the equality of variances", JASA
-  69, 364-367): a wider canary has larger deviations whatever its location.
+- :func:`spread_test` is a rank test on absolute deviations from each side's own median
+  (centred as Brown & Forsythe 1974, "Robust tests for the equality of variances", JASA 69,
+  364-367, do): a wider canary has larger deviations whatever its location. The deviations'
+  pooled ranks are scored squared, Conover's squared-ranks test (Conover, *Practical
+  Nonparametric Statistics*, 3rd ed., 1999, section 5.3; Conover, Johnson & Johnson 1981,
+  Technometrics 23, compare it with the other tests for equal spreads): a wider spread moves
+  the largest deviations most, and squared ranks weigh those. Against the plain ranks
+  (Mann-Whitney on the deviations) it sees a doubled spread on 60 Gaussian points a side in
+  81% of samples instead of 67% at the level a metric's component gets among 11 (0.0006), with
+  the same size (issue 13, twelfth round).
 
 Serial correlation: for a Gaussian AR(1) series with coefficient ``phi`` the autocorrelation
 of ``|X_t|`` at lag ``k`` is ``g(phi^k)`` with ``g(r) = (r asin r + sqrt(1 - r^2) - 1) /
@@ -44,13 +51,13 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
-from scipy.special import ndtri, owens_t
+from scipy.special import ndtr, ndtri, owens_t
 
 from judge.stats import _compiled
 from judge.stats._descriptive import median_rows, sorted_median_rows, sorted_quantile_rows
-from judge.stats._ranks import rank_sum_statistics_rows
+from judge.stats._ranks import squared_rank_statistics_rows
 from judge.stats._validation import per_row
-from judge.stats.autocorrelation import PHI_CAP, shift_p_values_rows
+from judge.stats.autocorrelation import PHI_CAP, two_sample_inflation
 from judge.stats.counts import upper_tail_rows
 
 Tail = Literal["upper", "lower"]
@@ -258,7 +265,7 @@ def tail_test(
 
 @dataclass(frozen=True)
 class SpreadResult:
-    """Rank test on absolute deviations from each side's own median.
+    """Squared-ranks test on absolute deviations from each side's own median.
 
     ``p_value``: one-sided, "the canary's deviations are larger"; ``ratio``: canary / baseline
     median absolute deviation (``nan`` when the baseline's is 0); ``upper_ratio`` /
@@ -285,10 +292,12 @@ def spread_test(
     factor_canary: float = 1.0,
     factor_baseline: float = 1.0,
 ) -> SpreadResult:
-    """Is the canary more spread out than the baseline (rank Brown-Forsythe test)?
+    """Is the canary more spread out than the baseline (Conover's squared-ranks test on
+    absolute deviations from each side's median)?
 
-    Mann-Whitney on ``|x - median(x)|`` of each side, one-sided for a larger canary spread,
-    with the null variance inflated by the variance factors (use
+    The canary's sum of squared pooled ranks of ``|x - median(x)|`` against its permutation
+    mean and variance, one-sided for a larger canary spread, the variance inflated by the
+    variance factors (use
     :func:`deviation_variance_factor`). Centring each side on its own median makes the test
     insensitive to a pure shift.
 
@@ -380,7 +389,7 @@ def spread_p_values_rows(
     factor_baseline: npt.ArrayLike = 1.0,
 ) -> npt.NDArray[np.float64]:
     """The p-value of :func:`spread_test` for every row pair at once: the inflated-variance
-    rank test on absolute deviations from each row's median, counted from the sorted
+    squared-ranks test on absolute deviations from each row's median, counted from the sorted
     deviations (1 where every deviation is the same)."""
     c = np.atleast_2d(np.asarray(canary_rows, dtype=np.float64))
     b = np.atleast_2d(np.asarray(baseline_rows, dtype=np.float64))
@@ -396,11 +405,14 @@ def spread_p_values_rows(
 def _spread_p_values_sorted(
     dev_c: FloatArray, dev_b: FloatArray, f_c: FloatArray, f_b: FloatArray
 ) -> FloatArray:
-    """:func:`spread_p_values_rows` from each side's absolute deviations, sorted row by row."""
-    statistic, tie_sum = rank_sum_statistics_rows(dev_c, dev_b)
-    _, p_greater, _, _ = shift_p_values_rows(
-        statistic, tie_sum, dev_c.shape[1], dev_b.shape[1], f_c, f_b
-    )
+    """:func:`spread_p_values_rows` from each side's absolute deviations, sorted row by row:
+    Conover's squared-ranks statistic (:func:`judge.stats._ranks.squared_rank_statistics_rows`)
+    against its permutation variance times the sides' dependence factors."""
+    centred, variance = squared_rank_statistics_rows(dev_c, dev_b)
+    inflation = two_sample_inflation(f_c, f_b, dev_c.shape[1], dev_b.shape[1])
+    sd = np.sqrt(np.maximum(variance * inflation, 0.0))
+    z = np.divide(centred, sd, out=np.zeros_like(sd), where=sd > 0)
+    p_greater = np.where(sd > 0, ndtr(-z), 1.0)
     lowest = np.minimum(dev_c[:, 0], dev_b[:, 0])
     highest = np.maximum(dev_c[:, -1], dev_b[:, -1])
     out: npt.NDArray[np.float64] = np.where(highest > lowest, p_greater, 1.0)

@@ -190,6 +190,13 @@ class PrometheusServer:
         return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
+    def pid(self) -> int:
+        """The id of the process started: ``prometheus`` itself unless it runs in a private
+        network (then its wrapper, with ``prometheus`` as a descendant)."""
+        assert self._process is not None, "Prometheus is not running"
+        return self._process.pid
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 

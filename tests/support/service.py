@@ -28,6 +28,23 @@ from tests.support.clock import PINNED_NOW
 from tests.support.prometheus import free_port
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by process ``pid`` and by its living descendants
+    (for the service: the forkserver and the judging workers, which live as long as the
+    server). Benchmarks take the difference around what they measure."""
+    import contextlib
+
+    import psutil
+
+    process = psutil.Process(pid)
+    own = sum(process.cpu_times()[:2])
+    descendants = 0.0
+    for child in process.children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            descendants += sum(child.cpu_times()[:2])
+    return own, descendants
 # How long a start may take before the test fails with the server's log. A wait, not a
 # margin: it returns as soon as /healthz answers. Startup applies migrations; on the shared
 # 2-core CI machine with other jobs burning CPU one start once took more than 30 s.

@@ -116,12 +116,28 @@ def test_tail_and_spread_rows_match_per_metric(kind: str) -> None:
             assert single.canary_exceedances == rows.canary_exceedances[i]
         assert spread_test(c[i], b[i], factor_canary=float(f[i]),
                            factor_baseline=float(f[i])).p_value == spread[i]
-        # The definition: Mann-Whitney on absolute deviations from each side's median.
+        # The definition: Conover's squared-ranks test on absolute deviations from each
+        # side's median.
         dev_c = np.abs(c[i] - np.median(c[i]))
         dev_b = np.abs(b[i] - np.median(b[i]))
         if np.ptp(np.concatenate([dev_c, dev_b])) > 0:
-            _, _, _, p = _reference_shift(dev_c, dev_b, 0.98, float(f[i]), float(f[i]))
+            p = _reference_squared_ranks(dev_c, dev_b, float(f[i]), float(f[i]))
             assert spread[i] == pytest.approx(p, rel=1e-12)
+
+
+def _reference_squared_ranks(c: np.ndarray, b: np.ndarray, f_c: float, f_b: float) -> float:
+    """Conover's squared-ranks test, one-sided for a larger canary, from its textbook form
+    (Conover 1999, section 5.3: T = sum of the canary's squared ranks, with ties
+    T1 = (T - n_c mean(R^2)) / sqrt(n_c n_b / (N (N - 1)) sum (R^4) - n_c n_b / (N - 1)
+    mean(R^2)^2)), the variance times the sides' dependence factors."""
+    n_c, n_b = c.size, b.size
+    total = n_c + n_b
+    squared = sps.rankdata(np.concatenate([c, b])) ** 2
+    mean = squared.mean()
+    variance = (n_c * n_b / (total * (total - 1.0)) * np.sum(squared**2)
+                - n_c * n_b / (total - 1.0) * mean**2)
+    sd = math.sqrt(variance * (f_c / n_c + f_b / n_b) / (1.0 / n_c + 1.0 / n_b))
+    return float(sps.norm.sf((squared[:n_c].sum() - n_c * mean) / sd))
 
 
 def _metrics_config(count: int, directions: list[str]) -> CanaryConfig:

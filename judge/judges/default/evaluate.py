@@ -3,12 +3,12 @@ direction that matters", with its estimate, interval and the sentences that expl
 (``docs/default-judge.md`` has the whole story and references). The decisions are in
 :mod:`judge.judges.default.decide`.
 
-- ``mann_whitney``: Mann-Whitney / Hodges-Lehmann shift with the variance inflated by the
-  AR(1) long-run factor (:func:`judge.stats.autocorrelation.shift_test`), or, for sides
-  observed at the same minutes that move together, the variance of those minutes
-  (:func:`judge.stats.paired.aligned_rank_sum_rows`), plus, with
-  ``tails: true``, a spread check (rank test on absolute deviations from each side's median)
-  and a tail check (more outlier minutes beyond the pooled Hampel fence,
+- ``mann_whitney``: Mann-Whitney / Hodges-Lehmann shift with the variance inflated by the AR(1)
+  long-run factor (:func:`judge.stats.autocorrelation.shift_test`), or, for sides observed at
+  the same minutes that move together, the variance of those minutes
+  (:func:`judge.stats.paired.aligned_rank_sum_rows`), plus, with ``tails: true``, a spread
+  check (squared-ranks test on absolute deviations from each side's median) and a tail check
+  (more outlier minutes beyond the pooled Hampel fence,
   :func:`judge.stats.quantiles.outlier_test_rows`) on the side(s) the direction cares about
   (catches a wider spread or heavier tail with the median unchanged). The metric's p-value is
   Bonferroni over its components (``k * min p``). A judgment evaluates all such metrics

@@ -16,6 +16,7 @@ from judge.stats._ranks import (
     average_ranks_rows,
     rank_sum_statistics_rows,
     sorted_difference_order_statistics,
+    squared_rank_statistics_rows,
 )
 from judge.stats._selection import PairedSamples, select_differences
 
@@ -74,6 +75,34 @@ def test_long_rows_give_the_general_routines_numbers(kind: str) -> None:
     fast_statistic, fast_tie_sum = rank_sum_statistics_rows(canary, baseline)
     assert fast_statistic.tobytes() == statistic.tobytes()
     assert fast_tie_sum.tobytes() == tie_sum.astype(np.float64).tobytes()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_squared_ranks_have_the_permutation_moments(kind: str) -> None:
+    # Conover's squared-ranks statistic: the canary's share of the pooled squared average
+    # ranks. Its centring and variance are the exact first two moments over every way of
+    # choosing which pooled points are the canary's (enumerated), ties included; sorted and
+    # unsorted rows give the same numbers.
+    import itertools
+
+    generator = np.random.default_rng(5)
+    for _ in range(20):
+        n, m = (int(size) for size in generator.integers(2, 7, 2))
+        canary, baseline = _rows(kind, generator, 1, n), _rows(kind, generator, 1, m)
+        centred, variance = squared_rank_statistics_rows(canary, baseline)
+        scores = sps.rankdata(np.concatenate([canary[0], baseline[0]])) ** 2
+        sums = np.array([scores[list(chosen)].sum()
+                         for chosen in itertools.combinations(range(n + m), n)])
+        assert centred[0] == pytest.approx(scores[:n].sum() - sums.mean(), abs=1e-9)
+        assert variance[0] == pytest.approx(sums.var(), rel=1e-12, abs=1e-9)
+        sorted_numbers = squared_rank_statistics_rows(np.sort(canary, axis=1),
+                                                      np.sort(baseline, axis=1))
+        assert np.array_equal(sorted_numbers[1], variance)
+    many_c, many_b = _rows(kind, generator, 6, 60), _rows(kind, generator, 6, 45)
+    together = squared_rank_statistics_rows(many_c, many_b)
+    for row in range(6):
+        alone = squared_rank_statistics_rows(many_c[row:row + 1], many_b[row:row + 1])
+        assert (together[0][row], together[1][row]) == (alone[0][0], alone[1][0])
 
 
 def test_differences_are_formed_in_chunks_with_the_same_result(
