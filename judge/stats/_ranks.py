@@ -65,24 +65,37 @@ def average_ranks_rows(values: npt.ArrayLike) -> FloatArray:
     # unsorted rows (its SIMD quicksort; the autocorrelation estimates rank three matrices).
     order = np.argsort(matrix, axis=1)
     row_index = np.arange(rows)[:, None]
-    positions = np.arange(1.0, width + 1.0)
     ranks = np.empty((rows, width))
-    runs = _tie_runs(matrix[row_index, order])
-    if runs is None:
-        # No ties (the usual case for measured values): ranks are the sorted positions + 1.
-        ranks[row_index, order] = positions
-        return ranks
-    # Sorted positions + 1, then the cells of each run of ties get its average (a run at
-    # s..e: (s + e) / 2 + 1, a half-integer, exact).
-    _, first, last, run_of_pair, left = runs
-    sorted_ranks = np.empty((rows, width))
-    sorted_ranks[:] = positions
-    average = ((first + last) / 2.0 + 1.0)[run_of_pair]
-    cells = sorted_ranks.reshape(-1)
-    cells[left] = average
-    cells[left + 1] = average
-    ranks[row_index, order] = sorted_ranks
+    ranks[row_index, order] = _sorted_average_ranks(matrix[row_index, order])
     return ranks
+
+
+def _sorted_average_ranks(ordered: FloatArray) -> FloatArray:
+    """The average ranks of the cells of row-sorted ``ordered``, in its order: sorted
+    positions + 1, then the cells of each run of ties get its average (a run at ``s..e``:
+    ``(s + e) / 2 + 1``, a half-integer, exact)."""
+    rows, width = ordered.shape
+    sorted_ranks = np.empty((rows, width))
+    sorted_ranks[:] = np.arange(1.0, width + 1.0)
+    runs = _tie_runs(ordered)
+    if runs is not None:  # measured values mostly have none
+        _, first, last, run_of_pair, left = runs
+        average = ((first + last) / 2.0 + 1.0)[run_of_pair]
+        cells = sorted_ranks.reshape(-1)
+        cells[left] = average
+        cells[left + 1] = average
+    return sorted_ranks
+
+
+def _pooled_order(
+    canary_rows: FloatArray, baseline_rows: FloatArray
+) -> tuple[npt.NDArray[np.intp], FloatArray]:
+    """Each row pair pooled (canary first) and sorted: the sorting order and the sorted rows.
+    Stable: rows that arrive sorted (the shift and spread tests sort them first) are two sorted
+    runs, which numpy's stable sort (timsort) merges in linear time."""
+    pooled = np.concatenate([canary_rows, baseline_rows], axis=1)
+    order = np.argsort(pooled, axis=1, kind="stable")
+    return order, pooled[np.arange(pooled.shape[0])[:, None], order]
 
 
 def rank_sum_statistics_rows(
@@ -102,12 +115,8 @@ def rank_sum_statistics_rows(
     ([3.5], [6.0])
     """
     rows, n_c = canary_rows.shape
-    pooled = np.concatenate([canary_rows, baseline_rows], axis=1)
-    width = pooled.shape[1]
-    # Stable: rows that arrive sorted (the shift and spread tests sort them first) are two
-    # sorted runs, which numpy's stable sort (timsort) merges in linear time.
-    order = np.argsort(pooled, axis=1, kind="stable")
-    ordered = pooled[np.arange(rows)[:, None], order]
+    order, ordered = _pooled_order(canary_rows, baseline_rows)
+    width = ordered.shape[1]
     # The canary's sorted positions + 1, then, for each run of ties, its canary cells moved to
     # the run's average: sums of half-integers, exact in any order, so the same numbers as
     # summing average ranks.
@@ -147,20 +156,10 @@ def squared_rank_statistics_rows(
     >>> centred.tolist(), variance.tolist()
     ([10.0], [43.0])
     """
-    rows, n_c = canary_rows.shape
-    pooled = np.concatenate([canary_rows, baseline_rows], axis=1)
-    width = pooled.shape[1]
-    order = np.argsort(pooled, axis=1, kind="stable")
-    sorted_ranks = np.empty((rows, width))
-    sorted_ranks[:] = np.arange(1.0, width + 1.0)
-    runs = _tie_runs(pooled[np.arange(rows)[:, None], order])
-    if runs is not None:
-        _, first, last, run_of_pair, left = runs
-        average = ((first + last) / 2.0 + 1.0)[run_of_pair]
-        cells = sorted_ranks.reshape(-1)
-        cells[left] = average
-        cells[left + 1] = average
-    scores = sorted_ranks * sorted_ranks
+    n_c = canary_rows.shape[1]
+    order, ordered = _pooled_order(canary_rows, baseline_rows)
+    width = ordered.shape[1]
+    scores = _sorted_average_ranks(ordered) ** 2
     mean = scores.mean(axis=1)
     canary_sum = np.where(order < n_c, scores, 0.0).sum(axis=1)
     spread = scores - mean[:, None]
