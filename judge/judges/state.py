@@ -37,6 +37,11 @@ class MetricSequence:
     decided_at: int | None = None
     decided_call: int | None = None
     reason: str | None = None
+    shown_at: int | None = None
+    """Counts: the points at which the e-processes first showed no material increase. Such a
+    pass waits for the run's end (the failure side keeps watching, and the final look at the
+    whole run can still fail it), so it is kept here, not as the decision."""
+    shown_reason: str | None = None
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> MetricSequence:
@@ -49,6 +54,8 @@ class MetricSequence:
             decided_at=raw.get("decided_at"),
             decided_call=raw.get("decided_call"),
             reason=raw.get("reason"),
+            shown_at=raw.get("shown_at"),
+            shown_reason=raw.get("shown_reason"),
         )
 
 

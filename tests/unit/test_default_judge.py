@@ -561,12 +561,65 @@ def test_sequential_final_poll_passes_a_count_the_whole_run_shows_small() -> Non
     assert report.details["sequential"]["status"] == "pass", errors.reason
     assert "the whole run shows no material change" in errors.reason
     assert errors.details["final_evidence"]["shown"] is True
-    # With the canary's errors doubled the end cannot show it: not a pass, and never a fail.
+    # With the canary's errors doubled the end cannot show it, and the whole run shows no
+    # significant increase either (16 against 8: p = 0.08): not a pass, not a fail.
     report, points = _polled(config, base, _counts(16))
     assert points == 60
     assert report.details["sequential"]["status"] == "inconclusive"
     assert "more intervals at this traffic" in report.metric("errors").reason \
         or "not even" in report.metric("errors").reason
+    assert report.metric("errors").details["whole_run"]["classification"] == "nodata"
+
+
+def test_a_count_shown_fine_early_still_fails_when_errors_begin_later() -> None:
+    # No errors on either side for 40 minutes: by minute 30 the e-process shows the canary's
+    # rate below the material 0.2%. Then the canary errs every minute. That early evidence
+    # does not decide the count (it would have passed it, and the run, for good): the failure
+    # e-process keeps watching and fails it at minute 50, as a one-shot judgment of the hour
+    # fails it too.
+    config = _errors_config()
+    canary = _counts(0)
+    canary["errors"] = np.where(np.arange(60) >= 40, 1.0, 0.0)
+    state = SequentialState.new("late-errors", config.name)
+    statuses = []
+    for start in range(0, 60, 5):
+        report, state = poll(config, state, {k: v[start:start + 5] for k, v in _counts(0).items()},
+                             {k: v[start:start + 5] for k, v in canary.items()},
+                             final=start == 55)
+        statuses.append(report.details["sequential"]["status"])
+        if start + 5 == 35:
+            assert state.metrics["errors"].shown_at == 30
+            assert "no material increase shown so far" in report.metric("errors").reason
+        if start + 5 == 45:
+            assert "no material increase was shown at 30 points, but the evidence no longer " \
+                   "shows it" in report.metric("errors").reason
+    assert statuses[:9] == ["continue"] * 9 and statuses[9] == "fail"
+    assert report.metric("errors").classification is Classification.HIGH
+    assert judge(config, _counts(0), canary).metric("errors").classification \
+        is Classification.HIGH
+    # The same run without the late errors passes at the end, on the early evidence.
+    healthy, points = _polled(config, _counts(0), _counts(0))
+    assert points == 60 and healthy.details["sequential"]["status"] == "pass"
+    assert "the run ended with no evidence of a regression" in healthy.metric("errors").reason
+
+
+def test_sequential_final_poll_fails_a_count_the_whole_run_shows_increased() -> None:
+    # 7 canary errors against none in 3,720 requests a side: the e-processes do not reach
+    # their anytime-valid bar within the hour, but a one-shot judgment of the same hour fails
+    # the errors (conditional binomial p = 0.0078). The final poll's look at the whole run
+    # judges the undecided counts too, so the run ends as strict as that judgment: fail.
+    # Before, an undecided count could only pass (on evidence) or stay "not enough evidence".
+    config = _errors_config()
+    report, points = _polled(config, _counts(0), _counts(7))
+    assert points == 60
+    errors = report.metric("errors")
+    assert report.details["sequential"]["status"] == "fail", errors.reason
+    assert errors.classification is Classification.HIGH
+    assert "whole run judged as one fixed-horizon test shows a regression" in errors.reason
+    assert errors.details["whole_run"]["classification"] == "high"
+    assert errors.details["final_evidence"]["shown"] is False
+    assert judge(config, _counts(0), _counts(7)).metric("errors").classification \
+        is Classification.HIGH
 
 
 def test_count_evidence_passes_a_material_increase_about_one_time_in_ten() -> None:

@@ -437,19 +437,33 @@ def _metric_result(
 def _whole_run_look(
     config: CanaryConfig, metrics: list[MetricConfig], sequences: Mapping[str, MetricSequence]
 ) -> dict[str, MetricResult]:
-    """The continuous metrics no sequence decided, judged once more on the whole run as the
-    fixed-horizon default judge judges a finished canary: the same tests (time-aligned, the
-    sequences being paired minute by minute), the same family-wise correction over these
-    metrics at ``config.multiple_testing.level``. Done once, at the end, it is one more
-    fixed-horizon test: a healthy run is failed by luck at most the sequential level plus
-    that level, and a run ends at least as strict as a one-shot judgment of its data."""
+    """The metrics no sequence decided, judged once more on the whole run as the fixed-horizon
+    default judge judges a finished canary: the same tests (time-aligned, the sequences being
+    paired minute by minute; counts on their counts and exposures), the same family-wise
+    correction over these metrics at ``config.multiple_testing.level``. Done once, at the end,
+    it is one more fixed-horizon test: a healthy run is failed by luck at most the sequential
+    level plus that level, and a run ends at least as strict as a one-shot judgment of its
+    data."""
     data: dict[str, MetricInput] = {}
+    judged: list[MetricConfig] = []
     for m in metrics:
         seq = sequences[m.name]
         minutes = np.arange(len(seq.canary), dtype=np.float64) * 60.0  # the pairs, in order
         data[m.name] = MetricData.from_epoch(np.asarray(seq.baseline), np.asarray(seq.canary),
                                              minutes, minutes)
-    results, _ = judge_metrics(config.model_copy(update={"metrics": tuple(metrics)}), data)
+        test = m.test
+        if isinstance(test, RateRatioTest) and test.denominator:
+            # Each count's own exposures, paired with its own counts, under a name of its own:
+            # two counts over one denominator may have kept different minutes.
+            exposure = None
+            if seq.canary_exposure and seq.baseline_exposure:
+                exposure = f"{test.denominator} (exposure of {m.name})"
+                data[exposure] = MetricData.from_epoch(
+                    np.asarray(seq.baseline_exposure), np.asarray(seq.canary_exposure),
+                    minutes, minutes)
+            m = m.model_copy(update={"test": test.model_copy(update={"denominator": exposure})})
+        judged.append(m)
+    results, _ = judge_metrics(config.model_copy(update={"metrics": tuple(judged)}), data)
     return {r.name: r for r in results}
 
 
@@ -476,11 +490,11 @@ def judge_sequential(
     ``details["sequential"]["status"] == "continue"`` (keep polling). Threshold tests are not
     sequential and are not judged here.
 
-    ``final=True`` marks the run's last call: the continuous metrics no sequence decided are
-    judged once on the whole run as the fixed-horizon judge would (:func:`_whole_run_look`)
-    and pass unless that shows a regression, undecided counts pass on evidence of no material
-    change over the whole run or stay ``nodata`` ("not enough evidence"), and the run gets the
-    scored verdict.
+    ``final=True`` marks the run's last call: the metrics no sequence decided are judged once
+    on the whole run as the fixed-horizon judge would (:func:`_whole_run_look`) and fail when
+    that shows a regression; otherwise continuous ones pass, counts pass on evidence of no
+    material change over the whole run or stay ``nodata`` ("not enough evidence"), and the run
+    gets the scored verdict.
     """
     if state.config_name != config.name:
         raise DataError(
@@ -515,6 +529,19 @@ def judge_sequential(
         if seq.decision is None:
             if isinstance(test, RateRatioTest):
                 outcome, text, extra = _sequential_counts(metric, test, seq, alpha, config)
+                if outcome == "pass":
+                    # Not final before the run's end: a canary whose errors start after the
+                    # evidence first looked good (4 against 0, then 25 against 0) must still
+                    # fail, as a one-shot judgment of the whole run fails it.
+                    if seq.shown_at is None:
+                        seq.shown_at, seq.shown_reason = len(seq.canary), text
+                    outcome = None
+                    text = (f"no material increase shown so far ({seq.shown_reason}, at "
+                            f"{seq.shown_at} points); a count passes when the run ends, unless "
+                            "an increase shows by then")
+                elif outcome is None and seq.shown_at is not None:
+                    text = (f"{text}; no material increase was shown at {seq.shown_at} points, "
+                            "but the evidence no longer shows it")
             else:
                 outcome, text, extra = _sequential_continuous(metric, seq, alpha, config)
                 if outcome == "pass" and broken is not None:
@@ -543,10 +570,15 @@ def judge_sequential(
             end = _final_count_evidence(metric, test, seq)
             details["final_evidence"] = {"shown": end.shown, "ratio_bounds": list(end.ratio_bounds),
                                          "difference_upper": end.difference_upper}
-            if end.shown:
+            # It also takes part in the whole run's one fixed-horizon look (below), which
+            # fails it when the whole run shows a significant harmful change.
+            ending.append(metric)
+            if end.shown or seq.shown_at is not None:
+                how = ("the whole run shows no material change" if end.shown else
+                       f"no material increase was shown at {seq.shown_at} points "
+                       f"({seq.shown_reason})")
                 seq.decision = "pass"
-                seq.reason = (f"{_ENDED} with no evidence of a regression, and the whole "
-                              f"run shows no material change ({text})")
+                seq.reason = f"{_ENDED} with no evidence of a regression, and {how} ({text})"
                 seq.decided_at, seq.decided_call = len(seq.canary), new_state.calls
             else:
                 text = text + more_data_words(
@@ -555,8 +587,9 @@ def judge_sequential(
                     "requests" if seq.canary_exposure else "intervals")
         results.append(_metric_result(metric, seq, details, text, broken, final, alpha))
     if ending:
-        # One fixed-horizon look at the whole run for the continuous metrics that ended
-        # undecided: a regression the sequences were too slow for still stops the run.
+        # One fixed-horizon look at the whole run for the metrics that ended undecided
+        # (continuous ones, and counts however their evidence ended): a regression the
+        # sequences were too slow for still stops the run.
         look = _whole_run_look(config, ending, new_state.metrics)
         by_name = {r.name: i for i, r in enumerate(results)}
         for metric in ending:
@@ -570,6 +603,11 @@ def judge_sequential(
                 seq.decision = fixed.classification.value
                 seq.reason = (f"{_ENDED} undecided by the sequences, and the whole run judged "
                               f"as one fixed-horizon test shows a regression: {fixed.reason}")
+                seq.decided_at, seq.decided_call = len(seq.canary), new_state.calls
+            elif seq.decision is None:
+                # A count still without evidence: its result stands, with the look's numbers.
+                results[i] = dataclasses.replace(results[i], details=details)
+                continue
             results[i] = _metric_result(metric, seq, details, seq.reason or "", None, final,
                                         alpha)
     verdict, status, score, reason = _run_outcome(config, results, final)
