@@ -24,7 +24,8 @@ DOCUMENT = ROOT / "docs" / "performance.md"
 PRINTS = {
     "bench_service.py": ["ratio POST /v1/judge / ceiling:", "/healthz p99 under load",
                          "service CPU per judged request:"],
-    "bench_fetch.py": ["ratio end to end / (judgment + 3 x slowest query + 100 ms"],
+    "bench_fetch.py": ["ratio end to end / (judgment + 3 x slowest query + 100 ms",
+                       "CPU per analysis: service"],
     "bench_small.py": ["5 metrics x 30 (default mode)", "import judge"],
     "bench_poll.py": ["10th poll ms", "A/A (no shift)"],
     "bench_batch.py": ["kayenta-mode judgment / sort floor:",
