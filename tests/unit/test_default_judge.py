@@ -573,17 +573,23 @@ def test_sequential_final_poll_passes_a_count_the_whole_run_shows_small() -> Non
 
 def test_a_count_shown_fine_early_still_fails_when_errors_begin_later() -> None:
     # No errors on either side for 40 minutes: by minute 30 the e-process shows the canary's
-    # rate below the material 0.2%. Then the canary errs every minute. That early evidence
-    # does not decide the count (it would have passed it, and the run, for good): the failure
-    # e-process keeps watching and fails it at minute 50, as a one-shot judgment of the hour
-    # fails it too.
-    config = _errors_config()
-    canary = _counts(0)
+    # rate below the material 0.2%. Then the canary errs every minute. While the latency is
+    # still undecided, that early evidence does not decide the count (it used to pass it for
+    # good): the failure e-process keeps watching and fails it at minute 50, as a one-shot
+    # judgment of the hour fails it too.
+    config = CanaryConfig.from_dict({"metrics": [
+        {"name": "errors", "direction": "increase", "critical": True,
+         "test": {"kind": "rate_ratio", "denominator": "requests"}},
+        {"name": "requests", "direction": "decrease"},
+        {"name": "latency", "direction": "increase"}]})
+    rng = np.random.default_rng(5)
+    baseline = {**_counts(0), "latency": rng.normal(100.0, 5.0, 60)}
+    canary = {**_counts(0), "latency": rng.normal(100.0, 5.0, 60)}
     canary["errors"] = np.where(np.arange(60) >= 40, 1.0, 0.0)
     state = SequentialState.new("late-errors", config.name)
     statuses = []
     for start in range(0, 60, 5):
-        report, state = poll(config, state, {k: v[start:start + 5] for k, v in _counts(0).items()},
+        report, state = poll(config, state, {k: v[start:start + 5] for k, v in baseline.items()},
                              {k: v[start:start + 5] for k, v in canary.items()},
                              final=start == 55)
         statuses.append(report.details["sequential"]["status"])
@@ -595,12 +601,24 @@ def test_a_count_shown_fine_early_still_fails_when_errors_begin_later() -> None:
                    "shows it" in report.metric("errors").reason
     assert statuses[:9] == ["continue"] * 9 and statuses[9] == "fail"
     assert report.metric("errors").classification is Classification.HIGH
-    assert judge(config, _counts(0), canary).metric("errors").classification \
+    assert judge(config, baseline, canary).metric("errors").classification \
         is Classification.HIGH
-    # The same run without the late errors passes at the end, on the early evidence.
-    healthy, points = _polled(config, _counts(0), _counts(0))
+    # Without the late errors the run passes at its end, the count on its early evidence.
+    healthy, points = _polled(config, baseline, {**canary, "errors": np.zeros(60)})
     assert points == 60 and healthy.details["sequential"]["status"] == "pass"
     assert "the run ended with no evidence of a regression" in healthy.metric("errors").reason
+
+
+def test_a_count_shown_fine_passes_with_the_run_once_everything_else_passed() -> None:
+    # No errors, steady requests: at minute 30 the count is shown fine and every other metric
+    # has passed, so the run passes then (a promotion gate need not wait for a final call),
+    # and the count with it: decisions are final, later errors change nothing.
+    config = _errors_config()
+    report, points = _polled(config, _counts(0), _counts(0))
+    assert points == 30 and report.details["sequential"]["status"] == "pass"
+    errors = report.metric("errors")
+    assert errors.classification is Classification.PASS
+    assert "every other metric has passed" in errors.reason
 
 
 def test_sequential_final_poll_fails_a_count_the_whole_run_shows_increased() -> None:

@@ -324,6 +324,32 @@ def _undecided_as(results: list[MetricResult],
             for r in results]
 
 
+def _pass_shown_counts_with_the_run(
+    testable: list[MetricConfig], results: list[MetricResult], state: SequentialState,
+    alpha: float,
+) -> None:
+    """Counts whose e-processes showed no material increase pass once every other scored
+    metric has passed: the run then passes, and decisions are final. Until then their failure
+    side keeps watching (errors that begin late still fail them); a run that never gets there
+    passes them at its ``final`` poll. ``results`` (in ``testable``'s order) is updated."""
+    shown = [i for i, metric in enumerate(testable)
+             if isinstance(metric.test, RateRatioTest)
+             and state.metrics[metric.name].decision is None
+             and state.metrics[metric.name].shown_at is not None]
+    if not shown or any(r.classification is not Classification.PASS
+                        for i, r in enumerate(results) if not r.muted and i not in shown):
+        return
+    for i in shown:
+        metric, seq = testable[i], state.metrics[testable[i].name]
+        seq.decision = "pass"
+        seq.reason = (f"no material increase shown at {seq.shown_at} points "
+                      f"({seq.shown_reason}), nothing failed it since, and every other metric "
+                      "has passed")
+        seq.decided_at, seq.decided_call = len(seq.canary), state.calls
+        results[i] = _metric_result(metric, seq, dict(results[i].details), seq.reason, None,
+                                    False, alpha)
+
+
 def _run_outcome(config: CanaryConfig, results: list[MetricResult],
                  final: bool) -> tuple[Verdict, str, float, str]:
     """The run's verdict, status, score and reason after a poll, by the config's own scoring
@@ -610,6 +636,8 @@ def judge_sequential(
                 continue
             results[i] = _metric_result(metric, seq, details, seq.reason or "", None, final,
                                         alpha)
+    if not final:
+        _pass_shown_counts_with_the_run(testable, results, new_state, alpha)
     verdict, status, score, reason = _run_outcome(config, results, final)
     report = Report(
         verdict=verdict, score=score, reason=reason,
