@@ -39,8 +39,9 @@ class MetricSequence:
     reason: str | None = None
     shown_at: int | None = None
     """Counts: the points at which the e-processes first showed no material increase. Such a
-    pass waits for the run's end (the failure side keeps watching, and the final look at the
-    whole run can still fail it), so it is kept here, not as the decision."""
+    pass waits until the run passes (every other metric passed) or ends (the failure side keeps
+    watching, and the final look at the whole run can still fail it), so it is kept here, not
+    as the decision."""
     shown_reason: str | None = None
 
     @classmethod

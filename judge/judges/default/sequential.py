@@ -556,15 +556,16 @@ def judge_sequential(
             if isinstance(test, RateRatioTest):
                 outcome, text, extra = _sequential_counts(metric, test, seq, alpha, config)
                 if outcome == "pass":
-                    # Not final before the run's end: a canary whose errors start after the
+                    # Not final before the run passes or ends: a canary whose errors start after the
                     # evidence first looked good (4 against 0, then 25 against 0) must still
                     # fail, as a one-shot judgment of the whole run fails it.
                     if seq.shown_at is None:
                         seq.shown_at, seq.shown_reason = len(seq.canary), text
                     outcome = None
                     text = (f"no material increase shown so far ({seq.shown_reason}, at "
-                            f"{seq.shown_at} points); a count passes when the run ends, unless "
-                            "an increase shows by then")
+                            f"{seq.shown_at} points); a count passes with the run, once every "
+                            "other metric has passed, or when it ends, unless an increase "
+                            "shows by then")
                 elif outcome is None and seq.shown_at is not None:
                     text = (f"{text}; no material increase was shown at {seq.shown_at} points, "
                             "but the evidence no longer shows it")
