@@ -389,22 +389,30 @@ def _polled_until_decided(
     return report
 
 
-@pytest.mark.parametrize(("kind", "size", "first_seed"), [
-    (ScenarioKind.WIDER_SPREAD, 6.0, 300),   # twice the meaningful excess: 6x the log-noise s.d.
-    (ScenarioKind.HEAVIER_TAIL, 0.7, 500),   # twice the meaningful share of spiky minutes
+@pytest.mark.parametrize(("kind", "size", "first_seed", "within_20"), [
+    # twice the meaningful excess: 6x the log-noise s.d. 6 of 12 within 20 minutes before a
+    # sequence's failure needed a one-shot judgment of the run so far to show it too (issue
+    # 13, thirteenth round); the fixed-horizon spread test needs a few more minutes (median
+    # 16.5 -> 24 minutes on these 12), which is the price of that guard.
+    (ScenarioKind.WIDER_SPREAD, 6.0, 300, 5),
+    (ScenarioKind.HEAVIER_TAIL, 0.7, 500, 6),   # twice the meaningful share of spiky minutes
 ])
-def test_sequential_clear_spread_and_tail_mostly_caught_within_20_minutes(
-    kind: ScenarioKind, size: float, first_seed: int
+def test_sequential_clear_spread_and_tail_caught_and_mostly_early(
+    kind: ScenarioKind, size: float, first_seed: int, within_20: int
 ) -> None:
-    # The issue's target: clear regressions caught in under a third of the 60-minute run.
+    # Issue 7's target: clear regressions caught in under a third of the 60-minute run.
     config = _config()
-    early = 0
+    early = caught = 0
     for i in range(12):
         scenario = generate_canary(kind, seed=_seed(kind, first_seed + i), size=size)
         assert scenario.target is not None
-        report = _polled_until_decided(config, scenario, f"run-{i}", minutes=19)
-        early += report.metric(scenario.target).classification is Classification.HIGH
-    assert early >= 6
+        report = _polled_until_decided(config, scenario, f"run-{i}", minutes=59)
+        target = report.metric(scenario.target)
+        caught += target.classification is Classification.HIGH
+        early += (target.classification is Classification.HIGH
+                  and target.details["decided_call"] <= 19)  # one minute a call
+    assert caught == 12
+    assert early >= within_20
 
 
 def test_sequential_clear_shifted_mean_mostly_caught_within_20_minutes() -> None:

@@ -757,6 +757,34 @@ def test_default_judge_meets_the_issue_13_targets(
     assert not problems, "\n".join(problems)
 
 
+def test_a_sequence_fails_a_metric_only_when_the_run_so_far_shows_it(
+    tuning: RealSeriesSet,
+) -> None:
+    # Healthy independent canary 29 (the benchmark's seed): after 15 minutes the canary's
+    # grok_asg_anomaly moved 12x more from minute to minute than the baseline's, one stretch
+    # of another regime, and the spread sequence's anytime-valid bound was above 0. A
+    # one-shot judgment of those 15 points does not find it significant (p 0.16), so the
+    # metric stays undecided (it used to fail it, and the run with it); the whole hour
+    # passes it.
+    config = benchmark_config(JudgeMode.DEFAULT)
+    canary = labelled_canary(tuning, Kind.HEALTHY, Flavour.INDEPENDENT, seed=SEED, index=29)
+    state = judge.SequentialState.new("regime", config.name)
+    statuses = []
+    for start in range(0, 60, 5):
+        report, state = judge.poll(config, state, canary.baseline.iloc[start:start + 5],
+                                   canary.canary.iloc[start:start + 5], final=start == 55)
+        statuses.append(report.details["sequential"]["status"])
+        if start == 10:
+            held = report.metric("level_2")
+    assert canary.label.series_of("level_2") == "grok_asg_anomaly"
+    assert held.classification.value == "nodata"
+    assert held.details["run_so_far"]["classification"] == "pass"
+    assert held.details["run_so_far"]["p_value"] > 0.1
+    assert "spread score" in held.reason and "does not show it" in held.reason
+    assert statuses == ["continue"] * 11 + ["pass"]
+    assert report.metric("level_2").classification.value == "pass"
+
+
 def test_public_api_judges_a_real_noise_canary(tuning: RealSeriesSet) -> None:
     canary = labelled_canary(tuning, Kind.ERROR_JUMP, Flavour.CONCURRENT, seed=SEED, index=0)
     report = judge.judge(benchmark_config(), canary.baseline, canary.canary)
