@@ -484,7 +484,7 @@ def _confirm_failure(
         return outcome, (f"{text}; a one-shot judgment of the {len(seq.canary)} points so far "
                          f"shows it too (p = {fixed.p_value:.2g} at level {level:.2g})"), look
     return None, (f"{text}, but a one-shot judgment of the {len(seq.canary)} points so far "
-                  f"does not show it ({fixed.reason}): not decided yet"), look
+                  f"does not show it ({fixed.reason.rstrip('.')}): not decided yet"), look
 
 
 def _whole_run_look(
