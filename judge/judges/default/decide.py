@@ -317,7 +317,8 @@ def finish_default(
     results: dict[str, MetricResult] = dict(done)
     for name, (p, ev) in evaluations.items():
         if name in adjusted and not isinstance(ev, str):
-            rule = (f"{method.value} over {len(family)} metrics at family level "
+            rule = (f"{method.value} over {len(family)} "
+                    f"metric{'s' if len(family) != 1 else ''} at family level "
                     f"{settings.level:g}")
             decision = Decision(settings.level, adjusted[name], rule)
         else:
