@@ -44,6 +44,11 @@ class MetricSequence:
     as the decision."""
     shown_reason: str | None = None
 
+    def decide(self, decision: str, reason: str, call: int) -> None:
+        """Take the (final) decision at this many points, at call ``call`` of the run."""
+        self.decision, self.reason = decision, reason
+        self.decided_at, self.decided_call = len(self.canary), call
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> MetricSequence:
         return cls(

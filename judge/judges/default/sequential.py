@@ -341,13 +341,11 @@ def _pass_shown_counts_with_the_run(
         return
     for i in shown:
         metric, seq = testable[i], state.metrics[testable[i].name]
-        seq.decision = "pass"
-        seq.reason = (f"no material increase shown at {seq.shown_at} points "
-                      f"({seq.shown_reason}), nothing failed it since, and every other metric "
-                      "has passed")
-        seq.decided_at, seq.decided_call = len(seq.canary), state.calls
-        results[i] = _metric_result(metric, seq, dict(results[i].details), seq.reason, None,
-                                    False, alpha)
+        seq.decide("pass", f"no material increase shown at {seq.shown_at} points "
+                   f"({seq.shown_reason}), nothing failed it since, and every other metric "
+                   "has passed", state.calls)
+        results[i] = _metric_result(metric, seq, dict(results[i].details), seq.reason or "",
+                                    None, False, alpha)
 
 
 def _run_outcome(config: CanaryConfig, results: list[MetricResult],
@@ -606,17 +604,15 @@ def judge_sequential(
                         config, metric, seq, outcome, text)
             details.update(extra)
             if outcome is not None:
-                seq.decision, seq.reason = outcome, text
-                seq.decided_at, seq.decided_call = len(seq.canary), new_state.calls
+                seq.decide(outcome, text, new_state.calls)
         else:
             text = seq.reason or ""
         if seq.decision is None and final and continuous and broken is None:
             # The run is over and no anytime-valid sequence showed a regression: pass, as a
             # fixed-horizon test that does not reject passes, unless the whole run judged as
             # one fixed-horizon test shows one (below, for all such metrics together).
-            seq.decision = "pass"
-            seq.reason = f"{_ENDED} with no evidence of a regression ({text})"
-            seq.decided_at, seq.decided_call = len(seq.canary), new_state.calls
+            seq.decide("pass", f"{_ENDED} with no evidence of a regression ({text})",
+                       new_state.calls)
             ending.append(metric)
         if seq.decision is None and final and not continuous:
             # The run is over: the count is judged once more as a fixed-horizon test would
@@ -634,9 +630,8 @@ def judge_sequential(
                 how = ("the whole run shows no material change" if end.shown else
                        f"no material increase was shown at {seq.shown_at} points "
                        f"({seq.shown_reason})")
-                seq.decision = "pass"
-                seq.reason = f"{_ENDED} with no evidence of a regression, and {how} ({text})"
-                seq.decided_at, seq.decided_call = len(seq.canary), new_state.calls
+                seq.decide("pass", f"{_ENDED} with no evidence of a regression, and {how} "
+                           f"({text})", new_state.calls)
             else:
                 text = text + more_data_words(
                     end, len(seq.canary),
@@ -657,10 +652,10 @@ def judge_sequential(
             details["whole_run"] = {"classification": fixed.classification.value,
                                     "p_value": fixed.p_value, "reason": fixed.reason}
             if fixed.classification in (Classification.HIGH, Classification.LOW):
-                seq.decision = fixed.classification.value
-                seq.reason = (f"{_ENDED} undecided by the sequences, and the whole run judged "
-                              f"as one fixed-horizon test shows a regression: {fixed.reason}")
-                seq.decided_at, seq.decided_call = len(seq.canary), new_state.calls
+                seq.decide(fixed.classification.value,
+                           f"{_ENDED} undecided by the sequences, and the whole run judged as "
+                           f"one fixed-horizon test shows a regression: {fixed.reason}",
+                           new_state.calls)
             elif seq.decision is None:
                 # A count still without evidence: its result stands, with the look's numbers.
                 results[i] = dataclasses.replace(results[i], details=details)
