@@ -415,6 +415,28 @@ def test_sequential_clear_spread_and_tail_caught_and_mostly_early(
     assert early >= within_20
 
 
+@pytest.mark.parametrize(("method", "level"), [("holm", 0.02), ("none", 0.01)])
+def test_sequential_failure_names_the_one_shot_judgment_that_confirmed_it(
+    method: str, level: float
+) -> None:
+    # A 3-sigma shift: the sequence's bound clears 0 early, and a one-shot judgment of the
+    # points so far fails the metric too, at the level it applied (the family level, or the
+    # metric's own one-sided 1% with no multiple-testing correction).
+    config = CanaryConfig.from_dict({"metrics": [{"name": "lat", "direction": "increase"}],
+                                     "multiple_testing": {"method": method}})
+    rng = np.random.default_rng(1)
+    baseline, canary = rng.normal(100.0, 5.0, 60), rng.normal(115.0, 5.0, 60)
+    report, points = _polled(config, {"lat": baseline}, {"lat": canary})
+    assert points <= 20 and report.details["sequential"]["status"] == "fail"
+    lat = report.metric("lat")
+    confirmed = lat.details["run_so_far"]
+    assert lat.classification is Classification.HIGH and confirmed["classification"] == "high"
+    assert confirmed["level"] == pytest.approx(level)
+    assert confirmed["p_value"] <= level
+    assert f"points so far shows it too (p = {confirmed['p_value']:.2g} at level {level:.2g})" \
+        in lat.reason
+
+
 def test_sequential_clear_shifted_mean_mostly_caught_within_20_minutes() -> None:
     # Twice the meaningful shift; the target is "under a third of the 60-minute run".
     config = _config()

@@ -463,7 +463,8 @@ def _confirm_failure(
 ) -> tuple[str | None, str, dict[str, Any]]:
     """A continuous metric's anytime-valid failure stands only when a one-shot judgment of the
     run so far fails the metric too: the fixed-horizon default judge's tests on the same
-    paired points, the metric alone at ``multiple_testing.level``.
+    paired points, the metric alone under the config's multiple testing (at
+    ``multiple_testing.level``; with ``method: none`` at the metric's own confidence).
 
     Why: the confidence sequences model a score's dependence by its lag-1 autocorrelation, and
     a stretch of a real metric can differ between the sides for many minutes (another regime
@@ -474,8 +475,9 @@ def _confirm_failure(
     needs no share of it: it guards the model, not the luck, and is not split over the
     metrics (split, it held a 30% latency regression of the demo from minute 15 to 25). An
     unconfirmed metric stays undecided and is looked at again at the next poll."""
-    level = config.multiple_testing.level
     fixed = _whole_run_look(config, [metric], {metric.name: seq})[metric.name]
+    # The level the look applied (absent when it had too little evidence to test at all).
+    level = fixed.details.get("default_judge", {}).get("level", config.multiple_testing.level)
     look = {"classification": fixed.classification.value, "p_value": fixed.p_value,
             "level": level}
     if fixed.classification.value == outcome:
