@@ -45,13 +45,26 @@ def test_three_replicas_run_each_analysis_once_through_a_crash(
     with running(replicas):
         expected = submit_analyses(replicas, ANALYSES)
 
-        # A crash while replica-0 holds a running analysis: its lease must be taken over.
-        def victim_busy() -> bool:
-            return any(a.lease_owner == "replica-0" and a.status is AnalysisStatus.RUNNING
-                       for a in store.unfinished_analyses())
+        # A crash while replica-0 runs an analysis: its lease must be taken over. What it runs
+        # is read while it is frozen (SIGSTOP), so it cannot finish that analysis, or be
+        # leased one it has not started, between the look and the kill.
+        def running_on_victim() -> set[str]:
+            leased = {a.id for a in store.unfinished_analyses()
+                      if a.lease_owner == "replica-0" and a.status is AnalysisStatus.RUNNING}
+            return {a.analysis_id for a in store.analysis_attempts()
+                    if a.analysis_id in leased and a.replica_id == "replica-0"
+                    and a.outcome is None}
 
-        wait_until(victim_busy, "replica-0 running an analysis", DEADLINE)
-        held = {a.id for a in store.unfinished_analyses() if a.lease_owner == "replica-0"}
+        held: set[str] = set()
+
+        def victim_frozen_mid_analysis() -> bool:
+            replicas.pause(0)
+            held.update(running_on_victim())
+            if not held:
+                replicas.resume(0)
+            return bool(held)
+
+        wait_until(victim_frozen_mid_analysis, "replica-0 running an analysis", DEADLINE)
         replicas.kill(0)
         replicas.restart(0)
 

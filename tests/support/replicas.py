@@ -4,9 +4,9 @@
     ``count`` server processes (:class:`tests.support.service.ServiceProcess`, each in its own
     folder of ``work_dir`` with its own log) on one database, named ``replica-0`` ...
     (``CANARY_JUDGE_REPLICA_ID``), with a short lease. ``start()`` starts them all,
-    ``kill(i)`` SIGKILLs one, ``restart(i)`` starts it again under a new name
-    (``replica-<i>-<restarts>``: a new pod), ``stop()`` ends them all. ``live()`` the running
-    ones. Also a context manager.
+    ``pause(i)`` / ``resume(i)`` freeze and thaw one (SIGSTOP / SIGCONT), ``kill(i)`` SIGKILLs
+    one, ``restart(i)`` starts it again under a new name (``replica-<i>-<restarts>``: a new
+    pod), ``stop()`` ends them all. ``live()`` the running ones. Also a context manager.
 
 ``submit_analyses(replicas, count) -> dict[id, expected verdict]``
     ``count`` background analyses over pinned windows (deterministic data: ``canary-good``
@@ -82,6 +82,17 @@ class Replicas:
             process = self._process(index)
             self.processes[index] = process.start()
         return self
+
+    def pause(self, index: int) -> None:
+        """Freeze replica ``index`` (SIGSTOP), to read what it holds without a race."""
+        process = self.processes[index]
+        assert process is not None, f"{self.names[index]} is not running"
+        process.pause()
+
+    def resume(self, index: int) -> None:
+        process = self.processes[index]
+        assert process is not None, f"{self.names[index]} is not running"
+        process.resume()
 
     def kill(self, index: int) -> None:
         process = self.processes[index]

@@ -145,6 +145,16 @@ class ServiceProcess:
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")[-6000:] if self.log_file.exists() else ""
 
+    def pause(self) -> None:
+        """SIGSTOP: the server freezes where it is (its state can be read without a race)."""
+        assert self._process is not None, "the service is not running"
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: a paused server goes on."""
+        assert self._process is not None, "the service is not running"
+        self._process.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL: the process dies mid-work, as in a crash or an OOM kill."""
         self._end(signal.SIGKILL)
