@@ -21,6 +21,11 @@ is one array operation over the listed pairs, which shrink with the bracket.
 Samples come as :class:`judge.stats._selection.PairedSamples` (distinct values with
 multiplicities), so heavily tied data (counts) cost their number of distinct values.
 
+Where the compiled kernels are loaded (:mod:`judge.stats._compiled`), large batches run the same
+search lane by lane in one kernel (``_kernels.interval_roots``: the same Brent steps, the same
+counts, so the same roots; ``tests/unit/stats/test_compiled.py``); this module's lock-step
+search is the numpy path and the reference the kernel is held to.
+
 Reference: Brent, R. P. (1973). Algorithms for Minimization without Derivatives, ch. 4;
 R Core Team, ``src/library/stats/src/zeroin.c`` and ``wilcox.test.default``.
 """
@@ -46,6 +51,10 @@ _CAP_FACTOR = 0.5
 #: (lanes x distinct canary values x distinct baseline values, padded) skip the bracket
 #: bookkeeping: for a few small pairs it costs more than the comparisons it saves.
 _BROADCAST_MAX_CELLS = 250_000
+#: Whole-row merges a lock-step search makes per pair, about (its three lanes' eight dense
+#: evaluations and the two shared ends): the work a compiled search stands for, in
+#: :func:`judge.stats._compiled.kernels`' accounting.
+_SEARCH_EVALUATIONS = 26
 
 
 def lockstep_intervals(
@@ -72,11 +81,32 @@ def lockstep_intervals(
         )
     rows = np.flatnonzero(safe)
     if rows.size:
-        kind = _BroadcastSearch if fits_broadcast(samples, rows) else _LockstepSearch
-        search = kind(samples, rows, confidence, correct)
-        roots = search.run()
+        roots = _search(samples, rows, confidence, correct)
         low[rows], high[rows], estimate[rows] = roots[0::3], roots[1::3], roots[2::3]
     return estimate, low, high
+
+
+def _search(
+    samples: PairedSamples, rows: np.ndarray, confidence: float, correct: bool
+) -> np.ndarray:
+    """The three roots of each pair ``rows`` (low, high, estimate, in that order per pair):
+    few small pairs by the broadcast search; large batches, where the kernels are loaded, by
+    the compiled search (each lane's Brent loop in one kernel, with no per-round numpy calls);
+    otherwise in lock step."""
+    if fits_broadcast(samples, rows):
+        return _BroadcastSearch(samples, rows, confidence, correct).run()
+    compiled = _compiled.kernels(_SEARCH_EVALUATIONS * int(
+        (samples.nd[rows] + samples.md[rows]).sum()))
+    if compiled is None:
+        return _LockstepSearch(samples, rows, confidence, correct).run()
+    roots = np.empty(3 * rows.size)
+    compiled.interval_roots(
+        samples.xv, samples.wx, samples.nd, samples.yv, samples.md, samples.wy, samples.cwy,
+        samples.within_tie_sum, samples.n, samples.m, samples.lowest, samples.highest,
+        rows.astype(np.int64), -float(special.ndtri((1.0 - confidence) / 2.0)), bool(correct),
+        ROOT_TOL, ROOT_MAXITER, roots,
+    )
+    return roots
 
 
 def fits_broadcast(samples: PairedSamples, rows: np.ndarray) -> bool:

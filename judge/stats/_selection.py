@@ -53,6 +53,11 @@ def _distinct_rows(
     to the next start or the row's end.
     """
     rows, width = sorted_rows.shape
+    compiled = _compiled.kernels(int(sizes.sum()))
+    if compiled is not None:
+        runs: tuple[np.ndarray, np.ndarray, np.ndarray] = compiled.distinct_runs(
+            sorted_rows, sizes.astype(np.int64), float(padding))
+        return runs
     starts = np.arange(width)[None, :] < sizes[:, None]
     starts[:, 1:] &= sorted_rows[:, 1:] != sorted_rows[:, :-1]
     distinct = starts.sum(axis=1)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import judge.stats as stats_package
-from judge.stats import _compiled
+from judge.stats import _compiled, _lockstep
 from judge.stats._lockstep import _LockstepSearch, lockstep_intervals
 from judge.stats._selection import _BROADCAST_MAX_CELLS, select_differences
 from judge.stats._wilcox import asymptotic_interval
@@ -148,6 +148,64 @@ def test_interval_roots_are_the_scalar_reference(confidence: float, correct: boo
             continue
         expected = asymptotic_interval(np.sort(canary), np.sort(baseline), confidence, correct)
         assert [estimate[row], low[row], high[row]] == list(expected)
+
+
+@pytest.mark.usefixtures("compiled_always")
+@pytest.mark.parametrize("seed", [33, 34, 35])
+@pytest.mark.parametrize(("confidence", "correct"), [(0.98, True), (0.9, False), (0.5, True)])
+def test_the_compiled_interval_search_is_the_lockstep_searchs(
+    monkeypatch: pytest.MonkeyPatch, seed: int, confidence: float, correct: bool
+) -> None:
+    """Each lane's whole Brent loop in one kernel (``_kernels.interval_roots``) lands on the
+    lock-step search's roots (and so R's) to the bit, on every kind of pair: ties across and
+    within the samples, separated samples (limits at an end), a one-point side, and sizes
+    from 2 to 600 (the whole-row merges, the listing, odd rows for the two-halves merge)."""
+    pairs = mixed_pairs(seed, count=30, largest=600, lognormal_sigma=0.4)
+    generator = np.random.default_rng(seed)
+    pairs += [(np.array([0.5]), generator.normal(0, 1, 301)),
+              (generator.normal(0, 1, 3), generator.normal(0, 1, 2))]
+    samples = paired_samples(pairs)
+    rows = np.flatnonzero(samples.lowest < samples.highest)
+    assert not _lockstep.fits_broadcast(samples, rows)
+    calls: list[int] = []
+    kernel = _compiled.load().interval_roots  # type: ignore[union-attr]
+
+    def counted(*args: Any) -> None:
+        calls.append(1)
+        kernel(*args)
+
+    monkeypatch.setattr(_compiled.load(), "interval_roots", counted)
+    compiled, numpy_result = _both(
+        monkeypatch, lambda: _lockstep._search(samples, rows, confidence, correct))
+    assert calls == [1]  # the kernel ran once (the first call), numpy the second
+    assert compiled.tobytes() == numpy_result.tobytes()
+    for position, row in enumerate(rows.tolist()[:8]):
+        canary, baseline = pairs[row]
+        estimate, low, high = asymptotic_interval(
+            np.sort(canary), np.sort(baseline), confidence, correct)
+        assert compiled[3 * position: 3 * position + 3].tolist() == [low, high, estimate]
+
+
+@pytest.mark.usefixtures("compiled_always")
+@pytest.mark.parametrize("seed", [36, 37])
+def test_rank_statistics_and_distinct_values_are_numpys(
+    monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    from judge.stats._batch import _rank_statistics
+    from judge.stats._selection import _distinct_rows
+
+    pairs = mixed_pairs(seed, count=24, largest=500, lognormal_sigma=0.3)
+    samples = paired_samples(pairs)
+    compiled, numpy_result = _both(monkeypatch, lambda: _rank_statistics(samples))
+    for ours, theirs in zip(compiled, numpy_result, strict=True):
+        assert ours.dtype == theirs.dtype and ours.tobytes() == theirs.tobytes()
+    rows, sizes = samples.x_full, samples.n
+    for padding in (0.0, np.inf):
+        compiled, numpy_result = _both(
+            monkeypatch, lambda padding=padding: _distinct_rows(rows, sizes, padding))
+        for ours, theirs in zip(compiled, numpy_result, strict=True):
+            assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+            assert ours.tobytes() == theirs.tobytes()
 
 
 @pytest.mark.usefixtures("compiled_always")
