@@ -36,6 +36,21 @@ def _compile(function: Callable[..., Any]) -> Any:
         return numba.njit(cache=False, nogil=True)(function)
 
 
+def _baseline_position(ybuf: np.ndarray, j: int, value: float) -> int:
+    """The number of baseline values below ``value``, counting from position ``j`` (which
+    none after it lies below): four comparisons a step, so that the step's branch is taken
+    rarely (about one baseline value lies between two canary values) and predicted well."""
+    while True:
+        step = (ybuf[j] < value) + (ybuf[j + 1] < value) + (ybuf[j + 2] < value) + (
+            ybuf[j + 3] < value)
+        j += step
+        if step < 4:
+            return j
+
+
+baseline_position = _compile(_baseline_position)
+
+
 def _selection_counts(
     xv: np.ndarray,
     wx: np.ndarray,
@@ -51,23 +66,38 @@ def _selection_counts(
     weighted: np.ndarray,
     distinct: np.ndarray,
 ) -> None:
-    """``PairedSamples.count``: per (row r, shift p), below[r, p, :], #D <= d and #distinct."""
+    """``PairedSamples.count``: per (row r, shift p), below[r, p, :], #D <= d and #distinct.
+
+    The merge of :func:`_merged_counts` (four baseline values a step, the row walked as two
+    halves side by side), on a copy of the baseline row ending with four +inf."""
+    ybuf = np.empty(yv.shape[1] + 4)
     for r in range(rows.size):
         g = rows[r]
         nx = nd[g]
         ny = md[g]
+        ybuf[:ny] = yv[g, :ny]
+        ybuf[ny:ny + 4] = np.inf
+        half = nx // 2
         for p in range(shifts.shape[1]):
             shift = shifts[r, p]
             j = 0
+            k = np.searchsorted(ybuf[:ny + 1], xv[g, half] - shift) if half > 0 else 0
             total_below = 0
             total_weighted = 0
-            for i in range(nx):
-                value = xv[g, i] - shift
-                while j < ny and yv[g, j] < value:
-                    j += 1
+            for i in range(half):
+                j = baseline_position(ybuf, j, xv[g, i] - shift)
                 below[r, p, i] = j
                 total_below += j
                 total_weighted += wx[g, i] * (m[g] - cwy[g, j])
+                k = baseline_position(ybuf, k, xv[g, i + half] - shift)
+                below[r, p, i + half] = k
+                total_below += k
+                total_weighted += wx[g, i + half] * (m[g] - cwy[g, k])
+            if nx > 2 * half:
+                k = baseline_position(ybuf, k, xv[g, nx - 1] - shift)
+                below[r, p, nx - 1] = k
+                total_below += k
+                total_weighted += wx[g, nx - 1] * (m[g] - cwy[g, k])
             distinct[r, p] = nx * ny - total_below
             weighted[r, p] = distinct[r, p] if untied[g] else total_weighted
 
@@ -105,11 +135,31 @@ def _bracket_picks(
         differences = np.empty(length)
         weights = np.empty(length, dtype=np.int64)
         k = 0
+        total = 0
         for i in range(nd[g]):
             for j in range(first[s, i], end[s, i]):
                 differences[k] = xv[g, i] - yv[g, j]
                 weights[k] = wx[g, i] * wy[g, j]
+                total += weights[k]
                 k += 1
+        target = need[s]
+        if 1 <= target <= total and total <= 2 * length:
+            # The picks are order statistics of the differences repeated by their weights,
+            # which a partition finds without sorting the bracket (order statistics are
+            # unique values, so the same ones the cumulative weights below give).
+            if total > length:
+                repeated = np.empty(total)
+                k = 0
+                for position in range(length):
+                    for _ in range(weights[position]):
+                        repeated[k] = differences[position]
+                        k += 1
+                differences = repeated
+            ordered = np.partition(differences, target - 1)
+            value[s] = ordered[target - 1]
+            if target < total:
+                following[s] = ordered[target:].min()
+            continue
         order = np.argsort(differences)
         cumulative = 0
         for position in range(length):
@@ -255,21 +305,6 @@ def _standardised(
 
 
 standardised = _compile(_standardised)
-
-
-def _baseline_position(ybuf: np.ndarray, j: int, value: float) -> int:
-    """The number of baseline values below ``value``, counting from position ``j`` (which
-    none after it lies below): four comparisons a step, so that the step's branch is taken
-    rarely (about one baseline value lies between two canary values) and predicted well."""
-    while True:
-        step = (ybuf[j] < value) + (ybuf[j + 1] < value) + (ybuf[j + 2] < value) + (
-            ybuf[j + 3] < value)
-        j += step
-        if step < 4:
-            return j
-
-
-baseline_position = _compile(_baseline_position)
 
 
 def _merge_value(
