@@ -1,18 +1,15 @@
 """The compiled kernels behind :mod:`judge.stats._compiled` (imported only through it).
 
-Each kernel walks a pair's sorted distinct canary values and its sorted distinct baseline
-values together: ``below`` (the number of baseline values ``< fl(v - d)``, what
-``searchsorted(baseline, v - d, side="left")`` returns) only grows with v, so a pointer that
-never moves back finds every position in one pass over both rows. The kernels spell the
-merge out each (``duplicates`` pairs them): a shared helper writing the positions first and
-summing them in a second pass made the root search's counts 15-20% slower (0.20-0.22 s
-against 0.17-0.18 on 500 x 1,440).
-
-``interval_roots`` goes further for Kayenta mode's large batches: R's whole ``zeroin`` loop of
-each root runs in the kernel (the lock-step search's numpy bookkeeping of every round, masks,
-compactions and gathers, was as dear as its counts), with the undecided canary values listed
-inside it once the bracket is narrow. ``rank_counts`` and ``distinct_runs`` replace the batch's
-per-pair ``searchsorted`` rank statistics and its distinct-value tables.
+Most kernels count, for a shift d, where each of a pair's sorted distinct canary values v
+falls among its sorted distinct baseline values: ``below`` (the number of baseline values
+``< fl(v - d)``, what ``searchsorted(baseline, v - d, side="left")`` returns) only grows with
+v, so a pointer that never moves back finds every position in one pass over both rows. That
+merge is :func:`_merged_counts`, shared by the selection's counts, the rank statistics and
+R's root search (:func:`_interval_roots`, which runs R's whole ``zeroin`` loop of each root in
+the kernel, listing the undecided canary values once its bracket is narrow: the lock-step
+search's numpy bookkeeping of every round had cost as much as its counts). The others list
+and pick the differences inside a bracket, sort deviations, merge rows and tabulate distinct
+values.
 """
 
 from __future__ import annotations
@@ -51,13 +48,119 @@ def _baseline_position(ybuf: np.ndarray, j: int, value: float) -> int:
 baseline_position = _compile(_baseline_position)
 
 
+def _padded_row(
+    yv: np.ndarray, wy: np.ndarray, g: int, ny: int, ybuf: np.ndarray, wybuf: np.ndarray
+) -> None:
+    """Baseline row g as :func:`_merged_counts` reads it: its ny distinct values then four
+    +inf in ``ybuf`` (so a step of :func:`_baseline_position` never reads past the row),
+    their multiplicities then 0 in ``wybuf``."""
+    ybuf[:ny] = yv[g, :ny]
+    ybuf[ny:ny + 4] = np.inf
+    wybuf[:ny] = wy[g, :ny]
+    wybuf[ny] = 0
+
+
+padded_row = _compile(_padded_row)
+
+
+def _merge_value(
+    xv: np.ndarray,
+    wx: np.ndarray,
+    ybuf: np.ndarray,
+    wybuf: np.ndarray,
+    cwy: np.ndarray,
+    g: int,
+    i: int,
+    shift: float,
+    j: int,
+    below: np.ndarray,
+    upto: np.ndarray,
+) -> tuple[int, int, int, int]:
+    """One step of :func:`_merged_counts`: canary value i's position (from ``j``), left in
+    below[i] and upto[i], and its weights greater, equal and tie term."""
+    value = xv[g, i] - shift
+    j = baseline_position(ybuf, j, value)
+    w = wx[g, i]
+    below[i] = j
+    if ybuf[j] == value:
+        e = wybuf[j]
+        upto[i] = j + 1
+        return j, w * cwy[g, j], w * e, 3 * w * e * (w + e)
+    upto[i] = j
+    return j, w * cwy[g, j], 0, 0
+
+
+merge_value = _compile(_merge_value)
+
+
+def _merged_counts(
+    xv: np.ndarray,
+    wx: np.ndarray,
+    ybuf: np.ndarray,
+    wybuf: np.ndarray,
+    cwy: np.ndarray,
+    g: int,
+    nx: int,
+    ny: int,
+    shift: float,
+    below: np.ndarray,
+    upto: np.ndarray,
+) -> tuple[int, int, int, int, int]:
+    """For a shift d, the weight of the pairs with fl(v - d) > y (greater), == y (equal), the
+    tie term 3we(w+e) of the equal ones, and each canary value's position below and up to
+    fl(v - d) among the baseline values (below[i], upto[i]) and their sums: a merge of the
+    row's fl(v - d) with the baseline row ``ybuf`` (:func:`_padded_row`).
+
+    Early in a search fl(v - d) falls anywhere among the baseline values, and a plain
+    merge's branch (one more baseline value below?) is mispredicted about once a value; here
+    each step compares four baseline values at once (:func:`_baseline_position`), and the row
+    is walked as two halves side by side, whose independent steps the processor overlaps (on
+    1,440 values, about 4.5 ns a value against a plain merge's 7-10)."""
+    greater = 0
+    equal = 0
+    ties = 0
+    below_sum = 0
+    upto_sum = 0
+    half = nx // 2
+    j = 0
+    k = np.searchsorted(ybuf[:ny + 1], xv[g, half] - shift) if half > 0 else 0
+    for i in range(half):
+        j, more, same, tie = merge_value(xv, wx, ybuf, wybuf, cwy, g, i, shift, j, below, upto)
+        greater += more
+        equal += same
+        ties += tie
+        below_sum += j
+        upto_sum += j + (same > 0)
+        k, more, same, tie = merge_value(xv, wx, ybuf, wybuf, cwy, g, i + half, shift, k, below,
+                                         upto)
+        greater += more
+        equal += same
+        ties += tie
+        below_sum += k
+        upto_sum += k + (same > 0)
+    if nx > 2 * half:
+        k, more, same, tie = merge_value(xv, wx, ybuf, wybuf, cwy, g, nx - 1, shift, k, below,
+                                         upto)
+        greater += more
+        equal += same
+        ties += tie
+        below_sum += k
+        upto_sum += k + (same > 0)
+    return greater, equal, ties, below_sum, upto_sum
+
+
+merged_counts = _compile(_merged_counts)
+
+
 def _selection_counts(
     xv: np.ndarray,
     wx: np.ndarray,
     nd: np.ndarray,
     yv: np.ndarray,
     md: np.ndarray,
+    wy: np.ndarray,
     cwy: np.ndarray,
+    n: np.ndarray,
     m: np.ndarray,
     untied: np.ndarray,
     rows: np.ndarray,
@@ -66,40 +169,22 @@ def _selection_counts(
     weighted: np.ndarray,
     distinct: np.ndarray,
 ) -> None:
-    """``PairedSamples.count``: per (row r, shift p), below[r, p, :], #D <= d and #distinct.
-
-    The merge of :func:`_merged_counts` (four baseline values a step, the row walked as two
-    halves side by side), on a copy of the baseline row ending with four +inf."""
+    """``PairedSamples.count``: per (row r, shift p), below[r, p, :], #D <= d and #distinct,
+    from :func:`_merged_counts` (the pairs with D <= d are those not greater: n m minus its
+    weight greater)."""
     ybuf = np.empty(yv.shape[1] + 4)
+    wybuf = np.empty(yv.shape[1] + 1, dtype=np.int64)
+    upto = np.empty(xv.shape[1], dtype=np.int64)
     for r in range(rows.size):
         g = rows[r]
         nx = nd[g]
         ny = md[g]
-        ybuf[:ny] = yv[g, :ny]
-        ybuf[ny:ny + 4] = np.inf
-        half = nx // 2
+        padded_row(yv, wy, g, ny, ybuf, wybuf)
         for p in range(shifts.shape[1]):
-            shift = shifts[r, p]
-            j = 0
-            k = np.searchsorted(ybuf[:ny + 1], xv[g, half] - shift) if half > 0 else 0
-            total_below = 0
-            total_weighted = 0
-            for i in range(half):
-                j = baseline_position(ybuf, j, xv[g, i] - shift)
-                below[r, p, i] = j
-                total_below += j
-                total_weighted += wx[g, i] * (m[g] - cwy[g, j])
-                k = baseline_position(ybuf, k, xv[g, i + half] - shift)
-                below[r, p, i + half] = k
-                total_below += k
-                total_weighted += wx[g, i + half] * (m[g] - cwy[g, k])
-            if nx > 2 * half:
-                k = baseline_position(ybuf, k, xv[g, nx - 1] - shift)
-                below[r, p, nx - 1] = k
-                total_below += k
-                total_weighted += wx[g, nx - 1] * (m[g] - cwy[g, k])
-            distinct[r, p] = nx * ny - total_below
-            weighted[r, p] = distinct[r, p] if untied[g] else total_weighted
+            greater, _, _, below_sum, _ = merged_counts(xv, wx, ybuf, wybuf, cwy, g, nx, ny,
+                                                        shifts[r, p], below[r, p], upto)
+            distinct[r, p] = nx * ny - below_sum
+            weighted[r, p] = distinct[r, p] if untied[g] else n[g] * m[g] - greater
 
 
 selection_counts = _compile(_selection_counts)
@@ -175,72 +260,6 @@ def _bracket_picks(
 bracket_picks = _compile(_bracket_picks)
 
 
-def _root_counts(
-    xv: np.ndarray,
-    wx: np.ndarray,
-    nd: np.ndarray,
-    yv: np.ndarray,
-    md: np.ndarray,
-    wy: np.ndarray,
-    cwy: np.ndarray,
-    untied: np.ndarray,
-    lane_row: np.ndarray,
-    lanes: np.ndarray,
-    shifts: np.ndarray,
-    greater: np.ndarray,
-    equal: np.ndarray,
-    ties: np.ndarray,
-    last_below: np.ndarray,
-    last_upto: np.ndarray,
-    last_below_sum: np.ndarray,
-    last_upto_sum: np.ndarray,
-) -> None:
-    """``_lockstep._LockstepSearch._dense``: per lane q, the weight of the pairs with
-    fl(v - d) > y (greater), == y (equal), the tie term 3we(w+e) of the equal ones, and the
-    positions below / up to fl(v - d) per canary value (left in last_* by lane).
-
-    A plain merge: starting each value from the lane's position at its previous shift
-    (galloping from there) measured slower, since the merge's pointer already moves about
-    m / n steps a value and the branches of a gallop cost more than those steps."""
-    for q in range(lanes.size):
-        lane = lanes[q]
-        g = lane_row[lane]
-        nx = nd[g]
-        ny = md[g]
-        shift = shifts[q]
-        j = 0
-        below_sum = 0
-        upto_sum = 0
-        total_greater = 0
-        total_equal = 0
-        total_ties = 0
-        for i in range(nx):
-            shifted = xv[g, i] - shift
-            while j < ny and yv[g, j] < shifted:
-                j += 1
-            w = wx[g, i]
-            last_below[lane, i] = j
-            below_sum += j
-            total_greater += j if untied[g] else w * cwy[g, j]
-            if j < ny and yv[g, j] == shifted:
-                e = wy[g, j]
-                total_equal += w * e
-                total_ties += 3 * w * e * (w + e)
-                last_upto[lane, i] = j + 1
-                upto_sum += j + 1
-            else:
-                last_upto[lane, i] = j
-                upto_sum += j
-        greater[q] = total_greater
-        equal[q] = total_equal
-        ties[q] = total_ties
-        last_below_sum[lane] = below_sum
-        last_upto_sum[lane] = upto_sum
-
-
-root_counts = _compile(_root_counts)
-
-
 def _sorted_deviations(ordered: np.ndarray, median: np.ndarray, out: np.ndarray) -> None:
     """out[r] = ``np.sort(np.abs(ordered[r] - median[r]))`` for rows sorted ascending without
     NaN: the values below the median, read downwards, give |x - m| ascending, those from it
@@ -305,92 +324,6 @@ def _standardised(
 
 
 standardised = _compile(_standardised)
-
-
-def _merge_value(
-    xv: np.ndarray,
-    wx: np.ndarray,
-    ybuf: np.ndarray,
-    wybuf: np.ndarray,
-    cwy: np.ndarray,
-    g: int,
-    i: int,
-    shift: float,
-    j: int,
-    below: np.ndarray,
-    upto: np.ndarray,
-) -> tuple[int, int, int, int]:
-    """One step of :func:`_merged_counts`: canary value i's position (from ``j``), left in
-    below[i] and upto[i], and its weights greater, equal and tie term."""
-    value = xv[g, i] - shift
-    j = baseline_position(ybuf, j, value)
-    w = wx[g, i]
-    below[i] = j
-    if ybuf[j] == value:
-        e = wybuf[j]
-        upto[i] = j + 1
-        return j, w * cwy[g, j], w * e, 3 * w * e * (w + e)
-    upto[i] = j
-    return j, w * cwy[g, j], 0, 0
-
-
-merge_value = _compile(_merge_value)
-
-
-def _merged_counts(
-    xv: np.ndarray,
-    wx: np.ndarray,
-    ybuf: np.ndarray,
-    wybuf: np.ndarray,
-    cwy: np.ndarray,
-    g: int,
-    nx: int,
-    ny: int,
-    shift: float,
-    below: np.ndarray,
-    upto: np.ndarray,
-) -> tuple[int, int, int, int, int]:
-    """:func:`_bounded_counts` over every canary value: a merge of the row's fl(v - d) with
-    the baseline row ``ybuf`` (ending with four +inf). Early in a search fl(v - d) falls
-    anywhere among the baseline values, and a plain merge's branch (one more baseline value
-    below?) is mispredicted about once a value; here each step compares four baseline values
-    at once (:func:`_baseline_position`), and the row is walked as two halves side by side,
-    whose independent steps the processor overlaps (on 1,440 values, about 4.5 ns a value
-    against a plain merge's 7-10). below[i], upto[i] by canary value, and their sums."""
-    greater = 0
-    equal = 0
-    ties = 0
-    below_sum = 0
-    upto_sum = 0
-    half = nx // 2
-    j = 0
-    k = np.searchsorted(ybuf[:ny + 1], xv[g, half] - shift) if half > 0 else 0
-    for i in range(half):
-        j, more, same, tie = merge_value(xv, wx, ybuf, wybuf, cwy, g, i, shift, j, below, upto)
-        greater += more
-        equal += same
-        ties += tie
-        below_sum += j
-        upto_sum += j + (same > 0)
-        k, more, same, tie = merge_value(xv, wx, ybuf, wybuf, cwy, g, i + half, shift, k, below,
-                                         upto)
-        greater += more
-        equal += same
-        ties += tie
-        below_sum += k
-        upto_sum += k + (same > 0)
-    if nx > 2 * half:
-        k, more, same, tie = merge_value(xv, wx, ybuf, wybuf, cwy, g, nx - 1, shift, k, below,
-                                         upto)
-        greater += more
-        equal += same
-        ties += tie
-        below_sum += k
-        upto_sum += k + (same > 0)
-    return greater, equal, ties, below_sum, upto_sum
-
-
-merged_counts = _compile(_merged_counts)
 
 
 def _bounded_counts(
@@ -477,11 +410,7 @@ def _interval_roots(
         size_n = n[g]
         size_m = m[g]
         tied = within[g]
-        for j in range(ny):
-            ybuf[j] = yv[g, j]
-            wybuf[j] = wy[g, j]
-        ybuf[ny:ny + 4] = np.inf
-        wybuf[ny] = 0
+        padded_row(yv, wy, g, ny, ybuf, wybuf)
         # The ends of the search interval, shared by the three lanes.
         low_counts = merged_counts(xv, wx, ybuf, wybuf, cwy, g, nx, ny, lowest[g], below,
                                    upto)
@@ -628,27 +557,16 @@ def _rank_counts(
     cross: np.ndarray,
 ) -> None:
     """``_batch._rank_statistics``' counts for every pair g: the weight of pairs with canary >
-    baseline (wins[g]), == (ties[g]), and the tie term 3we(w+e) of the equal ones (cross[g]),
-    from one merge of the distinct values."""
+    baseline (wins[g]), == (ties[g]), and the tie term 3we(w+e) of the equal ones (cross[g]):
+    :func:`_merged_counts` at shift 0 (v - 0.0 is v)."""
+    ybuf = np.empty(yv.shape[1] + 4)
+    wybuf = np.empty(yv.shape[1] + 1, dtype=np.int64)
+    below = np.empty(xv.shape[1], dtype=np.int64)
+    upto = np.empty(xv.shape[1], dtype=np.int64)
     for g in range(nd.size):
-        ny = md[g]
-        j = 0
-        total_wins = 0
-        total_ties = 0
-        total_cross = 0
-        for i in range(nd[g]):
-            value = xv[g, i]
-            while j < ny and yv[g, j] < value:
-                j += 1
-            w = wx[g, i]
-            total_wins += w * cwy[g, j]
-            if j < ny and yv[g, j] == value:
-                e = wy[g, j]
-                total_ties += w * e
-                total_cross += 3 * w * e * (w + e)
-        wins[g] = total_wins
-        ties[g] = total_ties
-        cross[g] = total_cross
+        padded_row(yv, wy, g, md[g], ybuf, wybuf)
+        wins[g], ties[g], cross[g], _, _ = merged_counts(xv, wx, ybuf, wybuf, cwy, g, nd[g],
+                                                         md[g], 0.0, below, upto)
 
 
 rank_counts = _compile(_rank_counts)

@@ -241,15 +241,6 @@ class _LockstepSearch:
         equal = np.zeros(lanes.size, dtype=np.int64)
         ties = np.zeros(lanes.size, dtype=np.int64)
         rows = self.row[lanes]
-        work = int((samples.nd[rows] + samples.md[rows]).sum())
-        compiled = _compiled.kernels(work)
-        if compiled is not None:
-            compiled.root_counts(
-                samples.xv, samples.wx, samples.nd, samples.yv, samples.md, samples.wy,
-                samples.cwy, samples.untied, self.row, lanes, shifts, greater, equal, ties,
-                self._last_below, self._last_upto, self._last_below_sum, self._last_upto_sum,
-            )
-            return greater, equal, ties
         tables = self._tables
         order = np.argsort(rows, kind="stable")
         sorted_rows = rows[order]

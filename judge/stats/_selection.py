@@ -165,8 +165,8 @@ class PairedSamples:
         compiled = _compiled.kernels(work)
         if compiled is not None:
             compiled.selection_counts(
-                self.xv, self.wx, self.nd, self.yv, self.md, self.cwy, self.m, self.untied,
-                rows, shifts, below, weighted, distinct,
+                self.xv, self.wx, self.nd, self.yv, self.md, self.wy, self.cwy, self.n, self.m,
+                self.untied, rows, shifts, below, weighted, distinct,
             )
             return weighted, distinct, below
         # One searchsorted per pair: its rows are contiguous and stay in cache, which measured

@@ -104,37 +104,46 @@ def test_selected_differences_are_numpys_and_the_sorted_differences(
 
 @pytest.mark.usefixtures("compiled_always")
 @pytest.mark.parametrize("kind", ["untied", "tied"])
-def test_dense_root_counts_are_numpys(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+def test_merged_counts_are_the_dense_evaluations(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """The kernels' one merge (``_kernels.merged_counts``: the root search's, the selection's
+    and the rank statistics' counts) gives the lock-step search's numpy evaluation: greater,
+    equal, tie term, every position below and up to fl(v - d), and their sums, also at shifts
+    that are exact differences (fl(v - d) lands on baseline values)."""
     if kind == "untied":
         generator = np.random.default_rng(25)
-        pairs = [(generator.normal(0.2, 1, 250), generator.normal(0, 1, 230)) for _ in range(6)]
+        pairs = [(generator.normal(0.2, 1, 250), generator.normal(0, 1, 231)) for _ in range(6)]
     else:
         pairs = mixed_pairs(26, count=12, largest=300, lognormal_sigma=0.5)
     samples = paired_samples(pairs)
     generator = np.random.default_rng(27)
-
-    def counts() -> tuple[np.ndarray, ...]:
-        search = _LockstepSearch(samples, np.arange(len(pairs)), 0.98, True)
-        lanes = generator.permutation(search.lanes)[: 2 * len(pairs)]
-        shifts = np.array([
-            pairs[lane // 3][0][lane % 7 % pairs[lane // 3][0].size]
-            - pairs[lane // 3][1][lane % 5 % pairs[lane // 3][1].size]
-            if lane % 2 else generator.uniform(samples.lowest[lane // 3],
-                                               samples.highest[lane // 3])
-            for lane in lanes.tolist()
-        ])
-        greater, equal, ties = search._dense(lanes, shifts)
-        return (lanes, shifts, greater, equal, ties, search._last_below, search._last_upto,
-                search._last_below_sum, search._last_upto_sum)
-
-    state = generator.bit_generator.state
-    compiled = counts()
-    generator.bit_generator.state = state  # the same lanes and shifts for the numpy run
     monkeypatch.setenv("CANARY_JUDGE_COMPILED", "0")
-    numpy_result = counts()
-    for ours, theirs in zip(compiled, numpy_result, strict=True):
-        assert np.array_equal(ours, theirs)
-    assert kind == "untied" or bool(compiled[3].any())  # exact differences met values
+    search = _LockstepSearch(samples, np.arange(len(pairs)), 0.98, True)
+    lanes = generator.permutation(search.lanes)[: 2 * len(pairs)]
+    shifts = np.array([
+        pairs[lane // 3][0][lane % 7 % pairs[lane // 3][0].size]
+        - pairs[lane // 3][1][lane % 5 % pairs[lane // 3][1].size]
+        if lane % 2 else generator.uniform(samples.lowest[lane // 3], samples.highest[lane // 3])
+        for lane in lanes.tolist()
+    ])
+    greater, equal, ties = search._dense(lanes, shifts)
+    kernels = _compiled._state["kernels"]
+    width_y = samples.yv.shape[1]
+    ybuf, wybuf = np.empty(width_y + 4), np.empty(width_y + 1, dtype=np.int64)
+    below = np.empty(samples.xv.shape[1], dtype=np.int64)
+    upto = np.empty_like(below)
+    for position, (lane, shift) in enumerate(zip(lanes.tolist(), shifts.tolist(), strict=True)):
+        row = lane // 3
+        nx, ny = int(samples.nd[row]), int(samples.md[row])
+        kernels.padded_row(samples.yv, samples.wy, row, ny, ybuf, wybuf)
+        counts = kernels.merged_counts(samples.xv, samples.wx, ybuf, wybuf, samples.cwy, row, nx,
+                                       ny, shift, below, upto)
+        assert counts == (greater[position], equal[position], ties[position],
+                          search._last_below_sum[lane], search._last_upto_sum[lane])
+        assert below[:nx].tolist() == search._last_below[lane, :nx].tolist()
+        assert upto[:nx].tolist() == search._last_upto[lane, :nx].tolist()
+    assert kind == "untied" or bool(equal.any())  # exact differences met values
 
 
 @pytest.mark.usefixtures("compiled_always")
