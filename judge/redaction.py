@@ -42,6 +42,7 @@ _CREDENTIAL = re.compile(
     r"[A-Za-z0-9._~+/=-](?=[A-Za-z0-9._~+/=-]*[A-Z0-9._~+/=-])[A-Za-z0-9._~+/=-]{7,}"
 )
 _CREDENTIAL_HINTS = ("earer", "EARER", "asic", "ASIC")
+_CREDENTIAL_HINTS_BYTES = tuple(hint.encode() for hint in _CREDENTIAL_HINTS)
 
 
 def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -131,7 +132,7 @@ class Redactor:
             data = self._known_bytes.sub(MASK.encode(), data)
         if b"://" in data:
             data = _USERINFO_BYTES.sub(b"://" + MASK.encode() + b"@", data)
-        if any(hint.encode() in data for hint in _CREDENTIAL_HINTS):
+        if any(hint in data for hint in _CREDENTIAL_HINTS_BYTES):
             text = data.decode("utf-8", errors="surrogateescape")
             data = _CREDENTIAL.sub(lambda m: f"{m['kind']}{m['gap']}{MASK}", text).encode(
                 "utf-8", errors="surrogateescape"

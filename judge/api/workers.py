@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from anyio import to_thread
 
 from judge.config import CanaryConfig, ScoreThresholds
@@ -106,7 +107,9 @@ def judge_to_json(
     started = time.perf_counter()
     limits = None if thresholds is None else ScoreThresholds.of(*thresholds)
     report = judge(config_of(native_json), baseline, canary, thresholds=limits)
-    body = json.dumps(report.to_dict()).encode()
+    # orjson: the standard library's encoder took a tenth of a small judgment's time. The
+    # same JSON (to_dict leaves no NaN, numpy value or other type it would write apart).
+    body = orjson.dumps(report.to_dict(), option=orjson.OPT_NON_STR_KEYS)
     return Judged(body, report.verdict.value, time.perf_counter() - started)
 
 

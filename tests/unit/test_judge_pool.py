@@ -36,6 +36,19 @@ def test_in_process_pool_answers_the_judges_report_as_json() -> None:
     assert JudgePool(0).start() == []
 
 
+def test_the_workers_json_is_the_standard_librarys_even_without_data() -> None:
+    """The worker writes the report with orjson: the same JSON document as the standard
+    library's encoder, numbers to the last digit, where a metric without data leaves None
+    (not NaN) for its statistics and the score is a float with many digits."""
+    baseline = {**BASELINE, "errors": []}
+    thresholds = {"pass": 90.0, "marginal": 33.3}
+    expected = judge(CONFIG, baseline, CANARY, thresholds=thresholds)
+    judged = judge_to_json(json.dumps(CONFIG.to_dict()), baseline, CANARY, (90.0, 33.3))
+    assert json.loads(judged.body) == json.loads(json.dumps(expected.to_dict(), allow_nan=False))
+    nodata = next(m for m in json.loads(judged.body)["metrics"] if m["name"] == "errors")
+    assert nodata["classification"] == "nodata" and None in nodata["baseline"].values()
+
+
 def test_pool_size_cannot_be_negative() -> None:
     with pytest.raises(ValueError, match="judge_workers must be >= 0, got -1"):
         JudgePool(-1)
