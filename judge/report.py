@@ -6,11 +6,14 @@ form every adapter starts from; ``Report.to_frame()`` is one row per metric for 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from judge.errors import UnknownMetricError
 
@@ -94,6 +97,16 @@ def _clean(value: Any) -> Any:
     if isinstance(value, StrEnum):
         return value.value
     return value
+
+
+def json_bytes(value: Any) -> bytes:
+    """``value`` (JSON-ready, as :func:`_clean` leaves it) as JSON: written by orjson, in
+    about a tenth of the standard library's time, or by the standard library where orjson
+    refuses it (a key that is not a string, an int beyond 64 bits), which writes those."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value).encode()
 
 
 _FRAME_COLUMNS = (

@@ -34,7 +34,6 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
-import orjson
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -60,6 +59,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.pool import StaticPool
 
 from judge.errors import ConfigError, ConflictError, NotFoundError, StoreUnavailableError
+from judge.report import json_bytes
 
 
 class AnalysisStatus(StrEnum):
@@ -420,10 +420,7 @@ def _json_dumps(value: Any) -> str:
     column but the series, whose documents hold only strings, finite floats and nulls
     (``judge.pages.series``), which orjson writes alike."""
     if isinstance(value, _SeriesDocument):
-        try:
-            return orjson.dumps(value).decode()
-        except orjson.JSONEncodeError:
-            pass  # e.g. a non-str key or an int beyond 64 bits: what json.dumps still writes
+        return json_bytes(value).decode()
     return json.dumps(value)
 
 

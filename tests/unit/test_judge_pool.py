@@ -97,3 +97,17 @@ class _LockedDataError(DataError):
         super().__init__(message)
         self.metric = "latncy"
         self.lock = threading.Lock()
+
+
+def test_what_orjson_refuses_is_written_by_the_standard_library() -> None:
+    """``judge.report.json_bytes`` (the worker's and the stored series' encoder): orjson
+    refuses a key that is not a string and an int beyond 64 bits; those documents are
+    written as ``json.dumps`` writes them, not lost to an error."""
+    from judge.report import json_bytes
+
+    refused = {"details": {7: "int key", "big": 2**70}, "score": 0.1 + 0.2}
+    assert json_bytes(refused) == json.dumps(refused).encode()
+    plain = {"score": 0.1 + 0.2, "metrics": [{"name": "m", "mean": None}]}
+    assert json.loads(json_bytes(plain)) == plain
+    assert json_bytes(plain) == (
+        b'{"score":0.30000000000000004,"metrics":[{"name":"m","mean":null}]}')
